@@ -1,0 +1,3 @@
+/* consumer.c - placeholder */
+#include <ballast/ballast.h>
+int main(void) { return 0; }

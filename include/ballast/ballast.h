@@ -1,0 +1,372 @@
+/*
+ * ballast.h - the one public header of libballast, a Kafka consumer runtime.
+ *
+ * This header is the contract. Every sentence below is meant to be testable.
+ *
+ * Conventions:
+ *  - Every type is an opaque handle. Objects made by `*_new` are released by
+ *    the matching `*_destroy`; `*_destroy(NULL)` is a no-op.
+ *  - Functions that can fail return a `ballast_error_t *` (NULL on success).
+ *    The caller owns the returned error and releases it with
+ *    ballast_error_destroy().
+ *  - Strings passed in are copied; the caller keeps ownership of its own.
+ *  - Strings returned are owned by the object they came from and stay valid
+ *    until that object is modified or destroyed.
+ *  - Threading: a handle may be used by one thread at a time unless a
+ *    function says otherwise. Handler callbacks run on worker threads; each
+ *    worker calls only its own handler state.
+ *
+ * ABI policy: the library's soname major changes whenever a function is
+ * removed or changes signature. BALLAST_HANDLER_ABI_VERSION changes whenever
+ * the layout of ballast_handler_t changes; plugins built for another
+ * version are refused at load time with a clear error.
+ */
+#ifndef BALLAST_BALLAST_H
+#define BALLAST_BALLAST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BALLAST_API __attribute__((visibility("default")))
+#else
+#define BALLAST_API
+#endif
+
+#define BALLAST_VERSION_MAJOR 0
+#define BALLAST_VERSION_MINOR 1
+#define BALLAST_VERSION_PATCH 0
+#define BALLAST_VERSION_STR "0.1.0"
+
+/** @brief The library's version string, e.g. "0.1.0". */
+BALLAST_API const char *ballast_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** @brief What kind of failure an error describes. */
+typedef enum ballast_err_code {
+    BALLAST_OK = 0,
+    BALLAST_ERR_CONFIG,      /**< a configuration key or value is invalid */
+    BALLAST_ERR_UNREACHABLE, /**< broker or database unreachable at start */
+    BALLAST_ERR_KAFKA,       /**< a Kafka operation failed at run time */
+    BALLAST_ERR_DATABASE,    /**< a database operation failed at run time */
+    BALLAST_ERR_HANDLER,     /**< a handler failed permanently */
+    BALLAST_ERR_FENCED,      /**< another instance took over (exactly-once) */
+    BALLAST_ERR_IO,          /**< a file or process operation failed */
+    BALLAST_ERR_INTERNAL     /**< a bug or resource exhaustion */
+} ballast_err_code_t;
+
+typedef struct ballast_error_s ballast_error_t;
+
+/** @returns the error's code. */
+BALLAST_API ballast_err_code_t ballast_error_code(const ballast_error_t *err);
+/** @returns a one-line, human-readable description naming what is at fault. */
+BALLAST_API const char *ballast_error_message(const ballast_error_t *err);
+/** @returns 1 if retrying the same operation later may succeed, else 0. */
+BALLAST_API int ballast_error_is_retriable(const ballast_error_t *err);
+/** @returns 1 if the object that raised the error cannot be used again. */
+BALLAST_API int ballast_error_is_fatal(const ballast_error_t *err);
+/** @brief Releases an error. NULL is a no-op. */
+BALLAST_API void ballast_error_destroy(ballast_error_t *err);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ballast_conf_s ballast_conf_t;
+
+/** @brief Creates an empty configuration: every key has its default. */
+BALLAST_API ballast_conf_t *ballast_conf_new(void);
+/** @brief Releases a configuration. NULL is a no-op. */
+BALLAST_API void ballast_conf_destroy(ballast_conf_t *conf);
+/** @brief Deep copy. @returns NULL when out of memory. */
+BALLAST_API ballast_conf_t *ballast_conf_dup(const ballast_conf_t *conf);
+
+/**
+ * @brief Sets one key. Unknown keys and invalid values are refused with a
+ *        BALLAST_ERR_CONFIG error naming the key and what was expected.
+ *        `kafka.<prop>` keys are checked against librdkafka.
+ */
+BALLAST_API ballast_error_t *ballast_conf_set(ballast_conf_t *conf,
+                                              const char *key,
+                                              const char *value);
+
+/**
+ * @brief Reads a Java-properties style file (`key = value`, `#` or `!`
+ *        comments, `\` line continuation, `${ENV_VAR}` expansion) and sets
+ *        each key as ballast_conf_set() would. Errors name file and line.
+ */
+BALLAST_API ballast_error_t *ballast_conf_load_file(ballast_conf_t *conf,
+                                                    const char *path);
+
+/**
+ * @brief Checks the rules that span keys (e.g. `handler = sqlite` needs
+ *        `handler.sqlite.path`). ballast_consumer_new() calls it too.
+ */
+BALLAST_API ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf);
+
+/**
+ * @returns the effective value of a key (its default when unset), or NULL
+ *          when the key is unknown or has no value.
+ */
+BALLAST_API const char *ballast_conf_get(const ballast_conf_t *conf,
+                                         const char *key);
+
+/** @brief Callback for ballast_conf_dump(). */
+typedef void (ballast_conf_dump_cb)(const char *key, const char *value,
+                                    void *opaque);
+
+/**
+ * @brief Calls @p cb for every key that is set or has a default, in table
+ *        order, then each `kafka.*` key. With @p redact, secrets (passwords,
+ *        DSN passwords, keys marked secret) are shown as "[redacted]".
+ */
+BALLAST_API void ballast_conf_dump(const ballast_conf_t *conf, int redact,
+                                   ballast_conf_dump_cb *cb, void *opaque);
+
+/** @brief Callback for ballast_conf_properties(). */
+typedef void (ballast_conf_property_cb)(const char *key, const char *type,
+                                        const char *default_value,
+                                        const char *description,
+                                        void *opaque);
+
+/** @brief Lists every known key (the table behind docs/configuration.md). */
+BALLAST_API void ballast_conf_properties(ballast_conf_property_cb *cb,
+                                         void *opaque);
+
+/* ------------------------------------------------------------------------ */
+/* Messages (read-only views handed to handlers)                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ballast_message_s ballast_message_t;
+
+BALLAST_API const char *ballast_message_topic(const ballast_message_t *msg);
+BALLAST_API int32_t ballast_message_partition(const ballast_message_t *msg);
+BALLAST_API int64_t ballast_message_offset(const ballast_message_t *msg);
+/** @returns the timestamp in milliseconds since the epoch, or -1. */
+BALLAST_API int64_t ballast_message_timestamp(const ballast_message_t *msg);
+/** @returns the key, or NULL when the message has none (*lenp = 0). */
+BALLAST_API const void *ballast_message_key(const ballast_message_t *msg,
+                                            size_t *lenp);
+/** @returns the value, or NULL for a tombstone (*lenp = 0). */
+BALLAST_API const void *ballast_message_value(const ballast_message_t *msg,
+                                              size_t *lenp);
+/** @returns how many headers the message has. */
+BALLAST_API size_t ballast_message_header_count(const ballast_message_t *msg);
+/**
+ * @brief The @p idx'th header. @returns 0 on success, -1 when out of range.
+ *        A header with a null value gives *valuep = NULL.
+ */
+BALLAST_API int ballast_message_header(const ballast_message_t *msg,
+                                       size_t idx, const char **namep,
+                                       const void **valuep, size_t *lenp);
+/** @brief The last header named @p name. @returns 0 if found, else -1. */
+BALLAST_API int ballast_message_header_find(const ballast_message_t *msg,
+                                            const char *name,
+                                            const void **valuep,
+                                            size_t *lenp);
+/** @returns 1 for the first delivery to the handler, 2 for the first retry... */
+BALLAST_API int ballast_message_attempt(const ballast_message_t *msg);
+
+/* ------------------------------------------------------------------------ */
+/* Handler results                                                           */
+/* ------------------------------------------------------------------------ */
+
+/** @brief What a handler says about a message. */
+typedef enum ballast_outcome {
+    BALLAST_OUTCOME_OK = 0, /**< done; its offset may be committed */
+    BALLAST_OUTCOME_RETRY,  /**< transient failure: retry with back-off */
+    BALLAST_OUTCOME_FAIL    /**< permanent failure: dead-letter or stop */
+} ballast_outcome_t;
+
+typedef struct ballast_result_s ballast_result_t;
+
+/** @brief Records why the message failed (copied; the last call wins). */
+BALLAST_API void ballast_result_set_error(ballast_result_t *res,
+                                          const char *message);
+
+/**
+ * @brief Asks the runtime to produce a record as part of this message's
+ *        effect. @p topic NULL means `output.topic`. The message counts as
+ *        done only once every emitted record is acknowledged (at-least-once)
+ *        or inside the same transaction (exactly-once). Key and value are
+ *        copied; NULL key or value produce a null key or value.
+ * @returns 0, or -1 when out of memory or when no topic can be chosen.
+ */
+BALLAST_API int ballast_result_emit(ballast_result_t *res, const char *topic,
+                                    const void *key, size_t key_len,
+                                    const void *value, size_t value_len);
+
+/** @brief Adds a header to the record emitted last. @returns 0 or -1. */
+BALLAST_API int ballast_result_emit_header(ballast_result_t *res,
+                                           const char *name,
+                                           const void *value, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* Handlers and the plugin ABI                                               */
+/* ------------------------------------------------------------------------ */
+
+#define BALLAST_HANDLER_ABI_VERSION 1
+
+/** @brief What a handler instance is told when it starts. */
+typedef struct ballast_handler_params {
+    const ballast_conf_t *conf; /**< read keys with ballast_conf_get() */
+    int worker;                 /**< 0 .. workers-1 */
+    int workers;                /**< the `concurrency` setting */
+    void *opaque;               /**< as given to ballast_conf_set_handler() */
+} ballast_handler_params_t;
+
+/**
+ * @brief A message handler. One instance (state) is made per worker, so the
+ *        callbacks of one state are never called concurrently.
+ *
+ * A plugin (`handler = plugin`) is a shared object exporting
+ * `const ballast_handler_t *ballast_plugin_handler(void);`.
+ */
+typedef struct ballast_handler {
+    int abi_version; /**< BALLAST_HANDLER_ABI_VERSION */
+    const char *name;
+    /**
+     * Optional. Makes the worker's state. @returns 0, or a ballast_err_code_t
+     * (BALLAST_ERR_CONFIG, BALLAST_ERR_UNREACHABLE, ...; any other non-zero
+     * value counts as BALLAST_ERR_HANDLER) with a one-line reason in
+     * @p errbuf; the consumer then fails to start with that code.
+     */
+    int (*init)(void **statep, const ballast_handler_params_t *params,
+                char *errbuf, size_t errsize);
+    /** Handles one message. Required unless handle_batch is given. */
+    ballast_outcome_t (*handle)(void *state, const ballast_message_t *msg,
+                                ballast_result_t *result);
+    /**
+     * Optional. Handles a batch (`processing = batch`): sets outcomes[i] for
+     * each message. Without it, batches are handled one message at a time.
+     */
+    void (*handle_batch)(void *state, const ballast_message_t *const *msgs,
+                         ballast_result_t *const *results, size_t count,
+                         ballast_outcome_t *outcomes);
+    /** Optional. Releases the state. */
+    void (*destroy)(void *state);
+} ballast_handler_t;
+
+/**
+ * @brief Uses @p handler (not copied; it must outlive every consumer made
+ *        from this configuration) instead of the `handler` key.
+ */
+BALLAST_API void ballast_conf_set_handler(ballast_conf_t *conf,
+                                          const ballast_handler_t *handler,
+                                          void *opaque);
+
+/* ------------------------------------------------------------------------ */
+/* Rebalance events                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ballast_rebalance_event {
+    BALLAST_PARTITIONS_ASSIGNED,
+    BALLAST_PARTITIONS_REVOKED, /**< after in-flight work drained and committed */
+    BALLAST_PARTITIONS_LOST     /**< ownership lost: nothing was committed */
+} ballast_rebalance_event_t;
+
+/** @brief One partition in a rebalance event. */
+typedef struct ballast_partition {
+    const char *topic;
+    int32_t partition;
+} ballast_partition_t;
+
+typedef void (ballast_rebalance_cb)(ballast_rebalance_event_t event,
+                                    const ballast_partition_t *partitions,
+                                    size_t count, void *opaque);
+
+/** @brief Called on the polling thread at every rebalance event. */
+BALLAST_API void ballast_conf_set_rebalance_cb(ballast_conf_t *conf,
+                                               ballast_rebalance_cb *cb,
+                                               void *opaque);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum ballast_log_level {
+    BALLAST_LOG_ERROR = 0,
+    BALLAST_LOG_WARN,
+    BALLAST_LOG_INFO,
+    BALLAST_LOG_DEBUG
+} ballast_log_level_t;
+
+typedef void (ballast_log_cb)(ballast_log_level_t level, const char *line,
+                              void *opaque);
+
+/**
+ * @brief Routes the library's log lines (and librdkafka's) to @p cb, which
+ *        may be called from any thread. Default: logfmt lines on stderr at
+ *        the `log.level` threshold.
+ */
+BALLAST_API void ballast_conf_set_log_cb(ballast_conf_t *conf,
+                                         ballast_log_cb *cb, void *opaque);
+
+/* ------------------------------------------------------------------------ */
+/* The consumer                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ballast_consumer_s ballast_consumer_t;
+
+/**
+ * @brief Validates @p conf, connects to the broker (and the handler's
+ *        database), checks that every topic exists and starts the handler
+ *        workers. Nothing is consumed until ballast_consumer_run().
+ *        The configuration is copied. Fails with BALLAST_ERR_CONFIG or
+ *        BALLAST_ERR_UNREACHABLE (after `startup.timeout.ms`).
+ */
+BALLAST_API ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
+                                                  ballast_consumer_t **consp);
+
+/**
+ * @brief Consumes until ballast_consumer_stop() is called or a fatal error
+ *        happens; then stops fetching, lets in-flight messages finish for up
+ *        to `shutdown.timeout.ms`, commits what completed, and leaves the
+ *        group. @returns NULL after a clean stop.
+ */
+BALLAST_API ballast_error_t *ballast_consumer_run(ballast_consumer_t *cons);
+
+/**
+ * @brief Asks a running consumer to stop. Async-signal-safe and callable
+ *        from any thread; calling it again is harmless.
+ */
+BALLAST_API void ballast_consumer_stop(ballast_consumer_t *cons);
+
+/** @brief Releases a consumer that is not running. NULL is a no-op. */
+BALLAST_API void ballast_consumer_destroy(ballast_consumer_t *cons);
+
+/** @brief Counters a program or test may read at any time (any thread). */
+typedef struct ballast_stats {
+    uint64_t consumed;      /**< messages received from Kafka */
+    uint64_t processed_ok;  /**< handler outcomes: ok */
+    uint64_t retried;       /**< retry attempts made */
+    uint64_t failed;        /**< permanent failures */
+    uint64_t dead_lettered; /**< records acknowledged on the DLQ */
+    uint64_t emitted;       /**< records produced and acknowledged */
+    uint64_t commits;       /**< offset commits that succeeded */
+    uint64_t commit_errors; /**< offset commits that failed */
+    uint64_t rebalances;    /**< assignment changes */
+    uint64_t inflight;      /**< messages received and not yet finished */
+    uint64_t inflight_bytes;
+    uint64_t paused_partitions;
+} ballast_stats_t;
+
+/**
+ * @brief Copies the current counters into @p stats. Thread-safe.
+ *        @p size is sizeof(ballast_stats_t), so that fields can be appended.
+ */
+BALLAST_API void ballast_consumer_stats(const ballast_consumer_t *cons,
+                                        ballast_stats_t *stats, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BALLAST_BALLAST_H */

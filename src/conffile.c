@@ -1,0 +1,238 @@
+/*
+ * conffile.c - reads a Java-properties style configuration file.
+ *
+ * Accepted: `key = value` or `key: value`; `#` and `!` start comment lines;
+ * a line ending in an odd number of backslashes continues on the next line
+ * (leading white space of the continuation is dropped); `${VAR}` expands an
+ * environment variable, `${VAR:-default}` gives a default, `$$` is a literal
+ * dollar. An unset variable without default is an error: a secret silently
+ * replaced by "" would fail far from its cause.
+ */
+#include "internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A growable string. */
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} sbuf_t;
+
+static void sb_add(sbuf_t *sb, const char *p, size_t n)
+{
+    if (sb->oom)
+        return;
+    if (sb->len + n + 1 > sb->cap) {
+        size_t cap = sb->cap ? sb->cap : 128;
+        char *grown;
+        while (cap < sb->len + n + 1)
+            cap *= 2;
+        if (!(grown = realloc(sb->s, cap))) {
+            sb->oom = true;
+            return;
+        }
+        sb->s = grown;
+        sb->cap = cap;
+    }
+    memcpy(sb->s + sb->len, p, n);
+    sb->len += n;
+    sb->s[sb->len] = '\0';
+}
+
+/* Expands ${VAR} and ${VAR:-default} in @p in. */
+static ballast_error_t *expand_env(const char *in, sbuf_t *out,
+                                   const char *path, int lineno)
+{
+    for (const char *p = in; *p;) {
+        if (p[0] == '$' && p[1] == '$') {
+            sb_add(out, "$", 1);
+            p += 2;
+        } else if (p[0] == '$' && p[1] == '{') {
+            const char *end = strchr(p + 2, '}');
+            const char *dflt;
+            char name[256];
+            size_t n;
+            const char *val;
+
+            if (!end)
+                return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                    "%s:%d: unterminated ${ in value", path,
+                                    lineno);
+            dflt = strstr(p + 2, ":-");
+            if (dflt && dflt > end)
+                dflt = NULL;
+            n = (size_t)((dflt ? dflt : end) - (p + 2));
+            if (n == 0 || n >= sizeof(name))
+                return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                    "%s:%d: invalid variable name in ${...}",
+                                    path, lineno);
+            memcpy(name, p + 2, n);
+            name[n] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)name[i]) && name[i] != '_')
+                    return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                        "%s:%d: invalid variable name \"%s\"",
+                                        path, lineno, name);
+            val = getenv(name);
+            if (val && *val)
+                sb_add(out, val, strlen(val));
+            else if (dflt)
+                sb_add(out, dflt + 2, (size_t)(end - dflt - 2));
+            else if (val)
+                ; /* set but empty: the user chose "" */
+            else
+                return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                    "%s:%d: environment variable %s is not set",
+                                    path, lineno, name);
+            p = end + 1;
+        } else {
+            sb_add(out, p, 1);
+            p++;
+        }
+    }
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return s;
+}
+
+/* True when the line ends with an odd number of backslashes. */
+static bool continues(const char *s, size_t len)
+{
+    size_t n = 0;
+    while (n < len && s[len - 1 - n] == '\\')
+        n++;
+    return n % 2 == 1;
+}
+
+/* Handles one logical line (continuations already joined). */
+static ballast_error_t *apply_line(ballast_conf_t *conf, char *line,
+                                   const char *path, int lineno)
+{
+    char *s = trim(line), *sep, *key, *value;
+    sbuf_t expanded = {0};
+    ballast_error_t *err;
+
+    if (!*s || *s == '#' || *s == '!')
+        return NULL;
+    sep = strpbrk(s, "=:");
+    if (!sep)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s:%d: expected \"key = value\"", path, lineno);
+    *sep = '\0';
+    key = trim(s);
+    value = trim(sep + 1);
+    if (!*key)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s:%d: missing key before '='", path, lineno);
+    sb_add(&expanded, "", 0);
+    if ((err = expand_env(value, &expanded, path, lineno))) {
+        free(expanded.s);
+        return err;
+    }
+    if (expanded.oom) {
+        free(expanded.s);
+        return bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");
+    }
+    err = ballast_conf_set(conf, key, expanded.s);
+    free(expanded.s);
+    if (err) {
+        /* Say where the bad key came from, keeping the key's own message. */
+        ballast_error_t *located = bl_error_new(
+            ballast_error_code(err), false, false, "%s:%d: %s", path, lineno,
+            ballast_error_message(err));
+        ballast_error_destroy(err);
+        return located;
+    }
+    return NULL;
+}
+
+ballast_error_t *bl_conf_load_text(ballast_conf_t *conf, const char *text,
+                                   size_t len, const char *path)
+{
+    sbuf_t logical = {0};
+    ballast_error_t *err = NULL;
+    int lineno = 0, first_line = 1;
+    const char *p = text, *end = text + len;
+
+    if (memchr(text, '\0', len))
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s: contains a NUL byte (not a text file)", path);
+    while (p < end && !err) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const char *line = p;
+
+        lineno++;
+        if (n && line[n - 1] == '\r')
+            n--;
+        if (logical.len) { /* a continuation: drop its leading blanks */
+            while (n && isspace((unsigned char)*line)) {
+                line++;
+                n--;
+            }
+        } else {
+            first_line = lineno;
+        }
+        if (continues(line, n)) {
+            sb_add(&logical, line, n - 1);
+        } else {
+            sb_add(&logical, line, n);
+            if (logical.oom)
+                break;
+            err = apply_line(conf, logical.s, path, first_line);
+            logical.len = 0;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (!err && logical.len && !logical.oom)
+        err = apply_line(conf, logical.s, path, first_line);
+    if (!err && logical.oom)
+        err = bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");
+    free(logical.s);
+    return err;
+}
+
+ballast_error_t *ballast_conf_load_file(ballast_conf_t *conf, const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    sbuf_t text = {0};
+    char buf[8192];
+    size_t n;
+    ballast_error_t *err;
+
+    if (!fp)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s: cannot open config file: %s", path,
+                            strerror(errno));
+    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        sb_add(&text, buf, n);
+    if (ferror(fp)) {
+        fclose(fp);
+        free(text.s);
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s: cannot read config file", path);
+    }
+    fclose(fp);
+    if (text.oom) {
+        free(text.s);
+        return bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");
+    }
+    err = bl_conf_load_text(conf, text.s ? text.s : "", text.len, path);
+    free(text.s);
+    return err;
+}

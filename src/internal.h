@@ -1,0 +1,114 @@
+/*
+ * internal.h - declarations shared by the library's modules (never installed).
+ *
+ * Public names start with `ballast_`; internal ones with `bl_`. Modules that
+ * implement pure policy (conf, tracker, backoff, sqltmpl) do not include
+ * rdkafka.h; only the adapters (consumer, producer, handlers) do.
+ */
+#ifndef BALLAST_INTERNAL_H
+#define BALLAST_INTERNAL_H
+
+#include "ballast/ballast.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define BL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define BL_PRINTF(a, b)
+#endif
+
+/* ---- errors (error.c) --------------------------------------------------- */
+
+/** Makes an error; never returns NULL (falls back to a static "out of
+ *  memory" error that ballast_error_destroy() recognises). */
+ballast_error_t *bl_error_new(ballast_err_code_t code, bool retriable,
+                              bool fatal, const char *fmt, ...) BL_PRINTF(4, 5);
+
+/* ---- logging (log.c) ---------------------------------------------------- */
+
+typedef struct bl_logger {
+    ballast_log_cb *cb; /* NULL: logfmt on stderr */
+    void *opaque;
+    ballast_log_level_t level;
+} bl_logger_t;
+
+/** Thread-safe; formats one line and hands it to the logger. */
+void bl_log(const bl_logger_t *lg, ballast_log_level_t level, const char *fmt,
+            ...) BL_PRINTF(3, 4);
+
+/* ---- configuration (conf.c) --------------------------------------------- */
+
+/** The value of an integer key (its default when unset). */
+int64_t bl_conf_int(const ballast_conf_t *conf, const char *key);
+/** The value of a floating-point key. */
+double bl_conf_double(const ballast_conf_t *conf, const char *key);
+/** The value of a key as a string, "" when unset and without default. */
+const char *bl_conf_str(const ballast_conf_t *conf, const char *key);
+
+typedef void (bl_conf_kv_cb)(const char *key, const char *value, void *opaque);
+/** Calls @p cb for each `<prefix><name>` key that is set, with the prefix
+ *  stripped (e.g. prefix "kafka." for librdkafka properties). */
+void bl_conf_each_prefixed(const ballast_conf_t *conf, const char *prefix,
+                           bl_conf_kv_cb *cb, void *opaque);
+
+/** Parses a whole properties text; @p path names it in errors. */
+ballast_error_t *bl_conf_load_text(ballast_conf_t *conf, const char *text,
+                                   size_t len, const char *path);
+
+const ballast_handler_t *bl_conf_handler(const ballast_conf_t *conf,
+                                         void **opaquep);
+ballast_rebalance_cb *bl_conf_rebalance_cb(const ballast_conf_t *conf,
+                                           void **opaquep);
+bl_logger_t bl_conf_logger(const ballast_conf_t *conf);
+
+/* ---- string helpers (util.c) -------------------------------------------- */
+
+/** strdup that returns NULL only when @p s is NULL or memory is out. */
+char *bl_strdup(const char *s);
+/** snprintf into a fixed buffer, always terminated, never overflowing. */
+void bl_fmt(char *buf, size_t size, const char *fmt, ...) BL_PRINTF(3, 4);
+/** Milliseconds from a monotonic clock. */
+int64_t bl_now_ms(void);
+/** Milliseconds since the epoch. */
+int64_t bl_wall_ms(void);
+/** Formats epoch milliseconds as ISO-8601 UTC ("2026-11-26T20:35:01.123Z"). */
+void bl_iso8601(int64_t epoch_ms, char *buf, size_t size);
+/** True when [p, p+len) is valid UTF-8. */
+bool bl_utf8_valid(const void *p, size_t len);
+
+/* ---- messages and results (message.c) ----------------------------------- */
+
+/** One header of an emitted record. */
+typedef struct bl_header {
+    char *name;
+    void *value; /* NULL: null header value */
+    size_t len;
+} bl_header_t;
+
+/** A record a handler asked to produce. */
+typedef struct bl_record {
+    char *topic; /* NULL: output.topic */
+    void *key;
+    size_t key_len;
+    void *value;
+    size_t value_len;
+    bl_header_t *headers;
+    size_t header_count;
+    bool has_key, has_value;
+} bl_record_t;
+
+/** Per-message handler result (ballast_result_t). */
+struct ballast_result_s {
+    char *error;          /* set by ballast_result_set_error() */
+    bl_record_t *records; /* emitted records */
+    size_t record_count, record_cap;
+};
+
+/** Clears a result for reuse (frees error and records). */
+void bl_result_reset(struct ballast_result_s *res);
+
+#endif /* BALLAST_INTERNAL_H */

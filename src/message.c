@@ -1,0 +1,213 @@
+/*
+ * message.c - accessors of ballast_message_t and ballast_result_t.
+ */
+#include "message.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm)
+{
+    rd_kafka_timestamp_type_t tstype;
+
+    memset(msg, 0, sizeof(*msg));
+    msg->rkm = rkm;
+    msg->topic = rd_kafka_topic_name(rkm->rkt);
+    msg->partition = rkm->partition;
+    msg->offset = rkm->offset;
+    msg->timestamp = rd_kafka_message_timestamp(rkm, &tstype);
+    if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+        msg->timestamp = -1;
+    msg->key = rkm->key;
+    msg->key_len = rkm->key ? rkm->key_len : 0;
+    msg->value = rkm->payload;
+    msg->value_len = rkm->payload ? rkm->len : 0;
+    msg->attempt = 1;
+    msg->bytes = msg->key_len + msg->value_len;
+}
+
+void bl_message_clear(struct ballast_message_s *msg)
+{
+    bl_result_reset(&msg->result);
+    if (msg->rkm)
+        rd_kafka_message_destroy(msg->rkm);
+    msg->rkm = NULL;
+    msg->hdrs = NULL;
+    msg->hdrs_loaded = false;
+}
+
+const char *ballast_message_topic(const ballast_message_t *msg) { return msg->topic; }
+int32_t ballast_message_partition(const ballast_message_t *msg) { return msg->partition; }
+int64_t ballast_message_offset(const ballast_message_t *msg) { return msg->offset; }
+int64_t ballast_message_timestamp(const ballast_message_t *msg) { return msg->timestamp; }
+int ballast_message_attempt(const ballast_message_t *msg) { return msg->attempt; }
+
+const void *ballast_message_key(const ballast_message_t *msg, size_t *lenp)
+{
+    if (lenp)
+        *lenp = msg->key_len;
+    return msg->key;
+}
+
+const void *ballast_message_value(const ballast_message_t *msg, size_t *lenp)
+{
+    if (lenp)
+        *lenp = msg->value_len;
+    return msg->value;
+}
+
+/* Headers are parsed by librdkafka on first use; a message is only ever
+ * looked at by one worker at a time, so the lazy load needs no lock. */
+static rd_kafka_headers_t *message_headers(const ballast_message_t *cmsg)
+{
+    struct ballast_message_s *msg = (struct ballast_message_s *)cmsg;
+
+    if (!msg->hdrs_loaded && msg->rkm) {
+        rd_kafka_headers_t *hdrs = NULL;
+        if (rd_kafka_message_headers(msg->rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            msg->hdrs = hdrs;
+        msg->hdrs_loaded = true;
+    }
+    return msg->hdrs;
+}
+
+size_t ballast_message_header_count(const ballast_message_t *msg)
+{
+    rd_kafka_headers_t *hdrs = message_headers(msg);
+    return hdrs ? rd_kafka_header_cnt(hdrs) : 0;
+}
+
+int ballast_message_header(const ballast_message_t *msg, size_t idx,
+                           const char **namep, const void **valuep,
+                           size_t *lenp)
+{
+    rd_kafka_headers_t *hdrs = message_headers(msg);
+    const char *name;
+    const void *value;
+    size_t len;
+
+    if (!hdrs || rd_kafka_header_get_all(hdrs, idx, &name, &value, &len))
+        return -1;
+    if (namep)
+        *namep = name;
+    if (valuep)
+        *valuep = value;
+    if (lenp)
+        *lenp = value ? len : 0;
+    return 0;
+}
+
+int ballast_message_header_find(const ballast_message_t *msg, const char *name,
+                                const void **valuep, size_t *lenp)
+{
+    rd_kafka_headers_t *hdrs = message_headers(msg);
+    const void *value;
+    size_t len;
+
+    if (!hdrs || rd_kafka_header_get_last(hdrs, name, &value, &len))
+        return -1;
+    if (valuep)
+        *valuep = value;
+    if (lenp)
+        *lenp = value ? len : 0;
+    return 0;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static void record_free(bl_record_t *rec)
+{
+    free(rec->topic);
+    free(rec->key);
+    free(rec->value);
+    for (size_t i = 0; i < rec->header_count; i++) {
+        free(rec->headers[i].name);
+        free(rec->headers[i].value);
+    }
+    free(rec->headers);
+}
+
+void bl_result_reset(struct ballast_result_s *res)
+{
+    free(res->error);
+    res->error = NULL;
+    for (size_t i = 0; i < res->record_count; i++)
+        record_free(&res->records[i]);
+    free(res->records);
+    res->records = NULL;
+    res->record_count = res->record_cap = 0;
+}
+
+void ballast_result_set_error(ballast_result_t *res, const char *message)
+{
+    char *copy = bl_strdup(message ? message : "");
+    if (!copy)
+        return; /* keep the previous text rather than lose it */
+    free(res->error);
+    res->error = copy;
+}
+
+/* Copies len bytes; a NULL source stays NULL (a null key or value). */
+static int copy_bytes(void **dst, const void *src, size_t len)
+{
+    *dst = NULL;
+    if (!src)
+        return 0;
+    *dst = malloc(len ? len : 1);
+    if (!*dst)
+        return -1;
+    memcpy(*dst, src, len);
+    return 0;
+}
+
+int ballast_result_emit(ballast_result_t *res, const char *topic,
+                        const void *key, size_t key_len, const void *value,
+                        size_t value_len)
+{
+    bl_record_t rec = {0};
+
+    if (res->record_count == res->record_cap) {
+        size_t cap = res->record_cap ? res->record_cap * 2 : 4;
+        bl_record_t *grown = realloc(res->records, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        res->records = grown;
+        res->record_cap = cap;
+    }
+    if ((topic && !(rec.topic = bl_strdup(topic))) ||
+        copy_bytes(&rec.key, key, key_len) ||
+        copy_bytes(&rec.value, value, value_len)) {
+        record_free(&rec);
+        return -1;
+    }
+    rec.key_len = key ? key_len : 0;
+    rec.value_len = value ? value_len : 0;
+    rec.has_key = key != NULL;
+    rec.has_value = value != NULL;
+    res->records[res->record_count++] = rec;
+    return 0;
+}
+
+int ballast_result_emit_header(ballast_result_t *res, const char *name,
+                               const void *value, size_t len)
+{
+    bl_record_t *rec;
+    bl_header_t *grown, *hdr;
+
+    if (!res->record_count || !name)
+        return -1;
+    rec = &res->records[res->record_count - 1];
+    grown = realloc(rec->headers, (rec->header_count + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    rec->headers = grown;
+    hdr = &rec->headers[rec->header_count];
+    hdr->name = bl_strdup(name);
+    if (!hdr->name || copy_bytes(&hdr->value, value, len)) {
+        free(hdr->name);
+        return -1;
+    }
+    hdr->len = value ? len : 0;
+    rec->header_count++;
+    return 0;
+}

@@ -1,0 +1,48 @@
+/*
+ * message.h - the message view handed to handlers (ballast_message_t) and
+ * the bookkeeping the runtime keeps with it. Internal.
+ *
+ * A message wraps a librdkafka message without copying key, value or
+ * headers. Tests may build one without librdkafka by filling the public
+ * fields and leaving rkm NULL (headers then come from `hdrs` if set).
+ */
+#ifndef BALLAST_MESSAGE_H
+#define BALLAST_MESSAGE_H
+
+#include "internal.h"
+
+#include <librdkafka/rdkafka.h>
+
+struct bl_part;
+
+struct ballast_message_s {
+    /* The view. */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp; /* ms since epoch, -1 when absent */
+    const void *key;   /* NULL: absent */
+    size_t key_len;
+    const void *value; /* NULL: tombstone */
+    size_t value_len;
+    rd_kafka_headers_t *hdrs; /* NULL: no headers; owned by rkm when set */
+    bool hdrs_loaded;
+    int attempt; /* 1 on the first delivery */
+
+    /* Runtime bookkeeping (consumer.c). */
+    rd_kafka_message_t *rkm; /* owned; destroyed with the message */
+    struct bl_part *part;
+    uint64_t seq; /* position in the partition's tracker */
+    size_t bytes;
+    ballast_outcome_t outcome;
+    struct ballast_result_s result;
+    int pending_emits; /* records not yet acknowledged */
+    struct ballast_message_s *next;
+};
+
+/** Fills the view from a consumed librdkafka message (takes ownership). */
+void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm);
+/** Releases what the message owns (rkm, result); not the struct itself. */
+void bl_message_clear(struct ballast_message_s *msg);
+
+#endif /* BALLAST_MESSAGE_H */

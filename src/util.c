@@ -1,0 +1,105 @@
+/*
+ * util.c - small string, time and encoding helpers used across the library.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+char *bl_strdup(const char *s)
+{
+    size_t len;
+    char *copy;
+
+    if (!s)
+        return NULL;
+    len = strlen(s) + 1;
+    copy = malloc(len);
+    if (copy)
+        memcpy(copy, s, len);
+    return copy;
+}
+
+void bl_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!size)
+        return;
+    va_start(ap, fmt);
+    if (vsnprintf(buf, size, fmt, ap) < 0)
+        buf[0] = '\0';
+    va_end(ap);
+}
+
+int64_t bl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bl_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bl_iso8601(int64_t epoch_ms, char *buf, size_t size)
+{
+    time_t secs = (time_t)(epoch_ms / 1000);
+    struct tm tm;
+
+    if (!gmtime_r(&secs, &tm)) {
+        bl_fmt(buf, size, "invalid-time");
+        return;
+    }
+    bl_fmt(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+           (int)(epoch_ms % 1000));
+}
+
+/* Strict UTF-8: rejects overlong forms, surrogates and code points beyond
+ * U+10FFFF, so that what passes can be put in a JSON string as is. */
+bool bl_utf8_valid(const void *p, size_t len)
+{
+    const unsigned char *s = p, *end = s + len;
+
+    while (s < end) {
+        unsigned c = *s;
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - s) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}

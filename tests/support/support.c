@@ -1,0 +1,3 @@
+/* support.c - placeholder */
+#include "support.h"
+int bl_test_support_placeholder;

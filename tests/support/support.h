@@ -1,0 +1,4 @@
+/* support.h - placeholder */
+#ifndef BALLAST_TEST_SUPPORT_H
+#define BALLAST_TEST_SUPPORT_H
+#endif
