@@ -12,8 +12,16 @@
 #include "internal.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 
 struct bl_part;
+
+/* What finishing a message means for its partition's committed offset. */
+enum {
+    BL_FATE_DONE = 0, /* handled (or dead-lettered): its offset may commit */
+    BL_FATE_DROPPED,  /* not handled (revoked, shutting down): comes back */
+    BL_FATE_FAILED    /* failed permanently with no DLQ: the pipeline stops */
+};
 
 struct ballast_message_s {
     /* The view. */
@@ -36,7 +44,9 @@ struct ballast_message_s {
     size_t bytes;
     ballast_outcome_t outcome;
     struct ballast_result_s result;
-    int pending_emits; /* records not yet acknowledged */
+    atomic_int pending_emits; /* records not yet acknowledged, +1 until the worker
+                          has handed the message back */
+    int fate;          /* BL_FATE_*: what finishing it means for its offset */
     struct ballast_message_s *next;
 };
 

@@ -1,4 +1,97 @@
-/* main.c - placeholder */
-#include <ballast/ballast.h>
+/*
+ * main.c - the `ballast` command: dispatches to subcommands.
+ *
+ * The command is a client of the public library API only.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
 #include <stdio.h>
-int main(void) { puts(ballast_version()); return 0; }
+#include <string.h>
+
+static const char usage[] =
+    "usage: ballast COMMAND [ARGS]\n"
+    "\n"
+    "Reliable Kafka consumers from a config file.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG [-X key=value]...    run a pipeline until SIGTERM/SIGINT, then\n"
+    "                                  drain, commit and exit 0\n"
+    "  check CONFIG [-X key=value]...  validate; print the effective config\n"
+    "                                  (secrets redacted)\n"
+    "  demo                            the reference scenarios on an embedded\n"
+    "                                  broker, with a summary\n"
+    "  config-reference                print the configuration reference (Markdown)\n"
+    "  --help, --version\n"
+    "\n"
+    "Run `ballast COMMAND --help` for a command's options.\n"
+    "Exit codes: 0 success or clean shutdown, 64 usage, 78 configuration,\n"
+    "69 broker or database unreachable at start-up, 70 internal, 1 other.\n";
+
+void cli_error(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ballast: %s\n", line);
+}
+
+int cli_fail(ballast_error_t *err)
+{
+    int code;
+
+    switch (ballast_error_code(err)) {
+    case BALLAST_OK:
+        code = 0;
+        break;
+    case BALLAST_ERR_CONFIG:
+        code = EX_CONFIG;
+        break;
+    case BALLAST_ERR_UNREACHABLE:
+        code = EX_UNAVAILABLE;
+        break;
+    case BALLAST_ERR_INTERNAL:
+        code = EX_SOFTWARE;
+        break;
+    default:
+        code = 1;
+        break;
+    }
+    if (err)
+        cli_error("%s", ballast_error_message(err));
+    ballast_error_destroy(err);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"run", cmd_run},
+                {"check", cmd_check},
+                {"demo", cmd_demo},
+                {"config-reference", cmd_config_reference}};
+
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EX_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ballast %s\n", ballast_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command \"%s\" (see ballast --help)", argv[1]);
+    return EX_USAGE;
+}

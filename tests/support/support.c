@@ -1,3 +1,538 @@
-/* support.c - placeholder */
+/*
+ * support.c - helpers shared by the mock, cli and integration suites.
+ */
 #include "support.h"
-int bl_test_support_placeholder;
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *bt_bootstrap(void)
+{
+    const char *v = getenv("BALLAST_TEST_BOOTSTRAP");
+    return v && *v ? v : NULL;
+}
+
+const char *bt_pg(void)
+{
+    const char *v = getenv("BALLAST_TEST_PG");
+    return v && *v ? v : NULL;
+}
+
+int64_t bt_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *bt_unique(const char *prefix)
+{
+    static char ring[16][160];
+    static int next, counter;
+    char *buf = ring[next++ % 16];
+
+    snprintf(buf, sizeof(ring[0]), "%s-%d-%d-%lld", prefix, (int)getpid(),
+             ++counter, (long long)time(NULL));
+    return buf;
+}
+
+bool bt_wait_for(bool (*cond)(void *), void *arg, int timeout_ms)
+{
+    int64_t deadline = bt_now_ms() + timeout_ms;
+
+    for (;;) {
+        if (cond(arg))
+            return true;
+        if (bt_now_ms() >= deadline)
+            return false;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- Kafka helpers ------------------------------------------------------ */
+
+static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
+                               const char *group)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    if (group)
+        rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    if (type == RD_KAFKA_PRODUCER) {
+        rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
+    }
+    rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+    if (!rk)
+        fail_msg("rd_kafka_new: %s", errstr);
+    return rk;
+}
+
+void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, NULL, 0);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_event_t *ev;
+    const rd_kafka_CreateTopics_result_t *res;
+    const rd_kafka_topic_result_t **results;
+    size_t n;
+
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    res = rd_kafka_event_CreateTopics_result(ev);
+    assert_non_null(res);
+    results = rd_kafka_CreateTopics_result_topics(res, &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_topic_result_error(results[0]) &&
+        rd_kafka_topic_result_error(results[0]) != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        fail_msg("create topic %s: %s", topic,
+                 rd_kafka_topic_result_error_string(results[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    /* Wait until the topic's partitions all have leaders. */
+    for (int64_t deadline = bt_now_ms() + 30000;;) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        bool ready = false;
+        if (!rd_kafka_metadata(rk, 0, rkt, &md, 5000)) {
+            ready = md->topic_cnt == 1 && !md->topics[0].err &&
+                    md->topics[0].partition_cnt == partitions;
+            for (int i = 0; ready && i < md->topics[0].partition_cnt; i++)
+                if (md->topics[0].partitions[i].leader < 0)
+                    ready = false;
+            rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+        if (ready)
+            break;
+        if (bt_now_ms() > deadline)
+            fail_msg("topic %s did not become ready", topic);
+        usleep(100 * 1000);
+    }
+    rd_kafka_destroy(rk);
+}
+
+void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
+                    int first, int count, int keys)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+
+    for (int i = first; i < first + count; i++) {
+        char key[32], value[32];
+        rd_kafka_resp_err_t err;
+        snprintf(key, sizeof(key), "k%d", keys ? i % keys : 0);
+        snprintf(value, sizeof(value), "%d", i);
+        do {
+            err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic),
+                RD_KAFKA_V_PARTITION(partitions ? i % partitions : RD_KAFKA_PARTITION_UA),
+                RD_KAFKA_V_KEY(keys ? key : NULL, keys ? strlen(key) : 0),
+                RD_KAFKA_V_VALUE(value, strlen(value)),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 50);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        assert_int_equal(err, 0);
+        rd_kafka_poll(rk, 0);
+    }
+    assert_int_equal(rd_kafka_flush(rk, 60000), 0);
+    rd_kafka_destroy(rk);
+}
+
+void bt_committed(const char *bootstrap, const char *group, const char *topic,
+                  int n, int64_t *out)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, bootstrap, group);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
+    rd_kafka_resp_err_t err;
+
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(list, topic, i);
+    err = rd_kafka_committed(rk, list, 30000);
+    if (err)
+        fail_msg("committed(%s): %s", group, rd_kafka_err2str(err));
+    for (int i = 0; i < n; i++)
+        out[i] = list->elems[i].offset;
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_destroy(rk);
+}
+
+void bt_high_watermarks(const char *bootstrap, const char *topic, int n,
+                        int64_t *out)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+
+    for (int i = 0; i < n; i++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
+        if (err)
+            fail_msg("watermarks(%s [%d]): %s", topic, i, rd_kafka_err2str(err));
+        out[i] = hi;
+    }
+    rd_kafka_destroy(rk);
+}
+
+static char *dup_bytes(const void *p, size_t len)
+{
+    char *s;
+    if (!p)
+        return NULL;
+    s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, p, len);
+    s[len] = '\0';
+    return s;
+}
+
+bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
+                            size_t expect, int timeout_ms, size_t *countp)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, bootstrap, "bt-reader");
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_topic_partition_list_t *assign;
+    bt_record_t *recs = NULL;
+    size_t count = 0, cap = 0;
+    int64_t deadline = bt_now_ms() + timeout_ms;
+
+    assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    assign = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
+    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+        rd_kafka_topic_partition_list_add(assign, topic, i)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    assert_int_equal(rd_kafka_assign(rk, assign), 0);
+    rd_kafka_topic_partition_list_destroy(assign);
+    while (count < expect && bt_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            if (count == cap) {
+                cap = cap ? cap * 2 : 1024;
+                recs = realloc(recs, cap * sizeof(*recs));
+                assert_non_null(recs);
+            }
+            recs[count].partition = m->partition;
+            recs[count].offset = m->offset;
+            recs[count].key = dup_bytes(m->key, m->key_len);
+            recs[count].value = dup_bytes(m->payload, m->len);
+            count++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    *countp = count;
+    return recs;
+}
+
+void bt_records_free(bt_record_t *recs, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(recs[i].key);
+        free(recs[i].value);
+    }
+    free(recs);
+}
+
+/* ---- files and processes ------------------------------------------------ */
+
+void bt_write_file(const char *path, const char *fmt, ...)
+{
+    FILE *fp = fopen(path, "w");
+    va_list ap;
+
+    if (!fp)
+        fail_msg("cannot write %s: %s", path, strerror(errno));
+    va_start(ap, fmt);
+    vfprintf(fp, fmt, ap);
+    va_end(ap);
+    assert_int_equal(fclose(fp), 0);
+}
+
+char *bt_read_file(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    char *buf;
+    long len;
+
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    buf = malloc((size_t)len + 1);
+    assert_non_null(buf);
+    buf[fread(buf, 1, (size_t)len, fp)] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+const char *bt_tmpdir(void)
+{
+    static char ring[4][64];
+    static int next;
+    char *buf = ring[next++ % 4];
+
+    snprintf(buf, sizeof(ring[0]), "/tmp/ballast-test-XXXXXX");
+    if (!mkdtemp(buf))
+        fail_msg("mkdtemp: %s", strerror(errno));
+    return buf;
+}
+
+pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (stderr_path) {
+            int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                dup2(fd, 2);
+                close(fd);
+            }
+        }
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            close(devnull);
+        }
+        execv(BALLAST_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int bt_wait(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = bt_now_ms() + timeout_ms;
+    int status;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (bt_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        usleep(10 * 1000);
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + WTERMSIG(status);
+}
+
+int bt_run_ballast(const char *const *argv, int timeout_ms, char **stderr_text)
+{
+    char path[] = "/tmp/ballast-stderr-XXXXXX";
+    int fd = mkstemp(path), rc;
+
+    assert_true(fd >= 0);
+    close(fd);
+    rc = bt_wait(bt_spawn_ballast(argv, path), timeout_ms);
+    if (stderr_text)
+        *stderr_text = bt_read_file(path);
+    unlink(path);
+    return rc;
+}
+
+/* ---- the recording handler --------------------------------------------- */
+
+bt_recorder_t *bt_recorder_new(void)
+{
+    bt_recorder_t *r = calloc(1, sizeof(*r));
+    pthread_mutex_t *mtx = malloc(sizeof(*mtx));
+
+    assert_non_null(r);
+    assert_non_null(mtx);
+    pthread_mutex_init(mtx, NULL);
+    r->mtx = mtx;
+    return r;
+}
+
+void bt_recorder_free(bt_recorder_t *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_destroy(r->mtx);
+    free(r->mtx);
+    free(r->seen);
+    free(r);
+}
+
+size_t bt_recorder_count(bt_recorder_t *r)
+{
+    size_t n;
+    pthread_mutex_lock(r->mtx);
+    n = r->count;
+    pthread_mutex_unlock(r->mtx);
+    return n;
+}
+
+static void copy_text(char *dst, size_t size, const void *src, size_t len)
+{
+    if (!src) {
+        dst[0] = '\0';
+        return;
+    }
+    if (len >= size)
+        len = size - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static int recording_init(void **statep, const ballast_handler_params_t *params,
+                          char *errbuf, size_t errsize)
+{
+    (void)errbuf;
+    (void)errsize;
+    *statep = params->opaque;
+    return 0;
+}
+
+static ballast_outcome_t recording_handle(void *state, const ballast_message_t *msg,
+                                          ballast_result_t *res)
+{
+    bt_recorder_t *r = state;
+    bt_seen_t seen;
+    size_t klen, vlen;
+    const void *key = ballast_message_key(msg, &klen);
+    const void *value = ballast_message_value(msg, &vlen);
+    ballast_outcome_t outcome = BALLAST_OUTCOME_OK;
+
+    memset(&seen, 0, sizeof(seen));
+    copy_text(seen.topic, sizeof(seen.topic), ballast_message_topic(msg),
+              strlen(ballast_message_topic(msg)));
+    seen.partition = ballast_message_partition(msg);
+    seen.offset = ballast_message_offset(msg);
+    copy_text(seen.key, sizeof(seen.key), key, klen);
+    copy_text(seen.value, sizeof(seen.value), value, vlen);
+    seen.attempt = ballast_message_attempt(msg);
+    if (r->sleep_ms)
+        usleep((useconds_t)r->sleep_ms * 1000);
+    pthread_mutex_lock(r->mtx);
+    if (r->fail_value && !strcmp(seen.value, r->fail_value) &&
+        (r->fail_times == 0 || r->failed < r->fail_times)) {
+        r->failed++;
+        outcome = r->fail_outcome;
+        ballast_result_set_error(res, "injected failure");
+    } else {
+        if (r->count == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 1024;
+            r->seen = realloc(r->seen, r->cap * sizeof(*r->seen));
+        }
+        if (r->seen)
+            r->seen[r->count++] = seen;
+    }
+    pthread_mutex_unlock(r->mtx);
+    return outcome;
+}
+
+const ballast_handler_t bt_recording_handler = {
+    BALLAST_HANDLER_ABI_VERSION, "recording", recording_init, recording_handle,
+    NULL, NULL};
+
+void bt_set(ballast_conf_t *conf, const char *key, const char *value)
+{
+    ballast_error_t *err = ballast_conf_set(conf, key, value);
+    if (err)
+        fail_msg("conf %s=%s: %s", key, value, ballast_error_message(err));
+}
+
+ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
+                                  const char *topics, bt_recorder_t *rec)
+{
+    ballast_conf_t *conf = ballast_conf_new();
+
+    assert_non_null(conf);
+    bt_set(conf, "kafka.bootstrap.servers", bootstrap);
+    bt_set(conf, "kafka.group.id", group);
+    bt_set(conf, "kafka.session.timeout.ms", "6000");
+    bt_set(conf, "kafka.heartbeat.interval.ms", "500");
+    bt_set(conf, "topics", topics);
+    bt_set(conf, "log.level", "warn");
+    bt_set(conf, "retry.backoff.initial.ms", "10");
+    bt_set(conf, "retry.backoff.max.ms", "100");
+    ballast_conf_set_handler(conf, &bt_recording_handler, rec);
+    return conf;
+}
+
+/* ---- a consumer on a thread -------------------------------------------- */
+
+struct bt_runner {
+    ballast_consumer_t *cons;
+    pthread_t thread;
+    ballast_error_t *err;
+    volatile int finished;
+};
+
+static void *runner_main(void *arg)
+{
+    bt_runner_t *r = arg;
+    r->err = ballast_consumer_run(r->cons);
+    r->finished = 1;
+    return NULL;
+}
+
+bt_runner_t *bt_runner_start(const ballast_conf_t *conf)
+{
+    bt_runner_t *r = calloc(1, sizeof(*r));
+    ballast_error_t *err;
+
+    assert_non_null(r);
+    err = ballast_consumer_new(conf, &r->cons);
+    if (err)
+        fail_msg("ballast_consumer_new: %s", ballast_error_message(err));
+    assert_int_equal(pthread_create(&r->thread, NULL, runner_main, r), 0);
+    return r;
+}
+
+ballast_consumer_t *bt_runner_consumer(bt_runner_t *r)
+{
+    return r->cons;
+}
+
+ballast_error_t *bt_runner_join(bt_runner_t *r, int timeout_ms)
+{
+    ballast_error_t *err;
+    int64_t deadline = bt_now_ms() + timeout_ms;
+
+    while (!r->finished && bt_now_ms() < deadline)
+        usleep(10 * 1000);
+    if (!r->finished)
+        fail_msg("consumer did not finish within %d ms", timeout_ms);
+    pthread_join(r->thread, NULL);
+    ballast_consumer_destroy(r->cons);
+    err = r->err;
+    free(r);
+    return err;
+}
+
+ballast_error_t *bt_runner_stop(bt_runner_t *r)
+{
+    ballast_consumer_stop(r->cons);
+    return bt_runner_join(r, 60000);
+}

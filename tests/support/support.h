@@ -1,4 +1,141 @@
-/* support.h - placeholder */
+/*
+ * support.h - helpers shared by the mock, cli and integration suites:
+ * unique names, producing, reading committed offsets and watermarks,
+ * running the `ballast` command, and waiting for conditions with deadlines.
+ */
 #ifndef BALLAST_TEST_SUPPORT_H
 #define BALLAST_TEST_SUPPORT_H
+
+#include <ballast/ballast.h>
+
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+/** The real broker from `scripts/testenv up`, or NULL (tests then skip). */
+const char *bt_bootstrap(void);
+/** The PostgreSQL connection string from `scripts/testenv up`, or NULL. */
+const char *bt_pg(void);
+/** Fails the current test unless the real test environment is up: an
+ *  integration test that silently skipped would prove nothing. */
+#define BT_REQUIRE_ENV()                                                     \
+    do {                                                                     \
+        if (!bt_bootstrap())                                                 \
+            fail_msg("BALLAST_TEST_BOOTSTRAP is unset: run the suite via "   \
+                     "`make test` (it starts scripts/testenv)");             \
+    } while (0)
+
+/** A name unique to this process and call ("prefix-<pid>-<n>-<time>"),
+ *  in a static ring of buffers (valid for the next 16 calls). */
+const char *bt_unique(const char *prefix);
+
+/** Creates a topic on @p bootstrap with the admin API; asserts success. */
+void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
+
+/** Produces messages with key "k<i % keys>" (keys 0: no key) and value
+ *  "<i>" for i in [first, first+count), to partition i % partitions, or by
+ *  key when @p partitions is 0. Waits for every delivery; asserts success. */
+void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
+                    int first, int count, int keys);
+
+/** Committed offsets of @p group for partitions 0..n-1 of @p topic
+ *  (-1001 when none). Does not join the group. */
+void bt_committed(const char *bootstrap, const char *group, const char *topic,
+                  int n, int64_t *out);
+/** High watermarks of partitions 0..n-1. */
+void bt_high_watermarks(const char *bootstrap, const char *topic, int n,
+                        int64_t *out);
+
+/** A record read back by bt_consume_all(). */
+typedef struct bt_record {
+    int32_t partition;
+    int64_t offset;
+    char *key, *value; /* NUL-terminated copies, NULL when absent */
+} bt_record_t;
+/** Reads every record of @p topic from the beginning with a group-less
+ *  consumer (read_committed), until @p expect records arrived or
+ *  @p timeout_ms passed. Caller frees with bt_records_free(). */
+bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
+                            size_t expect, int timeout_ms, size_t *countp);
+void bt_records_free(bt_record_t *recs, size_t count);
+
+/** Writes a file from a format string; asserts success. */
+void bt_write_file(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** A new temporary directory (removed by the OS's tmp cleaning). */
+const char *bt_tmpdir(void);
+
+/** Starts `ballast` with @p argv (argv[0] is ignored) and stderr captured
+ *  to @p stderr_path (NULL: inherited). */
+pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path);
+/** Waits up to @p timeout_ms for @p pid; @returns its exit code, 128+signal
+ *  when killed, or -1 on timeout (the process is then killed). */
+int bt_wait(pid_t pid, int timeout_ms);
+/** Runs ballast to completion; @returns the exit code; stderr captured in
+ *  *stderr_text (caller frees) when non-NULL. */
+int bt_run_ballast(const char *const *argv, int timeout_ms, char **stderr_text);
+/** Reads a whole file; caller frees. NULL if missing. */
+char *bt_read_file(const char *path);
+
+/** Milliseconds on a monotonic clock. */
+int64_t bt_now_ms(void);
+/** Polls @p cond every 20 ms until it returns true or @p timeout_ms passes;
+ *  @returns whether it became true. */
+bool bt_wait_for(bool (*cond)(void *), void *arg, int timeout_ms);
+
+/* ---- an in-process recording handler ---------------------------------- */
+
+/** What the recording handler saw: one entry per handler call. */
+typedef struct bt_seen {
+    char topic[128];
+    int32_t partition;
+    int64_t offset;
+    char key[64];
+    char value[64];
+    int attempt;
+} bt_seen_t;
+
+typedef struct bt_recorder {
+    void *mtx; /* pthread_mutex_t, opaque here */
+    bt_seen_t *seen;
+    size_t count, cap;
+    /* Optional fault: fail messages whose value equals fail_value with
+     * fail_outcome (BALLAST_OUTCOME_FAIL or _RETRY), fail_times times
+     * (0 = always). */
+    const char *fail_value;
+    ballast_outcome_t fail_outcome;
+    int fail_times, failed;
+    int sleep_ms; /* per message */
+} bt_recorder_t;
+
+bt_recorder_t *bt_recorder_new(void);
+void bt_recorder_free(bt_recorder_t *r);
+size_t bt_recorder_count(bt_recorder_t *r);
+/** Counts handler calls with outcome OK (attempts that did not fail). */
+extern const ballast_handler_t bt_recording_handler;
+
+/** A consumer running on its own thread. */
+typedef struct bt_runner bt_runner_t;
+/** Makes a consumer from @p conf (not taken) and runs it on a thread;
+ *  asserts that ballast_consumer_new succeeded. */
+bt_runner_t *bt_runner_start(const ballast_conf_t *conf);
+/** Stops the consumer, joins, destroys; @returns the run's error (caller
+ *  destroys) or NULL. */
+ballast_error_t *bt_runner_stop(bt_runner_t *r);
+/** Waits for the run to end by itself (a fatal error) for up to timeout. */
+ballast_error_t *bt_runner_join(bt_runner_t *r, int timeout_ms);
+ballast_consumer_t *bt_runner_consumer(bt_runner_t *r);
+
+/** A configuration for the real broker with the recording handler. */
+ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
+                                  const char *topics, bt_recorder_t *rec);
+/** ballast_conf_set that asserts success. */
+void bt_set(ballast_conf_t *conf, const char *key, const char *value);
+
 #endif
