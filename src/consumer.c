@@ -118,6 +118,12 @@ struct ballast_consumer_s {
     uint64_t inflight_bytes;
     bool backpressured, offsets_dirty, ran;
 
+    /* While starting, librdkafka's complaints are summed up by the start-up
+     * error instead of being logged one by one. */
+    atomic_bool starting;
+    pthread_mutex_t start_mtx;
+    char start_reason[256];
+
     /* Completion list: workers append, the poll thread takes. */
     pthread_mutex_t done_mtx;
     pthread_cond_t done_cond;
@@ -950,12 +956,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     ballast_consumer_t *c = rd_kafka_opaque(rk);
-    ballast_log_level_t lv = level <= 3   ? BALLAST_LOG_ERROR
-                             : level == 4 ? BALLAST_LOG_WARN
+    /* librdkafka logs lost connections at LOG_ERR (3); they are transient
+     * and retried, so they are warnings here. */
+    ballast_log_level_t lv = level <= 2   ? BALLAST_LOG_ERROR
+                             : level <= 4 ? BALLAST_LOG_WARN
                              : level <= 6 ? BALLAST_LOG_INFO
                                           : BALLAST_LOG_DEBUG;
-    if (c)
-        bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
+    if (!c)
+        return;
+    if (atomic_load(&c->starting) && lv < BALLAST_LOG_DEBUG)
+        lv = BALLAST_LOG_DEBUG;
+    bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -967,6 +978,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
         set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, true,
                                   "kafka: fatal error: %s", fatal));
+        return;
+    }
+    if (atomic_load(&c->starting)) {
+        pthread_mutex_lock(&c->start_mtx);
+        bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
+        pthread_mutex_unlock(&c->start_mtx);
         return;
     }
     bl_log(&c->log, BALLAST_LOG_WARN, "kafka: %s", reason);
@@ -1133,12 +1150,18 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
             break;
         }
     }
-    if (err)
-        return bl_error_new(BALLAST_ERR_UNREACHABLE, true, false,
-                            "kafka.bootstrap.servers: no broker reachable at "
-                            "\"%s\" within %lld ms (%s)",
-                            bl_conf_str(c->conf, "kafka.bootstrap.servers"),
-                            (long long)timeout, rd_kafka_err2str(err));
+    if (err) {
+        ballast_error_t *e;
+        pthread_mutex_lock(&c->start_mtx);
+        e = bl_error_new(BALLAST_ERR_UNREACHABLE, true, false,
+                         "kafka.bootstrap.servers: no broker reachable at "
+                         "\"%s\" within %lld ms (%s)",
+                         bl_conf_str(c->conf, "kafka.bootstrap.servers"),
+                         (long long)timeout,
+                         *c->start_reason ? c->start_reason : rd_kafka_err2str(err));
+        pthread_mutex_unlock(&c->start_mtx);
+        return e;
+    }
     for (int i = 0; i < topics->cnt + 2; i++) {
         const char *name = i < topics->cnt ? topics->elems[i].topic : extra[i - topics->cnt];
         const char *key = i < topics->cnt ? "topics" : extra_keys[i - topics->cnt];
@@ -1270,6 +1293,8 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     pthread_mutex_init(&c->done_mtx, NULL);
     pthread_cond_init(&c->done_cond, NULL);
     pthread_mutex_init(&c->err_mtx, NULL);
+    pthread_mutex_init(&c->start_mtx, NULL);
+    atomic_init(&c->starting, true);
     read_settings(c);
     c->handler = bl_conf_handler(c->conf, &c->handler_opaque);
     if (!c->handler)
@@ -1295,6 +1320,7 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
         ballast_consumer_destroy(c);
         return err;
     }
+    atomic_store(&c->starting, false);
     *consp = c;
     return NULL;
 }
@@ -1520,5 +1546,6 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     pthread_mutex_destroy(&c->done_mtx);
     pthread_cond_destroy(&c->done_cond);
     pthread_mutex_destroy(&c->err_mtx);
+    pthread_mutex_destroy(&c->start_mtx);
     free(c);
 }

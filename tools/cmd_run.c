@@ -26,12 +26,56 @@ static const char check_usage[] =
     "not. Keys are documented by `ballast config-reference`.\n"
     "  -X key=value   override a config key (repeatable)\n";
 
+/* Returns the key=value text of a -X option at argv[*i] (advancing *i past
+ * a separate value), NULL when argv[*i] is not -X, or "" when -X lacks one. */
+static const char *x_option(int argc, char **argv, int *i)
+{
+    if (!strcmp(argv[*i], "-X"))
+        return ++*i < argc ? argv[*i] : "";
+    if (!strncmp(argv[*i], "-X", 2))
+        return argv[*i] + 2;
+    return NULL;
+}
+
+/* Checks the command line before anything is read, so that usage errors
+ * are reported as such (64) whatever the config file holds. */
+static int parse_args(int argc, char **argv, const char *usage,
+                      const char **pathp)
+{
+    *pathp = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *kv = x_option(argc, argv, &i);
+        if (kv) {
+            const char *eq = strchr(kv, '=');
+            if (!eq || eq == kv) {
+                cli_error("-X needs key=value, got \"%s\"", kv);
+                return EX_USAGE;
+            }
+        } else if (argv[i][0] == '-') {
+            cli_error("unknown option \"%s\" (see --help)", argv[i]);
+            return EX_USAGE;
+        } else if (*pathp) {
+            cli_error("more than one CONFIG given (\"%s\", \"%s\")", *pathp,
+                      argv[i]);
+            return EX_USAGE;
+        } else {
+            *pathp = argv[i];
+        }
+    }
+    if (!*pathp) {
+        fputs(usage, stderr);
+        return EX_USAGE;
+    }
+    return 0;
+}
+
 int cli_load_config(int argc, char **argv, const char *usage,
                     ballast_conf_t **confp)
 {
-    const char *path = NULL;
+    const char *path;
     ballast_conf_t *conf;
     ballast_error_t *err;
+    int rc;
 
     *confp = NULL;
     for (int i = 1; i < argc; i++) {
@@ -40,60 +84,29 @@ int cli_load_config(int argc, char **argv, const char *usage,
             return -1;
         }
     }
+    if ((rc = parse_args(argc, argv, usage, &path)))
+        return rc;
     if (!(conf = ballast_conf_new())) {
         cli_error("out of memory");
         return EX_SOFTWARE;
     }
     /* The file first, then -X overrides in order, whatever their position. */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-X")) {
-            i++;
-        } else if (!strncmp(argv[i], "-X", 2)) {
-            ;
-        } else if (argv[i][0] == '-') {
-            cli_error("unknown option \"%s\"", argv[i]);
-            fputs(usage, stderr);
-            ballast_conf_destroy(conf);
-            return EX_USAGE;
-        } else if (path) {
-            cli_error("more than one CONFIG given (\"%s\", \"%s\")", path, argv[i]);
-            ballast_conf_destroy(conf);
-            return EX_USAGE;
-        } else {
-            path = argv[i];
-        }
-    }
-    if (!path) {
-        fputs(usage, stderr);
-        ballast_conf_destroy(conf);
-        return EX_USAGE;
-    }
     if ((err = ballast_conf_load_file(conf, path))) {
         ballast_conf_destroy(conf);
         return cli_fail(err);
     }
     for (int i = 1; i < argc; i++) {
-        const char *kv = NULL;
-        char *key, *eq;
-        if (!strcmp(argv[i], "-X")) {
-            if (++i >= argc) {
-                cli_error("-X needs key=value");
-                ballast_conf_destroy(conf);
-                return EX_USAGE;
-            }
-            kv = argv[i];
-        } else if (!strncmp(argv[i], "-X", 2)) {
-            kv = argv[i] + 2;
-        }
-        if (!kv)
+        const char *kv = x_option(argc, argv, &i);
+        const char *eq = kv ? strchr(kv, '=') : NULL;
+        char *key;
+        if (!eq)
             continue;
-        if (!(eq = strchr(kv, '=')) || eq == kv) {
-            cli_error("-X %s: expected key=value", kv);
+        if (!(key = strndup(kv, (size_t)(eq - kv)))) {
             ballast_conf_destroy(conf);
-            return EX_USAGE;
+            cli_error("out of memory");
+            return EX_SOFTWARE;
         }
-        key = strndup(kv, (size_t)(eq - kv));
-        err = key ? ballast_conf_set(conf, key, eq + 1) : NULL;
+        err = ballast_conf_set(conf, key, eq + 1);
         free(key);
         if (err) {
             ballast_conf_destroy(conf);
