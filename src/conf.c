@@ -25,6 +25,7 @@ typedef enum { T_STR, T_INT, T_DOUBLE, T_ENUM, T_LIST } prop_type_t;
 #define F_SECRET 0x1   /* never shown in dumps */
 #define F_DSN 0x2      /* libpq string: only its password is hidden */
 #define F_REQUIRED 0x4 /* ballast_conf_validate() insists on it */
+#define F_PENDING 0x8  /* known, but refused by validate() until implemented */
 
 typedef struct prop {
     const char *name;
@@ -78,9 +79,18 @@ static const prop_t props[] = {
      "Each wait is the previous one times this."},
     {"retry.backoff.jitter", T_DOUBLE, "0.2", 0, 1, NULL, 0,
      "Each wait is randomised by up to this fraction, up or down."},
+    {"retry.topics", T_STR, NULL, 0, 0, NULL, F_PENDING,
+     "Non-blocking retry tiers, topic:delay_ms pairs, e.g. "
+     "orders-retry-5s:5000,orders-retry-1m:60000 (not available yet)."},
     {"dlq.topic", T_STR, NULL, 0, 0, NULL, 0,
      "Dead-letter topic for messages that failed permanently. Without it, a "
      "permanent failure stops the pipeline."},
+    {"dlq.max.ratio", T_DOUBLE, NULL, 0, 1, NULL, F_PENDING,
+     "DLQ breaker: stop when more than this fraction of recent messages was "
+     "dead-lettered (not available yet)."},
+    {"dlq.max.consecutive", T_INT, NULL, 1, BIG, NULL, F_PENDING,
+     "DLQ breaker: stop after this many dead-lettered messages in a row (not "
+     "available yet)."},
     {"ordering", T_ENUM, "partition", 0, 0, "partition|key|none", 0,
      "Order kept while handling: per partition, per key, or none."},
     {"concurrency", T_INT, "1", 1, 1024, NULL, 0, "Handler workers."},
@@ -529,13 +539,21 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
     const char *dlq = bl_conf_str(conf, "dlq.topic");
     const char *plugin = bl_conf_str(conf, "handler.plugin.path");
 
-    if (!extra_get(conf, "kafka.bootstrap.servers"))
+    const char *bootstrap = extra_get(conf, "kafka.bootstrap.servers");
+    const char *group = extra_get(conf, "kafka.group.id");
+
+    if (!bootstrap || !*bootstrap)
         return missing("kafka.bootstrap.servers", "the brokers to connect to");
-    if (!extra_get(conf, "kafka.group.id"))
+    if (!group || !*group)
         return missing("kafka.group.id", "the consumer group");
-    for (size_t i = 0; i < NPROPS; i++)
+    for (size_t i = 0; i < NPROPS; i++) {
         if ((props[i].flags & F_REQUIRED) && !conf->values[i])
             return missing(props[i].name, props[i].desc);
+        if ((props[i].flags & F_PENDING) && conf->values[i])
+            return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                "%s: not available in this version yet",
+                                props[i].name);
+    }
     if (!conf->handler && !*handler)
         return missing("handler", "one of sqlite, postgres, exec, plugin, forward");
     if (!conf->handler) {
@@ -579,22 +597,45 @@ static bool kafka_secret(const char *name)
            !strcmp(name, "ssl.key.pem") || !strcmp(name, "ssl_key");
 }
 
-/* Hides the value of `password=...` in a libpq keyword/value string and the
- * password part of a postgresql:// URI. */
-static void redact_dsn(const char *dsn, char *out, size_t size)
+static bool is_password_key(const char *k, size_t n)
 {
-    const char *at, *scheme = strstr(dsn, "://");
-    const char *pw = strstr(dsn, "password=");
+    return (n == 8 && !strncmp(k, "password", 8)) ||
+           (n == 11 && !strncmp(k, "sslpassword", 11));
+}
 
-    if (scheme && (at = strchr(scheme + 3, '@'))) {
-        const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-        if (colon) {
-            bl_fmt(out, size, "%.*s:[redacted]%s", (int)(colon - dsn), dsn, at);
-            return;
+static void sb_put(char *out, size_t size, size_t *len, const char *p, size_t n)
+{
+    while (n-- && *len + 1 < size)
+        out[(*len)++] = *p++;
+    out[*len] = '\0';
+}
+
+/* Redacts password=... and sslpassword=... in a libpq keyword/value string
+ * (spaces around '=' allowed, values possibly single-quoted). */
+static void redact_keywords(const char *dsn, char *out, size_t size)
+{
+    const char *p = dsn;
+    size_t len = 0;
+
+    out[0] = '\0';
+    while (*p) {
+        const char *key = p, *eq, *val, *end;
+        while (*p && !isspace((unsigned char)*p) && *p != '=')
+            p++;
+        eq = p;
+        while (isspace((unsigned char)*eq))
+            eq++;
+        if (*eq != '=') { /* not a keyword: copy up to here and go on */
+            sb_put(out, size, &len, key, (size_t)(eq - key));
+            if (eq == key)
+                sb_put(out, size, &len, eq, 1), eq++;
+            p = eq;
+            continue;
         }
-    }
-    if (pw) {
-        const char *end = pw + 9;
+        val = eq + 1;
+        while (isspace((unsigned char)*val))
+            val++;
+        end = val;
         if (*end == '\'') {
             for (end++; *end && *end != '\''; end++)
                 if (*end == '\\' && end[1])
@@ -605,10 +646,59 @@ static void redact_dsn(const char *dsn, char *out, size_t size)
             while (*end && !isspace((unsigned char)*end))
                 end++;
         }
-        bl_fmt(out, size, "%.*spassword=[redacted]%s", (int)(pw - dsn), dsn, end);
-        return;
+        sb_put(out, size, &len, key, (size_t)(val - key));
+        if (is_password_key(key, (size_t)(p - key)))
+            sb_put(out, size, &len, "[redacted]", 10);
+        else
+            sb_put(out, size, &len, val, (size_t)(end - val));
+        p = end;
     }
-    bl_fmt(out, size, "%s", dsn);
+}
+
+/* Redacts the password of a postgresql:// URI's user info and any
+ * password/sslpassword query parameter. */
+static void redact_uri(const char *dsn, const char *scheme_end, char *out,
+                       size_t size)
+{
+    const char *auth = scheme_end + 3;
+    size_t auth_len = strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', auth_len);
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    const char *p = dsn;
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (colon) {
+        sb_put(out, size, &len, dsn, (size_t)(colon + 1 - dsn));
+        sb_put(out, size, &len, "[redacted]", 10);
+        p = at;
+    }
+    while (*p) {
+        const char *q = p + strcspn(p, "?&");
+        sb_put(out, size, &len, p, (size_t)(q - p));
+        if (!*q)
+            break;
+        sb_put(out, size, &len, q, 1);
+        p = q + 1;
+        {
+            size_t klen = strcspn(p, "=&#");
+            if (p[klen] == '=' && is_password_key(p, klen)) {
+                sb_put(out, size, &len, p, klen + 1);
+                sb_put(out, size, &len, "[redacted]", 10);
+                p += klen + 1 + strcspn(p + klen + 1, "&#");
+            }
+        }
+    }
+}
+
+static void redact_dsn(const char *dsn, char *out, size_t size)
+{
+    const char *scheme = strstr(dsn, "://");
+
+    if (scheme && (!strncmp(dsn, "postgresql://", 13) || !strncmp(dsn, "postgres://", 11)))
+        redact_uri(dsn, scheme, out, size);
+    else
+        redact_keywords(dsn, out, size);
 }
 
 void ballast_conf_dump(const ballast_conf_t *conf, int redact,

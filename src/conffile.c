@@ -119,6 +119,15 @@ static bool continues(const char *s, size_t len)
     return n % 2 == 1;
 }
 
+static bool is_comment(const char *line, size_t n)
+{
+    while (n && isspace((unsigned char)*line)) {
+        line++;
+        n--;
+    }
+    return n && (*line == '#' || *line == '!');
+}
+
 /* Handles one logical line (continuations already joined). */
 static ballast_error_t *apply_line(ballast_conf_t *conf, char *line,
                                    const char *path, int lineno)
@@ -188,7 +197,8 @@ ballast_error_t *bl_conf_load_text(ballast_conf_t *conf, const char *text,
         } else {
             first_line = lineno;
         }
-        if (continues(line, n)) {
+        /* A comment line never continues, whatever it ends with. */
+        if (continues(line, n) && !(logical.len == 0 && is_comment(line, n))) {
             sb_add(&logical, line, n - 1);
         } else {
             sb_add(&logical, line, n);

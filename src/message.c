@@ -86,7 +86,8 @@ int ballast_message_header(const ballast_message_t *msg, size_t idx,
     const void *value;
     size_t len;
 
-    if (!hdrs || rd_kafka_header_get_all(hdrs, idx, &name, &value, &len))
+    if (!hdrs || idx >= rd_kafka_header_cnt(hdrs) ||
+        rd_kafka_header_get_all(hdrs, idx, &name, &value, &len))
         return -1;
     if (namep)
         *namep = name;

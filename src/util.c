@@ -50,7 +50,9 @@ int64_t bl_wall_ms(void)
 
 void bl_iso8601(int64_t epoch_ms, char *buf, size_t size)
 {
-    time_t secs = (time_t)(epoch_ms / 1000);
+    /* Floor division, so that times before 1970 keep a positive remainder. */
+    int64_t ms = ((epoch_ms % 1000) + 1000) % 1000;
+    time_t secs = (time_t)((epoch_ms - ms) / 1000);
     struct tm tm;
 
     if (!gmtime_r(&secs, &tm)) {
@@ -59,7 +61,7 @@ void bl_iso8601(int64_t epoch_ms, char *buf, size_t size)
     }
     bl_fmt(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (int)(epoch_ms % 1000));
+           (int)ms);
 }
 
 /* Strict UTF-8: rejects overlong forms, surrogates and code points beyond

@@ -123,8 +123,9 @@ typedef void (ballast_conf_dump_cb)(const char *key, const char *value,
                                     void *opaque);
 
 /**
- * @brief Calls @p cb for every key that is set or has a default, in table
- *        order, then each `kafka.*` key. With @p redact, secrets (passwords,
+ * @brief Calls @p cb for each `kafka.*` key that is set, then every key
+ *        that is set or has a default, in table order, then each
+ *        `handler.plugin.param.*` key. With @p redact, secrets (passwords,
  *        DSN passwords, keys marked secret) are shown as "[redacted]".
  */
 BALLAST_API void ballast_conf_dump(const ballast_conf_t *conf, int redact,

@@ -1,0 +1,171 @@
+/*
+ * test_crash_recovery.c - `kill -9` of `ballast run` mid-stream, twice, then
+ * a restart: no gaps, and duplicates only at offsets that were not yet
+ * committed when the process died.
+ */
+#include "support.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PARTS 4
+#define TOTAL 20000
+
+typedef struct db_arg {
+    const char *path;
+    long want;
+    bool distinct;
+} db_arg_t;
+
+static long count_rows(const char *path, bool distinct)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long n = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db,
+                           distinct ? "SELECT count(*) FROM (SELECT DISTINCT part, off FROM seen)"
+                                    : "SELECT count(*) FROM seen",
+                           -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+static bool rows_reached(void *arg)
+{
+    db_arg_t *a = arg;
+    return count_rows(a->path, a->distinct) >= a->want;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    char *err = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("sqlite: %s", err);
+    sqlite3_close(db);
+}
+
+/* Checks every offset is present and every duplicate lies at or above the
+ * offset committed when the process was killed. */
+static void check_rows(const char *path, const int64_t *hwm,
+                       int64_t killed_at[][PARTS], int kills, long *dups)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (int p = 0; p < PARTS; p++) {
+        int *hits = calloc((size_t)hwm[p] + 1, sizeof(int));
+        assert_non_null(hits);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT off FROM seen WHERE part = ?1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_int(st, 1, p);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            int64_t off = sqlite3_column_int64(st, 0);
+            assert_true(off >= 0 && off < hwm[p]);
+            hits[off]++;
+        }
+        sqlite3_finalize(st);
+        for (int64_t o = 0; o < hwm[p]; o++) {
+            if (!hits[o])
+                fail_msg("partition %d offset %lld lost", p, (long long)o);
+            if (hits[o] > 1) {
+                bool uncommitted = false;
+                for (int k = 0; k < kills; k++)
+                    if (o >= killed_at[k][p] || killed_at[k][p] < 0)
+                        uncommitted = true;
+                if (!uncommitted)
+                    fail_msg("partition %d offset %lld handled twice though it "
+                             "was committed before every kill",
+                             p, (long long)o);
+                *dups += hits[o] - 1;
+            }
+        }
+        free(hits);
+    }
+    sqlite3_close(db);
+}
+
+static void test_kill9_twice_then_restart(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("crash");
+    const char *group = bt_unique("crash-g");
+    const char *dir = bt_tmpdir();
+    char conf_path[256], db_path[256], err_path[256];
+    const char *const argv[] = {"ballast", "run", conf_path, NULL};
+    int64_t killed_at[2][PARTS], hwm[PARTS], committed[PARTS];
+    long dups = 0;
+    pid_t pid;
+
+    snprintf(conf_path, sizeof(conf_path), "%s/crash.conf", dir);
+    snprintf(db_path, sizeof(db_path), "%s/seen.db", dir);
+    snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
+    exec_sql(db_path, "PRAGMA journal_mode=WAL;"
+                      "CREATE TABLE seen(part INTEGER, off INTEGER, value TEXT)");
+    bt_create_topic(bs, topic, PARTS);
+    bt_produce_seq(bs, topic, PARTS, 0, TOTAL, 0);
+    bt_write_file(conf_path,
+                  "kafka.bootstrap.servers = %s\n"
+                  "kafka.group.id = %s\n"
+                  "kafka.auto.commit.interval.ms = 100\n"
+                  "kafka.session.timeout.ms = 6000\n"
+                  "topics = %s\n"
+                  "handler = sqlite\n"
+                  "handler.sqlite.path = %s\n"
+                  "handler.sqlite.sql = INSERT INTO seen(part, off, value) "
+                  "VALUES (:partition, :offset, :value)\n"
+                  "log.level = warn\n",
+                  bs, group, topic, db_path);
+
+    for (int k = 0; k < 2; k++) {
+        db_arg_t progress = {db_path, (long)TOTAL * (k + 1) / 4, false};
+        pid = bt_spawn_ballast(argv, err_path);
+        if (!bt_wait_for(rows_reached, &progress, 120000))
+            fail_msg("no progress before kill %d: %ld rows; stderr: %s", k + 1,
+                     count_rows(db_path, false), bt_read_file(err_path));
+        kill(pid, SIGKILL);
+        assert_int_equal(bt_wait(pid, 10000), 128 + SIGKILL);
+        bt_committed(bs, group, topic, PARTS, killed_at[k]);
+    }
+
+    pid = bt_spawn_ballast(argv, err_path);
+    db_arg_t all = {db_path, TOTAL, true};
+    if (!bt_wait_for(rows_reached, &all, 180000))
+        fail_msg("only %ld distinct rows after restart", count_rows(db_path, true));
+    kill(pid, SIGTERM);
+    assert_int_equal(bt_wait(pid, 60000), 0);
+
+    bt_high_watermarks(bs, topic, PARTS, hwm);
+    check_rows(db_path, hwm, killed_at, 2, &dups);
+    bt_committed(bs, group, topic, PARTS, committed);
+    for (int p = 0; p < PARTS; p++)
+        assert_int_equal(committed[p], hwm[p]);
+    print_message("kill -9 x2: %d messages, %ld redelivered (all uncommitted at a kill)\n",
+                  TOTAL, dups);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill9_twice_then_restart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
