@@ -1,14 +1,355 @@
-/* sqlite.c - placeholder until the sqlite handler lands. */
+/* sqlite.c - the `sqlite` handler: runs `handler.sqlite.sql` per message, a batch in one transaction. */
 #include "handlers.h"
 
-static int sqlite_init(void **statep, const ballast_handler_params_t *params,
-                     char *errbuf, size_t errsize)
+#include "../sqltmpl.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Several workers (and processes) may write the same file: WAL lets
+ * readers and one writer overlap, and the busy timeout makes a writer wait
+ * for the lock instead of failing at once. */
+#define BUSY_TIMEOUT_MS 5000
+#define ERRLEN 512
+
+/* Control statements prepared once per connection, indexed by ctl_t. */
+typedef enum ctl {
+    CTL_BEGIN,
+    CTL_COMMIT,
+    CTL_ROLLBACK,
+    CTL_SAVEPOINT,
+    CTL_RELEASE,
+    CTL_ROLLBACK_TO,
+    CTL_COUNT
+} ctl_t;
+
+static const char *const ctl_sql[CTL_COUNT] = {
+    /* IMMEDIATE takes the write lock up front: a deferred transaction
+     * could fail with SQLITE_BUSY halfway through a batch when it tries
+     * to upgrade its read lock, which the busy timeout cannot fix. */
+    "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "SAVEPOINT ballast_msg",
+    "RELEASE ballast_msg", "ROLLBACK TO ballast_msg"};
+
+/* One per worker; used by one thread at a time. */
+typedef struct sqlite_state {
+    sqlite3 *db;
+    sqlite3_stmt *stmt; /* the user's statement */
+    sqlite3_stmt *ctl[CTL_COUNT];
+    bl_sqltmpl_t tmpl;
+} sqlite_state_t;
+
+/* Errors that say nothing about the message itself (locks, disk, memory):
+ * the same message may well succeed later. Everything else (constraint,
+ * mismatch, too big, malformed JSON in a json() call...) is permanent. */
+static bool sqlite_transient(int rc)
 {
-    (void)statep;
-    (void)params;
-    bl_fmt(errbuf, errsize, "handler sqlite: not implemented yet");
-    return BALLAST_ERR_CONFIG;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY:
+    case SQLITE_INTERRUPT:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_NOLFS:
+        return true;
+    default:
+        return false;
+    }
 }
 
+/* ---- running statements -------------------------------------------------- */
+
+static int bind_one(sqlite_state_t *st, int idx, const bl_param_t *param,
+                    const ballast_message_t *msg)
+{
+    bl_sqlval_t v;
+
+    bl_sqltmpl_value(param, msg, &v);
+    if (!v.data)
+        return sqlite3_bind_null(st->stmt, idx);
+    if (v.is_int)
+        return sqlite3_bind_int64(st->stmt, idx, v.i);
+    /* Bytes that are not UTF-8 would be stored as corrupt TEXT; as a BLOB
+     * they survive intact (and typeof() tells them apart). */
+    if (bl_utf8_valid(v.data, v.len))
+        return sqlite3_bind_text64(st->stmt, idx, v.data, v.len, SQLITE_STATIC,
+                                   SQLITE_UTF8);
+    return sqlite3_bind_blob64(st->stmt, idx, v.data, v.len, SQLITE_STATIC);
+}
+
+/* Binds the message's parameters and steps the statement to completion.
+ * @returns SQLITE_OK or the (extended) error code, with a line in @p err. */
+static int run_message(sqlite_state_t *st, const ballast_message_t *msg,
+                       char *err, size_t errsize)
+{
+    int rc = SQLITE_OK;
+
+    for (size_t i = 0; i < st->tmpl.count && rc == SQLITE_OK; i++) {
+        rc = bind_one(st, (int)i + 1, &st->tmpl.params[i], msg);
+        if (rc != SQLITE_OK) {
+            char name[128];
+            bl_sqltmpl_param_name(&st->tmpl.params[i], name, sizeof(name));
+            bl_fmt(err, errsize, "sqlite: cannot bind %s: %s", name,
+                   sqlite3_errstr(rc));
+        }
+    }
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st->stmt)) == SQLITE_ROW)
+            ; /* a RETURNING clause or a SELECT: rows are not used */
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+        else
+            bl_fmt(err, errsize, "sqlite: %s", sqlite3_errmsg(st->db));
+    }
+    sqlite3_reset(st->stmt);
+    /* Bindings point into the message, which is about to go away. */
+    sqlite3_clear_bindings(st->stmt);
+    return rc;
+}
+
+static int run_ctl(sqlite_state_t *st, ctl_t which, char *err, size_t errsize)
+{
+    sqlite3_stmt *s = st->ctl[which];
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        rc = SQLITE_OK;
+    else
+        bl_fmt(err, errsize, "sqlite: %s: %s", ctl_sql[which],
+               sqlite3_errmsg(st->db));
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* A failed COMMIT may leave its transaction open; a new unit of work must
+ * not run inside it. */
+static void leave_transaction(sqlite_state_t *st)
+{
+    char ignored[ERRLEN];
+
+    if (!sqlite3_get_autocommit(st->db))
+        run_ctl(st, CTL_ROLLBACK, ignored, sizeof(ignored));
+}
+
+/* ---- handler callbacks --------------------------------------------------- */
+
+static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg,
+                                       ballast_result_t *res)
+{
+    sqlite_state_t *st = state;
+    char err[ERRLEN];
+    int rc;
+
+    leave_transaction(st);
+    rc = run_message(st, msg, err, sizeof(err));
+    if (rc == SQLITE_OK)
+        return BALLAST_OUTCOME_OK;
+    ballast_result_set_error(res, err);
+    return sqlite_transient(rc) ? BALLAST_OUTCOME_RETRY : BALLAST_OUTCOME_FAIL;
+}
+
+/* Every message not already FAIL becomes RETRY: nothing was committed. */
+static void retry_rest(ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes, const char *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
+            continue;
+        outcomes[i] = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(results[i], err);
+    }
+}
+
+/* The batch's transaction is gone and some message failed for good in a
+ * way no savepoint could isolate: run each message in its own autocommit
+ * transaction so that exactly the bad ones fail. */
+static void run_singly(sqlite_state_t *st, const ballast_message_t *const *msgs,
+                       ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes)
+{
+    for (size_t i = 0; i < count; i++)
+        outcomes[i] = sqlite_handle(st, msgs[i], results[i]);
+}
+
+typedef enum step_result { STEP_OK, STEP_FAILED, STEP_ABORT, STEP_REDO } step_result_t;
+
+/* Runs one message of a batch inside its own savepoint, so that a
+ * permanent failure undoes exactly that message's effects (even a partial
+ * one, as with ON CONFLICT FAIL) and the batch goes on. */
+static step_result_t batch_step(sqlite_state_t *st, const ballast_message_t *msg,
+                                char *err, size_t errsize)
+{
+    char ctlerr[ERRLEN];
+    int rc;
+
+    if (run_ctl(st, CTL_SAVEPOINT, err, errsize) != SQLITE_OK)
+        return STEP_ABORT;
+    rc = run_message(st, msg, err, errsize);
+    if (rc == SQLITE_OK)
+        return run_ctl(st, CTL_RELEASE, err, errsize) ? STEP_ABORT : STEP_OK;
+    if (sqlite_transient(rc))
+        return STEP_ABORT;
+    if (sqlite3_get_autocommit(st->db))
+        return STEP_REDO; /* ON CONFLICT ROLLBACK / RAISE(ROLLBACK) ended it */
+    if (run_ctl(st, CTL_ROLLBACK_TO, ctlerr, sizeof(ctlerr)) ||
+        run_ctl(st, CTL_RELEASE, ctlerr, sizeof(ctlerr))) {
+        bl_fmt(err, errsize, "%s", ctlerr);
+        return STEP_ABORT;
+    }
+    return STEP_FAILED;
+}
+
+static void sqlite_handle_batch(void *state, const ballast_message_t *const *msgs,
+                                ballast_result_t *const *results, size_t count,
+                                ballast_outcome_t *outcomes)
+{
+    sqlite_state_t *st = state;
+    char err[ERRLEN];
+    int rc;
+
+    for (size_t i = 0; i < count; i++)
+        outcomes[i] = BALLAST_OUTCOME_OK;
+    leave_transaction(st);
+    if (run_ctl(st, CTL_BEGIN, err, sizeof(err)) != SQLITE_OK) {
+        retry_rest(results, count, outcomes, err);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        switch (batch_step(st, msgs[i], err, sizeof(err))) {
+        case STEP_OK:
+            break;
+        case STEP_FAILED:
+            outcomes[i] = BALLAST_OUTCOME_FAIL;
+            ballast_result_set_error(results[i], err);
+            break;
+        case STEP_ABORT:
+            leave_transaction(st);
+            retry_rest(results, count, outcomes, err);
+            return;
+        case STEP_REDO:
+            run_singly(st, msgs, results, count, outcomes);
+            return;
+        }
+    }
+    if ((rc = run_ctl(st, CTL_COMMIT, err, sizeof(err))) == SQLITE_OK)
+        return;
+    leave_transaction(st);
+    if (sqlite_transient(rc))
+        retry_rest(results, count, outcomes, err);
+    else /* e.g. a deferred foreign key: checked only at COMMIT */
+        run_singly(st, msgs, results, count, outcomes);
+}
+
+static void sqlite_destroy(void *state)
+{
+    sqlite_state_t *st = state;
+
+    if (!st)
+        return;
+    sqlite3_finalize(st->stmt);
+    for (int i = 0; i < CTL_COUNT; i++)
+        sqlite3_finalize(st->ctl[i]);
+    sqlite3_close(st->db);
+    bl_sqltmpl_free(&st->tmpl);
+    free(st);
+}
+
+/* ---- start-up ------------------------------------------------------------ */
+
+static int open_db(sqlite_state_t *st, const char *path, char *errbuf,
+                   size_t errsize)
+{
+    int rc = sqlite3_open_v2(path, &st->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    char *msg = NULL;
+
+    if (rc == SQLITE_OK) {
+        sqlite3_extended_result_codes(st->db, 1);
+        sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+        /* Opening is lazy: this first statement is what finds out that the
+         * file is unreadable or not a database. */
+        rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+    }
+    if (rc == SQLITE_OK)
+        return 0;
+    bl_fmt(errbuf, errsize, "handler.sqlite.path: cannot open %s: %s", path,
+           msg ? msg : st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return BALLAST_ERR_UNREACHABLE;
+}
+
+static int prepare_all(sqlite_state_t *st, char *errbuf, size_t errsize)
+{
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v3(st->db, st->tmpl.sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->stmt, &tail);
+
+    if (rc != SQLITE_OK) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", sqlite3_errmsg(st->db));
+        return BALLAST_ERR_CONFIG;
+    }
+    if (!st->stmt) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.sql: empty statement");
+        return BALLAST_ERR_CONFIG;
+    }
+    if (sqlite3_bind_parameter_count(st->stmt) != (int)st->tmpl.count) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.sql: the statement has parameters "
+                                "that are not ballast placeholders");
+        return BALLAST_ERR_CONFIG;
+    }
+    for (int i = 0; i < CTL_COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, ctl_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &st->ctl[i], NULL) != SQLITE_OK) {
+            bl_fmt(errbuf, errsize, "handler.sqlite: cannot prepare %s: %s",
+                   ctl_sql[i], sqlite3_errmsg(st->db));
+            return BALLAST_ERR_INTERNAL;
+        }
+    }
+    return 0;
+}
+
+static int sqlite_init(void **statep, const ballast_handler_params_t *params,
+                       char *errbuf, size_t errsize)
+{
+    const char *path = bl_conf_str(params->conf, "handler.sqlite.path");
+    const char *sql = bl_conf_str(params->conf, "handler.sqlite.sql");
+    char err[ERRLEN];
+    sqlite_state_t *st;
+    int rc;
+
+    *statep = NULL;
+    if (!*path || !*sql) {
+        bl_fmt(errbuf, errsize, "%s: missing (required by handler = sqlite)",
+               *path ? "handler.sqlite.sql" : "handler.sqlite.path");
+        return BALLAST_ERR_CONFIG;
+    }
+    if (!(st = calloc(1, sizeof(*st)))) {
+        bl_fmt(errbuf, errsize, "handler.sqlite: out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    if (bl_sqltmpl_parse(sql, BL_SQL_SQLITE, &st->tmpl, err, sizeof(err))) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", err);
+        rc = BALLAST_ERR_CONFIG;
+    } else if (!(rc = open_db(st, path, errbuf, errsize))) {
+        rc = prepare_all(st, errbuf, errsize);
+    }
+    if (rc) {
+        sqlite_destroy(st);
+        return rc;
+    }
+    *statep = st;
+    return 0;
+}
+
+/* Built-in handler `sqlite`; see ballast_handler_t for the threading rules. */
 const ballast_handler_t bl_handler_sqlite = {
-    BALLAST_HANDLER_ABI_VERSION, "sqlite", sqlite_init, NULL, NULL, NULL};
+    BALLAST_HANDLER_ABI_VERSION, "sqlite", sqlite_init, sqlite_handle,
+    sqlite_handle_batch, sqlite_destroy};

@@ -1,0 +1,94 @@
+/* sqltmpl.h - parses a user's SQL statement with named placeholders into positional-parameter SQL. */
+#ifndef BALLAST_SQLTMPL_H
+#define BALLAST_SQLTMPL_H
+
+/*
+ * The `sqlite` and `postgres` handlers run one user statement per message.
+ * Users write named placeholders (`:topic :partition :offset :key :value
+ * :timestamp :header.NAME`); this module rewrites them into the dialect's
+ * positional parameters (`?1` for SQLite, `$1` for PostgreSQL) so that
+ * message data is always bound, never spliced into SQL text.
+ *
+ * Pure: no librdkafka, SQLite or libpq; only the public message accessors.
+ */
+
+#include "ballast/ballast.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/** What a positional parameter is bound to. */
+typedef enum bl_param_kind {
+    BL_PARAM_TOPIC,
+    BL_PARAM_PARTITION,
+    BL_PARAM_OFFSET,
+    BL_PARAM_KEY,
+    BL_PARAM_VALUE,
+    BL_PARAM_TIMESTAMP,
+    BL_PARAM_HEADER
+} bl_param_kind_t;
+
+/** One distinct parameter; params[i] is `?{i+1}` / `${i+1}`. */
+typedef struct bl_param {
+    bl_param_kind_t kind;
+    char *header; /* BL_PARAM_HEADER: the header name (owned); else NULL */
+} bl_param_t;
+
+/** A parsed statement. Owns everything it points to. */
+typedef struct bl_sqltmpl {
+    char *sql;          /* rewritten text, positional parameters, no `;` */
+    bl_param_t *params; /* distinct parameters in order of first use */
+    size_t count;
+} bl_sqltmpl_t;
+
+typedef enum bl_sql_dialect {
+    BL_SQL_SQLITE,  /* `?N` parameters; '' strings, "" / [] / `` identifiers */
+    BL_SQL_POSTGRES /* `$N` parameters; also $tag$ quotes, E'' strings,
+                       nested block comments */
+} bl_sql_dialect_t;
+
+/**
+ * Parses @p sql into @p out (which the caller later releases with
+ * bl_sqltmpl_free(), also after a failure).
+ *
+ * Text inside string literals, quoted identifiers, comments and (PostgreSQL)
+ * dollar quotes is copied untouched; `::` is a cast, never a placeholder.
+ * Errors (returns -1, one line in @p errbuf, without the key name so the
+ * caller can prefix it): an unknown placeholder (the message names it and
+ * lists the valid ones), more than one statement, an empty statement, an
+ * unterminated quote or comment, and the dialect's own parameter syntax
+ * (`?`, `$1`, `@x`), which ballast would never bind.
+ *
+ * @returns 0 on success, -1 on error. Thread-safe (no shared state).
+ */
+int bl_sqltmpl_parse(const char *sql, bl_sql_dialect_t dialect,
+                     bl_sqltmpl_t *out, char *errbuf, size_t errsize);
+
+/** Releases what @p t owns and zeroes it. NULL is a no-op. */
+void bl_sqltmpl_free(bl_sqltmpl_t *t);
+
+/** The placeholder text of a parameter (":value", ":header.x-id") into @p buf. */
+void bl_sqltmpl_param_name(const bl_param_t *param, char *buf, size_t size);
+
+/**
+ * The value of one parameter for one message. @p data NULL means SQL NULL
+ * (missing key, tombstone value, missing or null header, timestamp -1).
+ * Integer kinds (partition, offset, timestamp) set @p is_int and @p i, and
+ * also their decimal text in @p num, which @p data then points to: so the
+ * struct must not be copied after bl_sqltmpl_value() fills it.
+ * Other kinds point into the message, valid while the message is.
+ */
+typedef struct bl_sqlval {
+    const void *data;
+    size_t len;
+    bool is_int;
+    int64_t i;
+    char num[24];
+} bl_sqlval_t;
+
+/** Fills @p out for @p param of @p msg. Never fails. Thread-safe per message. */
+void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
+                      bl_sqlval_t *out);
+
+#endif /* BALLAST_SQLTMPL_H */

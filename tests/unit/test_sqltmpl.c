@@ -1,0 +1,299 @@
+/* test_sqltmpl.c - unit tests of the SQL placeholder parser and parameter rendering. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "message.h"
+#include "sqltmpl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define LITE BL_SQL_SQLITE
+#define PG BL_SQL_POSTGRES
+
+/* One parse case: either the rewritten SQL and the parameter list
+ * ("value,header:x-id"), or a substring of the expected error. */
+typedef struct parse_case {
+    const char *what;
+    bl_sql_dialect_t dialect;
+    const char *in;
+    const char *sql;    /* NULL: an error is expected */
+    const char *params; /* comma-separated kinds; header:NAME */
+    const char *error;  /* substring of the error */
+} parse_case_t;
+
+static const parse_case_t cases[] = {
+    /* basics, both dialects */
+    {"all kinds sqlite", LITE,
+     "INSERT INTO t VALUES (:topic, :partition, :offset, :key, :value, :timestamp)",
+     "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+     "topic,partition,offset,key,value,timestamp", NULL},
+    {"all kinds pg", PG,
+     "INSERT INTO t VALUES (:topic, :partition, :offset, :key, :value, :timestamp)",
+     "INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6)",
+     "topic,partition,offset,key,value,timestamp", NULL},
+    {"no placeholders", LITE, "DELETE FROM t", "DELETE FROM t", "", NULL},
+    {"no placeholders pg", PG, "SELECT 1", "SELECT 1", "", NULL},
+    {"repeated placeholder", PG,
+     "INSERT INTO t VALUES (:key, :value) ON CONFLICT (k) DO UPDATE SET v = :value, k2 = :key",
+     "INSERT INTO t VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2, k2 = $1",
+     "key,value", NULL},
+    {"repeated placeholder sqlite", LITE, "SELECT :value, :offset, :value",
+     "SELECT ?1, ?2, ?1", "value,offset", NULL},
+    {"case-insensitive names", LITE, "SELECT :VALUE, :Value", "SELECT ?1, ?1",
+     "value", NULL},
+    {"no spaces around", LITE, "VALUES(:key,:value)", "VALUES(?1,?2)", "key,value", NULL},
+    {"glued to identifier", PG, "SELECT a:value", "SELECT a $1", "value", NULL},
+
+    /* casts */
+    {"jsonb cast", PG, "INSERT INTO t(doc) VALUES (:value::jsonb)",
+     "INSERT INTO t(doc) VALUES ($1::jsonb)", "value", NULL},
+    {"cast of expression", PG, "SELECT 'x'::text, (:offset)::bigint, now()::date",
+     "SELECT 'x'::text, ($1)::bigint, now()::date", "offset", NULL},
+    {"cast not a placeholder", PG, "SELECT a::value FROM t", "SELECT a::value FROM t", "", NULL},
+    {"header with cast", PG, "SELECT :header.x-id::uuid", "SELECT $1::uuid",
+     "header:x-id", NULL},
+    {"assignment operator", PG, "SELECT f(a := :value)", "SELECT f(a := $1)", "value", NULL},
+
+    /* strings and identifiers */
+    {"colons in string", LITE, "INSERT INTO t VALUES (':value', 'a:b', :key)",
+     "INSERT INTO t VALUES (':value', 'a:b', ?1)", "key", NULL},
+    {"escaped quote", PG, "SELECT 'it''s :value', :key", "SELECT 'it''s :value', $1",
+     "key", NULL},
+    {"E string with backslash quote", PG, "SELECT E'it\\'s :value', :key",
+     "SELECT E'it\\'s :value', $1", "key", NULL},
+    {"plain string backslash", PG, "SELECT 'a\\', :key", "SELECT 'a\\', $1", "key", NULL},
+    {"quoted identifier", PG, "SELECT \"col:value\", \"a\"\"b:key\" FROM t WHERE x = :offset",
+     "SELECT \"col:value\", \"a\"\"b:key\" FROM t WHERE x = $1", "offset", NULL},
+    {"sqlite brackets and backticks", LITE, "SELECT [a:value], `b:key`, :topic",
+     "SELECT [a:value], `b:key`, ?1", "topic", NULL},
+    {"pg array slice literal", PG, "SELECT arr[1:2] FROM t", "SELECT arr[1:2] FROM t", "", NULL},
+
+    /* comments */
+    {"line comment", LITE, "SELECT :key -- not :valu\n, 1",
+     "SELECT ?1 -- not :valu\n, 1", "key", NULL},
+    {"block comment", PG, "SELECT /* :valu; 'x */ :key", "SELECT /* :valu; 'x */ $1",
+     "key", NULL},
+    {"nested block comment pg", PG, "SELECT /* a /* :x */ :y */ :key",
+     "SELECT /* a /* :x */ :y */ $1", "key", NULL},
+    {"trailing comment after semicolon", LITE, "SELECT :key; -- done\n/* end */  ",
+     "SELECT ?1", "key", NULL},
+
+    /* dollar quotes */
+    {"dollar quote", PG, "SELECT $$ :value ' $$, :key", "SELECT $$ :value ' $$, $1",
+     "key", NULL},
+    {"tagged dollar quote", PG, "SELECT $fn$ a $$ :value $fn$ || :key",
+     "SELECT $fn$ a $$ :value $fn$ || $1", "key", NULL},
+    {"dollar in identifier", PG, "SELECT a$b, :key FROM t$1",
+     "SELECT a$b, $1 FROM t$1", "key", NULL},
+
+    /* headers */
+    {"header with dashes", PG, "SELECT :header.x-trace-id", "SELECT $1",
+     "header:x-trace-id", NULL},
+    {"header with dots", LITE, "SELECT :header.app.version, :header.a_b",
+     "SELECT ?1, ?2", "header:app.version,header:a_b", NULL},
+    {"header repeated and distinct", PG,
+     "SELECT :header.a, :header.b, :header.a, :header.A",
+     "SELECT $1, $2, $1, $3", "header:a,header:b,header:A", NULL},
+    {"header before comment", LITE, "SELECT :header.id--c\n", "SELECT ?1--c\n",
+     "header:id", NULL},
+    {"header without name", LITE, "SELECT :header", NULL, NULL, "needs a header name"},
+    {"header with dot only", LITE, "SELECT :header. ", NULL, NULL, "needs a header name"},
+
+    /* statements */
+    {"trailing semicolon", PG, "INSERT INTO t VALUES (:value);",
+     "INSERT INTO t VALUES ($1)", "value", NULL},
+    {"trailing semicolons and space", LITE, "SELECT 1 ; ;\n", "SELECT 1 ", "", NULL},
+    {"semicolon in string", LITE, "SELECT ';', :key", "SELECT ';', ?1", "key", NULL},
+    {"two statements", LITE, "INSERT INTO t VALUES (:value); DELETE FROM t", NULL,
+     NULL, "one statement per message"},
+    {"two statements pg", PG, "SELECT 1;SELECT 2", NULL, NULL, "more than one statement"},
+    {"empty", PG, "  ", NULL, NULL, "empty statement"},
+    {"only comment", LITE, "-- nothing\n", NULL, NULL, "empty statement"},
+    {"only semicolon", LITE, ";", NULL, NULL, "empty statement"},
+
+    /* errors */
+    {"unknown placeholder", LITE, "SELECT :valu", NULL, NULL,
+     "unknown placeholder \":valu\""},
+    {"unknown lists valid", PG, "SELECT :partitions", NULL, NULL,
+     ":topic :partition :offset :key :value :timestamp :header.NAME"},
+    {"unterminated string", LITE, "SELECT 'abc", NULL, NULL, "unterminated string literal"},
+    {"unterminated identifier", PG, "SELECT \"abc", NULL, NULL, "unterminated quoted identifier"},
+    {"unterminated comment", PG, "SELECT /* x", NULL, NULL, "unterminated /* comment"},
+    {"unterminated dollar quote", PG, "SELECT $x$ abc $y$", NULL, NULL,
+     "unterminated dollar-quoted string $x$"},
+    {"sqlite question mark", LITE, "SELECT ?", NULL, NULL, "own parameter syntax"},
+    {"sqlite numbered", LITE, "SELECT ?2", NULL, NULL, "\"?2\""},
+    {"sqlite at name", LITE, "SELECT @foo", NULL, NULL, "\"@foo\""},
+    {"sqlite dollar name", LITE, "SELECT $foo", NULL, NULL, "\"$foo\""},
+    {"pg positional", PG, "SELECT $1", NULL, NULL, "\"$1\""},
+    {"pg jsonb question operator", PG, "SELECT :value::jsonb ? 'a'",
+     "SELECT $1::jsonb ? 'a'", "value", NULL},
+};
+
+static void params_text(const bl_sqltmpl_t *t, char *buf, size_t size)
+{
+    static const char *const names[] = {"topic", "partition", "offset", "key",
+                                        "value", "timestamp", "header"};
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < t->count && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s%s%s", i ? "," : "",
+                         names[t->params[i].kind],
+                         t->params[i].header ? ":" : "",
+                         t->params[i].header ? t->params[i].header : "");
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static void test_parse_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const parse_case_t *c = &cases[i];
+        bl_sqltmpl_t t;
+        char err[512], params[512];
+        int rc = bl_sqltmpl_parse(c->in, c->dialect, &t, err, sizeof(err));
+
+        if (c->sql) {
+            if (rc != 0)
+                fprintf(stderr, "case %s: unexpected error: %s\n", c->what, err);
+            assert_int_equal(rc, 0);
+            assert_string_equal(t.sql, c->sql);
+            params_text(&t, params, sizeof(params));
+            assert_string_equal(params, c->params);
+        } else {
+            if (rc != -1)
+                fprintf(stderr, "case %s: parsed as \"%s\", expected an error\n",
+                        c->what, t.sql);
+            assert_int_equal(rc, -1);
+            if (!strstr(err, c->error))
+                fprintf(stderr, "case %s: error \"%s\" lacks \"%s\"\n", c->what, err,
+                            c->error);
+            assert_non_null(strstr(err, c->error));
+            assert_null(strchr(err, '\n'));
+        }
+        bl_sqltmpl_free(&t);
+    }
+}
+
+static void test_free_is_idempotent(void **state)
+{
+    bl_sqltmpl_t t;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(bl_sqltmpl_parse("SELECT :header.a", BL_SQL_SQLITE, &t, err,
+                                      sizeof(err)),
+                     0);
+    bl_sqltmpl_free(&t);
+    bl_sqltmpl_free(&t);
+    bl_sqltmpl_free(NULL);
+    assert_int_equal(bl_sqltmpl_parse(NULL, BL_SQL_SQLITE, &t, err, sizeof(err)), -1);
+    bl_sqltmpl_free(&t);
+}
+
+static void test_param_name(void **state)
+{
+    bl_param_t v = {BL_PARAM_VALUE, NULL}, h = {BL_PARAM_HEADER, (char *)"x-id"};
+    char buf[64];
+
+    (void)state;
+    bl_sqltmpl_param_name(&v, buf, sizeof(buf));
+    assert_string_equal(buf, ":value");
+    bl_sqltmpl_param_name(&h, buf, sizeof(buf));
+    assert_string_equal(buf, ":header.x-id");
+}
+
+/* Renders every kind for a hand-built message. */
+static void test_values(void **state)
+{
+    struct ballast_message_s m;
+    bl_sqltmpl_t t;
+    bl_sqlval_t v;
+    char err[128];
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.topic = "orders";
+    m.partition = 3;
+    m.offset = 1234567890123LL;
+    m.timestamp = 1700000000000LL;
+    m.key = "k1";
+    m.key_len = 2;
+    m.value = "{\"a\":1}";
+    m.value_len = 7;
+    m.hdrs = rd_kafka_headers_new(4);
+    m.hdrs_loaded = true;
+    rd_kafka_header_add(m.hdrs, "x-trace-id", -1, "abc", 3);
+    rd_kafka_header_add(m.hdrs, "nullh", -1, NULL, 0);
+
+    assert_int_equal(bl_sqltmpl_parse(
+                         ":topic :partition :offset :key :value :timestamp "
+                         ":header.x-trace-id :header.nullh :header.missing",
+                         BL_SQL_POSTGRES, &t, err, sizeof(err)),
+                     0);
+    assert_int_equal(t.count, 9);
+
+    bl_sqltmpl_value(&t.params[0], &m, &v);
+    assert_false(v.is_int);
+    assert_int_equal(v.len, 6);
+    assert_memory_equal(v.data, "orders", 6);
+    bl_sqltmpl_value(&t.params[1], &m, &v);
+    assert_true(v.is_int);
+    assert_int_equal(v.i, 3);
+    assert_string_equal(v.data, "3");
+    bl_sqltmpl_value(&t.params[2], &m, &v);
+    assert_string_equal(v.data, "1234567890123");
+    assert_int_equal(v.len, 13);
+    bl_sqltmpl_value(&t.params[3], &m, &v);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.data, "k1", 2);
+    bl_sqltmpl_value(&t.params[4], &m, &v);
+    assert_int_equal(v.len, 7);
+    bl_sqltmpl_value(&t.params[5], &m, &v);
+    assert_int_equal(v.i, 1700000000000LL);
+    bl_sqltmpl_value(&t.params[6], &m, &v);
+    assert_int_equal(v.len, 3);
+    assert_memory_equal(v.data, "abc", 3);
+    bl_sqltmpl_value(&t.params[7], &m, &v);
+    assert_null(v.data);
+    bl_sqltmpl_value(&t.params[8], &m, &v);
+    assert_null(v.data);
+
+    /* Absent key, tombstone, no timestamp, no headers at all: NULLs. */
+    m.key = NULL;
+    m.key_len = 0;
+    m.value = NULL;
+    m.value_len = 0;
+    m.timestamp = -1;
+    rd_kafka_headers_destroy(m.hdrs);
+    m.hdrs = NULL;
+    bl_sqltmpl_value(&t.params[3], &m, &v);
+    assert_null(v.data);
+    bl_sqltmpl_value(&t.params[4], &m, &v);
+    assert_null(v.data);
+    bl_sqltmpl_value(&t.params[5], &m, &v);
+    assert_null(v.data);
+    assert_false(v.is_int);
+    bl_sqltmpl_value(&t.params[6], &m, &v);
+    assert_null(v.data);
+    bl_sqltmpl_free(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_free_is_idempotent),
+        cmocka_unit_test(test_param_name),
+        cmocka_unit_test(test_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
