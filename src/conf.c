@@ -63,7 +63,8 @@ static const prop_t props[] = {
      "One statement run per message; placeholders as for SQLite."},
     {"handler.exec.command", T_STR, NULL, 0, 0, NULL, 0,
      "A long-running child process speaking the exec protocol (JSON lines). "
-     "Split on spaces and run with execve, never through a shell."},
+     "Split into arguments like a shell would (quotes, backslashes), looked "
+     "up in PATH, and never run through a shell."},
     {"handler.plugin.path", T_STR, NULL, 0, 0, NULL, 0,
      "Absolute path of a shared object exporting ballast_plugin_handler()."},
     {"output.topic", T_STR, NULL, 0, 0, NULL, 0,
@@ -102,6 +103,12 @@ static const prop_t props[] = {
     {"metrics.listen", T_STR, "", 0, 0, NULL, 0,
      "host:port of the HTTP endpoint (/metrics, /healthz, ...); empty "
      "disables it."},
+    {"handler.timeout.ms", T_INT, "60000", 1, 86400000, NULL, 0,
+     "Deadline of one handler call. A call running longer makes /healthz "
+     "fail; the exec handler kills and restarts a child that misses it (the "
+     "message is retried)."},
+    {"log.format", T_ENUM, "logfmt", 0, 0, "logfmt|json", 0,
+     "Log line format on stderr: logfmt (key=value) or JSON lines."},
     {"startup.timeout.ms", T_INT, "30000", 100, 3600000, NULL, 0,
      "How long start-up waits for the broker and database before giving up "
      "(exit 69)."},
@@ -485,9 +492,10 @@ ballast_rebalance_cb *bl_conf_rebalance_cb(const ballast_conf_t *conf,
 
 bl_logger_t bl_conf_logger(const ballast_conf_t *conf)
 {
-    bl_logger_t lg = {conf->log_cb, conf->log_opaque, BALLAST_LOG_INFO};
+    bl_logger_t lg = {conf->log_cb, conf->log_opaque, BALLAST_LOG_INFO, false};
     const char *level = bl_conf_str(conf, "log.level");
 
+    lg.json = !strcmp(bl_conf_str(conf, "log.format"), "json");
     if (!strcmp(level, "error"))
         lg.level = BALLAST_LOG_ERROR;
     else if (!strcmp(level, "warn"))

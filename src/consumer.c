@@ -33,6 +33,7 @@
 #include "handlers/handlers.h"
 #include "internal.h"
 #include "message.h"
+#include "observe.h"
 #include "producer.h"
 #include "tracker.h"
 
@@ -67,6 +68,8 @@ typedef struct bl_part {
     bool paused;          /* paused by ballast (only those are resumed) */
     bool orphan;          /* no longer assigned: freed when inflight is 0 */
     int worker;           /* the worker for ordering = partition */
+    int64_t committed;    /* last offset the broker confirmed, -1: none */
+    int64_t last_ts;      /* timestamp of the last message received */
     struct bl_part *next;
 } bl_part_t;
 
@@ -81,6 +84,7 @@ typedef struct bl_worker {
     bool quit;        /* guarded by mtx */
     void *state;      /* the handler's state for this worker */
     bool state_ok;
+    atomic_int_fast64_t busy_since; /* ms when the running call began, 0: idle */
     bl_queue_t staged; /* poll thread only: not yet handed over */
     unsigned rnd;
 } bl_worker_t;
@@ -111,6 +115,21 @@ struct ballast_consumer_s {
     size_t max_inflight;
     uint64_t max_inflight_bytes;
     int64_t shutdown_timeout_ms;
+    int64_t handler_timeout_ms;
+    int64_t max_poll_interval_ms;
+    int64_t started_ms;
+
+    /* Observability: the poll thread publishes a snapshot of its partitions
+     * about once a second; readers on other threads copy it under obs_mtx. */
+    pthread_mutex_t obs_mtx;
+    bl_part_view_t *snapshot;
+    size_t snapshot_count;
+    int64_t next_snapshot_ms;
+    char last_transient[256]; /* guarded by obs_mtx */
+    atomic_bool transient;     /* the latest handler call said RETRY */
+    atomic_int_fast64_t last_poll_ms;
+    atomic_int running;        /* 1 while ballast_consumer_run polls */
+    bl_histogram_t latency;
 
     /* Poll thread only. */
     bl_part_t *parts, *orphans, *last_part;
@@ -232,6 +251,8 @@ static bl_part_t *part_new(ballast_consumer_t *c, const char *topic,
     }
     p->partition = partition;
     p->stored = -1;
+    p->committed = -1;
+    p->last_ts = -1;
     bl_tracker_init(&p->tracker);
     atomic_init(&p->revoked, false);
     p->worker = (int)(fnv1a(&partition, sizeof(partition),
@@ -475,7 +496,7 @@ static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     bl_message_from_rkm(m, rkm);
-    if (bl_tracker_add(&p->tracker, m->offset, &m->seq)) {
+    if (bl_tracker_add_ts(&p->tracker, m->offset, m->timestamp, &m->seq)) {
         /* An offset at or below one already received: a rewind we did not
          * ask for. Handling it again would break per-partition order. */
         bl_log(&c->log, BALLAST_LOG_WARN,
@@ -486,6 +507,7 @@ static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     m->part = p;
+    p->last_ts = m->timestamp;
     atomic_init(&m->pending_emits, 1);
     p->inflight++;
     c->inflight++;
@@ -560,8 +582,41 @@ static bool worker_sleep(bl_worker_t *w, int64_t ms)
     return !atomic_load(&c->abandon);
 }
 
-/* Runs the handler once over @p msgs (one message, or a batch). */
+static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
+
+/* Runs the handler once over @p msgs, timing it for the latency histogram
+ * and the stuck-handler watchdog, and noting transient failures for
+ * readiness. */
 static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    int64_t start = bl_now_ms();
+    struct timespec t0, t1;
+    int64_t micros;
+    bool transient = false;
+
+    atomic_store(&w->busy_since, start ? start : 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_handler(w, msgs, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&w->busy_since, 0);
+    micros = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+             (t1.tv_nsec - t0.tv_nsec) / 1000;
+    for (size_t i = 0; i < n; i++) {
+        bl_histogram_observe(&c->latency, micros / (int64_t)n);
+        if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY && !transient) {
+            transient = true;
+            pthread_mutex_lock(&c->obs_mtx);
+            bl_fmt(c->last_transient, sizeof(c->last_transient), "%s",
+                   msgs[i]->result.error ? msgs[i]->result.error : "retry");
+            pthread_mutex_unlock(&c->obs_mtx);
+        }
+    }
+    atomic_store(&c->transient, transient);
+}
+
+/* Runs the handler once over @p msgs (one message, or a batch). */
+static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     const ballast_handler_t *h = w->cons->handler;
 
@@ -671,7 +726,7 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
         bl_log(&c->log, BALLAST_LOG_WARN,
                "%s [%d] offset %lld: dead-lettered to %s after %d attempt(s): %s",
                m->topic, (int)m->partition, (long long)m->offset, c->dlq_topic,
-               m->attempt, why);
+               m->attempt, error);
         produce_records(c, m);
         return;
     }
@@ -799,6 +854,23 @@ static bool cooperative(ballast_consumer_t *c)
     return proto && !strcmp(proto, "COOPERATIVE");
 }
 
+/* Learns the group's committed offsets of newly assigned partitions, so
+ * that lag is known even before ballast commits anything. */
+static void load_committed(ballast_consumer_t *c,
+                           const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(list);
+
+    if (!rd_kafka_committed(c->rk, copy, 5000)) {
+        for (int i = 0; i < copy->cnt; i++) {
+            bl_part_t *p = part_find(c, copy->elems[i].topic, copy->elems[i].partition);
+            if (p && copy->elems[i].offset >= 0)
+                p->committed = copy->elems[i].offset;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(copy);
+}
+
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_error_t *error = NULL;
@@ -831,6 +903,7 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         bl_log(&c->log, BALLAST_LOG_ERROR, "assign failed: %s",
                rd_kafka_err2str(err));
     }
+    load_committed(c, list);
     if (c->backpressured) {
         c->backpressured = false; /* re-evaluated below with the new parts */
         apply_backpressure(c);
@@ -847,6 +920,7 @@ static void drain_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n,
 {
     for (;;) {
         bool busy = false;
+        atomic_store(&c->last_poll_ms, bl_now_ms());
         handle_completions(c);
         serve_producer(c);
         for (size_t i = 0; i < n; i++)
@@ -884,14 +958,11 @@ static void commit_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n)
         p->stored = next;
     }
     if (list->cnt) {
+        /* Counted in on_commit(), which librdkafka calls for every commit. */
         err = rd_kafka_commit(c->rk, list, 0);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-            atomic_fetch_add(&c->stats.commit_errors, 1);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
             bl_log(&c->log, BALLAST_LOG_WARN, "commit failed: %s",
                    rd_kafka_err2str(err));
-        } else {
-            atomic_fetch_add(&c->stats.commits, 1);
-        }
     }
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -952,6 +1023,30 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 /* ---- librdkafka callbacks ------------------------------------------------ */
+
+/* Result of every commit, automatic or explicit (poll thread). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    ballast_consumer_t *c = opaque;
+
+    (void)rk;
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+        return; /* nothing was stored: not a commit */
+    if (err) {
+        atomic_fetch_add(&c->stats.commit_errors, 1);
+        bl_log(&c->log, BALLAST_LOG_WARN, "offset commit failed: %s",
+               rd_kafka_err2str(err));
+        return;
+    }
+    atomic_fetch_add(&c->stats.commits, 1);
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        bl_part_t *p = part_find(c, tp->topic, tp->partition);
+        if (p && !tp->err && tp->offset >= 0 && tp->offset > p->committed)
+            p->committed = tp->offset;
+    }
+}
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -1089,8 +1184,10 @@ static ballast_error_t *make_client(ballast_consumer_t *c, bool producer,
     rd_kafka_conf_set_error_cb(b.rkconf, error_cb);
     if (producer)
         rd_kafka_conf_set_dr_msg_cb(b.rkconf, on_delivery);
-    else
+    else {
         rd_kafka_conf_set_rebalance_cb(b.rkconf, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(b.rkconf, on_commit);
+    }
     *rkp = rd_kafka_new(producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
                         b.rkconf, errstr, sizeof(errstr));
     if (!*rkp) {
@@ -1243,6 +1340,11 @@ static void read_settings(ballast_consumer_t *c)
     c->max_inflight = (size_t)bl_conf_int(c->conf, "max.inflight.messages");
     c->max_inflight_bytes = (uint64_t)bl_conf_int(c->conf, "max.inflight.bytes");
     c->shutdown_timeout_ms = bl_conf_int(c->conf, "shutdown.timeout.ms");
+    c->handler_timeout_ms = bl_conf_int(c->conf, "handler.timeout.ms");
+    c->max_poll_interval_ms = 300000;
+    if (*bl_conf_str(c->conf, "kafka.max.poll.interval.ms"))
+        c->max_poll_interval_ms = strtoll(bl_conf_str(c->conf, "kafka.max.poll.interval.ms"),
+                                          NULL, 10);
     c->rebalance_cb = bl_conf_rebalance_cb(c->conf, &c->rebalance_opaque);
 }
 
@@ -1262,6 +1364,9 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
 
     if ((err = make_client(c, false, &c->rk)))
         return err;
+    /* One queue for messages, rebalances, errors and commit results, all
+     * served by rd_kafka_consumer_poll on the poll thread. */
+    rd_kafka_poll_set_consumer(c->rk);
     c->rkqu = rd_kafka_queue_get_consumer(c->rk);
     if (needs_producer(c) && (err = make_client(c, true, &c->producer)))
         return err;
@@ -1294,6 +1399,8 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     pthread_cond_init(&c->done_cond, NULL);
     pthread_mutex_init(&c->err_mtx, NULL);
     pthread_mutex_init(&c->start_mtx, NULL);
+    pthread_mutex_init(&c->obs_mtx, NULL);
+    c->started_ms = bl_now_ms();
     atomic_init(&c->starting, true);
     read_settings(c);
     c->handler = bl_conf_handler(c->conf, &c->handler_opaque);
@@ -1423,6 +1530,57 @@ static void stop_workers(ballast_consumer_t *c)
     }
 }
 
+/* Age of the oldest message not yet committed, -1 when unknown. */
+static int64_t part_lag_ms(const bl_part_t *p, int64_t lag, int64_t now_wall)
+{
+    int64_t ts;
+
+    if (lag == 0)
+        return 0;
+    if ((ts = bl_tracker_head_timestamp(&p->tracker)) >= 0)
+        return now_wall > ts ? now_wall - ts : 0;
+    /* Nothing held: the next message is newer than the last one received,
+     * so this over-estimates by at most the gap between the two. */
+    if (p->last_ts >= 0 && lag > 0)
+        return now_wall > p->last_ts ? now_wall - p->last_ts : 0;
+    return -1;
+}
+
+/* Copies the partitions' state for readers on other threads (poll thread). */
+static void publish_snapshot(ballast_consumer_t *c)
+{
+    size_t n = 0, i = 0;
+    bl_part_view_t *views;
+    int64_t now_wall = bl_wall_ms();
+
+    for (bl_part_t *p = c->parts; p; p = p->next)
+        n++;
+    views = calloc(n + 1, sizeof(*views));
+    if (!views)
+        return;
+    for (bl_part_t *p = c->parts; p; p = p->next, i++) {
+        bl_part_view_t *v = &views[i];
+        int64_t lo = -1, hi = -1;
+        bl_fmt(v->topic, sizeof(v->topic), "%s", p->topic);
+        v->partition = p->partition;
+        v->committed = p->committed;
+        v->inflight = p->inflight;
+        v->paused = p->paused;
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
+            hi < 0)
+            hi = -1;
+        v->high_watermark = hi;
+        v->lag = hi >= 0 && p->committed >= 0 ? (hi > p->committed ? hi - p->committed : 0)
+                                              : -1;
+        v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
+    }
+    pthread_mutex_lock(&c->obs_mtx);
+    free(c->snapshot);
+    c->snapshot = views;
+    c->snapshot_count = n;
+    pthread_mutex_unlock(&c->obs_mtx);
+}
+
 ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
 {
     ballast_error_t *err;
@@ -1431,9 +1589,16 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         return bl_error_new(BALLAST_ERR_INTERNAL, false, false,
                             "ballast_consumer_run: already ran");
     c->ran = true;
+    atomic_store(&c->running, 1);
     while (!stopping(c)) {
         rd_kafka_message_t *rkm;
+        int64_t now = bl_now_ms();
 
+        atomic_store(&c->last_poll_ms, now);
+        if (now >= c->next_snapshot_ms) {
+            publish_snapshot(c);
+            c->next_snapshot_ms = now + 1000;
+        }
         settle(c);
         apply_backpressure(c);
         rkm = rd_kafka_consumer_poll(c->rk, c->staged ? 0
@@ -1456,6 +1621,8 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
     rd_kafka_consumer_close(c->rk);
     stop_workers(c);
     settle(c);
+    publish_snapshot(c);
+    atomic_store(&c->running, 0);
     if (c->producer && rd_kafka_flush(c->producer, 10000))
         bl_log(&c->log, BALLAST_LOG_WARN, "producer: records still queued at exit");
     pthread_mutex_lock(&c->err_mtx);
@@ -1547,5 +1714,140 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     pthread_cond_destroy(&c->done_cond);
     pthread_mutex_destroy(&c->err_mtx);
     pthread_mutex_destroy(&c->start_mtx);
+    pthread_mutex_destroy(&c->obs_mtx);
+    free(c->snapshot);
     free(c);
+}
+
+/* ---- observability ------------------------------------------------------ */
+
+static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    int64_t now = bl_now_ms();
+
+    if (!atomic_load(&c->running)) {
+        bl_fmt(reason, size, "the consumer is not running");
+        return false;
+    }
+    if (atomic_load(&c->failed)) {
+        bl_fmt(reason, size, "the pipeline is stopping after a fatal error");
+        return false;
+    }
+    if (now - atomic_load(&c->last_poll_ms) > 10000) {
+        bl_fmt(reason, size, "the poll loop has not run for %lld ms",
+               (long long)(now - atomic_load(&c->last_poll_ms)));
+        return false;
+    }
+    for (int i = 0; i < c->nworkers; i++) {
+        int64_t since = atomic_load(&c->workers[i].busy_since);
+        if (since && now - since > c->handler_timeout_ms) {
+            bl_fmt(reason, size,
+                   "worker %d: a handler call has run for %lld ms "
+                   "(handler.timeout.ms = %lld)",
+                   i, (long long)(now - since), (long long)c->handler_timeout_ms);
+            return false;
+        }
+    }
+    bl_fmt(reason, size, "ok");
+    return true;
+}
+
+static bool check_ready(ballast_consumer_t *c, char *reason, size_t size)
+{
+    size_t assigned;
+
+    pthread_mutex_lock(&c->obs_mtx);
+    assigned = c->snapshot_count;
+    if (atomic_load(&c->transient)) {
+        bl_fmt(reason, size, "the handler reports a transient failure: %s",
+               c->last_transient);
+        pthread_mutex_unlock(&c->obs_mtx);
+        return false;
+    }
+    pthread_mutex_unlock(&c->obs_mtx);
+    if (!check_health(c, reason, size))
+        return false;
+    if (!assigned) {
+        bl_fmt(reason, size, "no partitions assigned");
+        return false;
+    }
+    bl_fmt(reason, size, "ok");
+    return true;
+}
+
+int ballast_consumer_healthy(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    char buf[256];
+    bool ok = check_health(c, buf, sizeof(buf));
+    if (reason && size)
+        bl_fmt(reason, size, "%s", buf);
+    return ok;
+}
+
+int ballast_consumer_ready(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    char buf[512];
+    bool ok = check_ready((ballast_consumer_t *)c, buf, sizeof(buf));
+    if (reason && size)
+        bl_fmt(reason, size, "%s", buf);
+    return ok;
+}
+
+/* Fills @p v from the consumer; *partsp must be freed by the caller. */
+static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health,
+                      char *ready, size_t size)
+{
+    bl_part_view_t *parts;
+    int64_t since = bl_now_ms() - atomic_load(&c->last_poll_ms);
+
+    memset(v, 0, sizeof(*v));
+    v->group = c->group;
+    v->topics = bl_conf_str(c->conf, "topics");
+    v->semantics = bl_conf_str(c->conf, "semantics");
+    ballast_consumer_stats(c, &v->stats, sizeof(v->stats));
+    v->latency = &c->latency;
+    v->uptime_ms = bl_now_ms() - c->started_ms;
+    v->poll_headroom_ms = atomic_load(&c->running) ? c->max_poll_interval_ms - since
+                                                   : c->max_poll_interval_ms;
+    v->healthy = check_health(c, health, size);
+    v->ready = check_ready(c, ready, size);
+    v->health_reason = health;
+    v->ready_reason = ready;
+    pthread_mutex_lock(&c->obs_mtx);
+    parts = calloc(c->snapshot_count + 1, sizeof(*parts));
+    if (parts) {
+        memcpy(parts, c->snapshot, c->snapshot_count * sizeof(*parts));
+        v->nparts = c->snapshot_count;
+    }
+    pthread_mutex_unlock(&c->obs_mtx);
+    v->parts = parts;
+}
+
+char *ballast_consumer_metrics(const ballast_consumer_t *cons)
+{
+    ballast_consumer_t *c = (ballast_consumer_t *)cons;
+    char health[256], ready[512], *text;
+    bl_view_t v;
+
+    make_view(c, &v, health, ready, sizeof(health));
+    text = bl_render_metrics(&v);
+    free((void *)v.parts);
+    return text;
+}
+
+char *ballast_consumer_status_json(const ballast_consumer_t *cons)
+{
+    ballast_consumer_t *c = (ballast_consumer_t *)cons;
+    char health[256], ready[512], *text;
+    bl_view_t v;
+
+    make_view(c, &v, health, ready, sizeof(health));
+    text = bl_render_status(&v);
+    free((void *)v.parts);
+    return text;
+}
+
+void ballast_free(void *ptr)
+{
+    free(ptr);
 }

@@ -34,6 +34,7 @@ typedef struct bl_logger {
     ballast_log_cb *cb; /* NULL: logfmt on stderr */
     void *opaque;
     ballast_log_level_t level;
+    bool json; /* JSON lines instead of logfmt */
 } bl_logger_t;
 
 /** Thread-safe; formats one line and hands it to the logger. */

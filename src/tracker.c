@@ -15,6 +15,7 @@ void bl_tracker_init(bl_tracker_t *t)
 void bl_tracker_free(bl_tracker_t *t)
 {
     free(t->offsets);
+    free(t->timestamps);
     free(t->done);
     bl_tracker_init(t);
 }
@@ -24,21 +25,26 @@ static int grow(bl_tracker_t *t)
 {
     size_t cap = t->cap ? t->cap * 2 : 64;
     int64_t *offsets = malloc(cap * sizeof(*offsets));
+    int64_t *timestamps = malloc(cap * sizeof(*timestamps));
     uint8_t *done = malloc(cap);
 
-    if (!offsets || !done) {
+    if (!offsets || !timestamps || !done) {
         free(offsets);
+        free(timestamps);
         free(done);
         return -1;
     }
     for (size_t i = 0; i < t->count; i++) {
         size_t from = (t->head + i) % t->cap;
         offsets[i] = t->offsets[from];
+        timestamps[i] = t->timestamps[from];
         done[i] = t->done[from];
     }
     free(t->offsets);
+    free(t->timestamps);
     free(t->done);
     t->offsets = offsets;
+    t->timestamps = timestamps;
     t->done = done;
     t->cap = cap;
     t->head = 0;
@@ -46,6 +52,12 @@ static int grow(bl_tracker_t *t)
 }
 
 int bl_tracker_add(bl_tracker_t *t, int64_t offset, uint64_t *seqp)
+{
+    return bl_tracker_add_ts(t, offset, -1, seqp);
+}
+
+int bl_tracker_add_ts(bl_tracker_t *t, int64_t offset, int64_t timestamp,
+                      uint64_t *seqp)
 {
     size_t slot;
 
@@ -55,6 +67,7 @@ int bl_tracker_add(bl_tracker_t *t, int64_t offset, uint64_t *seqp)
         return -1;
     slot = (t->head + t->count) % t->cap;
     t->offsets[slot] = offset;
+    t->timestamps[slot] = timestamp;
     t->done[slot] = 0;
     *seqp = t->head_seq + t->count;
     t->count++;
@@ -86,4 +99,15 @@ int64_t bl_tracker_committable(bl_tracker_t *t)
 size_t bl_tracker_pending(const bl_tracker_t *t)
 {
     return t->count;
+}
+
+int64_t bl_tracker_head_timestamp(const bl_tracker_t *t)
+{
+    size_t i = t->head;
+
+    /* The head may be finished but not yet retired by committable(). */
+    for (size_t n = 0; n < t->count; n++, i = (i + 1) % t->cap)
+        if (!t->done[i])
+            return t->timestamps[i];
+    return -1;
 }

@@ -19,6 +19,7 @@
 
 typedef struct bl_tracker {
     int64_t *offsets; /* ring of received, unfinished-or-not-yet-retired */
+    int64_t *timestamps; /* message timestamps, -1 when unknown */
     uint8_t *done;
     size_t cap, head, count;
     uint64_t head_seq;    /* sequence number of offsets[head] */
@@ -30,6 +31,11 @@ void bl_tracker_free(bl_tracker_t *t);
 /** Adds a received offset. @returns 0, or -1 when out of memory or when
  *  @p offset is not above the last one. *seqp identifies it for _done(). */
 int bl_tracker_add(bl_tracker_t *t, int64_t offset, uint64_t *seqp);
+/** As bl_tracker_add(), recording the message's timestamp (ms) too. */
+int bl_tracker_add_ts(bl_tracker_t *t, int64_t offset, int64_t timestamp,
+                      uint64_t *seqp);
+/** @returns the timestamp of the lowest unfinished offset, -1 when none. */
+int64_t bl_tracker_head_timestamp(const bl_tracker_t *t);
 /** Marks the offset with sequence number @p seq finished. */
 void bl_tracker_done(bl_tracker_t *t, uint64_t seq);
 /** @returns the offset to commit (the next one to consume), or -1 when

@@ -366,6 +366,47 @@ typedef struct ballast_stats {
 BALLAST_API void ballast_consumer_stats(const ballast_consumer_t *cons,
                                         ballast_stats_t *stats, size_t size);
 
+/* ------------------------------------------------------------------------ */
+/* Observability: metrics, status and health (the library opens no socket;   */
+/* the daemon serves these over HTTP)                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * @brief The consumer's metrics in the Prometheus text format 0.0.4:
+ *        kafka_consumergroup_lag and kafka_consumergroup_lag_seconds per
+ *        partition (kafka_exporter's names and labels) and ballast_* metrics.
+ *        Thread-safe. @returns a string the caller frees with ballast_free(),
+ *        or NULL when out of memory.
+ */
+BALLAST_API char *ballast_consumer_metrics(const ballast_consumer_t *cons);
+
+/**
+ * @brief A JSON document describing the consumer: group, counters, health,
+ *        and per partition committed offset, high watermark, lag, lag
+ *        seconds, in-flight count and whether it is paused. Thread-safe.
+ *        The caller frees it with ballast_free(). Contains no secrets.
+ */
+BALLAST_API char *ballast_consumer_status_json(const ballast_consumer_t *cons);
+
+/**
+ * @brief Liveness: 1 when the poll loop is alive and no handler has run
+ *        past `handler.timeout.ms`; else 0 with a one-line reason in
+ *        @p reason (may be NULL). Thread-safe.
+ */
+BALLAST_API int ballast_consumer_healthy(const ballast_consumer_t *cons,
+                                         char *reason, size_t size);
+
+/**
+ * @brief Readiness: 1 when partitions are assigned and the handler's last
+ *        outcome was not a transient failure (e.g. its database is down);
+ *        else 0 with a reason. Thread-safe.
+ */
+BALLAST_API int ballast_consumer_ready(const ballast_consumer_t *cons,
+                                       char *reason, size_t size);
+
+/** @brief Frees memory returned by the library. NULL is a no-op. */
+BALLAST_API void ballast_free(void *ptr);
+
 #ifdef __cplusplus
 }
 #endif

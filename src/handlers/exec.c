@@ -1,14 +1,839 @@
-/* exec.c - placeholder until the exec handler lands. */
+/* exec.c - the `exec` handler: a long-running child per worker, speaking JSON lines. */
 #include "handlers.h"
 
+#include "../execproto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/*
+ * Life of a child. init starts it (a command that cannot be run is a
+ * configuration error). Each call writes request lines and reads as many
+ * reply lines, pipelined, with both pipe ends non-blocking and poll()ed so
+ * that neither side can deadlock on a full pipe. When the child dies (EOF on
+ * its stdout, EPIPE on its stdin), stops replying for EXEC_TIMEOUT_MS, or
+ * writes output nobody asked for, it is killed if need be and reaped, and
+ * the messages it had not answered get RETRY. The next call restarts it
+ * after an exponential backoff (100 ms doubling to 5 s, slept on the worker
+ * thread, which holds no other work); a valid reply resets the backoff.
+ *
+ * The child runs in its own process group, so that a Ctrl-C on ballast's
+ * terminal reaches ballast only: ballast drains in-flight messages through
+ * the child, then closes its stdin (the child should exit on EOF), and
+ * sends SIGTERM, then SIGKILL, to the group only if it lingers.
+ *
+ * SIGPIPE: a write to a dead child raises SIGPIPE, whose default action
+ * kills the process. The library does not rely on the application
+ * ignoring it: each call blocks SIGPIPE on the calling thread and consumes
+ * the signal its own writes raised (see sigpipe_guard_t).
+ */
+
+/* No reply for this long: the child is stuck (killed; messages RETRY).
+ * Overridden by `handler.timeout.ms` once that key exists. */
+#ifndef EXEC_TIMEOUT_MS
+#define EXEC_TIMEOUT_MS 60000
+#endif
+#define BACKOFF_INITIAL_MS 100
+#define BACKOFF_MAX_MS 5000
+#define EOF_GRACE_MS 1000   /* after EOF, for the exit status to appear */
+#define CLOSE_GRACE_MS 5000 /* destroy: after closing stdin */
+#define TERM_GRACE_MS 2000  /* destroy: after SIGTERM */
+/* A reply longer than this is a runaway child, not a record. */
+#define MAX_REPLY_BYTES ((size_t)64 << 20)
+#define READ_CHUNK 65536
+
+/* Reply bytes read but not yet consumed: p[start, start+len). */
+typedef struct linebuf {
+    char *p;
+    size_t start, len, cap;
+    size_t scanned; /* bytes after start known to hold no '\n' */
+} linebuf_t;
+
+typedef struct exec_state {
+    char *command; /* as configured, for messages */
+    char **argv;   /* NULL-terminated; argv[0] is searched in PATH */
+    bl_logger_t log;
+    int64_t timeout_ms;
+
+    pid_t pid;      /* 0: no child */
+    int to_child;   /* its stdin (ours non-blocking), -1 if none */
+    int from_child; /* its stdout (ours non-blocking), -1 if none */
+    linebuf_t in;
+
+    int64_t restart_at_ms; /* monotonic time of the next start attempt */
+    int64_t backoff_ms;    /* delay armed by the next loss */
+    char *down_reason;     /* why no child runs (RETRY error text) */
+} exec_state_t;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static char *vfmt_alloc(const char *fmt, va_list ap)
+{
+    va_list copy;
+    int n;
+    char *s;
+
+    va_copy(copy, ap);
+    n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0 || !(s = malloc((size_t)n + 1)))
+        return NULL;
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+static char *fmt_alloc(const char *fmt, ...) BL_PRINTF(1, 2);
+static char *fmt_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = vfmt_alloc(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Sets a formatted error on a result (a fixed text if memory is out). */
+static void result_errorf(ballast_result_t *res, const char *fmt, ...) BL_PRINTF(2, 3);
+static void result_errorf(ballast_result_t *res, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = vfmt_alloc(fmt, ap);
+    va_end(ap);
+    ballast_result_set_error(res, s ? s : "exec: out of memory");
+    free(s);
+}
+
+static const char *errtext(int err, char *buf, size_t size)
+{
+    return strerror_r(err, buf, size); /* GNU variant: thread-safe */
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* ---- SIGPIPE ------------------------------------------------------------ */
+
+/* Blocks SIGPIPE on this thread for one call. A SIGPIPE raised by our own
+ * write to a dead child is then pending on the thread; it is consumed
+ * before the old mask comes back, unless one was pending already (someone
+ * else's, which we leave alone). */
+typedef struct sigpipe_guard {
+    sigset_t old;
+    bool was_pending;
+    bool raised; /* a write failed with EPIPE */
+} sigpipe_guard_t;
+
+static void sigpipe_block(sigpipe_guard_t *g)
+{
+    sigset_t set, pending;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    g->raised = false;
+    pthread_sigmask(SIG_BLOCK, &set, &g->old);
+}
+
+static void sigpipe_restore(sigpipe_guard_t *g)
+{
+    if (g->raised && !g->was_pending) {
+        const struct timespec zero = {0, 0};
+        sigset_t set;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGPIPE);
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* ---- the command line --------------------------------------------------- */
+
+static void argv_free(char **argv)
+{
+    if (argv) {
+        free(argv[0]); /* one buffer holds every argument */
+        free(argv);
+    }
+}
+
+/*
+ * Splits @p cmd like a shell would split a simple command, without any
+ * expansion: blanks separate words, '...' is literal, "..." is literal but
+ * for \" and \\, and a backslash outside quotes takes the next character.
+ * @returns 0, or -1 with a reason in errbuf.
+ */
+static int split_command(const char *cmd, char ***argvp, char *errbuf, size_t errsize)
+{
+    size_t n = strlen(cmd), argc = 0;
+    /* Output never outgrows input: every word consumes at least one
+     * character, and its NUL takes the place of a separator or quote. */
+    char *buf = malloc(n + 1), *o = buf;
+    char **argv = calloc(n / 2 + 2, sizeof(*argv));
+    const char *p = cmd;
+
+    if (!buf || !argv)
+        goto oom;
+    while (*p) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            break;
+        argv[argc++] = o;
+        while (*p && *p != ' ' && *p != '\t') {
+            char q = *p;
+            if (q == '\'' || q == '"') {
+                for (p++; *p && *p != q; p++) {
+                    if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
+                        p++;
+                    *o++ = *p;
+                }
+                if (!*p) {
+                    bl_fmt(errbuf, errsize,
+                           "handler.exec.command: unterminated %s quote",
+                           q == '"' ? "double" : "single");
+                    goto fail;
+                }
+                p++;
+            } else if (q == '\\' && p[1]) {
+                *o++ = p[1];
+                p += 2;
+            } else {
+                *o++ = *p++;
+            }
+        }
+        *o++ = '\0';
+    }
+    if (!argc) {
+        bl_fmt(errbuf, errsize, "handler.exec.command: no command given");
+        goto fail;
+    }
+    argv[argc] = NULL; /* argv[0] == buf, as argv_free() expects */
+    *argvp = argv;
+    return 0;
+oom:
+    bl_fmt(errbuf, errsize, "handler.exec.command: out of memory");
+fail:
+    free(buf);
+    free(argv);
+    return -1;
+}
+
+/* ---- starting and losing the child -------------------------------------- */
+
+/* Starts the child with pipes on its stdin and stdout; stderr and the
+ * environment are inherited. @returns 0 or an errno value. */
+static int child_spawn(exec_state_t *st)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, def;
+    pid_t pid;
+
+    /* O_CLOEXEC: a child started by another worker must not inherit our
+     * ends, or this child's EOF would never be seen. */
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
+        err = errno;
+        close_fd(&in[0]);
+        close_fd(&in[1]);
+        return err;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigemptyset(&def);
+    /* The child gets a clean signal state: nothing blocked (our worker
+     * blocks SIGPIPE during calls) and SIGPIPE at its default, even when
+     * the application ignores it. */
+    sigaddset(&def, SIGPIPE);
+    err = posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
+    if (!err)
+        err = posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+    /* Descriptors the application opened without O_CLOEXEC (database
+     * files, listening sockets) are none of the child's business. */
+    if (!err)
+        err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+#endif
+    if (!err)
+        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                                  POSIX_SPAWN_SETSIGDEF |
+                                                  POSIX_SPAWN_SETPGROUP);
+    if (!err)
+        err = posix_spawnattr_setsigmask(&attr, &none);
+    if (!err)
+        err = posix_spawnattr_setsigdefault(&attr, &def);
+    if (!err)
+        err = posix_spawnattr_setpgroup(&attr, 0);
+    /* glibc reports exec failures (ENOENT, EACCES...) here, not as an
+     * exit status 127, so "command not found" is detected reliably. */
+    if (!err)
+        err = posix_spawnp(&pid, st->argv[0], &fa, &attr, st->argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    if (err) {
+        close_fd(&in[1]);
+        close_fd(&out[0]);
+        return err;
+    }
+    fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
+    fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
+    st->pid = pid;
+    st->to_child = in[1];
+    st->from_child = out[0];
+    st->in.start = st->in.len = st->in.scanned = 0;
+    return 0;
+}
+
+/* Waits up to @p grace_ms for the child to exit. @returns 1 when reaped
+ * (*statusp set, -1 if the status was lost), 0 when it still runs. */
+static int child_reap(pid_t pid, int64_t grace_ms, int *statusp)
+{
+    int64_t until = bl_now_ms() + grace_ms, nap = 1;
+
+    for (;;) {
+        pid_t r = waitpid(pid, statusp, WNOHANG);
+        if (r == pid)
+            return 1;
+        if (r < 0 && errno != EINTR) {
+            /* ECHILD: SIGCHLD is ignored, so the kernel reaped it. */
+            *statusp = -1;
+            return 1;
+        }
+        if (r == 0 && bl_now_ms() >= until)
+            return 0;
+        if (r == 0) {
+            sleep_ms(nap);
+            nap = nap < 50 ? nap * 2 : 50;
+        }
+    }
+}
+
+/* Kills the child's process group and reaps it. */
+static int child_kill(pid_t pid, int sig, int64_t grace_ms, int *statusp)
+{
+    kill(-pid, sig);
+    if (child_reap(pid, grace_ms, statusp))
+        return 1;
+    kill(-pid, SIGKILL);
+    return child_reap(pid, 60000, statusp);
+}
+
+/* "exited with status 3", "killed by signal 11 (SIGSEGV)"... */
+static char *describe_status(int status)
+{
+    if (status == -1)
+        return fmt_alloc("exited (status unavailable)");
+    if (WIFEXITED(status))
+        return fmt_alloc("exited with status %d", WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        const char *abbrev = sigabbrev_np(WTERMSIG(status));
+        return fmt_alloc("killed by signal %d (SIG%s)", WTERMSIG(status),
+                         abbrev ? abbrev : "?");
+    }
+    return fmt_alloc("stopped (status 0x%x)", (unsigned)status);
+}
+
+/* Replaces down_reason with a formatted text. */
+static void set_down_reason(exec_state_t *st, const char *fmt, ...) BL_PRINTF(2, 3);
+static void set_down_reason(exec_state_t *st, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = vfmt_alloc(fmt, ap);
+    va_end(ap);
+    free(st->down_reason);
+    st->down_reason = s; /* NULL: a fixed text is used instead */
+}
+
+static const char *down_reason(const exec_state_t *st)
+{
+    return st->down_reason ? st->down_reason : "exec: the child is not running";
+}
+
+/* Arms the restart backoff after a loss or a failed start. */
+static void arm_backoff(exec_state_t *st)
+{
+    st->restart_at_ms = bl_now_ms() + st->backoff_ms;
+    st->backoff_ms = st->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                                                         : st->backoff_ms * 2;
+}
+
+/*
+ * Forgets the child: closes the pipes and reaps it, after killing it when
+ * @p why is given (it is alive but unusable) or when it does not exit soon
+ * after EOF. Sets down_reason ("exec: child exited with status 1", or
+ * "exec: <why>; child killed") and arms the restart backoff.
+ */
+static void child_lost(exec_state_t *st, const char *why)
+{
+    pid_t pid = st->pid;
+    int status = -1;
+    char *how;
+
+    close_fd(&st->to_child);
+    close_fd(&st->from_child);
+    st->pid = 0;
+    if (why)
+        child_kill(pid, SIGKILL, 1000, &status);
+    else if (!child_reap(pid, EOF_GRACE_MS, &status))
+        child_kill(pid, SIGKILL, 1000, &status);
+    how = describe_status(status);
+    if (why)
+        set_down_reason(st, "exec: %s; child killed", why);
+    else
+        set_down_reason(st, "exec: child %s", how ? how : "exited");
+    bl_log(&st->log, BALLAST_LOG_WARN,
+           "exec: child '%s' (pid %ld) %s%s%s; restarting in %lld ms",
+           st->command, (long)pid, how ? how : "exited", why ? " after: " : "",
+           why ? why : "", (long long)st->backoff_ms);
+    free(how);
+    arm_backoff(st);
+}
+
+/* Makes sure a child runs, first waiting out the restart backoff.
+ * @returns 0, or -1 with down_reason saying why not. */
+static int child_ensure(exec_state_t *st)
+{
+    int64_t wait;
+    int err;
+    char ebuf[128];
+
+    if (st->pid)
+        return 0;
+    if ((wait = st->restart_at_ms - bl_now_ms()) > 0)
+        sleep_ms(wait);
+    if ((err = child_spawn(st))) {
+        set_down_reason(st, "exec: cannot restart '%s': %s", st->argv[0],
+                        errtext(err, ebuf, sizeof(ebuf)));
+        bl_log(&st->log, BALLAST_LOG_WARN, "%s; next attempt in %lld ms",
+               down_reason(st), (long long)st->backoff_ms);
+        arm_backoff(st);
+        return -1;
+    }
+    bl_log(&st->log, BALLAST_LOG_INFO, "exec: restarted '%s' (pid %ld)",
+           st->command, (long)st->pid);
+    return 0;
+}
+
+/* ---- reading replies ---------------------------------------------------- */
+
+/* Reads what the child has written. @returns >0 bytes read, 0 at EOF,
+ * -1 when nothing is available now, -2 when out of memory or on a read
+ * error (errno set). */
+static ssize_t read_some(exec_state_t *st)
+{
+    linebuf_t *b = &st->in;
+    ssize_t n;
+
+    if (b->start && b->start + b->len + READ_CHUNK > b->cap) {
+        memmove(b->p, b->p + b->start, b->len);
+        b->start = 0;
+    }
+    if (b->start + b->len + READ_CHUNK > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : READ_CHUNK * 2;
+        char *grown;
+        while (cap < b->len + READ_CHUNK)
+            cap *= 2;
+        if (!(grown = realloc(b->p, cap))) {
+            errno = ENOMEM;
+            return -2;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    do
+        n = read(st->from_child, b->p + b->start + b->len, READ_CHUNK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    b->len += (size_t)n;
+    return n;
+}
+
+/* The next complete line, without its '\n' (consumed), or NULL. */
+static const char *next_line(linebuf_t *b, size_t *lenp)
+{
+    char *start = b->p + b->start, *nl;
+
+    if (b->len == b->scanned)
+        return NULL;
+    nl = memchr(start + b->scanned, '\n', b->len - b->scanned);
+    if (!nl) {
+        b->scanned = b->len;
+        return NULL;
+    }
+    *lenp = (size_t)(nl - start);
+    b->start += *lenp + 1;
+    b->len -= *lenp + 1;
+    b->scanned = 0;
+    return start;
+}
+
+/* Applies one reply line to a message's result. @returns true when the
+ * reply was well formed (proof that the child works). */
+static bool apply_reply(const char *line, size_t len, ballast_result_t *res,
+                        ballast_outcome_t *outcome)
+{
+    char *why = NULL;
+
+    switch (bl_exec_decode(line, len, res, outcome, &why)) {
+    case BL_EXEC_DECODED:
+        return true;
+    case BL_EXEC_MALFORMED:
+        /* The child is confused about this message, not broken: FAIL it. */
+        *outcome = BALLAST_OUTCOME_FAIL;
+        result_errorf(res, "exec: malformed reply: %s", why ? why : "(no detail)");
+        free(why);
+        return false;
+    case BL_EXEC_NOMEM:
+    default:
+        *outcome = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(res, "exec: out of memory decoding the reply");
+        return false;
+    }
+}
+
+/* Output that arrived between calls answers no request: the pairing of
+ * requests and replies can no longer be trusted, so the child is
+ * restarted. EOF there means it died while idle. Holds no message. */
+static void check_idle_child(exec_state_t *st)
+{
+    ssize_t n;
+
+    if (!st->pid)
+        return;
+    while ((n = read_some(st)) > 0)
+        ;
+    if (n == 0 && !st->in.len) {
+        child_lost(st, NULL);
+    } else if (st->in.len) {
+        size_t show = st->in.len < 60 ? st->in.len : 60;
+        char *why = fmt_alloc("unrequested output on stdout ('%.*s%s')",
+                              (int)show, st->in.p + st->in.start,
+                              show < st->in.len ? "..." : "");
+        for (char *c = why; c && *c; c++)
+            if ((unsigned char)*c < 0x20)
+                *c = ' ';
+        child_lost(st, why ? why : "unrequested output on stdout");
+        free(why);
+        st->restart_at_ms = bl_now_ms(); /* no message waits on it: now */
+    } else if (n == -2) {
+        child_lost(st, "cannot read its stdout");
+    }
+}
+
+/* ---- the exchange ------------------------------------------------------- */
+
+/* One call's pipelined conversation with the child. */
+typedef struct exchange {
+    exec_state_t *st;
+    const ballast_message_t *const *msgs;
+    ballast_result_t *const *results;
+    ballast_outcome_t *outcomes;
+    size_t count;
+    size_t limit;   /* messages that will be sent (count unless encoding fails) */
+    size_t sent;    /* requests whose JSON is fully written */
+    size_t done;    /* replies matched */
+    char *wline;    /* request being written */
+    size_t wlen, woff;
+    bool write_dead; /* stdin is closed: only read what is left */
+    /* Set when the child must be dropped: why it is killed, or "" when it
+     * closed its stdout (its exit status then tells why). */
+    const char *lost;
+    bool timed_out;
+    int64_t deadline;
+    bool healthy;   /* a well-formed reply was seen */
+    sigpipe_guard_t guard;
+} exchange_t;
+
+/* Gives RETRY with @p why to every message from @p from on. */
+static void retry_rest(exchange_t *x, size_t from, const char *why)
+{
+    for (size_t i = from; i < x->count; i++) {
+        x->outcomes[i] = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(x->results[i], why);
+    }
+}
+
+/* Writes as much of the current request as the pipe takes. */
+static void pump_writes(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+
+    while (!x->write_dead && (x->wline || x->sent < x->limit)) {
+        ssize_t n;
+
+        if (!x->wline) {
+            if (!(x->wline = bl_exec_encode(x->msgs[x->sent], &x->wlen))) {
+                x->limit = x->sent; /* the rest is RETRYed after the replies */
+                return;
+            }
+            x->woff = 0;
+        }
+        do
+            n = write(st->to_child, x->wline + x->woff, x->wlen - x->woff);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* EPIPE: the child closed stdin or died; its replies may still
+             * be in the pipe, so keep reading until EOF. */
+            x->guard.raised |= errno == EPIPE;
+            x->write_dead = true;
+            return;
+        }
+        /* The request counts as sent once its JSON is written: a child
+         * may answer before reading the final newline. */
+        if (x->woff < x->wlen - 1 && x->woff + (size_t)n >= x->wlen - 1)
+            x->sent++;
+        x->woff += (size_t)n;
+        if (x->woff == x->wlen) {
+            free(x->wline);
+            x->wline = NULL;
+        }
+    }
+}
+
+/* Matches complete reply lines with the requests sent. */
+static void take_replies(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+    const char *line;
+    size_t len;
+
+    while (!x->lost && x->done < x->limit && (line = next_line(&st->in, &len))) {
+        if (x->done == x->sent) {
+            x->lost = "replied before reading its request (stray output on stdout?)";
+            return;
+        }
+        x->healthy |= apply_reply(line, len, x->results[x->done],
+                                  &x->outcomes[x->done]);
+        x->done++;
+        x->deadline = bl_now_ms() + st->timeout_ms;
+    }
+    if (!x->lost && st->in.len > MAX_REPLY_BYTES && x->done < x->limit) {
+        x->outcomes[x->done] = BALLAST_OUTCOME_FAIL;
+        result_errorf(x->results[x->done],
+                      "exec: malformed reply: longer than %zu bytes",
+                      MAX_REPLY_BYTES);
+        x->done++;
+        x->lost = "wrote a runaway reply line";
+    }
+}
+
+/* Waits for the child to be readable (or writable when a request is
+ * pending), then moves data. */
+static void step(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+    struct pollfd pfd[2] = {{st->from_child, POLLIN, 0}, {st->to_child, POLLOUT, 0}};
+    bool want_write = !x->write_dead && (x->wline || x->sent < x->limit);
+    int64_t left = x->deadline - bl_now_ms();
+    ssize_t n;
+    int rc;
+
+    if (left <= 0) {
+        x->lost = "";
+        x->timed_out = true;
+        return;
+    }
+    rc = poll(pfd, want_write ? 2 : 1, left > 1000000 ? 1000000 : (int)left);
+    if (rc < 0 && errno != EINTR) {
+        x->lost = "poll failed";
+        return;
+    }
+    if (rc <= 0)
+        return;
+    if (pfd[0].revents) {
+        while ((n = read_some(st)) > 0) {
+            take_replies(x);
+            if (x->lost)
+                return;
+        }
+        if (n == 0) {
+            x->lost = ""; /* EOF: the exit status tells the story */
+            return;
+        }
+        if (n == -2) {
+            x->lost = errno == ENOMEM ? "out of memory reading replies"
+                                      : "cannot read its stdout";
+            return;
+        }
+    }
+    if (want_write && pfd[1].revents)
+        pump_writes(x);
+}
+
+/* Runs one call: sends msgs, reads their replies into results/outcomes. */
+static void exchange_run(exec_state_t *st, const ballast_message_t *const *msgs,
+                         ballast_result_t *const *results, size_t count,
+                         ballast_outcome_t *outcomes)
+{
+    exchange_t x = {.st = st, .msgs = msgs, .results = results,
+                    .outcomes = outcomes, .count = count, .limit = count};
+    char timeout_why[64];
+
+    if (!count)
+        return;
+    sigpipe_block(&x.guard);
+    check_idle_child(st);
+    if (child_ensure(st)) {
+        retry_rest(&x, 0, down_reason(st));
+        sigpipe_restore(&x.guard);
+        return;
+    }
+    x.deadline = bl_now_ms() + st->timeout_ms;
+    pump_writes(&x);
+    while (x.done < x.limit && !x.lost) {
+        if (x.write_dead && x.done == x.sent) {
+            x.lost = ""; /* stdin closed, nothing more to answer: reap it */
+            break;
+        }
+        step(&x);
+    }
+    free(x.wline);
+    if (x.healthy)
+        st->backoff_ms = BACKOFF_INITIAL_MS;
+    if (x.lost) {
+        if (x.timed_out) {
+            bl_fmt(timeout_why, sizeof(timeout_why), "no reply within %lld ms",
+                   (long long)st->timeout_ms);
+            x.lost = timeout_why;
+        }
+        child_lost(st, *x.lost ? x.lost : NULL);
+        retry_rest(&x, x.done, down_reason(st));
+    } else if (x.limit < count) {
+        retry_rest(&x, x.limit, "exec: out of memory encoding the message");
+    }
+    sigpipe_restore(&x.guard);
+}
+
+/* ---- the handler -------------------------------------------------------- */
+
+static void exec_destroy(void *state)
+{
+    exec_state_t *st = state;
+    int status;
+
+    if (!st)
+        return;
+    /* EOF on stdin is the child's cue to finish and exit. */
+    close_fd(&st->to_child);
+    close_fd(&st->from_child);
+    if (st->pid && !child_reap(st->pid, CLOSE_GRACE_MS, &status)) {
+        bl_log(&st->log, BALLAST_LOG_WARN,
+               "exec: child '%s' (pid %ld) still running %d ms after its "
+               "stdin closed; sending SIGTERM",
+               st->command, (long)st->pid, CLOSE_GRACE_MS);
+        child_kill(st->pid, SIGTERM, TERM_GRACE_MS, &status);
+    }
+    argv_free(st->argv);
+    free(st->command);
+    free(st->in.p);
+    free(st->down_reason);
+    free(st);
+}
+
+/* The reply deadline: `handler.timeout.ms` when the configuration knows
+ * that key, else EXEC_TIMEOUT_MS. */
+static int64_t reply_timeout(const ballast_conf_t *conf)
+{
+    int64_t ms = ballast_conf_get(conf, "handler.timeout.ms")
+                     ? bl_conf_int(conf, "handler.timeout.ms")
+                     : 0;
+    return ms > 0 ? ms : EXEC_TIMEOUT_MS;
+}
+
+/* Thread-safety: each state is used by one worker thread; different
+ * states (workers) run concurrently without sharing anything. */
 static int exec_init(void **statep, const ballast_handler_params_t *params,
                      char *errbuf, size_t errsize)
 {
-    (void)statep;
-    (void)params;
-    bl_fmt(errbuf, errsize, "handler exec: not implemented yet");
-    return BALLAST_ERR_CONFIG;
+    const char *command = bl_conf_str(params->conf, "handler.exec.command");
+    exec_state_t *st = calloc(1, sizeof(*st));
+    char ebuf[128];
+    int err;
+
+    *statep = NULL;
+    if (!st || !(st->command = bl_strdup(command))) {
+        free(st);
+        bl_fmt(errbuf, errsize, "handler exec: out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    st->to_child = st->from_child = -1;
+    st->log = bl_conf_logger(params->conf);
+    st->timeout_ms = reply_timeout(params->conf);
+    st->backoff_ms = BACKOFF_INITIAL_MS;
+    if (split_command(command, &st->argv, errbuf, errsize)) {
+        exec_destroy(st);
+        return BALLAST_ERR_CONFIG;
+    }
+    if ((err = child_spawn(st))) {
+        bool resources = err == ENOMEM || err == EAGAIN || err == EMFILE ||
+                         err == ENFILE;
+        bl_fmt(errbuf, errsize, "handler.exec.command: cannot run '%s': %s",
+               st->argv[0], errtext(err, ebuf, sizeof(ebuf)));
+        exec_destroy(st);
+        return resources ? BALLAST_ERR_IO : BALLAST_ERR_CONFIG;
+    }
+    bl_log(&st->log, BALLAST_LOG_DEBUG, "exec: worker %d started '%s' (pid %ld)",
+           params->worker, st->command, (long)st->pid);
+    *statep = st;
+    return 0;
+}
+
+static ballast_outcome_t exec_handle(void *state, const ballast_message_t *msg,
+                                     ballast_result_t *res)
+{
+    ballast_outcome_t outcome = BALLAST_OUTCOME_RETRY;
+
+    exchange_run(state, &msg, &res, 1, &outcome);
+    return outcome;
+}
+
+static void exec_handle_batch(void *state, const ballast_message_t *const *msgs,
+                              ballast_result_t *const *results, size_t count,
+                              ballast_outcome_t *outcomes)
+{
+    exchange_run(state, msgs, results, count, outcomes);
 }
 
 const ballast_handler_t bl_handler_exec = {
-    BALLAST_HANDLER_ABI_VERSION, "exec", exec_init, NULL, NULL, NULL};
+    BALLAST_HANDLER_ABI_VERSION, "exec", exec_init, exec_handle,
+    exec_handle_batch, exec_destroy};

@@ -14,6 +14,49 @@ extern const ballast_handler_t bl_handler_exec;     /* exec.c */
 extern const ballast_handler_t bl_handler_plugin;   /* plugin.c */
 extern const ballast_handler_t bl_handler_forward;  /* forward.c */
 
+/* ---- exactly-once into a database ----------------------------------------
+ *
+ * With `semantics = exactly-once` and a database handler, the consumer (not
+ * the handler) drives each batch's transaction, so that the batch's writes
+ * and the next offsets of its partitions commit atomically:
+ *
+ *   begin -> handle_batch (each message in a savepoint; the handler must not
+ *   BEGIN/COMMIT itself while a transaction is open) -> the consumer
+ *   dead-letters FAIL messages and waits for the broker's acknowledgement ->
+ *   commit(offsets) upserts ballast_offsets and COMMITs.
+ *
+ * Any error before COMMIT succeeds -> rollback, and the whole batch is
+ * handled again. The table, created by init in exactly-once mode:
+ *   ballast_offsets(group_id TEXT, topic TEXT, partition INTEGER,
+ *                   next_offset BIGINT, PRIMARY KEY (group_id, topic, partition))
+ */
+typedef struct bl_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next_offset;
+} bl_offset_t;
+
+typedef struct bl_txn_ops {
+    /** Opens a transaction. @returns BALLAST_OUTCOME_OK, or _RETRY with a
+     *  reason (connection lost, ...). */
+    ballast_outcome_t (*begin)(void *state, char *errbuf, size_t errsize);
+    /** Upserts each offset for @p group and COMMITs. _OK, or _RETRY (the
+     *  transaction is then rolled back). */
+    ballast_outcome_t (*commit)(void *state, const char *group,
+                                const bl_offset_t *offsets, size_t count,
+                                char *errbuf, size_t errsize);
+    /** Rolls back the open transaction, if any. */
+    void (*rollback)(void *state);
+    /** Reads the stored next offset of a partition: 1 found, 0 none, -1
+     *  error (errbuf set). Called on a state of its own (worker = -1). */
+    int (*load_offset)(void *state, const char *group, const char *topic,
+                       int32_t partition, int64_t *next, char *errbuf,
+                       size_t errsize);
+} bl_txn_ops_t;
+
+/** The transaction operations of a built-in database handler, or NULL. */
+const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler);
+
 /** The built-in handler called @p name (the `handler` key), or NULL. */
 const ballast_handler_t *bl_handler_by_name(const char *name);
 

@@ -1,0 +1,567 @@
+/* execproto.c - encodes exec requests and decodes replies (see execproto.h). */
+#include "execproto.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- base64 ------------------------------------------------------------- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *bl_base64_encode(const void *data, size_t len, size_t *outlenp)
+{
+    const unsigned char *in = data;
+    size_t groups = len / 3 + (len % 3 != 0), outlen, o = 0;
+    char *out;
+
+    if (groups > (SIZE_MAX - 1) / 4)
+        return NULL;
+    outlen = groups * 4;
+    if (!(out = malloc(outlen + 1)))
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        size_t left = len - i;
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (left > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (left > 2)
+            v |= in[i + 2];
+        out[o++] = b64_alphabet[(v >> 18) & 63];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = left > 1 ? b64_alphabet[(v >> 6) & 63] : '=';
+        out[o++] = left > 2 ? b64_alphabet[v & 63] : '=';
+    }
+    out[o] = '\0';
+    if (outlenp)
+        *outlenp = outlen;
+    return out;
+}
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int bl_base64_decode(const char *in, size_t len, void **outp, size_t *outlenp)
+{
+    size_t n = len, o = 0;
+    unsigned char *out;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    *outp = NULL;
+    *outlenp = 0;
+    /* Padding is only meaningful on a whole number of quads; elsewhere '='
+     * is simply not in the alphabet and is refused below. */
+    if (len % 4 == 0)
+        for (int pad = 0; pad < 2 && n > 0 && in[n - 1] == '='; pad++)
+            n--;
+    if (n % 4 == 1)
+        return -1;
+    /* +1: a zero-byte result is still a valid (non-NULL) buffer. */
+    if (!(out = malloc(n / 4 * 3 + 2 + 1)))
+        return -2;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value(in[i]);
+        if (v < 0) {
+            free(out);
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    *outp = out;
+    *outlenp = o;
+    return 0;
+}
+
+/* ---- encoding ----------------------------------------------------------- */
+
+/* Text travels as a JSON string; NUL is excluded because many child
+ * languages (and C string APIs) mishandle "\u0000". */
+static bool is_text(const void *p, size_t len)
+{
+    return !memchr(p, 0, len) && bl_utf8_valid(p, len);
+}
+
+/* A JSON string holding the base64 of [p, p+len), or NULL (out of memory). */
+static json_t *b64_string(const void *p, size_t len)
+{
+    size_t blen;
+    char *b = bl_base64_encode(p, len, &blen);
+    json_t *s;
+
+    if (!b)
+        return NULL;
+    s = json_stringn_nocheck(b, blen);
+    free(b);
+    return s;
+}
+
+/* Sets obj.name to the bytes as text, or obj.b64name to their base64, or
+ * obj.name to null when p is NULL. @returns 0 or -1 (out of memory). */
+static int put_bytes(json_t *obj, const char *name, const char *b64name,
+                     const void *p, size_t len)
+{
+    json_t *v;
+
+    if (!p)
+        v = json_null();
+    else if (is_text(p, len))
+        v = json_stringn_nocheck(p, len);
+    else {
+        v = b64_string(p, len);
+        name = b64name;
+    }
+    return v ? json_object_set_new_nocheck(obj, name, v) : -1;
+}
+
+/* Adds every header to text (name -> string or null) or binary (name ->
+ * base64), the last header of a name winning in both maps together. */
+static int put_headers(const ballast_message_t *msg, json_t *text, json_t *binary)
+{
+    size_t count = ballast_message_header_count(msg);
+
+    for (size_t i = 0; i < count; i++) {
+        const char *name;
+        const void *value;
+        size_t len;
+        json_t *v, *into;
+
+        if (ballast_message_header(msg, i, &name, &value, &len))
+            continue;
+        /* A JSON object key must be UTF-8: a header whose name is not has
+         * no representation in the protocol and is left out. */
+        if (!bl_utf8_valid(name, strlen(name)))
+            continue;
+        if (!value || is_text(value, len)) {
+            v = value ? json_stringn_nocheck(value, len) : json_null();
+            into = text;
+            json_object_del(binary, name);
+        } else {
+            v = b64_string(value, len);
+            into = binary;
+            json_object_del(text, name);
+        }
+        if (!v || json_object_set_new_nocheck(into, name, v))
+            return -1;
+    }
+    return 0;
+}
+
+/* Builds the request object. @returns NULL when out of memory. */
+static json_t *request_new(const ballast_message_t *msg)
+{
+    json_t *req = json_object(), *headers = json_object(),
+           *headers_b64 = json_object();
+    const char *topic = ballast_message_topic(msg);
+    int64_t ts = ballast_message_timestamp(msg);
+    const void *key, *value;
+    size_t klen, vlen;
+    int rc = 0;
+
+    if (!req || !headers || !headers_b64)
+        goto fail;
+    key = ballast_message_key(msg, &klen);
+    value = ballast_message_value(msg, &vlen);
+    rc |= json_object_set_new_nocheck(req, "topic", topic ? json_string(topic)
+                                                         : json_null());
+    rc |= json_object_set_new_nocheck(req, "partition",
+                                      json_integer(ballast_message_partition(msg)));
+    rc |= json_object_set_new_nocheck(req, "offset",
+                                      json_integer(ballast_message_offset(msg)));
+    rc |= json_object_set_new_nocheck(req, "timestamp",
+                                      ts >= 0 ? json_integer(ts) : json_null());
+    rc |= put_bytes(req, "key", "key_b64", key, klen);
+    rc |= put_bytes(req, "value", "value_b64", value, vlen);
+    rc |= put_headers(msg, headers, headers_b64);
+    if (rc)
+        goto fail;
+    rc |= json_object_set_nocheck(req, "headers", headers);
+    if (json_object_size(headers_b64))
+        rc |= json_object_set_nocheck(req, "headers_b64", headers_b64);
+    if (rc)
+        goto fail;
+    json_decref(headers);
+    json_decref(headers_b64);
+    return req;
+fail:
+    json_decref(req);
+    json_decref(headers);
+    json_decref(headers_b64);
+    return NULL;
+}
+
+/* A growable byte buffer fed by json_dump_callback(). */
+typedef struct dumpbuf {
+    char *p;
+    size_t len, cap;
+} dumpbuf_t;
+
+static int dump_cb(const char *chunk, size_t size, void *opaque)
+{
+    dumpbuf_t *b = opaque;
+
+    /* +2: room for the '\n' and NUL appended after the dump. */
+    if (size > SIZE_MAX - b->len - 2)
+        return -1;
+    if (b->len + size + 2 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *grown;
+        while (cap < b->len + size + 2)
+            cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+        if (!(grown = realloc(b->p, cap)))
+            return -1;
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, chunk, size);
+    b->len += size;
+    return 0;
+}
+
+char *bl_exec_encode(const ballast_message_t *msg, size_t *lenp)
+{
+    json_t *req = request_new(msg);
+    dumpbuf_t b = {0};
+    int rc;
+
+    if (!req)
+        return NULL;
+    /* Compact output escapes control characters, so the line can hold no
+     * raw newline. */
+    rc = json_dump_callback(req, dump_cb, &b, JSON_COMPACT);
+    json_decref(req);
+    if (rc || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    b.p[b.len++] = '\n';
+    b.p[b.len] = '\0';
+    if (lenp)
+        *lenp = b.len;
+    return b.p;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Fills *whyp with a printf-formatted, single-line, heap-allocated reason. */
+static bl_exec_decode_status_t malformed(char **whyp, const char *fmt, ...)
+    BL_PRINTF(2, 3);
+
+static bl_exec_decode_status_t malformed(char **whyp, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char *why;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || !(why = malloc((size_t)n + 1)))
+        return BL_EXEC_MALFORMED;
+    va_start(ap, fmt);
+    vsnprintf(why, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    for (char *p = why; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = ' ';
+    *whyp = why;
+    return BL_EXEC_MALFORMED;
+}
+
+/* Context of one decode: where the result goes and why it failed. */
+typedef struct decoder {
+    struct ballast_result_s scratch; /* emits land here until all is valid */
+    char **whyp;
+    bl_exec_decode_status_t status;
+} decoder_t;
+
+/* Bytes of one key/value/header from an emit: either text or base64. */
+typedef struct bytes {
+    const void *p; /* NULL: null */
+    size_t len;
+    void *owned; /* decoded base64, freed by bytes_clear() */
+} bytes_t;
+
+static void bytes_clear(bytes_t *b)
+{
+    free(b->owned);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Reads obj.name (string or null) or obj.b64name (base64 string); neither
+ * means null. @returns 0 or -1 with d->status set. */
+static int get_bytes(decoder_t *d, json_t *obj, size_t idx, const char *name,
+                     const char *b64name, bytes_t *out)
+{
+    json_t *text = json_object_get(obj, name), *b64 = json_object_get(obj, b64name);
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (json_is_null(text))
+        text = NULL;
+    if (json_is_null(b64))
+        b64 = NULL;
+    if (text && b64) {
+        d->status = malformed(d->whyp, "emit[%zu]: both \"%s\" and \"%s\" given",
+                              idx, name, b64name);
+        return -1;
+    }
+    if (b64) {
+        if (!json_is_string(b64)) {
+            d->status = malformed(d->whyp, "emit[%zu].%s is not a string", idx,
+                                  b64name);
+            return -1;
+        }
+        rc = bl_base64_decode(json_string_value(b64), json_string_length(b64),
+                              &out->owned, &out->len);
+        if (rc == -2) {
+            d->status = BL_EXEC_NOMEM;
+            return -1;
+        }
+        if (rc) {
+            d->status = malformed(d->whyp, "emit[%zu].%s is not valid base64",
+                                  idx, b64name);
+            return -1;
+        }
+        out->p = out->owned;
+        return 0;
+    }
+    if (!text)
+        return 0;
+    if (!json_is_string(text)) {
+        d->status = malformed(d->whyp, "emit[%zu].%s is not a string or null",
+                              idx, name);
+        return -1;
+    }
+    out->p = json_string_value(text);
+    out->len = json_string_length(text);
+    return 0;
+}
+
+/* Adds the headers of obj.member (an object of strings or nulls, as text
+ * or, with b64, as base64) to the record emitted last. */
+static int add_headers(decoder_t *d, json_t *emit, size_t idx,
+                       const char *member, bool b64)
+{
+    json_t *headers = json_object_get(emit, member), *v;
+    const char *name;
+
+    if (!headers || json_is_null(headers))
+        return 0;
+    if (!json_is_object(headers)) {
+        d->status = malformed(d->whyp, "emit[%zu].%s is not an object", idx,
+                              member);
+        return -1;
+    }
+    json_object_foreach(headers, name, v) {
+        bytes_t b = {0};
+        int rc;
+
+        if (!json_is_null(v) && !json_is_string(v)) {
+            d->status = malformed(d->whyp,
+                                  "emit[%zu].%s.\"%s\" is not a string or null",
+                                  idx, member, name);
+            return -1;
+        }
+        if (json_is_string(v)) {
+            b.p = json_string_value(v);
+            b.len = json_string_length(v);
+            if (b64) {
+                rc = bl_base64_decode(b.p, b.len, &b.owned, &b.len);
+                if (rc) {
+                    d->status = rc == -2 ? BL_EXEC_NOMEM
+                                         : malformed(d->whyp,
+                                                     "emit[%zu].%s.\"%s\" is "
+                                                     "not valid base64",
+                                                     idx, member, name);
+                    return -1;
+                }
+                b.p = b.owned;
+            }
+        }
+        rc = ballast_result_emit_header(&d->scratch, name, b.p, b.len);
+        bytes_clear(&b);
+        if (rc) {
+            d->status = BL_EXEC_NOMEM;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Validates emit[idx] and records it in the scratch result. */
+static int add_emit(decoder_t *d, json_t *emit, size_t idx)
+{
+    json_t *topic = json_object_get(emit, "topic");
+    bytes_t key, value;
+    int rc;
+
+    if (!json_is_object(emit)) {
+        d->status = malformed(d->whyp, "emit[%zu] is not an object", idx);
+        return -1;
+    }
+    if (topic && !json_is_null(topic) &&
+        (!json_is_string(topic) || !json_string_length(topic))) {
+        d->status = malformed(d->whyp, "emit[%zu].topic is not a non-empty string",
+                              idx);
+        return -1;
+    }
+    if (get_bytes(d, emit, idx, "key", "key_b64", &key))
+        return -1;
+    if (get_bytes(d, emit, idx, "value", "value_b64", &value)) {
+        bytes_clear(&key);
+        return -1;
+    }
+    rc = ballast_result_emit(&d->scratch, json_string_value(topic), key.p,
+                             key.len, value.p, value.len);
+    bytes_clear(&key);
+    bytes_clear(&value);
+    if (rc) {
+        d->status = BL_EXEC_NOMEM;
+        return -1;
+    }
+    return add_headers(d, emit, idx, "headers", false) ||
+                   add_headers(d, emit, idx, "headers_b64", true)
+               ? -1
+               : 0;
+}
+
+static int parse_status(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep)
+{
+    json_t *status = json_object_get(reply, "status");
+    const char *s;
+
+    if (!status) {
+        d->status = malformed(d->whyp, "no \"status\" member");
+        return -1;
+    }
+    if (!json_is_string(status)) {
+        d->status = malformed(d->whyp, "\"status\" is not a string");
+        return -1;
+    }
+    s = json_string_value(status);
+    if (!strcmp(s, "ok"))
+        *outcomep = BALLAST_OUTCOME_OK;
+    else if (!strcmp(s, "retry"))
+        *outcomep = BALLAST_OUTCOME_RETRY;
+    else if (!strcmp(s, "fail"))
+        *outcomep = BALLAST_OUTCOME_FAIL;
+    else {
+        d->status = malformed(d->whyp,
+                              "unknown status \"%.40s%s\" (expected ok, retry or fail)",
+                              s, strlen(s) > 40 ? "..." : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* Moves the scratch records to the end of res. Reaches into the result's
+ * internals (internal.h) so that a reply is applied all or nothing. */
+static int splice_records(struct ballast_result_s *res, struct ballast_result_s *from)
+{
+    size_t need;
+
+    if (!from->record_count)
+        return 0;
+    need = res->record_count + from->record_count;
+    if (need > res->record_cap) {
+        bl_record_t *grown = realloc(res->records, need * sizeof(*grown));
+        if (!grown)
+            return -1;
+        res->records = grown;
+        res->record_cap = need;
+    }
+    memcpy(res->records + res->record_count, from->records,
+           from->record_count * sizeof(*from->records));
+    res->record_count = need;
+    from->record_count = 0; /* the records now belong to res */
+    return 0;
+}
+
+/* Decodes a parsed reply into d->scratch; @returns 0 or -1 (d->status). */
+static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep,
+                        const char **errorp)
+{
+    json_t *error, *emit;
+
+    if (!json_is_object(reply)) {
+        d->status = malformed(d->whyp, "not a JSON object");
+        return -1;
+    }
+    if (parse_status(d, reply, outcomep))
+        return -1;
+    error = json_object_get(reply, "error");
+    if (error && !json_is_null(error) && !json_is_string(error)) {
+        d->status = malformed(d->whyp, "\"error\" is not a string");
+        return -1;
+    }
+    *errorp = json_string_value(error); /* NULL unless a string */
+    emit = json_object_get(reply, "emit");
+    if (!emit || json_is_null(emit))
+        return 0;
+    if (!json_is_array(emit)) {
+        d->status = malformed(d->whyp, "\"emit\" is not an array");
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(emit); i++)
+        if (add_emit(d, json_array_get(emit, i), i))
+            return -1;
+    return 0;
+}
+
+bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
+                                       ballast_result_t *res,
+                                       ballast_outcome_t *outcomep,
+                                       char **whyp)
+{
+    decoder_t d = {.whyp = whyp, .status = BL_EXEC_DECODED};
+    ballast_outcome_t outcome = BALLAST_OUTCOME_OK;
+    const char *error = NULL;
+    json_error_t jerr;
+    json_t *reply;
+
+    *whyp = NULL;
+    /* DECODE_ANY: a bare "ok" is JSON, just not an object; say so. */
+    if (!(reply = json_loadb(line, len, JSON_DECODE_ANY, &jerr))) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return BL_EXEC_NOMEM;
+        return malformed(whyp, "not JSON: %s (at byte %d)", jerr.text,
+                         jerr.position);
+    }
+    if (decode_reply(&d, reply, &outcome, &error) == 0 &&
+        splice_records(res, &d.scratch))
+        d.status = BL_EXEC_NOMEM;
+    if (d.status == BL_EXEC_DECODED) {
+        *outcomep = outcome;
+        if (outcome != BALLAST_OUTCOME_OK)
+            ballast_result_set_error(res, error && *error
+                                              ? error
+                                              : outcome == BALLAST_OUTCOME_RETRY
+                                                    ? "child replied retry without an error"
+                                                    : "child replied fail without an error");
+    }
+    bl_result_reset(&d.scratch);
+    json_decref(reply);
+    return d.status;
+}

@@ -1,0 +1,75 @@
+/* execproto.h - the exec handler's wire format: JSON lines each way. Internal.
+ *
+ * Request (one line per message, see SPEC.md "Handlers"):
+ *   {"topic":"t","partition":0,"offset":42,"timestamp":1700000000000,
+ *    "key":"k","value":"v","headers":{"name":"text"}}
+ * Bytes that are valid UTF-8 without NUL travel as JSON strings; other key or
+ * value bytes travel as "key_b64"/"value_b64" (standard base64, padded)
+ * instead of "key"/"value", and such header values under
+ * "headers_b64":{"name":"b64"}. An absent key, a tombstone value, a null
+ * header value and a missing timestamp are JSON null. When a message has
+ * several headers with one name, the last one wins (as with
+ * ballast_message_header_find()).
+ *
+ * Reply (one line per request, in request order):
+ *   {"status":"ok"|"retry"|"fail", "error":"why" (optional),
+ *    "emit":[{"topic":"t" (optional: output.topic), "key"|"key_b64",
+ *             "value"|"value_b64", "headers":{...}, "headers_b64":{...}}]}
+ * Unknown members are ignored so that either side can grow.
+ *
+ * The codec is pure (jansson only): no I/O, no global state, thread-safe.
+ */
+#ifndef BALLAST_EXECPROTO_H
+#define BALLAST_EXECPROTO_H
+
+#include "internal.h"
+
+/** What bl_exec_decode() made of a reply line. */
+typedef enum bl_exec_decode_status {
+    BL_EXEC_DECODED = 0, /* outcome, error text and emits were applied */
+    BL_EXEC_MALFORMED,   /* the line breaks the protocol; *whyp says how */
+    BL_EXEC_NOMEM        /* out of memory; nothing was applied */
+} bl_exec_decode_status_t;
+
+/**
+ * @brief Encodes @p msg as one request line: compact JSON, no embedded
+ *        newline, terminated by '\n' (and a NUL not counted in *lenp).
+ * @returns a malloc'd line the caller frees, or NULL when out of memory.
+ *          Thread-safe; reads @p msg only (its headers are loaded lazily,
+ *          so the caller must own the message as for any handler call).
+ */
+char *bl_exec_encode(const ballast_message_t *msg, size_t *lenp);
+
+/**
+ * @brief Decodes one reply line (@p len bytes, without its '\n') and, when it
+ *        is well formed, applies it to @p res: the child's error text with
+ *        ballast_result_set_error() and its records with ballast_result_emit()
+ *        / ballast_result_emit_header(), all or nothing.
+ * @param outcomep receives the reply's status when BL_EXEC_DECODED.
+ * @param whyp     receives, when BL_EXEC_MALFORMED, a malloc'd one-line
+ *                 description the caller frees (NULL if even that could not
+ *                 be allocated); otherwise NULL.
+ * Thread-safe.
+ */
+bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
+                                       ballast_result_t *res,
+                                       ballast_outcome_t *outcomep,
+                                       char **whyp);
+
+/**
+ * @brief Standard base64 (RFC 4648, '+' '/', '=' padding) of @p len bytes.
+ * @returns a malloc'd NUL-terminated string (length in *outlenp if given),
+ *          or NULL when out of memory. Thread-safe.
+ */
+char *bl_base64_encode(const void *data, size_t len, size_t *outlenp);
+
+/**
+ * @brief Decodes standard base64; the '=' padding may be omitted, nothing
+ *        else (no whitespace, no URL alphabet) is accepted.
+ * @param outp receives a malloc'd buffer (never NULL on success, even for
+ *             zero bytes) that the caller frees.
+ * @returns 0, -1 when @p in is not base64, -2 when out of memory.
+ */
+int bl_base64_decode(const char *in, size_t len, void **outp, size_t *outlenp);
+
+#endif /* BALLAST_EXECPROTO_H */

@@ -1,0 +1,217 @@
+/*
+ * observe.c - renders metrics (Prometheus text format 0.0.4) and the JSON
+ * status document from a snapshot of the consumer, and keeps the latency
+ * histogram. Lag metrics use kafka_exporter's names and labels so existing
+ * dashboards work; ballast's own metrics are prefixed ballast_.
+ */
+#include "observe.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seconds; chosen to span a fast in-memory handler to a slow HTTP call. */
+static const double bucket_bounds[BL_HIST_BUCKETS] = {
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,    0.25,  0.5,    1,     2.5,  10};
+
+void bl_histogram_observe(bl_histogram_t *h, int64_t micros)
+{
+    double secs = (double)micros / 1e6;
+    size_t i = 0;
+
+    while (i < BL_HIST_BUCKETS && secs > bucket_bounds[i])
+        i++;
+    atomic_fetch_add(&h->buckets[i], 1);
+    atomic_fetch_add(&h->count, 1);
+    atomic_fetch_add(&h->sum_us, (uint_fast64_t)(micros < 0 ? 0 : micros));
+}
+
+/* Label values escape backslash, double quote and newline. */
+static void put_label(FILE *fp, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', fp);
+        if (*s == '\n')
+            fputs("\\n", fp);
+        else
+            fputc(*s, fp);
+    }
+}
+
+static void header(FILE *fp, const char *name, const char *type, const char *help)
+{
+    fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(FILE *fp, const char *name, const char *help, uint64_t v)
+{
+    header(fp, name, "counter", help);
+    fprintf(fp, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(FILE *fp, const char *name, const char *help, double v)
+{
+    header(fp, name, "gauge", help);
+    fprintf(fp, "%s %.17g\n", name, v);
+}
+
+static void part_labels(FILE *fp, const bl_view_t *v, const bl_part_view_t *p)
+{
+    fputs("{consumergroup=\"", fp);
+    put_label(fp, v->group);
+    fputs("\",topic=\"", fp);
+    put_label(fp, p->topic);
+    fprintf(fp, "\",partition=\"%d\"}", (int)p->partition);
+}
+
+static void render_lag(FILE *fp, const bl_view_t *v)
+{
+    header(fp, "kafka_consumergroup_lag", "gauge",
+           "High watermark minus committed offset, per partition.");
+    for (size_t i = 0; i < v->nparts; i++) {
+        if (v->parts[i].lag < 0)
+            continue;
+        fputs("kafka_consumergroup_lag", fp);
+        part_labels(fp, v, &v->parts[i]);
+        fprintf(fp, " %lld\n", (long long)v->parts[i].lag);
+    }
+    header(fp, "kafka_consumergroup_lag_seconds", "gauge",
+           "Age of the oldest message not yet committed, per partition "
+           "(0 when caught up).");
+    for (size_t i = 0; i < v->nparts; i++) {
+        if (v->parts[i].lag_ms < 0)
+            continue;
+        fputs("kafka_consumergroup_lag_seconds", fp);
+        part_labels(fp, v, &v->parts[i]);
+        fprintf(fp, " %.3f\n", (double)v->parts[i].lag_ms / 1000.0);
+    }
+    header(fp, "ballast_partition_paused", "gauge",
+           "1 when ballast paused the partition (backpressure or shutdown).");
+    for (size_t i = 0; i < v->nparts; i++) {
+        fputs("ballast_partition_paused", fp);
+        part_labels(fp, v, &v->parts[i]);
+        fprintf(fp, " %d\n", v->parts[i].paused ? 1 : 0);
+    }
+}
+
+static void render_latency(FILE *fp, const bl_histogram_t *h)
+{
+    uint64_t cumulative = 0;
+
+    header(fp, "ballast_processing_seconds", "histogram",
+           "Handler time per message (a batch's time is shared by its "
+           "messages).");
+    for (size_t i = 0; i <= BL_HIST_BUCKETS; i++) {
+        cumulative += atomic_load(&h->buckets[i]);
+        if (i < BL_HIST_BUCKETS)
+            fprintf(fp, "ballast_processing_seconds_bucket{le=\"%g\"} %llu\n",
+                    bucket_bounds[i], (unsigned long long)cumulative);
+        else
+            fprintf(fp, "ballast_processing_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cumulative);
+    }
+    fprintf(fp, "ballast_processing_seconds_sum %.6f\n",
+            (double)atomic_load(&h->sum_us) / 1e6);
+    fprintf(fp, "ballast_processing_seconds_count %llu\n",
+            (unsigned long long)cumulative);
+}
+
+char *bl_render_metrics(const bl_view_t *v)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    const ballast_stats_t *s = &v->stats;
+
+    if (!fp)
+        return NULL;
+    render_lag(fp, v);
+    counter(fp, "ballast_messages_consumed_total", "Messages received from Kafka.",
+            s->consumed);
+    header(fp, "ballast_messages_processed_total", "counter",
+           "Final handler outcomes, by outcome.");
+    fprintf(fp, "ballast_messages_processed_total{outcome=\"ok\"} %llu\n",
+            (unsigned long long)s->processed_ok);
+    fprintf(fp, "ballast_messages_processed_total{outcome=\"failed\"} %llu\n",
+            (unsigned long long)s->failed);
+    counter(fp, "ballast_retries_total", "Handler retry attempts.", s->retried);
+    counter(fp, "ballast_dlq_records_total",
+            "Dead-letter records acknowledged by the broker.", s->dead_lettered);
+    counter(fp, "ballast_emitted_records_total",
+            "Records produced by handlers and acknowledged.", s->emitted);
+    counter(fp, "ballast_commits_total", "Synchronous offset commits and "
+            "acknowledged auto-commits.", s->commits);
+    counter(fp, "ballast_commit_failures_total", "Offset commits that failed.",
+            s->commit_errors);
+    counter(fp, "ballast_rebalances_total", "Partition assignment changes.",
+            s->rebalances);
+    gauge(fp, "ballast_inflight_messages", "Messages received and not finished.",
+          (double)s->inflight);
+    gauge(fp, "ballast_inflight_bytes", "Key+value bytes received and not finished.",
+          (double)s->inflight_bytes);
+    gauge(fp, "ballast_paused_partitions", "Partitions paused by ballast.",
+          (double)s->paused_partitions);
+    gauge(fp, "ballast_poll_interval_headroom_seconds",
+          "max.poll.interval.ms minus the time since the last poll.",
+          (double)v->poll_headroom_ms / 1000.0);
+    gauge(fp, "ballast_up", "1 while healthy (see /healthz).", v->healthy ? 1 : 0);
+    gauge(fp, "ballast_ready", "1 while ready (see /readyz).", v->ready ? 1 : 0);
+    gauge(fp, "ballast_uptime_seconds", "Seconds since the consumer started.",
+          (double)v->uptime_ms / 1000.0);
+    render_latency(fp, v->latency);
+    if (fclose(fp)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* An integer, or null when unknown (negative). */
+static json_t *opt_int(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+char *bl_render_status(const bl_view_t *v)
+{
+    const ballast_stats_t *s = &v->stats;
+    json_t *parts = json_array(), *root;
+    char *text;
+
+    for (size_t i = 0; i < v->nparts; i++) {
+        const bl_part_view_t *p = &v->parts[i];
+        json_array_append_new(
+            parts, json_pack("{s:s, s:i, s:o, s:o, s:o, s:o, s:I, s:b}", "topic",
+                             p->topic, "partition", (int)p->partition, "committed",
+                             opt_int(p->committed), "high_watermark",
+                             opt_int(p->high_watermark), "lag", opt_int(p->lag),
+                             "lag_seconds",
+                             p->lag_ms < 0 ? json_null()
+                                           : json_real((double)p->lag_ms / 1000.0),
+                             "inflight", (json_int_t)p->inflight, "paused",
+                             p->paused));
+    }
+    root = json_pack(
+        "{s:s, s:s, s:s, s:f, s:b, s:s, s:b, s:s, s:f, s:o, s:{s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+        "group", v->group, "topics", v->topics, "semantics", v->semantics,
+        "uptime_seconds", (double)v->uptime_ms / 1000.0, "healthy", v->healthy,
+        "health_reason", v->health_reason, "ready", v->ready, "ready_reason",
+        v->ready_reason, "poll_headroom_seconds", (double)v->poll_headroom_ms / 1000.0,
+        "partitions", parts, "stats", "consumed", (json_int_t)s->consumed,
+        "processed_ok", (json_int_t)s->processed_ok, "retried", (json_int_t)s->retried,
+        "failed", (json_int_t)s->failed, "dead_lettered", (json_int_t)s->dead_lettered,
+        "emitted", (json_int_t)s->emitted, "commits", (json_int_t)s->commits,
+        "commit_errors", (json_int_t)s->commit_errors, "rebalances",
+        (json_int_t)s->rebalances, "inflight", (json_int_t)s->inflight,
+        "inflight_bytes", (json_int_t)s->inflight_bytes, "paused_partitions",
+        (json_int_t)s->paused_partitions);
+    if (!root)
+        return NULL;
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}

@@ -1,0 +1,561 @@
+/*
+ * cmd_demo.c - `ballast demo`: the reference scenarios end to end on an
+ * embedded broker (librdkafka's mock cluster, in this process) with SQLite
+ * files in a temporary directory, and a PASS/FAIL summary per scenario.
+ *
+ * This file holds the driver and the helpers of demo.h; each scenario is a
+ * function in a demo_*.c file and a row in `scenarios` below.
+ */
+#include "cli.h"
+#include "demo.h"
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const struct {
+    const char *name, *title;
+    demo_scenario_fn *run;
+} scenarios[] = {
+    {"payments", "at-least-once with idempotency keys", demo_payments},
+    {"batch-upserts", "batched upserts, last write wins per key",
+     demo_batch_upserts},
+};
+#define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
+
+/* How long one consumer run may take before the scenario fails. */
+#define RUN_DEADLINE_S 30.0
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- printing ----------------------------------------------------------- */
+
+void demo_say(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("  ", stdout);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+bool demo_check(demo_t *d, bool ok, const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("  %-6s", ok ? "ok" : "FAIL");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+    if (!ok)
+        d->failed_checks++;
+    return ok;
+}
+
+/* ---- the embedded broker and the producer -------------------------------- */
+
+int demo_create_topic(demo_t *d, const char *topic, int partitions)
+{
+    rd_kafka_resp_err_t err =
+        rd_kafka_mock_topic_create(d->mcluster, topic, partitions, 1);
+
+    if (err) {
+        cli_error("demo: cannot create topic %s: %s", topic,
+                  rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* Delivery report: count failures; record the offset the caller asked for. */
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    demo_t *d = opaque;
+    int64_t *offsetp = m->_private;
+
+    (void)rk;
+    if (m->err) {
+        if (d->delivery_errors++ == 0)
+            cli_error("demo: cannot produce to %s: %s",
+                      rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    } else if (offsetp && m->offset > *offsetp) {
+        *offsetp = m->offset;
+    }
+}
+
+int demo_produce(demo_t *d, const char *topic, const char *key,
+                 int64_t *offsetp, const char *fmt, ...)
+{
+    char value[1024];
+    va_list ap;
+    int len;
+    rd_kafka_resp_err_t err;
+
+    va_start(ap, fmt);
+    len = vsnprintf(value, sizeof(value), fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= sizeof(value)) {
+        cli_error("demo: record for %s too long", topic);
+        return -1;
+    }
+    for (;;) {
+        err = rd_kafka_producev(
+            d->producer, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_VALUE(value, (size_t)len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE(offsetp), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(d->producer, 100); /* let deliveries drain */
+    }
+    if (err) {
+        cli_error("demo: cannot produce to %s: %s", topic,
+                  rd_kafka_err2str(err));
+        return -1;
+    }
+    rd_kafka_poll(d->producer, 0);
+    return 0;
+}
+
+int demo_flush(demo_t *d)
+{
+    if (rd_kafka_flush(d->producer, 15000)) {
+        cli_error("demo: records not acknowledged after 15 s");
+        return -1;
+    }
+    if (d->delivery_errors) {
+        d->delivery_errors = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- SQLite ------------------------------------------------------------- */
+
+void demo_path(const demo_t *d, const char *file, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/%s", d->dir, file);
+}
+
+sqlite3 *demo_db_open(const demo_t *d, const char *file, const char *schema)
+{
+    char path[4096];
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+
+    demo_path(d, file, path, sizeof(path));
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        cli_error("demo: %s: %s", path, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+int64_t demo_db_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt;
+    int64_t v = 0;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+        cli_error("demo: %s: %s", sql, sqlite3_errmsg(db));
+        return -1;
+    }
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(stmt, 0);
+    else if (rc != SQLITE_DONE) {
+        cli_error("demo: %s: %s", sql, sqlite3_errmsg(db));
+        v = -1;
+    }
+    sqlite3_finalize(stmt);
+    return v;
+}
+
+/* ---- running a consumer ------------------------------------------------- */
+
+static int set_all(ballast_conf_t *conf, const char *const *kv)
+{
+    for (; kv && kv[0]; kv += 2) {
+        ballast_error_t *err = ballast_conf_set(conf, kv[0], kv[1]);
+        if (err) {
+            cli_error("demo: %s", ballast_error_message(err));
+            ballast_error_destroy(err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+ballast_conf_t *demo_conf(const demo_t *d, const char *group,
+                          const char *topics, const char *const *kv)
+{
+    /* The mock cluster forms a group only when session.timeout.ms is above
+     * 3 s, and each rebalance phase there lasts about that long minus 1 s:
+     * keep it low. Only warnings and errors, so the summary stays readable. */
+    const char *const common[] = {"kafka.bootstrap.servers", d->bootstrap,
+                                  "kafka.group.id", group,
+                                  "topics", topics,
+                                  "kafka.session.timeout.ms", "6000",
+                                  "kafka.heartbeat.interval.ms", "1000",
+                                  "startup.timeout.ms", "10000",
+                                  "shutdown.timeout.ms", "10000",
+                                  "log.level", "warn",
+                                  NULL};
+    ballast_conf_t *conf = ballast_conf_new();
+
+    if (!conf) {
+        cli_error("demo: out of memory");
+        return NULL;
+    }
+    if (set_all(conf, common) || set_all(conf, kv)) {
+        ballast_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+typedef struct run {
+    ballast_consumer_t *cons;
+    ballast_error_t *err; /* what ballast_consumer_run() returned */
+    atomic_bool returned;
+    double assigned_at;   /* first assignment, 0 until then */
+} run_t;
+
+static void *run_thread(void *arg)
+{
+    run_t *r = arg;
+
+    r->err = ballast_consumer_run(r->cons);
+    atomic_store(&r->returned, true);
+    return NULL;
+}
+
+/* Called on the consumer's polling thread. */
+static void on_rebalance(ballast_rebalance_event_t event,
+                         const ballast_partition_t *parts, size_t count,
+                         void *opaque)
+{
+    run_t *r = opaque;
+
+    (void)parts;
+    if (event == BALLAST_PARTITIONS_ASSIGNED && count > 0 && !r->assigned_at)
+        r->assigned_at = now_s();
+}
+
+int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
+                 ballast_stats_t *st)
+{
+    run_t r = {0};
+    ballast_conf_t *own = ballast_conf_dup(conf);
+    ballast_error_t *err;
+    pthread_t tid;
+    double t0 = now_s(), t_done, t_end;
+    bool reached = false;
+
+    (void)d;
+    memset(st, 0, sizeof(*st));
+    if (!own) {
+        cli_error("demo: out of memory");
+        return -1;
+    }
+    ballast_conf_set_rebalance_cb(own, on_rebalance, &r);
+    err = ballast_consumer_new(own, &r.cons);
+    ballast_conf_destroy(own);
+    if (err) {
+        cli_error("demo: cannot start the consumer: %s",
+                  ballast_error_message(err));
+        ballast_error_destroy(err);
+        return -1;
+    }
+    if (pthread_create(&tid, NULL, run_thread, &r)) {
+        cli_error("demo: cannot start a thread");
+        ballast_consumer_destroy(r.cons);
+        return -1;
+    }
+    /* Watch the counters until every message is handled. */
+    while (!atomic_load(&r.returned) && now_s() - t0 < RUN_DEADLINE_S) {
+        ballast_consumer_stats(r.cons, st, sizeof(*st));
+        if ((reached = st->processed_ok + st->dead_lettered >= expected))
+            break;
+        usleep(20 * 1000);
+    }
+    t_done = now_s();
+    ballast_consumer_stop(r.cons);
+    pthread_join(tid, NULL);
+    t_end = now_s();
+    ballast_consumer_stats(r.cons, st, sizeof(*st));
+    ballast_consumer_destroy(r.cons);
+
+    if (r.assigned_at)
+        demo_say("consumer  partitions assigned after %.1f s, %llu messages "
+                 "handled %.1f s later, stopped in %.1f s",
+                 r.assigned_at - t0,
+                 (unsigned long long)(st->processed_ok + st->dead_lettered),
+                 t_done - r.assigned_at, t_end - t_done);
+    demo_say("          consumed %llu, ok %llu, retried %llu, failed %llu, "
+             "dead-lettered %llu, offset commits %llu",
+             (unsigned long long)st->consumed,
+             (unsigned long long)st->processed_ok,
+             (unsigned long long)st->retried, (unsigned long long)st->failed,
+             (unsigned long long)st->dead_lettered,
+             (unsigned long long)st->commits);
+    if (r.err) {
+        cli_error("demo: the consumer stopped with an error: %s",
+                  ballast_error_message(r.err));
+        ballast_error_destroy(r.err);
+        return -1;
+    }
+    if (!reached) {
+        cli_error("demo: only %llu of %llu messages handled after %.0f s",
+                  (unsigned long long)(st->processed_ok + st->dead_lettered),
+                  (unsigned long long)expected, RUN_DEADLINE_S);
+        return -1;
+    }
+    return 0;
+}
+
+int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
+                         int partitions)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *parts;
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
+    int64_t behind = 0;
+
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, errstr,
+                          sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)) ||
+        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
+                            sizeof(errstr)))) {
+        rd_kafka_conf_destroy(conf);
+        cli_error("demo: cannot create a consumer handle: %s", errstr);
+        return -1;
+    }
+    parts = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(parts, topic, p);
+    /* Committed offsets come from the group coordinator, watermarks from
+     * the partition leader; neither needs a group membership. */
+    err = rd_kafka_committed(rk, parts, 10000);
+    for (int p = 0; !err && p < partitions; p++) {
+        int64_t low, high, committed = parts->elems[p].offset;
+
+        err = parts->elems[p].err;
+        if (!err)
+            err = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high,
+                                                   10000);
+        if (!err)
+            behind += high - (committed < 0 ? low : committed);
+    }
+    if (err) {
+        cli_error("demo: cannot read the offsets of group %s on %s: %s",
+                  group, topic, rd_kafka_err2str(err));
+        behind = -1;
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(rk);
+    return behind;
+}
+
+/* ---- the command -------------------------------------------------------- */
+
+static void usage(FILE *out)
+{
+    fputs("usage: ballast demo [--scenario NAME] [--keep]\n"
+          "\n"
+          "Runs the reference scenarios end to end on an embedded Kafka broker\n"
+          "(librdkafka's mock cluster, inside this process) with SQLite files\n"
+          "in a temporary directory, and prints each scenario's invariant with\n"
+          "PASS or FAIL. Exit 0 only when every scenario passes. Needs no\n"
+          "broker, no database and no network beyond 127.0.0.1.\n"
+          "\n"
+          "  --scenario NAME  run only this scenario (repeatable)\n"
+          "  --keep           keep the temporary directory and print its path\n"
+          "  --help           this text\n"
+          "\n"
+          "scenarios:\n",
+          out);
+    for (size_t i = 0; i < NSCENARIOS; i++)
+        fprintf(out, "  %-15s %s\n", scenarios[i].name, scenarios[i].title);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+                        struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The embedded broker: a dedicated client handle that owns a one-broker
+ * mock cluster, and a producer connected to it like any other client. */
+static int start_broker(demo_t *d, rd_kafka_t **mock_rkp)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    if (!(*mock_rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
+                                   sizeof(errstr)))) {
+        rd_kafka_conf_destroy(conf);
+        cli_error("demo: cannot create a client handle: %s", errstr);
+        return -1;
+    }
+    if (!(d->mcluster = rd_kafka_mock_cluster_new(*mock_rkp, 1))) {
+        cli_error("demo: cannot start librdkafka's mock cluster");
+        return -1;
+    }
+    d->bootstrap = rd_kafka_mock_cluster_bootstraps(d->mcluster);
+
+    conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, errstr,
+                          sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) ||
+        rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr,
+                          sizeof(errstr))) {
+        rd_kafka_conf_destroy(conf);
+        cli_error("demo: producer configuration: %s", errstr);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, d);
+    if (!(d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr,
+                                     sizeof(errstr)))) {
+        rd_kafka_conf_destroy(conf);
+        cli_error("demo: cannot create the producer: %s", errstr);
+        return -1;
+    }
+    return 0;
+}
+
+static void stop_broker(demo_t *d, rd_kafka_t *mock_rk)
+{
+    if (d->producer)
+        rd_kafka_destroy(d->producer);
+    if (d->mcluster)
+        rd_kafka_mock_cluster_destroy(d->mcluster);
+    if (mock_rk)
+        rd_kafka_destroy(mock_rk);
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    bool keep = false, selected[NSCENARIOS] = {false}, any_selected = false;
+    char dir[4096], failed_names[512] = "";
+    const char *tmp = getenv("TMPDIR");
+    demo_t d = {0};
+    rd_kafka_t *mock_rk = NULL;
+    int passed = 0, failed = 0, run = 0;
+    double t0 = now_s();
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--keep")) {
+            keep = true;
+        } else if (!strcmp(argv[i], "--scenario")) {
+            size_t s = 0;
+            if (++i == argc) {
+                cli_error("demo: --scenario needs a NAME (see ballast demo "
+                          "--help)");
+                return EX_USAGE;
+            }
+            while (s < NSCENARIOS && strcmp(scenarios[s].name, argv[i]))
+                s++;
+            if (s == NSCENARIOS) {
+                char names[256] = "";
+                for (size_t n = 0; n < NSCENARIOS; n++)
+                    snprintf(names + strlen(names),
+                             sizeof(names) - strlen(names), "%s%s",
+                             n ? ", " : "", scenarios[n].name);
+                cli_error("demo: unknown scenario \"%s\" (expected one of: "
+                          "%s)",
+                          argv[i], names);
+                return EX_USAGE;
+            }
+            selected[s] = any_selected = true;
+        } else {
+            cli_error("demo: unknown option \"%s\" (see ballast demo "
+                      "--help)",
+                      argv[i]);
+            return EX_USAGE;
+        }
+    }
+
+    snprintf(dir, sizeof(dir), "%s/ballast-demo-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        cli_error("demo: cannot create a temporary directory in %s: %m",
+                  tmp && *tmp ? tmp : "/tmp");
+        return EX_CANTCREAT;
+    }
+    d.dir = dir;
+    if (start_broker(&d, &mock_rk)) {
+        stop_broker(&d, mock_rk);
+        rmdir(dir);
+        return EX_SOFTWARE;
+    }
+    printf("ballast %s demo: embedded Kafka broker at %s (librdkafka %s "
+           "mock cluster), SQLite files in %s\n",
+           ballast_version(), d.bootstrap, rd_kafka_version_str(), dir);
+
+    for (size_t s = 0; s < NSCENARIOS; s++) {
+        double ts = now_s();
+        int rc;
+
+        if (any_selected && !selected[s])
+            continue;
+        printf("\n[%s] %s\n", scenarios[s].name, scenarios[s].title);
+        fflush(stdout);
+        d.failed_checks = 0;
+        rc = scenarios[s].run(&d);
+        run++;
+        if (rc == 0 && d.failed_checks == 0) {
+            passed++;
+            printf("  PASS  %s (%.1f s)\n", scenarios[s].name, now_s() - ts);
+        } else {
+            failed++;
+            snprintf(failed_names + strlen(failed_names),
+                     sizeof(failed_names) - strlen(failed_names), " %s",
+                     scenarios[s].name);
+            printf("  FAIL  %s (%.1f s)\n", scenarios[s].name, now_s() - ts);
+        }
+        fflush(stdout);
+    }
+    stop_broker(&d, mock_rk);
+
+    printf("\n%d of %d scenarios passed in %.1f s%s%s\n", passed, run,
+           now_s() - t0, failed ? "; failed:" : "", failed_names);
+    if (keep)
+        printf("kept %s\n", dir);
+    else
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return failed ? 1 : 0;
+}

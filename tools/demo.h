@@ -1,0 +1,105 @@
+/*
+ * demo.h - what the scenarios of `ballast demo` share.
+ *
+ * Each scenario is one function (in its own demo_*.c file) plus one row in
+ * the table of cmd_demo.c. A scenario creates its topics on the embedded
+ * broker, produces its input, runs a ballast consumer until every message
+ * is handled, then checks an invariant with demo_check(). It uses only
+ * ballast's public API, librdkafka's and SQLite's.
+ */
+#ifndef BALLAST_DEMO_H
+#define BALLAST_DEMO_H
+
+#include <ballast/ballast.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/** The environment every scenario runs in. */
+typedef struct demo {
+    const char *bootstrap; /**< the embedded broker's "host:port" */
+    const char *dir;       /**< temporary directory for database files */
+    rd_kafka_t *producer;  /**< produces the scenarios' input */
+    rd_kafka_mock_cluster_t *mcluster;
+    int failed_checks;     /**< of the scenario being run */
+    int delivery_errors;   /**< of the producer since the last demo_flush() */
+} demo_t;
+
+/** A scenario: @returns 0 when it ran to its checks, -1 when it could not
+ *  (the reason already printed). It passes when it returned 0 and every
+ *  demo_check() held. */
+typedef int demo_scenario_fn(demo_t *d);
+
+int demo_payments(demo_t *d);
+int demo_batch_upserts(demo_t *d);
+
+/* ---- helpers (cmd_demo.c) ---------------------------------------------- */
+
+/** Creates @p topic with @p partitions partitions on the embedded broker. */
+int demo_create_topic(demo_t *d, const char *topic, int partitions);
+
+/** Produces one record (value from a printf format) to @p topic, keyed by
+ *  @p key (NULL: no key). When @p offsetp is given, the delivery report
+ *  raises *offsetp to the record's offset if that is greater. */
+int demo_produce(demo_t *d, const char *topic, const char *key,
+                 int64_t *offsetp, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/** Waits until everything produced is acknowledged. @returns 0, or -1 when
+ *  a record could not be delivered. */
+int demo_flush(demo_t *d);
+
+/** Puts "<dir>/<file>" in @p buf. */
+void demo_path(const demo_t *d, const char *file, char *buf, size_t size);
+
+/** Opens (creating) an SQLite file in the demo directory and runs
+ *  @p schema on it. @returns NULL on error (printed). */
+sqlite3 *demo_db_open(const demo_t *d, const char *file, const char *schema);
+
+/** The first column of the first row of @p sql as an integer (0 when the
+ *  row or value is missing, -1 on error, printed). */
+int64_t demo_db_int(sqlite3 *db, const char *sql);
+
+/** A consumer configuration for group @p group reading @p topics from the
+ *  embedded broker (settings that suit it and a quiet log level), plus the
+ *  scenario's own keys from @p kv: "key", "value", ..., NULL.
+ *  @returns NULL when a key is refused (printed). */
+ballast_conf_t *demo_conf(const demo_t *d, const char *group,
+                          const char *topics, const char *const *kv);
+
+/** Runs a consumer made from @p conf on a thread until its handled
+ *  messages (ok + dead-lettered) reach @p expected or a deadline passes,
+ *  stops it, prints its timings and counters, and leaves them in *stats.
+ *  @returns 0, or -1 when the consumer failed or the deadline passed. */
+int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
+                 ballast_stats_t *stats);
+
+/** How many messages of partitions 0..partitions-1 of @p topic lie beyond
+ *  @p group's committed offsets (what a restart would deliver again), read
+ *  without joining the group. @returns -1 on error (printed). */
+int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
+                         int partitions);
+
+/** Prints one line of the scenario's story, indented under its title. */
+void demo_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** Prints the check described by the format with "ok" or "FAIL" and
+ *  counts it against the scenario when @p ok is false. @returns @p ok. */
+bool demo_check(demo_t *d, bool ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** A small deterministic pseudo-random generator (xorshift32), so that
+ *  every run of the demo produces the same input. */
+static inline uint32_t demo_rand(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
+#endif
