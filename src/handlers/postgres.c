@@ -1,5 +1,5 @@
 /* postgres.c - the `postgres` handler: runs `handler.postgres.sql` per message, a batch pipelined in one transaction. */
-#include "sqltxn.h"
+#include "handlers.h"
 
 #include "../sqltmpl.h"
 
@@ -28,8 +28,6 @@
  */
 
 #define STMT_NAME "ballast_stmt"
-#define OFF_UPSERT "ballast_off_upsert" /* exactly-once: ballast_offsets */
-#define OFF_SELECT "ballast_off_select"
 #define RETRY_INTERVAL_MS 500  /* between connection attempts at start-up */
 #define ATTEMPT_MAX_MS 5000    /* longest single connection attempt at run time */
 #define BYTEA_OID 17
@@ -46,11 +44,6 @@ typedef struct pg_state {
     bl_sqlval_t *vals;  /* per-message scratch, tmpl.count + 1 each */
     const char **values;
     char **owned; /* copies in `values` to free after sending */
-    /* exactly-once (see "the consumer's transaction" below) */
-    bool eo;      /* semantics = exactly-once: OFF_* prepared too */
-    bool in_txn;  /* a transaction opened by begin is open */
-    bool doomed;  /* ... but can only be rolled back, because of doom_err */
-    char doom_err[ERRLEN];
 } pg_state_t;
 
 typedef enum pg_class { PG_OK, PG_TRANSIENT, PG_PERMANENT } pg_class_t;
@@ -186,32 +179,6 @@ static void drop_conn(pg_state_t *st)
     st->conn = NULL;
 }
 
-/* Exactly-once: the statements on ballast_offsets, prepared next to the
- * user's on every connection. */
-static pg_class_t prepare_offsets(pg_state_t *st, char *err, size_t errsize)
-{
-    static const char *const sql[2][2] = {
-        {OFF_UPSERT, "INSERT INTO ballast_offsets (group_id, topic, partition, "
-                     "next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, "
-                     "topic, partition) DO UPDATE SET next_offset = "
-                     "excluded.next_offset"},
-        {OFF_SELECT, "SELECT next_offset FROM ballast_offsets WHERE group_id = $1 "
-                     "AND topic = $2 AND partition = $3"}};
-    pg_class_t cls = PG_OK;
-
-    for (size_t i = 0; i < 2 && cls == PG_OK; i++) {
-        PGresult *res = PQprepare(st->conn, sql[i][0], sql[i][1], 0, NULL);
-        if ((cls = pg_classify(st->conn, res)) != PG_OK) {
-            char why[ERRLEN];
-            pg_error_text(st->conn, res, why, sizeof(why));
-            bl_fmt(err, errsize, "%s (preparing the statements on ballast_offsets)",
-                   why);
-        }
-        PQclear(res);
-    }
-    return cls;
-}
-
 /* Prepares the statement on the current connection and learns the type
  * the server inferred for each parameter. @returns the class of failure. */
 static pg_class_t prepare(pg_state_t *st, char *err, size_t errsize)
@@ -255,10 +222,6 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
     }
     if (prepare(st, why, sizeof(why)) != PG_OK) {
         bl_fmt(err, errsize, "%s (preparing handler.postgres.sql)", why);
-        drop_conn(st);
-        return false;
-    }
-    if (st->eo && prepare_offsets(st, err, errsize) != PG_OK) {
         drop_conn(st);
         return false;
     }
@@ -384,25 +347,14 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
 
 /* ---- batches ------------------------------------------------------------- */
 
-/* What one pipelined run found. */
+/* What one pipelined run of a batch found. */
 typedef struct run {
     pg_class_t cls;
     bool lost; /* the session is gone: reconnect */
-    size_t bad; /* with PG_PERMANENT: the failing command's position, or
-                   SIZE_MAX; run_pipeline maps it to a position in `active`,
-                   or SIZE_MAX when BEGIN/COMMIT failed (e.g. a deferred
-                   constraint) */
+    size_t bad; /* with PG_PERMANENT: position in `active`, or SIZE_MAX when
+                   BEGIN/COMMIT failed (e.g. a deferred constraint) */
     char err[ERRLEN];
-    char tag[16]; /* the command tag of the last command that succeeded */
 } run_t;
-
-static void run_reset(run_t *run)
-{
-    run->cls = PG_OK;
-    run->lost = false;
-    run->bad = SIZE_MAX;
-    run->err[0] = run->tag[0] = '\0';
-}
 
 static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
 {
@@ -415,12 +367,10 @@ static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
 }
 
 /* Reads every result up to the pipeline's sync point: one result (or
- * PIPELINE_ABORTED after an error) and one NULL per command, then SYNC.
- * The first failure goes into @p run, with its command's position among
- * the @p sent commands. */
+ * PIPELINE_ABORTED after an error) and one NULL per command, then SYNC. */
 static void read_results(pg_state_t *st, size_t sent, run_t *run)
 {
-    size_t cmd = 0;
+    size_t cmd = 0; /* 0 BEGIN, 1..sent-2 the messages, sent-1 COMMIT */
 
     for (;;) {
         PGresult *res = PQgetResult(st->conn);
@@ -440,11 +390,9 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
             PQclear(res);
             return;
         }
-        if (status == PGRES_COMMAND_OK)
-            bl_fmt(run->tag, sizeof(run->tag), "%s", PQcmdStatus(res));
-        else if (status != PGRES_PIPELINE_ABORTED &&
-                 pg_classify(st->conn, res) != PG_OK)
-            run_fail(run, st->conn, res, cmd < sent ? cmd : SIZE_MAX);
+        if (status != PGRES_PIPELINE_ABORTED && pg_classify(st->conn, res) != PG_OK)
+            run_fail(run, st->conn, res,
+                     cmd >= 1 && cmd + 1 < sent ? cmd - 1 : SIZE_MAX);
         PQclear(res);
         if (PQstatus(st->conn) != CONNECTION_OK) {
             run_fail(run, st->conn, NULL, SIZE_MAX);
@@ -506,7 +454,9 @@ static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
 {
     size_t sent;
 
-    run_reset(run);
+    run->cls = PG_OK;
+    run->lost = false;
+    run->err[0] = '\0';
     if (!PQenterPipelineMode(st->conn)) {
         run_fail(run, st->conn, NULL, SIZE_MAX);
         return;
@@ -520,9 +470,6 @@ static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
         return;
     }
     read_results(st, sent, run);
-    /* command 0 is BEGIN, then the messages, then COMMIT */
-    if (run->bad != SIZE_MAX)
-        run->bad = run->bad >= 1 && run->bad + 1 < sent ? run->bad - 1 : SIZE_MAX;
     if (PQstatus(st->conn) != CONNECTION_OK || !PQexitPipelineMode(st->conn)) {
         drop_conn(st);
         return;
