@@ -1,0 +1,185 @@
+/*
+ * clients.c - makes the librdkafka consumer and producer from the kafka.*
+ * keys, with ballast's reliable defaults, and routes librdkafka's logs and
+ * errors to ballast's logger.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    ballast_consumer_t *c = rd_kafka_opaque(rk);
+    /* librdkafka logs lost connections at LOG_ERR (3); they are transient
+     * and retried, so they are warnings here. */
+    ballast_log_level_t lv = level <= 2   ? BALLAST_LOG_ERROR
+                             : level <= 4 ? BALLAST_LOG_WARN
+                             : level <= 6 ? BALLAST_LOG_INFO
+                                          : BALLAST_LOG_DEBUG;
+    if (!c)
+        return;
+    if (atomic_load(&c->starting) && lv < BALLAST_LOG_DEBUG)
+        lv = BALLAST_LOG_DEBUG;
+    bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    ballast_consumer_t *c = opaque;
+    char fatal[512];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, true,
+                                  "kafka: fatal error: %s", fatal));
+        return;
+    }
+    if (atomic_load(&c->starting)) {
+        pthread_mutex_lock(&c->start_mtx);
+        bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
+        pthread_mutex_unlock(&c->start_mtx);
+        return;
+    }
+    bl_log(&c->log, BALLAST_LOG_WARN, "kafka: %s", reason);
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+/* librdkafka properties that only one client type understands; each is
+ * kept away from the other so that librdkafka does not warn about it. */
+static bool producer_only(const char *name)
+{
+    static const char *const names[] = {
+        "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms",
+        "batch.num.messages", "batch.size", "compression.codec",
+        "compression.type", "compression.level", "enable.idempotence",
+        "transactional.id", "transaction.timeout.ms", "message.timeout.ms",
+        "delivery.timeout.ms", "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes", "retries", "message.send.max.retries",
+        "retry.backoff.ms", "partitioner", "sticky.partitioning.linger.ms",
+        "enable.gapless.guarantee", "request.timeout.ms", "dr_msg_cb"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
+
+static bool consumer_only(const char *name)
+{
+    static const char *const names[] = {
+        "group.id", "group.instance.id", "partition.assignment.strategy",
+        "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type",
+        "coordinator.query.interval.ms", "max.poll.interval.ms",
+        "auto.commit.interval.ms", "queued.min.messages",
+        "queued.max.messages.kbytes", "fetch.wait.max.ms",
+        "fetch.message.max.bytes", "max.partition.fetch.bytes",
+        "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms",
+        "offset.store.method", "check.crcs", "allow.auto.create.topics",
+        "auto.offset.reset", "consume.callback.max.messages"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
+
+typedef struct conf_build {
+    rd_kafka_conf_t *rkconf;
+    bool producer;
+    ballast_error_t *err;
+} conf_build_t;
+
+static void apply_kafka_prop(const char *name, const char *value, void *opaque)
+{
+    conf_build_t *b = opaque;
+    char errstr[256];
+
+    if (b->err || (b->producer ? consumer_only(name) : producer_only(name)))
+        return;
+    if (rd_kafka_conf_set(b->rkconf, name, value, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+        b->err = bl_error_new(BALLAST_ERR_CONFIG, false, false, "kafka.%s: %s",
+                              name, errstr);
+}
+
+static ballast_error_t *set_prop(rd_kafka_conf_t *rkconf, const char *name,
+                                 const char *value)
+{
+    char errstr[256];
+
+    if (rd_kafka_conf_set(rkconf, name, value, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false, "kafka.%s: %s",
+                            name, errstr);
+    return NULL;
+}
+
+ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
+                                    rd_kafka_t **rkp)
+{
+    conf_build_t b = {rd_kafka_conf_new(), producer, NULL};
+    char errstr[512];
+
+    /* Reliable defaults first; the user's kafka.* keys may override them
+     * (except the managed ones, which conf.c refuses). */
+    if (!producer) {
+        b.err = set_prop(b.rkconf, "auto.offset.reset", "earliest");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "enable.auto.offset.store", "false");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "enable.partition.eof", "false");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "enable.auto.commit", "true");
+    } else {
+        b.err = set_prop(b.rkconf, "enable.idempotence", "true");
+    }
+    if (!b.err)
+        bl_conf_each_prefixed(c->conf, "kafka.", apply_kafka_prop, &b);
+    if (b.err) {
+        rd_kafka_conf_destroy(b.rkconf);
+        return b.err;
+    }
+    rd_kafka_conf_set_opaque(b.rkconf, c);
+    rd_kafka_conf_set_log_cb(b.rkconf, log_cb);
+    rd_kafka_conf_set_error_cb(b.rkconf, error_cb);
+    if (producer)
+        rd_kafka_conf_set_dr_msg_cb(b.rkconf, bl_on_delivery);
+    else {
+        rd_kafka_conf_set_rebalance_cb(b.rkconf, bl_on_rebalance);
+        rd_kafka_conf_set_offset_commit_cb(b.rkconf, bl_on_commit);
+    }
+    *rkp = rd_kafka_new(producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
+                        b.rkconf, errstr, sizeof(errstr));
+    if (!*rkp) {
+        rd_kafka_conf_destroy(b.rkconf);
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "kafka: cannot create the %s: %s",
+                            producer ? "producer" : "consumer", errstr);
+    }
+    return NULL;
+}
+
+/* Splits `topics` into a librdkafka subscription list. */
+rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    const char *s = topics;
+
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        const char *end = comma ? comma : s + strlen(s);
+        char name[512];
+        while (s < end && (*s == ' ' || *s == '\t'))
+            s++;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end > s && (size_t)(end - s) < sizeof(name)) {
+            memcpy(name, s, (size_t)(end - s));
+            name[end - s] = '\0';
+            rd_kafka_topic_partition_list_add(list, name, RD_KAFKA_PARTITION_UA);
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+    return list;
+}

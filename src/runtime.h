@@ -1,0 +1,174 @@
+/*
+ * runtime.h - the consumer runtime's shared state and the functions its
+ * files call on each other. Internal.
+ *
+ * consumer.c  construction, the poll loop, rebalances, shutdown
+ * worker.c    handler workers: taking work, retries, outcomes
+ * clients.c   librdkafka client construction and its logging callbacks
+ * status.c    snapshots for metrics, status and health
+ *
+ * Threading rules: fields marked "poll thread" are touched only by the
+ * thread in ballast_consumer_run(); worker queues are guarded by the
+ * worker's mutex; the completion list by done_mtx; atomics are atomics.
+ */
+#ifndef BALLAST_RUNTIME_H
+#define BALLAST_RUNTIME_H
+
+#include "backoff.h"
+#include "handlers/handlers.h"
+#include "internal.h"
+#include "message.h"
+#include "observe.h"
+#include "producer.h"
+#include "tracker.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#define STAGE_CHUNK 256      /* messages polled before handing them over */
+#define WORKER_TAKE_MAX 256  /* messages a worker takes per lock in message mode */
+#define POLL_IDLE_MS 100
+#define POLL_BUSY_MS 10
+
+typedef struct ballast_message_s bl_msg_t;
+
+typedef struct bl_queue {
+    bl_msg_t *head, *tail;
+    size_t len;
+} bl_queue_t;
+
+typedef struct bl_part {
+    char *topic;
+    int32_t partition;
+    bl_tracker_t tracker;
+    int64_t stored;       /* last offset handed to offsets_store/commit */
+    atomic_bool revoked;  /* written by the poll thread, read by workers */
+    size_t inflight;      /* messages of this partition not yet retired */
+    bool paused;          /* paused by ballast (only those are resumed) */
+    bool orphan;          /* no longer assigned: freed when inflight is 0 */
+    int worker;           /* the worker for ordering = partition */
+    int64_t committed;    /* last offset the broker confirmed, -1: none */
+    int64_t last_ts;      /* timestamp of the last message received */
+    struct bl_part *next;
+} bl_part_t;
+
+typedef struct bl_worker {
+    struct ballast_consumer_s *cons;
+    int index;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mtx;
+    pthread_cond_t cond;
+    bl_queue_t queue; /* guarded by mtx */
+    bool quit;        /* guarded by mtx */
+    void *state;      /* the handler's state for this worker */
+    bool state_ok;
+    atomic_int_fast64_t busy_since; /* ms when the running call began, 0: idle */
+    bl_queue_t staged; /* poll thread only: not yet handed over */
+    unsigned rnd;
+} bl_worker_t;
+
+typedef enum { ORDER_PARTITION, ORDER_KEY, ORDER_NONE } ordering_t;
+
+struct ballast_consumer_s {
+    ballast_conf_t *conf;
+    bl_logger_t log;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *rkqu;
+    rd_kafka_t *producer;
+    const ballast_handler_t *handler;
+    void *handler_opaque;
+    ballast_rebalance_cb *rebalance_cb;
+    void *rebalance_opaque;
+    const char *group, *output_topic, *dlq_topic;
+
+    bl_backoff_t backoff;
+    int max_attempts;
+    bool batch_mode;
+    size_t batch_max;
+    int64_t batch_ms;
+    ordering_t ordering;
+    int nworkers;
+    bl_worker_t *workers;
+    unsigned round_robin;
+    size_t max_inflight;
+    uint64_t max_inflight_bytes;
+    int64_t shutdown_timeout_ms;
+    int64_t handler_timeout_ms;
+    int64_t max_poll_interval_ms;
+    int64_t started_ms;
+
+    /* Observability: the poll thread publishes a snapshot of its partitions
+     * about once a second; readers on other threads copy it under obs_mtx. */
+    pthread_mutex_t obs_mtx;
+    bl_part_view_t *snapshot;
+    size_t snapshot_count;
+    int64_t next_snapshot_ms;
+    char last_transient[256]; /* guarded by obs_mtx */
+    atomic_bool transient;     /* the latest handler call said RETRY */
+    atomic_int_fast64_t last_poll_ms;
+    atomic_int running;        /* 1 while ballast_consumer_run polls */
+    bl_histogram_t latency;
+
+    /* Poll thread only. */
+    bl_part_t *parts, *orphans, *last_part;
+    size_t inflight, staged;
+    uint64_t inflight_bytes;
+    bool backpressured, offsets_dirty, ran;
+
+    /* While starting, librdkafka's complaints are summed up by the start-up
+     * error instead of being logged one by one. */
+    atomic_bool starting;
+    pthread_mutex_t start_mtx;
+    char start_reason[256];
+
+    /* Completion list: workers append, the poll thread takes. */
+    pthread_mutex_t done_mtx;
+    pthread_cond_t done_cond;
+    bl_queue_t done;
+    atomic_bool done_ready;
+
+    volatile sig_atomic_t stop_requested; /* set by ballast_consumer_stop() */
+    atomic_bool abandon; /* drain timed out: workers stop retrying */
+    atomic_bool failed;  /* a fatal error is recorded */
+    pthread_mutex_t err_mtx;
+    ballast_error_t *fatal;
+
+    struct {
+        atomic_uint_fast64_t consumed, processed_ok, retried, failed,
+            dead_lettered, emitted, commits, commit_errors, rebalances,
+            paused_partitions;
+    } stats;
+    atomic_uint_fast64_t inflight_pub, inflight_bytes_pub;
+};
+
+/* consumer.c */
+void bl_queue_push(bl_queue_t *q, bl_msg_t *m);
+void bl_queue_append(bl_queue_t *q, bl_queue_t *more);
+/** Records the first fatal error; later ones are logged. Any thread. */
+void bl_set_fatal(ballast_consumer_t *c, ballast_error_t *err);
+/** True once a stop was requested or a fatal error recorded. Any thread. */
+bool bl_stopping(const ballast_consumer_t *c);
+bl_part_t *bl_part_find(ballast_consumer_t *c, const char *topic, int32_t partition);
+void bl_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                     rd_kafka_topic_partition_list_t *list, void *opaque);
+void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
+void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                  rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
+/* worker.c */
+/** The worker thread's body; @p arg is its bl_worker_t. */
+void *bl_worker_main(void *arg);
+
+/* clients.c */
+/** Makes the consumer or producer handle from the kafka.* keys. */
+ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
+/** Splits `topics` into a subscription list. */
+rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
+
+/* status.c */
+/** Copies the partitions' state for readers on other threads (poll thread). */
+void bl_publish_snapshot(ballast_consumer_t *c);
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * status.c - what the consumer shows about itself: a per-partition snapshot
+ * published by the poll thread, health and readiness, and the metrics and
+ * status documents built from them (rendered by observe.c).
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Age of the oldest message not yet committed, -1 when unknown. */
+static int64_t part_lag_ms(const bl_part_t *p, int64_t lag, int64_t now_wall)
+{
+    int64_t ts;
+
+    if (lag == 0)
+        return 0;
+    if ((ts = bl_tracker_head_timestamp(&p->tracker)) >= 0)
+        return now_wall > ts ? now_wall - ts : 0;
+    /* Nothing held: the next message is newer than the last one received,
+     * so this over-estimates by at most the gap between the two. */
+    if (p->last_ts >= 0 && lag > 0)
+        return now_wall > p->last_ts ? now_wall - p->last_ts : 0;
+    return -1;
+}
+
+/* Copies the partitions' state for readers on other threads (poll thread). */
+void bl_publish_snapshot(ballast_consumer_t *c)
+{
+    size_t n = 0, i = 0;
+    bl_part_view_t *views;
+    int64_t now_wall = bl_wall_ms();
+
+    for (bl_part_t *p = c->parts; p; p = p->next)
+        n++;
+    views = calloc(n + 1, sizeof(*views));
+    if (!views)
+        return;
+    for (bl_part_t *p = c->parts; p; p = p->next, i++) {
+        bl_part_view_t *v = &views[i];
+        int64_t lo = -1, hi = -1;
+        bl_fmt(v->topic, sizeof(v->topic), "%s", p->topic);
+        v->partition = p->partition;
+        v->committed = p->committed;
+        v->inflight = p->inflight;
+        v->paused = p->paused;
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
+            hi < 0)
+            hi = -1;
+        v->high_watermark = hi;
+        v->lag = hi >= 0 && p->committed >= 0 ? (hi > p->committed ? hi - p->committed : 0)
+                                              : -1;
+        v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
+    }
+    pthread_mutex_lock(&c->obs_mtx);
+    free(c->snapshot);
+    c->snapshot = views;
+    c->snapshot_count = n;
+    pthread_mutex_unlock(&c->obs_mtx);
+}
+
+/* ---- observability ------------------------------------------------------ */
+
+static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    int64_t now = bl_now_ms();
+
+    if (!atomic_load(&c->running)) {
+        bl_fmt(reason, size, "the consumer is not running");
+        return false;
+    }
+    if (atomic_load(&c->failed)) {
+        bl_fmt(reason, size, "the pipeline is stopping after a fatal error");
+        return false;
+    }
+    if (now - atomic_load(&c->last_poll_ms) > 10000) {
+        bl_fmt(reason, size, "the poll loop has not run for %lld ms",
+               (long long)(now - atomic_load(&c->last_poll_ms)));
+        return false;
+    }
+    for (int i = 0; i < c->nworkers; i++) {
+        int64_t since = atomic_load(&c->workers[i].busy_since);
+        if (since && now - since > c->handler_timeout_ms) {
+            bl_fmt(reason, size,
+                   "worker %d: a handler call has run for %lld ms "
+                   "(handler.timeout.ms = %lld)",
+                   i, (long long)(now - since), (long long)c->handler_timeout_ms);
+            return false;
+        }
+    }
+    bl_fmt(reason, size, "ok");
+    return true;
+}
+
+static bool check_ready(ballast_consumer_t *c, char *reason, size_t size)
+{
+    size_t assigned;
+
+    pthread_mutex_lock(&c->obs_mtx);
+    assigned = c->snapshot_count;
+    if (atomic_load(&c->transient)) {
+        bl_fmt(reason, size, "the handler reports a transient failure: %s",
+               c->last_transient);
+        pthread_mutex_unlock(&c->obs_mtx);
+        return false;
+    }
+    pthread_mutex_unlock(&c->obs_mtx);
+    if (!check_health(c, reason, size))
+        return false;
+    if (!assigned) {
+        bl_fmt(reason, size, "no partitions assigned");
+        return false;
+    }
+    bl_fmt(reason, size, "ok");
+    return true;
+}
+
+int ballast_consumer_healthy(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    char buf[256];
+    bool ok = check_health(c, buf, sizeof(buf));
+    if (reason && size)
+        bl_fmt(reason, size, "%s", buf);
+    return ok;
+}
+
+int ballast_consumer_ready(const ballast_consumer_t *c, char *reason, size_t size)
+{
+    char buf[512];
+    bool ok = check_ready((ballast_consumer_t *)c, buf, sizeof(buf));
+    if (reason && size)
+        bl_fmt(reason, size, "%s", buf);
+    return ok;
+}
+
+/* Fills @p v from the consumer; *partsp must be freed by the caller. */
+static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health,
+                      char *ready, size_t size)
+{
+    bl_part_view_t *parts;
+    int64_t since = bl_now_ms() - atomic_load(&c->last_poll_ms);
+
+    memset(v, 0, sizeof(*v));
+    v->group = c->group;
+    v->topics = bl_conf_str(c->conf, "topics");
+    v->semantics = bl_conf_str(c->conf, "semantics");
+    ballast_consumer_stats(c, &v->stats, sizeof(v->stats));
+    v->latency = &c->latency;
+    v->uptime_ms = bl_now_ms() - c->started_ms;
+    v->poll_headroom_ms = atomic_load(&c->running) ? c->max_poll_interval_ms - since
+                                                   : c->max_poll_interval_ms;
+    v->healthy = check_health(c, health, size);
+    v->ready = check_ready(c, ready, size);
+    v->health_reason = health;
+    v->ready_reason = ready;
+    pthread_mutex_lock(&c->obs_mtx);
+    parts = calloc(c->snapshot_count + 1, sizeof(*parts));
+    if (parts) {
+        memcpy(parts, c->snapshot, c->snapshot_count * sizeof(*parts));
+        v->nparts = c->snapshot_count;
+    }
+    pthread_mutex_unlock(&c->obs_mtx);
+    v->parts = parts;
+}
+
+char *ballast_consumer_metrics(const ballast_consumer_t *cons)
+{
+    ballast_consumer_t *c = (ballast_consumer_t *)cons;
+    char health[256], ready[512], *text;
+    bl_view_t v;
+
+    make_view(c, &v, health, ready, sizeof(health));
+    text = bl_render_metrics(&v);
+    free((void *)v.parts);
+    return text;
+}
+
+char *ballast_consumer_status_json(const ballast_consumer_t *cons)
+{
+    ballast_consumer_t *c = (ballast_consumer_t *)cons;
+    char health[256], ready[512], *text;
+    bl_view_t v;
+
+    make_view(c, &v, health, ready, sizeof(health));
+    text = bl_render_status(&v);
+    free((void *)v.parts);
+    return text;
+}
+
+void ballast_free(void *ptr)
+{
+    free(ptr);
+}

@@ -1,0 +1,324 @@
+/*
+ * worker.c - handler workers: each takes messages from its queue, runs the
+ * handler with blocking retries and back-off (never in the poll loop),
+ * decides what each outcome means (done, dead-letter, or stop), and hands
+ * the messages back on the completion list.
+ */
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* Takes the next messages for a worker; blocks while there are none.
+ * @returns false when the worker should exit. */
+static bool worker_take(bl_worker_t *w, bl_queue_t *out)
+{
+    ballast_consumer_t *c = w->cons;
+    size_t want = c->batch_mode ? c->batch_max : WORKER_TAKE_MAX;
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&w->mtx);
+    while (!w->queue.len && !w->quit)
+        pthread_cond_wait(&w->cond, &w->mtx);
+    if (c->batch_mode && w->queue.len < want && !w->quit && c->batch_ms > 0) {
+        /* Let the batch fill for up to batch.max.ms. */
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += c->batch_ms / 1000;
+        deadline.tv_nsec += (c->batch_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        while (w->queue.len < want && !w->quit && !bl_stopping(c) &&
+               pthread_cond_timedwait(&w->cond, &w->mtx, &deadline) != ETIMEDOUT)
+            ;
+    }
+    while (w->queue.head && out->len < want) {
+        bl_msg_t *m = w->queue.head;
+        w->queue.head = m->next;
+        if (!w->queue.head)
+            w->queue.tail = NULL;
+        w->queue.len--;
+        bl_queue_push(out, m);
+    }
+    pthread_mutex_unlock(&w->mtx);
+    return out->len > 0 || !w->quit;
+}
+
+/* Waits @p ms unless the consumer abandons its work first.
+ * @returns false when abandoned. */
+static bool worker_sleep(bl_worker_t *w, int64_t ms)
+{
+    int64_t until = bl_now_ms() + ms;
+    ballast_consumer_t *c = w->cons;
+
+    pthread_mutex_lock(&w->mtx);
+    while (!atomic_load(&c->abandon) && !w->quit) {
+        int64_t left = until - bl_now_ms();
+        struct timespec ts;
+        if (left <= 0)
+            break;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cond, &w->mtx, &ts);
+    }
+    pthread_mutex_unlock(&w->mtx);
+    return !atomic_load(&c->abandon);
+}
+
+static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
+
+/* Runs the handler once over @p msgs, timing it for the latency histogram
+ * and the stuck-handler watchdog, and noting transient failures for
+ * readiness. */
+static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    int64_t start = bl_now_ms();
+    struct timespec t0, t1;
+    int64_t micros;
+    bool transient = false;
+
+    atomic_store(&w->busy_since, start ? start : 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_handler(w, msgs, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&w->busy_since, 0);
+    micros = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+             (t1.tv_nsec - t0.tv_nsec) / 1000;
+    for (size_t i = 0; i < n; i++) {
+        bl_histogram_observe(&c->latency, micros / (int64_t)n);
+        if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY && !transient) {
+            transient = true;
+            pthread_mutex_lock(&c->obs_mtx);
+            bl_fmt(c->last_transient, sizeof(c->last_transient), "%s",
+                   msgs[i]->result.error ? msgs[i]->result.error : "retry");
+            pthread_mutex_unlock(&c->obs_mtx);
+        }
+    }
+    atomic_store(&c->transient, transient);
+}
+
+/* Runs the handler once over @p msgs (one message, or a batch). */
+static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    const ballast_handler_t *h = w->cons->handler;
+
+    for (size_t i = 0; i < n; i++) {
+        bl_result_reset(&msgs[i]->result);
+        msgs[i]->outcome = BALLAST_OUTCOME_RETRY;
+    }
+    if (n > 1 && h->handle_batch) {
+        ballast_outcome_t stack_out[64], *outcomes = stack_out;
+        ballast_result_t *stack_res[64], **results = stack_res;
+        if (n > 64) {
+            outcomes = malloc(n * sizeof(*outcomes));
+            results = malloc(n * sizeof(*results));
+        }
+        if (!outcomes || !results) {
+            if (outcomes != stack_out)
+                free(outcomes);
+            if (results != stack_res)
+                free(results);
+            for (size_t i = 0; i < n; i++)
+                ballast_result_set_error(&msgs[i]->result, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < n; i++) {
+            results[i] = &msgs[i]->result;
+            outcomes[i] = BALLAST_OUTCOME_RETRY;
+        }
+        h->handle_batch(w->state, (const ballast_message_t *const *)msgs,
+                        results, n, outcomes);
+        for (size_t i = 0; i < n; i++)
+            msgs[i]->outcome = outcomes[i];
+        if (outcomes != stack_out) {
+            free(outcomes);
+            free(results);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        msgs[i]->outcome = h->handle(w->state, msgs[i], &msgs[i]->result);
+}
+
+/* Produces the records of a finished message. @returns false when the
+ * producer refused one for good (the message then fails). */
+static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
+{
+    size_t n = m->result.record_count;
+
+    atomic_store(&m->pending_emits, (int)n + 1);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err;
+        while ((err = bl_produce_record(c->producer, &m->result.records[i],
+                                        c->output_topic, m)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            /* The poll thread serves delivery reports and frees room. */
+            struct timespec ts = {0, 5 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (err) {
+            atomic_fetch_sub(&m->pending_emits, (int)(n - i));
+            m->fate = BL_FATE_FAILED;
+            bl_set_fatal(c, bl_error_new(
+                             BALLAST_ERR_KAFKA, false, false,
+                             "topic %s: cannot produce a record for %s [%d] "
+                             "offset %lld: %s",
+                             m->result.records[i].topic ? m->result.records[i].topic
+                                                        : c->output_topic,
+                             m->topic, (int)m->partition, (long long)m->offset,
+                             rd_kafka_err2str(err)));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Decides what a final outcome means: commit, dead-letter, or stop. */
+static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
+{
+    ballast_consumer_t *c = w->cons;
+    const char *why = m->result.error ? m->result.error : "no reason given";
+
+    if (m->outcome == BALLAST_OUTCOME_OK) {
+        atomic_fetch_add(&c->stats.processed_ok, 1);
+        if (m->result.record_count && !c->producer) {
+            m->fate = BL_FATE_FAILED;
+            bl_set_fatal(c, bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                      "handler emitted records but no "
+                                      "producer is configured"));
+            return;
+        }
+        if (m->result.record_count)
+            produce_records(c, m);
+        return;
+    }
+    atomic_fetch_add(&c->stats.failed, 1);
+    if (c->dlq_topic) {
+        char *error = bl_strdup(why);
+        bl_result_reset(&m->result);
+        m->result.error = error;
+        if (!error || bl_dlq_record(m, c->dlq_topic, c->group, error,
+                                    m->attempt, &m->result)) {
+            m->fate = BL_FATE_FAILED;
+            bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
+                                      "out of memory building a dead-letter "
+                                      "record"));
+            return;
+        }
+        bl_log(&c->log, BALLAST_LOG_WARN,
+               "%s [%d] offset %lld: dead-lettered to %s after %d attempt(s): %s",
+               m->topic, (int)m->partition, (long long)m->offset, c->dlq_topic,
+               m->attempt, error);
+        produce_records(c, m);
+        return;
+    }
+    m->fate = BL_FATE_FAILED;
+    bl_set_fatal(c, bl_error_new(BALLAST_ERR_HANDLER, false, false,
+                              "%s [%d] offset %lld: handler failed %s after %d "
+                              "attempt(s): %s; no dlq.topic is configured, so "
+                              "the pipeline stops here and the offset stays "
+                              "uncommitted",
+                              m->topic, (int)m->partition, (long long)m->offset,
+                              m->outcome == BALLAST_OUTCOME_FAIL ? "permanently"
+                                                                  : "repeatedly",
+                              m->attempt, why));
+}
+
+/* Handles a group of messages: drops revoked ones, runs the handler with
+ * blocking retries, and settles each message. */
+static void worker_process(bl_worker_t *w, bl_queue_t *batch)
+{
+    ballast_consumer_t *c = w->cons;
+    bl_msg_t *stack[WORKER_TAKE_MAX], **todo = stack;
+    size_t n = 0;
+
+    if (batch->len > WORKER_TAKE_MAX && !(todo = malloc(batch->len * sizeof(*todo)))) {
+        for (bl_msg_t *m = batch->head; m; m = m->next)
+            m->fate = BL_FATE_DROPPED;
+        return;
+    }
+    for (bl_msg_t *m = batch->head; m; m = m->next) {
+        if (atomic_load(&m->part->revoked) || atomic_load(&c->abandon) ||
+            atomic_load(&c->failed))
+            m->fate = BL_FATE_DROPPED;
+        else
+            todo[n++] = m;
+    }
+    /* In message mode each message runs alone; in batch mode together. */
+    for (size_t start = 0; start < n;) {
+        size_t count = c->batch_mode ? n - start : 1, left;
+        bl_msg_t **group = todo + start;
+
+        if (atomic_load(&c->failed) || atomic_load(&c->abandon)) {
+            /* Nothing after a stopping failure may run: order matters. */
+            for (size_t i = start; i < n; i++)
+                todo[i]->fate = BL_FATE_DROPPED;
+            break;
+        }
+
+        for (;;) {
+            call_handler(w, group, count);
+            left = 0;
+            for (size_t i = 0; i < count; i++) {
+                bl_msg_t *m = group[i];
+                if (m->outcome == BALLAST_OUTCOME_RETRY &&
+                    m->attempt < c->max_attempts)
+                    group[left++] = m; /* retry these, in order */
+                else
+                    finish_outcome(w, m);
+            }
+            if (!left)
+                break;
+            atomic_fetch_add(&c->stats.retried, left);
+            bl_log(&c->log, BALLAST_LOG_INFO,
+                   "%s [%d] offset %lld: retry %d of %d: %s", group[0]->topic,
+                   (int)group[0]->partition, (long long)group[0]->offset,
+                   group[0]->attempt, c->max_attempts - 1,
+                   group[0]->result.error ? group[0]->result.error : "retry");
+            if (!worker_sleep(w, bl_backoff_delay(&c->backoff, group[0]->attempt,
+                                                  rand_r(&w->rnd) / (RAND_MAX + 1.0)))) {
+                for (size_t i = 0; i < left; i++)
+                    group[i]->fate = BL_FATE_DROPPED;
+                break;
+            }
+            for (size_t i = 0; i < left; i++)
+                group[i]->attempt++;
+            count = left;
+        }
+        start += c->batch_mode ? n - start : 1;
+    }
+    if (todo != stack)
+        free(todo);
+}
+
+void *bl_worker_main(void *arg)
+{
+    bl_worker_t *w = arg;
+    ballast_consumer_t *c = w->cons;
+    bl_queue_t batch;
+
+    while (worker_take(w, &batch)) {
+        if (!batch.len)
+            continue;
+        worker_process(w, &batch);
+        pthread_mutex_lock(&c->done_mtx);
+        bl_queue_append(&c->done, &batch);
+        atomic_store(&c->done_ready, true);
+        pthread_cond_broadcast(&c->done_cond);
+        pthread_mutex_unlock(&c->done_mtx);
+    }
+    return NULL;
+}
