@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -31,9 +32,15 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char fatal[512];
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, true,
-                                  "kafka: fatal error: %s", fatal));
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+        bool fenced = orig == RD_KAFKA_RESP_ERR__FENCED ||
+                      orig == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+                      orig == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+        bl_set_fatal(c, bl_error_new(fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA,
+                                     false, true, "kafka: fatal error: %s%s", fatal,
+                                     fenced ? " (another instance with the same "
+                                              "transactional.id took over)"
+                                            : ""));
         return;
     }
     if (atomic_load(&c->starting)) {
@@ -103,6 +110,21 @@ static void apply_kafka_prop(const char *name, const char *value, void *opaque)
                               name, errstr);
 }
 
+/* A transactional.id that is stable across restarts of this instance (so
+ * that a restart settles the transaction a crash left open) and distinct
+ * from other hosts': ballast-<group>-<host>. Several instances on one host
+ * need kafka.transactional.id set apart by hand. */
+static const char *default_txn_id(ballast_consumer_t *c)
+{
+    static __thread char id[512];
+    char host[256] = "localhost";
+
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    bl_fmt(id, sizeof(id), "ballast-%s-%s", c->group, host);
+    return id;
+}
+
 static ballast_error_t *set_prop(rd_kafka_conf_t *rkconf, const char *name,
                                  const char *value)
 {
@@ -129,10 +151,16 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
             b.err = set_prop(b.rkconf, "enable.auto.offset.store", "false");
         if (!b.err)
             b.err = set_prop(b.rkconf, "enable.partition.eof", "false");
+        /* Exactly-once commits offsets inside transactions only, and must
+         * not read records of aborted transactions. */
         if (!b.err)
-            b.err = set_prop(b.rkconf, "enable.auto.commit", "true");
+            b.err = set_prop(b.rkconf, "enable.auto.commit", c->eos ? "false" : "true");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "isolation.level", "read_committed");
     } else {
         b.err = set_prop(b.rkconf, "enable.idempotence", "true");
+        if (!b.err && c->eos)
+            b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));
     }
     if (!b.err)
         bl_conf_each_prefixed(c->conf, "kafka.", apply_kafka_prop, &b);

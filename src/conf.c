@@ -92,6 +92,9 @@ static const prop_t props[] = {
     {"dlq.max.consecutive", T_INT, NULL, 1, BIG, NULL, F_PENDING,
      "DLQ breaker: stop after this many dead-lettered messages in a row (not "
      "available yet)."},
+    {"transaction.interval.ms", T_INT, "100", 1, 900000, NULL, 0,
+     "Exactly-once with Kafka outputs: how long a transaction collects "
+     "records and offsets before it commits (Kafka Streams uses 100 ms)."},
     {"ordering", T_ENUM, "partition", 0, 0, "partition|key|none", 0,
      "Order kept while handling: per partition, per key, or none."},
     {"concurrency", T_INT, "1", 1, 1024, NULL, 0, "Handler workers."},
@@ -584,10 +587,16 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
     if (*dlq && list_contains(topics, dlq))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "dlq.topic: \"%s\" is also an input topic", dlq);
-    if (!strcmp(bl_conf_str(conf, "semantics"), "exactly-once"))
+    /* A partition's offsets are stored with its writes; that needs each
+     * partition's messages handled in order by one worker. */
+    if (!strcmp(bl_conf_str(conf, "semantics"), "exactly-once") &&
+        (!strcmp(handler, "sqlite") || !strcmp(handler, "postgres")) &&
+        !conf->handler && strcmp(bl_conf_str(conf, "ordering"), "partition"))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                            "semantics: \"exactly-once\" is not available in "
-                            "this version yet (use at-least-once)");
+                            "ordering: exactly-once with handler = %s needs "
+                            "ordering = partition (offsets are stored per "
+                            "partition with each transaction)",
+                            handler);
     if (bl_conf_int(conf, "retry.backoff.max.ms") <
         bl_conf_int(conf, "retry.backoff.initial.ms"))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,

@@ -137,7 +137,10 @@ static bl_part_t *part_new(ballast_consumer_t *c, const char *topic,
     return p;
 }
 
-/* Detaches @p p from the assignment; frees it once nothing refers to it. */
+static void drop_held(ballast_consumer_t *c, bl_part_t *p);
+
+/* Detaches @p p from the assignment; sweep_orphans() frees it once nothing
+ * refers to it. */
 static void part_retire(ballast_consumer_t *c, bl_part_t *p)
 {
     bl_part_t **pp;
@@ -151,22 +154,24 @@ static void part_retire(ballast_consumer_t *c, bl_part_t *p)
     if (c->last_part == p)
         c->last_part = NULL;
     atomic_store(&p->revoked, true);
-    if (p->inflight == 0) {
-        part_free(p);
-    } else {
-        p->orphan = true;
-        p->next = c->orphans;
-        c->orphans = p;
-    }
+    drop_held(c, p);
+    p->orphan = true;
+    p->next = c->orphans;
+    c->orphans = p;
 }
 
-static void orphan_release(ballast_consumer_t *c, bl_part_t *p)
+/* Frees orphaned partition states that nothing refers to any more. Called
+ * only at the top of the poll loop, so that no drain or commit in progress
+ * holds a pointer to one. */
+static void sweep_orphans(ballast_consumer_t *c)
 {
-    for (bl_part_t **pp = &c->orphans; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
+    for (bl_part_t **pp = &c->orphans; *pp;) {
+        bl_part_t *p = *pp;
+        if (p->inflight == 0) {
             *pp = p->next;
             part_free(p);
-            return;
+        } else {
+            pp = &p->next;
         }
     }
 }
@@ -188,8 +193,6 @@ static void msg_retire(ballast_consumer_t *c, bl_msg_t *m)
     c->inflight_bytes -= m->bytes;
     bl_message_clear(m);
     free(m);
-    if (p->orphan && p->inflight == 0)
-        orphan_release(c, p);
 }
 
 static void msg_release_ref(ballast_consumer_t *c, bl_msg_t *m)
@@ -197,6 +200,8 @@ static void msg_release_ref(ballast_consumer_t *c, bl_msg_t *m)
     if (atomic_fetch_sub(&m->pending_emits, 1) == 1)
         msg_retire(c, m);
 }
+
+static void hold(ballast_consumer_t *c, bl_msg_t *m);
 
 static void handle_completions(ballast_consumer_t *c)
 {
@@ -211,7 +216,104 @@ static void handle_completions(ballast_consumer_t *c)
     pthread_mutex_unlock(&c->done_mtx);
     for (bl_msg_t *m = done.head, *next; m; m = next) {
         next = m->next;
+        if (c->eos && m->fate == BL_FATE_DONE && m->result.record_count) {
+            hold(c, m);
+            continue;
+        }
         msg_release_ref(c, m);
+    }
+    if (c->eos)
+        bl_flush_held(c);
+}
+
+/* Exactly-once: a transaction may only hold the records of messages whose
+ * offsets it commits. Messages finish out of order (ordering = key, none),
+ * so a finished message's records wait, in offset order, until every
+ * earlier offset of its partition finished too. */
+static void hold(ballast_consumer_t *c, bl_msg_t *m)
+{
+    bl_part_t *p = m->part;
+    bl_msg_t **pp = &p->held.head;
+
+    if (p->orphan || atomic_load(&p->revoked)) {
+        m->fate = BL_FATE_DROPPED;
+        msg_release_ref(c, m);
+        return;
+    }
+    bl_tracker_done(&p->tracker, m->seq);
+    c->offsets_dirty = true;
+    /* Usually the newest: walk from the head only when out of order. */
+    if (p->held.tail && p->held.tail->offset < m->offset)
+        pp = &p->held.tail->next;
+    else
+        while (*pp && (*pp)->offset < m->offset)
+            pp = &(*pp)->next;
+    m->next = *pp;
+    *pp = m;
+    if (!m->next)
+        p->held.tail = m;
+    p->held.len++;
+}
+
+static void drop_held(ballast_consumer_t *c, bl_part_t *p)
+{
+    while (p->held.head) {
+        bl_msg_t *m = p->held.head;
+        p->held.head = m->next;
+        p->held.len--;
+        m->fate = BL_FATE_DROPPED;
+        msg_release_ref(c, m);
+    }
+    p->held.tail = NULL;
+}
+
+void bl_flush_held(ballast_consumer_t *c)
+{
+    for (bl_part_t *p = c->parts; p; p = p->next) {
+        int64_t next = bl_tracker_committable(&p->tracker);
+        while (p->held.head && p->held.head->offset < next) {
+            bl_msg_t *m = p->held.head;
+            p->held.head = m->next;
+            if (!p->held.head)
+                p->held.tail = NULL;
+            p->held.len--;
+            if (!bl_txn_add(c, m)) {
+                /* Aborted and rewound: every partition state was replaced,
+                 * so stop walking the old ones. */
+                m->fate = BL_FATE_DROPPED;
+                msg_release_ref(c, m);
+                return;
+            }
+            msg_release_ref(c, m);
+        }
+    }
+}
+
+void bl_reset_parts(ballast_consumer_t *c)
+{
+    bl_part_t *old = c->parts;
+
+    c->parts = NULL;
+    c->last_part = NULL;
+    while (old) {
+        bl_part_t *p = old, *fresh = part_new(c, p->topic, p->partition);
+        old = p->next;
+        if (!fresh) {
+            bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
+                                         "out of memory while rewinding"));
+        } else {
+            fresh->paused = p->paused;
+            fresh->committed = p->committed;
+            fresh->next = c->parts;
+            c->parts = fresh;
+        }
+        /* Retire the old state: its in-flight messages are dropped, and
+         * sweep_orphans() frees it later. */
+        atomic_store(&p->revoked, true);
+        drop_held(c, p);
+        p->orphan = true;
+        p->next = c->orphans;
+        c->orphans = p;
     }
 }
 
@@ -223,6 +325,18 @@ void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
     bl_msg_t *m = rkm->_private;
 
     (void)rk;
+    if (bl_txn_is_record(m)) {
+        /* Transactional: durable only when the transaction commits. */
+        if (rkm->err)
+            bl_log(&c->log, BALLAST_LOG_WARN, "topic %s: transactional record "
+                   "failed: %s", rd_kafka_topic_name(rkm->rkt),
+                   rd_kafka_err2str(rkm->err));
+        else if (c->dlq_topic && !strcmp(rd_kafka_topic_name(rkm->rkt), c->dlq_topic))
+            atomic_fetch_add(&c->stats.dead_lettered, 1);
+        else
+            atomic_fetch_add(&c->stats.emitted, 1);
+        return;
+    }
     if (!m)
         return;
     if (rkm->err) {
@@ -239,6 +353,16 @@ void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
     } else {
         atomic_fetch_add(&c->stats.emitted, 1);
     }
+    if (m->waiter) {
+        /* A worker waits for this delivery (database exactly-once): it
+         * still holds its own reference, so m stays valid. */
+        bl_worker_t *w = m->waiter;
+        msg_release_ref(c, m);
+        pthread_mutex_lock(&w->mtx);
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->mtx);
+        return;
+    }
     msg_release_ref(c, m);
 }
 
@@ -254,7 +378,8 @@ static void store_offsets(ballast_consumer_t *c)
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
 
-    if (!c->offsets_dirty)
+    /* Exactly-once commits offsets in transactions (txn.c) instead. */
+    if (!c->offsets_dirty || c->eos)
         return;
     c->offsets_dirty = false;
     list = rd_kafka_topic_partition_list_new(8);
@@ -337,7 +462,7 @@ static int route_worker(ballast_consumer_t *c, const bl_msg_t *m)
     }
 }
 
-static void flush_staged(ballast_consumer_t *c)
+void bl_flush_staged(ballast_consumer_t *c)
 {
     if (!c->staged)
         return;
@@ -436,6 +561,40 @@ static void load_committed(ballast_consumer_t *c,
     rd_kafka_topic_partition_list_destroy(copy);
 }
 
+/* Exactly-once into a database: the database's offsets are the truth, so
+ * each assigned partition starts where the database says. Kafka's own
+ * committed offsets may lag behind them (they are advisory). Without the
+ * database's answer nothing may start: retried until the drain timeout,
+ * then the pipeline stops. */
+static bool load_db_offsets(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
+{
+    int64_t deadline = bl_now_ms() + c->shutdown_timeout_ms;
+    char err[512] = "";
+
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        int64_t next = -1;
+        int rc;
+        while ((rc = c->txn_ops->load_offset(c->loader_state, c->group, tp->topic,
+                                             tp->partition, &next, err,
+                                             sizeof(err))) < 0 &&
+               bl_now_ms() < deadline && !bl_stopping(c)) {
+            struct timespec ts = {0, 500 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (rc < 0) {
+            bl_set_fatal(c, bl_error_new(BALLAST_ERR_DATABASE, true, false,
+                                         "%s [%d]: cannot read the stored offset "
+                                         "from the database: %s",
+                                         tp->topic, (int)tp->partition, err));
+            return false;
+        }
+        if (rc == 1)
+            tp->offset = next;
+    }
+    return true;
+}
+
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_error_t *error = NULL;
@@ -456,6 +615,8 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         p->next = c->parts;
         c->parts = p;
     }
+    if (c->txn_ops && !load_db_offsets(c, list))
+        return;
     if (cooperative(c))
         error = rd_kafka_incremental_assign(c->rk, list);
     else
@@ -538,7 +699,7 @@ static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
     bl_part_t **parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
     rd_kafka_error_t *error = NULL;
 
-    flush_staged(c);
+    bl_flush_staged(c);
     for (int i = 0; parts && i < list->cnt; i++) {
         parts[i] = bl_part_find(c, list->elems[i].topic, list->elems[i].partition);
         if (parts[i])
@@ -549,12 +710,20 @@ static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         drain_parts(c, parts, (size_t)list->cnt,
                     atomic_load(&c->abandon) ? 0
                                              : bl_now_ms() + c->shutdown_timeout_ms);
-        commit_parts(c, parts, (size_t)list->cnt);
+        if (c->eos)
+            bl_txn_commit(c); /* before the partitions go: they are in it */
+        else
+            commit_parts(c, parts, (size_t)list->cnt);
+    } else if (lost && c->eos) {
+        bl_txn_abort(c); /* its offsets would be refused anyway */
     }
-    for (int i = 0; parts && i < list->cnt; i++)
-        if (parts[i])
-            part_retire(c, parts[i]);
     free(parts);
+    /* A rewind may have replaced partition states: look them up again. */
+    for (int i = 0; i < list->cnt; i++) {
+        bl_part_t *p = bl_part_find(c, list->elems[i].topic, list->elems[i].partition);
+        if (p)
+            part_retire(c, p);
+    }
     if (cooperative(c))
         error = rd_kafka_incremental_unassign(c->rk, list);
     else
@@ -669,26 +838,36 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
     return NULL;
 }
 
+/* Makes one handler state (worker -1: the offset loader). */
+static ballast_error_t *init_handler(ballast_consumer_t *c, int worker, void **statep)
+{
+    ballast_handler_params_t params = {c->conf, worker, c->nworkers, c->handler_opaque};
+    char errbuf[512] = "";
+    int rc = 0;
+    ballast_err_code_t code;
+
+    *statep = NULL;
+    if (c->handler->init)
+        rc = c->handler->init(statep, &params, errbuf, sizeof(errbuf));
+    if (!rc)
+        return NULL;
+    code = rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL ? (ballast_err_code_t)rc
+                                                                  : BALLAST_ERR_HANDLER;
+    return bl_error_new(code, code == BALLAST_ERR_UNREACHABLE, false, "handler %s: %s",
+                        c->handler->name, *errbuf ? errbuf : "init failed");
+}
+
 static ballast_error_t *start_handlers(ballast_consumer_t *c)
 {
-    for (int i = 0; i < c->nworkers; i++) {
-        bl_worker_t *w = &c->workers[i];
-        ballast_handler_params_t params = {c->conf, i, c->nworkers, c->handler_opaque};
-        char errbuf[512] = "";
-        int rc = 0;
+    ballast_error_t *err;
 
-        if (c->handler->init)
-            rc = c->handler->init(&w->state, &params, errbuf, sizeof(errbuf));
-        if (rc) {
-            ballast_err_code_t code = rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL
-                                          ? (ballast_err_code_t)rc
-                                          : BALLAST_ERR_HANDLER;
-            return bl_error_new(code, code == BALLAST_ERR_UNREACHABLE, false,
-                                "handler %s: %s", c->handler->name,
-                                *errbuf ? errbuf : "init failed");
-        }
-        w->state_ok = true;
+    for (int i = 0; i < c->nworkers; i++) {
+        if ((err = init_handler(c, i, &c->workers[i].state)))
+            return err;
+        c->workers[i].state_ok = true;
     }
+    if (c->txn_ops && (err = init_handler(c, -1, &c->loader_state)))
+        return err;
     return NULL;
 }
 
@@ -741,7 +920,7 @@ static void read_settings(ballast_consumer_t *c)
 /* A producer is needed when the handler may emit or a DLQ is set. */
 static bool needs_producer(const ballast_consumer_t *c)
 {
-    if (c->dlq_topic || c->output_topic)
+    if (c->dlq_topic || c->output_topic || c->eos)
         return true;
     return c->handler != &bl_handler_sqlite && c->handler != &bl_handler_postgres;
 }
@@ -762,6 +941,8 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
         return err;
     topics = bl_topic_list(bl_conf_str(c->conf, "topics"));
     err = check_cluster(c, topics);
+    if (!err && c->eos)
+        err = bl_txn_init(c, bl_conf_int(c->conf, "startup.timeout.ms"));
     if (!err && (err = start_handlers(c)) == NULL &&
         (kerr = rd_kafka_subscribe(c->rk, topics)))
         err = bl_error_new(BALLAST_ERR_CONFIG, false, false,
@@ -796,6 +977,13 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     c->handler = bl_conf_handler(c->conf, &c->handler_opaque);
     if (!c->handler)
         c->handler = bl_handler_by_name(bl_conf_str(c->conf, "handler"));
+    /* Exactly-once with a database handler keeps offsets in the database;
+     * with any other handler, in Kafka transactions. */
+    if (!strcmp(bl_conf_str(c->conf, "semantics"), "exactly-once")) {
+        c->txn_ops = bl_handler_txn_ops(c->handler);
+        c->eos = !c->txn_ops;
+    }
+    c->txn_interval_ms = bl_conf_int(c->conf, "transaction.interval.ms");
     c->workers = calloc((size_t)c->nworkers, sizeof(*c->workers));
     if (!c->workers) {
         ballast_consumer_destroy(c);
@@ -851,6 +1039,8 @@ static void settle(ballast_consumer_t *c)
     handle_completions(c);
     serve_producer(c);
     store_offsets(c);
+    if (c->eos)
+        bl_txn_tick(c);
 }
 
 /* Stops fetching, lets in-flight work finish for up to the drain timeout,
@@ -861,7 +1051,7 @@ static void drain_all(ballast_consumer_t *c)
     size_t n = 0;
     bl_part_t **parts;
 
-    flush_staged(c);
+    bl_flush_staged(c);
     set_paused(c, true);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
@@ -887,7 +1077,9 @@ static void drain_all(ballast_consumer_t *c)
         pthread_mutex_unlock(&c->workers[i].mtx);
     }
     settle(c);
-    if (parts)
+    if (c->eos)
+        bl_txn_commit(c);
+    else if (parts)
         commit_parts(c, parts, n);
     free(parts);
 }
@@ -939,12 +1131,13 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
             c->next_snapshot_ms = now + 1000;
         }
         settle(c);
+        sweep_orphans(c);
         apply_backpressure(c);
         rkm = rd_kafka_consumer_poll(c->rk, c->staged ? 0
                                             : c->backpressured ? POLL_BUSY_MS
                                                                : POLL_IDLE_MS);
         if (!rkm) {
-            flush_staged(c);
+            bl_flush_staged(c);
             continue;
         }
         if (rkm->err) {
@@ -953,7 +1146,7 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         }
         accept_message(c, rkm);
         if (c->staged >= STAGE_CHUNK)
-            flush_staged(c);
+            bl_flush_staged(c);
     }
     drain_all(c);
     /* Leaving the group triggers a final revoke, which commits again. */
@@ -1024,6 +1217,8 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
             pthread_cond_destroy(&w->cond);
         }
     }
+    if (c->loader_state && c->handler->destroy)
+        c->handler->destroy(c->loader_state);
     free_queue(&c->done);
     if (c->rkqu)
         rd_kafka_queue_destroy(c->rkqu);

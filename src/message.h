@@ -44,7 +44,8 @@ struct ballast_message_s {
     size_t bytes;
     ballast_outcome_t outcome;
     struct ballast_result_s result;
-    atomic_int pending_emits; /* records not yet acknowledged, +1 until the worker
+    atomic_int pending_emits;
+    void *waiter; /* the bl_worker_t waiting for this message's deliveries */ /* records not yet acknowledged, +1 until the worker
                           has handed the message back */
     int fate;          /* BL_FATE_*: what finishing it means for its offset */
     struct ballast_message_s *next;

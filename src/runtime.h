@@ -49,6 +49,8 @@ typedef struct bl_part {
     bool orphan;          /* no longer assigned: freed when inflight is 0 */
     int worker;           /* the worker for ordering = partition */
     int64_t committed;    /* last offset the broker confirmed, -1: none */
+    bl_queue_t held;      /* exactly-once: finished messages whose records
+                             wait until every earlier offset finished */
     int64_t last_ts;      /* timestamp of the last message received */
     struct bl_part *next;
 } bl_part_t;
@@ -96,6 +98,17 @@ struct ballast_consumer_s {
     uint64_t max_inflight_bytes;
     int64_t shutdown_timeout_ms;
     int64_t handler_timeout_ms;
+
+    /* Exactly-once into a database: the handler's transaction operations,
+     * and a handler state of its own for reading stored offsets (poll
+     * thread). */
+    const bl_txn_ops_t *txn_ops;
+    void *loader_state;
+
+    /* Exactly-once with Kafka outputs (txn.c); poll thread only. */
+    bool eos;
+    bool txn_open;
+    int64_t txn_deadline_ms, txn_interval_ms;
     int64_t max_poll_interval_ms;
     int64_t started_ms;
 
@@ -156,6 +169,29 @@ void bl_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
 void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                   rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
+void bl_flush_staged(ballast_consumer_t *c);
+/** Exactly-once: produces the records of held messages that the committable
+ *  offsets now cover, in offset order, into the open transaction. */
+void bl_flush_held(ballast_consumer_t *c);
+/** Replaces every assigned partition's state with a fresh one, dropping
+ *  what was in flight (used to rewind after an aborted transaction). */
+void bl_reset_parts(ballast_consumer_t *c);
+
+/* txn.c (poll thread only) */
+ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms);
+/** Produces a finished message's records in the open transaction (opening
+ *  one if needed). @returns false when the transaction was aborted. */
+bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m);
+/** Sends the committable offsets and commits. @returns false on failure
+ *  (after aborting and rewinding, or recording a fatal error). */
+bool bl_txn_commit(ballast_consumer_t *c);
+/** Aborts the open transaction and rewinds. */
+void bl_txn_abort(ballast_consumer_t *c);
+/** Commits the open transaction when its interval has passed. */
+void bl_txn_tick(ballast_consumer_t *c);
+/** True for the delivery-report opaque of transactional records. */
+bool bl_txn_is_record(const void *opaque);
 
 /* worker.c */
 /** The worker thread's body; @p arg is its bl_worker_t. */

@@ -201,8 +201,8 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
                                       "producer is configured"));
             return;
         }
-        if (m->result.record_count)
-            produce_records(c, m);
+        if (m->result.record_count && !c->eos)
+            produce_records(c, m); /* exactly-once: the poll thread does */
         return;
     }
     atomic_fetch_add(&c->stats.failed, 1);
@@ -222,7 +222,8 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
                "%s [%d] offset %lld: dead-lettered to %s after %d attempt(s): %s",
                m->topic, (int)m->partition, (long long)m->offset, c->dlq_topic,
                m->attempt, error);
-        produce_records(c, m);
+        if (!c->eos)
+            produce_records(c, m);
         return;
     }
     m->fate = BL_FATE_FAILED;
@@ -235,6 +236,139 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
                               m->outcome == BALLAST_OUTCOME_FAIL ? "permanently"
                                                                   : "repeatedly",
                               m->attempt, why));
+}
+
+/* ---- exactly-once into a database --------------------------------------- */
+
+/* Dead-letters the FAIL messages of a database transaction and waits until
+ * the broker acknowledged each record, so that the transaction that moves
+ * the offsets past them commits only after their copies are safe.
+ * @returns false when that failed (the pipeline is stopping). */
+static bool txn_dead_letter(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    bool ok = true;
+
+    for (size_t i = 0; i < n; i++) {
+        bl_msg_t *m = msgs[i];
+        if (m->outcome != BALLAST_OUTCOME_FAIL)
+            continue;
+        m->waiter = w;
+        finish_outcome(w, m); /* builds and produces the DLQ record, or stops */
+        if (atomic_load(&c->failed))
+            ok = false;
+    }
+    pthread_mutex_lock(&w->mtx);
+    for (size_t i = 0; i < n; i++) {
+        bl_msg_t *m = msgs[i];
+        if (m->outcome != BALLAST_OUTCOME_FAIL)
+            continue;
+        while (atomic_load(&m->pending_emits) > 1 && !atomic_load(&c->failed) &&
+               !atomic_load(&c->abandon))
+            pthread_cond_wait(&w->cond, &w->mtx);
+        m->waiter = NULL;
+    }
+    pthread_mutex_unlock(&w->mtx);
+    return ok && !atomic_load(&c->failed);
+}
+
+/* The next offset of each partition in @p msgs (all settled). */
+static size_t txn_offsets(bl_msg_t **msgs, size_t n, bl_offset_t *out)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < count && !(out[j].partition == msgs[i]->partition &&
+                              !strcmp(out[j].topic, msgs[i]->topic)))
+            j++;
+        if (j == count) {
+            out[count].topic = msgs[i]->topic;
+            out[count].partition = msgs[i]->partition;
+            out[count++].next_offset = msgs[i]->offset + 1;
+        } else if (msgs[i]->offset + 1 > out[j].next_offset) {
+            out[j].next_offset = msgs[i]->offset + 1;
+        }
+    }
+    return count;
+}
+
+/* After a COMMIT whose outcome is unknown: did it happen? */
+static bool txn_landed(bl_worker_t *w, const bl_offset_t *offs, size_t count)
+{
+    ballast_consumer_t *c = w->cons;
+    char err[256];
+
+    for (size_t i = 0; i < count; i++) {
+        int64_t stored = -1;
+        if (c->txn_ops->load_offset(w->state, c->group, offs[i].topic,
+                                    offs[i].partition, &stored, err, sizeof(err)) != 1 ||
+            stored < offs[i].next_offset)
+            return false;
+    }
+    return true;
+}
+
+/* One database transaction over @p msgs: begin, handle, dead-letter the
+ * failures, commit the writes with the next offsets. A transient failure
+ * anywhere voids the attempt, which is redone after a back-off for as long
+ * as it takes (the database being down pauses consumption; nothing is
+ * dead-lettered for it). */
+static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    const bl_txn_ops_t *ops = c->txn_ops;
+    bl_offset_t stack[64], *offs = n > 64 ? malloc(n * sizeof(*offs)) : stack;
+    char err[512];
+    size_t count;
+    int tries = 0;
+
+    if (!offs) {
+        for (size_t i = 0; i < n; i++)
+            msgs[i]->fate = BL_FATE_DROPPED;
+        return;
+    }
+    count = txn_offsets(msgs, n, offs);
+    for (;; tries++) {
+        ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
+        bool redo = false;
+
+        if (tries && !worker_sleep(w, bl_backoff_delay(&c->backoff, tries,
+                                                       rand_r(&w->rnd) / (RAND_MAX + 1.0))))
+            break;
+        if (atomic_load(&c->failed))
+            break;
+        err[0] = '\0';
+        if (ops->begin(w->state, err, sizeof(err)) != BALLAST_OUTCOME_OK) {
+            bl_log(&c->log, BALLAST_LOG_WARN, "database transaction: %s", err);
+            continue;
+        }
+        call_handler(w, msgs, n);
+        for (size_t i = 0; i < n; i++)
+            if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY)
+                redo = true;
+        if (redo || !txn_dead_letter(w, msgs, n)) {
+            ops->rollback(w->state);
+            if (redo)
+                atomic_fetch_add(&c->stats.retried, n);
+            continue;
+        }
+        out = ops->commit(w->state, c->group, offs, count, err, sizeof(err));
+        if (out == BALLAST_OUTCOME_OK || txn_landed(w, offs, count)) {
+            for (size_t i = 0; i < n; i++)
+                if (msgs[i]->outcome == BALLAST_OUTCOME_OK)
+                    atomic_fetch_add(&c->stats.processed_ok, 1);
+            if (offs != stack)
+                free(offs);
+            return;
+        }
+        bl_log(&c->log, BALLAST_LOG_WARN, "database commit: %s", err);
+    }
+    /* Stopping: nothing committed, everything comes back. */
+    for (size_t i = 0; i < n; i++)
+        msgs[i]->fate = BL_FATE_DROPPED;
+    if (offs != stack)
+        free(offs);
 }
 
 /* Handles a group of messages: drops revoked ones, runs the handler with
@@ -256,6 +390,15 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
             m->fate = BL_FATE_DROPPED;
         else
             todo[n++] = m;
+    }
+    if (c->txn_ops && n) {
+        /* Exactly-once into a database: one transaction per batch. */
+        if (c->batch_mode)
+            txn_process(w, todo, n);
+        else
+            for (size_t i = 0; i < n; i++)
+                txn_process(w, todo + i, 1);
+        n = 0;
     }
     /* In message mode each message runs alone; in batch mode together. */
     for (size_t start = 0; start < n;) {

@@ -24,6 +24,7 @@ int cli_load_config(int argc, char **argv, const char *usage,
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_lag(int argc, char **argv);
 int cmd_config_reference(int argc, char **argv);
 
 #endif

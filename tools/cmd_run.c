@@ -2,6 +2,7 @@
  * cmd_run.c - `ballast run`, `ballast check` and `ballast config-reference`.
  */
 #include "cli.h"
+#include "http.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -178,12 +179,22 @@ int cmd_run(int argc, char **argv)
     ballast_conf_t *conf;
     ballast_consumer_t *cons;
     ballast_error_t *err;
-    int rc = cli_load_config(argc, argv, run_usage, &conf);
+    http_server_t *http = NULL;
+    int rc;
 
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    /* First, so that a stop requested during start-up is honoured (the
+     * consumer stops right after it started) instead of killing us. */
     install_signals();
+    if ((rc = cli_load_config(argc, argv, run_usage, &conf)))
+        return rc < 0 ? 0 : rc;
     err = ballast_consumer_new(conf, &cons);
+    /* The HTTP endpoint needs the consumer, and a bind failure must stop
+     * us before anything is consumed. */
+    if (!err && (rc = http_start_for_consumer(conf, cons, &http))) {
+        ballast_conf_destroy(conf);
+        ballast_consumer_destroy(cons);
+        return rc;
+    }
     ballast_conf_destroy(conf);
     if (err)
         return cli_fail(err);
@@ -192,6 +203,7 @@ int cmd_run(int argc, char **argv)
         ballast_consumer_stop(cons);
     err = ballast_consumer_run(cons);
     running = NULL;
+    http_server_stop(http);
     ballast_consumer_destroy(cons);
     return cli_fail(err);
 }

@@ -21,6 +21,8 @@ static const char usage[] =
     "                                  (secrets redacted)\n"
     "  demo                            the reference scenarios on an embedded\n"
     "                                  broker, with a summary\n"
+    "  lag -b BOOTSTRAP -g GROUP       a group's offset and time lag with a status\n"
+    "                                  per partition; never joins the group\n"
     "  config-reference                print the configuration reference (Markdown)\n"
     "  --help, --version\n"
     "\n"
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
     } cmds[] = {{"run", cmd_run},
                 {"check", cmd_check},
                 {"demo", cmd_demo},
+                {"lag", cmd_lag},
                 {"config-reference", cmd_config_reference}};
 
     if (argc < 2) {

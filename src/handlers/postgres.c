@@ -1,9 +1,10 @@
-/* postgres.c - the `postgres` handler: runs `handler.postgres.sql` per message, a batch pipelined in one transaction. */
-#include "handlers.h"
+/* postgres.c - the `postgres` handler: runs `handler.postgres.sql` per message, a batch pipelined in one transaction (exactly-once: in the consumer's). */
+#include "sqltxn.h"
 
 #include "../sqltmpl.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
@@ -28,6 +29,9 @@
  */
 
 #define STMT_NAME "ballast_stmt"
+#define OFF_UPSERT "ballast_off_upsert" /* exactly-once: ballast_offsets */
+#define OFF_SELECT "ballast_off_select"
+#define OFF_LOCK_KEY "7305812294419734853" /* advisory lock: creating the table */
 #define RETRY_INTERVAL_MS 500  /* between connection attempts at start-up */
 #define ATTEMPT_MAX_MS 5000    /* longest single connection attempt at run time */
 #define BYTEA_OID 17
@@ -44,6 +48,11 @@ typedef struct pg_state {
     bl_sqlval_t *vals;  /* per-message scratch, tmpl.count + 1 each */
     const char **values;
     char **owned; /* copies in `values` to free after sending */
+    /* exactly-once (see "the consumer's transaction" below) */
+    bool eo;      /* semantics = exactly-once: OFF_* prepared too */
+    bool in_txn;  /* a transaction opened by begin is open */
+    bool doomed;  /* ... but can only be rolled back, because of doom_err */
+    char doom_err[ERRLEN];
 } pg_state_t;
 
 typedef enum pg_class { PG_OK, PG_TRANSIENT, PG_PERMANENT } pg_class_t;
@@ -179,6 +188,32 @@ static void drop_conn(pg_state_t *st)
     st->conn = NULL;
 }
 
+/* Exactly-once: the statements on ballast_offsets, prepared next to the
+ * user's on every connection. */
+static pg_class_t prepare_offsets(pg_state_t *st, char *err, size_t errsize)
+{
+    static const char *const sql[2][2] = {
+        {OFF_UPSERT, "INSERT INTO ballast_offsets (group_id, topic, partition, "
+                     "next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, "
+                     "topic, partition) DO UPDATE SET next_offset = "
+                     "excluded.next_offset"},
+        {OFF_SELECT, "SELECT next_offset FROM ballast_offsets WHERE group_id = $1 "
+                     "AND topic = $2 AND partition = $3"}};
+    pg_class_t cls = PG_OK;
+
+    for (size_t i = 0; i < 2 && cls == PG_OK; i++) {
+        PGresult *res = PQprepare(st->conn, sql[i][0], sql[i][1], 0, NULL);
+        if ((cls = pg_classify(st->conn, res)) != PG_OK) {
+            char why[ERRLEN];
+            pg_error_text(st->conn, res, why, sizeof(why));
+            bl_fmt(err, errsize, "%s (preparing the statements on ballast_offsets)",
+                   why);
+        }
+        PQclear(res);
+    }
+    return cls;
+}
+
 /* Prepares the statement on the current connection and learns the type
  * the server inferred for each parameter. @returns the class of failure. */
 static pg_class_t prepare(pg_state_t *st, char *err, size_t errsize)
@@ -222,6 +257,10 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
     }
     if (prepare(st, why, sizeof(why)) != PG_OK) {
         bl_fmt(err, errsize, "%s (preparing handler.postgres.sql)", why);
+        drop_conn(st);
+        return false;
+    }
+    if (st->eo && prepare_offsets(st, err, errsize) != PG_OK) {
         drop_conn(st);
         return false;
     }
@@ -313,6 +352,10 @@ static int render(pg_state_t *st, const ballast_message_t *msg, char *err,
 
 /* ---- one message ---------------------------------------------------------- */
 
+static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
+                     ballast_result_t *const *results, size_t count,
+                     ballast_outcome_t *outcomes);
+
 static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
                                    ballast_result_t *result)
 {
@@ -322,6 +365,11 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
     PGresult *res;
     int rc;
 
+    if (st->in_txn) {
+        ballast_outcome_t out;
+        eo_batch(st, &msg, &result, 1, &out);
+        return out;
+    }
     if (!pg_ready(st, err, sizeof(err))) {
         ballast_result_set_error(result, err);
         return BALLAST_OUTCOME_RETRY;
@@ -347,14 +395,25 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
 
 /* ---- batches ------------------------------------------------------------- */
 
-/* What one pipelined run of a batch found. */
+/* What one pipelined run found. */
 typedef struct run {
     pg_class_t cls;
     bool lost; /* the session is gone: reconnect */
-    size_t bad; /* with PG_PERMANENT: position in `active`, or SIZE_MAX when
-                   BEGIN/COMMIT failed (e.g. a deferred constraint) */
+    size_t bad; /* with PG_PERMANENT: the failing command's position, or
+                   SIZE_MAX; run_pipeline maps it to a position in `active`,
+                   or SIZE_MAX when BEGIN/COMMIT failed (e.g. a deferred
+                   constraint) */
     char err[ERRLEN];
+    char tag[16]; /* the command tag of the last command that succeeded */
 } run_t;
+
+static void run_reset(run_t *run)
+{
+    run->cls = PG_OK;
+    run->lost = false;
+    run->bad = SIZE_MAX;
+    run->err[0] = run->tag[0] = '\0';
+}
 
 static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
 {
@@ -367,10 +426,12 @@ static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
 }
 
 /* Reads every result up to the pipeline's sync point: one result (or
- * PIPELINE_ABORTED after an error) and one NULL per command, then SYNC. */
+ * PIPELINE_ABORTED after an error) and one NULL per command, then SYNC.
+ * The first failure goes into @p run, with its command's position among
+ * the @p sent commands. */
 static void read_results(pg_state_t *st, size_t sent, run_t *run)
 {
-    size_t cmd = 0; /* 0 BEGIN, 1..sent-2 the messages, sent-1 COMMIT */
+    size_t cmd = 0;
 
     for (;;) {
         PGresult *res = PQgetResult(st->conn);
@@ -390,9 +451,11 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
             PQclear(res);
             return;
         }
-        if (status != PGRES_PIPELINE_ABORTED && pg_classify(st->conn, res) != PG_OK)
-            run_fail(run, st->conn, res,
-                     cmd >= 1 && cmd + 1 < sent ? cmd - 1 : SIZE_MAX);
+        if (status == PGRES_COMMAND_OK)
+            bl_fmt(run->tag, sizeof(run->tag), "%s", PQcmdStatus(res));
+        else if (status != PGRES_PIPELINE_ABORTED &&
+                 pg_classify(st->conn, res) != PG_OK)
+            run_fail(run, st->conn, res, cmd < sent ? cmd : SIZE_MAX);
         PQclear(res);
         if (PQstatus(st->conn) != CONNECTION_OK) {
             run_fail(run, st->conn, NULL, SIZE_MAX);
@@ -454,9 +517,7 @@ static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
 {
     size_t sent;
 
-    run->cls = PG_OK;
-    run->lost = false;
-    run->err[0] = '\0';
+    run_reset(run);
     if (!PQenterPipelineMode(st->conn)) {
         run_fail(run, st->conn, NULL, SIZE_MAX);
         return;
@@ -470,6 +531,9 @@ static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
         return;
     }
     read_results(st, sent, run);
+    /* command 0 is BEGIN, then the messages, then COMMIT */
+    if (run->bad != SIZE_MAX)
+        run->bad = run->bad >= 1 && run->bad + 1 < sent ? run->bad - 1 : SIZE_MAX;
     if (PQstatus(st->conn) != CONNECTION_OK || !PQexitPipelineMode(st->conn)) {
         drop_conn(st);
         return;
@@ -508,9 +572,14 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
                             ballast_outcome_t *outcomes)
 {
     pg_state_t *st = state;
-    size_t *active = malloc((count ? count : 1) * sizeof(*active)), n = count;
+    size_t *active, n = count;
     run_t run;
 
+    if (st->in_txn) {
+        eo_batch(st, msgs, results, count, outcomes);
+        return;
+    }
+    active = malloc((count ? count : 1) * sizeof(*active));
     for (size_t i = 0; i < count; i++) {
         outcomes[i] = BALLAST_OUTCOME_OK;
         if (active)
@@ -552,6 +621,466 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
     }
     free(active);
 }
+
+/* ---- exactly-once: the consumer's transaction ---------------------------- */
+
+/*
+ * With semantics = exactly-once the consumer opens a transaction (begin),
+ * hands us a batch (or single messages), and commits it together with the
+ * partitions' next offsets (commit). While it is open, handle/handle_batch
+ * run inside it, never BEGIN or COMMIT, and must leave it holding exactly
+ * the effects of the messages they report OK. Strategy, tuned for the
+ * common case (a batch with no poison in it):
+ *
+ *  1. Fast round, one pipeline segment:
+ *       SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL IMMEDIATE;
+ *       RELEASE ballast_batch; Sync
+ *     No savepoint per message: that would triple the commands, and each
+ *     savepoint that writes costs a subtransaction XID; past 64 of them in
+ *     one transaction every snapshot in the database overflows its subxid
+ *     cache and has to consult pg_subtrans, which slows every session.
+ *     SET CONSTRAINTS ALL IMMEDIATE runs deferred checks here rather than at
+ *     COMMIT, where a failure could not be pinned on a message and would
+ *     fail every redo of the batch alike.
+ *  2. A message fails for good: the server skips the rest of the segment
+ *     and the transaction is aborted. ROLLBACK TO ballast_batch undoes the
+ *     batch (what earlier calls since begin did stays), the message is
+ *     FAIL, and the others run again as a fast round: MAX_PIPELINE_ROUNDS
+ *     rounds in all, so one poison message costs one more round.
+ *  3. Then (much poison, or a deferred check that no message can be blamed
+ *     for) the careful rounds: SET CONSTRAINTS ALL IMMEDIATE, then
+ *     SAVEPOINT ballast_msg; stmt; RELEASE ballast_msg per message in one
+ *     segment. When message k fails the server skips the rest; ROLLBACK TO
+ *     ballast_msg and RELEASE undo just k, and the segment is sent again
+ *     from k+1: one round trip per poison message, no statement run twice.
+ *
+ * A transient failure (connection lost, serialization failure, deadlock,
+ * statement timeout, out of memory...) dooms the transaction: every message
+ * of the batch is RETRY, later calls and commit refuse, and the consumer
+ * rolls back and redoes the batch. Nothing reconnects while a transaction
+ * is open; begin and load_offset do.
+ */
+
+#define NO_MSG SIZE_MAX
+
+/* One pipeline segment: what each queued command is. */
+typedef struct seg {
+    size_t *what; /* per command: the message's index, or NO_MSG */
+    size_t n;
+    bool broken; /* a send failed: the segment cannot be completed */
+    bool oom;    /* a message could not be rendered for want of memory */
+} seg_t;
+
+static bool seg_open(pg_state_t *st, seg_t *sg, run_t *run)
+{
+    sg->n = 0;
+    sg->broken = sg->oom = false;
+    run_reset(run);
+    if (PQenterPipelineMode(st->conn))
+        return true;
+    run_fail(run, st->conn, NULL, SIZE_MAX);
+    run->cls = PG_TRANSIENT;
+    drop_conn(st); /* not idle: an unknown state */
+    return false;
+}
+
+static void seg_ctl(pg_state_t *st, seg_t *sg, const char *sql)
+{
+    if (sg->broken)
+        return;
+    if (PQsendQueryParams(st->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
+        sg->what[sg->n++] = NO_MSG;
+    else
+        sg->broken = true;
+}
+
+/* Renders message @p i; queues it unless it cannot be sent (FAIL, or an
+ * allocation failure that dooms the segment). @returns true if queued. */
+static bool seg_msg(pg_state_t *st, seg_t *sg, const ballast_message_t *msg,
+                    size_t i, ballast_result_t *result, ballast_outcome_t *outcome,
+                    run_t *run)
+{
+    char err[ERRLEN];
+    int rc;
+
+    if (sg->broken || sg->oom)
+        return false;
+    if ((rc = render(st, msg, err, sizeof(err))) != 0) {
+        if (rc == -1) {
+            *outcome = BALLAST_OUTCOME_FAIL;
+            ballast_result_set_error(result, err);
+        } else {
+            sg->oom = true;
+            bl_fmt(run->err, sizeof(run->err), "%s", err);
+        }
+        return false;
+    }
+    if (PQsendQueryPrepared(st->conn, STMT_NAME, (int)st->tmpl.count, st->values,
+                            NULL, NULL, 0))
+        sg->what[sg->n++] = i;
+    else
+        sg->broken = true;
+    free_owned(st);
+    return !sg->broken;
+}
+
+/* Adds the sync point, reads every result and leaves pipeline mode; a
+ * connection that broke or is going away is dropped. */
+static void seg_finish(pg_state_t *st, seg_t *sg, run_t *run)
+{
+    if (!sg->broken && PQpipelineSync(st->conn)) {
+        read_results(st, sg->n, run);
+    } else {
+        run_fail(run, st->conn, NULL, SIZE_MAX);
+        run->cls = PG_TRANSIENT;
+        run->lost = true; /* half a segment queued: start afresh */
+    }
+    if (sg->oom && run->cls == PG_OK)
+        run->cls = PG_TRANSIENT; /* run->err says "out of memory" */
+    if (run->lost || PQstatus(st->conn) != CONNECTION_OK ||
+        !PQexitPipelineMode(st->conn))
+        drop_conn(st);
+}
+
+/* The message a permanent failure is blamed on, or NO_MSG. */
+static size_t seg_blame(const seg_t *sg, const run_t *run)
+{
+    return run->bad < sg->n ? sg->what[run->bad] : NO_MSG;
+}
+
+/* Runs control statements outside pipeline mode; on failure @p err says
+ * why (a lost connection is dropped). */
+static bool exec_ctl(pg_state_t *st, const char *sql, char *err, size_t errsize)
+{
+    PGresult *res = PQexec(st->conn, sql);
+    bool ok = pg_classify(st->conn, res) == PG_OK;
+
+    if (!ok) {
+        pg_error_text(st->conn, res, err, errsize);
+        if (pg_conn_lost(st->conn, res))
+            drop_conn(st);
+    }
+    PQclear(res);
+    return ok;
+}
+
+typedef enum eo_step { EO_DONE, EO_BLAME, EO_NOBODY, EO_DOOM } eo_step_t;
+
+/* A fast round (step 1 above) over active[0 .. *np). On EO_BLAME the
+ * batch's effects are undone and *blamed is the message to fail. */
+static eo_step_t eo_fast(pg_state_t *st, const ballast_message_t *const *msgs,
+                         ballast_result_t *const *results,
+                         ballast_outcome_t *outcomes, size_t *active, size_t *np,
+                         seg_t *sg, run_t *run, size_t *blamed)
+{
+    size_t kept = 0;
+
+    if (!seg_open(st, sg, run))
+        return EO_DOOM;
+    seg_ctl(st, sg, "SAVEPOINT ballast_batch");
+    for (size_t k = 0; k < *np; k++) {
+        size_t i = active[k];
+        if (seg_msg(st, sg, msgs[i], i, results[i], &outcomes[i], run) ||
+            outcomes[i] != BALLAST_OUTCOME_FAIL)
+            active[kept++] = i;
+    }
+    *np = kept;
+    seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
+    seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_batch");
+    seg_finish(st, sg, run);
+    if (run->cls == PG_OK)
+        return EO_DONE;
+    if (run->cls == PG_TRANSIENT || !st->conn)
+        return EO_DOOM;
+    *blamed = seg_blame(sg, run);
+    if (!exec_ctl(st, "ROLLBACK TO SAVEPOINT ballast_batch; "
+                      "RELEASE SAVEPOINT ballast_batch",
+                  run->err, sizeof(run->err)))
+        return EO_DOOM;
+    return *blamed == NO_MSG ? EO_NOBODY : EO_BLAME;
+}
+
+/* The careful rounds (step 3 above) over active[0 .. n). */
+static eo_step_t eo_careful(pg_state_t *st, const ballast_message_t *const *msgs,
+                            ballast_result_t *const *results,
+                            ballast_outcome_t *outcomes, const size_t *active,
+                            size_t n, seg_t *sg, run_t *run)
+{
+    size_t pos = 0;
+
+    while (pos < n) {
+        size_t bad;
+        if (!seg_open(st, sg, run))
+            return EO_DOOM;
+        seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
+        for (size_t k = pos; k < n && !sg->broken && !sg->oom; k++) {
+            size_t i = active[k];
+            seg_ctl(st, sg, "SAVEPOINT ballast_msg");
+            seg_msg(st, sg, msgs[i], i, results[i], &outcomes[i], run);
+            seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_msg");
+        }
+        seg_finish(st, sg, run);
+        if (run->cls == PG_OK)
+            return EO_DONE;
+        if (run->cls == PG_TRANSIENT || !st->conn)
+            return EO_DOOM;
+        if ((bad = seg_blame(sg, run)) == NO_MSG)
+            return EO_DOOM; /* a savepoint command failed for good: unexpected */
+        outcomes[bad] = BALLAST_OUTCOME_FAIL;
+        ballast_result_set_error(results[bad], run->err);
+        if (!exec_ctl(st, "ROLLBACK TO SAVEPOINT ballast_msg; "
+                          "RELEASE SAVEPOINT ballast_msg",
+                      run->err, sizeof(run->err)))
+            return EO_DOOM;
+        while (pos < n && active[pos] != bad)
+            pos++;
+        pos++;
+    }
+    return EO_DONE;
+}
+
+static void eo_doom(pg_state_t *st, const char *err)
+{
+    st->doomed = true;
+    bl_fmt(st->doom_err, sizeof(st->doom_err), "%s", err);
+}
+
+/* handle/handle_batch while the consumer's transaction is open. */
+static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
+                     ballast_result_t *const *results, size_t count,
+                     ballast_outcome_t *outcomes)
+{
+    size_t *active = malloc((count ? count : 1) * sizeof(*active)), n = count;
+    seg_t sg = {malloc((3 * count + 4) * sizeof(size_t)), 0, false, false};
+    eo_step_t step = EO_NOBODY;
+    size_t blamed = NO_MSG;
+    run_t run;
+
+    run_reset(&run);
+    for (size_t i = 0; i < count; i++) {
+        outcomes[i] = BALLAST_OUTCOME_OK;
+        if (active)
+            active[i] = i;
+    }
+    if (st->doomed) {
+        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        goto out;
+    }
+    if (!active || !sg.what) {
+        eo_doom(st, "postgres: out of memory");
+        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        goto out;
+    }
+    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+        eo_doom(st, "postgres: connection lost: the transaction is gone");
+        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        goto out;
+    }
+    for (int round = 0; n && round < MAX_PIPELINE_ROUNDS; round++) {
+        if ((step = eo_fast(st, msgs, results, outcomes, active, &n, &sg, &run,
+                            &blamed)) != EO_BLAME)
+            break;
+        outcomes[blamed] = BALLAST_OUTCOME_FAIL;
+        ballast_result_set_error(results[blamed], run.err);
+        for (size_t k = 0; k < n; k++)
+            if (active[k] == blamed) {
+                memmove(active + k, active + k + 1, (n - k - 1) * sizeof(*active));
+                n--;
+                break;
+            }
+    }
+    if (n && (step == EO_BLAME || step == EO_NOBODY))
+        step = eo_careful(st, msgs, results, outcomes, active, n, &sg, &run);
+    if (step == EO_DOOM) {
+        eo_doom(st, run.err);
+        bl_txn_retry_all(results, count, outcomes, run.err);
+    }
+out:
+    free(active);
+    free(sg.what);
+}
+
+/* The open transaction is dropped; the connection stays if it can. */
+static void pg_rollback(void *state)
+{
+    pg_state_t *st = state;
+    char ignored[ERRLEN];
+
+    st->in_txn = st->doomed = false;
+    if (!st->conn)
+        return;
+    if (PQstatus(st->conn) != CONNECTION_OK ||
+        PQpipelineStatus(st->conn) != PQ_PIPELINE_OFF) {
+        drop_conn(st);
+        return;
+    }
+    switch (PQtransactionStatus(st->conn)) {
+    case PQTRANS_IDLE:
+        return;
+    case PQTRANS_INTRANS:
+    case PQTRANS_INERROR:
+        if (!exec_ctl(st, "ROLLBACK", ignored, sizeof(ignored)))
+            drop_conn(st);
+        return;
+    default:
+        drop_conn(st);
+    }
+}
+
+static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
+{
+    pg_state_t *st = state;
+
+    if (!st->eo) {
+        bl_fmt(errbuf, errsize, "postgres: begin needs semantics = exactly-once");
+        return BALLAST_OUTCOME_RETRY;
+    }
+    pg_rollback(st); /* one left open: it can only be given up */
+    /* A connection the server closed while idle still looks fine until
+     * used: when BEGIN finds it gone, one fresh attempt follows at once. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!pg_ready(st, errbuf, errsize))
+            return BALLAST_OUTCOME_RETRY;
+        if (exec_ctl(st, "BEGIN", errbuf, errsize)) {
+            st->in_txn = true;
+            return BALLAST_OUTCOME_OK;
+        }
+        if (st->conn)
+            break;
+    }
+    pg_rollback(st);
+    return BALLAST_OUTCOME_RETRY;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    const bl_offset_t *x = *(const bl_offset_t *const *)a;
+    const bl_offset_t *y = *(const bl_offset_t *const *)b;
+    int c = strcmp(x->topic, y->topic);
+
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* Upserts the offsets and COMMITs, in one pipeline segment. The rows are
+ * locked in (topic, partition) order, so that two transactions that share
+ * partitions (after a rebalance) wait for each other rather than
+ * deadlock. */
+static ballast_outcome_t pg_commit(void *state, const char *group,
+                                   const bl_offset_t *offsets, size_t count,
+                                   char *errbuf, size_t errsize)
+{
+    pg_state_t *st = state;
+    const bl_offset_t **order = malloc((count ? count : 1) * sizeof(*order));
+    seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
+    ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
+    run_t run;
+
+    if (!st->in_txn) {
+        bl_fmt(errbuf, errsize, "postgres: commit without an open transaction");
+        goto out;
+    }
+    if (st->doomed) {
+        bl_fmt(errbuf, errsize, "%s", st->doom_err);
+        goto rollback;
+    }
+    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+        bl_fmt(errbuf, errsize, "postgres: connection lost: the transaction is gone");
+        goto rollback;
+    }
+    if (PQtransactionStatus(st->conn) != PQTRANS_INTRANS) {
+        bl_fmt(errbuf, errsize, "postgres: the transaction was aborted");
+        goto rollback;
+    }
+    if (!order || !sg.what) {
+        bl_fmt(errbuf, errsize, "postgres: out of memory");
+        goto rollback;
+    }
+    for (size_t i = 0; i < count; i++)
+        order[i] = &offsets[i];
+    qsort(order, count, sizeof(*order), cmp_offset);
+    if (!seg_open(st, &sg, &run)) {
+        bl_fmt(errbuf, errsize, "%s", run.err);
+        goto rollback;
+    }
+    for (size_t i = 0; i < count && !sg.broken; i++) {
+        char part[16], next[24];
+        const char *vals[4] = {group, order[i]->topic, part, next};
+        bl_fmt(part, sizeof(part), "%" PRId32, order[i]->partition);
+        bl_fmt(next, sizeof(next), "%" PRId64, order[i]->next_offset);
+        if (PQsendQueryPrepared(st->conn, OFF_UPSERT, 4, vals, NULL, NULL, 0))
+            sg.what[sg.n++] = NO_MSG;
+        else
+            sg.broken = true;
+    }
+    seg_ctl(st, &sg, "COMMIT");
+    seg_finish(st, &sg, &run);
+    st->in_txn = false;
+    if (run.cls == PG_OK && !strcmp(run.tag, "COMMIT")) {
+        out = BALLAST_OUTCOME_OK;
+    } else if (!st->conn) {
+        /* Perhaps committed, perhaps not: the consumer reloads the offsets
+         * from the table before it redoes the batch, which settles it. */
+        bl_fmt(errbuf, errsize, "%s (connection lost at commit; the offsets "
+                                "in ballast_offsets tell whether it happened)",
+               run.err[0] ? run.err : "postgres: connection lost");
+    } else {
+        bl_fmt(errbuf, errsize, "%s", run.cls != PG_OK ? run.err
+                                      : "postgres: COMMIT rolled the transaction back");
+        goto rollback;
+    }
+    goto out;
+rollback:
+    pg_rollback(st);
+out:
+    free(order);
+    free(sg.what);
+    return out;
+}
+
+static int pg_load_offset(void *state, const char *group, const char *topic,
+                          int32_t partition, int64_t *next, char *errbuf,
+                          size_t errsize)
+{
+    pg_state_t *st = state;
+    char part[16];
+    const char *vals[3] = {group, topic, part};
+
+    if (!st->eo) {
+        bl_fmt(errbuf, errsize, "postgres: load_offset needs semantics = exactly-once");
+        return -1;
+    }
+    bl_fmt(part, sizeof(part), "%" PRId32, partition);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGresult *res;
+        int found = -1;
+        if (!pg_ready(st, errbuf, errsize))
+            return -1;
+        res = PQexecPrepared(st->conn, OFF_SELECT, 3, vals, NULL, NULL, 0);
+        if (pg_classify(st->conn, res) != PG_OK) {
+            pg_error_text(st->conn, res, errbuf, errsize);
+            if (pg_conn_lost(st->conn, res))
+                drop_conn(st);
+        } else if (PQntuples(res) == 0) {
+            found = 0;
+        } else {
+            char *end;
+            errno = 0;
+            *next = strtoll(PQgetvalue(res, 0, 0), &end, 10);
+            found = errno || *end ? -1 : 1;
+            if (found < 0)
+                bl_fmt(errbuf, errsize, "postgres: ballast_offsets.next_offset: "
+                                        "not a number");
+        }
+        PQclear(res);
+        if (found >= 0 || st->conn || st->in_txn)
+            return found;
+    }
+    return -1;
+}
+
+/* The transaction operations of `postgres`; see bl_txn_ops_t. */
+const bl_txn_ops_t bl_postgres_txn_ops = {pg_begin, pg_commit, pg_rollback,
+                                          pg_load_offset};
 
 /* ---- start-up ------------------------------------------------------------ */
 
@@ -635,6 +1164,46 @@ static int alloc_scratch(pg_state_t *st)
     return st->types && st->vals && st->values && st->owned ? 0 : -1;
 }
 
+/* Exactly-once: creates ballast_offsets unless it exists. Workers start
+ * together, and concurrent CREATE TABLE IF NOT EXISTS can still collide (a
+ * unique violation in pg_type), so creation takes an advisory lock; the
+ * check first spares a role without the CREATE privilege an error when the
+ * table is there already. */
+static pg_class_t create_offsets(pg_state_t *st, char *err, size_t errsize)
+{
+    PGresult *res = PQexec(st->conn, "SELECT to_regclass('ballast_offsets') IS NULL");
+    pg_class_t cls = pg_classify(st->conn, res);
+
+    if (cls == PG_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t")) {
+        PQclear(res);
+        res = PQexec(st->conn, "BEGIN; SELECT pg_advisory_xact_lock(" OFF_LOCK_KEY ");"
+                               " " BL_TXN_OFFSETS_DDL "; COMMIT");
+        cls = pg_classify(st->conn, res);
+    }
+    if (cls != PG_OK)
+        pg_error_text(st->conn, res, err, errsize);
+    PQclear(res);
+    if (cls != PG_OK && PQstatus(st->conn) == CONNECTION_OK &&
+        PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(st->conn, "ROLLBACK"));
+    return cls;
+}
+
+/* Exactly-once, at start-up: the table and the statements on it. */
+static int setup_offsets(pg_state_t *st, char *errbuf, size_t errsize)
+{
+    char err[ERRLEN];
+    pg_class_t cls = create_offsets(st, err, sizeof(err));
+
+    if (cls == PG_OK)
+        cls = prepare_offsets(st, err, sizeof(err));
+    if (cls == PG_OK)
+        return 0;
+    bl_fmt(errbuf, errsize, "semantics: exactly-once needs the table "
+                            "ballast_offsets: %s", err);
+    return cls == PG_TRANSIENT ? BALLAST_ERR_UNREACHABLE : BALLAST_ERR_CONFIG;
+}
+
 static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
                     char *errbuf, size_t errsize)
 {
@@ -654,6 +1223,9 @@ static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
     }
     st->attempt_ms = timeout_ms < ATTEMPT_MAX_MS ? timeout_ms : ATTEMPT_MAX_MS;
     if ((rc = connect_startup(st, timeout_ms, errbuf, errsize)) != 0)
+        return rc;
+    /* the table first: the user's statement may refer to it */
+    if (st->eo && (rc = setup_offsets(st, errbuf, errsize)) != 0)
         return rc;
     switch (prepare(st, err, sizeof(err))) {
     case PG_OK:
@@ -688,6 +1260,7 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
         bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
+    st->eo = bl_txn_exactly_once(params->conf);
     if ((rc = pg_setup(st, params->conf, sql, errbuf, errsize)) != 0) {
         pg_destroy(st);
         return rc;

@@ -1,5 +1,5 @@
-/* sqlite.c - the `sqlite` handler: runs `handler.sqlite.sql` per message, a batch in one transaction. */
-#include "handlers.h"
+/* sqlite.c - the `sqlite` handler: runs `handler.sqlite.sql` per message, a batch in one transaction (exactly-once: in the consumer's). */
+#include "sqltxn.h"
 
 #include "../sqltmpl.h"
 
@@ -31,12 +31,32 @@ static const char *const ctl_sql[CTL_COUNT] = {
     "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK", "SAVEPOINT ballast_msg",
     "RELEASE ballast_msg", "ROLLBACK TO ballast_msg"};
 
+#define KILLERS 16 /* messages remembered for rolling a transaction back */
+
+/* Exactly-once: a message whose statement rolled back the whole
+ * transaction, taking others' effects along (see txn_killed). */
+typedef struct killer {
+    char *topic; /* NULL: a free slot */
+    int32_t partition;
+    int64_t offset;
+    char err[ERRLEN];
+} killer_t;
+
 /* One per worker; used by one thread at a time. */
 typedef struct sqlite_state {
     sqlite3 *db;
     sqlite3_stmt *stmt; /* the user's statement */
     sqlite3_stmt *ctl[CTL_COUNT];
     bl_sqltmpl_t tmpl;
+    /* exactly-once (see "the consumer's transaction" below) */
+    bool eo;     /* semantics = exactly-once: the off_* statements exist */
+    sqlite3_stmt *off_upsert, *off_select;
+    bool in_txn; /* a transaction opened by begin is open */
+    bool doomed; /* ... but can only be rolled back, because of doom_err */
+    size_t txn_ok; /* messages that succeeded in it, in calls before */
+    char doom_err[ERRLEN];
+    killer_t killers[KILLERS];
+    size_t next_killer;
 } sqlite_state_t;
 
 /* Errors that say nothing about the message itself (locks, disk, memory):
@@ -139,6 +159,12 @@ static void leave_transaction(sqlite_state_t *st)
 
 /* ---- handler callbacks --------------------------------------------------- */
 
+static ballast_outcome_t txn_handle(sqlite_state_t *st, const ballast_message_t *msg,
+                                    ballast_result_t *res);
+static void txn_batch(sqlite_state_t *st, const ballast_message_t *const *msgs,
+                      ballast_result_t *const *results, size_t count,
+                      ballast_outcome_t *outcomes);
+
 static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg,
                                        ballast_result_t *res)
 {
@@ -146,6 +172,8 @@ static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg
     char err[ERRLEN];
     int rc;
 
+    if (st->in_txn)
+        return txn_handle(st, msg, res);
     leave_transaction(st);
     rc = run_message(st, msg, err, sizeof(err));
     if (rc == SQLITE_OK)
@@ -213,6 +241,10 @@ static void sqlite_handle_batch(void *state, const ballast_message_t *const *msg
     char err[ERRLEN];
     int rc;
 
+    if (st->in_txn) {
+        txn_batch(st, msgs, results, count, outcomes);
+        return;
+    }
     for (size_t i = 0; i < count; i++)
         outcomes[i] = BALLAST_OUTCOME_OK;
     leave_transaction(st);
@@ -246,6 +278,288 @@ static void sqlite_handle_batch(void *state, const ballast_message_t *const *msg
         run_singly(st, msgs, results, count, outcomes);
 }
 
+/* ---- exactly-once: the consumer's transaction ---------------------------- */
+
+/*
+ * With semantics = exactly-once the consumer opens the transaction (begin:
+ * BEGIN IMMEDIATE); handle/handle_batch then run each message inside it in
+ * a savepoint of its own (batch_step), so that a failed message's effects,
+ * even partial ones, are undone while the others stay, and never BEGIN or
+ * COMMIT; commit upserts ballast_offsets and COMMITs. (SQLite savepoints
+ * are cheap, unlike PostgreSQL's subtransactions, so there is no separate
+ * fast path without them.)
+ *
+ * A transient failure dooms the transaction: every message of the batch is
+ * RETRY, later calls and commit refuse, and the consumer rolls back and
+ * redoes the batch. A statement that rolls back the whole transaction
+ * itself (ON CONFLICT ROLLBACK, RAISE(ROLLBACK) in a trigger) takes the
+ * effects of the messages before it along: handle_batch then opens the
+ * transaction again and reruns the batch's good messages. When effects of
+ * earlier calls since begin are lost too (messages handled one at a time),
+ * they cannot be redone here: the message is remembered as a "killer", the
+ * transaction is doomed, and in the redo the killer is FAIL without being
+ * run again.
+ */
+
+static const killer_t *killer_find(const sqlite_state_t *st,
+                                   const ballast_message_t *msg)
+{
+    for (size_t i = 0; i < KILLERS; i++) {
+        const killer_t *k = &st->killers[i];
+        if (k->topic && k->partition == ballast_message_partition(msg) &&
+            k->offset == ballast_message_offset(msg) &&
+            !strcmp(k->topic, ballast_message_topic(msg)))
+            return k;
+    }
+    return NULL;
+}
+
+static void killer_add(sqlite_state_t *st, const ballast_message_t *msg,
+                       const char *err)
+{
+    killer_t *k = &st->killers[st->next_killer++ % KILLERS];
+
+    free(k->topic);
+    k->topic = bl_strdup(ballast_message_topic(msg));
+    k->partition = ballast_message_partition(msg);
+    k->offset = ballast_message_offset(msg);
+    bl_fmt(k->err, sizeof(k->err), "%s", err);
+}
+
+static void killers_clear(sqlite_state_t *st)
+{
+    for (size_t i = 0; i < KILLERS; i++) {
+        free(st->killers[i].topic);
+        st->killers[i].topic = NULL;
+    }
+}
+
+static void txn_doom(sqlite_state_t *st, const char *err)
+{
+    st->doomed = true;
+    bl_fmt(st->doom_err, sizeof(st->doom_err), "%s", err);
+}
+
+/* @p msg's statement failed with @p err and rolled back the whole
+ * transaction. With nothing else lost the transaction simply starts again
+ * (@returns true); otherwise it is doomed and @p msg remembered. */
+static bool txn_killed(sqlite_state_t *st, const ballast_message_t *msg,
+                       const char *err)
+{
+    char why[ERRLEN];
+
+    if (st->txn_ok == 0) {
+        if (run_ctl(st, CTL_BEGIN, why, sizeof(why)) == SQLITE_OK)
+            return true;
+        txn_doom(st, why);
+        return false;
+    }
+    killer_add(st, msg, err);
+    bl_fmt(why, sizeof(why), "%s (this rolled back the whole transaction; the "
+                             "batch is handled again without the message)",
+           err);
+    txn_doom(st, why);
+    return false;
+}
+
+static ballast_outcome_t txn_handle(sqlite_state_t *st, const ballast_message_t *msg,
+                                    ballast_result_t *res)
+{
+    const killer_t *k = killer_find(st, msg);
+    char err[ERRLEN];
+
+    if (k) {
+        ballast_result_set_error(res, k->err);
+        return BALLAST_OUTCOME_FAIL;
+    }
+    if (st->doomed) {
+        ballast_result_set_error(res, st->doom_err);
+        return BALLAST_OUTCOME_RETRY;
+    }
+    switch (batch_step(st, msg, err, sizeof(err))) {
+    case STEP_OK:
+        st->txn_ok++;
+        return BALLAST_OUTCOME_OK;
+    case STEP_FAILED:
+        break;
+    case STEP_ABORT:
+        txn_doom(st, err);
+        break;
+    case STEP_REDO:
+        txn_killed(st, msg, err);
+        break;
+    }
+    ballast_result_set_error(res, st->doomed ? st->doom_err : err);
+    return st->doomed ? BALLAST_OUTCOME_RETRY : BALLAST_OUTCOME_FAIL;
+}
+
+static void txn_batch(sqlite_state_t *st, const ballast_message_t *const *msgs,
+                      ballast_result_t *const *results, size_t count,
+                      ballast_outcome_t *outcomes)
+{
+    char err[ERRLEN];
+    bool again = true;
+
+    for (size_t i = 0; i < count; i++) {
+        const killer_t *k = killer_find(st, msgs[i]);
+        outcomes[i] = k ? BALLAST_OUTCOME_FAIL : BALLAST_OUTCOME_OK;
+        if (k)
+            ballast_result_set_error(results[i], k->err);
+    }
+    if (st->doomed) {
+        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        return;
+    }
+    /* Each pass that starts again has one more FAIL: it ends. */
+    while (again) {
+        again = false;
+        for (size_t i = 0; i < count && !again; i++) {
+            if (outcomes[i] == BALLAST_OUTCOME_FAIL)
+                continue;
+            switch (batch_step(st, msgs[i], err, sizeof(err))) {
+            case STEP_OK:
+                break;
+            case STEP_FAILED:
+                outcomes[i] = BALLAST_OUTCOME_FAIL;
+                ballast_result_set_error(results[i], err);
+                break;
+            case STEP_ABORT:
+                txn_doom(st, err);
+                bl_txn_retry_all(results, count, outcomes, err);
+                return;
+            case STEP_REDO:
+                outcomes[i] = BALLAST_OUTCOME_FAIL;
+                ballast_result_set_error(results[i], err);
+                if (!txn_killed(st, msgs[i], err)) {
+                    bl_txn_retry_all(results, count, outcomes, st->doom_err);
+                    return;
+                }
+                again = true; /* the good messages before it, once more */
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        st->txn_ok += outcomes[i] == BALLAST_OUTCOME_OK;
+}
+
+static void sqlite_rollback(void *state)
+{
+    sqlite_state_t *st = state;
+
+    st->in_txn = st->doomed = false;
+    st->txn_ok = 0;
+    leave_transaction(st);
+}
+
+static ballast_outcome_t sqlite_begin(void *state, char *errbuf, size_t errsize)
+{
+    sqlite_state_t *st = state;
+
+    if (!st->eo) {
+        bl_fmt(errbuf, errsize, "sqlite: begin needs semantics = exactly-once");
+        return BALLAST_OUTCOME_RETRY;
+    }
+    sqlite_rollback(st); /* one left open: it can only be given up */
+    if (run_ctl(st, CTL_BEGIN, errbuf, errsize) != SQLITE_OK)
+        return BALLAST_OUTCOME_RETRY;
+    st->in_txn = true;
+    return BALLAST_OUTCOME_OK;
+}
+
+static int upsert_offset(sqlite_state_t *st, const char *group,
+                         const bl_offset_t *off, char *errbuf, size_t errsize)
+{
+    sqlite3_stmt *s = st->off_upsert;
+    int rc = sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(s, 2, off->topic, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(s, 3, off->partition);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 4, off->next_offset);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_DONE)
+        rc = SQLITE_OK;
+    if (rc != SQLITE_OK)
+        bl_fmt(errbuf, errsize, "sqlite: ballast_offsets: %s", sqlite3_errmsg(st->db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+static ballast_outcome_t sqlite_commit(void *state, const char *group,
+                                       const bl_offset_t *offsets, size_t count,
+                                       char *errbuf, size_t errsize)
+{
+    sqlite_state_t *st = state;
+
+    if (!st->in_txn) {
+        bl_fmt(errbuf, errsize, "sqlite: commit without an open transaction");
+        return BALLAST_OUTCOME_RETRY;
+    }
+    if (st->doomed) {
+        bl_fmt(errbuf, errsize, "%s", st->doom_err);
+        sqlite_rollback(st);
+        return BALLAST_OUTCOME_RETRY;
+    }
+    if (sqlite3_get_autocommit(st->db)) { /* e.g. rolled back on SQLITE_FULL */
+        bl_fmt(errbuf, errsize, "sqlite: the transaction was rolled back");
+        sqlite_rollback(st);
+        return BALLAST_OUTCOME_RETRY;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (upsert_offset(st, group, &offsets[i], errbuf, errsize) != SQLITE_OK) {
+            sqlite_rollback(st);
+            return BALLAST_OUTCOME_RETRY;
+        }
+    }
+    if (run_ctl(st, CTL_COMMIT, errbuf, errsize) != SQLITE_OK) {
+        sqlite_rollback(st);
+        return BALLAST_OUTCOME_RETRY;
+    }
+    st->in_txn = false;
+    st->txn_ok = 0;
+    killers_clear(st);
+    return BALLAST_OUTCOME_OK;
+}
+
+static int sqlite_load_offset(void *state, const char *group, const char *topic,
+                              int32_t partition, int64_t *next, char *errbuf,
+                              size_t errsize)
+{
+    sqlite_state_t *st = state;
+    sqlite3_stmt *s = st->off_select;
+    int rc, found = -1;
+
+    if (!st->eo) {
+        bl_fmt(errbuf, errsize, "sqlite: load_offset needs semantics = exactly-once");
+        return -1;
+    }
+    rc = sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(s, 2, topic, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(s, 3, partition);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *next = sqlite3_column_int64(s, 0);
+        found = 1;
+    } else if (rc == SQLITE_DONE) {
+        found = 0;
+    } else {
+        bl_fmt(errbuf, errsize, "sqlite: ballast_offsets: %s", sqlite3_errmsg(st->db));
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return found;
+}
+
+/* The transaction operations of `sqlite`; see bl_txn_ops_t. */
+const bl_txn_ops_t bl_sqlite_txn_ops = {sqlite_begin, sqlite_commit, sqlite_rollback,
+                                        sqlite_load_offset};
+
 static void sqlite_destroy(void *state)
 {
     sqlite_state_t *st = state;
@@ -255,6 +569,9 @@ static void sqlite_destroy(void *state)
     sqlite3_finalize(st->stmt);
     for (int i = 0; i < CTL_COUNT; i++)
         sqlite3_finalize(st->ctl[i]);
+    sqlite3_finalize(st->off_upsert);
+    sqlite3_finalize(st->off_select);
+    killers_clear(st);
     sqlite3_close(st->db);
     bl_sqltmpl_free(&st->tmpl);
     free(st);
@@ -284,6 +601,31 @@ static int open_db(sqlite_state_t *st, const char *path, char *errbuf,
            msg ? msg : st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
     sqlite3_free(msg);
     return BALLAST_ERR_UNREACHABLE;
+}
+
+/* Exactly-once: creates ballast_offsets unless it exists, and prepares
+ * the statements on it. */
+static int setup_offsets(sqlite_state_t *st, char *errbuf, size_t errsize)
+{
+    static const char upsert[] =
+        "INSERT INTO ballast_offsets (group_id, topic, partition, next_offset) "
+        "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (group_id, topic, partition) DO "
+        "UPDATE SET next_offset = excluded.next_offset";
+    static const char select[] = "SELECT next_offset FROM ballast_offsets WHERE "
+                                 "group_id = ?1 AND topic = ?2 AND partition = ?3";
+    int rc = sqlite3_exec(st->db, BL_TXN_OFFSETS_DDL, NULL, NULL, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(st->db, upsert, -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->off_upsert, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(st->db, select, -1, SQLITE_PREPARE_PERSISTENT,
+                                &st->off_select, NULL);
+    if (rc == SQLITE_OK)
+        return 0;
+    bl_fmt(errbuf, errsize, "semantics: exactly-once needs the table "
+                            "ballast_offsets: %s", sqlite3_errmsg(st->db));
+    return sqlite_transient(rc) ? BALLAST_ERR_UNREACHABLE : BALLAST_ERR_CONFIG;
 }
 
 static int prepare_all(sqlite_state_t *st, char *errbuf, size_t errsize)
@@ -335,11 +677,14 @@ static int sqlite_init(void **statep, const ballast_handler_params_t *params,
         bl_fmt(errbuf, errsize, "handler.sqlite: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
+    st->eo = bl_txn_exactly_once(params->conf);
     if (bl_sqltmpl_parse(sql, BL_SQL_SQLITE, &st->tmpl, err, sizeof(err))) {
         bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", err);
         rc = BALLAST_ERR_CONFIG;
-    } else if (!(rc = open_db(st, path, errbuf, errsize))) {
-        rc = prepare_all(st, errbuf, errsize);
+    } else if (!(rc = open_db(st, path, errbuf, errsize)) &&
+               !(rc = st->eo ? setup_offsets(st, errbuf, errsize) : 0)) {
+        rc = prepare_all(st, errbuf, errsize); /* the table first: the
+                                                  statement may use it */
     }
     if (rc) {
         sqlite_destroy(st);

@@ -180,9 +180,12 @@ void bt_high_watermarks(const char *bootstrap, const char *topic, int n,
     rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
 
     for (int i = 0; i < n; i++) {
-        int64_t lo, hi;
-        rd_kafka_resp_err_t err =
-            rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000);
+        int64_t lo, hi, deadline = bt_now_ms() + 30000;
+        rd_kafka_resp_err_t err;
+        /* Leadership may still be settling (new topic, broker restart). */
+        while ((err = rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000)) &&
+               bt_now_ms() < deadline)
+            usleep(200 * 1000);
         if (err)
             fail_msg("watermarks(%s [%d]): %s", topic, i, rd_kafka_err2str(err));
         out[i] = hi;
@@ -202,10 +205,50 @@ static char *dup_bytes(const void *p, size_t len)
     return s;
 }
 
+int64_t bt_total_watermark(const char *bootstrap, const char *topic, int n)
+{
+    int64_t hwm[64], sum = 0;
+
+    assert_true(n <= 64);
+    bt_high_watermarks(bootstrap, topic, n, hwm);
+    for (int i = 0; i < n; i++)
+        sum += hwm[i];
+    return sum;
+}
+
+static bt_record_t *consume(const char *bootstrap, const char *topic,
+                            size_t expect, int timeout_ms, bool to_end,
+                            size_t *countp);
+
 bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
                             size_t expect, int timeout_ms, size_t *countp)
 {
-    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, bootstrap, "bt-reader");
+    return consume(bootstrap, topic, expect, timeout_ms, false, countp);
+}
+
+bt_record_t *bt_consume_to_end(const char *bootstrap, const char *topic,
+                               int timeout_ms, size_t *countp)
+{
+    return consume(bootstrap, topic, SIZE_MAX, timeout_ms, true, countp);
+}
+
+static bt_record_t *consume(const char *bootstrap, const char *topic,
+                            size_t expect, int timeout_ms, bool to_end,
+                            size_t *countp)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+    rd_kafka_t *rk;
+    int parts = 0, at_end = 0;
+    char ended[256] = {0};
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "bt-reader", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", to_end ? "true" : "false", NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
     const struct rd_kafka_metadata *md;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_topic_partition_list_t *assign;
@@ -214,6 +257,7 @@ bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
     int64_t deadline = bt_now_ms() + timeout_ms;
 
     assert_int_equal(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    parts = md->topics[0].partition_cnt;
     assign = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
     for (int i = 0; i < md->topics[0].partition_cnt; i++)
         rd_kafka_topic_partition_list_add(assign, topic, i)->offset =
@@ -222,11 +266,20 @@ bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
     rd_kafka_topic_destroy(rkt);
     assert_int_equal(rd_kafka_assign(rk, assign), 0);
     rd_kafka_topic_partition_list_destroy(assign);
-    while (count < expect && bt_now_ms() < deadline) {
+    while (count < expect && bt_now_ms() < deadline && !(to_end && at_end == parts)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (!m)
             continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition < 256 &&
+            !ended[m->partition]) {
+            ended[m->partition] = 1;
+            at_end++;
+        }
         if (!m->err) {
+            if (m->partition < 256 && ended[m->partition]) {
+                ended[m->partition] = 0; /* more arrived after its end */
+                at_end--;
+            }
             if (count == cap) {
                 cap = cap ? cap * 2 : 1024;
                 recs = realloc(recs, cap * sizeof(*recs));
@@ -240,6 +293,9 @@ bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
         }
         rd_kafka_message_destroy(m);
     }
+    if (to_end && at_end != parts)
+        fail_msg("%s: did not reach the end of every partition within %d ms",
+                 topic, timeout_ms);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     *countp = count;

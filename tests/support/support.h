@@ -64,6 +64,13 @@ typedef struct bt_record {
 bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
                             size_t expect, int timeout_ms, size_t *countp);
 void bt_records_free(bt_record_t *recs, size_t count);
+/** Reads @p topic from the beginning to its end (read_committed: up to the
+ *  last stable offset) and stops when every partition reported its end.
+ *  Fails the test after @p timeout_ms. */
+bt_record_t *bt_consume_to_end(const char *bootstrap, const char *topic,
+                               int timeout_ms, size_t *countp);
+/** Sum of the high watermarks of partitions 0..n-1. */
+int64_t bt_total_watermark(const char *bootstrap, const char *topic, int n);
 
 /** Writes a file from a format string; asserts success. */
 void bt_write_file(const char *path, const char *fmt, ...)

@@ -1,0 +1,27 @@
+/* sqltxn.c - exactly-once glue shared by the sqlite and postgres handlers. */
+#include "sqltxn.h"
+
+#include <string.h>
+
+bool bl_txn_exactly_once(const ballast_conf_t *conf)
+{
+    return !strcmp(bl_conf_str(conf, "semantics"), "exactly-once");
+}
+
+void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
+                      ballast_outcome_t *outcomes, const char *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        outcomes[i] = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(results[i], err);
+    }
+}
+
+const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler)
+{
+    if (handler == &bl_handler_sqlite)
+        return &bl_sqlite_txn_ops;
+    if (handler == &bl_handler_postgres)
+        return &bl_postgres_txn_ops;
+    return NULL;
+}

@@ -1,0 +1,30 @@
+/*
+ * sqltxn.h - what the database handlers share for exactly-once: their
+ * bl_txn_ops_t (see handlers.h) and a few helpers. Internal.
+ */
+#ifndef BALLAST_SQLTXN_H
+#define BALLAST_SQLTXN_H
+
+#include "handlers.h"
+
+extern const bl_txn_ops_t bl_sqlite_txn_ops;   /* sqlite.c */
+extern const bl_txn_ops_t bl_postgres_txn_ops; /* postgres.c */
+
+/* The table both dialects create (the spec's DDL; `partition` is an
+ * unreserved keyword in PostgreSQL and a fallback one in SQLite, so it
+ * needs no quotes in either). */
+#define BL_TXN_OFFSETS_DDL                                                    \
+    "CREATE TABLE IF NOT EXISTS ballast_offsets (group_id TEXT NOT NULL, "   \
+    "topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT "   \
+    "NOT NULL, PRIMARY KEY (group_id, topic, partition))"
+
+/** True when @p conf asks for `semantics = exactly-once`. */
+bool bl_txn_exactly_once(const ballast_conf_t *conf);
+
+/** Marks every message of a batch RETRY with @p err: a transient failure
+ *  dooms the whole transaction, so nothing of the batch stands, not even
+ *  its FAIL verdicts (the batch is handled again from the start). */
+void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
+                      ballast_outcome_t *outcomes, const char *err);
+
+#endif

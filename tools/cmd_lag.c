@@ -1,0 +1,1404 @@
+/*
+ * cmd_lag.c - `ballast lag`: a consumer group's offset lag, time lag and
+ * status per partition, read from outside the group.
+ *
+ * It never joins the group it watches (the reference article's monitor
+ * does, and so rebalances the consumers it is meant to observe). Each
+ * evaluation uses short-lived clients of its own:
+ *   - an admin client: ListConsumerGroupOffsets for the committed offsets,
+ *     metadata for the partitions, query_watermark_offsets for the
+ *     watermarks;
+ *   - for the time lag, a group-less consumer (the legacy per-partition
+ *     API, which needs no group.id at all) that fetches the one message at
+ *     each lagging partition's committed offset and reads its timestamp.
+ * Short-lived handles also keep one wedged admin call from poisoning later
+ * evaluations (FIELD-NOTES: admin calls against the mock cluster).
+ *
+ * Each evaluation adds a sample per partition to a sliding window and
+ * judges it with the pure rules of lag_rules.c; the group's status is the
+ * worst partition's. Output is a table (coloured on a terminal), JSON lines,
+ * or Prometheus text (printed, or served with --listen). --on-change runs a
+ * command, without a shell, whenever the group's status changes.
+ */
+#include "cli.h"
+#include "http.h"
+#include "lag_rules.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char lag_usage[] =
+    "usage: ballast lag -b BOOTSTRAP -g GROUP [-t TOPIC] [--json | --prometheus]\n"
+    "                   [--watch SECONDS] [--listen HOST:PORT] [--on-change CMD]\n"
+    "                   [--window N] [--warn-lag N] [--warn-lag-seconds S]\n"
+    "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
+    "\n"
+    "Reports a consumer group's lag per partition without joining the group\n"
+    "(admin API and watermarks only):\n"
+    "  committed       the group's committed offset (null: nothing committed)\n"
+    "  high_watermark  the partition's end offset\n"
+    "  lag             high_watermark - committed; with nothing committed,\n"
+    "                  high_watermark - low watermark (all retained messages)\n"
+    "  lag_seconds     age of the oldest unconsumed message (the one at the\n"
+    "                  committed offset); 0 when caught up; null when nothing\n"
+    "                  is committed or its timestamp cannot be read\n"
+    "  status          over a window of the last N evaluations (Burrow's rules\n"
+    "                  without its false alarms):\n"
+    "    OK      some evaluation in the window saw zero lag (an idle partition\n"
+    "            stays OK), or the consumer keeps up or catches up\n"
+    "    WARN    offsets advance but lag grew across the whole window; or a\n"
+    "            threshold is exceeded\n"
+    "    STALL   committed offset unchanged with lag > 0 (window not yet full)\n"
+    "    STOP    committed offset unchanged with lag > 0 across the full window:\n"
+    "            no progress for longer than the window spans (this is where a\n"
+    "            dead consumer's frozen lag ends up)\n"
+    "    REWIND  the committed offset went backwards\n"
+    "    ERR     the offsets could not be read\n"
+    "  Without --watch there is one evaluation and no trend: OK when lag is 0\n"
+    "  (or within --warn-lag / --warn-lag-seconds when given), else WARN.\n"
+    "  The group's status is its worst partition's.\n"
+    "\n"
+    "options:\n"
+    "  -b, --bootstrap BOOTSTRAP  brokers (host:port,...)\n"
+    "  -g, --group GROUP          the consumer group to watch\n"
+    "  -t, --topic TOPIC          only this topic, all of its partitions (default:\n"
+    "                             every topic the group has committed offsets for)\n"
+    "  --json                     one JSON object per partition per evaluation\n"
+    "  --prometheus               Prometheus text (kafka_exporter's metric names)\n"
+    "  --watch SECONDS            evaluate every SECONDS until SIGINT/SIGTERM\n"
+    "  --listen HOST:PORT         serve the Prometheus text at /metrics (evaluating\n"
+    "                             every --watch SECONDS, default 10); prints nothing\n"
+    "                             more unless --json or the table is wanted too\n"
+    "  --on-change CMD            run CMD when the group's status changes (and on\n"
+    "                             the first evaluation unless it is OK). CMD is\n"
+    "                             split into words like a shell would ('...', \"...\",\n"
+    "                             \\ escapes) but run without one; its stdout goes to\n"
+    "                             stderr. Environment: BALLAST_LAG_GROUP,\n"
+    "                             BALLAST_LAG_STATUS, BALLAST_LAG_PREVIOUS_STATUS\n"
+    "                             (empty at first), BALLAST_LAG_TOPIC (topics, comma-\n"
+    "                             separated), BALLAST_LAG_TOTAL_LAG,\n"
+    "                             BALLAST_LAG_MAX_LAG_SECONDS (empty if unknown),\n"
+    "                             BALLAST_LAG_PARTITIONS (topic:partition of the\n"
+    "                             partitions in the group's status, comma-separated)\n"
+    "  --window N                 evaluations in the status window (default 10);\n"
+    "                             make N x SECONDS longer than the group's commit\n"
+    "                             interval\n"
+    "  --warn-lag N               lag above N messages is at least WARN\n"
+    "  --warn-lag-seconds S       time lag above S seconds is at least WARN\n"
+    "  --timeout SECONDS          per broker request (default 10)\n"
+    "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
+    "  -h, --help\n"
+    "\n"
+    "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
+    "at start-up, 78 bad -X property or --listen address, 1 other failure.\n";
+
+typedef enum out_format { OUT_TABLE, OUT_JSON, OUT_PROMETHEUS } out_format_t;
+
+typedef struct lag_opts {
+    const char *bootstrap, *group, *topic, *listen;
+    out_format_t format;
+    bool print; /* whether evaluations are printed on stdout */
+    double watch_s; /* 0: evaluate once */
+    char **on_change; /* argv, NULL-terminated; NULL when unset */
+    size_t window;
+    lag_thresholds_t th;
+    int timeout_ms;
+    const char **props; /* "key=value" for librdkafka */
+    size_t nprops;
+} lag_opts_t;
+
+/* One partition: its window and its latest measurement. */
+typedef struct part_state {
+    char *topic;
+    int32_t partition;
+    lag_window_t window;
+    lag_status_t status;
+    bool ok;
+    char error[200];
+    int64_t committed, low, high, lag;
+    double lag_seconds; /* < 0: unknown */
+} part_state_t;
+
+typedef struct monitor {
+    const lag_opts_t *o;
+    part_state_t *parts; /* sorted by topic, partition */
+    size_t nparts, cap;
+    char **topics; /* every topic seen so far */
+    size_t ntopics;
+    lag_status_t status, previous; /* the group's, now and at the last evaluation */
+    bool have_status;
+    unsigned long evaluations;
+    int64_t eval_ms; /* wall clock of the latest evaluation */
+    pthread_mutex_t mtx; /* guards prom, read by the HTTP thread */
+    char *prom;
+    pid_t *children; /* --on-change commands not yet reaped */
+    size_t nchildren;
+} monitor_t;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void iso8601(int64_t ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+
+    gmtime_r(&secs, &tm);
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, size, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+/* ---- command line -------------------------------------------------------- */
+
+/* Splits @p cmd into words like a POSIX shell, with no expansion of any
+ * kind: blanks separate words, '...' is literal, "..." is literal except
+ * for \" \\ \$ \`, and a backslash outside quotes escapes the next
+ * character. @returns a NULL-terminated vector, or NULL with a reason. */
+static char **split_words(const char *cmd, char *errbuf, size_t errsize)
+{
+    size_t len = strlen(cmd), nwords = 0;
+    char **argv = calloc(len / 2 + 2, sizeof(char *));
+    char *word = NULL;
+    size_t wlen = 0;
+    const char *p = cmd;
+
+    if (!argv)
+        goto oom;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n')
+            p++;
+        if (!*p)
+            break;
+        if (!(word = malloc(len + 1)))
+            goto oom;
+        wlen = 0;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+            if (*p == '\'') {
+                const char *end = strchr(p + 1, '\'');
+                if (!end) {
+                    snprintf(errbuf, errsize, "unbalanced ' in \"%s\"", cmd);
+                    goto fail;
+                }
+                memcpy(word + wlen, p + 1, (size_t)(end - p - 1));
+                wlen += (size_t)(end - p - 1);
+                p = end + 1;
+            } else if (*p == '"') {
+                for (p++; *p && *p != '"'; p++) {
+                    if (*p == '\\' && p[1] && strchr("\"\\$`", p[1]))
+                        p++;
+                    word[wlen++] = *p;
+                }
+                if (*p != '"') {
+                    snprintf(errbuf, errsize, "unbalanced \" in \"%s\"", cmd);
+                    goto fail;
+                }
+                p++;
+            } else if (*p == '\\' && p[1]) {
+                word[wlen++] = p[1];
+                p += 2;
+            } else {
+                word[wlen++] = *p++;
+            }
+        }
+        word[wlen] = '\0';
+        argv[nwords++] = word;
+        word = NULL;
+    }
+    if (!nwords) {
+        snprintf(errbuf, errsize, "the command is empty");
+        goto fail;
+    }
+    return argv;
+oom:
+    snprintf(errbuf, errsize, "out of memory");
+fail:
+    free(word);
+    for (size_t i = 0; argv && i < nwords; i++)
+        free(argv[i]);
+    free(argv);
+    return NULL;
+}
+
+static void free_words(char **argv)
+{
+    for (size_t i = 0; argv && argv[i]; i++)
+        free(argv[i]);
+    free(argv);
+}
+
+static bool parse_double(const char *s, double min, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* @returns the value of option @p name at argv[*i] ("--name VALUE" or
+ * "--name=VALUE"), advancing *i; NULL if argv[*i] is another option;
+ * sets *missing when the value is absent. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name,
+                             const char *alias, bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+
+    if (!strncmp(a, name, n) && a[n] == '=')
+        return a + n + 1;
+    if (strcmp(a, name) && !(alias && !strcmp(a, alias)))
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* @returns 0, -1 for --help, or EX_USAGE after printing why. */
+static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
+{
+    char errbuf[512];
+    const char *v;
+    bool json = false, prom = false, missing = false;
+    int64_t n;
+
+    memset(o, 0, sizeof(*o));
+    o->window = 10;
+    o->th.warn_lag = -1;
+    o->th.warn_lag_seconds = -1;
+    o->timeout_ms = 10000;
+    if (!(o->props = calloc((size_t)argc, sizeof(*o->props)))) {
+        cli_error("out of memory");
+        return EX_SOFTWARE;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return -1;
+        if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--prometheus")) {
+            prom = true;
+        } else if ((v = opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
+            o->bootstrap = v;
+        } else if ((v = opt_value(argc, argv, &i, "--group", "-g", &missing))) {
+            o->group = v;
+        } else if ((v = opt_value(argc, argv, &i, "--topic", "-t", &missing))) {
+            o->topic = v;
+        } else if ((v = opt_value(argc, argv, &i, "--listen", NULL, &missing))) {
+            o->listen = v;
+        } else if ((v = opt_value(argc, argv, &i, "--watch", NULL, &missing))) {
+            if (!parse_double(v, 0.1, &o->watch_s)) {
+                cli_error("--watch needs a number of seconds >= 0.1, got \"%s\"", v);
+                return EX_USAGE;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--window", NULL, &missing))) {
+            if (!parse_int64(v, 1, 100000, &n)) {
+                cli_error("--window needs a whole number from 1 to 100000, got \"%s\"", v);
+                return EX_USAGE;
+            }
+            o->window = (size_t)n;
+        } else if ((v = opt_value(argc, argv, &i, "--warn-lag", NULL, &missing))) {
+            if (!parse_int64(v, 0, INT64_MAX, &o->th.warn_lag)) {
+                cli_error("--warn-lag needs a whole number of messages >= 0, got \"%s\"", v);
+                return EX_USAGE;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--warn-lag-seconds", NULL, &missing))) {
+            if (!parse_double(v, 0, &o->th.warn_lag_seconds)) {
+                cli_error("--warn-lag-seconds needs a number of seconds >= 0, got \"%s\"", v);
+                return EX_USAGE;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--timeout", NULL, &missing))) {
+            double secs;
+            if (!parse_double(v, 0.1, &secs) || secs > 3600) {
+                cli_error("--timeout needs seconds from 0.1 to 3600, got \"%s\"", v);
+                return EX_USAGE;
+            }
+            o->timeout_ms = (int)(secs * 1000);
+        } else if ((v = opt_value(argc, argv, &i, "--on-change", NULL, &missing))) {
+            free_words(o->on_change);
+            if (!(o->on_change = split_words(v, errbuf, sizeof(errbuf)))) {
+                cli_error("--on-change: %s", errbuf);
+                return EX_USAGE;
+            }
+        } else if (!strncmp(a, "-X", 2) && !missing) {
+            const char *kv = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : "");
+            const char *eq = strchr(kv, '=');
+            if (!eq || eq == kv) {
+                cli_error("-X needs PROP=VALUE, got \"%s\"", kv);
+                return EX_USAGE;
+            }
+            o->props[o->nprops++] = kv;
+        } else if (missing) {
+            cli_error("%s needs a value (see ballast lag --help)", a);
+            return EX_USAGE;
+        } else {
+            cli_error("unexpected argument \"%s\" (see ballast lag --help)", a);
+            return EX_USAGE;
+        }
+        if (missing) {
+            cli_error("%s needs a value (see ballast lag --help)", a);
+            return EX_USAGE;
+        }
+    }
+    if (!o->bootstrap || !*o->bootstrap || !o->group || !*o->group) {
+        cli_error("lag needs -b BOOTSTRAP and -g GROUP (see ballast lag --help)");
+        return EX_USAGE;
+    }
+    if (o->topic && !*o->topic) {
+        cli_error("-t needs a topic name");
+        return EX_USAGE;
+    }
+    if (json && prom) {
+        cli_error("--json and --prometheus exclude each other");
+        return EX_USAGE;
+    }
+    o->format = json ? OUT_JSON : prom ? OUT_PROMETHEUS : OUT_TABLE;
+    /* With --listen the Prometheus text goes over HTTP, not to stdout. */
+    o->print = !(o->listen && o->format == OUT_PROMETHEUS);
+    if (o->listen && o->watch_s == 0)
+        o->watch_s = 10;
+    return 0;
+}
+
+/* ---- Kafka clients ------------------------------------------------------- */
+
+static void silent_log(const rd_kafka_t *rk, int level, const char *fac,
+                       const char *buf)
+{
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
+/* A fresh client with the user's -X properties. @p probe: tuned to fetch
+ * one message per partition. @returns NULL with a reason on failure. */
+static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
+                              size_t errsize)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    bool debug = false;
+    char timeout[32];
+    rd_kafka_t *rk;
+
+#define SET(k, v)                                                              \
+    do {                                                                       \
+        if (rd_kafka_conf_set(conf, k, v, errbuf, errsize) != RD_KAFKA_CONF_OK) \
+            goto fail;                                                         \
+    } while (0)
+    SET("bootstrap.servers", o->bootstrap);
+    SET("client.id", probe ? "ballast-lag-probe" : "ballast-lag");
+    snprintf(timeout, sizeof(timeout), "%d", o->timeout_ms);
+    SET("socket.timeout.ms", timeout);
+    if (probe) {
+        SET("enable.partition.eof", "true");
+        SET("enable.auto.commit", "false");
+        SET("fetch.wait.max.ms", "100");
+        SET("queued.max.messages.kbytes", "1024");
+        SET("auto.offset.reset", "error");
+    }
+    for (size_t i = 0; i < o->nprops; i++) {
+        const char *eq = strchr(o->props[i], '=');
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
+        if (!strcmp(key, "debug"))
+            debug = true;
+        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, errsize) != RD_KAFKA_CONF_OK)
+            goto fail;
+    }
+#undef SET
+    /* Failures are reported through the calls' results, once; librdkafka's
+     * own retries would otherwise fill stderr (unless -X debug asks). */
+    if (!debug)
+        rd_kafka_conf_set_log_cb(conf, silent_log);
+    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
+        return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+static bool unreachable_error(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A committed offset the group holds. */
+typedef struct committed {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} committed_t;
+
+typedef struct fetch_result {
+    committed_t *c;
+    size_t n;
+} fetch_result_t;
+
+static void fetch_result_free(fetch_result_t *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->c[i].topic);
+    free(r->c);
+    r->c = NULL;
+    r->n = 0;
+}
+
+/* The group's committed offsets (all of its partitions), by the admin API.
+ * @returns 0, or the error with a reason. */
+static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
+                                          fetch_result_t *out, char *errbuf,
+                                          size_t errsize)
+{
+    rd_kafka_ListConsumerGroupOffsets_t *req =
+        rd_kafka_ListConsumerGroupOffsets_new(o->group, NULL);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_event_t *ev;
+
+    memset(out, 0, sizeof(*out));
+    rd_kafka_AdminOptions_set_request_timeout(opts, o->timeout_ms, NULL, 0);
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
+    if (!ev) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(errbuf, errsize, "no answer to ListConsumerGroupOffsets within %d ms",
+                 o->timeout_ms);
+    } else if ((err = rd_kafka_event_error(ev))) {
+        snprintf(errbuf, errsize, "ListConsumerGroupOffsets: %s",
+                 rd_kafka_event_error_string(ev));
+    } else {
+        const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+            rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+        size_t ngroups = 0;
+        const rd_kafka_group_result_t **groups =
+            res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &ngroups) : NULL;
+        const rd_kafka_error_t *gerr = ngroups ? rd_kafka_group_result_error(groups[0]) : NULL;
+        const rd_kafka_topic_partition_list_t *parts =
+            ngroups ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+
+        if (gerr) {
+            err = rd_kafka_error_code(gerr);
+            snprintf(errbuf, errsize, "group %s: %s", o->group,
+                     rd_kafka_error_string(gerr));
+        } else if (parts && parts->cnt > 0 &&
+                   !(out->c = calloc((size_t)parts->cnt, sizeof(*out->c)))) {
+            err = RD_KAFKA_RESP_ERR__FAIL;
+            snprintf(errbuf, errsize, "out of memory");
+        } else {
+            for (int i = 0; parts && i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &parts->elems[i];
+                if (p->err || p->offset < 0)
+                    continue;
+                if (!(out->c[out->n].topic = strdup(p->topic)))
+                    continue;
+                out->c[out->n].partition = p->partition;
+                out->c[out->n].offset = p->offset;
+                out->n++;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    return err;
+}
+
+/* @returns the partition count of @p topic, 0 when it does not exist, or -1
+ * with a reason when the metadata cannot be read. */
+static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                           char *errbuf, size_t errsize)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    int count = -1;
+
+    if (!rkt) {
+        snprintf(errbuf, errsize, "topic %s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    if (err) {
+        snprintf(errbuf, errsize, "metadata of %s: %s", topic, rd_kafka_err2str(err));
+    } else if (md->topic_cnt != 1) {
+        snprintf(errbuf, errsize, "metadata of %s: no answer for the topic", topic);
+    } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        count = 0;
+    } else if (md->topics[0].err) {
+        snprintf(errbuf, errsize, "metadata of %s: %s", topic,
+                 rd_kafka_err2str(md->topics[0].err));
+    } else {
+        count = md->topics[0].partition_cnt;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return count;
+}
+
+/* ---- partitions and their state ---------------------------------------- */
+
+static int part_cmp(const void *a, const void *b)
+{
+    const part_state_t *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+static part_state_t *find_part(monitor_t *m, const char *topic, int32_t partition)
+{
+    part_state_t key;
+    key.topic = (char *)topic;
+    key.partition = partition;
+    if (!m->nparts)
+        return NULL; /* bsearch() must not see a NULL array */
+    return bsearch(&key, m->parts, m->nparts, sizeof(*m->parts), part_cmp);
+}
+
+/* Finds or adds a partition (keeping the array sorted). NULL: out of memory. */
+static part_state_t *get_part(monitor_t *m, const char *topic, int32_t partition)
+{
+    part_state_t *p = find_part(m, topic, partition), fresh;
+
+    if (p)
+        return p;
+    if (m->nparts == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        part_state_t *grown = realloc(m->parts, cap * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        m->parts = grown;
+        m->cap = cap;
+    }
+    memset(&fresh, 0, sizeof(fresh));
+    fresh.partition = partition;
+    fresh.ok = true;
+    fresh.committed = -1;
+    fresh.lag_seconds = -1;
+    if (!(fresh.topic = strdup(topic)) ||
+        lag_window_init(&fresh.window, m->o->window)) {
+        free(fresh.topic);
+        return NULL;
+    }
+    m->parts[m->nparts++] = fresh;
+    qsort(m->parts, m->nparts, sizeof(*m->parts), part_cmp);
+    return find_part(m, topic, partition);
+}
+
+static bool add_topic(monitor_t *m, const char *topic)
+{
+    char **grown;
+
+    for (size_t i = 0; i < m->ntopics; i++)
+        if (!strcmp(m->topics[i], topic))
+            return true;
+    if (!(grown = realloc(m->topics, (m->ntopics + 1) * sizeof(*grown))))
+        return false;
+    m->topics = grown;
+    if (!(m->topics[m->ntopics] = strdup(topic)))
+        return false;
+    m->ntopics++;
+    return true;
+}
+
+static void mark_error(part_state_t *p, const char *why)
+{
+    p->ok = false;
+    snprintf(p->error, sizeof(p->error), "%s", why);
+}
+
+/* ---- time lag ------------------------------------------------------------ */
+
+/* Sets lag_seconds of every partition with committed offsets and lag > 0 to
+ * the age of the message at its committed offset (at its low watermark when
+ * retention already deleted that one), fetched by a group-less consumer.
+ * Partitions whose message does not arrive in time keep an unknown time
+ * lag rather than a guessed one. */
+static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
+{
+    const lag_opts_t *o = m->o;
+    char errbuf[512];
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    rd_kafka_topic_t **rkts;
+    size_t pending = 0;
+
+    for (size_t i = 0; i < m->nparts; i++)
+        if (m->parts[i].ok && m->parts[i].committed >= 0 && m->parts[i].lag > 0)
+            pending++;
+    if (!pending)
+        return;
+    if (!(rk = new_client(o, true, errbuf, sizeof(errbuf))))
+        return;
+    q = rd_kafka_queue_new(rk);
+    rkts = calloc(m->nparts, sizeof(*rkts));
+    if (!rkts) {
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return;
+    }
+    /* -2 marks a partition awaiting its message; -1 stays "unknown". */
+    for (size_t i = 0; i < m->nparts; i++) {
+        part_state_t *p = &m->parts[i];
+        int64_t start;
+        if (!(p->ok && p->committed >= 0 && p->lag > 0))
+            continue;
+        start = p->committed > p->low ? p->committed : p->low;
+        /* One topic handle per partition is simplest: handles are
+         * refcounted per topic by librdkafka. */
+        if (!(rkts[i] = rd_kafka_topic_new(rk, p->topic, NULL)))
+            continue;
+        if (rd_kafka_consume_start_queue(rkts[i], p->partition, start, q) == -1) {
+            rd_kafka_topic_destroy(rkts[i]);
+            rkts[i] = NULL;
+            continue;
+        }
+        p->lag_seconds = -2;
+    }
+    while (pending) {
+        int64_t left = deadline_ms - wall_ms();
+        rd_kafka_message_t *msg;
+        part_state_t *p;
+        if (left <= 0 || stop_requested)
+            break;
+        if (!(msg = rd_kafka_consume_queue(q, (int)(left > 200 ? 200 : left))))
+            continue;
+        p = msg->rkt ? find_part(m, rd_kafka_topic_name(msg->rkt), msg->partition)
+                     : NULL;
+        if (p && p->lag_seconds == -2) {
+            if (!msg->err) {
+                int64_t ts = rd_kafka_message_timestamp(msg, NULL);
+                int64_t age = wall_ms() - ts;
+                p->lag_seconds = ts < 0 ? -1 : (age > 0 ? (double)age / 1000.0 : 0);
+            } else if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                /* Only control records (transaction markers) are left. */
+                p->lag_seconds = 0;
+            } else {
+                p->lag_seconds = -1;
+            }
+            pending--;
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    for (size_t i = 0; i < m->nparts; i++) {
+        if (m->parts[i].lag_seconds == -2)
+            m->parts[i].lag_seconds = -1;
+        if (rkts[i]) {
+            rd_kafka_consume_stop(rkts[i], m->parts[i].partition);
+            rd_kafka_topic_destroy(rkts[i]);
+        }
+    }
+    free(rkts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+/* ---- one evaluation ------------------------------------------------------ */
+
+/* Measures every partition once. @returns 0; or, when the broker cannot be
+ * reached or the group's offsets cannot be read at all, EX_UNAVAILABLE or
+ * 1 with a reason (every known partition then holds an ERR sample). */
+static int measure(monitor_t *m, char *errbuf, size_t errsize)
+{
+    const lag_opts_t *o = m->o;
+    const struct rd_kafka_metadata *md = NULL;
+    fetch_result_t committed = {NULL, 0};
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
+    int rc = 0;
+
+    for (size_t i = 0; i < m->nparts; i++) {
+        m->parts[i].ok = true;
+        m->parts[i].error[0] = '\0';
+        m->parts[i].committed = -1;
+        m->parts[i].lag_seconds = -1;
+    }
+    if (!(rk = new_client(o, false, errbuf, errsize)))
+        return EX_CONFIG;
+    /* A broker-only metadata request first: the clearest unreachability test. */
+    if ((err = rd_kafka_metadata(rk, 0, NULL, &md, o->timeout_ms))) {
+        snprintf(errbuf, errsize, "cannot reach the broker at %s: %s", o->bootstrap,
+                 rd_kafka_err2str(err));
+        rc = EX_UNAVAILABLE;
+        goto out;
+    }
+    rd_kafka_metadata_destroy(md);
+    if ((err = list_committed(rk, o, &committed, errbuf, errsize))) {
+        rc = unreachable_error(err) ? EX_UNAVAILABLE : 1;
+        goto out;
+    }
+    if (o->topic && !add_topic(m, o->topic))
+        goto oom;
+    for (size_t i = 0; i < committed.n; i++)
+        if (!o->topic || !strcmp(committed.c[i].topic, o->topic))
+            if (!add_topic(m, committed.c[i].topic))
+                goto oom;
+    for (size_t t = 0; t < m->ntopics; t++) {
+        char why[300];
+        int n = partition_count(rk, m->topics[t], o->timeout_ms, why, sizeof(why));
+        if (n == 0 && o->topic && !m->evaluations) {
+            snprintf(errbuf, errsize, "topic %s does not exist", m->topics[t]);
+            rc = 1;
+            goto out;
+        }
+        for (int32_t p = 0; p < n; p++)
+            if (!get_part(m, m->topics[t], p))
+                goto oom;
+        if (n <= 0)
+            for (size_t i = 0; i < m->nparts; i++)
+                if (!strcmp(m->parts[i].topic, m->topics[t]))
+                    mark_error(&m->parts[i], n == 0 ? "the topic does not exist" : why);
+    }
+    for (size_t i = 0; i < committed.n; i++) {
+        part_state_t *p = find_part(m, committed.c[i].topic, committed.c[i].partition);
+        if (p)
+            p->committed = committed.c[i].offset;
+    }
+    for (size_t i = 0; i < m->nparts; i++) {
+        part_state_t *p = &m->parts[i];
+        if (!p->ok)
+            continue;
+        err = rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &p->low,
+                                               &p->high, o->timeout_ms);
+        if (err) {
+            char why[256];
+            snprintf(why, sizeof(why), "watermarks: %s", rd_kafka_err2str(err));
+            mark_error(p, why);
+            continue;
+        }
+        if (p->committed >= 0) {
+            p->lag = p->high > p->committed ? p->high - p->committed : 0;
+            if (p->lag == 0)
+                p->lag_seconds = 0;
+        } else {
+            p->lag = p->high > p->low ? p->high - p->low : 0;
+        }
+    }
+    rd_kafka_destroy(rk);
+    rk = NULL;
+    probe_time_lag(m, wall_ms() + (o->timeout_ms < 5000 ? o->timeout_ms : 5000));
+    goto out;
+oom:
+    snprintf(errbuf, errsize, "out of memory");
+    rc = EX_SOFTWARE;
+out:
+    if (rk)
+        rd_kafka_destroy(rk);
+    fetch_result_free(&committed);
+    if (rc)
+        for (size_t i = 0; i < m->nparts; i++)
+            mark_error(&m->parts[i], errbuf);
+    return rc;
+}
+
+/* Adds this evaluation's samples to the windows and judges them. */
+static void judge(monitor_t *m)
+{
+    m->status = LAG_OK;
+    for (size_t i = 0; i < m->nparts; i++) {
+        part_state_t *p = &m->parts[i];
+        lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds};
+        lag_window_push(&p->window, &s);
+        p->status = lag_evaluate(&p->window, &m->o->th);
+        m->status = lag_status_worst(m->status, p->status);
+    }
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static const char *status_colour(lag_status_t s)
+{
+    switch (s) {
+    case LAG_OK:
+        return "\033[32m";
+    case LAG_WARN:
+        return "\033[33m";
+    case LAG_REWIND:
+        return "\033[35m";
+    case LAG_STALL:
+        return "\033[31m";
+    default:
+        return "\033[1;31m";
+    }
+}
+
+static void fmt_offset(int64_t v, bool known, char *out, size_t size)
+{
+    if (known && v >= 0)
+        snprintf(out, size, "%lld", (long long)v);
+    else
+        snprintf(out, size, "-");
+}
+
+static void fmt_seconds(double v, bool known, char *out, size_t size)
+{
+    if (known && v >= 0)
+        snprintf(out, size, "%.3f", v);
+    else
+        snprintf(out, size, "-");
+}
+
+static int64_t total_lag(const monitor_t *m)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < m->nparts; i++)
+        if (m->parts[i].ok)
+            total += m->parts[i].lag;
+    return total;
+}
+
+static void print_table(const monitor_t *m, bool colour, bool redraw)
+{
+    static const char *heads[] = {"TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK",
+                                  "LAG", "LAG-SECONDS", "STATUS"};
+    size_t width[7];
+    char when[40], cell[7][64];
+
+    for (int c = 0; c < 7; c++)
+        width[c] = strlen(heads[c]);
+    for (size_t i = 0; i < m->nparts; i++) {
+        size_t tl = strlen(m->parts[i].topic);
+        if (tl > width[0])
+            width[0] = tl;
+    }
+    if (redraw)
+        fputs("\033[H\033[2J", stdout);
+    iso8601(m->eval_ms, when, sizeof(when));
+    printf("group %s  status %s%s%s  total lag %lld  partitions %zu  %s\n", m->o->group,
+           colour ? status_colour(m->status) : "", lag_status_name(m->status),
+           colour ? "\033[0m" : "", (long long)total_lag(m), m->nparts, when);
+    for (size_t i = 0; i < m->nparts; i++) {
+        const part_state_t *p = &m->parts[i];
+        snprintf(cell[1], sizeof(cell[1]), "%d", (int)p->partition);
+        fmt_offset(p->committed, p->ok, cell[2], sizeof(cell[2]));
+        fmt_offset(p->high, p->ok, cell[3], sizeof(cell[3]));
+        fmt_offset(p->lag, p->ok, cell[4], sizeof(cell[4]));
+        fmt_seconds(p->lag_seconds, p->ok, cell[5], sizeof(cell[5]));
+        for (int c = 1; c < 6; c++)
+            if (strlen(cell[c]) > width[c])
+                width[c] = strlen(cell[c]);
+    }
+    printf("%s%-*s  %*s  %*s  %*s  %*s  %*s  %s%s\n", colour ? "\033[1m" : "",
+           (int)width[0], heads[0], (int)width[1], heads[1], (int)width[2], heads[2],
+           (int)width[3], heads[3], (int)width[4], heads[4], (int)width[5], heads[5],
+           heads[6], colour ? "\033[0m" : "");
+    for (size_t i = 0; i < m->nparts; i++) {
+        const part_state_t *p = &m->parts[i];
+        snprintf(cell[1], sizeof(cell[1]), "%d", (int)p->partition);
+        fmt_offset(p->committed, p->ok, cell[2], sizeof(cell[2]));
+        fmt_offset(p->high, p->ok, cell[3], sizeof(cell[3]));
+        fmt_offset(p->lag, p->ok, cell[4], sizeof(cell[4]));
+        fmt_seconds(p->lag_seconds, p->ok, cell[5], sizeof(cell[5]));
+        printf("%-*s  %*s  %*s  %*s  %*s  %*s  %s%s%s%s%s\n", (int)width[0], p->topic,
+               (int)width[1], cell[1], (int)width[2], cell[2], (int)width[3], cell[3],
+               (int)width[4], cell[4], (int)width[5], cell[5],
+               colour ? status_colour(p->status) : "", lag_status_name(p->status),
+               colour ? "\033[0m" : "", p->ok ? "" : "  ", p->ok ? "" : p->error);
+    }
+    if (!m->nparts)
+        printf("(no partitions: the group has no committed offsets%s)\n",
+               m->o->topic ? "" : "; -t TOPIC shows a topic's lag anyway");
+}
+
+static json_t *opt_int(int64_t v, bool known)
+{
+    return known && v >= 0 ? json_integer((json_int_t)v) : json_null();
+}
+
+static void print_json(const monitor_t *m)
+{
+    char when[40];
+
+    iso8601(m->eval_ms, when, sizeof(when));
+    for (size_t i = 0; i < m->nparts; i++) {
+        const part_state_t *p = &m->parts[i];
+        json_t *o = json_object();
+        char *line;
+        json_object_set_new(o, "time", json_string(when));
+        json_object_set_new(o, "group", json_string(m->o->group));
+        json_object_set_new(o, "topic", json_string(p->topic));
+        json_object_set_new(o, "partition", json_integer(p->partition));
+        json_object_set_new(o, "committed", opt_int(p->committed, p->ok));
+        json_object_set_new(o, "high_watermark", opt_int(p->high, p->ok));
+        json_object_set_new(o, "low_watermark", opt_int(p->low, p->ok));
+        json_object_set_new(o, "lag", opt_int(p->lag, p->ok));
+        json_object_set_new(o, "lag_seconds",
+                            p->ok && p->lag_seconds >= 0
+                                ? json_real(round(p->lag_seconds * 1000) / 1000)
+                                : json_null());
+        json_object_set_new(o, "status", json_string(lag_status_name(p->status)));
+        json_object_set_new(o, "group_status", json_string(lag_status_name(m->status)));
+        json_object_set_new(o, "evaluation", json_integer((json_int_t)m->evaluations));
+        if (!p->ok)
+            json_object_set_new(o, "error", json_string(p->error));
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+        if (line)
+            puts(line);
+        free(line);
+        json_decref(o);
+    }
+}
+
+static void put_label(FILE *fp, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', fp);
+        if (*s == '\n')
+            fputs("\\n", fp);
+        else
+            fputc(*s, fp);
+    }
+}
+
+static void labels(FILE *fp, const char *group, const part_state_t *p)
+{
+    fputc('{', fp);
+    if (group) {
+        fputs("consumergroup=\"", fp);
+        put_label(fp, group);
+        fputs("\",", fp);
+    }
+    fputs("topic=\"", fp);
+    put_label(fp, p->topic);
+    fprintf(fp, "\",partition=\"%d\"}", (int)p->partition);
+}
+
+enum prom_value { PV_LAG, PV_LAG_SECONDS, PV_COMMITTED, PV_HIGH, PV_LOW, PV_STATUS };
+
+static void prom_family(FILE *fp, const monitor_t *m, const char *name,
+                        const char *help, enum prom_value which, bool group_label)
+{
+    fprintf(fp, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+    for (size_t i = 0; i < m->nparts; i++) {
+        const part_state_t *p = &m->parts[i];
+        if (which != PV_STATUS && !p->ok)
+            continue;
+        if ((which == PV_LAG_SECONDS && p->lag_seconds < 0) ||
+            (which == PV_COMMITTED && p->committed < 0))
+            continue;
+        fputs(name, fp);
+        labels(fp, group_label ? m->o->group : NULL, p);
+        switch (which) {
+        case PV_LAG:
+            fprintf(fp, " %lld\n", (long long)p->lag);
+            break;
+        case PV_LAG_SECONDS:
+            fprintf(fp, " %.3f\n", p->lag_seconds);
+            break;
+        case PV_COMMITTED:
+            fprintf(fp, " %lld\n", (long long)p->committed);
+            break;
+        case PV_HIGH:
+            fprintf(fp, " %lld\n", (long long)p->high);
+            break;
+        case PV_LOW:
+            fprintf(fp, " %lld\n", (long long)p->low);
+            break;
+        case PV_STATUS:
+            fprintf(fp, " %d\n", (int)p->status);
+            break;
+        }
+    }
+}
+
+/* The Prometheus text of the latest evaluation. Caller frees. */
+static char *render_prometheus(const monitor_t *m)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+
+    if (!fp)
+        return NULL;
+    prom_family(fp, m, "kafka_consumergroup_lag",
+                "High watermark minus the group's committed offset.", PV_LAG, true);
+    prom_family(fp, m, "kafka_consumergroup_lag_seconds",
+                "Age of the oldest unconsumed message (0 when caught up).",
+                PV_LAG_SECONDS, true);
+    prom_family(fp, m, "kafka_consumergroup_current_offset",
+                "The group's committed offset.", PV_COMMITTED, true);
+    prom_family(fp, m, "kafka_topic_partition_current_offset",
+                "The partition's high watermark.", PV_HIGH, false);
+    prom_family(fp, m, "kafka_topic_partition_oldest_offset",
+                "The partition's low watermark.", PV_LOW, false);
+    prom_family(fp, m, "ballast_lag_partition_status",
+                "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.",
+                PV_STATUS, true);
+    fputs("# HELP ballast_lag_group_status The group's worst partition status: "
+          "0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.\n"
+          "# TYPE ballast_lag_group_status gauge\nballast_lag_group_status{consumergroup=\"",
+          fp);
+    put_label(fp, m->o->group);
+    fprintf(fp, "\"} %d\n", (int)m->status);
+    fputs("# HELP ballast_lag_evaluations_total Evaluations made.\n"
+          "# TYPE ballast_lag_evaluations_total counter\n"
+          "ballast_lag_evaluations_total{consumergroup=\"",
+          fp);
+    put_label(fp, m->o->group);
+    fprintf(fp, "\"} %lu\n", m->evaluations);
+    if (fclose(fp)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---- --on-change ---------------------------------------------------------- */
+
+static void reap_children(monitor_t *m, bool block, int64_t deadline_ms)
+{
+    for (size_t i = 0; i < m->nchildren;) {
+        int status;
+        pid_t r = waitpid(m->children[i], &status, WNOHANG);
+        while (!r && block && wall_ms() < deadline_ms) {
+            usleep(20000);
+            r = waitpid(m->children[i], &status, WNOHANG);
+        }
+        if (r == m->children[i] || (r < 0 && errno == ECHILD))
+            m->children[i] = m->children[--m->nchildren];
+        else
+            i++;
+    }
+}
+
+/* Appends "NAME=value" to @p env. */
+static bool env_add(char **env, size_t *n, const char *name, const char *value)
+{
+    size_t len = strlen(name) + strlen(value) + 2;
+    if (!(env[*n] = malloc(len)))
+        return false;
+    snprintf(env[(*n)++], len, "%s=%s", name, value);
+    return true;
+}
+
+static void run_on_change(monitor_t *m, const char *previous)
+{
+    extern char **environ;
+    size_t nenv = 0, ours = 0, cap;
+    char **env, buf[64], *topics = NULL, *parts = NULL;
+    size_t tlen = 0, plen = 0;
+    FILE *tf = open_memstream(&topics, &tlen), *pf = open_memstream(&parts, &plen);
+    double max_seconds = -1;
+    bool unknown_seconds = false;
+    pid_t pid, *grown;
+
+    for (size_t i = 0; i < m->ntopics && tf; i++)
+        fprintf(tf, "%s%s", i ? "," : "", m->topics[i]);
+    for (size_t i = 0, k = 0; i < m->nparts && pf; i++) {
+        const part_state_t *p = &m->parts[i];
+        if (p->status == m->status && p->status != LAG_OK)
+            fprintf(pf, "%s%s:%d", k++ ? "," : "", p->topic, (int)p->partition);
+        if (p->ok && p->lag > 0 && p->lag_seconds < 0)
+            unknown_seconds = true;
+        if (p->ok && p->lag_seconds > max_seconds)
+            max_seconds = p->lag_seconds;
+    }
+    if (tf)
+        fclose(tf);
+    if (pf)
+        fclose(pf);
+    while (environ[nenv])
+        nenv++;
+    cap = nenv + 8;
+    if (!(env = calloc(cap, sizeof(*env))))
+        goto out;
+    /* Ours first; inherited variables of the same names are dropped. */
+    env_add(env, &ours, "BALLAST_LAG_GROUP", m->o->group);
+    env_add(env, &ours, "BALLAST_LAG_STATUS", lag_status_name(m->status));
+    env_add(env, &ours, "BALLAST_LAG_PREVIOUS_STATUS", previous);
+    env_add(env, &ours, "BALLAST_LAG_TOPIC", topics ? topics : "");
+    snprintf(buf, sizeof(buf), "%lld", (long long)total_lag(m));
+    env_add(env, &ours, "BALLAST_LAG_TOTAL_LAG", buf);
+    if (unknown_seconds || max_seconds < 0)
+        buf[0] = '\0';
+    else
+        snprintf(buf, sizeof(buf), "%.3f", max_seconds);
+    env_add(env, &ours, "BALLAST_LAG_MAX_LAG_SECONDS", buf);
+    env_add(env, &ours, "BALLAST_LAG_PARTITIONS", parts ? parts : "");
+    for (size_t i = 0, n = ours; i < nenv; i++)
+        if (strncmp(environ[i], "BALLAST_LAG_", 12))
+            env[n++] = environ[i];
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            close(devnull);
+        }
+        /* stdout belongs to our own output (JSON lines, tables). */
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        signal(SIGPIPE, SIG_DFL);
+        execvpe(m->o->on_change[0], m->o->on_change, env);
+        dprintf(STDERR_FILENO, "ballast: --on-change: cannot run %s: %s\n",
+                m->o->on_change[0], strerror(errno));
+        _exit(127);
+    }
+    if (pid < 0) {
+        cli_error("--on-change: cannot start %s: %s", m->o->on_change[0], strerror(errno));
+    } else if ((grown = realloc(m->children, (m->nchildren + 1) * sizeof(*grown)))) {
+        m->children = grown;
+        m->children[m->nchildren++] = pid;
+    }
+out:
+    for (size_t i = 0; env && i < ours; i++)
+        free(env[i]);
+    free(env);
+    free(topics);
+    free(parts);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void lag_routes(const char *path, http_response_t *r, void *opaque)
+{
+    monitor_t *m = opaque;
+    static const char index_text[] =
+        "ballast lag: Prometheus metrics at /metrics\n";
+
+    if (!strcmp(path, "/metrics")) {
+        pthread_mutex_lock(&m->mtx);
+        r->body = m->prom ? strdup(m->prom) : NULL;
+        pthread_mutex_unlock(&m->mtx);
+        r->release = free;
+        if (r->body) {
+            r->status = 200;
+            r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+            r->len = strlen(r->body);
+        } else {
+            static const char wait_text[] = "the first evaluation is in progress\n";
+            r->status = 503;
+            r->content_type = "text/plain; charset=utf-8";
+            r->body = (char *)wait_text;
+            r->len = sizeof(wait_text) - 1;
+            r->release = NULL;
+        }
+    } else if (!strcmp(path, "/healthz") || !strcmp(path, "/")) {
+        r->status = 200;
+        r->content_type = "text/plain; charset=utf-8";
+        r->body = (char *)(strcmp(path, "/") ? "ok\n" : index_text);
+        r->len = strlen(r->body);
+    }
+}
+
+static void sleep_interval(double seconds)
+{
+    int64_t until = wall_ms() + (int64_t)(seconds * 1000);
+    while (!stop_requested) {
+        int64_t left = until - wall_ms();
+        struct timespec ts;
+        if (left <= 0)
+            break;
+        if (left > 100)
+            left = 100;
+        ts.tv_sec = 0;
+        ts.tv_nsec = left * 1000000L;
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void monitor_free(monitor_t *m)
+{
+    for (size_t i = 0; i < m->nparts; i++) {
+        free(m->parts[i].topic);
+        lag_window_free(&m->parts[i].window);
+    }
+    free(m->parts);
+    for (size_t i = 0; i < m->ntopics; i++)
+        free(m->topics[i]);
+    free(m->topics);
+    free(m->prom);
+    free(m->children);
+    pthread_mutex_destroy(&m->mtx);
+}
+
+/* Checks the -X properties once, so a typo is a clear error at start. */
+static int check_props(const lag_opts_t *o)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errbuf[512];
+    int rc = 0;
+
+    for (size_t i = 0; i < o->nprops && !rc; i++) {
+        const char *eq = strchr(o->props[i], '=');
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
+        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, sizeof(errbuf)) !=
+            RD_KAFKA_CONF_OK) {
+            cli_error("-X %s: %s", key, errbuf);
+            rc = EX_CONFIG;
+        }
+    }
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+static int run_monitor(const lag_opts_t *o)
+{
+    monitor_t m;
+    http_server_t *http = NULL;
+    bool tty = isatty(STDOUT_FILENO);
+    const char *no_colour = getenv("NO_COLOR"), *term = getenv("TERM");
+    bool colour = tty && !(no_colour && *no_colour) && !(term && !strcmp(term, "dumb"));
+    char errbuf[1024];
+    int rc = 0;
+
+    memset(&m, 0, sizeof(m));
+    m.o = o;
+    pthread_mutex_init(&m.mtx, NULL);
+    if (o->listen) {
+        if (http_server_start(o->listen, lag_routes, &m, &http, errbuf, sizeof(errbuf))) {
+            cli_error("--listen: %s", errbuf);
+            monitor_free(&m);
+            return EX_CONFIG;
+        }
+        fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics)\n",
+                http_server_address(http), http_server_address(http));
+    }
+    while (!stop_requested) {
+        char *prom;
+        int mrc = measure(&m, errbuf, sizeof(errbuf));
+        if (mrc && (!m.evaluations || mrc == EX_CONFIG || mrc == EX_SOFTWARE)) {
+            /* Unreachable at start-up, or a problem no retry will fix. */
+            cli_error("%s", errbuf);
+            rc = mrc;
+            break;
+        }
+        m.eval_ms = wall_ms();
+        m.evaluations++;
+        judge(&m);
+        if (m.evaluations == 1 && !m.nparts && !o->topic)
+            cli_error("group %s has no committed offsets (give -t TOPIC to see a "
+                      "topic's lag anyway)", o->group);
+        if (o->print) {
+            if (o->format == OUT_JSON)
+                print_json(&m);
+            else if (o->format == OUT_PROMETHEUS) {
+                char *text = render_prometheus(&m);
+                if (text)
+                    fputs(text, stdout);
+                free(text);
+            } else {
+                print_table(&m, colour, colour && o->watch_s > 0);
+                if (!colour && o->watch_s > 0)
+                    putchar('\n');
+            }
+            if (fflush(stdout) == EOF || ferror(stdout))
+                break; /* the reader went away (e.g. `| head`) */
+        }
+        prom = render_prometheus(&m);
+        pthread_mutex_lock(&m.mtx);
+        free(m.prom);
+        m.prom = prom;
+        pthread_mutex_unlock(&m.mtx);
+        /* The first evaluation alerts unless all is well; later ones on
+         * every change of the group's status. */
+        if (o->on_change &&
+            (m.have_status ? m.status != m.previous : m.status != LAG_OK))
+            run_on_change(&m, m.have_status ? lag_status_name(m.previous) : "");
+        m.previous = m.status;
+        m.have_status = true;
+        reap_children(&m, false, 0);
+        if (o->watch_s <= 0)
+            break;
+        sleep_interval(o->watch_s);
+    }
+    http_server_stop(http);
+    reap_children(&m, true, wall_ms() + 10000);
+    monitor_free(&m);
+    return rc;
+}
+
+int cmd_lag(int argc, char **argv)
+{
+    lag_opts_t o;
+    struct sigaction sa;
+    int rc = parse_lag_args(argc, argv, &o);
+
+    if (rc) {
+        if (rc < 0)
+            fputs(lag_usage, stdout);
+        free_words(o.on_change);
+        free(o.props);
+        return rc < 0 ? 0 : rc;
+    }
+    if ((rc = check_props(&o))) {
+        free_words(o.on_change);
+        free(o.props);
+        return rc;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    rc = run_monitor(&o);
+    free_words(o.on_change);
+    free(o.props);
+    return rc;
+}
