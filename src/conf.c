@@ -11,6 +11,7 @@
  * set; `handler.plugin.param.<name>` keys are free-form plugin parameters.
  */
 #include "internal.h"
+#include "tiers.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -25,7 +26,6 @@ typedef enum { T_STR, T_INT, T_DOUBLE, T_ENUM, T_LIST } prop_type_t;
 #define F_SECRET 0x1   /* never shown in dumps */
 #define F_DSN 0x2      /* libpq string: only its password is hidden */
 #define F_REQUIRED 0x4 /* ballast_conf_validate() insists on it */
-#define F_PENDING 0x8  /* known, but refused by validate() until implemented */
 
 typedef struct prop {
     const char *name;
@@ -80,18 +80,25 @@ static const prop_t props[] = {
      "Each wait is the previous one times this."},
     {"retry.backoff.jitter", T_DOUBLE, "0.2", 0, 1, NULL, 0,
      "Each wait is randomised by up to this fraction, up or down."},
-    {"retry.topics", T_STR, NULL, 0, 0, NULL, F_PENDING,
+    {"retry.topics", T_STR, NULL, 0, 0, NULL, 0,
      "Non-blocking retry tiers, topic:delay_ms pairs, e.g. "
-     "orders-retry-5s:5000,orders-retry-1m:60000 (not available yet)."},
+     "orders-retry-5s:5000,orders-retry-1m:60000. A message still failing "
+     "transiently after retry.max.attempts moves to the next tier (its offset "
+     "commits once the copy is acknowledged), runs again when its delay has "
+     "passed, and after the last tier goes to the DLQ. Tier topics are "
+     "consumed by the same group."},
     {"dlq.topic", T_STR, NULL, 0, 0, NULL, 0,
      "Dead-letter topic for messages that failed permanently. Without it, a "
      "permanent failure stops the pipeline."},
-    {"dlq.max.ratio", T_DOUBLE, NULL, 0, 1, NULL, F_PENDING,
-     "DLQ breaker: stop when more than this fraction of recent messages was "
-     "dead-lettered (not available yet)."},
-    {"dlq.max.consecutive", T_INT, NULL, 1, BIG, NULL, F_PENDING,
-     "DLQ breaker: stop after this many dead-lettered messages in a row (not "
-     "available yet)."},
+    {"dlq.max.ratio", T_DOUBLE, "0", 0, 1, NULL, 0,
+     "DLQ breaker: when more than this fraction of the last "
+     "dlq.window.messages messages failed, stop dead-lettering and pause "
+     "consumption (/healthz fails) instead. 0 disables."},
+    {"dlq.max.consecutive", T_INT, "0", 0, BIG, NULL, 0,
+     "DLQ breaker: when more than this many messages in a row failed, stop "
+     "dead-lettering and pause consumption (/healthz fails). 0 disables."},
+    {"dlq.window.messages", T_INT, "100", 10, 1000000, NULL, 0,
+     "The window of recent messages dlq.max.ratio looks at."},
     {"transaction.interval.ms", T_INT, "100", 1, 900000, NULL, 0,
      "Exactly-once with Kafka outputs: how long a transaction collects "
      "records and offsets before it commits (Kafka Streams uses 100 ms)."},
@@ -534,8 +541,32 @@ static ballast_error_t *missing(const char *key, const char *why)
                         key, why);
 }
 
+/* retry.topics must parse, and its topics must be nobody else's. */
+static ballast_error_t *validate_tiers(const ballast_conf_t *conf, const char *topics,
+                                       const char *dlq, const char *out)
+{
+    bl_tiers_t tiers;
+    char err[256];
+
+    if (bl_tiers_parse(bl_conf_str(conf, "retry.topics"), &tiers, err, sizeof(err)))
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false, "retry.topics: %s", err);
+    for (size_t i = 0; i < tiers.count; i++) {
+        const char *t = tiers.tiers[i].topic;
+        if (list_contains(topics, t) || !strcmp(t, dlq) || !strcmp(t, out)) {
+            ballast_error_t *e = bl_error_new(
+                BALLAST_ERR_CONFIG, false, false,
+                "retry.topics: \"%s\" is also an input, output or dead-letter topic", t);
+            bl_tiers_free(&tiers);
+            return e;
+        }
+    }
+    bl_tiers_free(&tiers);
+    return NULL;
+}
+
 ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
 {
+    ballast_error_t *err;
     static const struct {
         const char *handler, *key;
     } needs[] = {
@@ -560,10 +591,6 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
     for (size_t i = 0; i < NPROPS; i++) {
         if ((props[i].flags & F_REQUIRED) && !conf->values[i])
             return missing(props[i].name, props[i].desc);
-        if ((props[i].flags & F_PENDING) && conf->values[i])
-            return bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                                "%s: not available in this version yet",
-                                props[i].name);
     }
     if (!conf->handler && !*handler)
         return missing("handler", "one of sqlite, postgres, exec, plugin, forward");
@@ -587,6 +614,8 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
     if (*dlq && list_contains(topics, dlq))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "dlq.topic: \"%s\" is also an input topic", dlq);
+    if ((err = validate_tiers(conf, topics, dlq, out)))
+        return err;
     /* A partition's offsets are stored with its writes; that needs each
      * partition's messages handled in order by one worker. */
     if (!strcmp(bl_conf_str(conf, "semantics"), "exactly-once") &&

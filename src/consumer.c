@@ -399,27 +399,45 @@ static void store_offsets(ballast_consumer_t *c)
 
 /* ---- backpressure ------------------------------------------------------- */
 
-static void set_paused(ballast_consumer_t *c, bool pause)
+/* Whether a partition should be paused now: backpressure, shutdown, a
+ * tripped DLQ breaker, or a retry tier whose head message is not due. */
+static bool want_paused(const ballast_consumer_t *c, const bl_part_t *p, int64_t now_wall)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    return c->backpressured || c->draining || atomic_load(&c->breaker) ||
+           p->tier_wait_until > now_wall;
+}
+
+/* Pauses and resumes partitions to match want_paused(). Only partitions
+ * ballast paused are ever resumed (resuming one that is not paused can
+ * rewind its fetch position in librdkafka 2.0.2). */
+static void sync_pause(ballast_consumer_t *c)
+{
+    int64_t now_wall = bl_wall_ms();
+    rd_kafka_topic_partition_list_t *pause = NULL, *resume = NULL;
+    uint64_t paused = 0;
 
     for (bl_part_t *p = c->parts; p; p = p->next) {
-        if (p->paused != pause) {
-            rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
-            p->paused = pause;
+        bool want = want_paused(c, p, now_wall);
+        if (want != p->paused) {
+            rd_kafka_topic_partition_list_t **list = want ? &pause : &resume;
+            if (!*list)
+                *list = rd_kafka_topic_partition_list_new(8);
+            rd_kafka_topic_partition_list_add(*list, p->topic, p->partition);
+            p->paused = want;
+            if (!want)
+                p->tier_wait_until = 0;
         }
+        paused += p->paused;
     }
-    if (list->cnt) {
-        if (pause)
-            rd_kafka_pause_partitions(c->rk, list);
-        else
-            rd_kafka_resume_partitions(c->rk, list);
+    if (pause) {
+        rd_kafka_pause_partitions(c->rk, pause);
+        rd_kafka_topic_partition_list_destroy(pause);
     }
-    atomic_store(&c->stats.paused_partitions, 0);
-    for (bl_part_t *p = c->parts; p; p = p->next)
-        if (p->paused)
-            atomic_fetch_add(&c->stats.paused_partitions, 1);
-    rd_kafka_topic_partition_list_destroy(list);
+    if (resume) {
+        rd_kafka_resume_partitions(c->rk, resume);
+        rd_kafka_topic_partition_list_destroy(resume);
+    }
+    atomic_store(&c->stats.paused_partitions, paused);
 }
 
 /* Pauses at the high-water marks and resumes at half of them, so that
@@ -433,13 +451,11 @@ static void apply_backpressure(ballast_consumer_t *c)
 
     atomic_store(&c->inflight_pub, c->inflight);
     atomic_store(&c->inflight_bytes_pub, c->inflight_bytes);
-    if (!c->backpressured && over) {
+    if (!c->backpressured && over)
         c->backpressured = true;
-        set_paused(c, true);
-    } else if (c->backpressured && under) {
+    else if (c->backpressured && under)
         c->backpressured = false;
-        set_paused(c, false);
-    }
+    sync_pause(c);
 }
 
 /* ---- dispatch (poll thread) --------------------------------------------- */
@@ -478,6 +494,36 @@ void bl_flush_staged(ballast_consumer_t *c)
     c->staged = 0;
 }
 
+/* A retry tier's message runs only when due. When its head is early, the
+ * partition pauses, seeks back to it, and resumes at the due time; tiers
+ * have one delay each, so later messages are due later still. */
+static bool tier_not_due(ballast_consumer_t *c, bl_part_t *p, bl_msg_t *m,
+                         rd_kafka_message_t *rkm)
+{
+    const void *v;
+    size_t len;
+    char buf[24];
+    int64_t due;
+    rd_kafka_resp_err_t err;
+
+    if (bl_tiers_index(&c->tiers, m->topic) < 0 ||
+        ballast_message_header_find(m, "x-retry-due", &v, &len) || !v ||
+        len >= sizeof(buf))
+        return false;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    due = strtoll(buf, NULL, 10);
+    if (due <= bl_wall_ms())
+        return false;
+    p->tier_wait_until = due;
+    sync_pause(c);
+    if ((err = rd_kafka_seek(rkm->rkt, m->partition, m->offset, 5000)))
+        bl_log(&c->log, BALLAST_LOG_WARN, "%s [%d]: seek back to %lld failed: %s",
+               m->topic, (int)m->partition, (long long)m->offset,
+               rd_kafka_err2str(err));
+    return true;
+}
+
 static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
 {
     const char *topic = rd_kafka_topic_name(rkm->rkt);
@@ -497,6 +543,11 @@ static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     bl_message_from_rkm(m, rkm);
+    if (c->tiers.count && tier_not_due(c, p, m, rkm)) {
+        bl_message_clear(m);
+        free(m);
+        return;
+    }
     if (bl_tracker_add_ts(&p->tracker, m->offset, m->timestamp, &m->seq)) {
         /* An offset at or below one already received: a rewind we did not
          * ask for. Handling it again would break per-partition order. */
@@ -610,8 +661,6 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
                                       "out of memory on assignment"));
             return;
         }
-        /* Partitions assigned while backpressured start paused. */
-        p->paused = c->backpressured;
         p->next = c->parts;
         c->parts = p;
     }
@@ -630,10 +679,7 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
                rd_kafka_err2str(err));
     }
     load_committed(c, list);
-    if (c->backpressured) {
-        c->backpressured = false; /* re-evaluated below with the new parts */
-        apply_backpressure(c);
-    }
+    sync_pause(c); /* partitions assigned while paused for any reason */
     atomic_fetch_add(&c->stats.rebalances, 1);
     bl_log(&c->log, BALLAST_LOG_INFO, "assigned %d partition(s)", list->cnt);
     notify_rebalance(c, BALLAST_PARTITIONS_ASSIGNED, list);
@@ -915,6 +961,22 @@ static void read_settings(ballast_consumer_t *c)
         c->max_poll_interval_ms = strtoll(bl_conf_str(c->conf, "kafka.max.poll.interval.ms"),
                                           NULL, 10);
     c->rebalance_cb = bl_conf_rebalance_cb(c->conf, &c->rebalance_opaque);
+    c->breaker_max_consecutive = bl_conf_int(c->conf, "dlq.max.consecutive");
+    c->breaker_max_ratio = bl_conf_double(c->conf, "dlq.max.ratio");
+    c->breaker_window_size = (size_t)bl_conf_int(c->conf, "dlq.window.messages");
+}
+
+/* Reads what read_settings() cannot without allocating. */
+static ballast_error_t *read_tiers_and_breaker(ballast_consumer_t *c)
+{
+    char err[256];
+
+    if (bl_tiers_parse(bl_conf_str(c->conf, "retry.topics"), &c->tiers, err, sizeof(err)))
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false, "retry.topics: %s", err);
+    if (c->breaker_max_ratio > 0 &&
+        !(c->breaker_window = calloc(c->breaker_window_size, 1)))
+        return bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");
+    return NULL;
 }
 
 /* A producer is needed when the handler may emit or a DLQ is set. */
@@ -940,6 +1002,10 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
     if (needs_producer(c) && (err = bl_make_client(c, true, &c->producer)))
         return err;
     topics = bl_topic_list(bl_conf_str(c->conf, "topics"));
+    /* Retry tiers are consumed like input topics. */
+    for (size_t i = 0; i < c->tiers.count; i++)
+        rd_kafka_topic_partition_list_add(topics, c->tiers.tiers[i].topic,
+                                          RD_KAFKA_PARTITION_UA);
     err = check_cluster(c, topics);
     if (!err && c->eos)
         err = bl_txn_init(c, bl_conf_int(c->conf, "startup.timeout.ms"));
@@ -971,6 +1037,7 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     pthread_mutex_init(&c->err_mtx, NULL);
     pthread_mutex_init(&c->start_mtx, NULL);
     pthread_mutex_init(&c->obs_mtx, NULL);
+    pthread_mutex_init(&c->breaker_mtx, NULL);
     c->started_ms = bl_now_ms();
     atomic_init(&c->starting, true);
     read_settings(c);
@@ -1001,7 +1068,7 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "handler: no usable handler");
     }
-    if ((err = consumer_start(c))) {
+    if ((err = read_tiers_and_breaker(c)) || (err = consumer_start(c))) {
         ballast_consumer_destroy(c);
         return err;
     }
@@ -1052,7 +1119,8 @@ static void drain_all(ballast_consumer_t *c)
     bl_part_t **parts;
 
     bl_flush_staged(c);
-    set_paused(c, true);
+    c->draining = true;
+    sync_pause(c);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
     parts = calloc(n + 1, sizeof(*parts));
@@ -1161,6 +1229,9 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
     err = c->fatal;
     c->fatal = NULL;
     pthread_mutex_unlock(&c->err_mtx);
+    /* A tripped breaker kept consumption paused until the stop: say why. */
+    if (!err && atomic_load(&c->breaker))
+        err = bl_error_new(BALLAST_ERR_HANDLER, false, false, "%s", c->breaker_reason);
     return err;
 }
 
@@ -1249,6 +1320,9 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     pthread_mutex_destroy(&c->err_mtx);
     pthread_mutex_destroy(&c->start_mtx);
     pthread_mutex_destroy(&c->obs_mtx);
+    pthread_mutex_destroy(&c->breaker_mtx);
+    bl_tiers_free(&c->tiers);
+    free(c->breaker_window);
     free(c->snapshot);
     free(c);
 }

@@ -211,7 +211,7 @@ char *bl_render_status(const bl_view_t *v)
         (json_int_t)s->paused_partitions);
     if (!root)
         return NULL;
-    text = json_dumps(root, JSON_COMPACT);
+    text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(root);
     return text;
 }

@@ -5,6 +5,7 @@
 #include "producer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
@@ -40,42 +41,86 @@ static int add_text(ballast_result_t *res, const char *name, const char *text)
     return ballast_result_emit_header(res, name, text, strlen(text));
 }
 
-int bl_dlq_record(const ballast_message_t *msg, const char *dlq_topic,
-                  const char *group, const char *error, int attempts,
-                  ballast_result_t *res)
+/* Headers a failure record rewrites; every other header is kept. */
+static bool rewritten(const char *name)
+{
+    static const char *const names[] = {"x-retry-count", "x-error-message",
+                                        "x-failed-at",   "x-consumer-group",
+                                        "x-retry-due",   "x-retry-tier"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(name, names[i]))
+            return true;
+    return false;
+}
+
+/* The message's x-retry-count, or -1 when absent. */
+static long previous_retries(const ballast_message_t *msg)
+{
+    const void *v;
+    size_t len;
+    char buf[24];
+
+    if (ballast_message_header_find(msg, "x-retry-count", &v, &len) || !v ||
+        len >= sizeof(buf))
+        return -1;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    return strtol(buf, NULL, 10);
+}
+
+int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
+                      ballast_result_t *res)
 {
     size_t klen, vlen, count = ballast_message_header_count(msg);
     const void *key = ballast_message_key(msg, &klen);
     const void *value = ballast_message_value(msg, &vlen);
+    bool has_origin = !ballast_message_header_find(msg, "x-original-topic", NULL, NULL);
+    long prev = previous_retries(msg);
     char num[32], when[40];
 
-    if (ballast_result_emit(res, dlq_topic, key, klen, value, vlen))
+    if (ballast_result_emit(res, f->topic, key, klen, value, vlen))
         return -1;
     for (size_t i = 0; i < count; i++) {
         const char *name;
         const void *hv;
         size_t hlen;
-        if (!ballast_message_header(msg, i, &name, &hv, &hlen) &&
+        if (!ballast_message_header(msg, i, &name, &hv, &hlen) && !rewritten(name) &&
             ballast_result_emit_header(res, name, hv, hlen))
             return -1;
     }
-    if (add_text(res, "x-original-topic", ballast_message_topic(msg)))
-        return -1;
-    bl_fmt(num, sizeof(num), "%d", (int)ballast_message_partition(msg));
-    if (add_text(res, "x-original-partition", num))
-        return -1;
-    bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_offset(msg));
-    if (add_text(res, "x-original-offset", num))
-        return -1;
-    bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_timestamp(msg));
-    if (add_text(res, "x-original-timestamp", num))
-        return -1;
-    bl_fmt(num, sizeof(num), "%d", attempts > 0 ? attempts - 1 : 0);
+    /* A message coming back from a retry tier keeps its first origin. */
+    if (!has_origin) {
+        if (add_text(res, "x-original-topic", ballast_message_topic(msg)))
+            return -1;
+        bl_fmt(num, sizeof(num), "%d", (int)ballast_message_partition(msg));
+        if (add_text(res, "x-original-partition", num))
+            return -1;
+        bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_offset(msg));
+        if (add_text(res, "x-original-offset", num))
+            return -1;
+        bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_timestamp(msg));
+        if (add_text(res, "x-original-timestamp", num))
+            return -1;
+    }
+    /* Retries so far: this hop's attempts after the first, plus one for
+     * every earlier hop's delivery, plus what earlier hops counted. */
+    bl_fmt(num, sizeof(num), "%ld",
+           prev < 0 ? (long)(f->attempts > 0 ? f->attempts - 1 : 0) : prev + f->attempts);
     if (add_text(res, "x-retry-count", num))
         return -1;
-    if (add_text(res, "x-error-message", error ? error : "unknown error") ||
-        add_text(res, "x-consumer-group", group))
+    if (add_text(res, "x-error-message", f->error ? f->error : "unknown error") ||
+        add_text(res, "x-consumer-group", f->group))
         return -1;
     bl_iso8601(bl_wall_ms(), when, sizeof(when));
-    return add_text(res, "x-failed-at", when);
+    if (add_text(res, "x-failed-at", when))
+        return -1;
+    if (f->due_ms >= 0) {
+        bl_fmt(num, sizeof(num), "%lld", (long long)f->due_ms);
+        if (add_text(res, "x-retry-due", num))
+            return -1;
+        bl_fmt(num, sizeof(num), "%d", f->tier);
+        if (add_text(res, "x-retry-tier", num))
+            return -1;
+    }
+    return 0;
 }

@@ -15,15 +15,25 @@
 rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
                                       const char *default_topic, void *opaque);
 
+/** Where and why a failed message goes (a retry tier or the DLQ). */
+typedef struct bl_failure {
+    const char *topic;  /* the tier or dead-letter topic */
+    const char *group;  /* x-consumer-group */
+    const char *error;  /* x-error-message */
+    int attempts;       /* handler attempts in this hop */
+    int64_t due_ms;     /* retry tiers: epoch ms when it may run again; -1 */
+    int tier;           /* retry tiers: the tier's index */
+} bl_failure_t;
+
 /**
- * Replaces nothing: appends to @p res one dead-letter record for @p msg on
- * @p dlq_topic: key, value and headers preserved, plus x-original-topic,
- * x-original-partition, x-original-offset, x-original-timestamp,
- * x-retry-count, x-error-message, x-consumer-group and x-failed-at.
- * @returns 0, or -1 when out of memory.
+ * Appends to @p res one record carrying @p msg to f->topic: key, value and
+ * headers preserved, plus x-original-topic, x-original-partition,
+ * x-original-offset, x-original-timestamp (kept from the first hop when the
+ * message already has them), x-retry-count (cumulative), x-error-message,
+ * x-consumer-group, x-failed-at, and for retry tiers x-retry-due and
+ * x-retry-tier. @returns 0, or -1 when out of memory.
  */
-int bl_dlq_record(const ballast_message_t *msg, const char *dlq_topic,
-                  const char *group, const char *error, int attempts,
-                  ballast_result_t *res);
+int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
+                      ballast_result_t *res);
 
 #endif

@@ -20,6 +20,7 @@
 #include "message.h"
 #include "observe.h"
 #include "producer.h"
+#include "tiers.h"
 #include "tracker.h"
 
 #include <pthread.h>
@@ -51,6 +52,7 @@ typedef struct bl_part {
     int64_t committed;    /* last offset the broker confirmed, -1: none */
     bl_queue_t held;      /* exactly-once: finished messages whose records
                              wait until every earlier offset finished */
+    int64_t tier_wait_until; /* retry tier: paused until this epoch ms */
     int64_t last_ts;      /* timestamp of the last message received */
     struct bl_part *next;
 } bl_part_t;
@@ -67,6 +69,7 @@ typedef struct bl_worker {
     void *state;      /* the handler's state for this worker */
     bool state_ok;
     atomic_int_fast64_t busy_since; /* ms when the running call began, 0: idle */
+    atomic_bool transient;          /* its latest handler call said RETRY */
     bl_queue_t staged; /* poll thread only: not yet handed over */
     unsigned rnd;
 } bl_worker_t;
@@ -98,6 +101,17 @@ struct ballast_consumer_s {
     uint64_t max_inflight_bytes;
     int64_t shutdown_timeout_ms;
     int64_t handler_timeout_ms;
+    bl_tiers_t tiers;     /* retry.topics */
+    bool draining;        /* poll thread: shutting down, every partition paused */
+
+    /* The DLQ breaker (worker threads, under breaker_mtx). */
+    pthread_mutex_t breaker_mtx;
+    int64_t breaker_max_consecutive, breaker_consecutive;
+    double breaker_max_ratio;
+    uint8_t *breaker_window; /* 1: dead-lettered, 0: handled */
+    size_t breaker_window_size, breaker_pos, breaker_fill, breaker_dead;
+    atomic_bool breaker;     /* tripped: consumption stays paused */
+    char breaker_reason[512];
 
     /* Exactly-once into a database: the handler's transaction operations,
      * and a handler state of its own for reading stored offsets (poll
@@ -119,7 +133,7 @@ struct ballast_consumer_s {
     size_t snapshot_count;
     int64_t next_snapshot_ms;
     char last_transient[256]; /* guarded by obs_mtx */
-    atomic_bool transient;     /* the latest handler call said RETRY */
+
     atomic_int_fast64_t last_poll_ms;
     atomic_int running;        /* 1 while ballast_consumer_run polls */
     bl_histogram_t latency;

@@ -49,8 +49,9 @@ void bl_publish_snapshot(ballast_consumer_t *c)
             hi < 0)
             hi = -1;
         v->high_watermark = hi;
-        v->lag = hi >= 0 && p->committed >= 0 ? (hi > p->committed ? hi - p->committed : 0)
-                                              : -1;
+        /* Nothing committed yet: everything retained is still to do. */
+        int64_t from = p->committed >= 0 ? p->committed : lo;
+        v->lag = hi >= 0 && from >= 0 ? (hi > from ? hi - from : 0) : -1;
         v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
     }
     pthread_mutex_lock(&c->obs_mtx);
@@ -72,6 +73,10 @@ static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
     }
     if (atomic_load(&c->failed)) {
         bl_fmt(reason, size, "the pipeline is stopping after a fatal error");
+        return false;
+    }
+    if (atomic_load(&c->breaker)) {
+        bl_fmt(reason, size, "%s", c->breaker_reason);
         return false;
     }
     if (now - atomic_load(&c->last_poll_ms) > 10000) {
@@ -97,9 +102,15 @@ static bool check_ready(ballast_consumer_t *c, char *reason, size_t size)
 {
     size_t assigned;
 
+    bool transient = false;
+
+    /* Not ready while any worker's latest call failed transiently (its
+     * database is down, say): one worker's success must not hide it. */
+    for (int i = 0; i < c->nworkers; i++)
+        transient = transient || atomic_load(&c->workers[i].transient);
     pthread_mutex_lock(&c->obs_mtx);
     assigned = c->snapshot_count;
-    if (atomic_load(&c->transient)) {
+    if (transient) {
         bl_fmt(reason, size, "the handler reports a transient failure: %s",
                c->last_transient);
         pthread_mutex_unlock(&c->obs_mtx);

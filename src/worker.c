@@ -107,7 +107,7 @@ static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
             pthread_mutex_unlock(&c->obs_mtx);
         }
     }
-    atomic_store(&c->transient, transient);
+    atomic_store(&w->transient, transient);
 }
 
 /* Runs the handler once over @p msgs (one message, or a batch). */
@@ -186,14 +186,104 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
     return true;
 }
 
-/* Decides what a final outcome means: commit, dead-letter, or stop. */
+/* Records a final outcome for the DLQ breaker. @returns true when this
+ * dead letter trips it (or it had tripped): the message must then not be
+ * dead-lettered, and consumption stops. Any worker thread. */
+static bool breaker_note(ballast_consumer_t *c, bool dead_letter, const char *why)
+{
+    bool trip = false;
+
+    if (!c->breaker_max_consecutive && c->breaker_max_ratio <= 0)
+        return false;
+    pthread_mutex_lock(&c->breaker_mtx);
+    if (atomic_load(&c->breaker)) {
+        pthread_mutex_unlock(&c->breaker_mtx);
+        return dead_letter;
+    }
+    c->breaker_consecutive = dead_letter ? c->breaker_consecutive + 1 : 0;
+    if (c->breaker_window) {
+        if (c->breaker_fill == c->breaker_window_size)
+            c->breaker_dead -= c->breaker_window[c->breaker_pos];
+        else
+            c->breaker_fill++;
+        c->breaker_window[c->breaker_pos] = dead_letter;
+        c->breaker_dead += dead_letter;
+        c->breaker_pos = (c->breaker_pos + 1) % c->breaker_window_size;
+    }
+    if (dead_letter && c->breaker_max_consecutive &&
+        c->breaker_consecutive > c->breaker_max_consecutive) {
+        trip = true;
+        bl_fmt(c->breaker_reason, sizeof(c->breaker_reason),
+               "DLQ breaker tripped: more than %lld messages in a row failed "
+               "(dlq.max.consecutive); consumption is paused; last error: %s",
+               (long long)c->breaker_max_consecutive, why);
+    } else if (dead_letter && c->breaker_window &&
+               c->breaker_fill == c->breaker_window_size &&
+               (double)c->breaker_dead / (double)c->breaker_window_size >
+                   c->breaker_max_ratio) {
+        trip = true;
+        bl_fmt(c->breaker_reason, sizeof(c->breaker_reason),
+               "DLQ breaker tripped: %zu of the last %zu messages failed "
+               "(dlq.max.ratio = %g); consumption is paused; last error: %s",
+               c->breaker_dead, c->breaker_window_size, c->breaker_max_ratio, why);
+    }
+    if (trip) {
+        atomic_store(&c->breaker, true);
+        bl_log(&c->log, BALLAST_LOG_ERROR, "%s", c->breaker_reason);
+    }
+    pthread_mutex_unlock(&c->breaker_mtx);
+    return trip;
+}
+
+/* The retry tier a transiently failing message moves to next, or -1. */
+static int next_tier(const ballast_consumer_t *c, const bl_msg_t *m)
+{
+    int next;
+
+    if (m->outcome != BALLAST_OUTCOME_RETRY || !c->tiers.count)
+        return -1;
+    next = bl_tiers_index(&c->tiers, m->topic) + 1; /* an input topic: 0 */
+    return next < (int)c->tiers.count ? next : -1;
+}
+
+/* Replaces the message's result with one record to a tier or the DLQ and
+ * produces it (the poll thread does, in exactly-once mode). */
+static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tier)
+{
+    ballast_consumer_t *c = w->cons;
+    char *error = bl_strdup(m->result.error ? m->result.error : "no reason given");
+    bl_failure_t f = {topic, c->group, error, m->attempt, -1, tier};
+
+    if (tier >= 0)
+        f.due_ms = bl_wall_ms() + c->tiers.tiers[tier].delay_ms;
+    bl_result_reset(&m->result);
+    m->result.error = error;
+    if (!error || bl_failure_record(m, &f, &m->result)) {
+        m->fate = BL_FATE_FAILED;
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
+                                     "out of memory building a record for %s", topic));
+        return;
+    }
+    bl_log(&c->log, tier >= 0 ? BALLAST_LOG_INFO : BALLAST_LOG_WARN,
+           "%s [%d] offset %lld: %s %s after %d attempt(s): %s", m->topic,
+           (int)m->partition, (long long)m->offset,
+           tier >= 0 ? "moved to retry tier" : "dead-lettered to", topic, m->attempt,
+           error);
+    if (!c->eos)
+        produce_records(c, m);
+}
+
+/* Decides what a final outcome means: done, a retry tier, the DLQ, or a
+ * stop. */
 static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
 {
     ballast_consumer_t *c = w->cons;
     const char *why = m->result.error ? m->result.error : "no reason given";
+    int tier;
 
     if (m->outcome == BALLAST_OUTCOME_OK) {
         atomic_fetch_add(&c->stats.processed_ok, 1);
+        breaker_note(c, false, NULL);
         if (m->result.record_count && !c->producer) {
             m->fate = BL_FATE_FAILED;
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_CONFIG, false, false,
@@ -205,25 +295,17 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
             produce_records(c, m); /* exactly-once: the poll thread does */
         return;
     }
+    if ((tier = next_tier(c, m)) >= 0) {
+        send_failure(w, m, c->tiers.tiers[tier].topic, tier);
+        return;
+    }
     atomic_fetch_add(&c->stats.failed, 1);
     if (c->dlq_topic) {
-        char *error = bl_strdup(why);
-        bl_result_reset(&m->result);
-        m->result.error = error;
-        if (!error || bl_dlq_record(m, c->dlq_topic, c->group, error,
-                                    m->attempt, &m->result)) {
-            m->fate = BL_FATE_FAILED;
-            bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
-                                      "out of memory building a dead-letter "
-                                      "record"));
+        if (breaker_note(c, true, why)) {
+            m->fate = BL_FATE_FAILED; /* not dead-lettered: it comes back */
             return;
         }
-        bl_log(&c->log, BALLAST_LOG_WARN,
-               "%s [%d] offset %lld: dead-lettered to %s after %d attempt(s): %s",
-               m->topic, (int)m->partition, (long long)m->offset, c->dlq_topic,
-               m->attempt, error);
-        if (!c->eos)
-            produce_records(c, m);
+        send_failure(w, m, c->dlq_topic, -1);
         return;
     }
     m->fate = BL_FATE_FAILED;
@@ -386,7 +468,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
     }
     for (bl_msg_t *m = batch->head; m; m = m->next) {
         if (atomic_load(&m->part->revoked) || atomic_load(&c->abandon) ||
-            atomic_load(&c->failed))
+            atomic_load(&c->failed) || atomic_load(&c->breaker))
             m->fate = BL_FATE_DROPPED;
         else
             todo[n++] = m;
@@ -405,7 +487,8 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         size_t count = c->batch_mode ? n - start : 1, left;
         bl_msg_t **group = todo + start;
 
-        if (atomic_load(&c->failed) || atomic_load(&c->abandon)) {
+        if (atomic_load(&c->failed) || atomic_load(&c->abandon) ||
+            atomic_load(&c->breaker)) {
             /* Nothing after a stopping failure may run: order matters. */
             for (size_t i = start; i < n; i++)
                 todo[i]->fate = BL_FATE_DROPPED;

@@ -490,8 +490,9 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
     if (r->sleep_ms)
         usleep((useconds_t)r->sleep_ms * 1000);
     pthread_mutex_lock(r->mtx);
-    if (r->fail_value && !strcmp(seen.value, r->fail_value) &&
-        (r->fail_times == 0 || r->failed < r->fail_times)) {
+    if ((r->fail_modulo && strtol(seen.value, NULL, 10) % r->fail_modulo == 0) ||
+        (r->fail_value && !strcmp(seen.value, r->fail_value) &&
+         (r->fail_times == 0 || r->failed < r->fail_times))) {
         r->failed++;
         outcome = r->fail_outcome;
         ballast_result_set_error(res, "injected failure");

@@ -118,6 +118,8 @@ typedef struct bt_recorder {
     const char *fail_value;
     ballast_outcome_t fail_outcome;
     int fail_times, failed;
+    /* Also fail (with fail_outcome) every value divisible by fail_modulo. */
+    long fail_modulo;
     int sleep_ms; /* per message */
 } bt_recorder_t;
 

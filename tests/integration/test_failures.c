@@ -1,0 +1,340 @@
+/*
+ * test_failures.c - failure handling against the real broker: retries,
+ * dead-letter records with their headers, retry tiers with their delays,
+ * back-offs longer than max.poll.interval.ms, and the DLQ breaker.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WAIT_MS 90000
+
+typedef struct count_arg {
+    bt_recorder_t *rec;
+    size_t want;
+} count_arg_t;
+
+static bool reached(void *arg)
+{
+    count_arg_t *a = arg;
+    return bt_recorder_count(a->rec) >= a->want;
+}
+
+static void wait_count(bt_recorder_t *rec, size_t want)
+{
+    count_arg_t a = {rec, want};
+    if (!bt_wait_for(reached, &a, WAIT_MS))
+        fail_msg("handled %zu of %zu before the deadline", bt_recorder_count(rec), want);
+}
+
+typedef struct stat_arg {
+    bt_runner_t *run;
+    uint64_t want;
+} stat_arg_t;
+
+static bool dead_lettered(void *arg)
+{
+    stat_arg_t *a = arg;
+    ballast_stats_t st;
+    ballast_consumer_stats(bt_runner_consumer(a->run), &st, sizeof(st));
+    return st.dead_lettered >= a->want;
+}
+
+/* Reads every record of a topic with its headers (read_committed). */
+typedef struct dlq_rec {
+    char value[64];
+    char orig_topic[160], orig_part[16], orig_off[32], retry_count[16], error[128],
+        group[160], failed_at[40];
+} dlq_rec_t;
+
+static size_t read_dlq(const char *bs, const char *topic, dlq_rec_t *out, size_t max)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    size_t n = 0;
+    int64_t deadline = bt_now_ms() + 30000;
+    bool ended = false;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bs, NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "bt-dlq-reader", NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, NULL, 0);
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_add(list, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    while (!ended && bt_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        rd_kafka_headers_t *h;
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            ended = true;
+        if (!m->err && n < max && !rd_kafka_message_headers(m, &h)) {
+            static const char *names[] = {"x-original-topic", "x-original-partition",
+                                          "x-original-offset", "x-retry-count",
+                                          "x-error-message", "x-consumer-group",
+                                          "x-failed-at"};
+            char *dst[] = {out[n].orig_topic, out[n].orig_part, out[n].orig_off,
+                           out[n].retry_count, out[n].error, out[n].group,
+                           out[n].failed_at};
+            size_t sizes[] = {160, 16, 32, 16, 128, 160, 40};
+            memset(&out[n], 0, sizeof(out[n]));
+            snprintf(out[n].value, sizeof(out[n].value), "%.*s", (int)m->len,
+                     (const char *)m->payload);
+            for (size_t i = 0; i < 7; i++) {
+                const void *v;
+                size_t len;
+                if (!rd_kafka_header_get_last(h, names[i], &v, &len))
+                    snprintf(dst[i], sizes[i], "%.*s", (int)len, (const char *)v);
+            }
+            n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    assert_true(ended);
+    return n;
+}
+
+static void test_one_percent_poison_reaches_the_dlq_exactly(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("poison"), *dlq = bt_unique("poison-dlq");
+    const char *group = bt_unique("poison-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    dlq_rec_t *recs = calloc(100, sizeof(*recs));
+    stat_arg_t st = {NULL, 40};
+    long last[4] = {-1, -1, -1, -1};
+    size_t n;
+
+    assert_non_null(recs);
+    bt_create_topic(bs, topic, 4);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, topic, 4, 0, 4000, 0);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    rec->fail_modulo = 100; /* 40 poison messages: values 0, 100, ... */
+    rec->fail_outcome = BALLAST_OUTCOME_FAIL;
+    run = bt_runner_start(conf);
+    st.run = run;
+    wait_count(rec, 3960);
+    if (!bt_wait_for(dead_lettered, &st, WAIT_MS))
+        fail_msg("not every poison message was dead-lettered");
+    assert_null(bt_runner_stop(run));
+
+    /* The sink holds exactly the rest, in order per partition. */
+    assert_int_equal(rec->count, 3960);
+    for (size_t i = 0; i < rec->count; i++) {
+        long v = strtol(rec->seen[i].value, NULL, 10);
+        int p = rec->seen[i].partition;
+        assert_true(v % 100 != 0);
+        assert_true(v > last[p]);
+        last[p] = v;
+    }
+    /* The DLQ holds exactly the poison set, each once, with its origin. */
+    n = read_dlq(bs, dlq, recs, 100);
+    assert_int_equal(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        long v = strtol(recs[i].value, NULL, 10);
+        assert_int_equal(v % 100, 0);
+        assert_string_equal(recs[i].orig_topic, topic);
+        assert_int_equal(strtol(recs[i].orig_part, NULL, 10), v % 4);
+        assert_int_equal(strtol(recs[i].orig_off, NULL, 10), v / 4);
+        assert_string_equal(recs[i].retry_count, "0");
+        assert_string_equal(recs[i].error, "injected failure");
+        assert_string_equal(recs[i].group, group);
+        assert_int_equal(strlen(recs[i].failed_at), 24); /* 2026-11-26T20:35:01.123Z */
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(recs[i].value, recs[j].value);
+    }
+    free(recs);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+static void test_fails_twice_then_succeeds_leaves_dlq_empty(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("twice"), *dlq = bt_unique("twice-dlq");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    dlq_rec_t recs[4];
+    ballast_stats_t st;
+
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, topic, 1, 0, 10, 0);
+    conf = bt_conf_recording(bs, bt_unique("twice-g"), topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    rec->fail_value = "4";
+    rec->fail_outcome = BALLAST_OUTCOME_RETRY;
+    rec->fail_times = 2;
+    run = bt_runner_start(conf);
+    wait_count(rec, 10);
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(rec->count, 10); /* processed once each */
+    assert_int_equal(st.retried, 2);
+    assert_int_equal(st.dead_lettered, 0);
+    assert_int_equal(read_dlq(bs, dlq, recs, 4), 0);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+static void test_backoff_longer_than_max_poll_interval(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("longwait");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    ballast_stats_t st;
+    int64_t start;
+
+    bt_create_topic(bs, topic, 1);
+    bt_produce_seq(bs, topic, 1, 0, 5, 0);
+    conf = bt_conf_recording(bs, bt_unique("longwait-g"), topic, rec);
+    bt_set(conf, "kafka.max.poll.interval.ms", "6000");
+    bt_set(conf, "retry.backoff.initial.ms", "9000");
+    bt_set(conf, "retry.backoff.max.ms", "9000");
+    bt_set(conf, "retry.backoff.jitter", "0");
+    rec->fail_value = "2";
+    rec->fail_outcome = BALLAST_OUTCOME_RETRY;
+    rec->fail_times = 1;
+    start = bt_now_ms();
+    run = bt_runner_start(conf);
+    wait_count(rec, 5);
+    assert_true(bt_now_ms() - start >= 9000); /* the back-off really waited */
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(st.rebalances, 1); /* the first assignment only */
+    assert_int_equal(rec->count, 5);    /* no duplicate */
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+static void test_retry_tiers_delay_then_dlq(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("tiers"), *dlq = bt_unique("tiers-dlq");
+    const char *t1 = bt_unique("tiers-r1"), *t2 = bt_unique("tiers-r2");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    stat_arg_t st = {NULL, 1};
+    char tiers[512];
+    dlq_rec_t recs[4];
+    int64_t start;
+    size_t stuck = 0, once = 0;
+
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_create_topic(bs, t1, 1);
+    bt_create_topic(bs, t2, 1);
+    bt_produce_seq(bs, topic, 1, 0, 10, 0);
+    conf = bt_conf_recording(bs, bt_unique("tiers-g"), topic, rec);
+    snprintf(tiers, sizeof(tiers), "%s:700,%s:1500", t1, t2);
+    bt_set(conf, "retry.topics", tiers);
+    bt_set(conf, "retry.max.attempts", "1");
+    bt_set(conf, "dlq.topic", dlq);
+    rec->fail_value = "7"; /* always transient: walks both tiers, then the DLQ */
+    rec->fail_outcome = BALLAST_OUTCOME_RETRY;
+    start = bt_now_ms();
+    run = bt_runner_start(conf);
+    st.run = run;
+    wait_count(rec, 9);
+    if (!bt_wait_for(dead_lettered, &st, WAIT_MS))
+        fail_msg("the message never reached the DLQ");
+    /* Three attempts (input, tier 1, tier 2) separated by the tier delays. */
+    assert_true(bt_now_ms() - start >= 2200);
+    assert_int_equal(rec->failed, 3);
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(read_dlq(bs, dlq, recs, 4), 1);
+    assert_string_equal(recs[0].value, "7");
+    assert_string_equal(recs[0].orig_topic, topic); /* the first origin kept */
+    assert_string_equal(recs[0].orig_off, "7");
+    assert_string_equal(recs[0].retry_count, "2");
+    for (size_t i = 0; i < rec->count; i++) {
+        stuck += !strcmp(rec->seen[i].value, "7");
+        once++;
+    }
+    assert_int_equal(stuck, 0);
+    assert_int_equal(once, 9);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+static void test_breaker_trips_on_a_failing_handler(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("breaker"), *dlq = bt_unique("breaker-dlq");
+    const char *group = bt_unique("breaker-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    stat_arg_t st = {NULL, 5};
+    ballast_error_t *err;
+    char reason[512];
+    dlq_rec_t recs[16];
+    int64_t committed[1];
+
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, topic, 1, 0, 100, 0);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "dlq.max.consecutive", "5");
+    rec->fail_modulo = 1; /* everything fails: a bad deploy */
+    rec->fail_outcome = BALLAST_OUTCOME_FAIL;
+    run = bt_runner_start(conf);
+    st.run = run;
+    if (!bt_wait_for(dead_lettered, &st, WAIT_MS))
+        fail_msg("nothing was dead-lettered");
+    for (int64_t deadline = bt_now_ms() + 10000;
+         ballast_consumer_healthy(bt_runner_consumer(run), reason, sizeof(reason));) {
+        if (bt_now_ms() > deadline)
+            fail_msg("/healthz did not fail after the breaker tripped");
+        usleep(20 * 1000);
+    }
+    assert_non_null(strstr(reason, "breaker"));
+    err = bt_runner_stop(run);
+    assert_non_null(err);
+    assert_non_null(strstr(ballast_error_message(err), "dlq.max.consecutive"));
+    ballast_error_destroy(err);
+    assert_int_equal(read_dlq(bs, dlq, recs, 16), 5);
+    bt_committed(bs, group, topic, 1, committed);
+    assert_int_equal(committed[0], 5); /* the sixth comes back */
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fails_twice_then_succeeds_leaves_dlq_empty),
+        cmocka_unit_test(test_one_percent_poison_reaches_the_dlq_exactly),
+        cmocka_unit_test(test_retry_tiers_delay_then_dlq),
+        cmocka_unit_test(test_breaker_trips_on_a_failing_handler),
+        cmocka_unit_test(test_backoff_longer_than_max_poll_interval),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
