@@ -146,7 +146,19 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
     /* Reliable defaults first; the user's kafka.* keys may override them
      * (except the managed ones, which conf.c refuses). */
     if (!producer) {
-        b.err = set_prop(b.rkconf, "auto.offset.reset", "earliest");
+        /* librdkafka's prefetch queue follows the in-flight byte limit, so
+         * that memory stays bounded by max.inflight.bytes twice over plus a
+         * fixed overhead; within that, fetch deep (throughput in 2.0.2
+         * depends on queued.min.messages). */
+        char kbytes[32];
+        int64_t kb = bl_conf_int(c->conf, "max.inflight.bytes") / 1024;
+        bl_fmt(kbytes, sizeof(kbytes), "%lld",
+               (long long)(kb < 1024 ? 1024 : kb > 2097151 ? 2097151 : kb));
+        b.err = set_prop(b.rkconf, "queued.max.messages.kbytes", kbytes);
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "queued.min.messages", "1000000");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "auto.offset.reset", "earliest");
         if (!b.err)
             b.err = set_prop(b.rkconf, "enable.auto.offset.store", "false");
         if (!b.err)

@@ -1,0 +1,244 @@
+/*
+ * test_flow_control.c - flow control against the real broker: key-ordered
+ * parallelism beyond the partition count, a handler call longer than
+ * max.poll.interval.ms, backpressure bounds, and a rebalance storm.
+ */
+#include "support.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WAIT_MS 120000
+
+typedef struct count_arg {
+    bt_recorder_t *rec;
+    size_t want;
+} count_arg_t;
+
+static bool reached(void *arg)
+{
+    count_arg_t *a = arg;
+    return bt_recorder_count(a->rec) >= a->want;
+}
+
+static void wait_count(bt_recorder_t *rec, size_t want)
+{
+    count_arg_t a = {rec, want};
+    if (!bt_wait_for(reached, &a, WAIT_MS))
+        fail_msg("handled %zu of %zu before the deadline", bt_recorder_count(rec), want);
+}
+
+/* Values of one key handled in increasing order (first deliveries). */
+static void assert_key_order(const bt_recorder_t *rec, int keys)
+{
+    long *last = malloc((size_t)keys * sizeof(*last));
+    assert_non_null(last);
+    for (int k = 0; k < keys; k++)
+        last[k] = -1;
+    for (size_t i = 0; i < rec->count; i++) {
+        long k = strtol(rec->seen[i].key + 1, NULL, 10), v = strtol(rec->seen[i].value, NULL, 10);
+        assert_true(k >= 0 && k < keys);
+        if (v < last[k])
+            fail_msg("key k%ld: %ld handled after %ld", k, v, last[k]);
+        last[k] = v;
+    }
+    free(last);
+}
+
+/* Seconds to handle @p n messages of 20 ms each with @p workers. */
+static double timed_run(const char *bs, const char *topic, int n, const char *workers)
+{
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, bt_unique("keypar-g"), topic, rec);
+    bt_runner_t *run;
+    int64_t first = 0, start;
+
+    bt_set(conf, "ordering", "key");
+    bt_set(conf, "concurrency", workers);
+    rec->sleep_ms = 20;
+    run = bt_runner_start(conf);
+    /* Time from the first message handled, so the group join is excluded. */
+    while (!bt_recorder_count(rec))
+        usleep(1000);
+    start = first = bt_now_ms();
+    wait_count(rec, (size_t)n);
+    start = bt_now_ms() - first;
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(rec->count, n);
+    assert_key_order(rec, 100);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+    return (double)start / 1000.0;
+}
+
+static void test_key_parallelism_on_one_partition(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("keypar");
+    double serial, parallel;
+
+    bt_create_topic(bs, topic, 1);
+    bt_produce_seq(bs, topic, 1, 0, 400, 100); /* one partition, 100 keys */
+    serial = timed_run(bs, topic, 400, "1");
+    parallel = timed_run(bs, topic, 400, "32");
+    print_message("400 x 20 ms on one partition: concurrency 1 %.2f s, 32 %.2f s "
+                  "(%.1fx)\n", serial, parallel, serial / parallel);
+    assert_true(serial / parallel >= 16.0);
+}
+
+static void test_handler_longer_than_max_poll_interval(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("slowcall");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, bt_unique("slowcall-g"), topic, rec);
+    bt_runner_t *run;
+    ballast_stats_t st;
+
+    bt_create_topic(bs, topic, 1);
+    bt_produce_seq(bs, topic, 1, 0, 2, 0);
+    bt_set(conf, "kafka.max.poll.interval.ms", "6000");
+    rec->sleep_ms = 12500; /* each call lasts twice max.poll.interval.ms */
+    run = bt_runner_start(conf);
+    wait_count(rec, 2);
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(st.rebalances, 1); /* no eviction */
+    assert_int_equal(rec->count, 2);    /* no redelivery */
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+typedef struct sampler {
+    bt_runner_t *run;
+    volatile int stop;
+    uint64_t max_inflight, paused_seen;
+} sampler_t;
+
+static void *sample(void *arg)
+{
+    sampler_t *s = arg;
+    while (!s->stop) {
+        ballast_stats_t st;
+        ballast_consumer_stats(bt_runner_consumer(s->run), &st, sizeof(st));
+        if (st.inflight > s->max_inflight)
+            s->max_inflight = st.inflight;
+        if (st.paused_partitions)
+            s->paused_seen++;
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static void test_backpressure_bounds_inflight(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("bp");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, bt_unique("bp-g"), topic, rec);
+    sampler_t s = {0};
+    pthread_t th;
+
+    bt_create_topic(bs, topic, 2);
+    bt_produce_seq(bs, topic, 2, 0, 3000, 0);
+    bt_set(conf, "max.inflight.messages", "100");
+    rec->sleep_ms = 1;
+    s.run = bt_runner_start(conf);
+    pthread_create(&th, NULL, sample, &s);
+    wait_count(rec, 3000);
+    s.stop = 1;
+    pthread_join(th, NULL);
+    assert_null(bt_runner_stop(s.run));
+    print_message("max.inflight.messages 100: highest in flight %llu, paused in %llu "
+                  "samples\n",
+                  (unsigned long long)s.max_inflight, (unsigned long long)s.paused_seen);
+    assert_true(s.paused_seen > 0);
+    /* One staged chunk may arrive after the pause: a fixed overshoot. */
+    assert_true(s.max_inflight <= 100 + 256 + 500);
+    assert_int_equal(rec->count, 3000);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+/* Members join and leave every few seconds while messages flow. */
+static void test_rebalance_storm_loses_nothing(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("storm");
+    const char *group = bt_unique("storm-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, group, topic, rec);
+    bt_runner_t *members[3] = {0};
+    int64_t hwm[4];
+    char *hit;
+    int total = 0;
+
+    bt_create_topic(bs, topic, 4);
+    bt_set(conf, "ordering", "key");
+    bt_set(conf, "concurrency", "8");
+    bt_set(conf, "kafka.partition.assignment.strategy", "cooperative-sticky");
+    members[0] = bt_runner_start(conf);
+    for (int round = 0; round < 8; round++) {
+        int slot = 1 + round % 2;
+        bt_produce_seq(bs, topic, 0, total, 500, 50);
+        total += 500;
+        if (members[slot])
+            assert_null(bt_runner_stop(members[slot]));
+        members[slot] = round % 4 == 3 ? NULL : bt_runner_start(conf);
+        usleep(1500 * 1000); /* the storm's rhythm, not a wait for a result */
+    }
+    bt_high_watermarks(bs, topic, 4, hwm);
+    {
+        /* Everything eventually handled: every offset at least once. */
+        size_t want = (size_t)total;
+        wait_count(rec, want);
+        for (int64_t deadline = bt_now_ms() + WAIT_MS;;) {
+            bool all = true;
+            pthread_mutex_lock(rec->mtx);
+            for (int p = 0; p < 4 && all; p++) {
+                hit = calloc((size_t)hwm[p] + 1, 1);
+                for (size_t i = 0; i < rec->count; i++)
+                    if (rec->seen[i].partition == p)
+                        hit[rec->seen[i].offset] = 1;
+                for (int64_t o = 0; o < hwm[p]; o++)
+                    all = all && hit[o];
+                free(hit);
+            }
+            pthread_mutex_unlock(rec->mtx);
+            if (all)
+                break;
+            if (bt_now_ms() > deadline)
+                fail_msg("messages lost in the rebalance storm");
+            usleep(100 * 1000);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (members[i])
+            assert_null(bt_runner_stop(members[i]));
+    print_message("rebalance storm: %d messages, %zu deliveries (%zu redelivered "
+                  "from uncommitted work)\n",
+                  total, rec->count, rec->count - (size_t)total);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_parallelism_on_one_partition),
+        cmocka_unit_test(test_backpressure_bounds_inflight),
+        cmocka_unit_test(test_handler_longer_than_max_poll_interval),
+        cmocka_unit_test(test_rebalance_storm_loses_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
