@@ -46,6 +46,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (atomic_load(&c->starting)) {
         pthread_mutex_lock(&c->start_mtx);
         bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
+        c->start_error = err;
         pthread_mutex_unlock(&c->start_mtx);
         return;
     }
@@ -165,8 +166,9 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
             b.err = set_prop(b.rkconf, "enable.partition.eof", "false");
         /* Exactly-once commits offsets inside transactions only, and must
          * not read records of aborted transactions. */
+        /* ballast commits itself (consumer.c commit_due), with metadata. */
         if (!b.err)
-            b.err = set_prop(b.rkconf, "enable.auto.commit", c->eos ? "false" : "true");
+            b.err = set_prop(b.rkconf, "enable.auto.commit", "false");
         if (!b.err)
             b.err = set_prop(b.rkconf, "isolation.level", "read_committed");
     } else {

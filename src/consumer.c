@@ -19,9 +19,10 @@
  * delivery report for each record arrived (delivery reports are served on
  * the poll thread too, by polling the producer).
  *
- * At-least-once: offsets are stored (rd_kafka_offsets_store) only up to the
- * tracker's committable offset, librdkafka's auto-commit commits stored
- * offsets, and explicit synchronous commits happen on revoke and shutdown.
+ * At-least-once: the committable offset of each partition (the lowest one
+ * not finished) is committed every commit interval, asynchronously, with
+ * the offsets finished beyond it in the commit's metadata (donemeta.c), and
+ * synchronously on revoke and shutdown.
  *
  * The poll thread never blocks on a handler: long handlers, retries and
  * backpressure only pause partitions, and polling goes on, so the member is
@@ -112,6 +113,8 @@ bl_part_t *bl_part_find(ballast_consumer_t *c, const char *topic,
 static void part_free(bl_part_t *p)
 {
     bl_tracker_free(&p->tracker);
+    bl_skipset_free(&p->skip);
+    free(p->stored_meta);
     free(p->topic);
     free(p);
 }
@@ -373,27 +376,61 @@ static void serve_producer(ballast_consumer_t *c)
 }
 
 /* Stores the committable offset of every partition that advanced. */
-static void store_offsets(ballast_consumer_t *c)
+/* Adds a partition's committable offset to @p list, with the offsets
+ * finished beyond it as metadata. @returns false when nothing changed
+ * since the last commit (unless @p always). */
+static bool add_commit(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list,
+                       bl_part_t *p, bool always)
+{
+    int64_t next = bl_tracker_committable(&p->tracker);
+    bool truncated = false;
+    char *meta;
+    rd_kafka_topic_partition_t *tp;
+
+    if (next < 0)
+        return false;
+    meta = bl_donemeta_encode(&p->tracker, next, &truncated);
+    if (!always && next == p->stored &&
+        ((!meta && !p->stored_meta) ||
+         (meta && p->stored_meta && !strcmp(meta, p->stored_meta)))) {
+        free(meta);
+        return false;
+    }
+    if (truncated)
+        atomic_fetch_add(&c->stats.metadata_truncated, 1);
+    tp = rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+    tp->offset = next;
+    if (meta) {
+        /* The list frees it; stored_meta keeps a copy to compare with. */
+        tp->metadata = meta;
+        tp->metadata_size = strlen(meta);
+    }
+    free(p->stored_meta);
+    p->stored_meta = meta ? bl_strdup(meta) : NULL;
+    p->stored = next;
+    return true;
+}
+
+/* At-least-once: every commit interval, commits each partition whose
+ * committable offset (or finished-beyond record) changed. Asynchronous:
+ * results arrive in bl_on_commit(). (Explicit commits rather than
+ * librdkafka's auto-commit, because 2.0.2 drops stored metadata.) */
+static void commit_due(ballast_consumer_t *c)
 {
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
+    int64_t now = bl_now_ms();
 
     /* Exactly-once commits offsets in transactions (txn.c) instead. */
-    if (!c->offsets_dirty || c->eos)
+    if (c->eos || !c->offsets_dirty || now < c->next_commit_ms)
         return;
     c->offsets_dirty = false;
+    c->next_commit_ms = now + c->commit_interval_ms;
     list = rd_kafka_topic_partition_list_new(8);
-    for (bl_part_t *p = c->parts; p; p = p->next) {
-        int64_t next = bl_tracker_committable(&p->tracker);
-        if (next > p->stored) {
-            rd_kafka_topic_partition_list_add(list, p->topic, p->partition)
-                ->offset = next;
-            p->stored = next;
-        }
-    }
-    if (list->cnt && (err = rd_kafka_offsets_store(c->rk, list)))
-        bl_log(&c->log, BALLAST_LOG_WARN, "storing offsets failed: %s",
-               rd_kafka_err2str(err));
+    for (bl_part_t *p = c->parts; p; p = p->next)
+        add_commit(c, list, p, false);
+    if (list->cnt && (err = rd_kafka_commit(c->rk, list, 1)))
+        bl_log(&c->log, BALLAST_LOG_WARN, "commit failed: %s", rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -561,6 +598,15 @@ static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
     m->part = p;
     p->last_ts = m->timestamp;
     atomic_init(&m->pending_emits, 1);
+    if (p->skip.bits && bl_skipset_has(&p->skip, m->offset)) {
+        /* Finished before a restart (commit metadata): done already. */
+        bl_tracker_done(&p->tracker, m->seq);
+        c->offsets_dirty = true;
+        atomic_fetch_add(&c->stats.skipped_done, 1);
+        bl_message_clear(m);
+        free(m);
+        return;
+    }
     p->inflight++;
     c->inflight++;
     c->inflight_bytes += m->bytes;
@@ -604,9 +650,15 @@ static void load_committed(ballast_consumer_t *c,
 
     if (!rd_kafka_committed(c->rk, copy, 5000)) {
         for (int i = 0; i < copy->cnt; i++) {
-            bl_part_t *p = bl_part_find(c, copy->elems[i].topic, copy->elems[i].partition);
-            if (p && copy->elems[i].offset >= 0)
-                p->committed = copy->elems[i].offset;
+            rd_kafka_topic_partition_t *tp = &copy->elems[i];
+            bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
+            if (!p || tp->offset < 0)
+                continue;
+            p->committed = tp->offset;
+            /* At-least-once: what finished beyond the committed offset
+             * before a restart is not handled again. */
+            if (!c->eos && !c->txn_ops && tp->metadata)
+                bl_donemeta_decode(tp->metadata, tp->metadata_size, tp->offset, &p->skip);
         }
     }
     rd_kafka_topic_partition_list_destroy(copy);
@@ -721,14 +773,9 @@ static void commit_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n)
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
     rd_kafka_resp_err_t err;
 
-    for (size_t i = 0; i < n; i++) {
-        bl_part_t *p = parts[i];
-        int64_t next;
-        if (!p || (next = bl_tracker_committable(&p->tracker)) < 0)
-            continue;
-        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
-        p->stored = next;
-    }
+    for (size_t i = 0; i < n; i++)
+        if (parts[i])
+            add_commit(c, list, parts[i], true);
     if (list->cnt) {
         /* Counted in bl_on_commit(), which librdkafka calls for every commit. */
         err = rd_kafka_commit(c->rk, list, 0);
@@ -828,6 +875,32 @@ void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* Serves librdkafka's error events while starting (nothing is subscribed
+ * yet, so no message can arrive) and turns the ones no retry can fix -- the
+ * broker refused our credentials or certificate -- into a configuration
+ * error at once, instead of waiting out startup.timeout.ms. */
+static ballast_error_t *start_refused(ballast_consumer_t *c)
+{
+    rd_kafka_message_t *rkm;
+    ballast_error_t *err = NULL;
+
+    while ((rkm = rd_kafka_consumer_poll(c->rk, 0)))
+        rd_kafka_message_destroy(rkm);
+    pthread_mutex_lock(&c->start_mtx);
+    if (c->start_error == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+        c->start_error == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED)
+        err = bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                           "kafka.sasl.*: the broker refused authentication: %s",
+                           c->start_reason);
+    else if (c->start_error == RD_KAFKA_RESP_ERR__SSL)
+        err = bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                           "kafka.ssl.*: TLS with the broker failed (certificate or "
+                           "protocol): %s",
+                           c->start_reason);
+    pthread_mutex_unlock(&c->start_mtx);
+    return err;
+}
+
 /* Waits for the cluster's metadata and checks that every input topic (and
  * the output and dead-letter topics) exists. */
 static ballast_error_t *check_cluster(ballast_consumer_t *c,
@@ -842,10 +915,13 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
 
     for (;;) {
         int64_t left = deadline - bl_now_ms();
+        ballast_error_t *refused;
         err = rd_kafka_metadata(c->rk, 1, NULL, &md,
                                 (int)(left < 100 ? 100 : left > 2000 ? 2000 : left));
         if (!err || bl_now_ms() >= deadline)
             break;
+        if ((refused = start_refused(c)))
+            return refused;
         if (err != RD_KAFKA_RESP_ERR__TRANSPORT &&
             err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
             err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
@@ -956,6 +1032,10 @@ static void read_settings(ballast_consumer_t *c)
     c->max_inflight_bytes = (uint64_t)bl_conf_int(c->conf, "max.inflight.bytes");
     c->shutdown_timeout_ms = bl_conf_int(c->conf, "shutdown.timeout.ms");
     c->handler_timeout_ms = bl_conf_int(c->conf, "handler.timeout.ms");
+    c->commit_interval_ms = 5000;
+    if (*bl_conf_str(c->conf, "kafka.auto.commit.interval.ms"))
+        c->commit_interval_ms =
+            strtoll(bl_conf_str(c->conf, "kafka.auto.commit.interval.ms"), NULL, 10);
     c->max_poll_interval_ms = 300000;
     if (*bl_conf_str(c->conf, "kafka.max.poll.interval.ms"))
         c->max_poll_interval_ms = strtoll(bl_conf_str(c->conf, "kafka.max.poll.interval.ms"),
@@ -1105,7 +1185,7 @@ static void settle(ballast_consumer_t *c)
 {
     handle_completions(c);
     serve_producer(c);
-    store_offsets(c);
+    commit_due(c);
     if (c->eos)
         bl_txn_tick(c);
 }
@@ -1259,6 +1339,8 @@ void ballast_consumer_stats(const ballast_consumer_t *c, ballast_stats_t *stats,
     s.inflight = atomic_load(&c->inflight_pub);
     s.inflight_bytes = atomic_load(&c->inflight_bytes_pub);
     s.paused_partitions = atomic_load(&c->stats.paused_partitions);
+    s.skipped_done = atomic_load(&c->stats.skipped_done);
+    s.metadata_truncated = atomic_load(&c->stats.metadata_truncated);
     memcpy(stats, &s, size < sizeof(s) ? size : sizeof(s));
 }
 

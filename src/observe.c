@@ -148,6 +148,14 @@ char *bl_render_metrics(const bl_view_t *v)
             s->commit_errors);
     counter(fp, "ballast_rebalances_total", "Partition assignment changes.",
             s->rebalances);
+    counter(fp, "ballast_redeliveries_skipped_total",
+            "Redelivered messages not handled again: finished before a restart, "
+            "as recorded in the commit metadata.",
+            s->skipped_done);
+    counter(fp, "ballast_offset_metadata_truncated_total",
+            "Commits whose record of offsets finished out of order did not fit "
+            "(those are redone after a restart).",
+            s->metadata_truncated);
     gauge(fp, "ballast_inflight_messages", "Messages received and not finished.",
           (double)s->inflight);
     gauge(fp, "ballast_inflight_bytes", "Key+value bytes received and not finished.",

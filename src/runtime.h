@@ -21,6 +21,7 @@
 #include "observe.h"
 #include "producer.h"
 #include "tiers.h"
+#include "donemeta.h"
 #include "tracker.h"
 
 #include <pthread.h>
@@ -53,6 +54,8 @@ typedef struct bl_part {
     bl_queue_t held;      /* exactly-once: finished messages whose records
                              wait until every earlier offset finished */
     int64_t tier_wait_until; /* retry tier: paused until this epoch ms */
+    bl_skipset_t skip;    /* finished before a restart (commit metadata) */
+    char *stored_meta;    /* the metadata of the last commit sent */
     int64_t last_ts;      /* timestamp of the last message received */
     struct bl_part *next;
 } bl_part_t;
@@ -101,6 +104,7 @@ struct ballast_consumer_s {
     uint64_t max_inflight_bytes;
     int64_t shutdown_timeout_ms;
     int64_t handler_timeout_ms;
+    int64_t commit_interval_ms, next_commit_ms; /* at-least-once commits */
     bl_tiers_t tiers;     /* retry.topics */
     bool draining;        /* poll thread: shutting down, every partition paused */
 
@@ -149,6 +153,7 @@ struct ballast_consumer_s {
     atomic_bool starting;
     pthread_mutex_t start_mtx;
     char start_reason[256];
+    int start_error; /* the librdkafka error code behind start_reason */
 
     /* Completion list: workers append, the poll thread takes. */
     pthread_mutex_t done_mtx;
@@ -165,7 +170,7 @@ struct ballast_consumer_s {
     struct {
         atomic_uint_fast64_t consumed, processed_ok, retried, failed,
             dead_lettered, emitted, commits, commit_errors, rebalances,
-            paused_partitions;
+            paused_partitions, skipped_done, metadata_truncated;
     } stats;
     atomic_uint_fast64_t inflight_pub, inflight_bytes_pub;
 };

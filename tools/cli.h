@@ -25,6 +25,8 @@ int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_lag(int argc, char **argv);
+/** `ballast dlq inspect|replay` (argv[0] is "dlq"). */
+int cmd_dlq(int argc, char **argv);
 int cmd_config_reference(int argc, char **argv);
 
 #endif

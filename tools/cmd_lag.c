@@ -415,6 +415,23 @@ static void silent_log(const rd_kafka_t *rk, int level, const char *fac,
     (void)buf;
 }
 
+/* The last error librdkafka reported on a client: used to tell a broker
+ * that refused our credentials or certificate from one that is down. */
+typedef struct client_error {
+    rd_kafka_resp_err_t code;
+    char reason[256];
+} client_error_t;
+
+static void note_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    client_error_t *e = opaque;
+    (void)rk;
+    e->code = (rd_kafka_resp_err_t)err;
+    snprintf(e->reason, sizeof(e->reason), "%s", reason);
+}
+
+static client_error_t last_client_error;
+
 /* A fresh client with the user's -X properties. @p probe: tuned to fetch
  * one message per partition. @returns NULL with a reason on failure. */
 static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
@@ -455,6 +472,9 @@ static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
      * own retries would otherwise fill stderr (unless -X debug asks). */
     if (!debug)
         rd_kafka_conf_set_log_cb(conf, silent_log);
+    memset(&last_client_error, 0, sizeof(last_client_error));
+    rd_kafka_conf_set_opaque(conf, &last_client_error);
+    rd_kafka_conf_set_error_cb(conf, note_error);
     if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
         return rk;
 fail:
@@ -779,6 +799,18 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
         return EX_CONFIG;
     /* A broker-only metadata request first: the clearest unreachability test. */
     if ((err = rd_kafka_metadata(rk, 0, NULL, &md, o->timeout_ms))) {
+        rd_kafka_poll(rk, 0); /* serves the error callback */
+        if (last_client_error.code == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+            last_client_error.code == RD_KAFKA_RESP_ERR__SSL) {
+            snprintf(errbuf, errsize, "the broker at %s refused the connection's %s: %s",
+                     o->bootstrap,
+                     last_client_error.code == RD_KAFKA_RESP_ERR__SSL
+                         ? "TLS (check -X ssl.*)"
+                         : "authentication (check -X sasl.*)",
+                     last_client_error.reason);
+            rc = EX_CONFIG;
+            goto out;
+        }
         snprintf(errbuf, errsize, "cannot reach the broker at %s: %s", o->bootstrap,
                  rd_kafka_err2str(err));
         rc = EX_UNAVAILABLE;

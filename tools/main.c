@@ -23,6 +23,11 @@ static const char usage[] =
     "                                  broker, with a summary\n"
     "  lag -b BOOTSTRAP -g GROUP       a group's offset and time lag with a status\n"
     "                                  per partition; never joins the group\n"
+    "  dlq inspect -b BOOTSTRAP -t DLQ_TOPIC\n"
+    "                                  list a dead-letter topic, errors by count\n"
+    "  dlq replay -b BOOTSTRAP --from DLQ_TOPIC [--to TOPIC] [--where EXPR]...\n"
+    "                                  send dead-lettered records back (filters,\n"
+    "                                  --rate, --dry-run, x-replay-count)\n"
     "  config-reference                print the configuration reference (Markdown)\n"
     "  --help, --version\n"
     "\n"
@@ -77,6 +82,7 @@ int main(int argc, char **argv)
                 {"check", cmd_check},
                 {"demo", cmd_demo},
                 {"lag", cmd_lag},
+                {"dlq", cmd_dlq},
                 {"config-reference", cmd_config_reference}};
 
     if (argc < 2) {

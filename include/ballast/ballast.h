@@ -357,6 +357,11 @@ typedef struct ballast_stats {
     uint64_t inflight;      /**< messages received and not yet finished */
     uint64_t inflight_bytes;
     uint64_t paused_partitions;
+    uint64_t skipped_done;       /**< redelivered messages not handled again:
+                                      finished before a restart, as recorded
+                                      in the commit's metadata */
+    uint64_t metadata_truncated; /**< commits whose finished-offset record
+                                      did not fit (those offsets are redone) */
 } ballast_stats_t;
 
 /**

@@ -232,6 +232,64 @@ static void test_rebalance_storm_loses_nothing(void **state)
     bt_recorder_free(rec);
 }
 
+/* Out-of-order completion, then a stop that cannot wait: the offsets that
+ * finished beyond the committed one are recorded in the commit metadata
+ * and not handled again after the restart. */
+static void test_restart_skips_offsets_finished_out_of_order(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("ooo"), *group = bt_unique("ooo-g");
+    bt_recorder_t *r1 = bt_recorder_new(), *r2 = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, group, topic, r1);
+    bt_runner_t *run;
+    ballast_stats_t st;
+    int64_t committed[1];
+    char seen1[100] = {0}, seen2[100] = {0};
+
+    bt_create_topic(bs, topic, 1);
+    bt_produce_seq(bs, topic, 1, 0, 100, 0);
+    bt_set(conf, "ordering", "none");
+    bt_set(conf, "concurrency", "8");
+    bt_set(conf, "shutdown.timeout.ms", "0");
+    r1->slow_value = "0"; /* offset 0 takes 3 s: everything else finishes first */
+    r1->slow_ms = 3000;
+    run = bt_runner_start(conf);
+    wait_count(r1, 60);
+    assert_null(bt_runner_stop(run));
+    bt_committed(bs, group, topic, 1, committed);
+    assert_int_equal(committed[0], 0); /* offset 0 was not finished */
+    for (size_t i = 0; i < r1->count; i++)
+        seen1[r1->seen[i].offset] = 1;
+
+    ballast_conf_set_handler(conf, &bt_recording_handler, r2);
+    run = bt_runner_start(conf);
+    {
+        /* Everything not finished in the first run is handled now. */
+        size_t left = 0;
+        for (int o = 0; o < 100; o++)
+            left += !seen1[o] || o == 0;
+        wait_count(r2, left);
+    }
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    assert_null(bt_runner_stop(run));
+    for (size_t i = 0; i < r2->count; i++)
+        seen2[r2->seen[i].offset] = 1;
+    print_message("restart after out-of-order completion: %zu handled before, %zu after, "
+                  "%llu skipped as already finished\n",
+                  r1->count, r2->count, (unsigned long long)st.skipped_done);
+    assert_true(st.skipped_done > 0);
+    for (int o = 0; o < 100; o++) {
+        assert_true(seen1[o] || seen2[o]); /* nothing lost */
+        if (o > 0 && seen1[o] && seen2[o])
+            fail_msg("offset %d finished before the restart and was redone", o);
+    }
+    ballast_conf_destroy(conf);
+    bt_recorder_free(r1);
+    bt_recorder_free(r2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_backpressure_bounds_inflight),
         cmocka_unit_test(test_handler_longer_than_max_poll_interval),
         cmocka_unit_test(test_rebalance_storm_loses_nothing),
+        cmocka_unit_test(test_restart_skips_offsets_finished_out_of_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

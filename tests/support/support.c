@@ -487,7 +487,9 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
     copy_text(seen.key, sizeof(seen.key), key, klen);
     copy_text(seen.value, sizeof(seen.value), value, vlen);
     seen.attempt = ballast_message_attempt(msg);
-    if (r->sleep_ms)
+    if (r->slow_value && !strcmp(seen.value, r->slow_value))
+        usleep((useconds_t)r->slow_ms * 1000);
+    else if (r->sleep_ms)
         usleep((useconds_t)r->sleep_ms * 1000);
     pthread_mutex_lock(r->mtx);
     if ((r->fail_modulo && strtol(seen.value, NULL, 10) % r->fail_modulo == 0) ||

@@ -121,6 +121,8 @@ typedef struct bt_recorder {
     /* Also fail (with fail_outcome) every value divisible by fail_modulo. */
     long fail_modulo;
     int sleep_ms; /* per message */
+    const char *slow_value; /* this value sleeps slow_ms instead */
+    int slow_ms;
 } bt_recorder_t;
 
 bt_recorder_t *bt_recorder_new(void);
