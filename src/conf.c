@@ -105,11 +105,17 @@ static const prop_t props[] = {
     {"ordering", T_ENUM, "partition", 0, 0, "partition|key|none", 0,
      "Order kept while handling: per partition, per key, or none."},
     {"concurrency", T_INT, "1", 1, 1024, NULL, 0, "Handler workers."},
-    {"max.inflight.messages", T_INT, "10000", 1, BIG, NULL, 0,
-     "Messages received and not yet finished before partitions are paused."},
+    {"max.inflight.messages", T_INT, "100000", 1, BIG, NULL, 0,
+     "Messages received and not yet finished at which ballast stops fetching "
+     "(first by not polling, then, if the backlog lasts a quarter of "
+     "max.poll.interval.ms, by pausing partitions); resumes at half. A low "
+     "value caps throughput: each message costs a hand-over to a worker and "
+     "back."},
     {"max.inflight.bytes", T_INT, "67108864", 1024, BIG, NULL, 0,
-     "Key+value bytes received and not yet finished before partitions are "
-     "paused."},
+     "Key+value bytes received and not yet finished at which ballast stops "
+     "fetching, as for max.inflight.messages. librdkafka's prefetch queue is "
+     "sized to the same number of bytes, so memory stays within about twice "
+     "this plus a fixed overhead, whatever the backlog."},
     {"metrics.listen", T_STR, "", 0, 0, NULL, 0,
      "host:port of the HTTP endpoint (/metrics, /healthz, ...); empty "
      "disables it."},

@@ -30,8 +30,9 @@
 
 #define STAGE_CHUNK 256      /* messages polled before handing them over */
 #define WORKER_TAKE_MAX 256  /* messages a worker takes per lock in message mode */
-#define POLL_IDLE_MS 100
+#define POLL_IDLE_MS 20      /* also the stop latency when idle */
 #define POLL_BUSY_MS 10
+#define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
 
 typedef struct ballast_message_s bl_msg_t;
 
@@ -50,6 +51,7 @@ typedef struct bl_part {
     bool paused;          /* paused by ballast (only those are resumed) */
     bool orphan;          /* no longer assigned: freed when inflight is 0 */
     int worker;           /* the worker for ordering = partition */
+    const rd_kafka_topic_t *rkt; /* its topic handle, for a pointer compare */
     int64_t committed;    /* last offset the broker confirmed, -1: none */
     bl_queue_t held;      /* exactly-once: finished messages whose records
                              wait until every earlier offset finished */
@@ -147,6 +149,13 @@ struct ballast_consumer_s {
     size_t inflight, staged;
     uint64_t inflight_bytes;
     bool backpressured, offsets_dirty, ran;
+    int64_t over_since;   /* when the in-flight limit was first reached */
+    int64_t soft_limit_ms; /* how long to hold back before pausing */
+    bool paused_breaker;  /* the breaker state sync_pause() last applied */
+    bool paused_bp;       /* the backpressure state sync_pause() last applied */
+    size_t tier_waiting;  /* partitions waiting for a retry tier's due time */
+    bl_msg_t *free_msgs;  /* reusable message structs (poll thread) */
+    size_t free_count;
 
     /* While starting, librdkafka's complaints are summed up by the start-up
      * error instead of being logged one by one. */

@@ -356,11 +356,28 @@ const char *bt_tmpdir(void)
     return buf;
 }
 
+/* Every child started, so that a failing test (which leaves through a
+ * longjmp) does not leave a `ballast run` behind when the suite ends. */
+static pid_t spawned[256];
+static size_t nspawned;
+
+static void kill_spawned(void)
+{
+    for (size_t i = 0; i < nspawned; i++)
+        if (spawned[i] > 0 && kill(spawned[i], SIGKILL) == 0)
+            waitpid(spawned[i], NULL, 0);
+}
+
 pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
 {
-    pid_t pid = fork();
+    pid_t pid;
 
+    if (!nspawned)
+        atexit(kill_spawned);
+    pid = fork();
     assert_true(pid >= 0);
+    if (pid > 0 && nspawned < sizeof(spawned) / sizeof(spawned[0]))
+        spawned[nspawned++] = pid;
     if (pid == 0) {
         if (stderr_path) {
             int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -387,8 +404,12 @@ int bt_wait(pid_t pid, int timeout_ms)
 
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
+        if (r == pid) {
+            for (size_t i = 0; i < nspawned; i++)
+                if (spawned[i] == pid)
+                    spawned[i] = 0; /* reaped: never signal a reused pid */
             break;
+        }
         if (bt_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
