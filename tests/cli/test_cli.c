@@ -188,7 +188,7 @@ static void test_sigterm_drains_commits_and_exits_0(void **state)
     recs = bt_consume_all(bs, out, 2000, 60000, &n);
     bt_records_free(recs, n);
     assert_int_equal(n, 2000);
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 60000), 0);
     bt_high_watermarks(bs, in, 2, hwm);
     bt_committed(bs, group, in, 2, committed);

@@ -995,7 +995,7 @@ static void test_round_trip(void **state)
     captured_free(&c);
 
     /* 5. The fix is deployed: the same group, a handler that succeeds. */
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 30000), 0);
     snprintf(conf, sizeof(conf),
              "kafka.bootstrap.servers = %s\nkafka.group.id = %s\ntopics = %s\n"
@@ -1010,7 +1010,7 @@ static void test_round_trip(void **state)
     assert_non_null(strstr(c.out, "matched 2, sent 2"));
     captured_free(&c);
     wait_watermark(out, 1, 2);
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 30000), 0);
 
     /* Processed once each: exactly the two poison records, nothing else

@@ -301,7 +301,7 @@ static void stop_daemon(daemon_t *d)
 {
     if (d->pid <= 0)
         return;
-    kill(d->pid, SIGTERM);
+    bt_term(d->pid);
     assert_int_equal(bt_wait(d->pid, 60000), 0);
     d->pid = 0;
 }
@@ -610,7 +610,7 @@ static void test_lag_serves_prometheus(void **state)
                                  dut.topic, p) == 0.0);
     }
     json_decref(m.samples);
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 15000), 0);
 }
 

@@ -233,7 +233,7 @@ static void test_watch_statuses_and_on_change(void **state)
                 fail_msg("ballast lag --watch made fewer than 4 evaluations");
             usleep(50 * 1000);
         }
-        kill(pid, SIGTERM);
+        bt_term(pid);
         assert_int_equal(bt_wait(pid, 15000), 0); /* a clean stop */
         c.out = bt_read_file(out_path);
         c.err = bt_read_file(err_path);
@@ -385,7 +385,7 @@ static void test_never_joins_the_group(void **state)
     bt_produce_seq(bt_bootstrap(), topic, 2, 20, 10, 0);
     arg.want = 30;
     assert_true(bt_wait_for(consumed_all, &arg, 60000));
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 15000), 0);
     {
         char *out = bt_read_file(out_path);

@@ -10,7 +10,9 @@
  *  - the redacted dump of handler.postgres.dsn hides the password: libpq
  *    parses the redacted DSN to the same options as the original, except
  *    password/sslpassword, which read "[redacted]" (differential against
- *    libpq's own conninfo parser, the one the postgres handler uses).
+ *    libpq's own conninfo parser, the one the postgres handler uses); the
+ *    other options are compared only when nothing but passwords was
+ *    redacted (redacting too much is harmless).
  * ${VAR} expansion calls getenv(); the variables set below give the seeds
  * something to expand.
  */
@@ -18,6 +20,7 @@
 
 #include "fuzz_common.h"
 
+#include <ctype.h>
 #include <libpq-fe.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -30,6 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     setenv("BALLAST_FUZZ_HOST", "broker.example:9092", 1);
     setenv("BALLAST_FUZZ_EMPTY", "", 1);
     setenv("BALLAST_FUZZ_SECRET", "pa$$word ${NOT_EXPANDED} \\", 1);
+    unsetenv("BALLAST_FUZZ_NEVER_SET");
     return 0;
 }
 
@@ -83,6 +87,30 @@ static void dump_expect_equal(const dump_t *a, const dump_t *b, const char *what
                    what, a->kv[i], b->kv[i]);
 }
 
+/* Appends [p, p+n) with `$` doubled (a literal dollar). */
+static void put_escaped(char *out, size_t *len, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '$')
+            out[(*len)++] = '$';
+        out[(*len)++] = p[i];
+    }
+}
+
+/* Appends blanks the parser would trim, as the default of an unset variable. */
+static void put_blanks(char *out, size_t *len, const char *p, size_t n)
+{
+    static const char open[] = "${BALLAST_FUZZ_NEVER_SET:-";
+
+    if (!n)
+        return;
+    memcpy(out + *len, open, sizeof(open) - 1);
+    *len += sizeof(open) - 1;
+    memcpy(out + *len, p, n);
+    *len += n;
+    out[(*len)++] = '}';
+}
+
 /* The dump as a properties text that should load back to the same dump. */
 static char *serialize(const dump_t *d, size_t *lenp)
 {
@@ -90,25 +118,29 @@ static char *serialize(const dump_t *d, size_t *lenp)
     char *out;
 
     for (size_t i = 0; i < d->n * 2; i++)
-        cap += strlen(d->kv[i]) * 2 + 8;
+        cap += strlen(d->kv[i]) * 2 + 80;
     if (!(out = malloc(cap)))
         abort();
     for (size_t i = 0; i < d->n; i++) {
         const char *k = d->kv[i * 2], *v = d->kv[i * 2 + 1];
-        size_t vlen = strlen(v);
+        size_t vlen = strlen(v), lead = 0, trail = 0;
 
         memcpy(out + len, k, strlen(k));
         len += strlen(k);
         memcpy(out + len, " = ", 3);
         len += 3;
-        for (const char *p = v; *p; p++) {
-            if (*p == '$')
-                out[len++] = '$'; /* $$ is a literal dollar */
-            out[len++] = *p;
-        }
+        /* A value can start or end with blanks (from ${VAR:- }); written
+         * plainly they would be trimmed. */
+        while (lead < vlen && isspace((unsigned char)v[lead]))
+            lead++;
+        while (trail < vlen - lead && isspace((unsigned char)v[vlen - 1 - trail]))
+            trail++;
+        put_blanks(out, &len, v, lead);
+        put_escaped(out, &len, v + lead, vlen - lead - trail);
+        put_blanks(out, &len, v + vlen - trail, trail);
         /* A trailing backslash would continue the line; a blank after it
          * is trimmed away again. */
-        if (vlen && v[vlen - 1] == '\\')
+        if (vlen && !trail && v[vlen - 1] == '\\')
             out[len++] = ' ';
         out[len++] = '\n';
     }
@@ -124,10 +156,40 @@ static bool is_password_option(const char *kw)
     return !strcmp(kw, "password") || !strcmp(kw, "sslpassword");
 }
 
+static long count_of(const char *hay, const char *needle)
+{
+    long n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* The DSN shapes of the known findings (tests/unit/test_fuzz_regressions.c):
+ * a URI whose user info (up to the first '@' before any '/', as libpq reads
+ * it) holds '?' or '#'; a URI with '%' (libpq decodes query keys); a
+ * keyword/value string with a backslash (libpq's escape in values). */
+static bool known_dsn_issue(const char *dsn)
+{
+    const char *auth = strstr(dsn, "://");
+
+    if (strncmp(dsn, "postgresql://", 13) && strncmp(dsn, "postgres://", 11))
+        return strchr(dsn, '\\') != NULL;
+    auth += 3;
+    if (strchr(auth, '%'))
+        return true;
+    for (const char *p = auth; *p && *p != '/'; p++) {
+        if (*p == '@')
+            return strcspn(auth, "?#") < (size_t)(p - auth);
+    }
+    return false;
+}
+
 static void check_dsn_redaction(const char *dsn, const char *redacted)
 {
     PQconninfoOption *orig, *red;
     char *errmsg = NULL;
+    long passwords = 0;
+    bool over;
 
     FUZZ_CHECK(redacted != NULL, "handler.postgres.dsn missing from the redacted dump");
     if (strlen(redacted) >= 2000)
@@ -138,10 +200,35 @@ static void check_dsn_redaction(const char *dsn, const char *redacted)
         !strchr(dsn, '=')) {
         return;
     }
+    if (fuzz_ignore_known() && known_dsn_issue(dsn))
+        return;
     orig = PQconninfoParse(dsn, &errmsg);
     if (!orig) {
         PQfreemem(errmsg);
         return; /* libpq refuses it: no password to leak */
+    }
+    for (size_t i = 0; orig[i].keyword; i++)
+        if (is_password_option(orig[i].keyword) && orig[i].val && *orig[i].val)
+            passwords++;
+    /* "password" where libpq sees none (in a URI's host or port, a
+     * repeated or empty one...): ballast may redact more than the password,
+     * which is harmless but can change what libpq reads from the rest. Then
+     * only check that no password is still there. */
+    over = strncmp(dsn, "postgres", 8) ? count_of(dsn, "password") > passwords
+                                       : count_of(dsn, "password") > 0;
+    if (over) {
+        for (size_t i = 0; orig[i].keyword; i++) {
+            const char *a = orig[i].val;
+            /* Only a password that occurs once, and that the marker
+             * cannot spell (as "ct" or "d]" would), is telling. */
+            if (is_password_option(orig[i].keyword) && a && *a &&
+                count_of(dsn, a) == 1 && !strpbrk(a, "[]") &&
+                !strstr("[redacted]", a))
+                FUZZ_CHECK(!strstr(redacted, a), "%s \"%s\" not redacted: [%s] -> [%s]",
+                           orig[i].keyword, a, dsn, redacted);
+        }
+        PQconninfoFree(orig);
+        return;
     }
     red = PQconninfoParse(redacted, &errmsg);
     FUZZ_CHECK(red != NULL,

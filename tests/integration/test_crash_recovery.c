@@ -150,7 +150,7 @@ static void test_kill9_twice_then_restart(void **state)
     db_arg_t all = {db_path, TOTAL, true};
     if (!bt_wait_for(rows_reached, &all, 180000))
         fail_msg("only %ld distinct rows after restart", count_rows(db_path, true));
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 60000), 0);
 
     bt_high_watermarks(bs, topic, PARTS, hwm);

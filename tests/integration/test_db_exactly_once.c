@@ -122,7 +122,7 @@ static void test_postgres_exactly_once_through_kills_and_db_restart(void **state
     progress.want = TOTAL;
     if (!bt_wait_for(rows_reached, &progress, 180000))
         fail_msg("not all rows after the database restart: %s", bt_read_file(errp));
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 60000), 0);
 
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);

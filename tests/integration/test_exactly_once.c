@@ -131,7 +131,7 @@ static void test_copy_exactly_once_through_kills_and_restarts(void **state)
         pid = bt_spawn_ballast(argv, errp);
         if (!bt_wait_for(output_reached, &p, 120000))
             fail_msg("no progress before SIGTERM: %s", bt_read_file(errp));
-        kill(pid, SIGTERM);
+        bt_term(pid);
         assert_int_equal(bt_wait(pid, 60000), 0);
     }
     /* The rest, then a clean stop once the input is fully committed. */
@@ -152,7 +152,7 @@ static void test_copy_exactly_once_through_kills_and_restarts(void **state)
             usleep(200 * 1000);
         }
     }
-    kill(pid, SIGTERM);
+    bt_term(pid);
     assert_int_equal(bt_wait(pid, 60000), 0);
     verify_output(bs, out);
 }
@@ -203,12 +203,12 @@ static void test_copy_exactly_once_across_broker_hard_restart(void **state)
                      log_tail(errp));
         usleep(200 * 1000);
     }
-    kill(pid, SIGTERM);
+    bt_term(pid);
     /* The first instance may have died of an unrecoverable broker error;
      * then a restart must finish the job without duplicates. */
     if (bt_wait(pid, 60000) != 0) {
         pid = bt_spawn_ballast(argv, errp);
-        kill(pid, SIGTERM);
+        bt_term(pid);
         assert_int_equal(bt_wait(pid, 60000), 0);
     }
     verify_output(bs, out);
@@ -278,7 +278,7 @@ static void test_same_transactional_id_fences_the_older_instance(void **state)
                      bt_read_file(err_b), bt_read_file(err_a));
         usleep(200 * 1000);
     }
-    kill(b, SIGTERM);
+    bt_term(b);
     assert_int_equal(bt_wait(b, 60000), 0);
     {
         size_t n;

@@ -247,7 +247,7 @@ static char *daemon_stop(daemon_t *d)
     char *log;
     int rc;
 
-    kill(d->pid, SIGTERM);
+    bt_term(d->pid);
     rc = bt_wait(d->pid, 60000);
     d->pid = 0;
     log = bt_read_file(d->err_path);

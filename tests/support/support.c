@@ -397,6 +397,32 @@ pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
     return pid;
 }
 
+/* True when /proc says @p pid has a handler for SIGTERM. */
+static bool handles_sigterm(pid_t pid)
+{
+    char path[64], line[256];
+    bool yes = false;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (!(fp = fopen(path, "r")))
+        return false;
+    while (fgets(line, sizeof(line), fp))
+        if (!strncmp(line, "SigCgt:", 7))
+            yes = (strtoull(line + 7, NULL, 16) >> (SIGTERM - 1)) & 1;
+    fclose(fp);
+    return yes;
+}
+
+void bt_term(pid_t pid)
+{
+    int64_t deadline = bt_now_ms() + 10000;
+
+    while (!handles_sigterm(pid) && bt_now_ms() < deadline)
+        usleep(5 * 1000);
+    kill(pid, SIGTERM);
+}
+
 int bt_wait(pid_t pid, int timeout_ms)
 {
     int64_t deadline = bt_now_ms() + timeout_ms;

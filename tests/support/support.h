@@ -81,6 +81,10 @@ const char *bt_tmpdir(void);
 /** Starts `ballast` with @p argv (argv[0] is ignored) and stderr captured
  *  to @p stderr_path (NULL: inherited). */
 pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path);
+/** Sends SIGTERM once the process handles it (its handler is installed at
+ *  the start of `ballast run`; before that, SIGTERM would simply kill it),
+ *  so that a test's stop is always the graceful one. */
+void bt_term(pid_t pid);
 /** Waits up to @p timeout_ms for @p pid; @returns its exit code, 128+signal
  *  when killed, or -1 on timeout (the process is then killed). */
 int bt_wait(pid_t pid, int timeout_ms);

@@ -1,0 +1,1 @@
+INSERT INTO events VALUES (:topic, :PARTITION, :Offset, :key, :value, :timestamp, :header.x-trace-id, :header.a.b_c, :header.x-trace-id)

@@ -1,0 +1,2 @@
+SELECT a:value, b:header.h--comment
+, x

@@ -1,0 +1,1 @@
+INSERT INTO payments (idempotency_key, customer_id, amount) VALUES (json_extract(:value, '$.idempotencyKey'), json_extract(:value, '$.customerId'), json_extract(:value, '$.amount')) ON CONFLICT (idempotency_key) DO NOTHING

@@ -1,0 +1,1 @@
+SELECT $$ :value $$, $tag$ it's :key $tag$, E'it\'s :x', e'\\', a$b, :key

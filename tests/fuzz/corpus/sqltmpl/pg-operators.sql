@@ -1,0 +1,1 @@
+UPDATE t SET v = :value WHERE k = :key AND data ? 'x' AND j ?| array['a'] AND a::text = 'x'

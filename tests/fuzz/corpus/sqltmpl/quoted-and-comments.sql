@@ -1,0 +1,3 @@
+SELECT ':value', ":key", [:topic], `:offset`, 'it''s :x' -- :comment
+, /* :block /* nested */ :still */ :value;  -- trailing
+;

@@ -1,0 +1,1 @@
+INSERT INTO inventory (sku, qty, doc, updated_offset) VALUES (:key, (:value::jsonb ->> 'qty')::integer, :value::jsonb, :offset) ON CONFLICT (sku) DO UPDATE SET qty = EXCLUDED.qty, doc = EXCLUDED.doc, updated_offset = EXCLUDED.updated_offset;
