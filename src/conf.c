@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -649,108 +650,54 @@ static bool kafka_secret(const char *name)
            !strcmp(name, "ssl.key.pem") || !strcmp(name, "ssl_key");
 }
 
-static bool is_password_key(const char *k, size_t n)
+/* Appends @p text to out, quoted for a libpq keyword/value string when it
+ * needs to be. */
+static void put_dsn_value(char *out, size_t size, size_t *len, const char *text)
 {
-    return (n == 8 && !strncmp(k, "password", 8)) ||
-           (n == 11 && !strncmp(k, "sslpassword", 11));
-}
+    bool quote = !*text || strpbrk(text, " \t\n'\\") != NULL;
 
-static void sb_put(char *out, size_t size, size_t *len, const char *p, size_t n)
-{
-    while (n-- && *len + 1 < size)
-        out[(*len)++] = *p++;
+    if (quote && *len + 1 < size)
+        out[(*len)++] = '\'';
+    for (const char *t = text; *t && *len + 2 < size; t++) {
+        if (quote && (*t == '\'' || *t == '\\'))
+            out[(*len)++] = '\\';
+        out[(*len)++] = *t;
+    }
+    if (quote && *len + 1 < size)
+        out[(*len)++] = '\'';
     out[*len] = '\0';
 }
 
-/* Redacts password=... and sslpassword=... in a libpq keyword/value string
- * (spaces around '=' allowed, values possibly single-quoted). */
-static void redact_keywords(const char *dsn, char *out, size_t size)
-{
-    const char *p = dsn;
-    size_t len = 0;
-
-    out[0] = '\0';
-    while (*p) {
-        const char *key = p, *eq, *val, *end;
-        while (*p && !isspace((unsigned char)*p) && *p != '=')
-            p++;
-        eq = p;
-        while (isspace((unsigned char)*eq))
-            eq++;
-        if (*eq != '=') { /* not a keyword: copy up to here and go on */
-            sb_put(out, size, &len, key, (size_t)(eq - key));
-            if (eq == key)
-                sb_put(out, size, &len, eq, 1), eq++;
-            p = eq;
-            continue;
-        }
-        val = eq + 1;
-        while (isspace((unsigned char)*val))
-            val++;
-        end = val;
-        if (*end == '\'') {
-            for (end++; *end && *end != '\''; end++)
-                if (*end == '\\' && end[1])
-                    end++;
-            if (*end)
-                end++;
-        } else {
-            while (*end && !isspace((unsigned char)*end))
-                end++;
-        }
-        sb_put(out, size, &len, key, (size_t)(val - key));
-        if (is_password_key(key, (size_t)(p - key)))
-            sb_put(out, size, &len, "[redacted]", 10);
-        else
-            sb_put(out, size, &len, val, (size_t)(end - val));
-        p = end;
-    }
-}
-
-/* Redacts the password of a postgresql:// URI's user info and any
- * password/sslpassword query parameter. */
-static void redact_uri(const char *dsn, const char *scheme_end, char *out,
-                       size_t size)
-{
-    const char *auth = scheme_end + 3;
-    size_t auth_len = strcspn(auth, "/?#");
-    const char *at = memchr(auth, '@', auth_len);
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    const char *p = dsn;
-    size_t len = 0;
-
-    out[0] = '\0';
-    if (colon) {
-        sb_put(out, size, &len, dsn, (size_t)(colon + 1 - dsn));
-        sb_put(out, size, &len, "[redacted]", 10);
-        p = at;
-    }
-    while (*p) {
-        const char *q = p + strcspn(p, "?&");
-        sb_put(out, size, &len, p, (size_t)(q - p));
-        if (!*q)
-            break;
-        sb_put(out, size, &len, q, 1);
-        p = q + 1;
-        {
-            size_t klen = strcspn(p, "=&#");
-            if (p[klen] == '=' && is_password_key(p, klen)) {
-                sb_put(out, size, &len, p, klen + 1);
-                sb_put(out, size, &len, "[redacted]", 10);
-                p += klen + 1 + strcspn(p + klen + 1, "&#");
-            }
-        }
-    }
-}
-
+/* Rewrites a libpq connection string (keyword/value or URI) as keyword/value
+ * pairs with every password replaced. libpq itself parses it, so whatever
+ * libpq would read as a password is what gets hidden; a string libpq cannot
+ * parse is hidden whole. */
 static void redact_dsn(const char *dsn, char *out, size_t size)
 {
-    const char *scheme = strstr(dsn, "://");
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &errmsg);
+    size_t len = 0;
 
-    if (scheme && (!strncmp(dsn, "postgresql://", 13) || !strncmp(dsn, "postgres://", 11)))
-        redact_uri(dsn, scheme, out, size);
-    else
-        redact_keywords(dsn, out, size);
+    out[0] = '\0';
+    if (!opts) {
+        PQfreemem(errmsg);
+        bl_fmt(out, size, "[redacted: not a valid connection string]");
+        return;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        bool secret = !strcmp(o->keyword, "password") || !strcmp(o->keyword, "sslpassword");
+        if (!o->val)
+            continue;
+        if (len && len + 1 < size)
+            out[len++] = ' ';
+        for (const char *k = o->keyword; *k && len + 2 < size; k++)
+            out[len++] = *k;
+        if (len + 1 < size)
+            out[len++] = '=';
+        out[len] = '\0';
+        put_dsn_value(out, size, &len, secret ? "[redacted]" : o->val);
+    }
+    PQconninfoFree(opts);
 }
 
 void ballast_conf_dump(const ballast_conf_t *conf, int redact,

@@ -769,6 +769,29 @@ static bool load_db_offsets(ballast_consumer_t *c, rd_kafka_topic_partition_list
     return true;
 }
 
+/* Exactly-once into a database: a partition whose database offset is ahead
+ * of Kafka's committed one may get no new message to carry the advisory
+ * commit forward, and lag tools would report lag for a group that caught
+ * up; so commit the database's offsets to Kafka now. */
+static void advise_db_offsets(ballast_consumer_t *c,
+                              const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_topic_partition_list_t *ahead = rd_kafka_topic_partition_list_new(list->cnt);
+
+    for (int i = 0; i < list->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &list->elems[i];
+        bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
+        if (p && tp->offset >= 0 && tp->offset > p->committed) {
+            rd_kafka_topic_partition_list_add(ahead, tp->topic, tp->partition)->offset =
+                tp->offset;
+            p->stored = tp->offset;
+        }
+    }
+    if (ahead->cnt)
+        rd_kafka_commit(c->rk, ahead, 1);
+    rd_kafka_topic_partition_list_destroy(ahead);
+}
+
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_error_t *error = NULL;
@@ -802,6 +825,8 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
                rd_kafka_err2str(err));
     }
     load_committed(c, list);
+    if (c->txn_ops)
+        advise_db_offsets(c, list);
     sync_pause(c); /* partitions assigned while paused for any reason */
     atomic_fetch_add(&c->stats.rebalances, 1);
     bl_log(&c->log, BALLAST_LOG_INFO, "assigned %d partition(s)", list->cnt);

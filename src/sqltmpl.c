@@ -379,6 +379,9 @@ static int step(parser_t *p, bool *endedp, bool *contentp)
         }
         if (is_ident_start((unsigned char)peek(p, 1)))
             return placeholder(p);
+        /* SQLite also binds `:1`, `:$`, ...: never ours. */
+        if (!pg && is_ident_char((unsigned char)peek(p, 1)))
+            return foreign_param(p);
         break;
     case '?':
         if (!pg)
@@ -393,12 +396,15 @@ static int step(parser_t *p, bool *endedp, bool *contentp)
             bool matched;
             if (copy_dollar_quote(p, &matched) || matched)
                 return p->failed ? -1 : 0;
-        } else if (is_ident_start((unsigned char)peek(p, 1))) {
-            return foreign_param(p);
+        } else if (is_ident_char((unsigned char)peek(p, 1)) ||
+                   (peek(p, 1) == ':' && peek(p, 2) == ':')) {
+            return foreign_param(p); /* SQLite's $x, $$, $::x */
         }
         break;
     case '@':
-        if (!pg && is_ident_start((unsigned char)peek(p, 1)) &&
+    case '#':
+        /* SQLite binds @x, @1, @$ and #x too. */
+        if (!pg && is_ident_char((unsigned char)peek(p, 1)) &&
             !is_ident_char((unsigned char)prev_char(p)))
             return foreign_param(p);
         break;

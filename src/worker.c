@@ -530,21 +530,58 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         free(todo);
 }
 
+static void hand_back(ballast_consumer_t *c, bl_queue_t *done)
+{
+    pthread_mutex_lock(&c->done_mtx);
+    bl_queue_append(&c->done, done);
+    atomic_store(&c->done_ready, true);
+    pthread_cond_broadcast(&c->done_cond);
+    pthread_mutex_unlock(&c->done_mtx);
+}
+
+/* Moves the first @p n messages of @p from to @p to. */
+static void take_slice(bl_queue_t *from, bl_queue_t *to, size_t n)
+{
+    memset(to, 0, sizeof(*to));
+    while (from->head && to->len < n) {
+        bl_msg_t *m = from->head;
+        from->head = m->next;
+        if (!from->head)
+            from->tail = NULL;
+        from->len--;
+        bl_queue_push(to, m);
+    }
+}
+
 void *bl_worker_main(void *arg)
 {
     bl_worker_t *w = arg;
     ballast_consumer_t *c = w->cons;
-    bl_queue_t batch;
+    bl_queue_t batch, slice;
+    size_t per = 1;
 
     while (worker_take(w, &batch)) {
-        if (!batch.len)
+        if (c->batch_mode || c->txn_ops) {
+            if (batch.len) {
+                worker_process(w, &batch);
+                hand_back(c, &batch);
+            }
             continue;
-        worker_process(w, &batch);
-        pthread_mutex_lock(&c->done_mtx);
-        bl_queue_append(&c->done, &batch);
-        atomic_store(&c->done_ready, true);
-        pthread_cond_broadcast(&c->done_cond);
-        pthread_mutex_unlock(&c->done_mtx);
+        }
+        /* Message mode: hand messages back in slices that take about a
+         * millisecond, so that offsets advance and in-flight counts drop
+         * while a slow handler works through its queue, yet a fast handler
+         * takes one lock per slice, not per message. */
+        while (batch.len) {
+            int64_t start = bl_now_ms();
+            take_slice(&batch, &slice, per);
+            worker_process(w, &slice);
+            hand_back(c, &slice);
+            if (bl_now_ms() - start < 1)
+                per = per * 2 > WORKER_TAKE_MAX ? WORKER_TAKE_MAX : per * 2;
+            else
+                per = 1;
+        }
     }
     return NULL;
 }

@@ -9,8 +9,10 @@
 #include "cli.h"
 #include "demo.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +26,14 @@ static const struct {
     demo_scenario_fn *run;
 } scenarios[] = {
     {"payments", "at-least-once with idempotency keys", demo_payments},
+    {"ledger", "a ledger posted exactly once, with balances, across kill -9",
+     demo_ledger},
+    {"orders", "poison orders to a dead-letter topic, the rest in order",
+     demo_orders},
+    {"backpressure", "a slow handler: pause/resume, then a graceful SIGTERM",
+     demo_backpressure},
+    {"lag", "lag monitoring without joining the group, with an alert",
+     demo_lag},
     {"batch-upserts", "batched upserts, last write wins per key",
      demo_batch_upserts},
 };
@@ -268,6 +278,13 @@ static void on_rebalance(ballast_rebalance_event_t event,
 int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
                  ballast_stats_t *st)
 {
+    return demo_consume_watch(d, conf, expected, st, NULL, NULL);
+}
+
+int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
+                       uint64_t expected, ballast_stats_t *st,
+                       demo_watch_fn *watch, void *opaque)
+{
     run_t r = {0};
     ballast_conf_t *own = ballast_conf_dup(conf);
     ballast_error_t *err;
@@ -295,12 +312,16 @@ int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
         ballast_consumer_destroy(r.cons);
         return -1;
     }
-    /* Watch the counters until every message is handled. */
+    /* Watch the counters until every message is handled (or the watcher
+     * has seen enough): every 5 ms for a watcher, which samples states
+     * that last only milliseconds, else every 20 ms. */
     while (!atomic_load(&r.returned) && now_s() - t0 < RUN_DEADLINE_S) {
         ballast_consumer_stats(r.cons, st, sizeof(*st));
         if ((reached = st->processed_ok + st->dead_lettered >= expected))
             break;
-        usleep(20 * 1000);
+        if (watch && (reached = watch(r.cons, st, opaque)))
+            break;
+        usleep(watch ? 5 * 1000 : 20 * 1000);
     }
     t_done = now_s();
     ballast_consumer_stop(r.cons);
@@ -337,15 +358,15 @@ int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
     return 0;
 }
 
-int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
-                         int partitions)
+int demo_offsets(demo_t *d, const char *group, const char *topic,
+                 int partitions, int64_t *committed, int64_t *low,
+                 int64_t *high)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *parts;
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
-    int64_t behind = 0;
 
     if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, errstr,
                           sizeof(errstr)) ||
@@ -359,27 +380,88 @@ int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
     parts = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++)
         rd_kafka_topic_partition_list_add(parts, topic, p);
-    /* Committed offsets come from the group coordinator, watermarks from
-     * the partition leader; neither needs a group membership. */
+    /* Committed offsets come from the group coordinator (OffsetFetch),
+     * watermarks from the partition leader; neither needs a membership:
+     * this handle never subscribes, so it never joins the group. */
     err = rd_kafka_committed(rk, parts, 10000);
     for (int p = 0; !err && p < partitions; p++) {
-        int64_t low, high, committed = parts->elems[p].offset;
+        int64_t lo = 0, hi = 0;
 
         err = parts->elems[p].err;
         if (!err)
-            err = rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high,
+            err = rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi,
                                                    10000);
-        if (!err)
-            behind += high - (committed < 0 ? low : committed);
+        if (committed)
+            committed[p] = parts->elems[p].offset < 0 ? -1
+                                                      : parts->elems[p].offset;
+        if (low)
+            low[p] = lo;
+        if (high)
+            high[p] = hi;
     }
-    if (err) {
+    if (err)
         cli_error("demo: cannot read the offsets of group %s on %s: %s",
                   group, topic, rd_kafka_err2str(err));
-        behind = -1;
-    }
     rd_kafka_topic_partition_list_destroy(parts);
     rd_kafka_destroy(rk);
+    return err ? -1 : 0;
+}
+
+int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
+                         int partitions)
+{
+    int64_t committed[DEMO_MAX_PARTITIONS], low[DEMO_MAX_PARTITIONS],
+        high[DEMO_MAX_PARTITIONS], behind = 0;
+
+    if (partitions > DEMO_MAX_PARTITIONS) {
+        cli_error("demo: %s has more than %d partitions", topic,
+                  DEMO_MAX_PARTITIONS);
+        return -1;
+    }
+    if (demo_offsets(d, group, topic, partitions, committed, low, high))
+        return -1;
+    for (int p = 0; p < partitions; p++)
+        behind += high[p] - (committed[p] < 0 ? low[p] : committed[p]);
     return behind;
+}
+
+/* ---- child processes ---------------------------------------------------- */
+
+extern char **environ;
+
+pid_t demo_spawn_self(char *const argv[], const char *out_path)
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int rc;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path,
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc) {
+        cli_error("demo: cannot start `ballast %s`: %s", argv[1],
+                  strerror(rc));
+        return -1;
+    }
+    return pid;
+}
+
+void demo_show_file(const char *what, const char *path)
+{
+    char line[1024];
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return;
+    fprintf(stderr, "--- %s (%s) ---\n", what, path);
+    while (fgets(line, sizeof(line), f))
+        fputs(line, stderr);
+    fprintf(stderr, "---\n");
+    fclose(f);
 }
 
 /* ---- the command -------------------------------------------------------- */

@@ -5,7 +5,10 @@
  * the table of cmd_demo.c. A scenario creates its topics on the embedded
  * broker, produces its input, runs a ballast consumer until every message
  * is handled, then checks an invariant with demo_check(). It uses only
- * ballast's public API, librdkafka's and SQLite's.
+ * ballast's public API, librdkafka's and SQLite's - plus, for the lag
+ * scenario, the status rules of `ballast lag` (lag_rules.h) - and may run
+ * this very program as a child process (`ballast run`, `ballast lag`) with
+ * demo_spawn_self().
  */
 #ifndef BALLAST_DEMO_H
 #define BALLAST_DEMO_H
@@ -17,6 +20,7 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /** The environment every scenario runs in. */
 typedef struct demo {
@@ -34,7 +38,14 @@ typedef struct demo {
 typedef int demo_scenario_fn(demo_t *d);
 
 int demo_payments(demo_t *d);
+int demo_ledger(demo_t *d);
+int demo_orders(demo_t *d);
+int demo_backpressure(demo_t *d);
+int demo_lag(demo_t *d);
 int demo_batch_upserts(demo_t *d);
+
+/** The most partitions a scenario's topic has (for fixed-size arrays). */
+#define DEMO_MAX_PARTITIONS 16
 
 /* ---- helpers (cmd_demo.c) ---------------------------------------------- */
 
@@ -77,11 +88,38 @@ ballast_conf_t *demo_conf(const demo_t *d, const char *group,
 int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
                  ballast_stats_t *stats);
 
+/** Called by demo_consume_watch() every 5 ms on the watching thread with
+ *  the running consumer and its latest counters. @returns true to stop the
+ *  consumer now (the run then counts as complete). */
+typedef bool demo_watch_fn(ballast_consumer_t *cons,
+                           const ballast_stats_t *stats, void *opaque);
+
+/** demo_consume() that also calls @p watch (may be NULL) while it runs. */
+int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
+                       uint64_t expected, ballast_stats_t *stats,
+                       demo_watch_fn *watch, void *opaque);
+
+/** Reads, without joining the group, @p group's committed offset (-1 when
+ *  none) and the low and high watermarks of partitions 0..partitions-1 of
+ *  @p topic into the arrays given (any may be NULL).
+ *  @returns 0, or -1 on error (printed). */
+int demo_offsets(demo_t *d, const char *group, const char *topic,
+                 int partitions, int64_t *committed, int64_t *low,
+                 int64_t *high);
+
 /** How many messages of partitions 0..partitions-1 of @p topic lie beyond
  *  @p group's committed offsets (what a restart would deliver again), read
  *  without joining the group. @returns -1 on error (printed). */
 int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
                          int partitions);
+
+/** Starts this very program (/proc/self/exe) with @p argv ("ballast",
+ *  COMMAND, ..., NULL), stdin from /dev/null, stdout and stderr to
+ *  @p out_path. @returns its pid, or -1 (printed). */
+pid_t demo_spawn_self(char *const argv[], const char *out_path);
+
+/** Copies a file (a child's output) to stderr under a heading. */
+void demo_show_file(const char *what, const char *path);
 
 /** Prints one line of the scenario's story, indented under its title. */
 void demo_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
