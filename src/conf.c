@@ -623,6 +623,12 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
                             "dlq.topic: \"%s\" is also an input topic", dlq);
     if ((err = validate_tiers(conf, topics, dlq, out)))
         return err;
+    /* A transactional producer refuses records outside a transaction. */
+    if (extra_get(conf, "kafka.transactional.id") &&
+        strcmp(bl_conf_str(conf, "semantics"), "exactly-once"))
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "kafka.transactional.id: only used with semantics = "
+                            "exactly-once");
     /* A partition's offsets are stored with its writes; that needs each
      * partition's messages handled in order by one worker. */
     if (!strcmp(bl_conf_str(conf, "semantics"), "exactly-once") &&

@@ -375,20 +375,33 @@ static size_t txn_offsets(bl_msg_t **msgs, size_t n, bl_offset_t *out)
     return count;
 }
 
-/* After a COMMIT whose outcome is unknown: did it happen? */
+/* After a COMMIT whose outcome is unknown: did it happen? The stored
+ * offsets tell, so they are read until the database answers: guessing "no"
+ * while it is still down would redo a batch that did commit. */
 static bool txn_landed(bl_worker_t *w, const bl_offset_t *offs, size_t count)
 {
     ballast_consumer_t *c = w->cons;
     char err[256];
 
-    for (size_t i = 0; i < count; i++) {
-        int64_t stored = -1;
-        if (c->txn_ops->load_offset(w->state, c->group, offs[i].topic,
-                                    offs[i].partition, &stored, err, sizeof(err)) != 1 ||
-            stored < offs[i].next_offset)
+    for (int tries = 1;; tries++) {
+        bool answered = true, landed = true;
+        for (size_t i = 0; i < count && answered && landed; i++) {
+            int64_t stored = -1;
+            int rc = c->txn_ops->load_offset(w->state, c->group, offs[i].topic,
+                                             offs[i].partition, &stored, err, sizeof(err));
+            if (rc < 0)
+                answered = false;
+            else if (rc == 0 || stored < offs[i].next_offset)
+                landed = false;
+        }
+        if (answered)
+            return landed;
+        /* Stopping: the batch is dropped, and a restart reads the truth
+         * from the database anyway. */
+        if (!worker_sleep(w, bl_backoff_delay(&c->backoff, tries,
+                                              rand_r(&w->rnd) / (RAND_MAX + 1.0))))
             return false;
     }
-    return true;
 }
 
 /* One database transaction over @p msgs: begin, handle, dead-letter the
