@@ -1287,6 +1287,10 @@ static void drain_all(ballast_consumer_t *c)
     bl_flush_staged(c);
     c->draining = true;
     sync_pause(c);
+    /* Send queued records now rather than after the producer's linger:
+     * the drain waits for their acknowledgements. */
+    if (c->producer && !c->eos)
+        rd_kafka_flush(c->producer, 0);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
     parts = calloc(n + 1, sizeof(*parts));

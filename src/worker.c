@@ -246,6 +246,32 @@ static int next_tier(const ballast_consumer_t *c, const bl_msg_t *m)
     return next < (int)c->tiers.count ? next : -1;
 }
 
+/* Logs a dead letter or tier move: the first in a second in full, the rest
+ * of that second as a count, so that a flood of poison messages does not
+ * turn into a flood of log lines (the metrics count every one). */
+static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *topic,
+                        int tier, const char *error)
+{
+    static atomic_int_fast64_t last_ms;
+    static atomic_uint_fast64_t suppressed;
+    int64_t now = bl_now_ms(), last = atomic_load(&last_ms);
+    uint64_t more;
+    char tail[64] = "";
+
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        atomic_fetch_add(&suppressed, 1);
+        return;
+    }
+    if ((more = atomic_exchange(&suppressed, 0)))
+        bl_fmt(tail, sizeof(tail), " (%llu more since the last such line)",
+               (unsigned long long)more);
+    bl_log(&c->log, tier >= 0 ? BALLAST_LOG_INFO : BALLAST_LOG_WARN,
+           "%s [%d] offset %lld: %s %s after %d attempt(s): %s%s", m->topic,
+           (int)m->partition, (long long)m->offset,
+           tier >= 0 ? "moved to retry tier" : "dead-lettered to", topic, m->attempt,
+           error, tail);
+}
+
 /* Replaces the message's result with one record to a tier or the DLQ and
  * produces it (the poll thread does, in exactly-once mode). */
 static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tier)
@@ -264,11 +290,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tie
                                      "out of memory building a record for %s", topic));
         return;
     }
-    bl_log(&c->log, tier >= 0 ? BALLAST_LOG_INFO : BALLAST_LOG_WARN,
-           "%s [%d] offset %lld: %s %s after %d attempt(s): %s", m->topic,
-           (int)m->partition, (long long)m->offset,
-           tier >= 0 ? "moved to retry tier" : "dead-lettered to", topic, m->attempt,
-           error);
+    log_failure(c, m, topic, tier, error);
     if (!c->eos)
         produce_records(c, m);
 }
