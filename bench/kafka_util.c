@@ -1,0 +1,583 @@
+/*
+ * kafka_util.c - small, fast Kafka helpers for the benchmark driver
+ * (bench/run), built as `bench_kafka`:
+ *
+ *   bench_kafka produce   -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS]
+ *       Produces COUNT deterministic records: value i is VALUE_BYTES (default
+ *       100) bytes, "%012llu" of i followed by a fixed pattern; record i goes
+ *       to partition i % partitions (so partitions get equal shares); with
+ *       -k KEYS > 0 record i has key "key-%08u" of i % KEYS, else no key.
+ *       Prints {"produced":N,"seconds":S}.
+ *   bench_kafka count     -b BOOTSTRAP -t TOPIC
+ *       Prints {"partitions":P,"messages":sum(high-low),"end":sum(high)}.
+ *   bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP
+ *       Prints {"committed":sum of committed offsets (missing ones count as
+ *       the low watermark),"end":sum(high),"lag":end-committed}.
+ *   bench_kafka delete-topic -b BOOTSTRAP -t TOPIC
+ *   bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]
+ *       Creates the topic (default 4 partitions, replication 1; ok if it
+ *       exists) and waits until every partition has a leader.
+ *   bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]
+ *       Reads every partition from the beginning to its end (with
+ *       `-I committed`, isolation.level=read_committed: to the last stable
+ *       offset, skipping aborted records and transaction markers) and prints
+ *       {"messages":M,"distinct":D,"duplicates":M-D,"foreign":F}. distinct
+ *       counts different values by their "%012llu" head (as produced by
+ *       `produce`) below EXPECT (default: the count read); foreign counts
+ *       records whose head is not such a number below EXPECT.
+ *   bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T SECONDS]
+ *       Polls every MS (default 20) milliseconds until the group's committed
+ *       offsets reach the log end of TOPIC (-g), or the topic's watermarks
+ *       hold COUNT records (-n), then writes MARKER like the no-op plugin
+ *       ("<count> <CLOCK_REALTIME ns> <CLOCK_MONOTONIC ns>") and exits 0.
+ *       Used by bench/run to learn when a system without the plugin is done.
+ *
+ * Exit 0 on success, 1 on failure (one line on stderr), 2 on bad usage.
+ */
+#include <librdkafka/rdkafka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TIMEOUT_MS 30000
+
+static const char *bootstrap, *topic, *group;
+static unsigned long long count;
+static size_t value_bytes = 100;
+static unsigned keys;
+static unsigned long long delivery_failures;
+static const char *isolation = "uncommitted", *marker_path;
+static int partitions_opt = 4;
+static long interval_ms = 20, timeout_s = 600;
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "bench_kafka: %s: %s\n", what, why);
+    exit(1);
+}
+
+static void usage(void)
+{
+    fputs("usage: bench_kafka produce -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS]\n"
+          "       bench_kafka count -b BOOTSTRAP -t TOPIC\n"
+          "       bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP\n"
+          "       bench_kafka delete-topic -b BOOTSTRAP -t TOPIC\n"
+          "       bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]\n"
+          "       bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]\n"
+          "       bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T S]\n",
+          stderr);
+    exit(2);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+        die(name, errstr);
+}
+
+static rd_kafka_t *client(rd_kafka_type_t type, rd_kafka_conf_t *conf)
+{
+    char errstr[512];
+    rd_kafka_t *rk;
+
+    if (!conf)
+        conf = rd_kafka_conf_new();
+    set(conf, "bootstrap.servers", bootstrap);
+    set(conf, "log_level", "3");
+    if (!(rk = rd_kafka_new(type, conf, errstr, sizeof(errstr))))
+        die("rd_kafka_new", errstr);
+    return rk;
+}
+
+static int partition_count(rd_kafka_t *rk)
+{
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, TIMEOUT_MS);
+    int n;
+
+    if (err)
+        die("metadata", rd_kafka_err2str(err));
+    if (md->topic_cnt != 1 || md->topics[0].err)
+        die(topic, md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not found");
+    n = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (n <= 0)
+        die(topic, "no partitions");
+    return n;
+}
+
+/* ---- produce ------------------------------------------------------------ */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (rkm->err && delivery_failures++ == 0)
+        fprintf(stderr, "bench_kafka: delivery failed: %s\n", rd_kafka_err2str(rkm->err));
+}
+
+static int cmd_produce(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    char *value, key[32];
+    double t0 = now_s();
+    int parts;
+
+    if (!count || value_bytes < 12)
+        usage();
+    set(conf, "acks", "all");
+    set(conf, "enable.idempotence", "false");
+    set(conf, "compression.type", "none");
+    set(conf, "linger.ms", "20");
+    set(conf, "batch.num.messages", "10000");
+    set(conf, "batch.size", "1000000");
+    set(conf, "queue.buffering.max.messages", "1000000");
+    set(conf, "queue.buffering.max.kbytes", "1048576");
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = client(RD_KAFKA_PRODUCER, conf);
+    parts = partition_count(rk);
+    if (!(value = malloc(value_bytes + 16)))
+        die("malloc", "out of memory");
+    for (size_t j = 0; j < value_bytes; j++)
+        value[j] = (char)('a' + j % 26);
+
+    for (unsigned long long i = 0; i < count; i++) {
+        rd_kafka_resp_err_t err;
+        char head[24];
+        size_t key_len = 0;
+        snprintf(head, sizeof(head), "%012llu", i);
+        memcpy(value, head, 12);
+        if (keys)
+            key_len = (size_t)snprintf(key, sizeof(key), "key-%08u", (unsigned)(i % keys));
+        for (;;) {
+            err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(i % (unsigned)parts)),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(value, value_bytes),
+                RD_KAFKA_V_KEY(keys ? key : NULL, key_len), RD_KAFKA_V_END);
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                break;
+            rd_kafka_poll(rk, 50);
+        }
+        if (err)
+            die("produce", rd_kafka_err2str(err));
+        if ((i & 0xffff) == 0)
+            rd_kafka_poll(rk, 0);
+    }
+    if (rd_kafka_flush(rk, 120000))
+        die("flush", "records still queued after 120 s");
+    rd_kafka_destroy(rk);
+    free(value);
+    if (delivery_failures) {
+        fprintf(stderr, "bench_kafka: %llu deliveries failed\n", delivery_failures);
+        return 1;
+    }
+    printf("{\"produced\":%llu,\"seconds\":%.3f}\n", count, now_s() - t0);
+    return 0;
+}
+
+/* ---- count / committed -------------------------------------------------- */
+
+static void watermarks(rd_kafka_t *rk, int parts, int64_t *low, int64_t *high)
+{
+    for (int p = 0; p < parts; p++) {
+        rd_kafka_resp_err_t err =
+            rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], TIMEOUT_MS);
+        if (err)
+            die("watermarks", rd_kafka_err2str(err));
+    }
+}
+
+static int cmd_count(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    int parts = partition_count(rk);
+    int64_t *low = calloc((size_t)parts, sizeof(*low)), *high = calloc((size_t)parts, sizeof(*high));
+    long long msgs = 0, end = 0;
+
+    if (!low || !high)
+        die("calloc", "out of memory");
+    watermarks(rk, parts, low, high);
+    for (int p = 0; p < parts; p++) {
+        msgs += high[p] - low[p];
+        end += high[p];
+    }
+    printf("{\"partitions\":%d,\"messages\":%lld,\"end\":%lld}\n", parts, msgs, end);
+    free(low);
+    free(high);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+static int cmd_committed(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_resp_err_t err;
+    int parts;
+    int64_t *low, *high;
+    long long committed = 0, end = 0;
+
+    if (!group)
+        usage();
+    set(conf, "group.id", group);
+    set(conf, "enable.auto.commit", "false");
+    rk = client(RD_KAFKA_CONSUMER, conf);
+    parts = partition_count(rk);
+    low = calloc((size_t)parts, sizeof(*low));
+    high = calloc((size_t)parts, sizeof(*high));
+    if (!low || !high)
+        die("calloc", "out of memory");
+    watermarks(rk, parts, low, high);
+    list = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p);
+    if ((err = rd_kafka_committed(rk, list, TIMEOUT_MS)))
+        die("committed", rd_kafka_err2str(err));
+    for (int i = 0; i < list->cnt; i++) {
+        int p = list->elems[i].partition;
+        int64_t off = list->elems[i].offset;
+        committed += off >= 0 ? off : low[p];
+        end += high[p];
+    }
+    printf("{\"committed\":%lld,\"end\":%lld,\"lag\":%lld}\n", committed, end,
+           end - committed);
+    rd_kafka_topic_partition_list_destroy(list);
+    free(low);
+    free(high);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ---- delete-topic ------------------------------------------------------- */
+
+static int cmd_delete_topic(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t *del = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_event_t *ev;
+    const rd_kafka_DeleteTopics_result_t *res;
+    const rd_kafka_topic_result_t **results;
+    size_t n;
+    int rc = 0;
+
+    rd_kafka_DeleteTopics(rk, &del, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
+    if (!ev)
+        die("delete-topic", "timed out");
+    if (rd_kafka_event_error(ev))
+        die("delete-topic", rd_kafka_event_error_string(ev));
+    res = rd_kafka_event_DeleteTopics_result(ev);
+    results = rd_kafka_DeleteTopics_result_topics(res, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_topic_result_error(results[i])) {
+            fprintf(stderr, "bench_kafka: delete-topic %s: %s\n",
+                    rd_kafka_topic_result_name(results[i]),
+                    rd_kafka_topic_result_error_string(results[i]));
+            rc = 1;
+        }
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy(del);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* ---- create-topic ------------------------------------------------------- */
+
+static int cmd_create_topic(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    char errstr[512];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions_opt, 1, errstr,
+                                                    sizeof(errstr));
+    rd_kafka_event_t *ev;
+    const rd_kafka_topic_result_t **results;
+    size_t n;
+    double deadline = now_s() + 60;
+
+    if (!nt)
+        die("create-topic", errstr);
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
+    if (!ev)
+        die("create-topic", "timed out");
+    if (rd_kafka_event_error(ev))
+        die("create-topic", rd_kafka_event_error_string(ev));
+    results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+        if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            die("create-topic", rd_kafka_topic_result_error_string(results[i]));
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    /* Wait until every partition has a leader. */
+    for (;;) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        int ok = 0;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (md->topic_cnt == 1 && !md->topics[0].err &&
+                md->topics[0].partition_cnt == partitions_opt) {
+                ok = 1;
+                for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                    if (md->topics[0].partitions[p].leader < 0 ||
+                        md->topics[0].partitions[p].err)
+                        ok = 0;
+            }
+            rd_kafka_metadata_destroy(md);
+        }
+        rd_kafka_topic_destroy(rkt);
+        if (ok)
+            break;
+        if (now_s() > deadline)
+            die("create-topic", "partitions have no leader after 60 s");
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    rd_kafka_destroy(rk);
+    printf("{\"created\":\"%s\",\"partitions\":%d}\n", topic, partitions_opt);
+    return 0;
+}
+
+/* ---- consume-count ------------------------------------------------------ */
+
+static int cmd_consume_count(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *list;
+    unsigned char *seen = NULL;
+    unsigned long long msgs = 0, distinct = 0, foreign = 0;
+    int parts, eofs = 0;
+    int64_t *low, *high;
+    double deadline;
+
+    set(conf, "group.id", "bench-consume-count");
+    set(conf, "enable.auto.commit", "false");
+    set(conf, "enable.auto.offset.store", "false");
+    set(conf, "enable.partition.eof", "true");
+    set(conf, "isolation.level",
+        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
+    rk = client(RD_KAFKA_CONSUMER, conf);
+    parts = partition_count(rk);
+    low = calloc((size_t)parts, sizeof(*low));
+    high = calloc((size_t)parts, sizeof(*high));
+    if (!low || !high)
+        die("calloc", "out of memory");
+    watermarks(rk, parts, low, high);
+    if (count && !(seen = calloc((size_t)(count / 8 + 1), 1)))
+        die("calloc", "out of memory");
+    list = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++) {
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        if (high[p] == low[p])
+            eofs++; /* empty: no EOF event is guaranteed */
+    }
+    if (rd_kafka_assign(rk, list))
+        die("assign", "failed");
+    rd_kafka_topic_partition_list_destroy(list);
+    deadline = now_s() + timeout_s;
+    while (eofs < parts) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (now_s() > deadline)
+            die("consume-count", "timed out before the end of every partition");
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (high[m->partition] != low[m->partition])
+                eofs++;
+        } else if (m->err) {
+            die("consume", rd_kafka_message_errstr(m));
+        } else {
+            char head[13];
+            char *end;
+            unsigned long long i;
+            msgs++;
+            if (seen) {
+                if (m->len >= 12) {
+                    memcpy(head, m->payload, 12);
+                    head[12] = 0;
+                    i = strtoull(head, &end, 10);
+                    if (*end == 0 && i < count) {
+                        if (!(seen[i / 8] & (1u << (i % 8)))) {
+                            seen[i / 8] |= (unsigned char)(1u << (i % 8));
+                            distinct++;
+                        }
+                    } else {
+                        foreign++;
+                    }
+                } else {
+                    foreign++;
+                }
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (!seen)
+        distinct = msgs;
+    printf("{\"messages\":%llu,\"distinct\":%llu,\"duplicates\":%llu,\"foreign\":%llu}\n", msgs,
+           distinct, msgs - distinct - foreign, foreign);
+    free(seen);
+    free(low);
+    free(high);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ---- watch -------------------------------------------------------------- */
+
+static void write_marker(long long n)
+{
+    char tmp[4096];
+    struct timespec rt, mono;
+    FILE *f;
+
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", marker_path);
+    if (!(f = fopen(tmp, "w")))
+        die("watch", "cannot write the marker");
+    fprintf(f, "%lld %lld %lld\n", n, (long long)rt.tv_sec * 1000000000LL + rt.tv_nsec,
+            (long long)mono.tv_sec * 1000000000LL + mono.tv_nsec);
+    if (fclose(f) || rename(tmp, marker_path))
+        die("watch", "cannot write the marker");
+}
+
+static int cmd_watch(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    int parts;
+    int64_t *low, *high;
+    double deadline = now_s() + timeout_s;
+    struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000};
+
+    if (!marker_path || (!group && !count))
+        usage();
+    set(conf, "group.id", group ? group : "bench-watch");
+    set(conf, "enable.auto.commit", "false");
+    rk = client(RD_KAFKA_CONSUMER, conf);
+    parts = partition_count(rk);
+    low = calloc((size_t)parts, sizeof(*low));
+    high = calloc((size_t)parts, sizeof(*high));
+    if (!low || !high)
+        die("calloc", "out of memory");
+    for (;;) {
+        long long have = 0, end = 0;
+        int ok = 1;
+        for (int p = 0; p < parts && ok; p++)
+            if (rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], TIMEOUT_MS))
+                ok = 0;
+        if (ok && group) {
+            rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(parts);
+            for (int p = 0; p < parts; p++)
+                rd_kafka_topic_partition_list_add(list, topic, p);
+            if (rd_kafka_committed(rk, list, TIMEOUT_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                for (int i = 0; i < list->cnt; i++) {
+                    int p = list->elems[i].partition;
+                    int64_t off = list->elems[i].offset;
+                    have += off >= 0 ? off : low[p];
+                    end += high[p];
+                }
+                if (end && have >= end) {
+                    write_marker(have);
+                    rd_kafka_topic_partition_list_destroy(list);
+                    break;
+                }
+            }
+            rd_kafka_topic_partition_list_destroy(list);
+        } else if (ok) {
+            for (int p = 0; p < parts; p++)
+                have += high[p] - low[p];
+            if (have >= (long long)count) {
+                write_marker(have);
+                break;
+            }
+        }
+        if (now_s() > deadline)
+            die("watch", "timed out");
+        nanosleep(&ts, NULL);
+    }
+    free(low);
+    free(high);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2)
+        usage();
+    cmd = argv[1];
+    for (int i = 2; i < argc; i += 2) {
+        const char *opt = argv[i], *arg = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!arg)
+            usage();
+        if (!strcmp(opt, "-b"))
+            bootstrap = arg;
+        else if (!strcmp(opt, "-t"))
+            topic = arg;
+        else if (!strcmp(opt, "-g"))
+            group = arg;
+        else if (!strcmp(opt, "-n"))
+            count = strtoull(arg, NULL, 10);
+        else if (!strcmp(opt, "-s"))
+            value_bytes = strtoul(arg, NULL, 10);
+        else if (!strcmp(opt, "-k"))
+            keys = (unsigned)strtoul(arg, NULL, 10);
+        else if (!strcmp(opt, "-I"))
+            isolation = arg;
+        else if (!strcmp(opt, "-o"))
+            marker_path = arg;
+        else if (!strcmp(opt, "-p"))
+            partitions_opt = atoi(arg);
+        else if (!strcmp(opt, "-i"))
+            interval_ms = atol(arg);
+        else if (!strcmp(opt, "-T"))
+            timeout_s = atol(arg);
+        else
+            usage();
+    }
+    if (!bootstrap || !topic)
+        usage();
+    if (!strcmp(cmd, "produce"))
+        return cmd_produce();
+    if (!strcmp(cmd, "count"))
+        return cmd_count();
+    if (!strcmp(cmd, "committed"))
+        return cmd_committed();
+    if (!strcmp(cmd, "delete-topic"))
+        return cmd_delete_topic();
+    if (!strcmp(cmd, "create-topic"))
+        return cmd_create_topic();
+    if (!strcmp(cmd, "consume-count"))
+        return cmd_consume_count();
+    if (!strcmp(cmd, "watch"))
+        return cmd_watch();
+    usage();
+    return 2;
+}

@@ -1,0 +1,184 @@
+/*
+ * noop_plugin.c - the benchmark's handler plugin (`handler = plugin`): does
+ * nothing with a message but look at its value, and counts messages across
+ * all workers.
+ *
+ * Parameters (all optional):
+ *   handler.plugin.param.expect     when the process-wide count reaches this
+ *                                   number, write done_file once
+ *   handler.plugin.param.done_file  path of the marker file; it gets one line:
+ *                                   "<count> <CLOCK_REALTIME ns> <CLOCK_MONOTONIC ns>"
+ *   handler.plugin.param.sleep_us   sleep this many microseconds in every
+ *                                   call (a slow handler; default 0)
+ *   handler.plugin.param.fail_every fail permanently (BALLAST_OUTCOME_FAIL) every
+ *                                   message whose value head ("%012llu" of i, as
+ *                                   bench_kafka produces) has i % fail_every ==
+ *                                   fail_every - 1, i.e. 1/fail_every of the
+ *                                   messages, the same ones on every run
+ *                                   (default 0: never)
+ *
+ * The plugin never stops the consumer itself: the driver (bench/run) waits for
+ * the marker and then sends SIGTERM, which `ballast run` turns into a clean
+ * stop (drain, commit, leave the group).
+ */
+#include <ballast/ballast.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_ulong seen;       /* every worker's messages */
+static atomic_int marker_done;  /* the marker was written */
+
+typedef struct noop {
+    unsigned long expect;  /* 0: never write the marker */
+    char *done_file;
+    unsigned long sink;    /* keeps the value read from being optimised out */
+    unsigned long sleep_us;
+    unsigned long fail_every;
+} noop_t;
+
+static int parse_count(const ballast_handler_params_t *params, const char *key,
+                       unsigned long *out, char *errbuf, size_t errsize)
+{
+    const char *v = ballast_conf_get(params->conf, key);
+    char *end;
+
+    if (!v || !*v)
+        return 0;
+    errno = 0;
+    *out = strtoul(v, &end, 10);
+    if (errno || *end || end == v) {
+        snprintf(errbuf, errsize, "%s: \"%s\" is not a count", key, v);
+        return BALLAST_ERR_CONFIG;
+    }
+    return 0;
+}
+
+static int noop_init(void **statep, const ballast_handler_params_t *params,
+                     char *errbuf, size_t errsize)
+{
+    const char *expect = ballast_conf_get(params->conf, "handler.plugin.param.expect");
+    const char *done = ballast_conf_get(params->conf, "handler.plugin.param.done_file");
+    noop_t *n = calloc(1, sizeof(*n));
+
+    if (!n) {
+        snprintf(errbuf, errsize, "out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    if (expect && *expect) {
+        char *end;
+        errno = 0;
+        n->expect = strtoul(expect, &end, 10);
+        if (errno || *end || end == expect) {
+            snprintf(errbuf, errsize,
+                     "handler.plugin.param.expect: \"%s\" is not a count", expect);
+            free(n);
+            return BALLAST_ERR_CONFIG;
+        }
+    }
+    if (parse_count(params, "handler.plugin.param.sleep_us", &n->sleep_us, errbuf, errsize) ||
+        parse_count(params, "handler.plugin.param.fail_every", &n->fail_every, errbuf,
+                    errsize)) {
+        free(n);
+        return BALLAST_ERR_CONFIG;
+    }
+    if (n->expect && !(done && *done)) {
+        snprintf(errbuf, errsize,
+                 "handler.plugin.param.done_file: missing (required by expect)");
+        free(n);
+        return BALLAST_ERR_CONFIG;
+    }
+    if (done && *done && !(n->done_file = strdup(done))) {
+        free(n);
+        snprintf(errbuf, errsize, "out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    *statep = n;
+    return 0;
+}
+
+static int64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Writes the marker atomically (temp file + rename), so that the driver never
+ * reads a half-written line. */
+static void write_marker(const noop_t *n, unsigned long count)
+{
+    char tmp[4096], line[128];
+    int fd, len;
+
+    len = snprintf(line, sizeof(line), "%lu %lld %lld\n", count,
+                   (long long)now_ns(CLOCK_REALTIME),
+                   (long long)now_ns(CLOCK_MONOTONIC));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", n->done_file);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    if (write(fd, line, (size_t)len) == len && close(fd) == 0)
+        rename(tmp, n->done_file);
+    else
+        close(fd);
+}
+
+static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
+                                     ballast_result_t *res)
+{
+    noop_t *n = state;
+    size_t len;
+    const unsigned char *value = ballast_message_value(msg, &len);
+    unsigned long count;
+
+    ballast_outcome_t outcome = BALLAST_OUTCOME_OK;
+
+    if (value && len)
+        n->sink += value[0];
+    if (n->sleep_us) {
+        struct timespec ts = {(time_t)(n->sleep_us / 1000000),
+                              (long)(n->sleep_us % 1000000) * 1000};
+        while (nanosleep(&ts, &ts) && errno == EINTR)
+            ;
+    }
+    if (n->fail_every && value && len >= 12) {
+        unsigned long long i = 0;
+        for (size_t j = 0; j < 12; j++)
+            i = i * 10 + (unsigned)(value[j] - '0');
+        if (i % n->fail_every == n->fail_every - 1) {
+            ballast_result_set_error(res, "bench: poison message");
+            outcome = BALLAST_OUTCOME_FAIL;
+        }
+    }
+    count = atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed) + 1;
+    if (n->expect && count >= n->expect &&
+        !atomic_exchange(&marker_done, 1))
+        write_marker(n, count);
+    return outcome;
+}
+
+static void noop_destroy(void *state)
+{
+    noop_t *n = state;
+    if (!n)
+        return;
+    free(n->done_file);
+    free(n);
+}
+
+static const ballast_handler_t handler = {
+    BALLAST_HANDLER_ABI_VERSION, "bench-noop", noop_init, noop_handle, NULL,
+    noop_destroy};
+
+__attribute__((visibility("default"))) const ballast_handler_t *
+ballast_plugin_handler(void)
+{
+    return &handler;
+}
