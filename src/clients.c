@@ -172,7 +172,12 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
         if (!b.err)
             b.err = set_prop(b.rkconf, "isolation.level", "read_committed");
     } else {
-        b.err = set_prop(b.rkconf, "enable.idempotence", "true");
+        /* As large as the broker accepts by default (1048588), so that the
+         * dead-letter copy of a value near the limit, with its extra
+         * headers, still fits; librdkafka's own default is 1000000. */
+        b.err = set_prop(b.rkconf, "message.max.bytes", "1048588");
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "enable.idempotence", "true");
         if (!b.err && c->eos)
             b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));
     }

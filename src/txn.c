@@ -225,10 +225,22 @@ bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
             producer_dead(c);
             return false;
         }
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+            /* Permanent for this record: aborting and rewinding would only
+             * meet it again. Stop loudly; what finished before it commits
+             * in the drain, and it stays uncommitted. */
+            bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
+                                         "%s [%d] offset %lld: cannot produce its "
+                                         "record in the transaction: %s",
+                                         m->topic, (int)m->partition,
+                                         (long long)m->offset, rd_kafka_err2str(err)));
+            return false;
+        }
         if (err) {
-            /* A record that cannot even be queued (unknown topic, too large)
-             * dooms the transaction: abort it rather than commit offsets
-             * past a missing output. */
+            /* Anything else dooms the transaction: abort it rather than
+             * commit offsets past a missing output. */
             bl_log(&c->log, BALLAST_LOG_WARN,
                    "%s [%d] offset %lld: cannot produce in the transaction: %s",
                    m->topic, (int)m->partition, (long long)m->offset,
