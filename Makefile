@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all build asan deps test-deps demo test bench docs install clean
+.PHONY: all build asan deps test-deps demo test bench docs install clean fuzz fuzz-smoke chaos
 
 all: build
 
@@ -31,8 +31,24 @@ test: test-deps
 	@$(MAKE) --no-print-directory build asan
 	@scripts/run-tests $(BUILD) $(ASAN_BUILD)
 
+# libFuzzer targets of tests/fuzz (scripts/fuzz), FUZZ_SECONDS each;
+# fuzz-smoke is the 5-second run that `make test` includes.
+FUZZ_SECONDS ?= 600
+fuzz: test-deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
+
+fuzz-smoke: test-deps
+	@FUZZ_SECONDS=5 scripts/fuzz
+
 bench: test-deps build
 	bench/run
+
+# The long form of the chaos test (tests/integration/test_chaos.c): faults
+# for CHAOS_SECONDS in each delivery mode, then the history check.
+CHAOS_SECONDS ?= 1800
+chaos: test-deps build
+	@eval "$$(scripts/testenv up)" && trap 'scripts/testenv down' EXIT && \
+	  CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/integration_test_chaos
 
 docs: build
 	$(BUILD)/ballast config-reference > docs/configuration.md

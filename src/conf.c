@@ -660,7 +660,11 @@ static bool kafka_secret(const char *name)
  * needs to be. */
 static void put_dsn_value(char *out, size_t size, size_t *len, const char *text)
 {
-    bool quote = !*text || strpbrk(text, " \t\n'\\") != NULL;
+    bool quote = !*text;
+
+    for (const char *t = text; *t && !quote; t++)
+        quote = isspace((unsigned char)*t) || iscntrl((unsigned char)*t) || *t == '\'' ||
+                *t == '\\';
 
     if (quote && *len + 1 < size)
         out[(*len)++] = '\'';

@@ -374,6 +374,8 @@ static int step(parser_t *p, bool *endedp, bool *contentp)
         return 0;
     case ':':
         if (peek(p, 1) == ':') {
+            if (!pg) /* not a cast in SQLite: part of its own parameter syntax */
+                return foreign_param(p);
             copy_to(p, p->pos + 2);
             return 0;
         }
@@ -403,9 +405,10 @@ static int step(parser_t *p, bool *endedp, bool *contentp)
         break;
     case '@':
     case '#':
-        /* SQLite binds @x, @1, @$ and #x too. */
-        if (!pg && is_ident_char((unsigned char)peek(p, 1)) &&
-            !is_ident_char((unsigned char)prev_char(p)))
+        /* SQLite binds @x, @1, @$, @::x and #x, #::x too, even right
+         * after a word ('@' and '#' cannot be part of one). */
+        if (!pg && (is_ident_char((unsigned char)peek(p, 1)) ||
+                    (peek(p, 1) == ':' && peek(p, 2) == ':')))
             return foreign_param(p);
         break;
     default:

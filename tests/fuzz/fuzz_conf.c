@@ -5,14 +5,15 @@
  * Beyond "no crash, no leak, no undefined behaviour", it checks:
  *  - an error is one line that names the file ("fuzz.conf:...");
  *  - what was loaded survives ballast_conf_dup() (same dump);
- *  - parse-print-parse: the dump written back as a properties text (with
- *    `$` doubled) loads without error and dumps the same again;
+ *  - parse-print-parse: the dump written back as a properties text (`$`
+ *    doubled, blanks at either end of a value written as the default of an
+ *    unset variable) loads without error and dumps the same again;
  *  - the redacted dump of handler.postgres.dsn hides the password: libpq
  *    parses the redacted DSN to the same options as the original, except
  *    password/sslpassword, which read "[redacted]" (differential against
- *    libpq's own conninfo parser, the one the postgres handler uses); the
- *    other options are compared only when nothing but passwords was
- *    redacted (redacting too much is harmless).
+ *    libpq's own conninfo parser, the one the postgres handler uses).
+ *    FUZZ_IGNORE_KNOWN=1 skips the DSN shape of a finding not fixed yet
+ *    (known_dsn_issue()).
  * ${VAR} expansion calls getenv(); the variables set below give the seeds
  * something to expand.
  */
@@ -156,40 +157,18 @@ static bool is_password_option(const char *kw)
     return !strcmp(kw, "password") || !strcmp(kw, "sslpassword");
 }
 
-static long count_of(const char *hay, const char *needle)
-{
-    long n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
-/* The DSN shapes of the known findings (tests/unit/test_fuzz_regressions.c):
- * a URI whose user info (up to the first '@' before any '/', as libpq reads
- * it) holds '?' or '#'; a URI with '%' (libpq decodes query keys); a
- * keyword/value string with a backslash (libpq's escape in values). */
+/* The DSN shape of the known finding (tests/unit/test_fuzz_regressions.c):
+ * a value with \r, \v or \f, which the redacted form writes unquoted though
+ * libpq splits values at any isspace() character. */
 static bool known_dsn_issue(const char *dsn)
 {
-    const char *auth = strstr(dsn, "://");
-
-    if (strncmp(dsn, "postgresql://", 13) && strncmp(dsn, "postgres://", 11))
-        return strchr(dsn, '\\') != NULL;
-    auth += 3;
-    if (strchr(auth, '%'))
-        return true;
-    for (const char *p = auth; *p && *p != '/'; p++) {
-        if (*p == '@')
-            return strcspn(auth, "?#") < (size_t)(p - auth);
-    }
-    return false;
+    return strpbrk(dsn, "\r\v\f") != NULL;
 }
 
 static void check_dsn_redaction(const char *dsn, const char *redacted)
 {
     PQconninfoOption *orig, *red;
     char *errmsg = NULL;
-    long passwords = 0;
-    bool over;
 
     FUZZ_CHECK(redacted != NULL, "handler.postgres.dsn missing from the redacted dump");
     if (strlen(redacted) >= 2000)
@@ -206,29 +185,6 @@ static void check_dsn_redaction(const char *dsn, const char *redacted)
     if (!orig) {
         PQfreemem(errmsg);
         return; /* libpq refuses it: no password to leak */
-    }
-    for (size_t i = 0; orig[i].keyword; i++)
-        if (is_password_option(orig[i].keyword) && orig[i].val && *orig[i].val)
-            passwords++;
-    /* "password" where libpq sees none (in a URI's host or port, a
-     * repeated or empty one...): ballast may redact more than the password,
-     * which is harmless but can change what libpq reads from the rest. Then
-     * only check that no password is still there. */
-    over = strncmp(dsn, "postgres", 8) ? count_of(dsn, "password") > passwords
-                                       : count_of(dsn, "password") > 0;
-    if (over) {
-        for (size_t i = 0; orig[i].keyword; i++) {
-            const char *a = orig[i].val;
-            /* Only a password that occurs once, and that the marker
-             * cannot spell (as "ct" or "d]" would), is telling. */
-            if (is_password_option(orig[i].keyword) && a && *a &&
-                count_of(dsn, a) == 1 && !strpbrk(a, "[]") &&
-                !strstr("[redacted]", a))
-                FUZZ_CHECK(!strstr(redacted, a), "%s \"%s\" not redacted: [%s] -> [%s]",
-                           orig[i].keyword, a, dsn, redacted);
-        }
-        PQconninfoFree(orig);
-        return;
     }
     red = PQconninfoParse(redacted, &errmsg);
     FUZZ_CHECK(red != NULL,

@@ -2,7 +2,10 @@
  * unit tests. Each input is also a seed of its target
  * (tests/fuzz/corpus/<target>/regress-*), so `scripts/fuzz` fails on it too.
  *
- * Both tests below fail until src/conf.c and src/sqltmpl.c are fixed. */
+ * test_dsn_redaction_reparses fails until put_dsn_value() in src/conf.c
+ * quotes values with any blank libpq splits at (\r, \v, \f as well), and
+ * test_sqlite_own_parameters_refused until step() in src/sqltmpl.c refuses
+ * `@`/`#` after an identifier character and before `::` in SQLite. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +15,7 @@
 #include "internal.h"
 #include "sqltmpl.h"
 
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +68,59 @@ static void test_dsn_redaction_follows_libpq(void **state)
     assert_int_equal(leaks, 0);
 }
 
+/* The redacted DSN must still say what the DSN says: libpq reads the same
+ * options from it, the passwords aside. Values with \r, \v or \f (written
+ * quoted in the DSN, or %-encoded in a URI) came out unquoted, and libpq,
+ * which splits at any isspace() character, could not read the dump back
+ * ("missing "=" after "b""). Found by fuzz_conf. */
+static const char *const reparse_dsns[] = {
+    "host='a\vb' dbname=x",
+    "host='a\rb' dbname=x",
+    "host='a\fb' password=p",
+    "postgresql://u:p@h/db?application_name=a%0Db",
+};
+
+static void test_dsn_redaction_reparses(void **state)
+{
+    int bad = 0;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(reparse_dsns) / sizeof(reparse_dsns[0]); i++) {
+        ballast_conf_t *conf = ballast_conf_new();
+        PQconninfoOption *orig, *red;
+        char *errmsg = NULL;
+
+        assert_non_null(conf);
+        assert_null(ballast_conf_set(conf, "handler.postgres.dsn", reparse_dsns[i]));
+        redacted_dsn[0] = '\0';
+        ballast_conf_dump(conf, 1, keep_dsn, NULL);
+        ballast_conf_destroy(conf);
+        orig = PQconninfoParse(reparse_dsns[i], NULL);
+        assert_non_null(orig);
+        red = PQconninfoParse(redacted_dsn, &errmsg);
+        if (!red) {
+            print_error("DSN \"%s\" dumped as \"%s\", which libpq cannot read: %s",
+                        reparse_dsns[i], redacted_dsn, errmsg);
+            PQfreemem(errmsg);
+            bad++;
+        } else {
+            for (size_t k = 0; orig[k].keyword; k++) {
+                const char *a = orig[k].val, *b = red[k].val;
+                if (!strcmp(orig[k].keyword, "password"))
+                    continue;
+                if ((a || b) && (!a || !b || strcmp(a, b))) {
+                    print_error("DSN \"%s\": %s changed in the dump\n",
+                                reparse_dsns[i], orig[k].keyword);
+                    bad++;
+                }
+            }
+            PQconninfoFree(red);
+        }
+        PQconninfoFree(orig);
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* ---- SQLite's own parameters (fuzz_sqltmpl) ------------------------------ */
 
 /* SQLite binds `$`, `@`, `#` and `:` followed by any identifier character
@@ -74,6 +131,11 @@ static void test_dsn_redaction_follows_libpq(void **state)
 static const char *const sqlite_params[] = {
     "SELECT $$", "SELECT $::x", "SELECT #x", "SELECT :1",
     "SELECT :$", "SELECT @1",   "SELECT @$",
+    /* Found after the first fix: SQLite's identifiers never contain `@` or
+     * `#`, so one right after an identifier still starts a parameter; and
+     * `@::x` / `#::x` are parameters as `$::x` is. */
+    "SELECT@x", "SELECT#x", "SELECT 1 WHERE 1=1 AND@x", "SELECT @::x",
+    "SELECT #::x",
 };
 
 static void test_sqlite_own_parameters_refused(void **state)
@@ -98,6 +160,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dsn_redaction_follows_libpq),
+        cmocka_unit_test(test_dsn_redaction_reparses),
         cmocka_unit_test(test_sqlite_own_parameters_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
