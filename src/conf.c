@@ -147,6 +147,9 @@ static const struct {
     {"isolation.level", "set by `semantics`"},
     {"enable.partition.eof", "ballast does not use partition EOF events"},
     {"group.protocol.type", "not configurable"},
+    /* librdkafka dlopen()s these as soon as the key is set, from the
+     * library search path: `check` would load code. */
+    {"plugin.library.paths", "ballast loads no librdkafka plugins (see handler.plugin.path)"},
 };
 
 static const char *const prefixes[] = {"kafka.", "handler.plugin.param."};

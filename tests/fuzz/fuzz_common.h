@@ -22,9 +22,10 @@
         }                                                                     \
     } while (0)
 
-/* FUZZ_IGNORE_KNOWN=1 in the environment makes the targets step over the
- * findings already reported (each target says which) so that a long run can
- * look for new ones; scripts/fuzz never sets it, so known findings fail. */
+/* FUZZ_IGNORE_KNOWN=1 in the environment: for a target to step over a
+ * finding that is reported but not fixed yet (guard the invariant with it
+ * and say which finding), so that a long run can look for new ones.
+ * scripts/fuzz does not set it; no target uses it while nothing is open. */
 static inline bool fuzz_ignore_known(void)
 {
     static int ignore = -1;

@@ -17,8 +17,7 @@
  *    and the same parameters;
  *  - SQLite differential: when SQLite itself compiles the output, the
  *    parameters it sees are exactly ?1..?count (no parameter ballast would
- *    leave unbound, i.e. silently NULL), and it sees one statement
- *    (FUZZ_IGNORE_KNOWN=1 steps over the `@`/`#` parameters not fixed yet).
+ *    leave unbound, i.e. silently NULL), and it sees one statement.
  * When it does not parse, the error is one non-empty line.
  */
 #include "sqltmpl.h"
@@ -193,16 +192,6 @@ static void check_sqlite(const bl_sqltmpl_t *t, const char *in)
     FUZZ_CHECK(!tail || !*tail, "SQLite sees a second statement: [%s] from [%s]",
                tail, in);
     nparams = sqlite3_bind_parameter_count(stmt);
-    /* Known finding (tests/unit/test_fuzz_regressions.c): `@x`/`#x` right
-     * after an identifier character, `@::x`, `#::x`. */
-    if (fuzz_ignore_known())
-        for (int k = 1; k <= nparams; k++) {
-            const char *pn = sqlite3_bind_parameter_name(stmt, k);
-            if (pn && (pn[0] == '@' || pn[0] == '#')) {
-                sqlite3_finalize(stmt);
-                return;
-            }
-        }
     FUZZ_CHECK((size_t)nparams == t->count,
                "SQLite sees %d parameter(s), ballast binds %zu: [%s] -> [%s]",
                nparams, t->count, in, t->sql);
