@@ -1164,7 +1164,6 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
     /* One queue for messages, rebalances, errors and commit results, all
      * served by rd_kafka_consumer_poll on the poll thread. */
     rd_kafka_poll_set_consumer(c->rk);
-    c->rkqu = rd_kafka_queue_get_consumer(c->rk);
     if (needs_producer(c) && (err = bl_make_client(c, true, &c->producer)))
         return err;
     topics = bl_topic_list(bl_conf_str(c->conf, "topics"));
@@ -1468,8 +1467,6 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     if (c->loader_state && c->handler->destroy)
         c->handler->destroy(c->loader_state);
     free_queue(&c->done);
-    if (c->rkqu)
-        rd_kafka_queue_destroy(c->rkqu);
     if (c->rk) {
         if (!c->ran)
             rd_kafka_consumer_close(c->rk);

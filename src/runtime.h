@@ -85,7 +85,6 @@ struct ballast_consumer_s {
     ballast_conf_t *conf;
     bl_logger_t log;
     rd_kafka_t *rk;
-    rd_kafka_queue_t *rkqu;
     rd_kafka_t *producer;
     const ballast_handler_t *handler;
     void *handler_opaque;

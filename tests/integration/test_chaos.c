@@ -87,17 +87,6 @@ static void inject(chaos_t *c)
     }
 }
 
-static bool input_committed(chaos_t *c)
-{
-    int64_t hwm[PARTS], committed[PARTS];
-    bt_high_watermarks(c->bs, c->in, PARTS, hwm);
-    bt_committed(c->bs, c->group, c->in, PARTS, committed);
-    for (int p = 0; p < PARTS; p++)
-        if (committed[p] != hwm[p])
-            return false;
-    return true;
-}
-
 /* The history checker. @returns the number of duplicates. */
 static long check_history(chaos_t *c, bool exactly_once)
 {
@@ -188,7 +177,7 @@ static void run_chaos(bool exactly_once)
     }
     bt_produce_seq(c.bs, c.in, 0, c.produced, 2000, KEYS);
     c.produced += 2000;
-    if (!bt_wait_for((bool (*)(void *))input_committed, &c, 300000))
+    if (!bt_wait_committed_to_end(c.bs, c.group, c.in, PARTS, 300000))
         fail_msg("the group did not drain after the chaos");
     for (int i = 0; i < INSTANCES; i++) {
         bt_term(c.pid[i]);

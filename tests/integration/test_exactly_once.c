@@ -136,22 +136,8 @@ static void test_copy_exactly_once_through_kills_and_restarts(void **state)
     }
     /* The rest, then a clean stop once the input is fully committed. */
     pid = bt_spawn_ballast(argv, errp);
-    {
-        int64_t hwm[PARTS], committed[PARTS];
-        int64_t deadline = bt_now_ms() + 180000;
-        for (;;) {
-            bool done = true;
-            bt_high_watermarks(bs, in, PARTS, hwm);
-            bt_committed(bs, group, in, PARTS, committed);
-            for (int i = 0; i < PARTS; i++)
-                done = done && committed[i] == hwm[i];
-            if (done)
-                break;
-            if (bt_now_ms() > deadline)
-                fail_msg("input not fully committed: %s", bt_read_file(errp));
-            usleep(200 * 1000);
-        }
-    }
+    if (!bt_wait_committed_to_end(bs, group, in, PARTS, 180000))
+        fail_msg("input not fully committed: %s", bt_read_file(errp));
     bt_term(pid);
     assert_int_equal(bt_wait(pid, 60000), 0);
     verify_output(bs, out);
@@ -176,7 +162,6 @@ static void test_copy_exactly_once_across_broker_hard_restart(void **state)
     char conf[256], errp[256];
     const char *const argv[] = {"ballast", "run", conf, NULL};
     progress_t p = {bs, NULL, TOTAL / 4};
-    int64_t hwm[PARTS], committed[PARTS];
     pid_t pid;
 
     snprintf(conf, sizeof(conf), "%s/eos.conf", dir);
@@ -190,19 +175,9 @@ static void test_copy_exactly_once_across_broker_hard_restart(void **state)
     if (!bt_wait_for(output_reached, &p, 120000))
         fail_msg("no progress before the broker restart: %s", bt_read_file(errp));
     restart_broker();
-    for (int64_t deadline = bt_now_ms() + 240000;;) {
-        bool done = true;
-        bt_high_watermarks(bs, in, PARTS, hwm);
-        bt_committed(bs, group, in, PARTS, committed);
-        for (int i = 0; i < PARTS; i++)
-            done = done && committed[i] == hwm[i];
-        if (done)
-            break;
-        if (bt_now_ms() > deadline)
-            fail_msg("input not fully committed after the broker restart: ...%s",
-                     log_tail(errp));
-        usleep(200 * 1000);
-    }
+    if (!bt_wait_committed_to_end(bs, group, in, PARTS, 240000))
+        fail_msg("input not fully committed after the broker restart: ...%s",
+                 log_tail(errp));
     bt_term(pid);
     /* The first instance may have died of an unrecoverable broker error;
      * then a restart must finish the job without duplicates. */
@@ -264,20 +239,9 @@ static void test_same_transactional_id_fences_the_older_instance(void **state)
         fail_msg("the older instance was not fenced (exit %d): %s", rc, text);
     free(text);
     /* The newer instance finishes the work; nothing is doubled. */
-    for (int64_t deadline = bt_now_ms() + 120000;;) {
-        int64_t hwm[PARTS], committed[PARTS];
-        bool done = true;
-        bt_high_watermarks(bs, in, PARTS, hwm);
-        bt_committed(bs, group, in, PARTS, committed);
-        for (int i = 0; i < PARTS; i++)
-            done = done && committed[i] == hwm[i];
-        if (done)
-            break;
-        if (bt_now_ms() > deadline)
-            fail_msg("the newer instance did not finish: %s\n--- older: %s",
-                     bt_read_file(err_b), bt_read_file(err_a));
-        usleep(200 * 1000);
-    }
+    if (!bt_wait_committed_to_end(bs, group, in, PARTS, 120000))
+        fail_msg("the newer instance did not finish: %s\n--- older: %s",
+                 bt_read_file(err_b), bt_read_file(err_a));
     bt_term(b);
     assert_int_equal(bt_wait(b, 60000), 0);
     {

@@ -174,6 +174,26 @@ void bt_committed(const char *bootstrap, const char *group, const char *topic,
     rd_kafka_destroy(rk);
 }
 
+bool bt_wait_committed_to_end(const char *bootstrap, const char *group,
+                              const char *topic, int n, int timeout_ms)
+{
+    int64_t deadline = bt_now_ms() + timeout_ms, hwm[64], committed[64];
+
+    assert_true(n <= 64);
+    for (;;) {
+        bool done = true;
+        bt_high_watermarks(bootstrap, topic, n, hwm);
+        bt_committed(bootstrap, group, topic, n, committed);
+        for (int i = 0; i < n; i++)
+            done = done && committed[i] == hwm[i];
+        if (done)
+            return true;
+        if (bt_now_ms() > deadline)
+            return false;
+        usleep(200 * 1000);
+    }
+}
+
 void bt_high_watermarks(const char *bootstrap, const char *topic, int n,
                         int64_t *out)
 {

@@ -48,6 +48,10 @@ void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
  *  (-1001 when none). Does not join the group. */
 void bt_committed(const char *bootstrap, const char *group, const char *topic,
                   int n, int64_t *out);
+/** Waits up to @p timeout_ms until @p group's committed offsets equal the
+ *  high watermarks of partitions 0..n-1. @returns whether they did. */
+bool bt_wait_committed_to_end(const char *bootstrap, const char *group,
+                              const char *topic, int n, int timeout_ms);
 /** High watermarks of partitions 0..n-1. */
 void bt_high_watermarks(const char *bootstrap, const char *topic, int n,
                         int64_t *out);
