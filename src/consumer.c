@@ -544,9 +544,11 @@ static bool hold_back(ballast_consumer_t *c, int64_t now)
 
     atomic_store(&c->inflight_pub, c->inflight);
     atomic_store(&c->inflight_bytes_pub, c->inflight_bytes);
-    if (!over)
+    /* The backlog lasts from reaching the marks until it falls to half of
+     * them: hovering at the mark is a backlog too. */
+    if (under)
         c->over_since = 0;
-    else if (!c->over_since)
+    else if (over && !c->over_since)
         c->over_since = now;
     if (!c->backpressured && over && now - c->over_since >= c->soft_limit_ms)
         c->backpressured = true;
@@ -1117,7 +1119,6 @@ static void read_settings(ballast_consumer_t *c)
     c->max_inflight_bytes = (uint64_t)bl_conf_int(c->conf, "max.inflight.bytes");
     c->shutdown_timeout_ms = bl_conf_int(c->conf, "shutdown.timeout.ms");
     c->handler_timeout_ms = bl_conf_int(c->conf, "handler.timeout.ms");
-    c->soft_limit_ms = c->max_poll_interval_ms / 4 < 5000 ? c->max_poll_interval_ms / 4 : 5000;
     c->commit_interval_ms = 5000;
     if (*bl_conf_str(c->conf, "kafka.auto.commit.interval.ms"))
         c->commit_interval_ms =
@@ -1126,6 +1127,7 @@ static void read_settings(ballast_consumer_t *c)
     if (*bl_conf_str(c->conf, "kafka.max.poll.interval.ms"))
         c->max_poll_interval_ms = strtoll(bl_conf_str(c->conf, "kafka.max.poll.interval.ms"),
                                           NULL, 10);
+    c->soft_limit_ms = c->max_poll_interval_ms / 4 < 5000 ? c->max_poll_interval_ms / 4 : 5000;
     c->rebalance_cb = bl_conf_rebalance_cb(c->conf, &c->rebalance_opaque);
     c->breaker_max_consecutive = bl_conf_int(c->conf, "dlq.max.consecutive");
     c->breaker_max_ratio = bl_conf_double(c->conf, "dlq.max.ratio");

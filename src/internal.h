@@ -76,7 +76,8 @@ void bl_fmt(char *buf, size_t size, const char *fmt, ...) BL_PRINTF(3, 4);
 int64_t bl_now_ms(void);
 /** Milliseconds since the epoch. */
 int64_t bl_wall_ms(void);
-/** Formats epoch milliseconds as ISO-8601 UTC ("2026-11-26T20:35:01.123Z"). */
+/** Formats epoch milliseconds as ISO-8601 UTC ("2026-11-26T20:35:01.123Z").
+ *  Each thread keeps the text of the last second it formatted. */
 void bl_iso8601(int64_t epoch_ms, char *buf, size_t size);
 /** True when [p, p+len) is valid UTF-8. */
 bool bl_utf8_valid(const void *p, size_t len);
@@ -85,7 +86,7 @@ bool bl_utf8_valid(const void *p, size_t len);
 
 /** One header of an emitted record. */
 typedef struct bl_header {
-    char *name;
+    char *name;  /* one allocation with the value, which follows the name */
     void *value; /* NULL: null header value */
     size_t len;
 } bl_header_t;
@@ -98,7 +99,7 @@ typedef struct bl_record {
     void *value;
     size_t value_len;
     bl_header_t *headers;
-    size_t header_count;
+    size_t header_count, header_cap;
     bool has_key, has_value;
 } bl_record_t;
 
@@ -111,5 +112,7 @@ struct ballast_result_s {
 
 /** Clears a result for reuse (frees error and records). */
 void bl_result_reset(struct ballast_result_s *res);
+/** Frees the result's records, keeping its error text. */
+void bl_result_free_records(struct ballast_result_s *res);
 
 #endif /* BALLAST_INTERNAL_H */

@@ -26,14 +26,22 @@ void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm)
     msg->bytes = msg->key_len + msg->value_len;
 }
 
-void bl_message_clear(struct ballast_message_s *msg)
+void bl_message_release_payload(struct ballast_message_s *msg, const char *topic)
 {
-    bl_result_reset(&msg->result);
     if (msg->rkm)
         rd_kafka_message_destroy(msg->rkm);
     msg->rkm = NULL;
+    msg->topic = topic;
+    msg->key = msg->value = NULL;
+    msg->key_len = msg->value_len = 0;
     msg->hdrs = NULL;
     msg->hdrs_loaded = false;
+}
+
+void bl_message_clear(struct ballast_message_s *msg)
+{
+    bl_result_reset(&msg->result);
+    bl_message_release_payload(msg, msg->topic);
 }
 
 const char *ballast_message_topic(const ballast_message_t *msg) { return msg->topic; }
@@ -121,22 +129,25 @@ static void record_free(bl_record_t *rec)
     free(rec->topic);
     free(rec->key);
     free(rec->value);
-    for (size_t i = 0; i < rec->header_count; i++) {
+    for (size_t i = 0; i < rec->header_count; i++)
         free(rec->headers[i].name);
-        free(rec->headers[i].value);
-    }
     free(rec->headers);
+}
+
+void bl_result_free_records(struct ballast_result_s *res)
+{
+    for (size_t i = 0; i < res->record_count; i++)
+        record_free(&res->records[i]);
+    free(res->records);
+    res->records = NULL;
+    res->record_count = res->record_cap = 0;
 }
 
 void bl_result_reset(struct ballast_result_s *res)
 {
     free(res->error);
     res->error = NULL;
-    for (size_t i = 0; i < res->record_count; i++)
-        record_free(&res->records[i]);
-    free(res->records);
-    res->records = NULL;
-    res->record_count = res->record_cap = 0;
+    bl_result_free_records(res);
 }
 
 void ballast_result_set_error(ballast_result_t *res, const char *message)
@@ -193,21 +204,29 @@ int ballast_result_emit_header(ballast_result_t *res, const char *name,
                                const void *value, size_t len)
 {
     bl_record_t *rec;
-    bl_header_t *grown, *hdr;
+    bl_header_t *hdr;
+    size_t name_size;
 
     if (!res->record_count || !name)
         return -1;
     rec = &res->records[res->record_count - 1];
-    grown = realloc(rec->headers, (rec->header_count + 1) * sizeof(*grown));
-    if (!grown)
-        return -1;
-    rec->headers = grown;
-    hdr = &rec->headers[rec->header_count];
-    hdr->name = bl_strdup(name);
-    if (!hdr->name || copy_bytes(&hdr->value, value, len)) {
-        free(hdr->name);
-        return -1;
+    if (rec->header_count == rec->header_cap) {
+        /* Dead-letter records get about ten headers: grow in steps. */
+        size_t cap = rec->header_cap ? rec->header_cap * 2 : 8;
+        bl_header_t *grown = realloc(rec->headers, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        rec->headers = grown;
+        rec->header_cap = cap;
     }
+    hdr = &rec->headers[rec->header_count];
+    name_size = strlen(name) + 1;
+    if (!(hdr->name = malloc(name_size + (value ? len : 0))))
+        return -1;
+    memcpy(hdr->name, name, name_size);
+    hdr->value = value ? hdr->name + name_size : NULL;
+    if (value)
+        memcpy(hdr->value, value, len);
     hdr->len = value ? len : 0;
     rec->header_count++;
     return 0;

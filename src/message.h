@@ -53,6 +53,11 @@ struct ballast_message_s {
 
 /** Fills the view from a consumed librdkafka message (takes ownership). */
 void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm);
+/** Releases the consumed message (rkm, and with it key, value, headers and
+ *  the fetch buffer librdkafka keeps alive for it) and points the view's
+ *  topic at @p topic, a copy that outlives the message; partition, offset
+ *  and the result stay. Any thread that owns the message. */
+void bl_message_release_payload(struct ballast_message_s *msg, const char *topic);
 /** Releases what the message owns (rkm, result); not the struct itself. */
 void bl_message_clear(struct ballast_message_s *msg);
 

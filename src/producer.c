@@ -41,6 +41,22 @@ static int add_text(ballast_result_t *res, const char *name, const char *text)
     return ballast_result_emit_header(res, name, text, strlen(text));
 }
 
+/* Adds a decimal header to the record emitted last (without printf: a
+ * dead-letter record has up to six of them). */
+static int add_int(ballast_result_t *res, const char *name, long long v)
+{
+    char buf[24], *p = buf + sizeof(buf);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    *--p = '\0';
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return add_text(res, name, p);
+}
+
 /* Headers a failure record rewrites; every other header is kept. */
 static bool rewritten(const char *name)
 {
@@ -76,7 +92,7 @@ int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
     const void *value = ballast_message_value(msg, &vlen);
     bool has_origin = !ballast_message_header_find(msg, "x-original-topic", NULL, NULL);
     long prev = previous_retries(msg);
-    char num[32], when[40];
+    char when[40];
 
     if (ballast_result_emit(res, f->topic, key, klen, value, vlen))
         return -1;
@@ -90,23 +106,16 @@ int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
     }
     /* A message coming back from a retry tier keeps its first origin. */
     if (!has_origin) {
-        if (add_text(res, "x-original-topic", ballast_message_topic(msg)))
-            return -1;
-        bl_fmt(num, sizeof(num), "%d", (int)ballast_message_partition(msg));
-        if (add_text(res, "x-original-partition", num))
-            return -1;
-        bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_offset(msg));
-        if (add_text(res, "x-original-offset", num))
-            return -1;
-        bl_fmt(num, sizeof(num), "%lld", (long long)ballast_message_timestamp(msg));
-        if (add_text(res, "x-original-timestamp", num))
+        if (add_text(res, "x-original-topic", ballast_message_topic(msg)) ||
+            add_int(res, "x-original-partition", ballast_message_partition(msg)) ||
+            add_int(res, "x-original-offset", ballast_message_offset(msg)) ||
+            add_int(res, "x-original-timestamp", ballast_message_timestamp(msg)))
             return -1;
     }
     /* Retries so far: this hop's attempts after the first, plus one for
      * every earlier hop's delivery, plus what earlier hops counted. */
-    bl_fmt(num, sizeof(num), "%ld",
-           prev < 0 ? (long)(f->attempts > 0 ? f->attempts - 1 : 0) : prev + f->attempts);
-    if (add_text(res, "x-retry-count", num))
+    if (add_int(res, "x-retry-count",
+                prev < 0 ? (f->attempts > 0 ? f->attempts - 1 : 0) : prev + f->attempts))
         return -1;
     if (add_text(res, "x-error-message", f->error ? f->error : "unknown error") ||
         add_text(res, "x-consumer-group", f->group))
@@ -114,13 +123,8 @@ int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
     bl_iso8601(bl_wall_ms(), when, sizeof(when));
     if (add_text(res, "x-failed-at", when))
         return -1;
-    if (f->due_ms >= 0) {
-        bl_fmt(num, sizeof(num), "%lld", (long long)f->due_ms);
-        if (add_text(res, "x-retry-due", num))
-            return -1;
-        bl_fmt(num, sizeof(num), "%d", f->tier);
-        if (add_text(res, "x-retry-tier", num))
-            return -1;
-    }
+    if (f->due_ms >= 0 &&
+        (add_int(res, "x-retry-due", f->due_ms) || add_int(res, "x-retry-tier", f->tier)))
+        return -1;
     return 0;
 }

@@ -148,7 +148,8 @@ struct ballast_consumer_s {
     size_t inflight, staged;
     uint64_t inflight_bytes;
     bool backpressured, offsets_dirty, ran;
-    int64_t over_since;   /* when the in-flight limit was first reached */
+    int64_t over_since;   /* when the in-flight limit was reached (since in
+                             flight last fell to half of it), 0: not */
     int64_t soft_limit_ms; /* how long to hold back before pausing */
     bool paused_breaker;  /* the breaker state sync_pause() last applied */
     bool paused_bp;       /* the backpressure state sync_pause() last applied */

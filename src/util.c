@@ -50,18 +50,25 @@ int64_t bl_wall_ms(void)
 
 void bl_iso8601(int64_t epoch_ms, char *buf, size_t size)
 {
+    /* The date and time up to the second change once a second, and every
+     * dead-letter record and log line needs them: keep the last ones. */
+    static __thread time_t cached_secs = -1;
+    static __thread char cached[48];
     /* Floor division, so that times before 1970 keep a positive remainder. */
     int64_t ms = ((epoch_ms % 1000) + 1000) % 1000;
     time_t secs = (time_t)((epoch_ms - ms) / 1000);
     struct tm tm;
 
-    if (!gmtime_r(&secs, &tm)) {
-        bl_fmt(buf, size, "invalid-time");
-        return;
+    if (secs != cached_secs) {
+        if (!gmtime_r(&secs, &tm)) {
+            bl_fmt(buf, size, "invalid-time");
+            return;
+        }
+        bl_fmt(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+               tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_secs = secs;
     }
-    bl_fmt(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (int)ms);
+    bl_fmt(buf, size, "%s.%03dZ", cached, (int)ms);
 }
 
 /* Strict UTF-8: rejects overlong forms, surrogates and code points beyond

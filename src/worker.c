@@ -85,13 +85,14 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
 static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     ballast_consumer_t *c = w->cons;
-    int64_t start = bl_now_ms();
     struct timespec t0, t1;
-    int64_t micros;
+    int64_t start, micros;
     bool transient = false;
 
-    atomic_store(&w->busy_since, start ? start : 1);
+    /* One clock read for both: bl_now_ms() reads the same clock. */
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    start = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
+    atomic_store(&w->busy_since, start ? start : 1);
     run_handler(w, msgs, n);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     atomic_store(&w->busy_since, 0);
@@ -154,11 +155,19 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 }
 
 /* Produces the records of a finished message. @returns false when the
- * producer refused one for good (the message then fails). */
+ * producer refused one for good (the message then fails).
+ *
+ * The records are copies and the producer copies them again, so the
+ * message keeps neither while it waits for the acknowledgements: holding
+ * the consumed message would keep librdkafka's whole fetch buffer alive
+ * for it. (Exactly-once into a database may run the handler again, so it
+ * keeps the message.) */
 static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
 {
     size_t n = m->result.record_count;
 
+    if (!c->txn_ops)
+        bl_message_release_payload(m, m->part->topic);
     atomic_store(&m->pending_emits, (int)n + 1);
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t err;
@@ -183,6 +192,7 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
             return false;
         }
     }
+    bl_result_free_records(&m->result);
     return true;
 }
 
