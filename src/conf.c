@@ -61,7 +61,10 @@ static const prop_t props[] = {
     {"handler.postgres.dsn", T_STR, NULL, 0, 0, NULL, F_DSN,
      "libpq connection string (its password is redacted in dumps)."},
     {"handler.postgres.sql", T_STR, NULL, 0, 0, NULL, 0,
-     "One statement run per message; placeholders as for SQLite."},
+     "One statement run per message; placeholders as for SQLite. A plain "
+     "INSERT ... VALUES (...) [ON CONFLICT ... DO NOTHING] runs a batch as "
+     "statements of up to 100 rows (statement-level triggers fire once per "
+     "statement)."},
     {"handler.exec.command", T_STR, NULL, 0, 0, NULL, 0,
      "A long-running child process speaking the exec protocol (JSON lines). "
      "Split into arguments like a shell would (quotes, backslashes), looked "

@@ -511,3 +511,182 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
     if (!out->data)
         out->len = 0;
 }
+
+/* ---- multi-row INSERT ------------------------------------------------------ */
+
+/*
+ * The shape a statement must have to run as one statement over many
+ * messages: INSERT ... VALUES (tuple), optionally ON CONFLICT ... DO
+ * NOTHING, and nothing else at the top level (no WITH, RETURNING, ORDER
+ * BY, UNION, second tuple, DO UPDATE: with those, rows of one statement
+ * would not behave as statements run one after another).
+ */
+typedef struct shape {
+    size_t words;                  /* top-level words so far */
+    size_t tuple_start, tuple_end; /* "(" .. past ")"; 0: not yet; start
+                                      AWAIT_TUPLE: VALUES seen */
+    size_t *param_at;              /* offsets of `$N` inside the tuple */
+    size_t nparams;
+    char first_after[16], last_word[16], second_last[16]; /* after the tuple */
+} shape_t;
+
+#define AWAIT_TUPLE SIZE_MAX
+
+static bool in_tuple(const shape_t *sh, size_t depth)
+{
+    return sh->tuple_start && sh->tuple_start != AWAIT_TUPLE && !sh->tuple_end &&
+           depth;
+}
+
+/* A top-level word. @returns false if the statement cannot have the shape. */
+static bool shape_word(shape_t *sh, const parser_t *p, size_t start)
+{
+    char w[16];
+    size_t n = p->pos - start < sizeof(w) - 1 ? p->pos - start : sizeof(w) - 1;
+
+    for (size_t i = 0; i < n; i++)
+        w[i] = (char)toupper((unsigned char)p->s[start + i]);
+    w[n] = '\0';
+    if (!sh->words++)
+        return !strcmp(w, "INSERT");
+    if (sh->tuple_start == AWAIT_TUPLE)
+        return false; /* DEFAULT VALUES, or VALUES without a tuple */
+    if (sh->tuple_end) {
+        if (!sh->first_after[0])
+            memcpy(sh->first_after, w, sizeof(w));
+        memcpy(sh->second_last, sh->last_word, sizeof(w));
+        memcpy(sh->last_word, w, sizeof(w));
+    } else if (!sh->tuple_start && !strcmp(w, "VALUES")) {
+        sh->tuple_start = AWAIT_TUPLE;
+    }
+    return true;
+}
+
+/* A `$N` parameter: only inside the tuple, where each row has its own. */
+static bool shape_param(shape_t *sh, parser_t *p, size_t depth)
+{
+    size_t *at;
+
+    if (!in_tuple(sh, depth))
+        return false;
+    if (!(at = realloc(sh->param_at, (sh->nparams + 1) * sizeof(*at))))
+        return false;
+    sh->param_at = at;
+    at[sh->nparams++] = p->pos;
+    for (p->pos++; p->pos < p->len && isdigit((unsigned char)p->s[p->pos]);)
+        p->pos++;
+    return true;
+}
+
+/* Parentheses and other punctuation at @p pos. */
+static bool shape_punct(shape_t *sh, parser_t *p, size_t *depth)
+{
+    unsigned char c = (unsigned char)p->s[p->pos++];
+
+    if (c == '(') {
+        if (!*depth && sh->tuple_start == AWAIT_TUPLE)
+            sh->tuple_start = p->pos - 1;
+        else if (!*depth && sh->tuple_end && !sh->first_after[0])
+            return false; /* a second tuple */
+        ++*depth;
+    } else if (c == ')') {
+        if (!*depth)
+            return false;
+        if (!--*depth && in_tuple(sh, 1))
+            sh->tuple_end = p->pos;
+    } else if (!*depth && sh->tuple_end && !sh->first_after[0] && !isspace(c) &&
+               c != ';') {
+        return false; /* `, (...)`, an operator: more than one tuple */
+    } else if (!*depth && sh->tuple_start == AWAIT_TUPLE && !isspace(c)) {
+        return false;
+    }
+    return true;
+}
+
+/* Scans the rewritten statement (PostgreSQL: `$N` parameters). */
+static bool shape_scan(parser_t *p, shape_t *sh)
+{
+    size_t depth = 0, end;
+    bool ok = true;
+
+    while (ok && p->pos < p->len && !p->failed) {
+        unsigned char c = (unsigned char)p->s[p->pos];
+        bool after_ident = is_ident_char((unsigned char)prev_char(p)), matched;
+        if (comment_at(p, &end) > 0) {
+            p->pos = end;
+        } else if (c == '\'') {
+            copy_quoted(p, '\'', is_escape_string(p), "string literal");
+        } else if (c == '"') {
+            copy_quoted(p, '"', false, "quoted identifier");
+        } else if (c == '$' && !after_ident && isdigit((unsigned char)peek(p, 1))) {
+            ok = shape_param(sh, p, depth);
+        } else if (c == '$' && !after_ident) {
+            if (!copy_dollar_quote(p, &matched) && !matched)
+                p->pos++;
+        } else if (is_ident_start(c)) {
+            size_t start = p->pos;
+            while (p->pos < p->len && is_ident_char((unsigned char)p->s[p->pos]))
+                p->pos++;
+            ok = depth || shape_word(sh, p, start);
+        } else {
+            ok = shape_punct(sh, p, &depth);
+        }
+    }
+    return ok && !p->failed && !depth;
+}
+
+/* What may follow the tuple: nothing, or ON CONFLICT [target] DO NOTHING. */
+static bool shape_tail_ok(const shape_t *sh)
+{
+    if (!sh->first_after[0])
+        return true;
+    return !strcmp(sh->first_after, "ON") && !strcmp(sh->second_last, "DO") &&
+           !strcmp(sh->last_word, "NOTHING");
+}
+
+/* Appends the tuple once, its parameters shifted by @p shift. */
+static void put_tuple(sbuf_t *b, const char *sql, const shape_t *sh, size_t shift)
+{
+    size_t pos = sh->tuple_start;
+    char num[32];
+
+    for (size_t i = 0; i < sh->nparams; i++) {
+        size_t at = sh->param_at[i], end = at + 1;
+        while (isdigit((unsigned char)sql[end]))
+            end++;
+        sb_put(b, sql + pos, at - pos);
+        bl_fmt(num, sizeof(num), "$%zu", strtoul(sql + at + 1, NULL, 10) + shift);
+        sb_put(b, num, strlen(num));
+        pos = end;
+    }
+    sb_put(b, sql + pos, sh->tuple_end - pos);
+}
+
+char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
+{
+    parser_t p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
+                  .dialect = BL_SQL_POSTGRES};
+    shape_t sh = {0};
+    sbuf_t b = {0};
+
+    if (!rows || !t->sql || !shape_scan(&p, &sh) || !sh.tuple_end ||
+        !shape_tail_ok(&sh) || sh.nparams == 0 || t->count * rows > 65535) {
+        free(sh.param_at);
+        free(p.out.p);
+        return NULL;
+    }
+    free(p.out.p); /* the scanner's copies of quoted text: not needed */
+    sb_put(&b, t->sql, sh.tuple_start);
+    for (size_t r = 0; r < rows; r++) {
+        if (r)
+            sb_put(&b, ", ", 2);
+        put_tuple(&b, t->sql, &sh, r * t->count);
+    }
+    sb_put(&b, t->sql + sh.tuple_end, strlen(t->sql + sh.tuple_end));
+    free(sh.param_at);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

@@ -91,4 +91,20 @@ typedef struct bl_sqlval {
 void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
                       bl_sqlval_t *out);
 
+/**
+ * The statement over @p rows messages at once, for a PostgreSQL statement
+ * of the shape `INSERT ... VALUES (tuple)` optionally followed by `ON
+ * CONFLICT ... DO NOTHING`: the tuple repeated @p rows times, row r's
+ * parameters renumbered from r * count + 1. Rows of one such statement
+ * behave as the single-row statements run in order would (DO NOTHING skips
+ * a row that conflicts with an earlier one), except that statement-level
+ * triggers fire once for all of them.
+ *
+ * @returns the text (the caller frees it), or NULL if the statement has
+ * another shape (WITH, RETURNING, DO UPDATE, DEFAULT VALUES, INSERT ...
+ * SELECT, more than one tuple, a parameter outside the tuple), if @p rows
+ * times count exceeds PostgreSQL's 65535 parameters, or out of memory.
+ */
+char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows);
+
 #endif /* BALLAST_SQLTMPL_H */

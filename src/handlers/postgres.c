@@ -29,6 +29,7 @@
  */
 
 #define STMT_NAME "ballast_stmt"
+#define MULTI_NAME "ballast_stmt_%zu" /* the statement over that many rows */
 #define OFF_UPSERT "ballast_off_upsert" /* exactly-once: ballast_offsets */
 #define OFF_SELECT "ballast_off_select"
 #define OFF_LOCK_KEY "7305812294419734853" /* advisory lock: creating the table */
@@ -38,6 +39,16 @@
 #define MAX_PIPELINE_ROUNDS 3  /* then a poisoned batch runs one by one */
 #define ERRLEN 512
 
+/*
+ * Rows per multi-row statement, largest first (see bl_sqltmpl_multirow): a
+ * batch runs as statements of 100 rows, then 10, then single rows. One
+ * statement of many rows costs PostgreSQL about half the work of as many
+ * single-row statements; past ~100 rows the gain is flat.
+ */
+static const size_t multi_sizes[] = {100, 10};
+#define MULTI_MAX 100
+#define NSIZES (sizeof(multi_sizes) / sizeof(multi_sizes[0]))
+
 /* One per worker; used by one thread at a time. */
 typedef struct pg_state {
     PGconn *conn; /* NULL: reconnect on the next call */
@@ -45,9 +56,12 @@ typedef struct pg_state {
     bl_sqltmpl_t tmpl;
     int64_t attempt_ms; /* longest connection attempt at run time */
     Oid *types;         /* the server's type for each parameter */
-    bl_sqlval_t *vals;  /* per-message scratch, tmpl.count + 1 each */
+    bl_sqlval_t *vals;  /* scratch: tmpl.count per row, MULTI_MAX rows */
     const char **values;
-    char **owned; /* copies in `values` to free after sending */
+    char **owned;  /* copies in `values` to free after sending */
+    size_t rows;   /* rows rendered into the scratch */
+    char *multi[NSIZES]; /* the statement over multi_sizes[k] rows, or NULL */
+    bool multi_ok;       /* ... prepared on this connection */
     /* exactly-once (see "the consumer's transaction" below) */
     bool eo;      /* semantics = exactly-once: OFF_* prepared too */
     bool in_txn;  /* a transaction opened by begin is open */
@@ -241,6 +255,40 @@ static pg_class_t prepare(pg_state_t *st, char *err, size_t errsize)
     return cls;
 }
 
+/* True if the server typed row @p rows's parameters as the single row's. */
+static bool same_types(const pg_state_t *st, const PGresult *res, size_t rows)
+{
+    if (PQnparams(res) != (int)(rows * st->tmpl.count))
+        return false;
+    for (int i = 0; i < PQnparams(res); i++)
+        if (PQparamtype(res, i) != st->types[(size_t)i % st->tmpl.count])
+            return false;
+    return true;
+}
+
+/* Prepares the multi-row statements, when the user's has that form, and
+ * checks the server typed them like the single-row one; otherwise batches
+ * run single-row statements. Never an error: it only speeds up batches
+ * (a lost connection shows on the next statement). */
+static void prepare_multi(pg_state_t *st)
+{
+    char name[32];
+
+    st->multi_ok = st->multi[0] != NULL;
+    for (size_t k = 0; k < NSIZES && st->multi_ok; k++) {
+        PGresult *res;
+        bl_fmt(name, sizeof(name), MULTI_NAME, multi_sizes[k]);
+        res = PQprepare(st->conn, name, st->multi[k], 0, NULL);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            PQclear(res);
+            res = PQdescribePrepared(st->conn, name);
+        }
+        st->multi_ok = PQresultStatus(res) == PGRES_COMMAND_OK &&
+                       same_types(st, res, multi_sizes[k]);
+        PQclear(res);
+    }
+}
+
 /* At run time: makes sure there is a usable connection with the statement
  * prepared, trying at most one connection attempt. */
 static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
@@ -260,6 +308,7 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
         drop_conn(st);
         return false;
     }
+    prepare_multi(st);
     if (st->eo && prepare_offsets(st, err, errsize) != PG_OK) {
         drop_conn(st);
         return false;
@@ -271,10 +320,11 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
 
 static void free_owned(pg_state_t *st)
 {
-    for (size_t i = 0; i < st->tmpl.count; i++) {
+    for (size_t i = 0; i < st->rows * st->tmpl.count; i++) {
         free(st->owned[i]);
         st->owned[i] = NULL;
     }
+    st->rows = 0;
 }
 
 /* bytea's text input form: "\x" and two hex digits a byte. */
@@ -306,23 +356,25 @@ static char *text_copy(const void *p, size_t len)
     return s;
 }
 
-/* Sets st->values[i]. @returns 0, or -1 with @p err (permanent: the bytes
- * cannot be a text parameter) or -2 (out of memory: transient). */
-static int render_one(pg_state_t *st, size_t i, const ballast_message_t *msg,
-                      char *err, size_t errsize)
+/* Sets parameter @p i of row @p row. @returns 0, or -1 with @p err
+ * (permanent: the bytes cannot be a text parameter) or -2 (out of memory:
+ * transient). */
+static int render_one(pg_state_t *st, size_t row, size_t i,
+                      const ballast_message_t *msg, char *err, size_t errsize)
 {
     const bl_param_t *param = &st->tmpl.params[i];
-    bl_sqlval_t *v = &st->vals[i];
+    size_t at = row * st->tmpl.count + i;
+    bl_sqlval_t *v = &st->vals[at];
     char name[128];
 
     bl_sqltmpl_value(param, msg, v);
-    st->values[i] = v->data; /* NULL, a number in v->num, or the topic */
+    st->values[at] = v->data; /* NULL, a number in v->num, or the topic */
     if (!v->data || v->is_int || param->kind == BL_PARAM_TOPIC)
         return 0;
     if (st->types[i] == BYTEA_OID) {
-        st->values[i] = st->owned[i] = bytea_hex(v->data, v->len);
+        st->values[at] = st->owned[at] = bytea_hex(v->data, v->len);
     } else if (!memchr(v->data, '\0', v->len) && bl_utf8_valid(v->data, v->len)) {
-        st->values[i] = st->owned[i] = text_copy(v->data, v->len);
+        st->values[at] = st->owned[at] = text_copy(v->data, v->len);
     } else {
         bl_sqltmpl_param_name(param, name, sizeof(name));
         bl_fmt(err, errsize, "postgres: %s is not valid UTF-8 text (a PostgreSQL "
@@ -330,20 +382,28 @@ static int render_one(pg_state_t *st, size_t i, const ballast_message_t *msg,
                name, name);
         return -1;
     }
-    if (!st->values[i]) {
+    if (!st->values[at]) {
         bl_fmt(err, errsize, "postgres: out of memory");
         return -2;
     }
     return 0;
 }
 
+/* Renders @p msg as the next row of the scratch (the first after
+ * free_owned). On failure the row is released and not counted. */
 static int render(pg_state_t *st, const ballast_message_t *msg, char *err,
                   size_t errsize)
 {
+    size_t row = st->rows++;
+
     for (size_t i = 0; i < st->tmpl.count; i++) {
-        int rc = render_one(st, i, msg, err, errsize);
+        int rc = render_one(st, row, i, msg, err, errsize);
         if (rc) {
-            free_owned(st);
+            for (size_t j = 0; j <= i; j++) {
+                free(st->owned[row * st->tmpl.count + j]);
+                st->owned[row * st->tmpl.count + j] = NULL;
+            }
+            st->rows--;
             return rc;
         }
     }
@@ -464,204 +524,8 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
     }
 }
 
-/* Queues BEGIN, the statement for each active message, COMMIT and a sync.
- * A message whose values cannot be sent fails here and leaves `active`.
- * @returns the number of commands queued, or 0 when sending failed.
- *
- * Blocking mode is safe here: when the socket is full libpq reads (and
- * buffers) the server's replies while it waits to write, so a large batch
- * cannot deadlock against a server blocked on its own output. */
-static size_t send_batch(pg_state_t *st, const ballast_message_t *const *msgs,
-                         ballast_result_t *const *results,
-                         ballast_outcome_t *outcomes, size_t *active, size_t *np,
-                         run_t *run)
-{
-    size_t kept = 0, sent = 1;
-    char err[ERRLEN];
-    int rc;
-
-    if (!PQsendQueryParams(st->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0))
-        return 0;
-    for (size_t k = 0; k < *np; k++) {
-        size_t i = active[k];
-        if ((rc = render(st, msgs[i], err, sizeof(err))) == -1) {
-            outcomes[i] = BALLAST_OUTCOME_FAIL;
-            ballast_result_set_error(results[i], err);
-            continue;
-        }
-        if (rc) {
-            bl_fmt(run->err, sizeof(run->err), "%s", err);
-            return 0;
-        }
-        active[kept++] = i;
-        rc = PQsendQueryPrepared(st->conn, STMT_NAME, (int)st->tmpl.count,
-                                 st->values, NULL, NULL, 0);
-        free_owned(st);
-        if (!rc)
-            return 0;
-        sent++;
-    }
-    *np = kept;
-    if (!PQsendQueryParams(st->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQpipelineSync(st->conn))
-        return 0;
-    return sent + 1;
-}
-
-/* Runs the active messages as one pipelined transaction. On return the
- * connection is out of pipeline mode and idle, or dropped. */
-static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
-                         ballast_result_t *const *results,
-                         ballast_outcome_t *outcomes, size_t *active, size_t *np,
-                         run_t *run)
-{
-    size_t sent;
-
-    run_reset(run);
-    if (!PQenterPipelineMode(st->conn)) {
-        run_fail(run, st->conn, NULL, SIZE_MAX);
-        return;
-    }
-    sent = send_batch(st, msgs, results, outcomes, active, np, run);
-    if (!sent) {
-        if (!run->err[0])
-            pg_error_text(st->conn, NULL, run->err, sizeof(run->err));
-        run->cls = PG_TRANSIENT;
-        drop_conn(st); /* half a pipeline queued: start afresh */
-        return;
-    }
-    read_results(st, sent, run);
-    /* command 0 is BEGIN, then the messages, then COMMIT */
-    if (run->bad != SIZE_MAX)
-        run->bad = run->bad >= 1 && run->bad + 1 < sent ? run->bad - 1 : SIZE_MAX;
-    if (PQstatus(st->conn) != CONNECTION_OK || !PQexitPipelineMode(st->conn)) {
-        drop_conn(st);
-        return;
-    }
-    if (PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
-        PGresult *res = PQexec(st->conn, "ROLLBACK");
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            drop_conn(st);
-        PQclear(res);
-    }
-    if (st->conn && run->lost)
-        drop_conn(st);
-}
-
-static void retry_rest(ballast_result_t *const *results, size_t count,
-                       ballast_outcome_t *outcomes, const char *err)
-{
-    for (size_t i = 0; i < count; i++) {
-        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
-            continue;
-        outcomes[i] = BALLAST_OUTCOME_RETRY;
-        ballast_result_set_error(results[i], err);
-    }
-}
-
-/*
- * The batch runs as one pipelined transaction. When a message fails for
- * good, the whole transaction is void: that message is marked FAIL and the
- * rest run again, so the outcome is what running them one by one would
- * have given, but in a few round trips. After MAX_PIPELINE_ROUNDS (a batch
- * full of poison) or a failure at COMMIT that no message can be blamed for,
- * the remaining messages run one per transaction.
- */
-static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
-                            ballast_result_t *const *results, size_t count,
-                            ballast_outcome_t *outcomes)
-{
-    pg_state_t *st = state;
-    size_t *active, n = count;
-    run_t run;
-
-    if (st->in_txn) {
-        eo_batch(st, msgs, results, count, outcomes);
-        return;
-    }
-    active = malloc((count ? count : 1) * sizeof(*active));
-    for (size_t i = 0; i < count; i++) {
-        outcomes[i] = BALLAST_OUTCOME_OK;
-        if (active)
-            active[i] = i;
-    }
-    if (!active || !pg_ready(st, run.err, sizeof(run.err))) {
-        if (!active)
-            bl_fmt(run.err, sizeof(run.err), "postgres: out of memory");
-        retry_rest(results, count, outcomes, run.err);
-        free(active);
-        return;
-    }
-    for (int round = 0; n; round++) {
-        if (round == MAX_PIPELINE_ROUNDS) {
-            for (size_t k = 0; k < n; k++)
-                outcomes[active[k]] = pg_handle(st, msgs[active[k]], results[active[k]]);
-            break;
-        }
-        run_pipeline(st, msgs, results, outcomes, active, &n, &run);
-        if (run.cls == PG_OK)
-            break;
-        if (run.cls == PG_TRANSIENT) {
-            retry_rest(results, count, outcomes, run.err);
-            break;
-        }
-        if (run.bad == SIZE_MAX) {
-            round = MAX_PIPELINE_ROUNDS - 1; /* nobody to blame: one by one */
-            continue;
-        }
-        outcomes[active[run.bad]] = BALLAST_OUTCOME_FAIL;
-        ballast_result_set_error(results[active[run.bad]], run.err);
-        memmove(active + run.bad, active + run.bad + 1,
-                (n - run.bad - 1) * sizeof(*active));
-        n--;
-        if (!st->conn && !pg_ready(st, run.err, sizeof(run.err))) {
-            retry_rest(results, count, outcomes, run.err);
-            break;
-        }
-    }
-    free(active);
-}
-
-/* ---- exactly-once: the consumer's transaction ---------------------------- */
-
-/*
- * With semantics = exactly-once the consumer opens a transaction (begin),
- * hands us a batch (or single messages), and commits it together with the
- * partitions' next offsets (commit). While it is open, handle/handle_batch
- * run inside it, never BEGIN or COMMIT, and must leave it holding exactly
- * the effects of the messages they report OK. Strategy, tuned for the
- * common case (a batch with no poison in it):
- *
- *  1. Fast round, one pipeline segment:
- *       SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL IMMEDIATE;
- *       RELEASE ballast_batch; Sync
- *     No savepoint per message: that would triple the commands, and each
- *     savepoint that writes costs a subtransaction XID; past 64 of them in
- *     one transaction every snapshot in the database overflows its subxid
- *     cache and has to consult pg_subtrans, which slows every session.
- *     SET CONSTRAINTS ALL IMMEDIATE runs deferred checks here rather than at
- *     COMMIT, where a failure could not be pinned on a message and would
- *     fail every redo of the batch alike.
- *  2. A message fails for good: the server skips the rest of the segment
- *     and the transaction is aborted. ROLLBACK TO ballast_batch undoes the
- *     batch (what earlier calls since begin did stays), the message is
- *     FAIL, and the others run again as a fast round: MAX_PIPELINE_ROUNDS
- *     rounds in all, so one poison message costs one more round.
- *  3. Then (much poison, or a deferred check that no message can be blamed
- *     for) the careful rounds: SET CONSTRAINTS ALL IMMEDIATE, then
- *     SAVEPOINT ballast_msg; stmt; RELEASE ballast_msg per message in one
- *     segment. When message k fails the server skips the rest; ROLLBACK TO
- *     ballast_msg and RELEASE undo just k, and the segment is sent again
- *     from k+1: one round trip per poison message, no statement run twice.
- *
- * A transient failure (connection lost, serialization failure, deadlock,
- * statement timeout, out of memory...) dooms the transaction: every message
- * of the batch is RETRY, later calls and commit refuse, and the consumer
- * rolls back and redoes the batch. Nothing reconnects while a transaction
- * is open; begin and load_offset do.
- */
-
-#define NO_MSG SIZE_MAX
+#define NO_MSG SIZE_MAX    /* in seg_t.what: a control statement */
+#define CHUNK (SIZE_MAX - 1) /* ... a statement over many messages */
 
 /* One pipeline segment: what each queued command is. */
 typedef struct seg {
@@ -724,6 +588,70 @@ static bool seg_msg(pg_state_t *st, seg_t *sg, const ballast_message_t *msg,
     return !sg->broken;
 }
 
+/* Sends rows [from, from + n) of the scratch as one statement. */
+static bool send_rows(pg_state_t *st, size_t from, size_t n)
+{
+    char name[32];
+    const char *stmt = STMT_NAME;
+
+    if (n > 1) {
+        bl_fmt(name, sizeof(name), MULTI_NAME, n);
+        stmt = name;
+    }
+    return PQsendQueryPrepared(st->conn, stmt, (int)(n * st->tmpl.count),
+                               st->values + from * st->tmpl.count, NULL, NULL, 0);
+}
+
+/* Queues the rendered rows, whose messages are @p idx: in statements of
+ * multi_sizes rows while @p multi, the rest one by one; frees the scratch. */
+static void seg_flush(pg_state_t *st, seg_t *sg, const size_t *idx, bool multi)
+{
+    for (size_t from = 0; from < st->rows && !sg->broken;) {
+        size_t n = 1;
+        for (size_t k = 0; multi && k < NSIZES && n == 1; k++)
+            if (multi_sizes[k] <= st->rows - from)
+                n = multi_sizes[k];
+        if (send_rows(st, from, n))
+            sg->what[sg->n++] = n > 1 ? CHUNK : idx[from];
+        else
+            sg->broken = true;
+        from += n;
+    }
+    free_owned(st);
+}
+
+/* Queues the statements of the active messages, in order, MULTI_MAX
+ * rendered at a time. A message that cannot be rendered is FAIL and leaves
+ * `active`; after a send or allocation failure the rest stay, unsent. */
+static void seg_msgs(pg_state_t *st, seg_t *sg, const ballast_message_t *const *msgs,
+                     ballast_result_t *const *results, ballast_outcome_t *outcomes,
+                     size_t *active, size_t *np, run_t *run, bool multi)
+{
+    size_t kept = 0, idx[MULTI_MAX], top = multi && st->multi_ok ? MULTI_MAX : 1;
+    char err[ERRLEN];
+
+    for (size_t k = 0; k < *np; k++) {
+        size_t i = active[k];
+        int rc = sg->broken || sg->oom ? 0 : render(st, msgs[i], err, sizeof(err));
+        if (rc == -1) {
+            outcomes[i] = BALLAST_OUTCOME_FAIL;
+            ballast_result_set_error(results[i], err);
+            continue;
+        }
+        active[kept++] = i;
+        if (rc) {
+            sg->oom = true;
+            bl_fmt(run->err, sizeof(run->err), "%s", err);
+        } else if (!sg->broken && !sg->oom) {
+            idx[st->rows - 1] = i;
+            if (st->rows == top)
+                seg_flush(st, sg, idx, top > 1);
+        }
+    }
+    seg_flush(st, sg, idx, top > 1);
+    *np = kept;
+}
+
 /* Adds the sync point, reads every result and leaves pipeline mode; a
  * connection that broke or is going away is dropped. */
 static void seg_finish(pg_state_t *st, seg_t *sg, run_t *run)
@@ -742,11 +670,168 @@ static void seg_finish(pg_state_t *st, seg_t *sg, run_t *run)
         drop_conn(st);
 }
 
-/* The message a permanent failure is blamed on, or NO_MSG. */
+/* The message a permanent failure is blamed on, NO_MSG, or CHUNK. */
 static size_t seg_blame(const seg_t *sg, const run_t *run)
 {
     return run->bad < sg->n ? sg->what[run->bad] : NO_MSG;
 }
+
+/* Runs the active messages as one pipelined transaction: BEGIN, the
+ * statements, COMMIT. On return the connection is out of pipeline mode and
+ * idle, or dropped. */
+static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
+                         ballast_result_t *const *results,
+                         ballast_outcome_t *outcomes, size_t *active, size_t *np,
+                         seg_t *sg, run_t *run, bool multi)
+{
+    if (!seg_open(st, sg, run))
+        return;
+    seg_ctl(st, sg, "BEGIN");
+    seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
+    seg_ctl(st, sg, "COMMIT");
+    seg_finish(st, sg, run);
+    if (st->conn && PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(st->conn, "ROLLBACK");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            drop_conn(st);
+        PQclear(res);
+    }
+}
+
+/* Takes message @p i out of active[0 .. *np). */
+static void drop_active(size_t *active, size_t *np, size_t i)
+{
+    for (size_t k = 0; k < *np; k++)
+        if (active[k] == i) {
+            memmove(active + k, active + k + 1, (*np - k - 1) * sizeof(*active));
+            --*np;
+            return;
+        }
+}
+
+static void retry_rest(ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes, const char *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
+            continue;
+        outcomes[i] = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(results[i], err);
+    }
+}
+
+/*
+ * The batch runs as one pipelined transaction. When a message fails for
+ * good, the whole transaction is void: that message is marked FAIL and the
+ * rest run again, so the outcome is what running them one by one would
+ * have given, but in a few round trips. Statements over many messages (see
+ * multi_sizes) cannot name the failing one, so when one fails the batch
+ * runs again with a statement a message first. After MAX_PIPELINE_ROUNDS (a
+ * batch full of poison) or a failure at COMMIT that no message can be
+ * blamed for, the remaining messages run one per transaction.
+ */
+static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
+                            ballast_result_t *const *results, size_t count,
+                            ballast_outcome_t *outcomes)
+{
+    pg_state_t *st = state;
+    size_t *active, n = count;
+    seg_t sg = {NULL, 0, false, false};
+    bool multi = true;
+    run_t run;
+
+    if (st->in_txn) {
+        eo_batch(st, msgs, results, count, outcomes);
+        return;
+    }
+    active = malloc((count ? count : 1) * sizeof(*active));
+    sg.what = malloc((count + 2) * sizeof(*sg.what));
+    for (size_t i = 0; i < count; i++) {
+        outcomes[i] = BALLAST_OUTCOME_OK;
+        if (active)
+            active[i] = i;
+    }
+    if (!active || !sg.what || !pg_ready(st, run.err, sizeof(run.err))) {
+        if (!active || !sg.what)
+            bl_fmt(run.err, sizeof(run.err), "postgres: out of memory");
+        retry_rest(results, count, outcomes, run.err);
+        goto out;
+    }
+    for (int round = 0; n; round++) {
+        size_t bad;
+        if (round == MAX_PIPELINE_ROUNDS) {
+            for (size_t k = 0; k < n; k++)
+                outcomes[active[k]] = pg_handle(st, msgs[active[k]], results[active[k]]);
+            break;
+        }
+        run_pipeline(st, msgs, results, outcomes, active, &n, &sg, &run, multi);
+        if (run.cls == PG_OK)
+            break;
+        if (run.cls == PG_TRANSIENT) {
+            retry_rest(results, count, outcomes, run.err);
+            break;
+        }
+        if ((bad = seg_blame(&sg, &run)) == CHUNK && multi) {
+            multi = false; /* again, one statement a message, to find it */
+            round--;
+        } else if (bad >= CHUNK) {
+            round = MAX_PIPELINE_ROUNDS - 1; /* nobody to blame: one by one */
+        } else {
+            outcomes[bad] = BALLAST_OUTCOME_FAIL;
+            ballast_result_set_error(results[bad], run.err);
+            drop_active(active, &n, bad);
+        }
+        if (!st->conn && !pg_ready(st, run.err, sizeof(run.err))) {
+            retry_rest(results, count, outcomes, run.err);
+            break;
+        }
+    }
+out:
+    free(active);
+    free(sg.what);
+}
+
+/* ---- exactly-once: the consumer's transaction ---------------------------- */
+
+/*
+ * With semantics = exactly-once the consumer opens a transaction (begin),
+ * hands us a batch (or single messages), and commits it together with the
+ * partitions' next offsets (commit). While it is open, handle/handle_batch
+ * run inside it, never BEGIN or COMMIT, and must leave it holding exactly
+ * the effects of the messages they report OK. Strategy, tuned for the
+ * common case (a batch with no poison in it):
+ *
+ *  1. Fast round, one pipeline segment:
+ *       SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL IMMEDIATE;
+ *       RELEASE ballast_batch; Sync
+ *     where the n messages go in statements of many rows when the user's
+ *     statement allows (multi_sizes); if one of those fails, the round runs
+ *     again with a statement a message, which names the failing one.
+ *     No savepoint per message: that would triple the commands, and each
+ *     savepoint that writes costs a subtransaction XID; past 64 of them in
+ *     one transaction every snapshot in the database overflows its subxid
+ *     cache and has to consult pg_subtrans, which slows every session.
+ *     SET CONSTRAINTS ALL IMMEDIATE runs deferred checks here rather than at
+ *     COMMIT, where a failure could not be pinned on a message and would
+ *     fail every redo of the batch alike.
+ *  2. A message fails for good: the server skips the rest of the segment
+ *     and the transaction is aborted. ROLLBACK TO ballast_batch undoes the
+ *     batch (what earlier calls since begin did stays), the message is
+ *     FAIL, and the others run again as a fast round: MAX_PIPELINE_ROUNDS
+ *     rounds in all, so one poison message costs one more round.
+ *  3. Then (much poison, or a deferred check that no message can be blamed
+ *     for) the careful rounds: SET CONSTRAINTS ALL IMMEDIATE, then
+ *     SAVEPOINT ballast_msg; stmt; RELEASE ballast_msg per message in one
+ *     segment. When message k fails the server skips the rest; ROLLBACK TO
+ *     ballast_msg and RELEASE undo just k, and the segment is sent again
+ *     from k+1: one round trip per poison message, no statement run twice.
+ *
+ * A transient failure (connection lost, serialization failure, deadlock,
+ * statement timeout, out of memory...) dooms the transaction: every message
+ * of the batch is RETRY, later calls and commit refuse, and the consumer
+ * rolls back and redoes the batch. Nothing reconnects while a transaction
+ * is open; begin and load_offset do.
+ */
 
 /* Runs control statements outside pipeline mode; on failure @p err says
  * why (a lost connection is dropped). */
@@ -764,27 +849,20 @@ static bool exec_ctl(pg_state_t *st, const char *sql, char *err, size_t errsize)
     return ok;
 }
 
-typedef enum eo_step { EO_DONE, EO_BLAME, EO_NOBODY, EO_DOOM } eo_step_t;
+typedef enum eo_step { EO_DONE, EO_BLAME, EO_CHUNK, EO_NOBODY, EO_DOOM } eo_step_t;
 
 /* A fast round (step 1 above) over active[0 .. *np). On EO_BLAME the
- * batch's effects are undone and *blamed is the message to fail. */
+ * batch's effects are undone and *blamed is the message to fail; on
+ * EO_CHUNK a statement over many messages failed: which one is unknown. */
 static eo_step_t eo_fast(pg_state_t *st, const ballast_message_t *const *msgs,
                          ballast_result_t *const *results,
                          ballast_outcome_t *outcomes, size_t *active, size_t *np,
-                         seg_t *sg, run_t *run, size_t *blamed)
+                         seg_t *sg, run_t *run, bool multi, size_t *blamed)
 {
-    size_t kept = 0;
-
     if (!seg_open(st, sg, run))
         return EO_DOOM;
     seg_ctl(st, sg, "SAVEPOINT ballast_batch");
-    for (size_t k = 0; k < *np; k++) {
-        size_t i = active[k];
-        if (seg_msg(st, sg, msgs[i], i, results[i], &outcomes[i], run) ||
-            outcomes[i] != BALLAST_OUTCOME_FAIL)
-            active[kept++] = i;
-    }
-    *np = kept;
+    seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
     seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
     seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_batch");
     seg_finish(st, sg, run);
@@ -797,7 +875,7 @@ static eo_step_t eo_fast(pg_state_t *st, const ballast_message_t *const *msgs,
                       "RELEASE SAVEPOINT ballast_batch",
                   run->err, sizeof(run->err)))
         return EO_DOOM;
-    return *blamed == NO_MSG ? EO_NOBODY : EO_BLAME;
+    return *blamed == NO_MSG ? EO_NOBODY : *blamed == CHUNK ? EO_CHUNK : EO_BLAME;
 }
 
 /* The careful rounds (step 3 above) over active[0 .. n). */
@@ -854,6 +932,7 @@ static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
     seg_t sg = {malloc((3 * count + 4) * sizeof(size_t)), 0, false, false};
     eo_step_t step = EO_NOBODY;
     size_t blamed = NO_MSG;
+    bool multi = true;
     run_t run;
 
     run_reset(&run);
@@ -877,19 +956,20 @@ static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
         goto out;
     }
     for (int round = 0; n && round < MAX_PIPELINE_ROUNDS; round++) {
-        if ((step = eo_fast(st, msgs, results, outcomes, active, &n, &sg, &run,
-                            &blamed)) != EO_BLAME)
+        step = eo_fast(st, msgs, results, outcomes, active, &n, &sg, &run, multi,
+                       &blamed);
+        if (step == EO_CHUNK && multi) {
+            multi = false; /* again, one statement a message, to find it */
+            round--;
+            continue;
+        }
+        if (step != EO_BLAME)
             break;
         outcomes[blamed] = BALLAST_OUTCOME_FAIL;
         ballast_result_set_error(results[blamed], run.err);
-        for (size_t k = 0; k < n; k++)
-            if (active[k] == blamed) {
-                memmove(active + k, active + k + 1, (n - k - 1) * sizeof(*active));
-                n--;
-                break;
-            }
+        drop_active(active, &n, blamed);
     }
-    if (n && (step == EO_BLAME || step == EO_NOBODY))
+    if (n && (step == EO_BLAME || step == EO_CHUNK || step == EO_NOBODY))
         step = eo_careful(st, msgs, results, outcomes, active, n, &sg, &run);
     if (step == EO_DOOM) {
         eo_doom(st, run.err);
@@ -1097,6 +1177,8 @@ static void pg_destroy(void *state)
     free(st->vals);
     free(st->values);
     free(st->owned);
+    for (size_t k = 0; k < NSIZES; k++)
+        free(st->multi[k]);
     free(st);
 }
 
@@ -1153,9 +1235,22 @@ static int connect_startup(pg_state_t *st, int64_t timeout_ms, char *errbuf,
     return BALLAST_ERR_UNREACHABLE;
 }
 
+/* The multi-row forms of the statement (all or none) and the scratch for
+ * as many rows as the largest holds. */
 static int alloc_scratch(pg_state_t *st)
 {
-    size_t n = st->tmpl.count + 1;
+    size_t n;
+
+    for (size_t k = 0; k < NSIZES; k++) {
+        if ((st->multi[k] = bl_sqltmpl_multirow(&st->tmpl, multi_sizes[k])))
+            continue;
+        for (size_t j = 0; j < k; j++) {
+            free(st->multi[j]);
+            st->multi[j] = NULL;
+        }
+        break;
+    }
+    n = st->tmpl.count * (st->multi[0] ? MULTI_MAX : 1) + 1;
 
     st->types = calloc(n, sizeof(*st->types));
     st->vals = calloc(n, sizeof(*st->vals));
@@ -1229,6 +1324,7 @@ static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
         return rc;
     switch (prepare(st, err, sizeof(err))) {
     case PG_OK:
+        prepare_multi(st);
         return 0;
     case PG_TRANSIENT:
         bl_fmt(errbuf, errsize, "handler.postgres.dsn: %s", err);

@@ -15,6 +15,8 @@
  *  - re-parse: the output with each parameter turned back into its
  *    canonical placeholder (bl_sqltmpl_param_name()) parses to the same SQL
  *    and the same parameters;
+ *  - multi-row (PostgreSQL): bl_sqltmpl_multirow() of one row is the
+ *    statement itself, and three rows exist exactly when one does;
  *  - SQLite differential: when SQLite itself compiles the output, the
  *    parameters it sees are exactly ?1..?count (no parameter ballast would
  *    leave unbound, i.e. silently NULL), and it sees one statement.
@@ -206,6 +208,21 @@ static void check_sqlite(const bl_sqltmpl_t *t, const char *in)
     sqlite3_finalize(stmt);
 }
 
+/* bl_sqltmpl_multirow(): one row is the statement itself (so the scan
+ * finds the tuple's bounds), and three rows exist exactly when one does.
+ * (The renumbering is checked by tests/unit/test_sqltmpl.c.) */
+static void check_multirow(const bl_sqltmpl_t *t)
+{
+    char *one = bl_sqltmpl_multirow(t, 1), *three = bl_sqltmpl_multirow(t, 3);
+
+    FUZZ_CHECK(!one || !strcmp(one, t->sql), "one row [%s] is not [%s]", one, t->sql);
+    FUZZ_CHECK(!one == !three, "one row %s, three rows %s", one ? "ok" : "NULL",
+               three ? "ok" : "NULL");
+    FUZZ_CHECK(!three || strlen(three) > strlen(t->sql), "three rows [%s]", three);
+    free(one);
+    free(three);
+}
+
 static void check_one(const char *in, bl_sql_dialect_t d, size_t errsize)
 {
     bl_sqltmpl_t t, again;
@@ -246,6 +263,8 @@ static void check_one(const char *in, bl_sql_dialect_t d, size_t errsize)
                    "re-parse: parameter %zu differs", k + 1);
     if (d == BL_SQL_SQLITE)
         check_sqlite(&t, in);
+    else
+        check_multirow(&t);
     bl_sqltmpl_free(&again);
     free(canon);
     free(em);

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAXMSG 16
+#define MAXMSG 256
 
 /* A batch of hand-built messages and their results. */
 typedef struct batch {
@@ -565,6 +565,53 @@ static void test_pg_batch_poison(void **unused)
     batch_free(&b);
 }
 
+/* A batch runs as statements of many rows when the statement is a plain
+ * INSERT ... VALUES: a statement-level trigger counts them (250 messages:
+ * two of 100 rows, five of 10). A poison message in a many-row statement is
+ * still pinned on that message alone; ON CONFLICT DO NOTHING skips a
+ * duplicate of an earlier message of the same batch, as one by one would. */
+static void test_pg_batch_multirow(void **unused)
+{
+    static const size_t bad[] = {150};
+    batch_t *b = malloc(sizeof(*b));
+    void *st;
+
+    (void)unused;
+    NEED_PG();
+    assert_non_null(b);
+    pg_exec("CREATE TABLE sqlh_m (off bigint PRIMARY KEY, doc jsonb NOT NULL); "
+            "CREATE TABLE sqlh_m_stmts (n int); INSERT INTO sqlh_m_stmts VALUES (0); "
+            "CREATE FUNCTION sqlh_m_count() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN UPDATE sqlh_m_stmts SET n = n + 1; RETURN NULL; END $$; "
+            "CREATE TRIGGER sqlh_m_t AFTER INSERT ON sqlh_m "
+            "FOR EACH STATEMENT EXECUTE FUNCTION sqlh_m_count()");
+    st = pg_open_handler("INSERT INTO sqlh_m (off, doc) VALUES (:offset, :value::jsonb) "
+                         "ON CONFLICT (off) DO NOTHING");
+    batch_fill(b, 250, "orders");
+    bl_handler_postgres.handle_batch(st, b->mp, b->rp, b->n, b->out);
+    check_pg_poison(b, NULL, 0);
+    assert_int_equal(pg_long("SELECT count(*) FROM sqlh_m"), 250);
+    assert_int_equal(pg_long("SELECT n FROM sqlh_m_stmts"), 7);
+    batch_free(b);
+
+    /* Poison at 150, and 20 duplicates of earlier offsets of the batch. */
+    pg_exec("TRUNCATE sqlh_m");
+    batch_fill(b, 250, "orders");
+    for (size_t i = 0; i < b->n; i++)
+        b->m[i].offset = 1000 + (int64_t)(i < 230 ? i : i - 230);
+    batch_set_value(b, 150, "{not json");
+    bl_handler_postgres.handle_batch(st, b->mp, b->rp, b->n, b->out);
+    check_pg_poison(b, bad, 1);
+    assert_non_null(strstr(b->r[150].error, "SQLSTATE 22P02"));
+    assert_int_equal(pg_long("SELECT count(*) FROM sqlh_m"), 229);
+    assert_int_equal(pg_long("SELECT count(*) FROM sqlh_m WHERE off = 1150"), 0);
+    /* The first of each duplicated offset won (value n = its index). */
+    assert_int_equal(pg_long("SELECT (doc->>'n')::int FROM sqlh_m WHERE off = 1010"), 10);
+    bl_handler_postgres.destroy(st);
+    batch_free(b);
+    free(b);
+}
+
 static void test_pg_bytea(void **unused)
 {
     static const unsigned char binary[] = {0x00, 0xff, 0x41, 0x0a};
@@ -672,6 +719,7 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_rows),
         cmocka_unit_test(test_pg_batch_poison),
+        cmocka_unit_test(test_pg_batch_multirow),
         cmocka_unit_test(test_pg_bytea),
         cmocka_unit_test(test_pg_reconnect),
         cmocka_unit_test(test_pg_init_errors),

@@ -9,6 +9,7 @@
 #include "sqltmpl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LITE BL_SQL_SQLITE
@@ -287,6 +288,72 @@ static void test_values(void **state)
     bl_sqltmpl_free(&t);
 }
 
+/* bl_sqltmpl_multirow: the statement over 2 rows, or NULL for other shapes. */
+typedef struct multi_case {
+    const char *in, *two_rows; /* NULL: not a multi-row shape */
+} multi_case_t;
+
+static const multi_case_t multi_cases[] = {
+    {"INSERT INTO t (a, b) VALUES (:key, :value)",
+     "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"},
+    {"insert into t values (:value::jsonb, :value ->> 'id', now())",
+     "insert into t values ($1::jsonb, $1 ->> 'id', now()), ($2::jsonb, $2 ->> 'id', now())"},
+    {"INSERT INTO t VALUES (:key, ':value', $$ ($1) $$, (:offset + 1)) -- (x)",
+     "INSERT INTO t VALUES ($1, ':value', $$ ($1) $$, ($2 + 1)), "
+     "($3, ':value', $$ ($1) $$, ($4 + 1)) -- (x)"},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO NOTHING",
+     "INSERT INTO t (k) VALUES ($1), ($2) ON CONFLICT (k) DO NOTHING"},
+    {"INSERT INTO t (k) VALUES (:key) on conflict on constraint t_pk do nothing;",
+     "INSERT INTO t (k) VALUES ($1), ($2) on conflict on constraint t_pk do nothing"},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = t.n + 1", NULL},
+    {"INSERT INTO t (k) VALUES (:key) RETURNING k", NULL},
+    {"INSERT INTO t (k) VALUES (:key), (:value)", NULL},
+    {"INSERT INTO t (k) VALUES (:key) UNION SELECT 1", NULL},
+    {"INSERT INTO t (k) SELECT :key WHERE :value IS NOT NULL", NULL},
+    {"INSERT INTO t (k) SELECT * FROM (VALUES (:key)) v", NULL},
+    {"WITH x AS (SELECT 1) INSERT INTO t (k) VALUES (:key)", NULL},
+    {"INSERT INTO t DEFAULT VALUES", NULL},
+    {"UPDATE t SET v = :value WHERE k = :key", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) WHERE k > :offset DO NOTHING", NULL},
+};
+
+static void test_multirow(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(multi_cases) / sizeof(multi_cases[0]); i++) {
+        const multi_case_t *c = &multi_cases[i];
+        bl_sqltmpl_t t;
+        char err[256], *sql;
+        assert_int_equal(bl_sqltmpl_parse(c->in, PG, &t, err, sizeof(err)), 0);
+        sql = bl_sqltmpl_multirow(&t, 2);
+        if (c->two_rows) {
+            if (!sql || strcmp(sql, c->two_rows))
+                fail_msg("%s:\n got %s\nwant %s", c->in, sql ? sql : "NULL", c->two_rows);
+        } else if (sql) {
+            fail_msg("%s: not a multi-row shape, got %s", c->in, sql);
+        }
+        free(sql);
+        bl_sqltmpl_free(&t);
+    }
+}
+
+/* Past PostgreSQL's 65535 parameters there is no multi-row form. */
+static void test_multirow_limit(void **state)
+{
+    bl_sqltmpl_t t;
+    char err[256], *sql;
+
+    (void)state;
+    assert_int_equal(bl_sqltmpl_parse("INSERT INTO t VALUES (:key, :value, :offset)",
+                                      PG, &t, err, sizeof(err)), 0);
+    sql = bl_sqltmpl_multirow(&t, 21845); /* 65535 parameters */
+    assert_non_null(sql);
+    assert_non_null(strstr(sql, "($65533, $65534, $65535)"));
+    free(sql);
+    assert_null(bl_sqltmpl_multirow(&t, 21846));
+    bl_sqltmpl_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +361,8 @@ int main(void)
         cmocka_unit_test(test_free_is_idempotent),
         cmocka_unit_test(test_param_name),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_multirow),
+        cmocka_unit_test(test_multirow_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
