@@ -4,7 +4,8 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all build asan deps test-deps demo test bench docs install clean fuzz fuzz-smoke chaos
+.PHONY: all build asan deps test-deps demo test bench docs install clean fuzz fuzz-smoke chaos \
+        soak leakcheck
 
 all: build
 
@@ -49,6 +50,22 @@ CHAOS_SECONDS ?= 1800
 chaos: test-deps build
 	@eval "$$(scripts/testenv up)" && trap 'scripts/testenv down' EXIT && \
 	  CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/integration_test_chaos
+
+# The long form of the resource-hygiene test (tests/integration/test_hygiene.c):
+# fds, threads, RSS and children of `ballast run` flat across
+# SOAK_REBALANCES rebalances and SOAK_RESTARTS exec handler restarts.
+SOAK_REBALANCES ?= 1000
+SOAK_RESTARTS ?= 100
+soak: test-deps build
+	@eval "$$(scripts/testenv up)" && trap 'scripts/testenv down' EXIT && \
+	  BALLAST_HYGIENE_REBALANCES=$(SOAK_REBALANCES) BALLAST_HYGIENE_RESTARTS=$(SOAK_RESTARTS) \
+	  $(BUILD)/tests/integration_test_hygiene
+
+# The integration and cli suites on the sanitizer build, the spawned
+# `ballast` processes included, with LeakSanitizer on; any sanitizer report
+# fails the run (scripts/leakcheck).
+leakcheck: test-deps asan
+	@scripts/leakcheck $(ASAN_BUILD)
 
 docs: build
 	$(BUILD)/ballast config-reference > docs/configuration.md

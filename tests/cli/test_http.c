@@ -40,113 +40,21 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-typedef struct http_reply {
-    int status;
-    char *headers, *body;
-} http_reply_t;
-
-static void reply_free(http_reply_t *r)
-{
-    free(r->headers);
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
-
-/* One HTTP/1.0 request to @p addr ("127.0.0.1:PORT"); status 0 when the
- * connection failed. */
-static http_reply_t http_request(const char *addr, const char *method, const char *path)
-{
-    http_reply_t r = {0, NULL, NULL};
-    struct sockaddr_in sa;
-    char host[64], req[512], *buf = NULL, *sep;
-    size_t len = 0, cap = 0;
-    const char *colon = strrchr(addr, ':');
-    int fd;
-
-    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)atoi(colon + 1));
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-        close(fd);
-        return r;
-    }
-    snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n",
-             method, path, addr);
-    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    for (;;) {
-        ssize_t n;
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (!buf)
-        return r;
-    buf[len] = '\0';
-    if (sscanf(buf, "HTTP/1.%*d %d", &r.status) != 1 || !(sep = strstr(buf, "\r\n\r\n"))) {
-        free(buf);
-        r.status = 0;
-        return r;
-    }
-    *sep = '\0';
-    r.headers = strdup(buf);
-    r.body = strdup(sep + 4);
-    free(buf);
-    return r;
-}
-
-static http_reply_t http_get(const char *addr, const char *path)
-{
-    return http_request(addr, "GET", path);
-}
-
-/* Waits for "listening on ADDR" in the stderr file of a starting process. */
-static void wait_listening(const char *err_path, pid_t pid, char *addr, size_t size)
-{
-    int64_t deadline = bt_now_ms() + 60000;
-
-    for (;;) {
-        char *text = bt_read_file(err_path), *at = text ? strstr(text, "listening on ") : NULL;
-        if (at) {
-            at += strlen("listening on ");
-            snprintf(addr, size, "%.*s", (int)strcspn(at, " \"\n)"), at);
-            free(text);
-            return;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            fail_msg("ballast exited before listening: %s", text ? text : "");
-        free(text);
-        if (bt_now_ms() > deadline)
-            fail_msg("ballast did not log its metrics address");
-        usleep(50 * 1000);
-    }
-}
-
 /* Polls @p path until it answers @p want_status (30 s at most). */
-static http_reply_t wait_status(const char *addr, const char *path, int want_status,
+static bt_http_reply_t wait_status(const char *addr, const char *path, int want_status,
                                 int timeout_ms)
 {
     int64_t deadline = bt_now_ms() + timeout_ms;
-    http_reply_t r;
+    bt_http_reply_t r;
 
     for (;;) {
-        r = http_get(addr, path);
+        r = bt_http_get(addr, path);
         if (r.status == want_status)
             return r;
         if (bt_now_ms() > deadline)
             fail_msg("%s answered %d, expected %d: %s", path, r.status, want_status,
                      r.body ? r.body : "");
-        reply_free(&r);
+        bt_http_reply_free(&r);
         usleep(100 * 1000);
     }
 }
@@ -294,7 +202,7 @@ static void start_daemon(daemon_t *d, const char *conf_text)
     snprintf(d->err_path, sizeof(d->err_path), "%s/stderr", dir);
     bt_write_file(conf_path, "%s", conf_text);
     d->pid = bt_spawn_ballast(ARGV("run", conf_path), d->err_path);
-    wait_listening(d->err_path, d->pid, d->addr, sizeof(d->addr));
+    bt_wait_listening(d->err_path, d->pid, d->addr, sizeof(d->addr));
 }
 
 static void stop_daemon(daemon_t *d)
@@ -367,7 +275,7 @@ typedef struct metrics_match_arg {
 static bool metrics_match(void *opaque)
 {
     metrics_match_arg_t *a = opaque;
-    http_reply_t r = http_get(a->addr, "/metrics");
+    bt_http_reply_t r = bt_http_get(a->addr, "/metrics");
     bool match = r.status == 200;
 
     json_decref(a->samples);
@@ -376,7 +284,7 @@ static bool metrics_match(void *opaque)
         match = sample_value(a->samples, "kafka_consumergroup_lag", a->broker->group,
                              a->broker->topic, p) ==
                 (double)(a->broker->hwm[p] - a->broker->committed[p]);
-    reply_free(&r);
+    bt_http_reply_free(&r);
     return match;
 }
 
@@ -388,7 +296,7 @@ static void test_metrics_parse_and_lag_matches_broker(void **state)
     BT_REQUIRE_ENV();
     caught_up_arg_t broker = {dut.addr, dut.group, dut.topic, {0}, {0}};
     metrics_match_arg_t m = {&broker, dut.addr, NULL};
-    http_reply_t r;
+    bt_http_reply_t r;
     static const char *const required[] = {
         "kafka_consumergroup_lag", "kafka_consumergroup_lag_seconds",
         "ballast_messages_consumed_total", "ballast_messages_processed_total",
@@ -414,27 +322,27 @@ static void test_metrics_parse_and_lag_matches_broker(void **state)
             fail_msg("/metrics has no %s sample", required[i]);
     json_decref(m.samples);
 
-    r = http_get(dut.addr, "/metrics");
+    r = bt_http_get(dut.addr, "/metrics");
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "Content-Type: text/plain; version=0.0.4"));
-    reply_free(&r);
+    bt_http_reply_free(&r);
 }
 
 static void test_health_ready_status_and_routes(void **state)
 {
     (void)state;
     BT_REQUIRE_ENV();
-    http_reply_t r;
+    bt_http_reply_t r;
     json_t *status, *parts;
 
     r = wait_status(dut.addr, "/healthz", 200, 30000);
     assert_string_equal(r.body, "ok\n");
-    reply_free(&r);
+    bt_http_reply_free(&r);
     r = wait_status(dut.addr, "/readyz", 200, 30000);
     assert_string_equal(r.body, "ok\n");
-    reply_free(&r);
+    bt_http_reply_free(&r);
 
-    r = http_get(dut.addr, "/status.json");
+    r = bt_http_get(dut.addr, "/status.json");
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "Content-Type: application/json"));
     status = json_loads(r.body, 0, NULL);
@@ -456,27 +364,27 @@ static void test_health_ready_status_and_routes(void **state)
     }
     assert_non_null(json_object_get(json_object_get(status, "stats"), "dead_lettered"));
     json_decref(status);
-    reply_free(&r);
+    bt_http_reply_free(&r);
 
-    r = http_get(dut.addr, "/");
+    r = bt_http_get(dut.addr, "/");
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "Content-Type: text/html"));
     assert_non_null(strstr(r.headers, "Content-Security-Policy: default-src 'none'"));
     assert_non_null(strstr(r.body, "<canvas id=\"chart\""));
     assert_null(strstr(r.body, "http://"));  /* nothing fetched from elsewhere */
     assert_null(strstr(r.body, "https://"));
-    reply_free(&r);
+    bt_http_reply_free(&r);
 
-    r = http_get(dut.addr, "/no/such/page");
+    r = bt_http_get(dut.addr, "/no/such/page");
     assert_int_equal(r.status, 404);
-    reply_free(&r);
-    r = http_request(dut.addr, "POST", "/metrics");
+    bt_http_reply_free(&r);
+    r = bt_http_request(dut.addr, "POST", "/metrics");
     assert_int_equal(r.status, 405);
     assert_non_null(strstr(r.headers, "Allow: GET"));
-    reply_free(&r);
-    r = http_request(dut.addr, "HEAD", "/healthz");
+    bt_http_reply_free(&r);
+    r = bt_http_request(dut.addr, "HEAD", "/healthz");
     assert_int_equal(r.status, 200);
-    reply_free(&r);
+    bt_http_reply_free(&r);
 }
 
 static const char *find_chromium(void)
@@ -568,19 +476,19 @@ static void test_healthz_fails_while_handler_stuck(void **state)
 {
     (void)state;
     BT_REQUIRE_ENV();
-    http_reply_t r;
+    bt_http_reply_t r;
 
     r = wait_status(dut.addr, "/healthz", 200, 30000);
-    reply_free(&r);
+    bt_http_reply_free(&r);
     /* The plugin sleeps 2.5 s on this message; handler.timeout.ms is 1 s. */
     produce_value(dut.topic, 0, "sleep");
     r = wait_status(dut.addr, "/healthz", 503, 15000);
     if (!strstr(r.body, "handler"))
         fail_msg("/healthz 503 without naming the stuck handler: %s", r.body);
-    reply_free(&r);
+    bt_http_reply_free(&r);
     /* The call ends: healthy again. */
     r = wait_status(dut.addr, "/healthz", 200, 30000);
-    reply_free(&r);
+    bt_http_reply_free(&r);
 }
 
 static void test_lag_serves_prometheus(void **state)
@@ -597,7 +505,7 @@ static void test_lag_serves_prometheus(void **state)
     pid = bt_spawn_ballast(ARGV("lag", "-b", bt_bootstrap(), "-g", dut.group, "--prometheus",
                                 "--listen", "127.0.0.1:0", "--watch", "0.5"),
                            err_path);
-    wait_listening(err_path, pid, addr, sizeof(addr));
+    bt_wait_listening(err_path, pid, addr, sizeof(addr));
     m.addr = addr;
     if (!bt_wait_for(metrics_match, &m, 30000))
         fail_msg("ballast lag's kafka_consumergroup_lag never matched the broker");
@@ -717,7 +625,7 @@ static void test_readyz_fails_while_database_unreachable(void **state)
     char role[64], table[64], dsn[512], conf[2048];
     PGconn *admin = pg_admin();
     daemon_t d;
-    http_reply_t r;
+    bt_http_reply_t r;
 
     /* A role of our own: refusing its logins disturbs nobody else. */
     snprintf(role, sizeof(role), "ballast_ready_%d", (int)getpid());
@@ -740,7 +648,7 @@ static void test_readyz_fails_while_database_unreachable(void **state)
              bt_bootstrap(), group, topic, dsn, table);
     start_daemon(&d, conf);
     r = wait_status(d.addr, "/readyz", 200, 60000);
-    reply_free(&r);
+    bt_http_reply_free(&r);
 
     /* The database becomes unreachable for ballast: its sessions end and
      * new logins are refused. */
@@ -750,15 +658,15 @@ static void test_readyz_fails_while_database_unreachable(void **state)
     bt_produce_seq(bt_bootstrap(), topic, 1, 1, 1, 0);
     r = wait_status(d.addr, "/readyz", 503, 30000);
     print_message("/readyz while the database is unreachable: %s", r.body);
-    reply_free(&r);
-    r = http_get(d.addr, "/healthz"); /* alive all the same */
+    bt_http_reply_free(&r);
+    r = bt_http_get(d.addr, "/healthz"); /* alive all the same */
     assert_int_equal(r.status, 200);
-    reply_free(&r);
+    bt_http_reply_free(&r);
 
     /* Back: the retried message goes through and ballast is ready again. */
     pg_exec(admin, "ALTER ROLE %s LOGIN", role);
     r = wait_status(d.addr, "/readyz", 200, 30000);
-    reply_free(&r);
+    bt_http_reply_free(&r);
     stop_daemon(&d);
     assert_int_equal(pg_count(admin, table), 2);
     pg_exec(admin, "DROP TABLE %s", table);

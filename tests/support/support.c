@@ -3,13 +3,18 @@
  */
 #include "support.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -480,6 +485,195 @@ int bt_run_ballast(const char *const *argv, int timeout_ms, char **stderr_text)
         *stderr_text = bt_read_file(path);
     unlink(path);
     return rc;
+}
+
+/* ---- HTTP (the daemon's metrics endpoint) -------------------------------- */
+
+void bt_http_reply_free(bt_http_reply_t *r)
+{
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* One HTTP/1.0 request to @p addr ("127.0.0.1:PORT"); status 0 when the
+ * connection failed. */
+bt_http_reply_t bt_http_request(const char *addr, const char *method, const char *path)
+{
+    bt_http_reply_t r = {0, NULL, NULL};
+    struct sockaddr_in sa;
+    char host[64], req[512], *buf = NULL, *sep;
+    size_t len = 0, cap = 0;
+    const char *colon = strrchr(addr, ':');
+    int fd;
+
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+        close(fd);
+        return r;
+    }
+    snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n",
+             method, path, addr);
+    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    for (;;) {
+        ssize_t n;
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 16384;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (!buf)
+        return r;
+    buf[len] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &r.status) != 1 || !(sep = strstr(buf, "\r\n\r\n"))) {
+        free(buf);
+        r.status = 0;
+        return r;
+    }
+    *sep = '\0';
+    r.headers = strdup(buf);
+    r.body = strdup(sep + 4);
+    free(buf);
+    return r;
+}
+
+bt_http_reply_t bt_http_get(const char *addr, const char *path)
+{
+    return bt_http_request(addr, "GET", path);
+}
+
+/* Waits for "listening on ADDR" in the stderr file of a starting process. */
+void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size)
+{
+    int64_t deadline = bt_now_ms() + 60000;
+
+    for (;;) {
+        char *text = bt_read_file(err_path), *at = text ? strstr(text, "listening on ") : NULL;
+        if (at) {
+            at += strlen("listening on ");
+            snprintf(addr, size, "%.*s", (int)strcspn(at, " \"\n)"), at);
+            free(text);
+            return;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            fail_msg("ballast exited before listening: %s", text ? text : "");
+        free(text);
+        if (bt_now_ms() > deadline)
+            fail_msg("ballast did not log its metrics address");
+        usleep(50 * 1000);
+    }
+}
+
+/* The value of the unlabelled sample @p name in Prometheus text, or -1. */
+static double metric_in(const char *text, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (const char *line = text; line && *line; line = strchr(line, '\n')) {
+        if (*line == '\n')
+            line++;
+        if (!strncmp(line, name, len) && line[len] == ' ')
+            return strtod(line + len + 1, NULL);
+    }
+    return -1;
+}
+
+double bt_metric(const char *addr, const char *name)
+{
+    bt_http_reply_t r = bt_http_get(addr, "/metrics");
+    double v = r.status == 200 ? metric_in(r.body, name) : -1;
+
+    bt_http_reply_free(&r);
+    return v;
+}
+
+/* ---- a process's resources (/proc) ---------------------------------------- */
+
+/* Entries of directory @p path other than "." and "..", or -1. */
+static int count_entries(const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *e;
+    int n = 0;
+
+    if (!dir)
+        return -1;
+    while ((e = readdir(dir)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(dir);
+    return n;
+}
+
+/* The number after "@p key:" in /proc/<pid>/status, or -1. */
+static long status_field(pid_t pid, const char *key)
+{
+    char path[64], line[256];
+    size_t len = strlen(key);
+    long v = -1;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    if (!(fp = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), fp))
+        if (!strncmp(line, key, len) && line[len] == ':')
+            v = strtol(line + len + 1, NULL, 10);
+    fclose(fp);
+    return v;
+}
+
+/* Adds /proc/<child>/stat's verdict to @p u when its parent is @p pid. */
+static void count_if_child(pid_t pid, const char *child, bt_proc_usage_t *u)
+{
+    char path[300], buf[512], state;
+    const char *paren;
+    int ppid;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "/proc/%s/stat", child);
+    if (!(fp = fopen(path, "r")))
+        return; /* gone meanwhile */
+    buf[fread(buf, 1, sizeof(buf) - 1, fp)] = '\0';
+    fclose(fp);
+    /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+    if ((paren = strrchr(buf, ')')) && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 &&
+        ppid == pid) {
+        u->children++;
+        u->zombies += state == 'Z';
+    }
+}
+
+bt_proc_usage_t bt_proc_usage(pid_t pid)
+{
+    bt_proc_usage_t u = {0, 0, 0, 0, 0};
+    char path[64];
+    DIR *proc = opendir("/proc");
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    u.fds = count_entries(path);
+    u.threads = (int)status_field(pid, "Threads");
+    u.rss_kib = status_field(pid, "VmRSS");
+    assert_non_null(proc);
+    while ((e = readdir(proc)))
+        if (isdigit((unsigned char)e->d_name[0]))
+            count_if_child(pid, e->d_name, &u);
+    closedir(proc);
+    if (u.fds < 0 || u.threads < 0 || u.rss_kib < 0)
+        fail_msg("cannot read /proc/%d", (int)pid);
+    return u;
 }
 
 /* ---- the recording handler --------------------------------------------- */

@@ -104,6 +104,36 @@ int64_t bt_now_ms(void);
  *  @returns whether it became true. */
 bool bt_wait_for(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/* ---- the daemon's HTTP endpoint ------------------------------------------ */
+
+typedef struct bt_http_reply {
+    int status; /* 0 when the connection failed */
+    char *headers, *body;
+} bt_http_reply_t;
+void bt_http_reply_free(bt_http_reply_t *r);
+/** One HTTP/1.0 request to @p addr ("127.0.0.1:PORT"). */
+bt_http_reply_t bt_http_request(const char *addr, const char *method, const char *path);
+bt_http_reply_t bt_http_get(const char *addr, const char *path);
+/** Waits for "listening on ADDR" in the stderr file of a starting `ballast`
+ *  and copies ADDR; fails the test if it exits first or after 60 s. */
+void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size);
+/** The value of the unlabelled sample @p name on @p addr's /metrics, or -1
+ *  (not served, or no such sample). */
+double bt_metric(const char *addr, const char *name);
+
+/* ---- a process's resources ----------------------------------------------- */
+
+/** What /proc says a process holds. */
+typedef struct bt_proc_usage {
+    int fds;      /* open file descriptors */
+    int threads;
+    long rss_kib; /* VmRSS */
+    int children; /* child processes, zombies included */
+    int zombies;  /* children exited and not reaped */
+} bt_proc_usage_t;
+/** Reads /proc for @p pid; fails the test when it cannot. */
+bt_proc_usage_t bt_proc_usage(pid_t pid);
+
 /* ---- an in-process recording handler ---------------------------------- */
 
 /** What the recording handler saw: one entry per handler call. */
