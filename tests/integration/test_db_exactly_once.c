@@ -8,7 +8,6 @@
  */
 #include "support.h"
 
-#include <libpq-fe.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,42 +20,12 @@ typedef struct rows_arg {
     long want;
 } rows_arg_t;
 
-/* One query's single integer, or -1 when the database cannot answer. */
-static long query_long(const char *sql)
-{
-    PGconn *db = PQconnectdb(bt_pg());
-    long v = -1;
-
-    if (PQstatus(db) == CONNECTION_OK) {
-        PGresult *r = PQexec(db, sql);
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-            v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-    }
-    PQfinish(db);
-    return v;
-}
-
-static void exec_sql(const char *sql)
-{
-    PGconn *db = PQconnectdb(bt_pg());
-    PGresult *r;
-
-    if (PQstatus(db) != CONNECTION_OK)
-        fail_msg("postgres: %s", PQerrorMessage(db));
-    r = PQexec(db, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        fail_msg("postgres: %s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    PQfinish(db);
-}
-
 static bool rows_reached(void *arg)
 {
     rows_arg_t *a = arg;
     char sql[256];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", a->table);
-    return query_long(sql) >= a->want;
+    return bt_pg_long(sql) >= a->want;
 }
 
 static void test_postgres_exactly_once_through_kills_and_db_restart(void **state)
@@ -81,7 +50,7 @@ static void test_postgres_exactly_once_through_kills_and_db_restart(void **state
     snprintf(errp, sizeof(errp), "%s/stderr", dir);
     snprintf(sql, sizeof(sql),
              "CREATE TABLE %s (part integer, off bigint, value text)", table);
-    exec_sql(sql);
+    bt_pg_exec(sql);
     bt_create_topic(bs, topic, PARTS);
     bt_produce_seq(bs, topic, PARTS, 0, TOTAL, 0);
     bt_write_file(conf,
@@ -126,19 +95,19 @@ static void test_postgres_exactly_once_through_kills_and_db_restart(void **state
     assert_int_equal(bt_wait(pid, 60000), 0);
 
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
-    rows = query_long(sql);
+    rows = bt_pg_long(sql);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM (SELECT DISTINCT part, off FROM %s) d",
              table);
-    distinct = query_long(sql);
+    distinct = bt_pg_long(sql);
     snprintf(sql, sizeof(sql),
              "SELECT sum(next_offset) FROM ballast_offsets WHERE group_id = '%s'", group);
     print_message("postgres exactly-once: %ld rows, %ld distinct, offsets sum %ld\n",
-                  rows, distinct, query_long(sql));
+                  rows, distinct, bt_pg_long(sql));
     assert_int_equal(rows, TOTAL);
     assert_int_equal(distinct, TOTAL);
-    assert_int_equal(query_long(sql), TOTAL);
+    assert_int_equal(bt_pg_long(sql), TOTAL);
     snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
-    exec_sql(sql);
+    bt_pg_exec(sql);
 }
 
 int main(void)

@@ -3,6 +3,8 @@
  */
 #include "support.h"
 
+#include <libpq-fe.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -855,4 +857,64 @@ ballast_error_t *bt_runner_stop(bt_runner_t *r)
 {
     ballast_consumer_stop(r->cons);
     return bt_runner_join(r, 60000);
+}
+
+/* ---- PostgreSQL ---------------------------------------------------------- */
+
+long bt_pg_long(const char *sql)
+{
+    PGconn *db = PQconnectdb(bt_pg());
+    long v = -1;
+
+    if (PQstatus(db) == CONNECTION_OK) {
+        PGresult *r = PQexec(db, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+            !PQgetisnull(r, 0, 0))
+            v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    PQfinish(db);
+    return v;
+}
+
+/* Runs @p sql and returns its result, or fails the test. */
+static PGresult *pg_query(PGconn **dbp, const char *sql, ExecStatusType want)
+{
+    PGconn *db = *dbp = PQconnectdb(bt_pg());
+    PGresult *r;
+
+    if (PQstatus(db) != CONNECTION_OK)
+        fail_msg("postgres: %s", PQerrorMessage(db));
+    r = PQexec(db, sql);
+    if (PQresultStatus(r) != want)
+        fail_msg("postgres: %s: %s", sql, PQresultErrorMessage(r));
+    return r;
+}
+
+void bt_pg_exec(const char *sql)
+{
+    PGconn *db;
+
+    PQclear(pg_query(&db, sql, PGRES_COMMAND_OK));
+    PQfinish(db);
+}
+
+bt_record_t *bt_pg_records(const char *sql, size_t *countp)
+{
+    PGconn *db;
+    PGresult *r = pg_query(&db, sql, PGRES_TUPLES_OK);
+    size_t n = (size_t)PQntuples(r);
+    bt_record_t *recs = calloc(n ? n : 1, sizeof(*recs));
+
+    assert_non_null(recs);
+    for (size_t i = 0; i < n; i++) {
+        recs[i].key = PQgetisnull(r, (int)i, 0) ? NULL : strdup(PQgetvalue(r, (int)i, 0));
+        recs[i].value = PQgetisnull(r, (int)i, 1) ? NULL : strdup(PQgetvalue(r, (int)i, 1));
+        recs[i].partition = -1;
+        recs[i].offset = -1;
+    }
+    PQclear(r);
+    PQfinish(db);
+    *countp = n;
+    return recs;
 }

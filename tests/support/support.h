@@ -76,6 +76,15 @@ bt_record_t *bt_consume_to_end(const char *bootstrap, const char *topic,
 /** Sum of the high watermarks of partitions 0..n-1. */
 int64_t bt_total_watermark(const char *bootstrap, const char *topic, int n);
 
+/** One query's single integer on BALLAST_TEST_PG, or -1 when the database
+ *  cannot answer (down, or no such row). */
+long bt_pg_long(const char *sql);
+/** Runs @p sql on BALLAST_TEST_PG; fails the test if it fails. */
+void bt_pg_exec(const char *sql);
+/** Every row of @p sql (two text columns: key, value) as records, in the
+ *  query's order; fails the test if the query fails. */
+bt_record_t *bt_pg_records(const char *sql, size_t *countp);
+
 /** Writes a file from a format string; asserts success. */
 void bt_write_file(const char *path, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
