@@ -47,9 +47,10 @@ bench: test-deps build
 # The long form of the chaos test (tests/integration/test_chaos.c): faults
 # for CHAOS_SECONDS in each delivery mode, then the history check.
 CHAOS_SECONDS ?= 1800
+CHAOS_MODES ?=
 chaos: test-deps build
 	@eval "$$(scripts/testenv up)" && trap 'scripts/testenv down' EXIT && \
-	  CHAOS_SECONDS=$(CHAOS_SECONDS) $(BUILD)/tests/integration_test_chaos
+	  CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_MODES=$(CHAOS_MODES) $(BUILD)/tests/integration_test_chaos
 
 # The long form of the resource-hygiene test (tests/integration/test_hygiene.c):
 # fds, threads, RSS and children of `ballast run` flat across
