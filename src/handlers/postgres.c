@@ -529,7 +529,7 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
 
 /* One pipeline segment: what each queued command is. */
 typedef struct seg {
-    size_t *what; /* per command: the message's index, or NO_MSG */
+    size_t *what; /* per command: the message's index, NO_MSG or CHUNK */
     size_t n;
     bool broken; /* a send failed: the segment cannot be completed */
     bool oom;    /* a message could not be rendered for want of memory */
@@ -556,36 +556,6 @@ static void seg_ctl(pg_state_t *st, seg_t *sg, const char *sql)
         sg->what[sg->n++] = NO_MSG;
     else
         sg->broken = true;
-}
-
-/* Renders message @p i; queues it unless it cannot be sent (FAIL, or an
- * allocation failure that dooms the segment). @returns true if queued. */
-static bool seg_msg(pg_state_t *st, seg_t *sg, const ballast_message_t *msg,
-                    size_t i, ballast_result_t *result, ballast_outcome_t *outcome,
-                    run_t *run)
-{
-    char err[ERRLEN];
-    int rc;
-
-    if (sg->broken || sg->oom)
-        return false;
-    if ((rc = render(st, msg, err, sizeof(err))) != 0) {
-        if (rc == -1) {
-            *outcome = BALLAST_OUTCOME_FAIL;
-            ballast_result_set_error(result, err);
-        } else {
-            sg->oom = true;
-            bl_fmt(run->err, sizeof(run->err), "%s", err);
-        }
-        return false;
-    }
-    if (PQsendQueryPrepared(st->conn, STMT_NAME, (int)st->tmpl.count, st->values,
-                            NULL, NULL, 0))
-        sg->what[sg->n++] = i;
-    else
-        sg->broken = true;
-    free_owned(st);
-    return !sg->broken;
 }
 
 /* Sends rows [from, from + n) of the scratch as one statement. */
@@ -892,9 +862,9 @@ static eo_step_t eo_careful(pg_state_t *st, const ballast_message_t *const *msgs
             return EO_DOOM;
         seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
         for (size_t k = pos; k < n && !sg->broken && !sg->oom; k++) {
-            size_t i = active[k];
+            size_t i = active[k], one = 1;
             seg_ctl(st, sg, "SAVEPOINT ballast_msg");
-            seg_msg(st, sg, msgs[i], i, results[i], &outcomes[i], run);
+            seg_msgs(st, sg, msgs, results, outcomes, &i, &one, run, false);
             seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_msg");
         }
         seg_finish(st, sg, run);
