@@ -261,7 +261,6 @@ static void run_chaos(chaos_mode_t mode)
                       "kafka.bootstrap.servers = %s\n"
                       "kafka.group.id = %s\n"
                       "kafka.session.timeout.ms = 6000\n"
-                      "kafka.transaction.timeout.ms = 15000\n"
                       "kafka.auto.commit.interval.ms = 500\n"
                       "topics = %s\n"
                       "%s"
