@@ -134,6 +134,7 @@ static bl_part_t *part_new(ballast_consumer_t *c, const char *topic,
     p->last_ts = -1;
     bl_tracker_init(&p->tracker);
     atomic_init(&p->revoked, false);
+    atomic_init(&p->rewind, false);
     p->worker = (int)(fnv1a(&partition, sizeof(partition),
                             fnv1a(topic, strlen(topic), 2166136261u)) %
                       (uint32_t)c->nworkers);
@@ -142,18 +143,11 @@ static bl_part_t *part_new(ballast_consumer_t *c, const char *topic,
 
 static void drop_held(ballast_consumer_t *c, bl_part_t *p);
 
-/* Detaches @p p from the assignment; sweep_orphans() frees it once nothing
- * refers to it. */
-static void part_retire(ballast_consumer_t *c, bl_part_t *p)
+/* Makes @p p, already out of the partition list, an orphan: workers drop
+ * its messages that have not started, and sweep_orphans() frees it once
+ * nothing refers to it. */
+static void part_orphan(ballast_consumer_t *c, bl_part_t *p)
 {
-    bl_part_t **pp;
-
-    for (pp = &c->parts; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
-    }
     if (c->last_part == p)
         c->last_part = NULL;
     atomic_store(&p->revoked, true);
@@ -161,6 +155,18 @@ static void part_retire(ballast_consumer_t *c, bl_part_t *p)
     p->orphan = true;
     p->next = c->orphans;
     c->orphans = p;
+}
+
+/* Detaches @p p from the assignment. */
+static void part_retire(ballast_consumer_t *c, bl_part_t *p)
+{
+    for (bl_part_t **pp = &c->parts; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    part_orphan(c, p);
 }
 
 /* Frees orphaned partition states that nothing refers to any more. Called
@@ -316,31 +322,52 @@ void bl_flush_held(ballast_consumer_t *c)
     }
 }
 
-void bl_reset_parts(ballast_consumer_t *c)
+rd_kafka_topic_partition_list_t *bl_reset_parts(ballast_consumer_t *c, bool flagged_only)
 {
-    bl_part_t *old = c->parts;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
 
-    c->parts = NULL;
-    c->last_part = NULL;
-    while (old) {
-        bl_part_t *p = old, *fresh = part_new(c, p->topic, p->partition);
-        old = p->next;
-        if (!fresh) {
+    for (bl_part_t **pp = &c->parts; *pp;) {
+        bl_part_t *p = *pp, *fresh;
+        if (flagged_only && !atomic_load(&p->rewind)) {
+            pp = &p->next;
+            continue;
+        }
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
+        if (!(fresh = part_new(c, p->topic, p->partition))) {
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
                                          "out of memory while rewinding"));
+            *pp = p->next;
         } else {
             fresh->paused = p->paused;
             fresh->committed = p->committed;
-            fresh->next = c->parts;
-            c->parts = fresh;
+            fresh->next = p->next;
+            *pp = fresh;
+            pp = &fresh->next;
         }
-        /* Retire the old state: its in-flight messages are dropped, and
-         * sweep_orphans() frees it later. */
-        atomic_store(&p->revoked, true);
-        drop_held(c, p);
-        p->orphan = true;
-        p->next = c->orphans;
-        c->orphans = p;
+        /* Its in-flight messages are dropped with it. */
+        part_orphan(c, p);
+    }
+    return list;
+}
+
+void bl_seek_parts(ballast_consumer_t *c, const rd_kafka_topic_partition_list_t *list)
+{
+    for (int i = 0; i < list->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &list->elems[i];
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, tp->topic, NULL);
+        int64_t to = tp->offset >= 0 ? tp->offset : RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_resp_err_t err;
+
+        if (!rkt)
+            continue;
+        /* Blocking, so that the fetch version is bumped before the next
+         * poll: messages fetched before the seek are then discarded. (An
+         * asynchronous seek lets a few stale, later messages through,
+         * which would break order.) */
+        if ((err = rd_kafka_seek(rkt, tp->partition, to, REWIND_TIMEOUT_MS)))
+            bl_log(&c->log, BALLAST_LOG_WARN, "%s [%d]: seek to %lld failed: %s",
+                   tp->topic, (int)tp->partition, (long long)to, rd_kafka_err2str(err));
+        rd_kafka_topic_destroy(rkt);
     }
 }
 
@@ -792,6 +819,36 @@ static void advise_db_offsets(ballast_consumer_t *c,
     if (ahead->cnt)
         rd_kafka_commit(c->rk, ahead, 1);
     rd_kafka_topic_partition_list_destroy(ahead);
+}
+
+/* Exactly-once into a database: a worker found a batch fenced (another
+ * member committed past it), so this instance's view of those partitions
+ * is stale. Drops what is in flight for them and starts them again where
+ * the database says, as an assignment would: the group's committed offset
+ * where the database has none (the fenced batch was their first). Then the
+ * advisory Kafka commit follows the database's offset, so lag tools see no
+ * hole where the dropped batch was. */
+static void db_rewind(ballast_consumer_t *c)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_resp_err_t err;
+
+    if (!atomic_exchange(&c->rewind_wanted, false))
+        return;
+    bl_flush_staged(c);
+    list = bl_reset_parts(c, true);
+    if (list->cnt && (err = rd_kafka_committed(c->rk, list, REWIND_TIMEOUT_MS)))
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
+                                     "kafka: cannot read committed offsets to "
+                                     "rewind after a fenced batch: %s",
+                                     rd_kafka_err2str(err)));
+    else if (list->cnt && load_db_offsets(c, list)) {
+        bl_seek_parts(c, list);
+        advise_db_offsets(c, list);
+        bl_log(&c->log, BALLAST_LOG_WARN,
+               "%d partition(s) rewound to the database's offsets", list->cnt);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
 }
 
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
@@ -1388,6 +1445,8 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
             c->next_snapshot_ms = now + 1000;
         }
         settle(c);
+        if (c->txn_ops)
+            db_rewind(c);
         sweep_orphans(c);
         if (!hold_back(c, now))
             poll_burst(c);
@@ -1437,6 +1496,7 @@ void ballast_consumer_stats(const ballast_consumer_t *c, ballast_stats_t *stats,
     s.paused_partitions = atomic_load(&c->stats.paused_partitions);
     s.skipped_done = atomic_load(&c->stats.skipped_done);
     s.metadata_truncated = atomic_load(&c->stats.metadata_truncated);
+    s.fenced_batches = atomic_load(&c->stats.fenced);
     memcpy(stats, &s, size < sizeof(s) ? size : sizeof(s));
 }
 

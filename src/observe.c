@@ -156,6 +156,10 @@ char *bl_render_metrics(const bl_view_t *v)
             "Commits whose record of offsets finished out of order did not fit "
             "(those are redone after a restart).",
             s->metadata_truncated);
+    counter(fp, "ballast_db_batches_fenced_total",
+            "Exactly-once into a database: batches refused because another member "
+            "had committed past them (dropped; the partitions were rewound).",
+            s->fenced_batches);
     gauge(fp, "ballast_inflight_messages", "Messages received and not finished.",
           (double)s->inflight);
     gauge(fp, "ballast_inflight_bytes", "Key+value bytes received and not finished.",

@@ -33,6 +33,7 @@
 #define POLL_IDLE_MS 20      /* also the stop latency when idle */
 #define POLL_BUSY_MS 10
 #define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
+#define REWIND_TIMEOUT_MS 30000 /* each blocking call of a rewind */
 
 typedef struct ballast_message_s bl_msg_t;
 
@@ -47,6 +48,8 @@ typedef struct bl_part {
     bl_tracker_t tracker;
     int64_t stored;       /* last offset handed to offsets_store/commit */
     atomic_bool revoked;  /* written by the poll thread, read by workers */
+    atomic_bool rewind;   /* exactly-once into a database: a worker found a
+                             batch of it fenced; the poll thread rewinds it */
     size_t inflight;      /* messages of this partition not yet retired */
     bool paused;          /* paused by ballast (only those are resumed) */
     bool orphan;          /* no longer assigned: freed when inflight is 0 */
@@ -123,6 +126,7 @@ struct ballast_consumer_s {
      * thread). */
     const bl_txn_ops_t *txn_ops;
     void *loader_state;
+    atomic_bool rewind_wanted; /* some partition's rewind flag is set */
 
     /* Exactly-once with Kafka outputs (txn.c); poll thread only. */
     bool eos;
@@ -179,7 +183,7 @@ struct ballast_consumer_s {
     struct {
         atomic_uint_fast64_t consumed, processed_ok, retried, failed,
             dead_lettered, emitted, commits, commit_errors, rebalances,
-            paused_partitions, skipped_done, metadata_truncated;
+            paused_partitions, skipped_done, metadata_truncated, fenced;
     } stats;
     atomic_uint_fast64_t inflight_pub, inflight_bytes_pub;
 };
@@ -202,9 +206,14 @@ void bl_flush_staged(ballast_consumer_t *c);
 /** Exactly-once: produces the records of held messages that the committable
  *  offsets now cover, in offset order, into the open transaction. */
 void bl_flush_held(ballast_consumer_t *c);
-/** Replaces every assigned partition's state with a fresh one, dropping
- *  what was in flight (used to rewind after an aborted transaction). */
-void bl_reset_parts(ballast_consumer_t *c);
+/** Replaces the state of every assigned partition (@p flagged_only: of
+ *  those whose rewind flag is set) with a fresh one, dropping what was in
+ *  flight; the first step of a rewind. @returns the partitions replaced,
+ *  for the caller to seek and destroy. */
+rd_kafka_topic_partition_list_t *bl_reset_parts(ballast_consumer_t *c, bool flagged_only);
+/** Seeks each partition of @p list, blocking, to its offset (none: the
+ *  beginning); the last step of a rewind. */
+void bl_seek_parts(ballast_consumer_t *c, const rd_kafka_topic_partition_list_t *list);
 
 /* txn.c (poll thread only) */
 ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms);

@@ -122,13 +122,11 @@ static bool txn_reinit(ballast_consumer_t *c)
  * the offset the group has committed. */
 static void txn_rewind(ballast_consumer_t *c)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *list;
     rd_kafka_resp_err_t err;
 
     bl_flush_staged(c);
-    for (bl_part_t *p = c->parts; p; p = p->next)
-        rd_kafka_topic_partition_list_add(list, p->topic, p->partition);
-    bl_reset_parts(c);
+    list = bl_reset_parts(c, false);
     err = rd_kafka_committed(c->rk, list, TXN_TIMEOUT_MS);
     if (err) {
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
@@ -139,26 +137,12 @@ static void txn_rewind(ballast_consumer_t *c)
         return;
     }
     for (int i = 0; i < list->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &list->elems[i];
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, tp->topic, NULL);
-        int64_t to = tp->offset >= 0 ? tp->offset : RD_KAFKA_OFFSET_BEGINNING;
+        const rd_kafka_topic_partition_t *tp = &list->elems[i];
         bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
         if (p && tp->offset >= 0)
             p->committed = tp->offset;
-        if (rkt) {
-            /* Blocking, so that the fetch version is bumped before the next
-             * poll: messages fetched before the seek are then discarded.
-             * (An asynchronous seek lets a few stale, later messages
-             * through, which would break order.) */
-            rd_kafka_resp_err_t serr = rd_kafka_seek(rkt, tp->partition, to,
-                                                     TXN_TIMEOUT_MS);
-            if (serr)
-                bl_log(&c->log, BALLAST_LOG_WARN, "%s [%d]: seek to %lld failed: %s",
-                       tp->topic, (int)tp->partition, (long long)to,
-                       rd_kafka_err2str(serr));
-            rd_kafka_topic_destroy(rkt);
-        }
     }
+    bl_seek_parts(c, list);
     bl_log(&c->log, BALLAST_LOG_WARN,
            "transaction aborted: %d partition(s) rewound to their committed "
            "offsets", list->cnt);

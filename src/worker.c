@@ -386,61 +386,106 @@ static bool txn_dead_letter(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     return ok && !atomic_load(&c->failed);
 }
 
-/* The next offset of each partition in @p msgs (all settled). */
+/* The first and next offset of each partition in @p msgs (all settled). */
 static size_t txn_offsets(bl_msg_t **msgs, size_t n, bl_offset_t *out)
 {
     size_t count = 0;
 
     for (size_t i = 0; i < n; i++) {
+        const bl_msg_t *m = msgs[i];
         size_t j = 0;
-        while (j < count && !(out[j].partition == msgs[i]->partition &&
-                              !strcmp(out[j].topic, msgs[i]->topic)))
+        while (j < count && !(out[j].partition == m->partition &&
+                              !strcmp(out[j].topic, m->topic)))
             j++;
         if (j == count) {
-            out[count].topic = msgs[i]->topic;
-            out[count].partition = msgs[i]->partition;
-            out[count++].next_offset = msgs[i]->offset + 1;
-        } else if (msgs[i]->offset + 1 > out[j].next_offset) {
-            out[j].next_offset = msgs[i]->offset + 1;
+            out[count].topic = m->topic;
+            out[count].partition = m->partition;
+            out[count].first_offset = m->offset;
+            out[count++].next_offset = m->offset + 1;
+        } else {
+            if (m->offset < out[j].first_offset)
+                out[j].first_offset = m->offset;
+            if (m->offset + 1 > out[j].next_offset)
+                out[j].next_offset = m->offset + 1;
         }
     }
     return count;
 }
 
+/* What one partition's stored offset says about a transaction over
+ * @p off whose COMMIT's outcome is unknown: _RETRY, it did not land (had
+ * it, the row would be past the batch's start; a redo is fenced like any
+ * commit); _OK, it landed (the row is where it would have put it); _FAIL,
+ * another member committed past the batch's start, whether or not this
+ * one landed: never redo it. */
+static ballast_outcome_t stored_says(int found, int64_t stored, const bl_offset_t *off)
+{
+    if (!found || stored <= off->first_offset)
+        return BALLAST_OUTCOME_RETRY;
+    return stored == off->next_offset ? BALLAST_OUTCOME_OK : BALLAST_OUTCOME_FAIL;
+}
+
 /* After a COMMIT whose outcome is unknown: did it happen? The stored
- * offsets tell, so they are read until the database answers: guessing "no"
- * while it is still down would redo a batch that did commit. */
-static bool txn_landed(bl_worker_t *w, const bl_offset_t *offs, size_t count)
+ * offsets tell (see stored_says; one partition that did not land decides
+ * for the whole transaction), so they are read until the database
+ * answers: guessing "no" while it is still down would redo a batch that
+ * did commit. _FAIL sets @p err. */
+static ballast_outcome_t txn_landed(bl_worker_t *w, const bl_offset_t *offs, size_t count,
+                                    char *err, size_t errsize)
 {
     ballast_consumer_t *c = w->cons;
-    char err[256];
 
     for (int tries = 1;; tries++) {
-        bool answered = true, landed = true;
-        for (size_t i = 0; i < count && answered && landed; i++) {
+        const bl_offset_t *past = NULL;
+        bool answered = true, missing = false;
+        for (size_t i = 0; i < count && answered && !missing; i++) {
             int64_t stored = -1;
             int rc = c->txn_ops->load_offset(w->state, c->group, offs[i].topic,
-                                             offs[i].partition, &stored, err, sizeof(err));
-            if (rc < 0)
-                answered = false;
-            else if (rc == 0 || stored < offs[i].next_offset)
-                landed = false;
+                                             offs[i].partition, &stored, err, errsize);
+            ballast_outcome_t says = stored_says(rc, stored, &offs[i]);
+            answered = rc >= 0;
+            missing = answered && says == BALLAST_OUTCOME_RETRY;
+            if (answered && says == BALLAST_OUTCOME_FAIL)
+                past = &offs[i];
         }
+        if (answered && !missing && past)
+            bl_txn_stale_error(err, errsize, past);
         if (answered)
-            return landed;
+            return missing ? BALLAST_OUTCOME_RETRY
+                   : past  ? BALLAST_OUTCOME_FAIL
+                           : BALLAST_OUTCOME_OK;
         /* Stopping: the batch is dropped, and a restart reads the truth
          * from the database anyway. */
         if (!worker_sleep(w, bl_backoff_delay(&c->backoff, tries,
                                               rand_r(&w->rnd) / (RAND_MAX + 1.0))))
-            return false;
+            return BALLAST_OUTCOME_RETRY;
     }
+}
+
+/* A batch another member committed past (see handlers.h, Fencing): this
+ * instance lost its partitions without knowing yet. The batch is dropped,
+ * never redone; its partitions take no more work here until the poll
+ * thread has rewound them to the database's offsets (a later batch of
+ * theirs committing first would skip this one's messages). */
+static void txn_stale(bl_worker_t *w, bl_msg_t **msgs, size_t n, const char *err)
+{
+    ballast_consumer_t *c = w->cons;
+
+    bl_log(&c->log, BALLAST_LOG_WARN,
+           "%s: this instance lost the partition; batch dropped", err);
+    atomic_fetch_add(&c->stats.fenced, 1);
+    for (size_t i = 0; i < n; i++) {
+        msgs[i]->fate = BL_FATE_DROPPED;
+        atomic_store(&msgs[i]->part->rewind, true);
+    }
+    atomic_store(&c->rewind_wanted, true);
 }
 
 /* One database transaction over @p msgs: begin, handle, dead-letter the
  * failures, commit the writes with the next offsets. A transient failure
  * anywhere voids the attempt, which is redone after a back-off for as long
  * as it takes (the database being down pauses consumption; nothing is
- * dead-lettered for it). */
+ * dead-lettered for it). A fenced commit drops the batch (txn_stale). */
 static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     ballast_consumer_t *c = w->cons;
@@ -481,21 +526,36 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
             continue;
         }
         out = ops->commit(w->state, c->group, offs, count, err, sizeof(err));
-        if (out == BALLAST_OUTCOME_OK || txn_landed(w, offs, count)) {
+        if (out == BALLAST_OUTCOME_RETRY) {
+            bl_log(&c->log, BALLAST_LOG_WARN, "database commit: %s", err);
+            out = txn_landed(w, offs, count, err, sizeof(err));
+        }
+        if (out == BALLAST_OUTCOME_FAIL)
+            txn_stale(w, msgs, n, err);
+        else if (out == BALLAST_OUTCOME_OK)
             for (size_t i = 0; i < n; i++)
                 if (msgs[i]->outcome == BALLAST_OUTCOME_OK)
                     atomic_fetch_add(&c->stats.processed_ok, 1);
+        if (out != BALLAST_OUTCOME_RETRY) {
             if (offs != stack)
                 free(offs);
             return;
         }
-        bl_log(&c->log, BALLAST_LOG_WARN, "database commit: %s", err);
     }
     /* Stopping: nothing committed, everything comes back. */
     for (size_t i = 0; i < n; i++)
         msgs[i]->fate = BL_FATE_DROPPED;
     if (offs != stack)
         free(offs);
+}
+
+/* True when @p m may not run: its partition is revoked or awaits a rewind
+ * (txn_stale), or the pipeline is stopping. */
+static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
+{
+    return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
+           atomic_load(&c->abandon) || atomic_load(&c->failed) ||
+           atomic_load(&c->breaker);
 }
 
 /* Handles a group of messages: drops revoked ones, runs the handler with
@@ -512,8 +572,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         return;
     }
     for (bl_msg_t *m = batch->head; m; m = m->next) {
-        if (atomic_load(&m->part->revoked) || atomic_load(&c->abandon) ||
-            atomic_load(&c->failed) || atomic_load(&c->breaker))
+        if (must_drop(c, m))
             m->fate = BL_FATE_DROPPED;
         else
             todo[n++] = m;
@@ -524,7 +583,10 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
             txn_process(w, todo, n);
         else
             for (size_t i = 0; i < n; i++)
-                txn_process(w, todo + i, 1);
+                if (must_drop(c, todo[i]))
+                    todo[i]->fate = BL_FATE_DROPPED;
+                else
+                    txn_process(w, todo + i, 1);
         n = 0;
     }
     /* In message mode each message runs alone; in batch mode together. */

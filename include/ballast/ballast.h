@@ -362,6 +362,9 @@ typedef struct ballast_stats {
                                       in the commit's metadata */
     uint64_t metadata_truncated; /**< commits whose finished-offset record
                                       did not fit (those offsets are redone) */
+    uint64_t fenced_batches;     /**< exactly-once into a database: batches
+                                      refused because another member had
+                                      committed past them (dropped) */
 } ballast_stats_t;
 
 /**

@@ -23,25 +23,37 @@ extern const ballast_handler_t bl_handler_forward;  /* forward.c */
  *   begin -> handle_batch (each message in a savepoint; the handler must not
  *   BEGIN/COMMIT itself while a transaction is open) -> the consumer
  *   dead-letters FAIL messages and waits for the broker's acknowledgement ->
- *   commit(offsets) upserts ballast_offsets and COMMITs.
+ *   commit(offsets) advances ballast_offsets and COMMITs.
  *
  * Any error before COMMIT succeeds -> rollback, and the whole batch is
  * handled again. The table, created by init in exactly-once mode:
  *   ballast_offsets(group_id TEXT, topic TEXT, partition INTEGER,
  *                   next_offset BIGINT, PRIMARY KEY (group_id, topic, partition))
+ *
+ * Fencing: commit advances a partition's row only while its next_offset is
+ * not past the batch's first offset (a compare-and-set in the upsert's
+ * WHERE). A row past it means another member took the partition over and
+ * committed this range already: this batch is a zombie's and must never
+ * commit. `<=` rather than `==` because offsets have gaps (compaction,
+ * transaction markers): a batch may legitimately start above the stored
+ * offset. No row yet: the upsert inserts.
  */
 typedef struct bl_offset {
     const char *topic;
     int32_t partition;
-    int64_t next_offset;
+    int64_t first_offset; /* the batch's first offset of the partition */
+    int64_t next_offset;  /* one past its last */
 } bl_offset_t;
 
 typedef struct bl_txn_ops {
     /** Opens a transaction. @returns BALLAST_OUTCOME_OK, or _RETRY with a
      *  reason (connection lost, ...). */
     ballast_outcome_t (*begin)(void *state, char *errbuf, size_t errsize);
-    /** Upserts each offset for @p group and COMMITs. _OK, or _RETRY (the
-     *  transaction is then rolled back). */
+    /** Advances each partition's offset for @p group (fenced, see above)
+     *  and COMMITs. _OK; _RETRY: rolled back, or the COMMIT's outcome is
+     *  unknown (errbuf says so; the stored offsets tell); _FAIL: a stored
+     *  offset is past the batch's first one (errbuf from
+     *  bl_txn_stale_error), rolled back, never to be redone. */
     ballast_outcome_t (*commit)(void *state, const char *group,
                                 const bl_offset_t *offsets, size_t count,
                                 char *errbuf, size_t errsize);
@@ -53,6 +65,10 @@ typedef struct bl_txn_ops {
                        int32_t partition, int64_t *next, char *errbuf,
                        size_t errsize);
 } bl_txn_ops_t;
+
+/** Formats the error of a batch whose range of @p off another member
+ *  committed already (see Fencing above). */
+void bl_txn_stale_error(char *errbuf, size_t errsize, const bl_offset_t *off);
 
 /** The transaction operations of a built-in database handler, or NULL. */
 const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler);

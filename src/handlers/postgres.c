@@ -210,7 +210,7 @@ static pg_class_t prepare_offsets(pg_state_t *st, char *err, size_t errsize)
         {OFF_UPSERT, "INSERT INTO ballast_offsets (group_id, topic, partition, "
                      "next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, "
                      "topic, partition) DO UPDATE SET next_offset = "
-                     "excluded.next_offset"},
+                     "excluded.next_offset WHERE ballast_offsets.next_offset <= $5"},
         {OFF_SELECT, "SELECT next_offset FROM ballast_offsets WHERE group_id = $1 "
                      "AND topic = $2 AND partition = $3"}};
     pg_class_t cls = PG_OK;
@@ -464,15 +464,15 @@ typedef struct run {
                    or SIZE_MAX when BEGIN/COMMIT failed (e.g. a deferred
                    constraint) */
     char err[ERRLEN];
-    char tag[16]; /* the command tag of the last command that succeeded */
+    size_t unchanged; /* the first command that changed no row, or SIZE_MAX */
 } run_t;
 
 static void run_reset(run_t *run)
 {
     run->cls = PG_OK;
     run->lost = false;
-    run->bad = SIZE_MAX;
-    run->err[0] = run->tag[0] = '\0';
+    run->bad = run->unchanged = SIZE_MAX;
+    run->err[0] = '\0';
 }
 
 static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
@@ -511,9 +511,10 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
             PQclear(res);
             return;
         }
-        if (status == PGRES_COMMAND_OK)
-            bl_fmt(run->tag, sizeof(run->tag), "%s", PQcmdStatus(res));
-        else if (status != PGRES_PIPELINE_ABORTED &&
+        if (status == PGRES_COMMAND_OK) {
+            if (run->unchanged == SIZE_MAX && !strcmp(PQcmdTuples(res), "0"))
+                run->unchanged = cmd;
+        } else if (status != PGRES_PIPELINE_ABORTED &&
                  pg_classify(st->conn, res) != PG_OK)
             run_fail(run, st->conn, res, cmd < sent ? cmd : SIZE_MAX);
         PQclear(res);
@@ -1011,79 +1012,100 @@ static int cmp_offset(const void *a, const void *b)
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* Upserts the offsets and COMMITs, in one pipeline segment. The rows are
- * locked in (topic, partition) order, so that two transactions that share
- * partitions (after a rebalance) wait for each other rather than
- * deadlock. */
+/* Advances the offsets, fenced (see handlers.h), in one pipeline segment.
+ * The rows are locked in (topic, partition) order, so that two
+ * transactions that share partitions (after a rebalance) wait for each
+ * other rather than deadlock. The one that waited then finds the row as
+ * the other committed it: under READ COMMITTED, ON CONFLICT DO UPDATE
+ * locks the newest version of the row and evaluates its WHERE on that.
+ * @returns _OK, _RETRY (an error) or _FAIL (a row is past the batch). */
+static ballast_outcome_t upsert_offsets(pg_state_t *st, const char *group,
+                                        const bl_offset_t *const *order, size_t count,
+                                        char *errbuf, size_t errsize)
+{
+    seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
+    ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
+    run_t run;
+
+    if (!sg.what) {
+        bl_fmt(errbuf, errsize, "postgres: out of memory");
+        return out;
+    }
+    if (seg_open(st, &sg, &run)) {
+        for (size_t i = 0; i < count && !sg.broken; i++) {
+            char part[16], next[24], first[24];
+            const char *vals[5] = {group, order[i]->topic, part, next, first};
+            bl_fmt(part, sizeof(part), "%" PRId32, order[i]->partition);
+            bl_fmt(next, sizeof(next), "%" PRId64, order[i]->next_offset);
+            bl_fmt(first, sizeof(first), "%" PRId64, order[i]->first_offset);
+            if (PQsendQueryPrepared(st->conn, OFF_UPSERT, 5, vals, NULL, NULL, 0))
+                sg.what[sg.n++] = NO_MSG;
+            else
+                sg.broken = true;
+        }
+        seg_finish(st, &sg, &run);
+    }
+    if (run.cls != PG_OK)
+        bl_fmt(errbuf, errsize, "%s", run.err);
+    else if (run.unchanged < count)
+        bl_txn_stale_error(errbuf, errsize, order[run.unchanged]);
+    out = run.cls != PG_OK       ? BALLAST_OUTCOME_RETRY
+          : run.unchanged < count ? BALLAST_OUTCOME_FAIL
+                                  : BALLAST_OUTCOME_OK;
+    free(sg.what);
+    return out;
+}
+
+/* COMMITs the open transaction. @returns _OK, or _RETRY: it failed (and
+ * is over), or the connection broke and nobody knows. */
+static ballast_outcome_t commit_now(pg_state_t *st, char *errbuf, size_t errsize)
+{
+    char why[ERRLEN] = "";
+
+    if (exec_ctl(st, "COMMIT", why, sizeof(why)))
+        return BALLAST_OUTCOME_OK;
+    if (st->conn)
+        bl_fmt(errbuf, errsize, "%s", why);
+    else
+        /* Perhaps committed, perhaps not: the consumer reads the offsets
+         * back before it redoes the batch, which settles it. */
+        bl_fmt(errbuf, errsize, "%s (connection lost at commit; the offsets "
+                                "in ballast_offsets tell whether it happened)",
+               why[0] ? why : "postgres: connection lost");
+    return BALLAST_OUTCOME_RETRY;
+}
+
+/* Advances the offsets, then COMMITs: two round trips, because whether
+ * the COMMIT may be sent depends on the upserts' row counts. */
 static ballast_outcome_t pg_commit(void *state, const char *group,
                                    const bl_offset_t *offsets, size_t count,
                                    char *errbuf, size_t errsize)
 {
     pg_state_t *st = state;
     const bl_offset_t **order = malloc((count ? count : 1) * sizeof(*order));
-    seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
     ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
-    run_t run;
 
-    if (!st->in_txn) {
+    if (!st->in_txn)
         bl_fmt(errbuf, errsize, "postgres: commit without an open transaction");
-        goto out;
-    }
-    if (st->doomed) {
+    else if (st->doomed)
         bl_fmt(errbuf, errsize, "%s", st->doom_err);
-        goto rollback;
-    }
-    if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
+    else if (!st->conn || PQstatus(st->conn) != CONNECTION_OK)
         bl_fmt(errbuf, errsize, "postgres: connection lost: the transaction is gone");
-        goto rollback;
-    }
-    if (PQtransactionStatus(st->conn) != PQTRANS_INTRANS) {
+    else if (PQtransactionStatus(st->conn) != PQTRANS_INTRANS)
         bl_fmt(errbuf, errsize, "postgres: the transaction was aborted");
-        goto rollback;
-    }
-    if (!order || !sg.what) {
+    else if (!order)
         bl_fmt(errbuf, errsize, "postgres: out of memory");
-        goto rollback;
+    else {
+        for (size_t i = 0; i < count; i++)
+            order[i] = &offsets[i];
+        qsort(order, count, sizeof(*order), cmp_offset);
+        out = upsert_offsets(st, group, order, count, errbuf, errsize);
+        if (out == BALLAST_OUTCOME_OK)
+            out = commit_now(st, errbuf, errsize);
     }
-    for (size_t i = 0; i < count; i++)
-        order[i] = &offsets[i];
-    qsort(order, count, sizeof(*order), cmp_offset);
-    if (!seg_open(st, &sg, &run)) {
-        bl_fmt(errbuf, errsize, "%s", run.err);
-        goto rollback;
-    }
-    for (size_t i = 0; i < count && !sg.broken; i++) {
-        char part[16], next[24];
-        const char *vals[4] = {group, order[i]->topic, part, next};
-        bl_fmt(part, sizeof(part), "%" PRId32, order[i]->partition);
-        bl_fmt(next, sizeof(next), "%" PRId64, order[i]->next_offset);
-        if (PQsendQueryPrepared(st->conn, OFF_UPSERT, 4, vals, NULL, NULL, 0))
-            sg.what[sg.n++] = NO_MSG;
-        else
-            sg.broken = true;
-    }
-    seg_ctl(st, &sg, "COMMIT");
-    seg_finish(st, &sg, &run);
-    st->in_txn = false;
-    if (run.cls == PG_OK && !strcmp(run.tag, "COMMIT")) {
-        out = BALLAST_OUTCOME_OK;
-    } else if (!st->conn) {
-        /* Perhaps committed, perhaps not: the consumer reloads the offsets
-         * from the table before it redoes the batch, which settles it. */
-        bl_fmt(errbuf, errsize, "%s (connection lost at commit; the offsets "
-                                "in ballast_offsets tell whether it happened)",
-               run.err[0] ? run.err : "postgres: connection lost");
-    } else {
-        bl_fmt(errbuf, errsize, "%s", run.cls != PG_OK ? run.err
-                                      : "postgres: COMMIT rolled the transaction back");
-        goto rollback;
-    }
-    goto out;
-rollback:
-    pg_rollback(st);
-out:
     free(order);
-    free(sg.what);
+    if (st->in_txn)
+        pg_rollback(st); /* after a COMMIT it only resets the state */
     return out;
 }
 

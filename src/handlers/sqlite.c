@@ -467,11 +467,16 @@ static ballast_outcome_t sqlite_begin(void *state, char *errbuf, size_t errsize)
     return BALLAST_OUTCOME_OK;
 }
 
-static int upsert_offset(sqlite_state_t *st, const char *group,
-                         const bl_offset_t *off, char *errbuf, size_t errsize)
+/* Advances one partition's stored offset, fenced (see handlers.h): no row
+ * changed means another member committed past the batch's first offset.
+ * @returns _OK, _RETRY (an error) or _FAIL (stale), errbuf set unless _OK. */
+static ballast_outcome_t upsert_offset(sqlite_state_t *st, const char *group,
+                                       const bl_offset_t *off, char *errbuf,
+                                       size_t errsize)
 {
     sqlite3_stmt *s = st->off_upsert;
     int rc = sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
+    ballast_outcome_t out = BALLAST_OUTCOME_OK;
 
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(s, 2, off->topic, -1, SQLITE_STATIC);
@@ -479,13 +484,20 @@ static int upsert_offset(sqlite_state_t *st, const char *group,
         rc = sqlite3_bind_int(s, 3, off->partition);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(s, 4, off->next_offset);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(s, 5, off->first_offset);
     if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_DONE)
         rc = SQLITE_OK;
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
         bl_fmt(errbuf, errsize, "sqlite: ballast_offsets: %s", sqlite3_errmsg(st->db));
+        out = BALLAST_OUTCOME_RETRY;
+    } else if (sqlite3_changes(st->db) == 0) {
+        bl_txn_stale_error(errbuf, errsize, off);
+        out = BALLAST_OUTCOME_FAIL;
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    return rc;
+    return out;
 }
 
 static ballast_outcome_t sqlite_commit(void *state, const char *group,
@@ -509,9 +521,10 @@ static ballast_outcome_t sqlite_commit(void *state, const char *group,
         return BALLAST_OUTCOME_RETRY;
     }
     for (size_t i = 0; i < count; i++) {
-        if (upsert_offset(st, group, &offsets[i], errbuf, errsize) != SQLITE_OK) {
+        ballast_outcome_t out = upsert_offset(st, group, &offsets[i], errbuf, errsize);
+        if (out != BALLAST_OUTCOME_OK) {
             sqlite_rollback(st);
-            return BALLAST_OUTCOME_RETRY;
+            return out;
         }
     }
     if (run_ctl(st, CTL_COMMIT, errbuf, errsize) != SQLITE_OK) {
@@ -610,7 +623,8 @@ static int setup_offsets(sqlite_state_t *st, char *errbuf, size_t errsize)
     static const char upsert[] =
         "INSERT INTO ballast_offsets (group_id, topic, partition, next_offset) "
         "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (group_id, topic, partition) DO "
-        "UPDATE SET next_offset = excluded.next_offset";
+        "UPDATE SET next_offset = excluded.next_offset "
+        "WHERE ballast_offsets.next_offset <= ?5"; /* fenced: see handlers.h */
     static const char select[] = "SELECT next_offset FROM ballast_offsets WHERE "
                                  "group_id = ?1 AND topic = ?2 AND partition = ?3";
     int rc = sqlite3_exec(st->db, BL_TXN_OFFSETS_DDL, NULL, NULL, NULL);

@@ -17,6 +17,12 @@ void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
     }
 }
 
+void bl_txn_stale_error(char *errbuf, size_t errsize, const bl_offset_t *off)
+{
+    bl_fmt(errbuf, errsize, "%s [%d] was committed past offset %lld by another member",
+           off->topic, (int)off->partition, (long long)off->first_offset);
+}
+
 const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler)
 {
     if (handler == &bl_handler_sqlite)

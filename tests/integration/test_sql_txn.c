@@ -10,10 +10,12 @@
 
 #include <ftw.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAXMSG 16
@@ -141,9 +143,10 @@ static int64_t stored_offset(const bl_txn_ops_t *ops, void *loader)
     return rc ? next : -1;
 }
 
-static void commit_ok(const bl_txn_ops_t *ops, void *st, int64_t next)
+/* Commits orders/2 and audit/0, each as the range [first, next). */
+static void commit_ok(const bl_txn_ops_t *ops, void *st, int64_t first, int64_t next)
 {
-    bl_offset_t off[2] = {{"orders", 2, next}, {"audit", 0, 7}};
+    bl_offset_t off[2] = {{"orders", 2, first, next}, {"audit", 0, first, next}};
     char err[512] = "";
 
     if (ops->commit(st, GROUP, off, 2, err, sizeof(err)) != BALLAST_OUTCOME_OK)
@@ -156,6 +159,74 @@ static void begin_ok(const bl_txn_ops_t *ops, void *st)
 
     if (ops->begin(st, err, sizeof(err)) != BALLAST_OUTCOME_OK)
         fail_msg("begin: %s", err);
+}
+
+/* A zombie's commit of orders/2 over [first, next): refused, and named. */
+static void commit_stale(const bl_txn_ops_t *ops, void *st, int64_t first, int64_t next)
+{
+    bl_offset_t off = {"orders", 2, first, next};
+    char err[512] = "", want[128];
+
+    assert_int_equal(ops->commit(st, GROUP, &off, 1, err, sizeof(err)),
+                     BALLAST_OUTCOME_FAIL);
+    snprintf(want, sizeof(want),
+             "orders [2] was committed past offset %lld by another member",
+             (long long)first);
+    if (!strstr(err, want))
+        fail_msg("commit error \"%s\", expected \"%s\"", err, want);
+}
+
+/* Fencing, the same for both dialects: two handler states of the same
+ * database play the member that took a partition over and the zombie. */
+typedef struct fence_case {
+    const ballast_handler_t *h;
+    const bl_txn_ops_t *ops;
+    void *winner, *zombie, *loader;
+    long (*rows)(const struct fence_case *fc); /* rows in the output table */
+    const char *path; /* sqlite: the file */
+} fence_case_t;
+
+/* Opens a transaction on @p st and handles messages [first, first+n). */
+static void handle_range(const ballast_handler_t *h, const bl_txn_ops_t *ops, void *st,
+                         size_t n, int64_t first)
+{
+    batch_t b;
+
+    batch_fill(&b, n, first);
+    begin_ok(ops, st);
+    h->handle_batch(st, b.mp, b.rp, b.n, b.out);
+    check_outcomes(&b, NULL, 0);
+    batch_free(&b);
+}
+
+static void fence_scenario(const fence_case_t *fc)
+{
+    /* The member that took the partition over commits [0, 10). */
+    handle_range(fc->h, fc->ops, fc->winner, 10, 0);
+    commit_ok(fc->ops, fc->winner, 0, 10);
+    assert_int_equal(fc->rows(fc), 10);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    /* The zombie's batch over the same range: nothing of it lands. */
+    handle_range(fc->h, fc->ops, fc->zombie, 10, 0);
+    commit_stale(fc->ops, fc->zombie, 0, 10);
+    assert_int_equal(fc->rows(fc), 10);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    /* Overlapping only the tail of what was committed: the same. */
+    handle_range(fc->h, fc->ops, fc->zombie, 7, 5);
+    commit_stale(fc->ops, fc->zombie, 5, 12);
+    assert_int_equal(fc->rows(fc), 10);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    /* After a gap (compaction, transaction markers): [12, 15) follows 10;
+     * and the zombie's session is fine after its refusal. */
+    handle_range(fc->h, fc->ops, fc->zombie, 3, 12);
+    commit_ok(fc->ops, fc->zombie, 12, 15);
+    assert_int_equal(fc->rows(fc), 13);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), 15);
+    /* Exactly where the last batch ended: the ordinary case. */
+    handle_range(fc->h, fc->ops, fc->winner, 2, 15);
+    commit_ok(fc->ops, fc->winner, 15, 17);
+    assert_int_equal(fc->rows(fc), 15);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), 17);
 }
 
 static void test_ops_lookup(void **unused)
@@ -261,7 +332,7 @@ static void test_sqlite_txn_poison(void **unused)
     /* Nothing is visible before COMMIT (WAL: readers see the last commit). */
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
-    commit_ok(s.ops, s.st, 110);
+    commit_ok(s.ops, s.st, 100, 110);
 
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 8);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
@@ -269,7 +340,7 @@ static void test_sqlite_txn_poison(void **unused)
     assert_int_equal(sqlite_int(s.path, "SELECT next_offset FROM ballast_offsets WHERE "
                                         "group_id = 'g-txn' AND topic = 'audit' AND "
                                         "partition = 0"),
-                     7);
+                     110);
 
     /* The next batch moves the offset (an update, not a second row). */
     batch_free(&b);
@@ -277,7 +348,7 @@ static void test_sqlite_txn_poison(void **unused)
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(s.ops, s.st, 113);
+    commit_ok(s.ops, s.st, 110, 113);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 11);
     assert_int_equal(stored_offset(s.ops, s.loader), 113);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 2);
@@ -318,7 +389,7 @@ static void test_sqlite_txn_rollback(void **unused)
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(s.ops, s.st, 5);
+    commit_ok(s.ops, s.st, 0, 5);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
     assert_int_equal(stored_offset(s.ops, s.loader), 5);
 
@@ -328,7 +399,7 @@ static void test_sqlite_txn_rollback(void **unused)
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     begin_ok(s.ops, s.st);
-    commit_ok(s.ops, s.st, 5);
+    commit_ok(s.ops, s.st, 5, 7);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
     batch_free(&b);
     sq_close(&s);
@@ -356,7 +427,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 2);
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
-    commit_ok(s.ops, s.st, 6);
+    commit_ok(s.ops, s.st, 0, 6);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
     assert_int_equal(sqlite_int(s.path, "SELECT sum(off) FROM p"), 0 + 2 + 4 + 5);
 
@@ -381,7 +452,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[1], b.rp[1]), BALLAST_OUTCOME_FAIL);
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[2], b.rp[2]), BALLAST_OUTCOME_OK);
-    commit_ok(s.ops, s.st, 13);
+    commit_ok(s.ops, s.st, 10, 13);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 10"), 2);
     assert_int_equal(stored_offset(s.ops, s.loader), 13);
 
@@ -391,7 +462,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[1], b.rp[1]), BALLAST_OUTCOME_FAIL);
     b.m[0].offset = 21;
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
-    commit_ok(s.ops, s.st, 22);
+    commit_ok(s.ops, s.st, 20, 22);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 20"), 1);
     batch_free(&b);
     sq_close(&s);
@@ -405,7 +476,7 @@ static void test_sqlite_txn_commit_fails(void **unused)
     batch_t b;
     sqlite3 *db;
     char err[512] = "";
-    bl_offset_t off = {"orders", 2, 999};
+    bl_offset_t off = {"orders", 2, 0, 999};
 
     (void)unused;
     sq_open(&s, "commitfail.db", sq_table, sq_insert);
@@ -426,7 +497,7 @@ static void test_sqlite_txn_commit_fails(void **unused)
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(s.ops, s.st, 4);
+    commit_ok(s.ops, s.st, 0, 4);
     assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
 
     /* Another writer holds the lock past the busy timeout. */
@@ -474,6 +545,30 @@ static void test_sqlite_txn_init_errors(void **unused)
     assert_null(st);
     assert_non_null(strstr(err, "semantics: exactly-once needs the table "
                                 "ballast_offsets: "));
+}
+
+static long sqlite_fence_rows(const fence_case_t *fc)
+{
+    return (long)sqlite_int(fc->path, "SELECT count(*) FROM f");
+}
+
+/* Fencing: a batch over a range another state committed is refused. The
+ * output table has no key, so a duplicate would show. */
+static void test_sqlite_txn_fence(void **unused)
+{
+    static const char table[] = "CREATE TABLE IF NOT EXISTS f (off INTEGER, v TEXT)";
+    static const char insert[] = "INSERT INTO f (off, v) VALUES (:offset, :value)";
+    sq_t winner, zombie;
+    fence_case_t fc;
+
+    (void)unused;
+    sq_open(&winner, "fence.db", table, insert);
+    sq_open(&zombie, "fence.db", table, insert);
+    fc = (fence_case_t){&bl_handler_sqlite, winner.ops, winner.st, zombie.st,
+                        winner.loader, sqlite_fence_rows, winner.path};
+    fence_scenario(&fc);
+    sq_close(&winner);
+    sq_close(&zombie);
 }
 
 static int sqlite_setup(void **unused)
@@ -595,6 +690,7 @@ static int pg_setup(void **unused)
     pg_exec(sql);
     pg_exec("CREATE TABLE txn_p (off bigint PRIMARY KEY, doc jsonb NOT NULL, "
             "CHECK ((doc->>'n')::int <> 6))");
+    pg_exec("CREATE TABLE txn_f (off bigint, doc jsonb)"); /* no key: fencing */
     pg_exec("CREATE TABLE txn_parent (id int PRIMARY KEY)");
     pg_exec("INSERT INTO txn_parent SELECT g FROM generate_series(0, 9) g WHERE g <> 5");
     pg_exec("CREATE TABLE txn_child (off bigint PRIMARY KEY, parent int REFERENCES "
@@ -649,13 +745,13 @@ static void test_pg_txn_poison(void **unused)
     check_outcomes(&b, one, 1);
     assert_non_null(strstr(b.r[3].error, "SQLSTATE 22P02"));
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 0); /* not yet */
-    commit_ok(h.ops, h.st, 110);
+    commit_ok(h.ops, h.st, 100, 110);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 9);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off = 103"), 0);
     assert_int_equal(stored_offset(h.ops, h.loader), 110);
     assert_int_equal(pg_long("SELECT next_offset FROM ballast_offsets WHERE "
                              "group_id = 'g-txn' AND topic = 'audit' AND partition = 0"),
-                     7);
+                     110);
     batch_free(&b);
 
     /* More poison than fast rounds (the careful rounds): invalid JSON, NULL
@@ -674,7 +770,7 @@ static void test_pg_txn_poison(void **unused)
     assert_non_null(strstr(b.r[8].error, "not valid UTF-8"));
     assert_non_null(strstr(b.r[9].error, "SQLSTATE 23505"));
     assert_non_null(strstr(b.r[11].error, "SQLSTATE 23505"));
-    commit_ok(h.ops, h.st, 212);
+    commit_ok(h.ops, h.st, 200, 212);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off >= 200"), 6);
     assert_int_equal(pg_long("SELECT (doc->>'n')::int FROM txn_p WHERE off = 202"), 2);
     assert_int_equal(stored_offset(h.ops, h.loader), 212);
@@ -692,7 +788,7 @@ static void test_pg_txn_poison(void **unused)
         static const size_t second[] = {1};
         check_outcomes(&b, second, 1);
     }
-    commit_ok(h.ops, h.st, 303);
+    commit_ok(h.ops, h.st, 300, 303);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off >= 300"), 2);
     b.m[0].offset = 400;
     assert_int_equal(bl_handler_postgres.handle(h.st, b.mp[0], b.rp[0]),
@@ -713,14 +809,14 @@ static void test_pg_txn_deferred(void **unused)
 
     (void)unused;
     NEED_PG();
-    pg_exec("TRUNCATE txn_child");
+    pg_exec("TRUNCATE txn_child; DELETE FROM ballast_offsets");
     pgh_open(&h, "INSERT INTO txn_child VALUES (:offset, (:value::jsonb->>'n')::int)");
     batch_fill(&b, 8, 0);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 1);
     assert_non_null(strstr(b.r[5].error, "SQLSTATE 23503"));
-    commit_ok(h.ops, h.st, 8);
+    commit_ok(h.ops, h.st, 0, 8);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_child"), 7);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_child WHERE parent = 5"), 0);
 
@@ -732,7 +828,7 @@ static void test_pg_txn_deferred(void **unused)
     b.m[4].offset = 40;
     assert_int_equal(bl_handler_postgres.handle(h.st, b.mp[4], b.rp[4]),
                      BALLAST_OUTCOME_OK);
-    commit_ok(h.ops, h.st, 9);
+    commit_ok(h.ops, h.st, 8, 9);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_child"), 8);
     pgh_close(&h);
     batch_free(&b);
@@ -763,7 +859,7 @@ static void test_pg_txn_rollback(void **unused)
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(h.ops, h.st, 5);
+    commit_ok(h.ops, h.st, 0, 5);
     assert_int_equal(stored_offset(h.ops, h.loader), 5);
 
     /* A later batch rolled back leaves the stored offset where it was. */
@@ -785,7 +881,7 @@ static void test_pg_txn_commit_terminated(void **unused)
     pgh_t h;
     batch_t b;
     char err[512] = "";
-    bl_offset_t off = {"orders", 2, 6};
+    bl_offset_t off = {"orders", 2, 0, 6};
 
     (void)unused;
     NEED_PG();
@@ -808,7 +904,7 @@ static void test_pg_txn_commit_terminated(void **unused)
     begin_ok(h.ops, h.st); /* reconnects */
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(h.ops, h.st, 6);
+    commit_ok(h.ops, h.st, 0, 6);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 6);
     assert_int_equal(stored_offset(h.ops, h.loader), 6);
 
@@ -819,7 +915,7 @@ static void test_pg_txn_commit_terminated(void **unused)
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(h.ops, h.st, 8);
+    commit_ok(h.ops, h.st, 6, 8);
 
     /* Ended inside the transaction before the batch: every message RETRY,
      * and so is commit; the redo lands. */
@@ -837,7 +933,7 @@ static void test_pg_txn_commit_terminated(void **unused)
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    commit_ok(h.ops, h.st, 12);
+    commit_ok(h.ops, h.st, 8, 12);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 12);
     assert_int_equal(stored_offset(h.ops, h.loader), 12);
     pgh_close(&h);
@@ -875,10 +971,136 @@ static void test_pg_txn_transient(void **unused)
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 2);
-    commit_ok(h.ops, h.st, 8);
+    commit_ok(h.ops, h.st, 0, 8);
     assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 6);
     pgh_close(&h);
     batch_free(&b);
+}
+
+static long pg_fence_rows(const fence_case_t *fc)
+{
+    (void)fc;
+    return pg_long("SELECT count(*) FROM txn_f");
+}
+
+static const char pg_fence_insert[] =
+    "INSERT INTO txn_f (off, doc) VALUES (:offset, :value::jsonb)";
+
+/* Fencing: a batch over a range another session committed is refused. */
+static void test_pg_txn_fence(void **unused)
+{
+    pgh_t winner, zombie;
+    fence_case_t fc;
+
+    (void)unused;
+    NEED_PG();
+    pg_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
+    pgh_open(&winner, pg_fence_insert);
+    pgh_open(&zombie, pg_fence_insert);
+    fc = (fence_case_t){&bl_handler_postgres, winner.ops, winner.st, zombie.st,
+                        winner.loader, pg_fence_rows, NULL};
+    fence_scenario(&fc);
+    pgh_close(&winner);
+    pgh_close(&zombie);
+}
+
+typedef struct racer {
+    const bl_txn_ops_t *ops;
+    void *st;
+    bl_offset_t off;
+    ballast_outcome_t out;
+    char err[512];
+} racer_t;
+
+static void *race_commit(void *arg)
+{
+    racer_t *r = arg;
+
+    r->out = r->ops->commit(r->st, GROUP, &r->off, 1, r->err, sizeof(r->err));
+    return NULL;
+}
+
+/* Another session runs @p other (a transaction on the offsets' row, left
+ * open); our commit of @p off then waits for its row lock; the other
+ * transaction ends with @p end. @returns our commit's outcome. */
+static ballast_outcome_t commit_racing(pgh_t *h, const char *other, const char *end,
+                                       bl_offset_t off)
+{
+    PGconn *conn = PQconnectdb(pg_dsn);
+    racer_t r = {h->ops, h->st, off, BALLAST_OUTCOME_OK, ""};
+    char sql[256];
+    pthread_t thread;
+    int waited = 0;
+
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PQclear(PQexec(conn, "BEGIN"));
+    {
+        PGresult *res = PQexec(conn, other);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            fail_msg("postgres: %s: %s", other, PQerrorMessage(conn));
+        PQclear(res);
+    }
+    handle_range(&bl_handler_postgres, h->ops, h->st, 3, off.first_offset);
+    assert_int_equal(pthread_create(&thread, NULL, race_commit, &r), 0);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
+             "AND wait_event_type = 'Lock'",
+             pg_app);
+    while (pg_long(sql) != 1 && waited++ < 1500) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(pg_long(sql), 1); /* our commit waits for the row */
+    PQclear(PQexec(conn, end));
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    PQfinish(conn);
+    if (r.out != BALLAST_OUTCOME_OK)
+        print_message("racing commit: %s\n", r.err);
+    return r.out;
+}
+
+/* Two transactions race on one ballast_offsets row: ours waits for the
+ * other's row lock, then its WHERE sees the row as the other left it
+ * (READ COMMITTED re-checks the newest version in ON CONFLICT DO UPDATE). */
+static void test_pg_txn_fence_race(void **unused)
+{
+    static const char upd[] = "UPDATE ballast_offsets SET next_offset = %d WHERE "
+                              "group_id = 'g-txn' AND topic = 'orders' AND partition = 2";
+    pgh_t h;
+    char sql[256];
+
+    (void)unused;
+    NEED_PG();
+    pg_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
+    pgh_open(&h, pg_fence_insert);
+    handle_range(&bl_handler_postgres, h.ops, h.st, 5, 0);
+    commit_ok(h.ops, h.st, 0, 5);
+
+    /* The other member commits past our batch while we wait: refused. */
+    snprintf(sql, sizeof(sql), upd, 9);
+    assert_int_equal(commit_racing(&h, sql, "COMMIT", (bl_offset_t){"orders", 2, 5, 8}),
+                     BALLAST_OUTCOME_FAIL);
+    assert_int_equal(stored_offset(h.ops, h.loader), 9);
+    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 5);
+
+    /* It rolls back instead: ours lands. */
+    snprintf(sql, sizeof(sql), upd, 20);
+    assert_int_equal(commit_racing(&h, sql, "ROLLBACK", (bl_offset_t){"orders", 2, 9, 12}),
+                     BALLAST_OUTCOME_OK);
+    assert_int_equal(stored_offset(h.ops, h.loader), 12);
+    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 8);
+
+    /* No row yet: both insert; ours waits for the other's, then finds it. */
+    assert_int_equal(commit_racing(&h,
+                                   "INSERT INTO ballast_offsets VALUES ('g-txn', "
+                                   "'orders', 3, 7)",
+                                   "COMMIT", (bl_offset_t){"orders", 3, 0, 3}),
+                     BALLAST_OUTCOME_FAIL);
+    assert_int_equal(pg_long("SELECT next_offset FROM ballast_offsets WHERE "
+                             "topic = 'orders' AND partition = 3"),
+                     7);
+    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 8);
+    pgh_close(&h);
 }
 
 /* init in exactly-once mode creates the table, with the spec's shape. */
@@ -918,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_sqlite_txn_rollback_clause),
         cmocka_unit_test(test_sqlite_txn_commit_fails),
         cmocka_unit_test(test_sqlite_txn_init_errors),
+        cmocka_unit_test(test_sqlite_txn_fence),
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_txn_poison),
@@ -925,6 +1148,8 @@ int main(void)
         cmocka_unit_test(test_pg_txn_rollback),
         cmocka_unit_test(test_pg_txn_commit_terminated),
         cmocka_unit_test(test_pg_txn_transient),
+        cmocka_unit_test(test_pg_txn_fence),
+        cmocka_unit_test(test_pg_txn_fence_race),
         cmocka_unit_test(test_pg_txn_table),
     };
     int failed = cmocka_run_group_tests_name("txn", common_tests, NULL, NULL);
