@@ -1,11 +1,13 @@
 /*
- * demo_backpressure.c - a slow handler behind a large backlog: partitions
- * pause at the in-flight limit and resume at half of it, then a SIGTERM
- * stops the consumer gracefully while it is busy.
+ * demo_backpressure.c - a slow handler behind a large backlog: at the
+ * in-flight limit the consumer stops polling, pauses the partitions once the
+ * backlog has lasted a quarter of max.poll.interval.ms (here 4 s, so 1 s),
+ * and resumes them at half the limit; then a SIGTERM stops the consumer
+ * gracefully while it is busy.
  *
  * The handler is a C function given through the public API
  * (ballast_conf_set_handler), as a program embedding the library would:
- * it takes 2 ms per message and records every (partition, offset) it
+ * it takes 10 ms per message and records every (partition, offset) it
  * handles. 2,000 events wait in the topic; `max.inflight.messages = 200`
  * bounds what the consumer holds. While it runs, its counters are sampled
  * every 5 ms (paused_partitions, inflight). Once 40% is handled, the
@@ -33,7 +35,7 @@
 #define PARTITIONS 4
 #define WORKERS 4
 #define MAX_INFLIGHT 200
-#define HANDLER_US 2000
+#define HANDLER_US 10000
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define GROUP "demo-backpressure"
@@ -160,6 +162,8 @@ int demo_backpressure(demo_t *d)
                                            STR(MAX_INFLIGHT),
                                            /* a faster second join */
                                            "kafka.session.timeout.ms", "4000",
+                                           /* pause after 1 s of backlog */
+                                           "kafka.max.poll.interval.ms", "4000",
                                            NULL});
     if (!conf)
         return -1;
