@@ -24,6 +24,7 @@
 #include <ballast/ballast.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ typedef struct noop {
     unsigned long sink;    /* keeps the value read from being optimised out */
     unsigned long sleep_us;
     unsigned long fail_every;
+    unsigned long long period; /* fail_every, or ULLONG_MAX when 0 */
 } noop_t;
 
 static int parse_count(const ballast_handler_params_t *params, const char *key,
@@ -88,6 +90,7 @@ static int noop_init(void **statep, const ballast_handler_params_t *params,
         free(n);
         return BALLAST_ERR_CONFIG;
     }
+    n->period = n->fail_every ? n->fail_every : ULLONG_MAX;
     if (n->expect && !(done && *done)) {
         snprintf(errbuf, errsize,
                  "handler.plugin.param.done_file: missing (required by expect)");
@@ -148,11 +151,14 @@ static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
         while (nanosleep(&ts, &ts) && errno == EINTR)
             ;
     }
-    if (n->fail_every && value && len >= 12) {
+    /* Every message's index is parsed and tested, with or without
+     * fail_every, so that a run without failures does the same per-message
+     * work as one with (its period, ULLONG_MAX, is never reached). */
+    if (value && len >= 12) {
         unsigned long long i = 0;
         for (size_t j = 0; j < 12; j++)
             i = i * 10 + (unsigned)(value[j] - '0');
-        if (i % n->fail_every == n->fail_every - 1) {
+        if (i % n->period == n->period - 1) {
             ballast_result_set_error(res, "bench: poison message");
             outcome = BALLAST_OUTCOME_FAIL;
         }
