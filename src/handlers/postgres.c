@@ -207,10 +207,14 @@ static void drop_conn(pg_state_t *st)
 static pg_class_t prepare_offsets(pg_state_t *st, char *err, size_t errsize)
 {
     static const char *const sql[2][2] = {
-        {OFF_UPSERT, "INSERT INTO ballast_offsets (group_id, topic, partition, "
-                     "next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, "
-                     "topic, partition) DO UPDATE SET next_offset = "
-                     "excluded.next_offset WHERE ballast_offsets.next_offset <= $5"},
+        /* Fenced: a row past the batch's first offset is left alone, and
+         * then 1 / count(*) divides by zero (SQLSTATE 22012), which aborts
+         * the transaction: its COMMIT can go in the same round trip. */
+        {OFF_UPSERT, "WITH up AS (INSERT INTO ballast_offsets (group_id, topic, "
+                     "partition, next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT "
+                     "(group_id, topic, partition) DO UPDATE SET next_offset = "
+                     "excluded.next_offset WHERE ballast_offsets.next_offset <= $5 "
+                     "RETURNING 1) SELECT 1 / count(*) FROM up"},
         {OFF_SELECT, "SELECT next_offset FROM ballast_offsets WHERE group_id = $1 "
                      "AND topic = $2 AND partition = $3"}};
     pg_class_t cls = PG_OK;
@@ -464,15 +468,15 @@ typedef struct run {
                    or SIZE_MAX when BEGIN/COMMIT failed (e.g. a deferred
                    constraint) */
     char err[ERRLEN];
-    size_t unchanged; /* the first command that changed no row, or SIZE_MAX */
+    char state[6]; /* the failure's SQLSTATE, or "" */
 } run_t;
 
 static void run_reset(run_t *run)
 {
     run->cls = PG_OK;
     run->lost = false;
-    run->bad = run->unchanged = SIZE_MAX;
-    run->err[0] = '\0';
+    run->bad = SIZE_MAX;
+    run->err[0] = run->state[0] = '\0';
 }
 
 static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
@@ -483,6 +487,10 @@ static void run_fail(run_t *run, PGconn *conn, const PGresult *res, size_t bad)
     run->lost = pg_conn_lost(conn, res);
     run->bad = bad;
     pg_error_text(conn, res, run->err, sizeof(run->err));
+    bl_fmt(run->state, sizeof(run->state), "%s",
+           res && PQresultErrorField(res, PG_DIAG_SQLSTATE)
+               ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+               : "");
 }
 
 /* Reads every result up to the pipeline's sync point: one result (or
@@ -511,11 +519,7 @@ static void read_results(pg_state_t *st, size_t sent, run_t *run)
             PQclear(res);
             return;
         }
-        if (status == PGRES_COMMAND_OK) {
-            if (run->unchanged == SIZE_MAX && !strcmp(PQcmdTuples(res), "0"))
-                run->unchanged = cmd;
-        } else if (status != PGRES_PIPELINE_ABORTED &&
-                 pg_classify(st->conn, res) != PG_OK)
+        if (status != PGRES_PIPELINE_ABORTED && pg_classify(st->conn, res) != PG_OK)
             run_fail(run, st->conn, res, cmd < sent ? cmd : SIZE_MAX);
         PQclear(res);
         if (PQstatus(st->conn) != CONNECTION_OK) {
@@ -1012,24 +1016,24 @@ static int cmp_offset(const void *a, const void *b)
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* Advances the offsets, fenced (see handlers.h), in one pipeline segment.
- * The rows are locked in (topic, partition) order, so that two
- * transactions that share partitions (after a rebalance) wait for each
- * other rather than deadlock. The one that waited then finds the row as
- * the other committed it: under READ COMMITTED, ON CONFLICT DO UPDATE
+/* Advances the offsets, fenced (see handlers.h), and COMMITs, in one
+ * pipeline segment. The rows are locked in (topic, partition) order, so
+ * that two transactions that share partitions (after a rebalance) wait for
+ * each other rather than deadlock. The one that waited then finds the row
+ * as the other committed it: under READ COMMITTED, ON CONFLICT DO UPDATE
  * locks the newest version of the row and evaluates its WHERE on that.
- * @returns _OK, _RETRY (an error) or _FAIL (a row is past the batch). */
-static ballast_outcome_t upsert_offsets(pg_state_t *st, const char *group,
+ * @returns _OK; _FAIL: a row is past the batch (rolled back); _RETRY: it
+ * failed, or the connection broke and nobody knows whether it committed. */
+static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
                                         const bl_offset_t *const *order, size_t count,
                                         char *errbuf, size_t errsize)
 {
     seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
-    ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
     run_t run;
 
     if (!sg.what) {
         bl_fmt(errbuf, errsize, "postgres: out of memory");
-        return out;
+        return BALLAST_OUTCOME_RETRY;
     }
     if (seg_open(st, &sg, &run)) {
         for (size_t i = 0; i < count && !sg.broken; i++) {
@@ -1043,40 +1047,28 @@ static ballast_outcome_t upsert_offsets(pg_state_t *st, const char *group,
             else
                 sg.broken = true;
         }
+        seg_ctl(st, &sg, "COMMIT");
         seg_finish(st, &sg, &run);
     }
-    if (run.cls != PG_OK)
-        bl_fmt(errbuf, errsize, "%s", run.err);
-    else if (run.unchanged < count)
-        bl_txn_stale_error(errbuf, errsize, order[run.unchanged]);
-    out = run.cls != PG_OK       ? BALLAST_OUTCOME_RETRY
-          : run.unchanged < count ? BALLAST_OUTCOME_FAIL
-                                  : BALLAST_OUTCOME_OK;
     free(sg.what);
-    return out;
-}
-
-/* COMMITs the open transaction. @returns _OK, or _RETRY: it failed (and
- * is over), or the connection broke and nobody knows. */
-static ballast_outcome_t commit_now(pg_state_t *st, char *errbuf, size_t errsize)
-{
-    char why[ERRLEN] = "";
-
-    if (exec_ctl(st, "COMMIT", why, sizeof(why)))
+    if (run.cls == PG_OK)
         return BALLAST_OUTCOME_OK;
+    if (run.bad < count && !strcmp(run.state, "22012")) {
+        bl_txn_stale_error(errbuf, errsize, order[run.bad]);
+        return BALLAST_OUTCOME_FAIL;
+    }
     if (st->conn)
-        bl_fmt(errbuf, errsize, "%s", why);
+        bl_fmt(errbuf, errsize, "%s", run.err);
     else
         /* Perhaps committed, perhaps not: the consumer reads the offsets
          * back before it redoes the batch, which settles it. */
         bl_fmt(errbuf, errsize, "%s (connection lost at commit; the offsets "
                                 "in ballast_offsets tell whether it happened)",
-               why[0] ? why : "postgres: connection lost");
+               run.err[0] ? run.err : "postgres: connection lost");
     return BALLAST_OUTCOME_RETRY;
 }
 
-/* Advances the offsets, then COMMITs: two round trips, because whether
- * the COMMIT may be sent depends on the upserts' row counts. */
+/* Advances the offsets and COMMITs in one round trip. */
 static ballast_outcome_t pg_commit(void *state, const char *group,
                                    const bl_offset_t *offsets, size_t count,
                                    char *errbuf, size_t errsize)
@@ -1099,9 +1091,7 @@ static ballast_outcome_t pg_commit(void *state, const char *group,
         for (size_t i = 0; i < count; i++)
             order[i] = &offsets[i];
         qsort(order, count, sizeof(*order), cmp_offset);
-        out = upsert_offsets(st, group, order, count, errbuf, errsize);
-        if (out == BALLAST_OUTCOME_OK)
-            out = commit_now(st, errbuf, errsize);
+        out = commit_offsets(st, group, order, count, errbuf, errsize);
     }
     free(order);
     if (st->in_txn)
