@@ -1197,10 +1197,9 @@ static int check_dsn(const char *dsn, char *errbuf, size_t errsize)
 }
 
 /* Connects, retrying every RETRY_INTERVAL_MS until startup.timeout.ms. */
-static int connect_startup(pg_state_t *st, int64_t timeout_ms, char *errbuf,
-                           size_t errsize)
+static int connect_startup(pg_state_t *st, int64_t deadline, int64_t timeout_ms,
+                           char *errbuf, size_t errsize)
 {
-    int64_t deadline = bl_now_ms() + timeout_ms;
     char why[ERRLEN];
 
     for (;;) {
@@ -1281,26 +1280,12 @@ static int setup_offsets(pg_state_t *st, char *errbuf, size_t errsize)
     return cls == PG_TRANSIENT ? BALLAST_ERR_UNREACHABLE : BALLAST_ERR_CONFIG;
 }
 
-static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
-                    char *errbuf, size_t errsize)
+/* One start-up session: the offsets table, then the user's statement. */
+static int setup_session(pg_state_t *st, char *errbuf, size_t errsize)
 {
-    int64_t timeout_ms = bl_conf_int(conf, "startup.timeout.ms");
     char err[ERRLEN];
     int rc;
 
-    if (bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &st->tmpl, err, sizeof(err))) {
-        bl_fmt(errbuf, errsize, "handler.postgres.sql: %s", err);
-        return BALLAST_ERR_CONFIG;
-    }
-    if ((rc = check_dsn(st->dsn, errbuf, errsize)) != 0)
-        return rc;
-    if (alloc_scratch(st)) {
-        bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
-        return BALLAST_ERR_INTERNAL;
-    }
-    st->attempt_ms = timeout_ms < ATTEMPT_MAX_MS ? timeout_ms : ATTEMPT_MAX_MS;
-    if ((rc = connect_startup(st, timeout_ms, errbuf, errsize)) != 0)
-        return rc;
     /* the table first: the user's statement may refer to it */
     if (st->eo && (rc = setup_offsets(st, errbuf, errsize)) != 0)
         return rc;
@@ -1316,6 +1301,38 @@ static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
         bl_fmt(errbuf, errsize, "handler.postgres.sql: %s",
                strncmp(err, "postgres: ", 10) ? err : err + 10);
         return BALLAST_ERR_CONFIG;
+    }
+}
+
+static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
+                    char *errbuf, size_t errsize)
+{
+    int64_t timeout_ms = bl_conf_int(conf, "startup.timeout.ms");
+    int64_t deadline = bl_now_ms() + timeout_ms;
+    char err[ERRLEN];
+    int rc;
+
+    if (bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &st->tmpl, err, sizeof(err))) {
+        bl_fmt(errbuf, errsize, "handler.postgres.sql: %s", err);
+        return BALLAST_ERR_CONFIG;
+    }
+    if ((rc = check_dsn(st->dsn, errbuf, errsize)) != 0)
+        return rc;
+    if (alloc_scratch(st)) {
+        bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    st->attempt_ms = timeout_ms < ATTEMPT_MAX_MS ? timeout_ms : ATTEMPT_MAX_MS;
+    /* A server that goes away during set-up (a restart) is unreachable
+     * like one that refuses connections: tried again until the deadline. */
+    for (;;) {
+        int64_t left;
+        if ((rc = connect_startup(st, deadline, timeout_ms, errbuf, errsize)) != 0 ||
+            (rc = setup_session(st, errbuf, errsize)) != BALLAST_ERR_UNREACHABLE ||
+            (left = deadline - bl_now_ms()) <= 0)
+            return rc;
+        drop_conn(st);
+        sleep_ms(left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
     }
 }
 
