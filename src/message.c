@@ -172,20 +172,30 @@ static int copy_bytes(void **dst, const void *src, size_t len)
     return 0;
 }
 
+/* Room for one more element in @p arr (count in use, *cap allocated),
+ * doubling from @p first. @returns the array (@p arr itself when it had
+ * room), or NULL out of memory, when @p arr is left as it was. */
+static void *grow(void *arr, size_t *cap, size_t count, size_t elem, size_t first)
+{
+    size_t n = *cap ? *cap * 2 : first;
+
+    if (count < *cap)
+        return arr;
+    if ((arr = realloc(arr, n * elem)))
+        *cap = n;
+    return arr;
+}
+
 int ballast_result_emit(ballast_result_t *res, const char *topic,
                         const void *key, size_t key_len, const void *value,
                         size_t value_len)
 {
-    bl_record_t rec = {0};
+    bl_record_t rec = {0}, *recs;
 
-    if (res->record_count == res->record_cap) {
-        size_t cap = res->record_cap ? res->record_cap * 2 : 4;
-        bl_record_t *grown = realloc(res->records, cap * sizeof(*grown));
-        if (!grown)
-            return -1;
-        res->records = grown;
-        res->record_cap = cap;
-    }
+    if (!(recs = grow(res->records, &res->record_cap, res->record_count,
+                      sizeof(*recs), 4)))
+        return -1;
+    res->records = recs;
     if ((topic && !(rec.topic = bl_strdup(topic))) ||
         copy_bytes(&rec.key, key, key_len) ||
         copy_bytes(&rec.value, value, value_len)) {
@@ -210,15 +220,11 @@ int ballast_result_emit_header(ballast_result_t *res, const char *name,
     if (!res->record_count || !name)
         return -1;
     rec = &res->records[res->record_count - 1];
-    if (rec->header_count == rec->header_cap) {
-        /* Dead-letter records get about ten headers: grow in steps. */
-        size_t cap = rec->header_cap ? rec->header_cap * 2 : 8;
-        bl_header_t *grown = realloc(rec->headers, cap * sizeof(*grown));
-        if (!grown)
-            return -1;
-        rec->headers = grown;
-        rec->header_cap = cap;
-    }
+    /* Dead-letter records get about ten headers: room for 8 at once. */
+    if (!(hdr = grow(rec->headers, &rec->header_cap, rec->header_count,
+                     sizeof(*hdr), 8)))
+        return -1;
+    rec->headers = hdr;
     hdr = &rec->headers[rec->header_count];
     name_size = strlen(name) + 1;
     if (!(hdr->name = malloc(name_size + (value ? len : 0))))
