@@ -207,6 +207,35 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
     return NULL;
 }
 
+/* Asks the producer's cluster about one topic, which leaves it in the
+ * producer's metadata cache. */
+static void warm_topic(ballast_consumer_t *c, const char *name, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+    rd_kafka_resp_err_t err;
+
+    if (!name || !*name || !(rkt = rd_kafka_topic_new(c->producer, name, NULL)))
+        return;
+    err = rd_kafka_metadata(c->producer, 0, rkt, &md, timeout_ms);
+    if (err)
+        bl_log(&c->log, BALLAST_LOG_DEBUG, "producer: no metadata for %s yet: %s",
+               name, rd_kafka_err2str(err));
+    else
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+}
+
+void bl_producer_warm(ballast_consumer_t *c, int timeout_ms)
+{
+    if (!c->producer)
+        return;
+    warm_topic(c, c->output_topic, timeout_ms);
+    warm_topic(c, c->dlq_topic, timeout_ms);
+    for (size_t i = 0; i < c->tiers.count; i++)
+        warm_topic(c, c->tiers.tiers[i].topic, timeout_ms);
+}
+
 /* Splits `topics` into a librdkafka subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
 {

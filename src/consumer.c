@@ -1231,6 +1231,8 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
         rd_kafka_topic_partition_list_add(topics, c->tiers.tiers[i].topic,
                                           RD_KAFKA_PARTITION_UA);
     err = check_cluster(c, topics);
+    if (!err)
+        bl_producer_warm(c, WARM_TIMEOUT_MS);
     if (!err && c->eos)
         err = bl_txn_init(c, bl_conf_int(c->conf, "startup.timeout.ms"));
     if (!err && (err = start_handlers(c)) == NULL &&

@@ -34,6 +34,7 @@
 #define POLL_BUSY_MS 10
 #define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
 #define REWIND_TIMEOUT_MS 30000 /* each blocking call of a rewind */
+#define WARM_TIMEOUT_MS 5000  /* each topic lookup of bl_producer_warm() */
 
 typedef struct ballast_message_s bl_msg_t;
 
@@ -237,6 +238,12 @@ void *bl_worker_main(void *arg);
 /* clients.c */
 /** Makes the consumer or producer handle from the kafka.* keys. */
 ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
+/* Looks up the output, dead-letter and retry-tier topics with the
+ * producer, so that its first record to each does not wait for
+ * librdkafka's periodic scan for unknown topics (about 1 s in 2.0.2, while
+ * every record to the topic queues). Best effort: a topic still unknown
+ * when @p timeout_ms passes is found by that scan. */
+void bl_producer_warm(ballast_consumer_t *c, int timeout_ms);
 /** Splits `topics` into a subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 

@@ -115,6 +115,7 @@ static bool txn_reinit(ballast_consumer_t *c)
         bl_set_fatal(c, err);
         return false;
     }
+    bl_producer_warm(c, WARM_TIMEOUT_MS);
     return true;
 }
 
