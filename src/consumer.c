@@ -462,26 +462,80 @@ static bool add_commit(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *l
     return true;
 }
 
+/* Result of an asynchronous commit (poll thread, from serve_commits()):
+ * counted as every commit is; a partition whose offset did not make it is
+ * committed again at the next chance. */
+static void on_async_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    ballast_consumer_t *c = opaque;
+
+    c->commits_pending--;
+    bl_on_commit(rk, err, offsets, c);
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &offsets->elems[i];
+        bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
+        if ((err || tp->err) && err != RD_KAFKA_RESP_ERR__NO_OFFSET && p &&
+            p->stored == tp->offset) {
+            p->stored = -1;
+            c->offsets_dirty = true;
+        }
+    }
+}
+
+/* Commits @p list asynchronously. One such commit is in flight at a time:
+ * librdkafka retries a failed OffsetCommit by itself, and a retried older
+ * commit landing after a newer one would move the group's offset back. */
+static void commit_async(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(c->rk, list, c->commit_q,
+                                                    on_async_commit, c);
+    if (err)
+        bl_log(&c->log, BALLAST_LOG_WARN, "commit failed: %s", rd_kafka_err2str(err));
+    else
+        c->commits_pending++;
+}
+
+/* Serves the results of asynchronous commits, waiting up to @p timeout_ms
+ * for the one in flight (0: only what has arrived). */
+static void serve_commits(ballast_consumer_t *c, int timeout_ms)
+{
+    int64_t deadline = bl_now_ms() + timeout_ms;
+
+    while (c->commits_pending) {
+        int64_t left = deadline - bl_now_ms();
+        if (!rd_kafka_queue_poll_callback(c->commit_q, left > 0 ? (int)left : 0) &&
+            left <= 0)
+            break;
+    }
+}
+
 /* At-least-once: every commit interval, commits each partition whose
  * committable offset (or finished-beyond record) changed. Asynchronous:
- * results arrive in bl_on_commit(). (Explicit commits rather than
+ * results arrive in on_async_commit(). (Explicit commits rather than
  * librdkafka's auto-commit, because 2.0.2 drops stored metadata.) */
 static void commit_due(ballast_consumer_t *c)
 {
     rd_kafka_topic_partition_list_t *list;
-    rd_kafka_resp_err_t err;
     int64_t now = bl_now_ms();
 
     /* Exactly-once commits offsets in transactions (txn.c) instead. */
-    if (c->eos || !c->offsets_dirty || now < c->next_commit_ms)
+    if (c->eos || !c->offsets_dirty || c->commits_pending)
+        return;
+    /* Caught up: no need to wait for the interval, so that lag reads 0 as
+     * soon as the work is done; at most ten times an interval, so that a
+     * trickle of messages does not commit each one. */
+    if (now < c->next_commit_ms &&
+        (c->inflight || now < c->last_commit_ms + c->commit_interval_ms / 10))
         return;
     c->offsets_dirty = false;
+    c->last_commit_ms = now;
     c->next_commit_ms = now + c->commit_interval_ms;
     list = rd_kafka_topic_partition_list_new(8);
     for (bl_part_t *p = c->parts; p; p = p->next)
         add_commit(c, list, p, false);
-    if (list->cnt && (err = rd_kafka_commit(c->rk, list, 1)))
-        bl_log(&c->log, BALLAST_LOG_WARN, "commit failed: %s", rd_kafka_err2str(err));
+    if (list->cnt)
+        commit_async(c, list);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -741,17 +795,69 @@ static bool cooperative(ballast_consumer_t *c)
     return proto && !strcmp(proto, "COOPERATIVE");
 }
 
+/* ListOffsets' timestamp for the position auto.offset.reset names, or 0
+ * (`error`: librdkafka reports it). */
+static int64_t reset_timestamp(const ballast_consumer_t *c)
+{
+    const char *v = bl_conf_str(c->conf, "kafka.auto.offset.reset");
+
+    if (!*v || !strcmp(v, "earliest") || !strcmp(v, "smallest") || !strcmp(v, "beginning"))
+        return RD_KAFKA_OFFSET_BEGINNING; /* -2: the log start */
+    if (!strcmp(v, "latest") || !strcmp(v, "largest") || !strcmp(v, "end"))
+        return RD_KAFKA_OFFSET_END; /* -1: the end (the LSO under read_committed) */
+    return 0;
+}
+
+/* Sets the start offset of the partitions of @p list flagged in @p fresh
+ * (never committed) to the position auto.offset.reset names, looked up in
+ * one ListOffsets round trip. librdkafka (2.0.2 and later) would look it up
+ * itself, but only after a 100 ms back-off, as it treats the missing
+ * offset as an error; and a logical start offset given to assign waits
+ * 500 ms when the partition has not joined its leader's thread yet, as on
+ * a first assignment. On failure the offsets stay unset and librdkafka
+ * resets them as usual. */
+static void start_fresh(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list,
+                        const bool *fresh)
+{
+    int64_t ts = reset_timestamp(c);
+    rd_kafka_topic_partition_list_t *q;
+
+    if (!ts)
+        return;
+    q = rd_kafka_topic_partition_list_new(list->cnt);
+    for (int i = 0; i < list->cnt; i++)
+        if (fresh[i])
+            rd_kafka_topic_partition_list_add(q, list->elems[i].topic,
+                                              list->elems[i].partition)->offset = ts;
+    if (q->cnt && !rd_kafka_offsets_for_times(c->rk, q, 5000)) {
+        for (int i = 0, j = 0; i < list->cnt && j < q->cnt; i++) {
+            if (!fresh[i])
+                continue;
+            if (!q->elems[j].err && q->elems[j].offset >= 0)
+                list->elems[i].offset = q->elems[j].offset;
+            j++;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(q);
+}
+
 /* Learns the group's committed offsets of newly assigned partitions, so
- * that lag is known even before ballast commits anything. */
-static void load_committed(ballast_consumer_t *c,
-                           const rd_kafka_topic_partition_list_t *list)
+ * that lag is known even before ballast commits anything, and starts the
+ * ones the group never committed at once (start_fresh). The query asks for
+ * stable offsets under read_committed, as librdkafka's own does, so a
+ * transaction still committing offsets is waited for. */
+static void load_committed(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(list);
+    bool *fresh = calloc((size_t)list->cnt + 1, sizeof(*fresh));
 
     if (!rd_kafka_committed(c->rk, copy, 5000)) {
         for (int i = 0; i < copy->cnt; i++) {
             rd_kafka_topic_partition_t *tp = &copy->elems[i];
             bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
+            if (fresh && tp->offset < 0 && !tp->err &&
+                list->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+                fresh[i] = true;
             if (!p || tp->offset < 0)
                 continue;
             p->committed = tp->offset;
@@ -760,7 +866,10 @@ static void load_committed(ballast_consumer_t *c,
             if (!c->eos && !c->txn_ops && tp->metadata)
                 bl_donemeta_decode(tp->metadata, tp->metadata_size, tp->offset, &p->skip);
         }
+        if (fresh)
+            start_fresh(c, list, fresh);
     }
+    free(fresh);
     rd_kafka_topic_partition_list_destroy(copy);
 }
 
@@ -817,7 +926,7 @@ static void advise_db_offsets(ballast_consumer_t *c,
         }
     }
     if (ahead->cnt)
-        rd_kafka_commit(c->rk, ahead, 1);
+        commit_async(c, ahead);
     rd_kafka_topic_partition_list_destroy(ahead);
 }
 
@@ -871,6 +980,7 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
     }
     if (c->txn_ops && !load_db_offsets(c, list))
         return;
+    load_committed(c, list);
     if (cooperative(c))
         error = rd_kafka_incremental_assign(c->rk, list);
     else
@@ -883,7 +993,6 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         bl_log(&c->log, BALLAST_LOG_ERROR, "assign failed: %s",
                rd_kafka_err2str(err));
     }
-    load_committed(c, list);
     if (c->txn_ops)
         advise_db_offsets(c, list);
     sync_pause(c); /* partitions assigned while paused for any reason */
@@ -917,6 +1026,7 @@ static void commit_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n)
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
     rd_kafka_resp_err_t err;
 
+    serve_commits(c, COMMIT_WAIT_MS); /* this one must land last */
     for (size_t i = 0; i < n; i++)
         if (parts[i])
             add_commit(c, list, parts[i], true);
@@ -1223,6 +1333,7 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
     /* One queue for messages, rebalances, errors and commit results, all
      * served by rd_kafka_consumer_poll on the poll thread. */
     rd_kafka_poll_set_consumer(c->rk);
+    c->commit_q = rd_kafka_queue_new(c->rk);
     if (needs_producer(c) && (err = bl_make_client(c, true, &c->producer)))
         return err;
     topics = bl_topic_list(bl_conf_str(c->conf, "topics"));
@@ -1331,6 +1442,7 @@ static void settle(ballast_consumer_t *c)
 {
     handle_completions(c);
     serve_producer(c);
+    serve_commits(c, 0);
     commit_due(c);
     if (c->eos)
         bl_txn_tick(c);
@@ -1531,6 +1643,8 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     if (c->loader_state && c->handler->destroy)
         c->handler->destroy(c->loader_state);
     free_queue(&c->done);
+    if (c->commit_q)
+        rd_kafka_queue_destroy(c->commit_q);
     if (c->rk) {
         if (!c->ran)
             rd_kafka_consumer_close(c->rk);

@@ -34,6 +34,7 @@
 #define POLL_BUSY_MS 10
 #define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
 #define REWIND_TIMEOUT_MS 30000 /* each blocking call of a rewind */
+#define COMMIT_WAIT_MS 5000  /* a sync commit waits this long for an async one */
 #define WARM_TIMEOUT_MS 5000  /* each topic lookup of bl_producer_warm() */
 
 typedef struct ballast_message_s bl_msg_t;
@@ -109,7 +110,9 @@ struct ballast_consumer_s {
     uint64_t max_inflight_bytes;
     int64_t shutdown_timeout_ms;
     int64_t handler_timeout_ms;
-    int64_t commit_interval_ms, next_commit_ms; /* at-least-once commits */
+    int64_t commit_interval_ms, next_commit_ms, last_commit_ms; /* Kafka commits */
+    rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
+    int commits_pending;        /* asynchronous commits in flight (0 or 1) */
     bl_tiers_t tiers;     /* retry.topics */
     bool draining;        /* poll thread: shutting down, every partition paused */
 

@@ -282,6 +282,96 @@ static void test_two_members_split_and_hand_over(void **state)
     bt_recorder_free(rec);
 }
 
+/* ---- start and commit timing -------------------------------------------- */
+
+static bool assigned(void *arg)
+{
+    ballast_stats_t st;
+    ballast_consumer_stats(bt_runner_consumer(arg), &st, sizeof(st));
+    return st.rebalances > 0;
+}
+
+/* A group that never committed starts where auto.offset.reset says:
+ * ballast looks the position up itself on assignment (librdkafka would
+ * only after a back-off), so `latest` must skip what was there before. */
+static void test_fresh_group_latest_skips_the_backlog(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("alo-latest");
+    const char *group = bt_unique("alo-latest-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    int64_t before[2], hwm[2], committed[2];
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+
+    bt_create_topic(bs, topic, 2);
+    bt_produce_seq(bs, topic, 2, 0, 100, 0);
+    bt_high_watermarks(bs, topic, 2, before);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    bt_set(conf, "kafka.auto.offset.reset", "latest");
+    run = bt_runner_start(conf);
+    if (!bt_wait_for(assigned, run, WAIT_MS))
+        fail_msg("no assignment before the deadline");
+    bt_produce_seq(bs, topic, 2, 100, 10, 0);
+    wait_count(rec, 10);
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(rec->count, 10);
+    for (size_t i = 0; i < rec->count; i++)
+        if (rec->seen[i].offset < before[rec->seen[i].partition])
+            fail_msg("partition %d offset %lld was there before the start",
+                     rec->seen[i].partition, (long long)rec->seen[i].offset);
+    bt_high_watermarks(bs, topic, 2, hwm);
+    bt_committed(bs, group, topic, 2, committed);
+    for (int p = 0; p < 2; p++)
+        assert_int_equal(committed[p], hwm[p]);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+/* Once nothing is in flight, what finished is committed without waiting
+ * for the commit interval (at most ten times an interval). */
+static void test_idle_consumer_commits_before_the_interval(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("alo-idle");
+    const char *group = bt_unique("alo-idle-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    const int interval_ms = 30000;
+    char interval[16];
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    int64_t first;
+    bool caught_up;
+
+    bt_create_topic(bs, topic, 2);
+    bt_produce_seq(bs, topic, 2, 0, 200, 0);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    snprintf(interval, sizeof(interval), "%d", interval_ms);
+    bt_set(conf, "kafka.auto.commit.interval.ms", interval);
+    run = bt_runner_start(conf);
+    wait_count(rec, 200);
+    /* The first commit of a run is due at once anyway: the second round is
+     * the one that shows, and must be committed before the interval since
+     * the first commit has passed. */
+    caught_up = bt_wait_committed_to_end(bs, group, topic, 2, WAIT_MS);
+    first = bt_now_ms();
+    if (caught_up) {
+        bt_produce_seq(bs, topic, 2, 200, 200, 0);
+        wait_count(rec, 400);
+        caught_up = bt_wait_committed_to_end(
+            bs, group, topic, 2, (int)(first + interval_ms - 1000 - bt_now_ms()));
+    }
+    assert_null(bt_runner_stop(run));
+    if (!caught_up)
+        fail_msg("the idle consumer did not commit within the commit interval");
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +379,8 @@ int main(void)
         cmocka_unit_test(test_permanent_failure_leaves_offset_uncommitted),
         cmocka_unit_test(test_transient_failure_retried_then_processed_once),
         cmocka_unit_test(test_two_members_split_and_hand_over),
+        cmocka_unit_test(test_fresh_group_latest_skips_the_backlog),
+        cmocka_unit_test(test_idle_consumer_commits_before_the_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
