@@ -86,7 +86,7 @@ bool bl_utf8_valid(const void *p, size_t len);
 
 /** One header of an emitted record. */
 typedef struct bl_header {
-    char *name;  /* one allocation with the value, which follows the name */
+    char *name;  /* in the record's hbuf; the value follows the name */
     void *value; /* NULL: null header value */
     size_t len;
 } bl_header_t;
@@ -100,6 +100,8 @@ typedef struct bl_record {
     size_t value_len;
     bl_header_t *headers;
     size_t header_count, header_cap;
+    char *hbuf; /* every header's name and value, one after another */
+    size_t hbuf_len, hbuf_cap;
     bool has_key, has_value;
 } bl_record_t;
 

@@ -129,8 +129,7 @@ static void record_free(bl_record_t *rec)
     free(rec->topic);
     free(rec->key);
     free(rec->value);
-    for (size_t i = 0; i < rec->header_count; i++)
-        free(rec->headers[i].name);
+    free(rec->hbuf);
     free(rec->headers);
 }
 
@@ -210,6 +209,35 @@ int ballast_result_emit(ballast_result_t *res, const char *topic,
     return 0;
 }
 
+/* Makes room for @p more bytes in the record's header buffer; the headers
+ * already in it follow it when it moves. */
+static int hbuf_reserve(bl_record_t *rec, size_t more)
+{
+    size_t cap = rec->hbuf_cap ? rec->hbuf_cap : 512;
+    char *old = rec->hbuf, *buf;
+
+    if (more > SIZE_MAX / 2 - rec->hbuf_len)
+        return -1;
+    while (cap < rec->hbuf_len + more)
+        cap *= 2;
+    if (cap == rec->hbuf_cap)
+        return 0;
+    if (!(buf = malloc(cap)))
+        return -1;
+    if (old)
+        memcpy(buf, old, rec->hbuf_len);
+    for (size_t i = 0; i < rec->header_count; i++) {
+        bl_header_t *h = &rec->headers[i];
+        h->name = buf + (h->name - old);
+        if (h->value)
+            h->value = buf + ((char *)h->value - old);
+    }
+    free(old);
+    rec->hbuf = buf;
+    rec->hbuf_cap = cap;
+    return 0;
+}
+
 int ballast_result_emit_header(ballast_result_t *res, const char *name,
                                const void *value, size_t len)
 {
@@ -225,15 +253,21 @@ int ballast_result_emit_header(ballast_result_t *res, const char *name,
                      sizeof(*hdr), 8)))
         return -1;
     rec->headers = hdr;
-    hdr = &rec->headers[rec->header_count];
     name_size = strlen(name) + 1;
-    if (!(hdr->name = malloc(name_size + (value ? len : 0))))
+    if (!value)
+        len = 0;
+    /* One buffer for all the record's headers rather than an allocation
+     * each: a dead-letter record has eight or more. */
+    if (hbuf_reserve(rec, name_size + len))
         return -1;
+    hdr = &rec->headers[rec->header_count];
+    hdr->name = rec->hbuf + rec->hbuf_len;
     memcpy(hdr->name, name, name_size);
     hdr->value = value ? hdr->name + name_size : NULL;
     if (value)
         memcpy(hdr->value, value, len);
-    hdr->len = value ? len : 0;
+    hdr->len = len;
+    rec->hbuf_len += name_size + len;
     rec->header_count++;
     return 0;
 }

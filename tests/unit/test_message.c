@@ -381,9 +381,43 @@ static void test_message_clear_frees_result(void **state)
     bl_message_clear(&m); /* twice is fine */
 }
 
+/* Headers past the first buffer's room move with it: every name and value
+ * still reads back, a null value included. */
+static void test_many_large_headers_survive_growth(void **state)
+{
+    (void)state;
+    ballast_result_t res = {0};
+    char name[32], value[128];
+
+    assert_int_equal(ballast_result_emit(&res, NULL, NULL, 0, "v", 1), 0);
+    for (int h = 0; h < 40; h++) {
+        snprintf(name, sizeof(name), "header-%d", h);
+        memset(value, 'a' + h % 26, sizeof(value));
+        assert_int_equal(ballast_result_emit_header(&res, name, h == 17 ? NULL : value,
+                                                    sizeof(value)),
+                         0);
+    }
+    bl_record_t *r = &res.records[0];
+    assert_int_equal(r->header_count, 40);
+    for (int h = 0; h < 40; h++) {
+        snprintf(name, sizeof(name), "header-%d", h);
+        memset(value, 'a' + h % 26, sizeof(value));
+        assert_string_equal(r->headers[h].name, name);
+        if (h == 17) {
+            assert_null(r->headers[h].value);
+            assert_int_equal(r->headers[h].len, 0);
+        } else {
+            assert_int_equal(r->headers[h].len, sizeof(value));
+            assert_memory_equal(r->headers[h].value, value, sizeof(value));
+        }
+    }
+    bl_result_reset(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_large_headers_survive_growth),
         cmocka_unit_test(test_message_view),
         cmocka_unit_test(test_message_null_key_tombstone),
         cmocka_unit_test(test_message_headers),
