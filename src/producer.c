@@ -35,15 +35,16 @@ rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
     return err;
 }
 
-/* Adds a text header to the record emitted last. */
-static int add_text(ballast_result_t *res, const char *name, const char *text)
+/* Where failure headers go: a ballast record, or librdkafka's headers. */
+typedef int (*header_fn)(void *sink, const char *name, const void *value, size_t len);
+
+static int add_text(header_fn add, void *sink, const char *name, const char *text)
 {
-    return ballast_result_emit_header(res, name, text, strlen(text));
+    return add(sink, name, text, strlen(text));
 }
 
-/* Adds a decimal header to the record emitted last (without printf: a
- * dead-letter record has up to six of them). */
-static int add_int(ballast_result_t *res, const char *name, long long v)
+/* A decimal header, without printf: a failure record has up to six. */
+static int add_int(header_fn add, void *sink, const char *name, long long v)
 {
     char buf[24], *p = buf + sizeof(buf);
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -54,7 +55,7 @@ static int add_int(ballast_result_t *res, const char *name, long long v)
     while (u /= 10);
     if (v < 0)
         *--p = '-';
-    return add_text(res, name, p);
+    return add_text(add, sink, name, p);
 }
 
 /* Headers a failure record rewrites; every other header is kept. */
@@ -84,47 +85,93 @@ static long previous_retries(const ballast_message_t *msg)
     return strtol(buf, NULL, 10);
 }
 
-int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
-                      ballast_result_t *res)
+/* Adds every header of a failure record for @p msg through @p add. */
+static int failure_headers(const ballast_message_t *msg, const bl_failure_t *f,
+                           header_fn add, void *sink)
 {
-    size_t klen, vlen, count = ballast_message_header_count(msg);
-    const void *key = ballast_message_key(msg, &klen);
-    const void *value = ballast_message_value(msg, &vlen);
+    size_t count = ballast_message_header_count(msg);
     bool has_origin = !ballast_message_header_find(msg, "x-original-topic", NULL, NULL);
     long prev = previous_retries(msg);
     char when[40];
 
-    if (ballast_result_emit(res, f->topic, key, klen, value, vlen))
-        return -1;
     for (size_t i = 0; i < count; i++) {
         const char *name;
         const void *hv;
         size_t hlen;
         if (!ballast_message_header(msg, i, &name, &hv, &hlen) && !rewritten(name) &&
-            ballast_result_emit_header(res, name, hv, hlen))
+            add(sink, name, hv, hlen))
             return -1;
     }
     /* A message coming back from a retry tier keeps its first origin. */
     if (!has_origin) {
-        if (add_text(res, "x-original-topic", ballast_message_topic(msg)) ||
-            add_int(res, "x-original-partition", ballast_message_partition(msg)) ||
-            add_int(res, "x-original-offset", ballast_message_offset(msg)) ||
-            add_int(res, "x-original-timestamp", ballast_message_timestamp(msg)))
+        if (add_text(add, sink, "x-original-topic", ballast_message_topic(msg)) ||
+            add_int(add, sink, "x-original-partition", ballast_message_partition(msg)) ||
+            add_int(add, sink, "x-original-offset", ballast_message_offset(msg)) ||
+            add_int(add, sink, "x-original-timestamp", ballast_message_timestamp(msg)))
             return -1;
     }
     /* Retries so far: this hop's attempts after the first, plus one for
      * every earlier hop's delivery, plus what earlier hops counted. */
-    if (add_int(res, "x-retry-count",
+    if (add_int(add, sink, "x-retry-count",
                 prev < 0 ? (f->attempts > 0 ? f->attempts - 1 : 0) : prev + f->attempts))
         return -1;
-    if (add_text(res, "x-error-message", f->error ? f->error : "unknown error") ||
-        add_text(res, "x-consumer-group", f->group))
+    if (add_text(add, sink, "x-error-message", f->error ? f->error : "unknown error") ||
+        add_text(add, sink, "x-consumer-group", f->group))
         return -1;
     bl_iso8601(bl_wall_ms(), when, sizeof(when));
-    if (add_text(res, "x-failed-at", when))
+    if (add_text(add, sink, "x-failed-at", when))
         return -1;
-    if (f->due_ms >= 0 &&
-        (add_int(res, "x-retry-due", f->due_ms) || add_int(res, "x-retry-tier", f->tier)))
+    if (f->due_ms >= 0 && (add_int(add, sink, "x-retry-due", f->due_ms) ||
+                           add_int(add, sink, "x-retry-tier", f->tier)))
         return -1;
     return 0;
+}
+
+static int result_header(void *res, const char *name, const void *value, size_t len)
+{
+    return ballast_result_emit_header(res, name, value, len);
+}
+
+int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
+                      ballast_result_t *res)
+{
+    size_t klen, vlen;
+    const void *key = ballast_message_key(msg, &klen);
+    const void *value = ballast_message_value(msg, &vlen);
+
+    if (ballast_result_emit(res, f->topic, key, klen, value, vlen))
+        return -1;
+    return failure_headers(msg, f, result_header, res);
+}
+
+static int kafka_header(void *hdrs, const char *name, const void *value, size_t len)
+{
+    return rd_kafka_header_add(hdrs, name, -1, value, (ssize_t)len) ? -1 : 0;
+}
+
+rd_kafka_resp_err_t bl_produce_failure(rd_kafka_t *rk, const ballast_message_t *msg,
+                                       const bl_failure_t *f, void *opaque)
+{
+    size_t klen, vlen;
+    const void *key = ballast_message_key(msg, &klen);
+    const void *value = ballast_message_value(msg, &vlen);
+    rd_kafka_headers_t *hdrs =
+        rd_kafka_headers_new(ballast_message_header_count(msg) + 10);
+    rd_kafka_resp_err_t err;
+
+    if (failure_headers(msg, f, kafka_header, hdrs)) {
+        rd_kafka_headers_destroy(hdrs);
+        return RD_KAFKA_RESP_ERR__INVALID_ARG; /* a header without a name */
+    }
+    /* The producer takes ownership of hdrs only on success. */
+    err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(f->topic),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(key, key ? klen : 0),
+                            /* copied (F_COPY), never written */
+                            RD_KAFKA_V_VALUE((void *)value, value ? vlen : 0),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
+                            RD_KAFKA_V_END);
+    if (err)
+        rd_kafka_headers_destroy(hdrs);
+    return err;
 }

@@ -36,4 +36,12 @@ typedef struct bl_failure {
 int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
                       ballast_result_t *res);
 
+/**
+ * Produces the record bl_failure_record() would append, straight from
+ * @p msg (copied) without building it first; @p opaque comes back in the
+ * delivery report. Thread-safe.
+ */
+rd_kafka_resp_err_t bl_produce_failure(rd_kafka_t *rk, const ballast_message_t *msg,
+                                       const bl_failure_t *f, void *opaque);
+
 #endif

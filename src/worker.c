@@ -160,6 +160,33 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         msgs[i]->outcome = h->handle(w->state, msgs[i], &msgs[i]->result);
 }
 
+/* Produces @p rec, or else the failure record @p f of @p m, waiting while
+ * the producer's queue is full (the poll thread serves delivery reports
+ * and frees room). @returns false when the producer refused it for good:
+ * the message then fails and the pipeline stops. */
+static bool produce_one(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
+                        const bl_failure_t *f)
+{
+    rd_kafka_resp_err_t err;
+
+    while ((err = rec ? bl_produce_record(c->producer, rec, c->output_topic, m)
+                      : bl_produce_failure(c->producer, m, f, m)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (!err)
+        return true;
+    m->fate = BL_FATE_FAILED;
+    bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
+                                 "topic %s: cannot produce a record for %s [%d] "
+                                 "offset %lld: %s",
+                                 !rec ? f->topic : rec->topic ? rec->topic : c->output_topic,
+                                 m->topic, (int)m->partition, (long long)m->offset,
+                                 rd_kafka_err2str(err)));
+    return false;
+}
+
 /* Produces the records of a finished message. @returns false when the
  * producer refused one for good (the message then fails).
  *
@@ -176,30 +203,25 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
         bl_message_release_payload(m, m->part->topic);
     atomic_store(&m->pending_emits, (int)n + 1);
     for (size_t i = 0; i < n; i++) {
-        rd_kafka_resp_err_t err;
-        while ((err = bl_produce_record(c->producer, &m->result.records[i],
-                                        c->output_topic, m)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            /* The poll thread serves delivery reports and frees room. */
-            struct timespec ts = {0, 5 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (err) {
+        if (!produce_one(c, m, &m->result.records[i], NULL)) {
             atomic_fetch_sub(&m->pending_emits, (int)(n - i));
-            m->fate = BL_FATE_FAILED;
-            bl_set_fatal(c, bl_error_new(
-                             BALLAST_ERR_KAFKA, false, false,
-                             "topic %s: cannot produce a record for %s [%d] "
-                             "offset %lld: %s",
-                             m->result.records[i].topic ? m->result.records[i].topic
-                                                        : c->output_topic,
-                             m->topic, (int)m->partition, (long long)m->offset,
-                             rd_kafka_err2str(err)));
             return false;
         }
     }
     bl_result_free_records(&m->result);
     return true;
+}
+
+/* Produces the failure record @p f of @p m straight from the message, with
+ * no record built first; the message is released after (as in
+ * produce_records()). */
+static void produce_failure(ballast_consumer_t *c, bl_msg_t *m, const bl_failure_t *f)
+{
+    atomic_store(&m->pending_emits, 2);
+    if (!produce_one(c, m, NULL, f))
+        atomic_fetch_sub(&m->pending_emits, 1);
+    if (!c->txn_ops)
+        bl_message_release_payload(m, m->part->topic);
 }
 
 /* Records a final outcome for the DLQ breaker. @returns true when this
@@ -288,8 +310,9 @@ static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *to
            error, tail);
 }
 
-/* Replaces the message's result with one record to a tier or the DLQ and
- * produces it (the poll thread does, in exactly-once mode). */
+/* Sends the message to a tier or the DLQ in place of what its handler
+ * emitted. In Kafka exactly-once mode it becomes the message's one record,
+ * which the poll thread produces in the transaction. */
 static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tier)
 {
     ballast_consumer_t *c = w->cons;
@@ -300,7 +323,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tie
         f.due_ms = bl_wall_ms() + c->tiers.tiers[tier].delay_ms;
     bl_result_reset(&m->result);
     m->result.error = error;
-    if (!error || bl_failure_record(m, &f, &m->result)) {
+    if (!error || (c->eos && bl_failure_record(m, &f, &m->result))) {
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
                                      "out of memory building a record for %s", topic));
@@ -308,7 +331,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tie
     }
     log_failure(c, m, topic, tier, error);
     if (!c->eos)
-        produce_records(c, m);
+        produce_failure(c, m, &f);
 }
 
 /* Decides what a final outcome means: done, a retry tier, the DLQ, or a
