@@ -1314,10 +1314,11 @@ static ballast_error_t *read_tiers_and_breaker(ballast_consumer_t *c)
     return NULL;
 }
 
-/* A producer is needed when the handler may emit or a DLQ is set. */
+/* A producer is needed when the handler may emit, or a DLQ or retry tiers
+ * are set. */
 static bool needs_producer(const ballast_consumer_t *c)
 {
-    if (c->dlq_topic || c->output_topic || c->eos)
+    if (c->dlq_topic || c->output_topic || c->eos || c->tiers.count)
         return true;
     return c->handler != &bl_handler_sqlite && c->handler != &bl_handler_postgres;
 }

@@ -5,6 +5,7 @@
  */
 #include "support.h"
 
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -327,9 +328,104 @@ static void test_breaker_trips_on_a_failing_handler(void **state)
     bt_recorder_free(rec);
 }
 
+/* A database handler with retry tiers and no DLQ still needs a producer:
+ * a batch that meets a locked database (transient) moves to the tier, and
+ * runs from there once the lock is gone. */
+typedef struct tier_arg {
+    const char *bs, *topic, *path;
+} tier_arg_t;
+
+static bool tier_has_one(void *arg)
+{
+    tier_arg_t *a = arg;
+    return bt_total_watermark(a->bs, a->topic, 1) >= 1;
+}
+
+static long sqlite_count(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    long n = -1;
+
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            n = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+static bool assigned(void *arg)
+{
+    ballast_stats_t st;
+    ballast_consumer_stats(bt_runner_consumer(arg), &st, sizeof(st));
+    return st.rebalances > 0;
+}
+
+static bool row_landed(void *arg)
+{
+    return sqlite_count(((tier_arg_t *)arg)->path) == 1;
+}
+
+static void test_sqlite_handler_moves_a_failure_to_a_tier(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("sqltier"), *t1 = bt_unique("sqltier-r1");
+    ballast_conf_t *conf = ballast_conf_new();
+    char path[512], tiers[256];
+    tier_arg_t arg = {bs, t1, path};
+    dlq_rec_t recs[4];
+    bt_runner_t *run;
+    sqlite3 *lock;
+
+    snprintf(path, sizeof(path), "%s/sqltier-%d.db", bt_tmpdir(), (int)getpid());
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "CREATE TABLE t (off INTEGER, v TEXT)", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic(bs, t1, 1);
+    snprintf(tiers, sizeof(tiers), "%s:100", t1);
+    bt_set(conf, "kafka.bootstrap.servers", bs);
+    bt_set(conf, "kafka.group.id", bt_unique("sqltier-g"));
+    bt_set(conf, "topics", topic);
+    bt_set(conf, "log.level", "error");
+    bt_set(conf, "handler", "sqlite");
+    bt_set(conf, "handler.sqlite.path", path);
+    bt_set(conf, "handler.sqlite.sql", "INSERT INTO t (off, v) VALUES (:offset, :value)");
+    bt_set(conf, "retry.topics", tiers);
+    bt_set(conf, "retry.max.attempts", "1");
+    run = bt_runner_start(conf);
+    if (!bt_wait_for(assigned, run, WAIT_MS))
+        fail_msg("no assignment before the deadline");
+    /* The handler opened the database; now lock it and send the message. */
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    bt_produce_seq(bs, topic, 1, 0, 1, 0);
+    if (!bt_wait_for(tier_has_one, &arg, WAIT_MS))
+        fail_msg("the locked-out message never reached the retry tier");
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    if (!bt_wait_for(row_landed, &arg, WAIT_MS))
+        fail_msg("the message never landed from the retry tier");
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(sqlite_count(path), 1);
+    assert_int_equal(read_dlq(bs, t1, recs, 4), 1);
+    assert_string_equal(recs[0].value, "0");
+    assert_string_equal(recs[0].orig_topic, topic);
+    assert_string_equal(recs[0].orig_off, "0");
+    unlink(path);
+    ballast_conf_destroy(conf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sqlite_handler_moves_a_failure_to_a_tier),
         cmocka_unit_test(test_fails_twice_then_succeeds_leaves_dlq_empty),
         cmocka_unit_test(test_one_percent_poison_reaches_the_dlq_exactly),
         cmocka_unit_test(test_retry_tiers_delay_then_dlq),
