@@ -808,16 +808,17 @@ static int64_t reset_timestamp(const ballast_consumer_t *c)
     return 0;
 }
 
-/* Sets the start offset of the partitions of @p list flagged in @p fresh
- * (never committed) to the position auto.offset.reset names, looked up in
- * one ListOffsets round trip. librdkafka (2.0.2 and later) would look it up
- * itself, but only after a 100 ms back-off, as it treats the missing
- * offset as an error; and a logical start offset given to assign waits
- * 500 ms when the partition has not joined its leader's thread yet, as on
- * a first assignment. On failure the offsets stay unset and librdkafka
- * resets them as usual. */
+/* Sets the start offset of the partitions of @p list that the group never
+ * committed (per @p committed, rd_kafka_committed's answer for the same
+ * list) and nothing else placed, to the position auto.offset.reset names,
+ * looked up in one ListOffsets round trip. librdkafka (2.0.2 and later)
+ * would look it up itself, but only after a 100 ms back-off, as it treats
+ * the missing offset as an error; and a logical start offset given to
+ * assign waits 500 ms when the partition has not joined its leader's
+ * thread yet, as on a first assignment. On failure the offsets stay unset
+ * and librdkafka resets them as usual. */
 static void start_fresh(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list,
-                        const bool *fresh)
+                        const rd_kafka_topic_partition_list_t *committed)
 {
     int64_t ts = reset_timestamp(c);
     rd_kafka_topic_partition_list_t *q;
@@ -825,19 +826,21 @@ static void start_fresh(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *
     if (!ts)
         return;
     q = rd_kafka_topic_partition_list_new(list->cnt);
-    for (int i = 0; i < list->cnt; i++)
-        if (fresh[i])
-            rd_kafka_topic_partition_list_add(q, list->elems[i].topic,
-                                              list->elems[i].partition)->offset = ts;
-    if (q->cnt && !rd_kafka_offsets_for_times(c->rk, q, 5000)) {
-        for (int i = 0, j = 0; i < list->cnt && j < q->cnt; i++) {
-            if (!fresh[i])
-                continue;
-            if (!q->elems[j].err && q->elems[j].offset >= 0)
-                list->elems[i].offset = q->elems[j].offset;
-            j++;
+    for (int i = 0; i < list->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        if (committed->elems[i].offset < 0 && !committed->elems[i].err &&
+            tp->offset == RD_KAFKA_OFFSET_INVALID) {
+            rd_kafka_topic_partition_t *qp =
+                rd_kafka_topic_partition_list_add(q, tp->topic, tp->partition);
+            qp->offset = ts;
+            qp->opaque = tp; /* where the answer goes */
         }
     }
+    if (q->cnt && !rd_kafka_offsets_for_times(c->rk, q, 5000))
+        for (int j = 0; j < q->cnt; j++)
+            if (!q->elems[j].err && q->elems[j].offset >= 0)
+                ((rd_kafka_topic_partition_t *)q->elems[j].opaque)->offset =
+                    q->elems[j].offset;
     rd_kafka_topic_partition_list_destroy(q);
 }
 
@@ -849,15 +852,11 @@ static void start_fresh(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *
 static void load_committed(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(list);
-    bool *fresh = calloc((size_t)list->cnt + 1, sizeof(*fresh));
 
     if (!rd_kafka_committed(c->rk, copy, 5000)) {
         for (int i = 0; i < copy->cnt; i++) {
             rd_kafka_topic_partition_t *tp = &copy->elems[i];
             bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
-            if (fresh && tp->offset < 0 && !tp->err &&
-                list->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
-                fresh[i] = true;
             if (!p || tp->offset < 0)
                 continue;
             p->committed = tp->offset;
@@ -866,10 +865,8 @@ static void load_committed(ballast_consumer_t *c, rd_kafka_topic_partition_list_
             if (!c->eos && !c->txn_ops && tp->metadata)
                 bl_donemeta_decode(tp->metadata, tp->metadata_size, tp->offset, &p->skip);
         }
-        if (fresh)
-            start_fresh(c, list, fresh);
+        start_fresh(c, list, copy);
     }
-    free(fresh);
     rd_kafka_topic_partition_list_destroy(copy);
 }
 
@@ -1549,15 +1546,10 @@ static void kick_fetcher(ballast_consumer_t *c)
     if (now < c->next_kick_ms)
         return;
     c->next_kick_ms = now + KICK_INTERVAL_MS;
-    for (bl_part_t *p = c->parts; p; p = p->next, i++) {
-        if (!fetch_behind(c, p))
-            continue;
-        if (i > c->kick_turn) {
-            pick = p;
-            pick_i = i;
-            break;
-        }
-        if (!pick) {
+    /* The first lagging partition after the one kicked last, else the
+     * first lagging one. */
+    for (bl_part_t *p = c->parts; p && !(pick && pick_i > c->kick_turn); p = p->next, i++) {
+        if (fetch_behind(c, p) && (!pick || i > c->kick_turn)) {
             pick = p;
             pick_i = i;
         }

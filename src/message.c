@@ -257,7 +257,8 @@ int ballast_result_emit_header(ballast_result_t *res, const char *name,
     if (!value)
         len = 0;
     /* One buffer for all the record's headers rather than an allocation
-     * each: a dead-letter record has eight or more. */
+     * each: a forwarded record keeps all of its message's headers, and a
+     * dead letter in a transaction has eight or more. */
     if (hbuf_reserve(rec, name_size + len))
         return -1;
     hdr = &rec->headers[rec->header_count];

@@ -8,12 +8,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Produces a copy of key, value and @p hdrs (which it takes, and frees on
+ * failure too). */
+static rd_kafka_resp_err_t produce_copy(rd_kafka_t *rk, const char *topic, const void *key,
+                                        size_t key_len, const void *value,
+                                        size_t value_len, rd_kafka_headers_t *hdrs,
+                                        void *opaque)
+{
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, key ? key_len : 0),
+        /* copied (F_COPY), never written */
+        RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+
+    /* The producer takes ownership of hdrs only on success. */
+    if (err && hdrs)
+        rd_kafka_headers_destroy(hdrs);
+    return err;
+}
+
 rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
                                       const char *default_topic, void *opaque)
 {
     const char *topic = rec->topic ? rec->topic : default_topic;
     rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_resp_err_t err;
 
     if (!topic || !*topic)
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
@@ -24,15 +43,8 @@ rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
                                 rec->headers[i].value,
                                 (ssize_t)rec->headers[i].len);
     }
-    /* The producer takes ownership of hdrs only on success. */
-    err = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(rec->has_key ? rec->key : NULL, rec->key_len),
-        RD_KAFKA_V_VALUE(rec->has_value ? rec->value : NULL, rec->value_len),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-    if (err && hdrs)
-        rd_kafka_headers_destroy(hdrs);
-    return err;
+    return produce_copy(rk, topic, rec->has_key ? rec->key : NULL, rec->key_len,
+                        rec->has_value ? rec->value : NULL, rec->value_len, hdrs, opaque);
 }
 
 /* Where failure headers go: a ballast record, or librdkafka's headers. */
@@ -157,21 +169,10 @@ rd_kafka_resp_err_t bl_produce_failure(rd_kafka_t *rk, const ballast_message_t *
     const void *value = ballast_message_value(msg, &vlen);
     rd_kafka_headers_t *hdrs =
         rd_kafka_headers_new(ballast_message_header_count(msg) + 10);
-    rd_kafka_resp_err_t err;
 
     if (failure_headers(msg, f, kafka_header, hdrs)) {
         rd_kafka_headers_destroy(hdrs);
         return RD_KAFKA_RESP_ERR__INVALID_ARG; /* a header without a name */
     }
-    /* The producer takes ownership of hdrs only on success. */
-    err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(f->topic),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(key, key ? klen : 0),
-                            /* copied (F_COPY), never written */
-                            RD_KAFKA_V_VALUE((void *)value, value ? vlen : 0),
-                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque),
-                            RD_KAFKA_V_END);
-    if (err)
-        rd_kafka_headers_destroy(hdrs);
-    return err;
+    return produce_copy(rk, f->topic, key, klen, value, vlen, hdrs, opaque);
 }

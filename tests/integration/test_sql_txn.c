@@ -199,34 +199,34 @@ static void handle_range(const ballast_handler_t *h, const bl_txn_ops_t *ops, vo
     batch_free(&b);
 }
 
+/* One batch of @p who over [first, next): committed (@p ok) or refused as
+ * stale; then the output table holds @p rows and the stored offset is
+ * @p stored. */
+static void fence_step(const fence_case_t *fc, void *who, int64_t first, int64_t next,
+                       bool ok, long rows, int64_t stored)
+{
+    handle_range(fc->h, fc->ops, who, (size_t)(next - first), first);
+    if (ok)
+        commit_ok(fc->ops, who, first, next);
+    else
+        commit_stale(fc->ops, who, first, next);
+    assert_int_equal(fc->rows(fc), rows);
+    assert_int_equal(stored_offset(fc->ops, fc->loader), stored);
+}
+
 static void fence_scenario(const fence_case_t *fc)
 {
     /* The member that took the partition over commits [0, 10). */
-    handle_range(fc->h, fc->ops, fc->winner, 10, 0);
-    commit_ok(fc->ops, fc->winner, 0, 10);
-    assert_int_equal(fc->rows(fc), 10);
-    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    fence_step(fc, fc->winner, 0, 10, true, 10, 10);
     /* The zombie's batch over the same range: nothing of it lands. */
-    handle_range(fc->h, fc->ops, fc->zombie, 10, 0);
-    commit_stale(fc->ops, fc->zombie, 0, 10);
-    assert_int_equal(fc->rows(fc), 10);
-    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    fence_step(fc, fc->zombie, 0, 10, false, 10, 10);
     /* Overlapping only the tail of what was committed: the same. */
-    handle_range(fc->h, fc->ops, fc->zombie, 7, 5);
-    commit_stale(fc->ops, fc->zombie, 5, 12);
-    assert_int_equal(fc->rows(fc), 10);
-    assert_int_equal(stored_offset(fc->ops, fc->loader), 10);
+    fence_step(fc, fc->zombie, 5, 12, false, 10, 10);
     /* After a gap (compaction, transaction markers): [12, 15) follows 10;
      * and the zombie's session is fine after its refusal. */
-    handle_range(fc->h, fc->ops, fc->zombie, 3, 12);
-    commit_ok(fc->ops, fc->zombie, 12, 15);
-    assert_int_equal(fc->rows(fc), 13);
-    assert_int_equal(stored_offset(fc->ops, fc->loader), 15);
+    fence_step(fc, fc->zombie, 12, 15, true, 13, 15);
     /* Exactly where the last batch ended: the ordinary case. */
-    handle_range(fc->h, fc->ops, fc->winner, 2, 15);
-    commit_ok(fc->ops, fc->winner, 15, 17);
-    assert_int_equal(fc->rows(fc), 15);
-    assert_int_equal(stored_offset(fc->ops, fc->loader), 17);
+    fence_step(fc, fc->winner, 15, 17, true, 15, 17);
 }
 
 static void test_ops_lookup(void **unused)
