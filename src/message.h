@@ -44,10 +44,14 @@ struct ballast_message_s {
     size_t bytes;
     ballast_outcome_t outcome;
     struct ballast_result_s result;
-    atomic_int pending_emits;
-    void *waiter; /* the bl_worker_t waiting for this message's deliveries */ /* records not yet acknowledged, +1 until the worker
-                          has handed the message back */
-    int fate;          /* BL_FATE_*: what finishing it means for its offset */
+    atomic_int pending_emits; /* records not yet acknowledged, +1 until the
+                                 worker has handed the message back */
+    void *waiter; /* the bl_worker_t waiting for this message's deliveries */
+    int fate;     /* BL_FATE_*: what finishing it means for its offset */
+    /* Where the message failed to (send_failure() in worker.c). */
+    int failure_tier;       /* the retry tier's index, or -1: the DLQ */
+    int64_t failure_due_ms; /* retry tiers: when it may run again; else -1 */
+    bool failure_pending;   /* the poll thread is to produce the record */
     struct ballast_message_s *next;
 };
 

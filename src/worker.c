@@ -160,12 +160,8 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         msgs[i]->outcome = h->handle(w->state, msgs[i], &msgs[i]->result);
 }
 
-/* Produces @p rec, or else the failure record @p f of @p m, waiting while
- * the producer's queue is full (the poll thread serves delivery reports
- * and frees room). @returns false when the producer refused it for good:
- * the message then fails and the pipeline stops. */
-static bool produce_one(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
-                        const bl_failure_t *f)
+bool bl_produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
+                    const bl_failure_t *f, bool poll_thread)
 {
     rd_kafka_resp_err_t err;
 
@@ -173,7 +169,10 @@ static bool produce_one(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
                       : bl_produce_failure(c->producer, m, f, m)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
+        if (poll_thread)
+            rd_kafka_poll(c->producer, 5);
+        else
+            nanosleep(&ts, NULL);
     }
     if (!err)
         return true;
@@ -185,6 +184,15 @@ static bool produce_one(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
                                  m->topic, (int)m->partition, (long long)m->offset,
                                  rd_kafka_err2str(err)));
     return false;
+}
+
+bl_failure_t bl_failure_of(const ballast_consumer_t *c, const bl_msg_t *m)
+{
+    bl_failure_t f = {m->failure_tier >= 0 ? c->tiers.tiers[m->failure_tier].topic
+                                           : c->dlq_topic,
+                      c->group, m->result.error, m->attempt, m->failure_due_ms,
+                      m->failure_tier};
+    return f;
 }
 
 /* Produces the records of a finished message. @returns false when the
@@ -203,7 +211,7 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
         bl_message_release_payload(m, m->part->topic);
     atomic_store(&m->pending_emits, (int)n + 1);
     for (size_t i = 0; i < n; i++) {
-        if (!produce_one(c, m, &m->result.records[i], NULL)) {
+        if (!bl_produce_for(c, m, &m->result.records[i], NULL, false)) {
             atomic_fetch_sub(&m->pending_emits, (int)(n - i));
             return false;
         }
@@ -212,16 +220,16 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
     return true;
 }
 
-/* Produces the failure record @p f of @p m straight from the message, with
- * no record built first; the message is released after (as in
- * produce_records()). */
-static void produce_failure(ballast_consumer_t *c, bl_msg_t *m, const bl_failure_t *f)
+/* Produces the failure record of @p m straight from the message, with no
+ * record built first, for a worker that waits for its acknowledgement
+ * (exactly-once into a database). */
+static void produce_failure(ballast_consumer_t *c, bl_msg_t *m)
 {
+    bl_failure_t f = bl_failure_of(c, m);
+
     atomic_store(&m->pending_emits, 2);
-    if (!produce_one(c, m, NULL, f))
+    if (!bl_produce_for(c, m, NULL, &f, false))
         atomic_fetch_sub(&m->pending_emits, 1);
-    if (!c->txn_ops)
-        bl_message_release_payload(m, m->part->topic);
 }
 
 /* Records a final outcome for the DLQ breaker. @returns true when this
@@ -310,28 +318,35 @@ static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *to
            error, tail);
 }
 
-/* Sends the message to a tier or the DLQ in place of what its handler
- * emitted. In Kafka exactly-once mode it becomes the message's one record,
- * which the poll thread produces in the transaction. */
-static void send_failure(bl_worker_t *w, bl_msg_t *m, const char *topic, int tier)
+/* Sends the message to retry tier @p tier (-1: the DLQ) in place of what
+ * its handler emitted. In Kafka exactly-once mode it becomes the message's
+ * one record, which the poll thread produces in the transaction; in
+ * at-least-once the poll thread produces it straight from the message once
+ * it is handed back, unless a worker waits for it. */
+static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
 {
     ballast_consumer_t *c = w->cons;
     char *error = bl_strdup(m->result.error ? m->result.error : "no reason given");
-    bl_failure_t f = {topic, c->group, error, m->attempt, -1, tier};
+    bl_failure_t f;
 
-    if (tier >= 0)
-        f.due_ms = bl_wall_ms() + c->tiers.tiers[tier].delay_ms;
     bl_result_reset(&m->result);
     m->result.error = error;
+    m->failure_tier = tier;
+    m->failure_due_ms = tier >= 0 ? bl_wall_ms() + c->tiers.tiers[tier].delay_ms : -1;
+    f = bl_failure_of(c, m);
     if (!error || (c->eos && bl_failure_record(m, &f, &m->result))) {
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
-                                     "out of memory building a record for %s", topic));
+                                     "out of memory building a record for %s", f.topic));
         return;
     }
-    log_failure(c, m, topic, tier, error);
-    if (!c->eos)
-        produce_failure(c, m, &f);
+    log_failure(c, m, f.topic, tier, error);
+    if (c->eos)
+        return;
+    if (m->waiter)
+        produce_failure(c, m);
+    else
+        m->failure_pending = true;
 }
 
 /* Decides what a final outcome means: done, a retry tier, the DLQ, or a
@@ -357,7 +372,7 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
         return;
     }
     if ((tier = next_tier(c, m)) >= 0) {
-        send_failure(w, m, c->tiers.tiers[tier].topic, tier);
+        send_failure(w, m, tier);
         return;
     }
     atomic_fetch_add(&c->stats.failed, 1);
@@ -366,7 +381,7 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
             m->fate = BL_FATE_FAILED; /* not dead-lettered: it comes back */
             return;
         }
-        send_failure(w, m, c->dlq_topic, -1);
+        send_failure(w, m, -1);
         return;
     }
     m->fate = BL_FATE_FAILED;
