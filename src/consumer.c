@@ -1031,7 +1031,12 @@ static void drain_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n,
                 busy = true;
         if (!busy || bl_now_ms() >= deadline)
             return;
-        wait_completions(c, 5);
+        /* Records still wait in the producer: send them now rather than
+         * after its linger (flushing serves their delivery reports too). */
+        if (c->producer && !c->eos && rd_kafka_outq_len(c->producer) > 0)
+            rd_kafka_flush(c->producer, 5);
+        else
+            wait_completions(c, 5);
     }
 }
 
@@ -1475,10 +1480,6 @@ static void drain_all(ballast_consumer_t *c)
     bl_flush_staged(c);
     c->draining = true;
     sync_pause(c);
-    /* Send queued records now rather than after the producer's linger:
-     * the drain waits for their acknowledgements. */
-    if (c->producer && !c->eos)
-        rd_kafka_flush(c->producer, 0);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
     parts = calloc(n + 1, sizeof(*parts));
