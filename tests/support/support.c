@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -371,16 +372,54 @@ char *bt_read_file(const char *path)
     return buf;
 }
 
+/* Every temporary directory made, removed with its contents when the
+ * suite exits (kept with BALLAST_TEST_KEEP_TMP=1, to look at after a
+ * failure). Only the process that made them removes them. */
+static char **tmpdirs;
+static size_t ntmpdirs;
+static pid_t tmpdirs_owner;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tmpdirs(void)
+{
+    const char *keep = getenv("BALLAST_TEST_KEEP_TMP");
+
+    if (getpid() != tmpdirs_owner)
+        return;
+    for (size_t i = 0; i < ntmpdirs; i++) {
+        if (!keep || !*keep || !strcmp(keep, "0"))
+            nftw(tmpdirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(tmpdirs[i]);
+    }
+    free(tmpdirs);
+    tmpdirs = NULL;
+    ntmpdirs = 0;
+}
+
 const char *bt_tmpdir(void)
 {
-    static char ring[4][64];
-    static int next;
-    char *buf = ring[next++ % 4];
+    char *dir = strdup("/tmp/ballast-test-XXXXXX");
+    char **grown = realloc(tmpdirs, (ntmpdirs + 1) * sizeof(*tmpdirs));
 
-    snprintf(buf, sizeof(ring[0]), "/tmp/ballast-test-XXXXXX");
-    if (!mkdtemp(buf))
+    assert_non_null(dir);
+    assert_non_null(grown);
+    tmpdirs = grown;
+    if (!mkdtemp(dir))
         fail_msg("mkdtemp: %s", strerror(errno));
-    return buf;
+    if (!ntmpdirs) {
+        tmpdirs_owner = getpid();
+        atexit(remove_tmpdirs);
+    }
+    tmpdirs[ntmpdirs++] = dir;
+    return dir;
 }
 
 /* Every child started, so that a failing test (which leaves through a

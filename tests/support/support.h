@@ -88,7 +88,8 @@ bt_record_t *bt_pg_records(const char *sql, size_t *countp);
 /** Writes a file from a format string; asserts success. */
 void bt_write_file(const char *path, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/** A new temporary directory (removed by the OS's tmp cleaning). */
+/** A new temporary directory, removed with its contents when the suite
+ *  exits (kept with BALLAST_TEST_KEEP_TMP=1). */
 const char *bt_tmpdir(void);
 
 /** Starts `ballast` with @p argv (argv[0] is ignored) and stderr captured
