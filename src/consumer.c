@@ -243,12 +243,8 @@ static void hold(ballast_consumer_t *c, bl_msg_t *m);
  * the dead-letter benchmark spends about 0.1 s less CPU per 20,000. */
 static void produce_pending_failure(ballast_consumer_t *c, bl_msg_t *m)
 {
-    bl_failure_t f = bl_failure_of(c, m);
-
     m->failure_pending = false;
-    atomic_fetch_add(&m->pending_emits, 1);
-    if (!bl_produce_for(c, m, NULL, &f, true))
-        atomic_fetch_sub(&m->pending_emits, 1);
+    bl_produce_failure_of(c, m, true);
     bl_message_release_payload(m, m->part->topic);
 }
 

@@ -241,15 +241,12 @@ bool bl_txn_is_record(const void *opaque);
 /* worker.c */
 /** The worker thread's body; @p arg is its bl_worker_t. */
 void *bl_worker_main(void *arg);
-/** Produces @p rec, or else the failure record @p f, for @p m, waiting
- *  while the producer's queue is full (on the @p poll_thread by serving
- *  delivery reports, elsewhere by sleeping while the poll thread serves
- *  them). @returns false when the producer refused it for good: the
- *  message then fails and the pipeline stops. */
-bool bl_produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
-                    const bl_failure_t *f, bool poll_thread);
-/** Where and why @p m failed to, from what send_failure() recorded. */
-bl_failure_t bl_failure_of(const ballast_consumer_t *c, const bl_msg_t *m);
+/** Produces the retry-tier or dead-letter record send_failure() decided
+ *  for @p m, straight from the message, counting it in pending_emits: on
+ *  the @p poll_thread (at-least-once, once the message is handed back), or
+ *  on a worker that waits for the acknowledgement (exactly-once into a
+ *  database). A refusal fails the message and stops the pipeline. */
+void bl_produce_failure_of(ballast_consumer_t *c, bl_msg_t *m, bool poll_thread);
 
 /* clients.c */
 /** Makes the consumer or producer handle from the kafka.* keys. */

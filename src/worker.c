@@ -160,8 +160,13 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         msgs[i]->outcome = h->handle(w->state, msgs[i], &msgs[i]->result);
 }
 
-bool bl_produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
-                    const bl_failure_t *f, bool poll_thread)
+/* Produces @p rec, or else the failure record @p f, for @p m, waiting while
+ * the producer's queue is full (on the @p poll_thread by serving delivery
+ * reports, elsewhere by sleeping while the poll thread serves them).
+ * @returns false when the producer refused it for good: the message then
+ * fails and the pipeline stops. */
+static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
+                        const bl_failure_t *f, bool poll_thread)
 {
     rd_kafka_resp_err_t err;
 
@@ -186,7 +191,8 @@ bool bl_produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *rec,
     return false;
 }
 
-bl_failure_t bl_failure_of(const ballast_consumer_t *c, const bl_msg_t *m)
+/* Where and why @p m failed to, from what send_failure() recorded. */
+static bl_failure_t failure_of(const ballast_consumer_t *c, const bl_msg_t *m)
 {
     bl_failure_t f = {m->failure_tier >= 0 ? c->tiers.tiers[m->failure_tier].topic
                                            : c->dlq_topic,
@@ -211,7 +217,7 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
         bl_message_release_payload(m, m->part->topic);
     atomic_store(&m->pending_emits, (int)n + 1);
     for (size_t i = 0; i < n; i++) {
-        if (!bl_produce_for(c, m, &m->result.records[i], NULL, false)) {
+        if (!produce_for(c, m, &m->result.records[i], NULL, false)) {
             atomic_fetch_sub(&m->pending_emits, (int)(n - i));
             return false;
         }
@@ -220,15 +226,12 @@ static bool produce_records(ballast_consumer_t *c, bl_msg_t *m)
     return true;
 }
 
-/* Produces the failure record of @p m straight from the message, with no
- * record built first, for a worker that waits for its acknowledgement
- * (exactly-once into a database). */
-static void produce_failure(ballast_consumer_t *c, bl_msg_t *m)
+void bl_produce_failure_of(ballast_consumer_t *c, bl_msg_t *m, bool poll_thread)
 {
-    bl_failure_t f = bl_failure_of(c, m);
+    bl_failure_t f = failure_of(c, m);
 
-    atomic_store(&m->pending_emits, 2);
-    if (!bl_produce_for(c, m, NULL, &f, false))
+    atomic_fetch_add(&m->pending_emits, 1);
+    if (!produce_for(c, m, NULL, &f, poll_thread))
         atomic_fetch_sub(&m->pending_emits, 1);
 }
 
@@ -333,7 +336,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
     m->result.error = error;
     m->failure_tier = tier;
     m->failure_due_ms = tier >= 0 ? bl_wall_ms() + c->tiers.tiers[tier].delay_ms : -1;
-    f = bl_failure_of(c, m);
+    f = failure_of(c, m);
     if (!error || (c->eos && bl_failure_record(m, &f, &m->result))) {
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_INTERNAL, false, true,
@@ -344,7 +347,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
     if (c->eos)
         return;
     if (m->waiter)
-        produce_failure(c, m);
+        bl_produce_failure_of(c, m, false);
     else
         m->failure_pending = true;
 }
