@@ -284,13 +284,6 @@ static void test_two_members_split_and_hand_over(void **state)
 
 /* ---- start and commit timing -------------------------------------------- */
 
-static bool assigned(void *arg)
-{
-    ballast_stats_t st;
-    ballast_consumer_stats(bt_runner_consumer(arg), &st, sizeof(st));
-    return st.rebalances > 0;
-}
-
 /* A group that never committed starts where auto.offset.reset says:
  * ballast looks the position up itself on assignment (librdkafka would
  * only after a back-off), so `latest` must skip what was there before. */
@@ -312,7 +305,7 @@ static void test_fresh_group_latest_skips_the_backlog(void **state)
     conf = bt_conf_recording(bs, group, topic, rec);
     bt_set(conf, "kafka.auto.offset.reset", "latest");
     run = bt_runner_start(conf);
-    if (!bt_wait_for(assigned, run, WAIT_MS))
+    if (!bt_wait_for(bt_runner_assigned, run, WAIT_MS))
         fail_msg("no assignment before the deadline");
     bt_produce_seq(bs, topic, 2, 100, 10, 0);
     wait_count(rec, 10);

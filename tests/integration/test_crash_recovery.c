@@ -21,25 +21,9 @@ typedef struct db_arg {
 
 static long count_rows(const char *path, bool distinct)
 {
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    long n = -1;
-
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return -1;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_prepare_v2(db,
-                           distinct ? "SELECT count(*) FROM (SELECT DISTINCT part, off FROM seen)"
-                                    : "SELECT count(*) FROM seen",
-                           -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return n;
+    return bt_sqlite_long(path, distinct
+                                    ? "SELECT count(*) FROM (SELECT DISTINCT part, off FROM seen)"
+                                    : "SELECT count(*) FROM seen");
 }
 
 static bool rows_reached(void *arg)

@@ -341,32 +341,9 @@ static bool tier_has_one(void *arg)
     return bt_total_watermark(a->bs, a->topic, 1) >= 1;
 }
 
-static long sqlite_count(const char *path)
-{
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    long n = -1;
-
-    if (sqlite3_open(path, &db) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &q, NULL) == SQLITE_OK) {
-        if (sqlite3_step(q) == SQLITE_ROW)
-            n = sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
-    }
-    sqlite3_close(db);
-    return n;
-}
-
-static bool assigned(void *arg)
-{
-    ballast_stats_t st;
-    ballast_consumer_stats(bt_runner_consumer(arg), &st, sizeof(st));
-    return st.rebalances > 0;
-}
-
 static bool row_landed(void *arg)
 {
-    return sqlite_count(((tier_arg_t *)arg)->path) == 1;
+    return bt_sqlite_long(((tier_arg_t *)arg)->path, "SELECT count(*) FROM t") == 1;
 }
 
 static void test_sqlite_handler_moves_a_failure_to_a_tier(void **state)
@@ -401,7 +378,7 @@ static void test_sqlite_handler_moves_a_failure_to_a_tier(void **state)
     bt_set(conf, "retry.topics", tiers);
     bt_set(conf, "retry.max.attempts", "1");
     run = bt_runner_start(conf);
-    if (!bt_wait_for(assigned, run, WAIT_MS))
+    if (!bt_wait_for(bt_runner_assigned, run, WAIT_MS))
         fail_msg("no assignment before the deadline");
     /* The handler opened the database; now lock it and send the message. */
     assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
@@ -413,7 +390,7 @@ static void test_sqlite_handler_moves_a_failure_to_a_tier(void **state)
     if (!bt_wait_for(row_landed, &arg, WAIT_MS))
         fail_msg("the message never landed from the retry tier");
     assert_null(bt_runner_stop(run));
-    assert_int_equal(sqlite_count(path), 1);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM t"), 1);
     assert_int_equal(read_dlq(bs, t1, recs, 4), 1);
     assert_string_equal(recs[0].value, "0");
     assert_string_equal(recs[0].orig_topic, topic);

@@ -4,6 +4,7 @@
 #include "support.h"
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -370,6 +371,26 @@ char *bt_read_file(const char *path)
     buf[fread(buf, 1, (size_t)len, fp)] = '\0';
     fclose(fp);
     return buf;
+}
+
+long bt_sqlite_long(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    long n = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = (long)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
 }
 
 /* Every temporary directory made, removed with its contents when the
@@ -874,6 +895,14 @@ bt_runner_t *bt_runner_start(const ballast_conf_t *conf)
 ballast_consumer_t *bt_runner_consumer(bt_runner_t *r)
 {
     return r->cons;
+}
+
+bool bt_runner_assigned(void *run)
+{
+    ballast_stats_t st;
+
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    return st.rebalances > 0;
 }
 
 ballast_error_t *bt_runner_join(bt_runner_t *r, int timeout_ms)

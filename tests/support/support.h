@@ -88,6 +88,9 @@ bt_record_t *bt_pg_records(const char *sql, size_t *countp);
 /** Writes a file from a format string; asserts success. */
 void bt_write_file(const char *path, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/** The integer the query @p sql returns from the SQLite database at
+ *  @p path (read-only, waiting up to 5 s for a lock), or -1. */
+long bt_sqlite_long(const char *path, const char *sql);
 /** A new temporary directory, removed with its contents when the suite
  *  exits (kept with BALLAST_TEST_KEEP_TMP=1). */
 const char *bt_tmpdir(void);
@@ -190,6 +193,9 @@ ballast_error_t *bt_runner_stop(bt_runner_t *r);
 /** Waits for the run to end by itself (a fatal error) for up to timeout. */
 ballast_error_t *bt_runner_join(bt_runner_t *r, int timeout_ms);
 ballast_consumer_t *bt_runner_consumer(bt_runner_t *r);
+/** For bt_wait_for(): true once the runner (@p run) got its first
+ *  assignment. */
+bool bt_runner_assigned(void *run);
 
 /** A configuration for the real broker with the recording handler. */
 ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
