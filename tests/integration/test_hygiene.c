@@ -28,11 +28,12 @@
  * descriptor, thread and child counts have been steady for 200 ms, so that
  * a transient (a connection being set up) is not mistaken for a leak.
  *
- * The memory bound, RSS_GROWTH_MAX_KIB: glibc's allocator keeps freed
- * memory in per-thread arenas and librdkafka sizes buffers to the traffic
- * it has seen, so RSS moves by up to a few hundred KiB between idle samples
- * with no leak at all (measured: +60 KiB over 1,000 rebalances, +100 KiB
- * over 100 restarts). 4 MiB over 1,000 rebalances still catches a leak of
+ * The memory bound, RSS_GROWTH_MAX_KIB: the allocator keeps freed memory
+ * in per-thread caches and arenas and librdkafka sizes buffers to the
+ * traffic it has seen, so RSS moves by up to a few hundred KiB between idle
+ * samples with no leak at all (measured with glibc's malloc: +60 KiB over
+ * 1,000 rebalances, +100 KiB over 100 restarts; with jemalloc, the
+ * command's: +276 KiB over 100 rebalances, +132 KiB over 100 restarts). 4 MiB over 1,000 rebalances still catches a leak of
  * 4 KiB per rebalance (one lost partition list or message batch each
  * time); smaller leaks are LeakSanitizer's job (`make leakcheck`).
  */
