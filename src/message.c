@@ -133,8 +133,13 @@ static void record_free(bl_record_t *rec)
     free(rec->headers);
 }
 
+/* Results are reset around every handler call and most hold nothing: the
+ * checks skip free(NULL), which jemalloc does not make cheap (about 40
+ * instructions each, two or three per message). */
 void bl_result_free_records(struct ballast_result_s *res)
 {
+    if (!res->records)
+        return;
     for (size_t i = 0; i < res->record_count; i++)
         record_free(&res->records[i]);
     free(res->records);
@@ -144,8 +149,10 @@ void bl_result_free_records(struct ballast_result_s *res)
 
 void bl_result_reset(struct ballast_result_s *res)
 {
-    free(res->error);
-    res->error = NULL;
+    if (res->error) {
+        free(res->error);
+        res->error = NULL;
+    }
     bl_result_free_records(res);
 }
 

@@ -329,9 +329,11 @@ static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *to
 static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
 {
     ballast_consumer_t *c = w->cons;
-    char *error = bl_strdup(m->result.error ? m->result.error : "no reason given");
+    /* The handler's error text becomes the record's x-error-message. */
+    char *error = m->result.error ? m->result.error : bl_strdup("no reason given");
     bl_failure_t f;
 
+    m->result.error = NULL;
     bl_result_reset(&m->result);
     m->result.error = error;
     m->failure_tier = tier;
