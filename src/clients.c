@@ -178,6 +178,15 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
         b.err = set_prop(b.rkconf, "message.max.bytes", "1048588");
         if (!b.err)
             b.err = set_prop(b.rkconf, "enable.idempotence", "true");
+        /* librdkafka 2.0.2's idempotent producer has one request in flight
+         * per partition, and its broker thread busy-loops while it waits
+         * for the response once the next batch's linger has passed. With
+         * 5 ms (its default) that is most of every round trip longer than
+         * 5 ms; with 100 ms (Kafka Streams' choice, for the same kind of
+         * consume-transform-produce work) it is rare. A flush, a stop and
+         * a transaction commit send at once regardless. */
+        if (!b.err)
+            b.err = set_prop(b.rkconf, "linger.ms", "100");
         if (!b.err && c->eos)
             b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));
     }
