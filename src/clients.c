@@ -184,8 +184,10 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
          * 5 ms (its default) that is most of every round trip longer than
          * 5 ms; with 100 ms (Kafka Streams' choice, for the same kind of
          * consume-transform-produce work) it is rare. A flush, a stop and
-         * a transaction commit send at once regardless. */
-        if (!b.err)
+         * a transaction commit send at once regardless. Exactly-once into
+         * a database keeps 5 ms: a worker waits there for each dead
+         * letter's acknowledgement before its transaction commits. */
+        if (!b.err && !c->txn_ops)
             b.err = set_prop(b.rkconf, "linger.ms", "100");
         if (!b.err && c->eos)
             b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));

@@ -755,7 +755,8 @@ void ballast_conf_properties(ballast_conf_property_cb *cb, void *opaque)
        "Passed to librdkafka (consumer and producer); checked against "
        "librdkafka's own table. kafka.bootstrap.servers and kafka.group.id "
        "are required. They override ballast's own defaults: for the "
-       "producer linger.ms=100, enable.idempotence=true and "
+       "producer linger.ms=100 (5 with a database exactly-once handler), "
+       "enable.idempotence=true and "
        "message.max.bytes=1048588; for the consumer auto.offset.reset=earliest. "
        "Keys that would break the delivery guarantee are refused.",
        opaque);
