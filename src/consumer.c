@@ -1008,7 +1008,10 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         advise_db_offsets(c, list);
     sync_pause(c); /* partitions assigned while paused for any reason */
     atomic_fetch_add(&c->stats.rebalances, 1);
-    bl_log(&c->log, BALLAST_LOG_INFO, "assigned %d partition(s)", list->cnt);
+    /* An assignment served only by the close of a consumer that never ran
+     * (its start failed after the group join) is not news: debug. */
+    bl_log(&c->log, c->ran ? BALLAST_LOG_INFO : BALLAST_LOG_DEBUG,
+           "assigned %d partition(s)", list->cnt);
     notify_rebalance(c, BALLAST_PARTITIONS_ASSIGNED, list);
 }
 
@@ -1097,7 +1100,7 @@ static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         rd_kafka_error_destroy(error);
     }
     atomic_fetch_add(&c->stats.rebalances, 1);
-    bl_log(&c->log, lost ? BALLAST_LOG_WARN : BALLAST_LOG_INFO,
+    bl_log(&c->log, !c->ran ? BALLAST_LOG_DEBUG : lost ? BALLAST_LOG_WARN : BALLAST_LOG_INFO,
            "%s %d partition(s)", lost ? "lost" : "revoked", list->cnt);
     notify_rebalance(c, lost ? BALLAST_PARTITIONS_LOST : BALLAST_PARTITIONS_REVOKED,
                      list);
