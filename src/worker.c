@@ -329,13 +329,15 @@ static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *to
 static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
 {
     ballast_consumer_t *c = w->cons;
-    /* The handler's error text becomes the record's x-error-message. */
-    char *error = m->result.error ? m->result.error : bl_strdup("no reason given");
+    char *error;
     bl_failure_t f;
 
-    m->result.error = NULL;
-    bl_result_reset(&m->result);
-    m->result.error = error;
+    /* The handler's error text stays, as the record's x-error-message;
+     * what it emitted goes. */
+    if (!m->result.error)
+        m->result.error = bl_strdup("no reason given");
+    error = m->result.error;
+    bl_result_free_records(&m->result);
     m->failure_tier = tier;
     m->failure_due_ms = tier >= 0 ? bl_wall_ms() + c->tiers.tiers[tier].delay_ms : -1;
     f = failure_of(c, m);

@@ -33,9 +33,10 @@
  * traffic it has seen, so RSS moves by up to a few hundred KiB between idle
  * samples with no leak at all (measured with glibc's malloc: +60 KiB over
  * 1,000 rebalances, +100 KiB over 100 restarts; with jemalloc, the
- * command's: +276 KiB over 100 rebalances, +132 KiB over 100 restarts). 4 MiB over 1,000 rebalances still catches a leak of
- * 4 KiB per rebalance (one lost partition list or message batch each
- * time); smaller leaks are LeakSanitizer's job (`make leakcheck`).
+ * command's: +276 KiB over 100 rebalances, +132 KiB over 100 restarts).
+ * 4 MiB over 1,000 rebalances still catches a leak of 4 KiB per rebalance
+ * (one lost partition list or message batch each time); smaller leaks are
+ * LeakSanitizer's job (`make leakcheck`).
  */
 #include "support.h"
 
