@@ -167,7 +167,7 @@ static int cmd_produce(void)
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(i % (unsigned)parts)),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(value, value_bytes),
-                RD_KAFKA_V_KEY(keys ? key : NULL, key_len), RD_KAFKA_V_END);
+                RD_KAFKA_V_KEY((keys ? key : NULL), key_len), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(rk, 50);

@@ -173,9 +173,11 @@ static int block_comment_end(parser_t *p, size_t *endp)
     return 0;
 }
 
-/* If pos starts a comment, sets *endp past it and returns 1; 0 if not. */
+/* If pos starts a comment, sets *endp past it and returns 1; 0 if not,
+ * -1 on an unterminated comment (*endp is pos then). */
 static int comment_at(parser_t *p, size_t *endp)
 {
+    *endp = p->pos;
     if (peek(p, 0) == '-' && peek(p, 1) == '-') {
         *endp = line_comment_end(p);
         return 1;

@@ -129,7 +129,7 @@ int demo_produce(demo_t *d, const char *topic, const char *key,
     for (;;) {
         err = rd_kafka_producev(
             d->producer, RD_KAFKA_V_TOPIC(topic),
-            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_KEY(key, (key ? strlen(key) : 0)),
             RD_KAFKA_V_VALUE(value, (size_t)len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE(offsetp), RD_KAFKA_V_END);

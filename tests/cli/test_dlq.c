@@ -141,7 +141,7 @@ static void produce(rd_kafka_t *rk, const char *topic, int32_t partition, const 
     for (size_t i = 0; i < nh; i++)
         rd_kafka_header_add(h, hdrs[i].name, -1, hdrs[i].value, hdrs[i].len);
     err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                            RD_KAFKA_V_KEY(key, (key ? strlen(key) : 0)),
                             RD_KAFKA_V_VALUE((void *)value, vlen), RD_KAFKA_V_HEADERS(h),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err)

@@ -197,8 +197,8 @@ static void produce_input(const char *bs, const char *topic, input_t *in)
         spec_t *s = &in->specs[i];
         rd_kafka_resp_err_t err = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(s->partition),
-            RD_KAFKA_V_KEY(s->has_key ? s->key : NULL, s->klen),
-            RD_KAFKA_V_VALUE(s->has_value ? (void *)s->value : NULL, s->vlen),
+            RD_KAFKA_V_KEY((s->has_key ? s->key : NULL), s->klen),
+            RD_KAFKA_V_VALUE((s->has_value ? (void *)s->value : NULL), s->vlen),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(s),
             RD_KAFKA_V_END);
         if (err)

@@ -151,8 +151,8 @@ void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
         do {
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic),
-                RD_KAFKA_V_PARTITION(partitions ? i % partitions : RD_KAFKA_PARTITION_UA),
-                RD_KAFKA_V_KEY(keys ? key : NULL, keys ? strlen(key) : 0),
+                RD_KAFKA_V_PARTITION((partitions ? i % partitions : RD_KAFKA_PARTITION_UA)),
+                RD_KAFKA_V_KEY((keys ? key : NULL), (keys ? strlen(key) : 0)),
                 RD_KAFKA_V_VALUE(value, strlen(value)),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
