@@ -19,10 +19,13 @@ build: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(CMAKE_BUILD_TYPE) >/dev/null
 	@cmake --build $(BUILD)
 
-# Address + undefined-behaviour sanitizer build (used by `make test`).
+# Address + undefined-behaviour sanitizer build (used by `make test`). It is
+# compiled with clang where there is one (`make test` installs it), so every
+# test run also holds the code to a second compiler's warnings.
+ASAN_CC ?= $(if $(shell command -v clang 2>/dev/null),clang,cc)
 asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-	  -DBALLAST_SANITIZE=ON -DBALLAST_BENCH=OFF >/dev/null
+	  -DCMAKE_C_COMPILER=$(ASAN_CC) -DBALLAST_SANITIZE=ON -DBALLAST_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD)
 
 demo: build
