@@ -56,20 +56,4 @@ bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
                                        ballast_outcome_t *outcomep,
                                        char **whyp);
 
-/**
- * @brief Standard base64 (RFC 4648, '+' '/', '=' padding) of @p len bytes.
- * @returns a malloc'd NUL-terminated string (length in *outlenp if given),
- *          or NULL when out of memory. Thread-safe.
- */
-char *bl_base64_encode(const void *data, size_t len, size_t *outlenp);
-
-/**
- * @brief Decodes standard base64; the '=' padding may be omitted, nothing
- *        else (no whitespace, no URL alphabet) is accepted.
- * @param outp receives a malloc'd buffer (never NULL on success, even for
- *             zero bytes) that the caller frees.
- * @returns 0, -1 when @p in is not base64, -2 when out of memory.
- */
-int bl_base64_decode(const char *in, size_t len, void **outp, size_t *outlenp);
-
 #endif /* BALLAST_EXECPROTO_H */

@@ -9,17 +9,12 @@
 #define BALLAST_INTERNAL_H
 
 #include "ballast/ballast.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#if defined(__GNUC__)
-#define BL_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#else
-#define BL_PRINTF(a, b)
-#endif
 
 /* ---- errors (error.c) --------------------------------------------------- */
 
@@ -65,22 +60,6 @@ const ballast_handler_t *bl_conf_handler(const ballast_conf_t *conf,
 ballast_rebalance_cb *bl_conf_rebalance_cb(const ballast_conf_t *conf,
                                            void **opaquep);
 bl_logger_t bl_conf_logger(const ballast_conf_t *conf);
-
-/* ---- string helpers (util.c) -------------------------------------------- */
-
-/** strdup that returns NULL only when @p s is NULL or memory is out. */
-char *bl_strdup(const char *s);
-/** snprintf into a fixed buffer, always terminated, never overflowing. */
-void bl_fmt(char *buf, size_t size, const char *fmt, ...) BL_PRINTF(3, 4);
-/** Milliseconds from a monotonic clock. */
-int64_t bl_now_ms(void);
-/** Milliseconds since the epoch. */
-int64_t bl_wall_ms(void);
-/** Formats epoch milliseconds as ISO-8601 UTC ("2026-11-26T20:35:01.123Z").
- *  Each thread keeps the text of the last second it formatted. */
-void bl_iso8601(int64_t epoch_ms, char *buf, size_t size);
-/** True when [p, p+len) is valid UTF-8. */
-bool bl_utf8_valid(const void *p, size_t len);
 
 /* ---- messages and results (message.c) ----------------------------------- */
 

@@ -28,19 +28,6 @@ void bl_histogram_observe(bl_histogram_t *h, int64_t micros)
     atomic_fetch_add(&h->sum_us, (uint_fast64_t)(micros < 0 ? 0 : micros));
 }
 
-/* Label values escape backslash, double quote and newline. */
-static void put_label(FILE *fp, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', fp);
-        if (*s == '\n')
-            fputs("\\n", fp);
-        else
-            fputc(*s, fp);
-    }
-}
-
 static void header(FILE *fp, const char *name, const char *type, const char *help)
 {
     fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -61,9 +48,9 @@ static void gauge(FILE *fp, const char *name, const char *help, double v)
 static void part_labels(FILE *fp, const bl_view_t *v, const bl_part_view_t *p)
 {
     fputs("{consumergroup=\"", fp);
-    put_label(fp, v->group);
+    bl_prom_label(fp, v->group);
     fputs("\",topic=\"", fp);
-    put_label(fp, p->topic);
+    bl_prom_label(fp, p->topic);
     fprintf(fp, "\",partition=\"%d\"}", (int)p->partition);
 }
 

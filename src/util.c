@@ -1,8 +1,10 @@
 /*
- * util.c - small string, time and encoding helpers used across the library.
+ * util.c - small string, time and encoding helpers, used across the library
+ * and by the `ballast` command (see util.h).
  */
-#include "internal.h"
+#include "util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,4 +128,104 @@ bool bl_utf8_valid(const void *p, size_t len)
         s += n + 1;
     }
     return true;
+}
+
+/* Label values escape backslash, double quote and newline. */
+void bl_prom_label(FILE *fp, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', fp);
+        if (*s == '\n')
+            fputs("\\n", fp);
+        else
+            fputc(*s, fp);
+    }
+}
+
+/* ---- base64 ------------------------------------------------------------- */
+
+static const char b64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *bl_base64_encode(const void *data, size_t len, size_t *outlenp)
+{
+    const unsigned char *in = data;
+    size_t groups = len / 3 + (len % 3 != 0), outlen, o = 0;
+    char *out;
+
+    if (groups > (SIZE_MAX - 1) / 4)
+        return NULL;
+    outlen = groups * 4;
+    if (!(out = malloc(outlen + 1)))
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        size_t left = len - i;
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (left > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (left > 2)
+            v |= in[i + 2];
+        out[o++] = b64_alphabet[(v >> 18) & 63];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = left > 1 ? b64_alphabet[(v >> 6) & 63] : '=';
+        out[o++] = left > 2 ? b64_alphabet[v & 63] : '=';
+    }
+    out[o] = '\0';
+    if (outlenp)
+        *outlenp = outlen;
+    return out;
+}
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int bl_base64_decode(const char *in, size_t len, void **outp, size_t *outlenp)
+{
+    size_t n = len, o = 0;
+    unsigned char *out;
+    uint32_t acc = 0;
+    int bits = 0;
+
+    *outp = NULL;
+    *outlenp = 0;
+    /* Padding is only meaningful on a whole number of quads; elsewhere '='
+     * is simply not in the alphabet and is refused below. */
+    if (len % 4 == 0)
+        for (int pad = 0; pad < 2 && n > 0 && in[n - 1] == '='; pad++)
+            n--;
+    if (n % 4 == 1)
+        return -1;
+    /* +1: a zero-byte result is still a valid (non-NULL) buffer. */
+    if (!(out = malloc(n / 4 * 3 + 2 + 1)))
+        return -2;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value(in[i]);
+        if (v < 0) {
+            free(out);
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    *outp = out;
+    *outlenp = o;
+    return 0;
 }

@@ -5,8 +5,14 @@
 #define BALLAST_CLI_H
 
 #include <ballast/ballast.h>
+#include <librdkafka/rdkafka.h>
 
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sysexits.h>
+
+#include "util.h" /* the library's string, time and encoding helpers */
 
 /** Prints "ballast: <message>" on stderr and returns the exit code that the
  *  error's kind maps to (78 config, 69 unreachable, 70 internal, 1 other).
@@ -20,6 +26,37 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  *  @returns 0 with *confp set, or an exit code. */
 int cli_load_config(int argc, char **argv, const char *usage,
                     ballast_conf_t **confp);
+
+/* ---- shared by `ballast dlq` and `ballast lag` (cli_common.c) ---------- */
+
+/** Set by SIGTERM and SIGINT once cli_catch_stop_signals() ran. */
+extern volatile sig_atomic_t cli_stop_requested;
+/** Catches SIGTERM and SIGINT into cli_stop_requested; ignores SIGPIPE. */
+void cli_catch_stop_signals(void);
+/** @returns the value of option @p name (or @p alias) at argv[*i] ("--name
+ *  VALUE" or "--name=VALUE"), advancing *i; NULL if argv[*i] is another
+ *  option; sets *missing when the value is absent. */
+const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
+                          const char *alias, bool *missing);
+/** Parses a whole finite number >= @p min. */
+bool cli_parse_double(const char *s, double min, double *out);
+/** Parses a whole decimal integer within [min, max]. */
+bool cli_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+/** Checks the -X properties ("key=value") once, so that a typo is a clear
+ *  error at start. @returns 0 or EX_CONFIG after printing why. */
+int cli_check_props(const char *const *props, size_t nprops);
+/** A client configuration: bootstrap.servers, socket.timeout.ms, then
+ *  @p settings (name, value, ..., NULL), then the -X properties, which may
+ *  override any of them. librdkafka's log stays quiet unless -X debug is
+ *  set: the tools report failures through results, once. @returns NULL
+ *  with a reason on failure. */
+rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,
+                              const char *const *settings, const char *const *props,
+                              size_t nprops, char *errbuf, size_t errsize);
+/** @returns the partition count of @p topic, 0 when it does not exist, or -1
+ *  with a reason when the metadata cannot be read. */
+int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errbuf,
+                        size_t errsize);
 
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);

@@ -29,11 +29,8 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <math.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -219,64 +216,11 @@ typedef struct dlq_opts {
     size_t nprops;
 } dlq_opts_t;
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void iso8601(int64_t ms, char *out, size_t size)
-{
-    int64_t frac = ((ms % 1000) + 1000) % 1000;
-    time_t secs = (time_t)((ms - frac) / 1000);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&secs, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03dZ", base, (int)frac);
-}
-
-static bool parse_double(const char *s, double min, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* The bytes [p, p+len) as a whole decimal number. */
@@ -288,7 +232,7 @@ static bool bytes_int64(const void *p, size_t len, int64_t *out)
         return false;
     memcpy(buf, p, len);
     buf[len] = '\0';
-    return parse_int64(buf, INT64_MIN, INT64_MAX, out);
+    return cli_parse_int64(buf, INT64_MIN, INT64_MAX, out);
 }
 
 /* Reads exactly @p n digits at *p. */
@@ -439,7 +383,7 @@ static bool parse_where(const char *expr, where_t *w)
     }
     if (!strncmp(expr, "partition=", 10)) {
         w->kind = W_PARTITION;
-        if (!parse_int64(expr + 10, 0, INT32_MAX, &w->num)) {
+        if (!cli_parse_int64(expr + 10, 0, INT32_MAX, &w->num)) {
             cli_error("--where %s: partition=N needs a partition number >= 0", expr);
             return false;
         }
@@ -463,26 +407,6 @@ static void opts_free(dlq_opts_t *o)
         free(o->where[i].name);
     free(o->where);
     free(o->props);
-}
-
-/* @returns the value of option @p name at argv[*i] ("--name VALUE" or
- * "--name=VALUE"), advancing *i; NULL if argv[*i] is another option;
- * sets *missing when the value is absent. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name,
-                             const char *alias, bool *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (!strncmp(a, name, n) && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, name) && !(alias && !strcmp(a, alias)))
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
 }
 
 /* @returns 0, -1 for --help, or EX_USAGE after printing why. argv[0] is
@@ -511,49 +435,49 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
             o->json = true;
         } else if (replay && !strcmp(a, "--dry-run")) {
             o->dry_run = true;
-        } else if ((v = opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
             o->bootstrap = v;
-        } else if (!replay && (v = opt_value(argc, argv, &i, "--topic", "-t", &missing))) {
+        } else if (!replay && (v = cli_opt_value(argc, argv, &i, "--topic", "-t", &missing))) {
             o->topic = v;
-        } else if (replay && (v = opt_value(argc, argv, &i, "--from", NULL, &missing))) {
+        } else if (replay && (v = cli_opt_value(argc, argv, &i, "--from", NULL, &missing))) {
             o->topic = v;
-        } else if (replay && (v = opt_value(argc, argv, &i, "--to", NULL, &missing))) {
+        } else if (replay && (v = cli_opt_value(argc, argv, &i, "--to", NULL, &missing))) {
             o->to = v;
             if (!*v) {
                 cli_error("--to needs a topic name");
                 return EX_USAGE;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--where", NULL, &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--where", NULL, &missing))) {
             if (!parse_where(v, &o->where[o->nwhere]))
                 return EX_USAGE;
             o->nwhere++;
-        } else if ((v = opt_value(argc, argv, &i, "--limit", NULL, &missing))) {
-            if (!parse_int64(v, 1, INT64_MAX, &o->limit)) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--limit", NULL, &missing))) {
+            if (!cli_parse_int64(v, 1, INT64_MAX, &o->limit)) {
                 cli_error("--limit needs a whole number of records >= 1, got \"%s\"", v);
                 return EX_USAGE;
             }
-        } else if (replay && (v = opt_value(argc, argv, &i, "--rate", NULL, &missing))) {
+        } else if (replay && (v = cli_opt_value(argc, argv, &i, "--rate", NULL, &missing))) {
             char num[64];
             size_t n = strlen(v);
             if (n > 2 && !strcmp(v + n - 2, "/s"))
                 n -= 2;
             snprintf(num, sizeof(num), "%.*s", (int)n, v);
-            if (n >= sizeof(num) || !parse_double(num, 0, &o->rate) || o->rate <= 0 ||
+            if (n >= sizeof(num) || !cli_parse_double(num, 0, &o->rate) || o->rate <= 0 ||
                 o->rate > 1e7) {
                 cli_error("--rate needs records per second, more than 0 (e.g. 100 or "
                           "100/s), got \"%s\"", v);
                 return EX_USAGE;
             }
-        } else if (replay && (v = opt_value(argc, argv, &i, "--max-replays", NULL,
+        } else if (replay && (v = cli_opt_value(argc, argv, &i, "--max-replays", NULL,
                                             &missing))) {
-            if (!parse_int64(v, 1, 1000000, &o->max_replays)) {
+            if (!cli_parse_int64(v, 1, 1000000, &o->max_replays)) {
                 cli_error("--max-replays needs a whole number from 1 to 1000000, got "
                           "\"%s\"", v);
                 return EX_USAGE;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--timeout", NULL, &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", NULL, &missing))) {
             double secs;
-            if (!parse_double(v, 0.1, &secs) || secs > 3600) {
+            if (!cli_parse_double(v, 0.1, &secs) || secs > 3600) {
                 cli_error("--timeout needs seconds from 0.1 to 3600, got \"%s\"", v);
                 return EX_USAGE;
             }
@@ -591,85 +515,33 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
 
 /* ---- Kafka clients ------------------------------------------------------- */
 
-static void silent_log(const rd_kafka_t *rk, int level, const char *fac,
-                       const char *buf)
-{
-    (void)rk;
-    (void)level;
-    (void)fac;
-    (void)buf;
-}
-
 typedef struct replay replay_t;
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
-
-/* Checks the -X properties once, so that a typo is a clear error at start. */
-static int check_props(const dlq_opts_t *o)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errbuf[512];
-    int rc = 0;
-
-    for (size_t i = 0; i < o->nprops && !rc; i++) {
-        const char *eq = strchr(o->props[i], '=');
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
-        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, sizeof(errbuf)) !=
-            RD_KAFKA_CONF_OK) {
-            cli_error("-X %s: %s", key, errbuf);
-            rc = EX_CONFIG;
-        }
-    }
-    rd_kafka_conf_destroy(conf);
-    return rc;
-}
 
 /* A client with the user's -X properties: the group-less reader, or the
  * idempotent producer of a replay (@p rp). NULL with a reason on failure. */
 static rd_kafka_t *new_client(const dlq_opts_t *o, replay_t *rp, char *errbuf,
                               size_t errsize)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    bool debug = false;
-    char timeout[32];
+    static const char *const producer[] = {"client.id", "ballast-dlq-replay",
+                                           "enable.idempotence", "true",
+                                           "acks", "all", NULL};
+    const char *const reader[] = {
+        "client.id", o->replay ? "ballast-dlq-replay-reader" : "ballast-dlq-inspect",
+        "enable.partition.eof", "true",
+        "enable.auto.commit", "false",
+        "isolation.level", "read_committed",
+        "auto.offset.reset", "earliest",
+        "fetch.wait.max.ms", "100",
+        "queued.max.messages.kbytes", "16384",
+        NULL};
+    rd_kafka_conf_t *conf = cli_conf_new(o->bootstrap, o->timeout_ms, rp ? producer : reader,
+                                         o->props, o->nprops, errbuf, errsize);
     rd_kafka_t *rk;
 
-#define SET(k, v)                                                              \
-    do {                                                                       \
-        if (rd_kafka_conf_set(conf, k, v, errbuf, errsize) != RD_KAFKA_CONF_OK) \
-            goto fail;                                                         \
-    } while (0)
-    SET("bootstrap.servers", o->bootstrap);
-    snprintf(timeout, sizeof(timeout), "%d", o->timeout_ms);
-    SET("socket.timeout.ms", timeout);
-    if (rp) {
-        SET("client.id", "ballast-dlq-replay");
-        SET("enable.idempotence", "true");
-        SET("acks", "all");
-    } else {
-        SET("client.id", o->replay ? "ballast-dlq-replay-reader" : "ballast-dlq-inspect");
-        SET("enable.partition.eof", "true");
-        SET("enable.auto.commit", "false");
-        SET("isolation.level", "read_committed");
-        SET("auto.offset.reset", "earliest");
-        SET("fetch.wait.max.ms", "100");
-        SET("queued.max.messages.kbytes", "16384");
-    }
-    for (size_t i = 0; i < o->nprops; i++) {
-        const char *eq = strchr(o->props[i], '=');
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
-        if (!strcmp(key, "debug"))
-            debug = true;
-        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, errsize) != RD_KAFKA_CONF_OK)
-            goto fail;
-    }
-#undef SET
-    /* Failures are reported through results, once; librdkafka's own retry
-     * chatter would otherwise fill stderr (unless -X debug asks for it). */
-    if (!debug)
-        rd_kafka_conf_set_log_cb(conf, silent_log);
+    if (!conf)
+        return NULL;
     if (rp) {
         rd_kafka_conf_set_opaque(conf, rp);
         rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
@@ -678,43 +550,8 @@ static rd_kafka_t *new_client(const dlq_opts_t *o, replay_t *rp, char *errbuf,
     if ((rk = rd_kafka_new(rp ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, errbuf,
                            errsize)))
         return rk;
-fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
-}
-
-/* @returns the partition count of @p topic, 0 when it does not exist, or -1
- * with a reason when the metadata cannot be read. */
-static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
-                           char *errbuf, size_t errsize)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err;
-    int count = -1;
-
-    if (!rkt) {
-        snprintf(errbuf, errsize, "topic %s: %s", topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    if (err) {
-        snprintf(errbuf, errsize, "metadata of %s: %s", topic, rd_kafka_err2str(err));
-    } else if (md->topic_cnt != 1) {
-        snprintf(errbuf, errsize, "metadata of %s: no answer for the topic", topic);
-    } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        count = 0;
-    } else if (md->topics[0].err) {
-        snprintf(errbuf, errsize, "metadata of %s: %s", topic,
-                 rd_kafka_err2str(md->topics[0].err));
-    } else {
-        count = md->topics[0].partition_cnt;
-    }
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return count;
 }
 
 /* ---- reading the DLQ ------------------------------------------------------ */
@@ -768,7 +605,7 @@ static int reader_open(reader_t *r, const dlq_opts_t *o)
         return EX_UNAVAILABLE;
     }
     rd_kafka_metadata_destroy(md);
-    n = partition_count(r->rk, o->topic, o->timeout_ms, errbuf, sizeof(errbuf));
+    n = cli_partition_count(r->rk, o->topic, o->timeout_ms, errbuf, sizeof(errbuf));
     if (n < 0) {
         cli_error("%s", errbuf);
         return 1;
@@ -830,7 +667,7 @@ static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *
         rd_kafka_message_t *m;
         int32_t p;
 
-        if (stop_requested)
+        if (cli_stop_requested)
             return 1; /* the caller says so */
         if (tick)
             tick(arg);
@@ -981,77 +818,10 @@ static bool matches(const dlq_opts_t *o, const view_t *v)
 
 /* ---- text ---------------------------------------------------------------- */
 
-/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    const unsigned char *end = s + len;
-
-    while (s < end) {
-        unsigned c = *s;
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - s) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        s += n + 1;
-    }
-    return true;
-}
-
 /* Text that can travel as a JSON string (as in the exec protocol: no NUL). */
 static bool is_text(const void *p, size_t len)
 {
-    return !memchr(p, 0, len) && utf8_valid(p, len);
-}
-
-static char *base64(const void *p, size_t len)
-{
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *in = p;
-    char *out = malloc((len + 2) / 3 * 4 + 1);
-    size_t o = 0;
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < len; i += 3) {
-        size_t left = len - i;
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (left > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (left > 2)
-            v |= in[i + 2];
-        out[o++] = abc[(v >> 18) & 63];
-        out[o++] = abc[(v >> 12) & 63];
-        out[o++] = left > 1 ? abc[(v >> 6) & 63] : '=';
-        out[o++] = left > 2 ? abc[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
+    return !memchr(p, 0, len) && bl_utf8_valid(p, len);
 }
 
 /* A table cell: the bytes as text with control characters shown as spaces,
@@ -1245,7 +1015,7 @@ static void put_bytes(json_t *obj, const char *name, const char *b64name, const 
     } else if (is_text(p, len)) {
         json_object_set_new_nocheck(obj, name, json_stringn_nocheck(p, len));
     } else {
-        char *b = base64(p, len);
+        char *b = bl_base64_encode(p, len, NULL);
         json_object_set_new_nocheck(obj, b64name, b ? json_string(b) : json_null());
         free(b);
     }
@@ -1281,14 +1051,14 @@ static char *record_json(const view_t *v, const char *topic)
      * whose name is not UTF-8 cannot be a JSON key and is left out. */
     for (size_t i = 0; v->hdrs && !rd_kafka_header_get_all(v->hdrs, i, &name, &val, &size);
          i++) {
-        if (!utf8_valid((const unsigned char *)name, strlen(name)))
+        if (!bl_utf8_valid(name, strlen(name)))
             continue;
         if (!val || is_text(val, size)) {
             json_object_del(binary, name);
             json_object_set_new_nocheck(headers, name,
                                         val ? json_stringn_nocheck(val, size) : json_null());
         } else {
-            char *b = base64(val, size);
+            char *b = bl_base64_encode(val, size, NULL);
             json_object_del(headers, name);
             json_object_set_new_nocheck(binary, name, b ? json_string(b) : json_null());
             free(b);
@@ -1458,7 +1228,7 @@ static int run_inspect(const dlq_opts_t *o)
     reader_close(&r);
     if (!in.out_failed)
         print_summary(&in);
-    if (stop_requested)
+    if (cli_stop_requested)
         cli_error("interrupted: the summary covers the records listed");
     err_table_free(&in.errors);
     return rc;
@@ -1597,7 +1367,7 @@ static const topic_info_t *target_info(replay_t *rp, const char *topic)
      * rather than after librdkafka's next periodic topic scan (1 s). */
     if (rp->prod)
         t->rkt = rd_kafka_topic_new(rp->prod, topic, NULL);
-    t->partitions = partition_count(rp->prod ? rp->prod : rp->r->rk, topic,
+    t->partitions = cli_partition_count(rp->prod ? rp->prod : rp->r->rk, topic,
                                     rp->o->timeout_ms, t->reason, sizeof(t->reason));
     rp->ntopics++;
     return t;
@@ -1651,7 +1421,7 @@ static void wait_until(replay_t *rp, double until)
 {
     for (;;) {
         double left = until - mono_s();
-        if (left <= 0 || stop_requested)
+        if (left <= 0 || cli_stop_requested)
             return;
         if (left >= 0.002 && rp->prod) {
             rd_kafka_poll(rp->prod, (int)(left * 1000));
@@ -1759,7 +1529,7 @@ static int replay_record(void *arg, const rd_kafka_message_t *m)
         rd_kafka_resp_err_t err;
 
         take_token(rp);
-        if (stop_requested)
+        if (cli_stop_requested)
             return 1;
         if (!(hdrs = replay_headers(&v, o->topic))) {
             rp->not_sent++;
@@ -1772,7 +1542,7 @@ static int replay_record(void *arg, const rd_kafka_message_t *m)
                 RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_END);
-            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || stop_requested)
+            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || cli_stop_requested)
                 break;
             rd_kafka_poll(rp->prod, 50);
             progress(rp, false);
@@ -1815,7 +1585,7 @@ static int run_replay(const dlq_opts_t *o)
     rp.r = &r;
     rp.tty = isatty(STDERR_FILENO);
     rp.started = mono_s();
-    rp.started_wall = wall_ms();
+    rp.started_wall = bl_wall_ms();
     memset(&r, 0, sizeof(r));
     /* The producer first: its producer id is then fetched while the DLQ's
      * partitions and end offsets are looked up. */
@@ -1843,8 +1613,8 @@ static int run_replay(const dlq_opts_t *o)
         progress(&rp, false);
     if (rp.tty && rp.last_progress > 0)
         progress(&rp, true);
-    iso8601(rp.started_wall, started, sizeof(started));
-    incomplete = read_rc || stop_requested || rp.fatal[0];
+    bl_iso8601(rp.started_wall, started, sizeof(started));
+    incomplete = read_rc || cli_stop_requested || rp.fatal[0];
     printf("replay from %s%s: scanned %llu, matched %llu, %s %llu, skipped %llu "
            "(x-replay-count >= %lld), unroutable %llu",
            o->topic, o->dry_run ? " (dry run: nothing was written)" : "",
@@ -1875,7 +1645,7 @@ static int run_replay(const dlq_opts_t *o)
                   (unsigned long long)rp.unroutable);
         rc = 1;
     }
-    if (stop_requested) {
+    if (cli_stop_requested) {
         cli_error("interrupted: the records sent before the signal were delivered or "
                   "counted as failed");
         rc = 1;
@@ -1900,7 +1670,6 @@ out:
 int cmd_dlq(int argc, char **argv)
 {
     dlq_opts_t o;
-    struct sigaction sa;
     bool replay;
     int rc;
 
@@ -1925,16 +1694,11 @@ int cmd_dlq(int argc, char **argv)
         opts_free(&o);
         return rc < 0 ? 0 : rc;
     }
-    if ((rc = check_props(&o))) {
+    if ((rc = cli_check_props(o.props, o.nprops))) {
         opts_free(&o);
         return rc;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_catch_stop_signals();
     rc = replay ? run_replay(&o) : run_inspect(&o);
     opts_free(&o);
     return rc;

@@ -30,7 +30,6 @@
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,32 +146,6 @@ typedef struct monitor {
     size_t nchildren;
 } monitor_t;
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void iso8601(int64_t ms, char *out, size_t size)
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    char base[32];
-
-    gmtime_r(&secs, &tm);
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, size, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
 /* ---- command line -------------------------------------------------------- */
 
 /* Splits @p cmd into words like a POSIX shell, with no expansion of any
@@ -251,52 +224,6 @@ static void free_words(char **argv)
     free(argv);
 }
 
-static bool parse_double(const char *s, double min, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* @returns the value of option @p name at argv[*i] ("--name VALUE" or
- * "--name=VALUE"), advancing *i; NULL if argv[*i] is another option;
- * sets *missing when the value is absent. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name,
-                             const char *alias, bool *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (!strncmp(a, name, n) && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, name) && !(alias && !strcmp(a, alias)))
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 /* @returns 0, -1 for --help, or EX_USAGE after printing why. */
 static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
 {
@@ -322,43 +249,43 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
             json = true;
         } else if (!strcmp(a, "--prometheus")) {
             prom = true;
-        } else if ((v = opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
             o->bootstrap = v;
-        } else if ((v = opt_value(argc, argv, &i, "--group", "-g", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--group", "-g", &missing))) {
             o->group = v;
-        } else if ((v = opt_value(argc, argv, &i, "--topic", "-t", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--topic", "-t", &missing))) {
             o->topic = v;
-        } else if ((v = opt_value(argc, argv, &i, "--listen", NULL, &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--listen", NULL, &missing))) {
             o->listen = v;
-        } else if ((v = opt_value(argc, argv, &i, "--watch", NULL, &missing))) {
-            if (!parse_double(v, 0.1, &o->watch_s)) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--watch", NULL, &missing))) {
+            if (!cli_parse_double(v, 0.1, &o->watch_s)) {
                 cli_error("--watch needs a number of seconds >= 0.1, got \"%s\"", v);
                 return EX_USAGE;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--window", NULL, &missing))) {
-            if (!parse_int64(v, 1, 100000, &n)) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--window", NULL, &missing))) {
+            if (!cli_parse_int64(v, 1, 100000, &n)) {
                 cli_error("--window needs a whole number from 1 to 100000, got \"%s\"", v);
                 return EX_USAGE;
             }
             o->window = (size_t)n;
-        } else if ((v = opt_value(argc, argv, &i, "--warn-lag", NULL, &missing))) {
-            if (!parse_int64(v, 0, INT64_MAX, &o->th.warn_lag)) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--warn-lag", NULL, &missing))) {
+            if (!cli_parse_int64(v, 0, INT64_MAX, &o->th.warn_lag)) {
                 cli_error("--warn-lag needs a whole number of messages >= 0, got \"%s\"", v);
                 return EX_USAGE;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--warn-lag-seconds", NULL, &missing))) {
-            if (!parse_double(v, 0, &o->th.warn_lag_seconds)) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--warn-lag-seconds", NULL, &missing))) {
+            if (!cli_parse_double(v, 0, &o->th.warn_lag_seconds)) {
                 cli_error("--warn-lag-seconds needs a number of seconds >= 0, got \"%s\"", v);
                 return EX_USAGE;
             }
-        } else if ((v = opt_value(argc, argv, &i, "--timeout", NULL, &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", NULL, &missing))) {
             double secs;
-            if (!parse_double(v, 0.1, &secs) || secs > 3600) {
+            if (!cli_parse_double(v, 0.1, &secs) || secs > 3600) {
                 cli_error("--timeout needs seconds from 0.1 to 3600, got \"%s\"", v);
                 return EX_USAGE;
             }
             o->timeout_ms = (int)(secs * 1000);
-        } else if ((v = opt_value(argc, argv, &i, "--on-change", NULL, &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--on-change", NULL, &missing))) {
             free_words(o->on_change);
             if (!(o->on_change = split_words(v, errbuf, sizeof(errbuf)))) {
                 cli_error("--on-change: %s", errbuf);
@@ -406,15 +333,6 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
 
 /* ---- Kafka clients ------------------------------------------------------- */
 
-static void silent_log(const rd_kafka_t *rk, int level, const char *fac,
-                       const char *buf)
-{
-    (void)rk;
-    (void)level;
-    (void)fac;
-    (void)buf;
-}
-
 /* The last error librdkafka reported on a client: used to tell a broker
  * that refused our credentials or certificate from one that is down. */
 typedef struct client_error {
@@ -437,47 +355,25 @@ static client_error_t last_client_error;
 static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
                               size_t errsize)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    bool debug = false;
-    char timeout[32];
+    static const char *const plain[] = {"client.id", "ballast-lag", NULL};
+    static const char *const prober[] = {"client.id", "ballast-lag-probe",
+                                         "enable.partition.eof", "true",
+                                         "enable.auto.commit", "false",
+                                         "fetch.wait.max.ms", "100",
+                                         "queued.max.messages.kbytes", "1024",
+                                         "auto.offset.reset", "error",
+                                         NULL};
+    rd_kafka_conf_t *conf = cli_conf_new(o->bootstrap, o->timeout_ms, probe ? prober : plain,
+                                         o->props, o->nprops, errbuf, errsize);
     rd_kafka_t *rk;
 
-#define SET(k, v)                                                              \
-    do {                                                                       \
-        if (rd_kafka_conf_set(conf, k, v, errbuf, errsize) != RD_KAFKA_CONF_OK) \
-            goto fail;                                                         \
-    } while (0)
-    SET("bootstrap.servers", o->bootstrap);
-    SET("client.id", probe ? "ballast-lag-probe" : "ballast-lag");
-    snprintf(timeout, sizeof(timeout), "%d", o->timeout_ms);
-    SET("socket.timeout.ms", timeout);
-    if (probe) {
-        SET("enable.partition.eof", "true");
-        SET("enable.auto.commit", "false");
-        SET("fetch.wait.max.ms", "100");
-        SET("queued.max.messages.kbytes", "1024");
-        SET("auto.offset.reset", "error");
-    }
-    for (size_t i = 0; i < o->nprops; i++) {
-        const char *eq = strchr(o->props[i], '=');
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
-        if (!strcmp(key, "debug"))
-            debug = true;
-        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, errsize) != RD_KAFKA_CONF_OK)
-            goto fail;
-    }
-#undef SET
-    /* Failures are reported through the calls' results, once; librdkafka's
-     * own retries would otherwise fill stderr (unless -X debug asks). */
-    if (!debug)
-        rd_kafka_conf_set_log_cb(conf, silent_log);
+    if (!conf)
+        return NULL;
     memset(&last_client_error, 0, sizeof(last_client_error));
     rd_kafka_conf_set_opaque(conf, &last_client_error);
     rd_kafka_conf_set_error_cb(conf, note_error);
     if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
         return rk;
-fail:
     rd_kafka_conf_destroy(conf);
     return NULL;
 }
@@ -582,40 +478,6 @@ static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
     return err;
-}
-
-/* @returns the partition count of @p topic, 0 when it does not exist, or -1
- * with a reason when the metadata cannot be read. */
-static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
-                           char *errbuf, size_t errsize)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err;
-    int count = -1;
-
-    if (!rkt) {
-        snprintf(errbuf, errsize, "topic %s: %s", topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-    if (err) {
-        snprintf(errbuf, errsize, "metadata of %s: %s", topic, rd_kafka_err2str(err));
-    } else if (md->topic_cnt != 1) {
-        snprintf(errbuf, errsize, "metadata of %s: no answer for the topic", topic);
-    } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        count = 0;
-    } else if (md->topics[0].err) {
-        snprintf(errbuf, errsize, "metadata of %s: %s", topic,
-                 rd_kafka_err2str(md->topics[0].err));
-    } else {
-        count = md->topics[0].partition_cnt;
-    }
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return count;
 }
 
 /* ---- partitions and their state ---------------------------------------- */
@@ -738,10 +600,10 @@ static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
         p->lag_seconds = -2;
     }
     while (pending) {
-        int64_t left = deadline_ms - wall_ms();
+        int64_t left = deadline_ms - bl_wall_ms();
         rd_kafka_message_t *msg;
         part_state_t *p;
-        if (left <= 0 || stop_requested)
+        if (left <= 0 || cli_stop_requested)
             break;
         if (!(msg = rd_kafka_consume_queue(q, (int)(left > 200 ? 200 : left))))
             continue;
@@ -750,7 +612,7 @@ static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
         if (p && p->lag_seconds == -2) {
             if (!msg->err) {
                 int64_t ts = rd_kafka_message_timestamp(msg, NULL);
-                int64_t age = wall_ms() - ts;
+                int64_t age = bl_wall_ms() - ts;
                 p->lag_seconds = ts < 0 ? -1 : (age > 0 ? (double)age / 1000.0 : 0);
             } else if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 /* Only control records (transaction markers) are left. */
@@ -829,7 +691,7 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
                 goto oom;
     for (size_t t = 0; t < m->ntopics; t++) {
         char why[300];
-        int n = partition_count(rk, m->topics[t], o->timeout_ms, why, sizeof(why));
+        int n = cli_partition_count(rk, m->topics[t], o->timeout_ms, why, sizeof(why));
         if (n == 0 && o->topic && !m->evaluations) {
             snprintf(errbuf, errsize, "topic %s does not exist", m->topics[t]);
             rc = 1;
@@ -870,7 +732,7 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
     }
     rd_kafka_destroy(rk);
     rk = NULL;
-    probe_time_lag(m, wall_ms() + (o->timeout_ms < 5000 ? o->timeout_ms : 5000));
+    probe_time_lag(m, bl_wall_ms() + (o->timeout_ms < 5000 ? o->timeout_ms : 5000));
     goto out;
 oom:
     snprintf(errbuf, errsize, "out of memory");
@@ -957,7 +819,7 @@ static void print_table(const monitor_t *m, bool colour, bool redraw)
     }
     if (redraw)
         fputs("\033[H\033[2J", stdout);
-    iso8601(m->eval_ms, when, sizeof(when));
+    bl_iso8601(m->eval_ms, when, sizeof(when));
     printf("group %s  status %s%s%s  total lag %lld  partitions %zu  %s\n", m->o->group,
            colour ? status_colour(m->status) : "", lag_status_name(m->status),
            colour ? "\033[0m" : "", (long long)total_lag(m), m->nparts, when);
@@ -1003,7 +865,7 @@ static void print_json(const monitor_t *m)
 {
     char when[40];
 
-    iso8601(m->eval_ms, when, sizeof(when));
+    bl_iso8601(m->eval_ms, when, sizeof(when));
     for (size_t i = 0; i < m->nparts; i++) {
         const part_state_t *p = &m->parts[i];
         json_t *o = json_object();
@@ -1033,28 +895,16 @@ static void print_json(const monitor_t *m)
     }
 }
 
-static void put_label(FILE *fp, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            fputc('\\', fp);
-        if (*s == '\n')
-            fputs("\\n", fp);
-        else
-            fputc(*s, fp);
-    }
-}
-
 static void labels(FILE *fp, const char *group, const part_state_t *p)
 {
     fputc('{', fp);
     if (group) {
         fputs("consumergroup=\"", fp);
-        put_label(fp, group);
+        bl_prom_label(fp, group);
         fputs("\",", fp);
     }
     fputs("topic=\"", fp);
-    put_label(fp, p->topic);
+    bl_prom_label(fp, p->topic);
     fprintf(fp, "\",partition=\"%d\"}", (int)p->partition);
 }
 
@@ -1123,13 +973,13 @@ static char *render_prometheus(const monitor_t *m)
           "0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.\n"
           "# TYPE ballast_lag_group_status gauge\nballast_lag_group_status{consumergroup=\"",
           fp);
-    put_label(fp, m->o->group);
+    bl_prom_label(fp, m->o->group);
     fprintf(fp, "\"} %d\n", (int)m->status);
     fputs("# HELP ballast_lag_evaluations_total Evaluations made.\n"
           "# TYPE ballast_lag_evaluations_total counter\n"
           "ballast_lag_evaluations_total{consumergroup=\"",
           fp);
-    put_label(fp, m->o->group);
+    bl_prom_label(fp, m->o->group);
     fprintf(fp, "\"} %lu\n", m->evaluations);
     if (fclose(fp)) {
         free(buf);
@@ -1145,7 +995,7 @@ static void reap_children(monitor_t *m, bool block, int64_t deadline_ms)
     for (size_t i = 0; i < m->nchildren;) {
         int status;
         pid_t r = waitpid(m->children[i], &status, WNOHANG);
-        while (!r && block && wall_ms() < deadline_ms) {
+        while (!r && block && bl_wall_ms() < deadline_ms) {
             usleep(20000);
             r = waitpid(m->children[i], &status, WNOHANG);
         }
@@ -1279,9 +1129,9 @@ static void lag_routes(const char *path, http_response_t *r, void *opaque)
 
 static void sleep_interval(double seconds)
 {
-    int64_t until = wall_ms() + (int64_t)(seconds * 1000);
-    while (!stop_requested) {
-        int64_t left = until - wall_ms();
+    int64_t until = bl_wall_ms() + (int64_t)(seconds * 1000);
+    while (!cli_stop_requested) {
+        int64_t left = until - bl_wall_ms();
         struct timespec ts;
         if (left <= 0)
             break;
@@ -1308,27 +1158,6 @@ static void monitor_free(monitor_t *m)
     pthread_mutex_destroy(&m->mtx);
 }
 
-/* Checks the -X properties once, so a typo is a clear error at start. */
-static int check_props(const lag_opts_t *o)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errbuf[512];
-    int rc = 0;
-
-    for (size_t i = 0; i < o->nprops && !rc; i++) {
-        const char *eq = strchr(o->props[i], '=');
-        char key[256];
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - o->props[i]), o->props[i]);
-        if (rd_kafka_conf_set(conf, key, eq + 1, errbuf, sizeof(errbuf)) !=
-            RD_KAFKA_CONF_OK) {
-            cli_error("-X %s: %s", key, errbuf);
-            rc = EX_CONFIG;
-        }
-    }
-    rd_kafka_conf_destroy(conf);
-    return rc;
-}
-
 static int run_monitor(const lag_opts_t *o)
 {
     monitor_t m;
@@ -1351,7 +1180,7 @@ static int run_monitor(const lag_opts_t *o)
         fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics)\n",
                 http_server_address(http), http_server_address(http));
     }
-    while (!stop_requested) {
+    while (!cli_stop_requested) {
         char *prom;
         int mrc = measure(&m, errbuf, sizeof(errbuf));
         if (mrc && (!m.evaluations || mrc == EX_CONFIG || mrc == EX_SOFTWARE)) {
@@ -1360,7 +1189,7 @@ static int run_monitor(const lag_opts_t *o)
             rc = mrc;
             break;
         }
-        m.eval_ms = wall_ms();
+        m.eval_ms = bl_wall_ms();
         m.evaluations++;
         judge(&m);
         if (m.evaluations == 1 && !m.nparts && !o->topic)
@@ -1400,7 +1229,7 @@ static int run_monitor(const lag_opts_t *o)
         sleep_interval(o->watch_s);
     }
     http_server_stop(http);
-    reap_children(&m, true, wall_ms() + 10000);
+    reap_children(&m, true, bl_wall_ms() + 10000);
     monitor_free(&m);
     return rc;
 }
@@ -1408,7 +1237,6 @@ static int run_monitor(const lag_opts_t *o)
 int cmd_lag(int argc, char **argv)
 {
     lag_opts_t o;
-    struct sigaction sa;
     int rc = parse_lag_args(argc, argv, &o);
 
     if (rc) {
@@ -1418,17 +1246,12 @@ int cmd_lag(int argc, char **argv)
         free(o.props);
         return rc < 0 ? 0 : rc;
     }
-    if ((rc = check_props(&o))) {
+    if ((rc = cli_check_props(o.props, o.nprops))) {
         free_words(o.on_change);
         free(o.props);
         return rc;
     }
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_catch_stop_signals();
     rc = run_monitor(&o);
     free_words(o.on_change);
     free(o.props);

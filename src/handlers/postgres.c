@@ -684,17 +684,6 @@ static void drop_active(size_t *active, size_t *np, size_t i)
         }
 }
 
-static void retry_rest(ballast_result_t *const *results, size_t count,
-                       ballast_outcome_t *outcomes, const char *err)
-{
-    for (size_t i = 0; i < count; i++) {
-        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
-            continue;
-        outcomes[i] = BALLAST_OUTCOME_RETRY;
-        ballast_result_set_error(results[i], err);
-    }
-}
-
 /*
  * The batch runs as one pipelined transaction. When a message fails for
  * good, the whole transaction is void: that message is marked FAIL and the
@@ -729,7 +718,7 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
     if (!active || !sg.what || !pg_ready(st, run.err, sizeof(run.err))) {
         if (!active || !sg.what)
             bl_fmt(run.err, sizeof(run.err), "postgres: out of memory");
-        retry_rest(results, count, outcomes, run.err);
+        bl_txn_retry_rest(results, count, outcomes, run.err);
         goto out;
     }
     for (int round = 0; n; round++) {
@@ -743,7 +732,7 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
         if (run.cls == PG_OK)
             break;
         if (run.cls == PG_TRANSIENT) {
-            retry_rest(results, count, outcomes, run.err);
+            bl_txn_retry_rest(results, count, outcomes, run.err);
             break;
         }
         if ((bad = seg_blame(&sg, &run)) == CHUNK && multi) {
@@ -757,7 +746,7 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
             drop_active(active, &n, bad);
         }
         if (!st->conn && !pg_ready(st, run.err, sizeof(run.err))) {
-            retry_rest(results, count, outcomes, run.err);
+            bl_txn_retry_rest(results, count, outcomes, run.err);
             break;
         }
     }

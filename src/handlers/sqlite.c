@@ -182,18 +182,6 @@ static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg
     return sqlite_transient(rc) ? BALLAST_OUTCOME_RETRY : BALLAST_OUTCOME_FAIL;
 }
 
-/* Every message not already FAIL becomes RETRY: nothing was committed. */
-static void retry_rest(ballast_result_t *const *results, size_t count,
-                       ballast_outcome_t *outcomes, const char *err)
-{
-    for (size_t i = 0; i < count; i++) {
-        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
-            continue;
-        outcomes[i] = BALLAST_OUTCOME_RETRY;
-        ballast_result_set_error(results[i], err);
-    }
-}
-
 /* The batch's transaction is gone and some message failed for good in a
  * way no savepoint could isolate: run each message in its own autocommit
  * transaction so that exactly the bad ones fail. */
@@ -249,7 +237,7 @@ static void sqlite_handle_batch(void *state, const ballast_message_t *const *msg
         outcomes[i] = BALLAST_OUTCOME_OK;
     leave_transaction(st);
     if (run_ctl(st, CTL_BEGIN, err, sizeof(err)) != SQLITE_OK) {
-        retry_rest(results, count, outcomes, err);
+        bl_txn_retry_rest(results, count, outcomes, err);
         return;
     }
     for (size_t i = 0; i < count; i++) {
@@ -262,7 +250,7 @@ static void sqlite_handle_batch(void *state, const ballast_message_t *const *msg
             break;
         case STEP_ABORT:
             leave_transaction(st);
-            retry_rest(results, count, outcomes, err);
+            bl_txn_retry_rest(results, count, outcomes, err);
             return;
         case STEP_REDO:
             run_singly(st, msgs, results, count, outcomes);
@@ -273,7 +261,7 @@ static void sqlite_handle_batch(void *state, const ballast_message_t *const *msg
         return;
     leave_transaction(st);
     if (sqlite_transient(rc))
-        retry_rest(results, count, outcomes, err);
+        bl_txn_retry_rest(results, count, outcomes, err);
     else /* e.g. a deferred foreign key: checked only at COMMIT */
         run_singly(st, msgs, results, count, outcomes);
 }

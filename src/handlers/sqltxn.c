@@ -1,4 +1,5 @@
-/* sqltxn.c - exactly-once glue shared by the sqlite and postgres handlers. */
+/* sqltxn.c - exactly-once glue and batch outcomes shared by the sqlite and
+ * postgres handlers. */
 #include "sqltxn.h"
 
 #include <string.h>
@@ -12,6 +13,17 @@ void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
                       ballast_outcome_t *outcomes, const char *err)
 {
     for (size_t i = 0; i < count; i++) {
+        outcomes[i] = BALLAST_OUTCOME_RETRY;
+        ballast_result_set_error(results[i], err);
+    }
+}
+
+void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes, const char *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (outcomes[i] == BALLAST_OUTCOME_FAIL)
+            continue;
         outcomes[i] = BALLAST_OUTCOME_RETRY;
         ballast_result_set_error(results[i], err);
     }

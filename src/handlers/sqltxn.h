@@ -1,6 +1,7 @@
 /*
- * sqltxn.h - what the database handlers share for exactly-once: their
- * bl_txn_ops_t (see handlers.h) and a few helpers. Internal.
+ * sqltxn.h - what the database handlers share: their exactly-once
+ * bl_txn_ops_t (see handlers.h) and a few helpers for batch outcomes.
+ * Internal.
  */
 #ifndef BALLAST_SQLTXN_H
 #define BALLAST_SQLTXN_H
@@ -26,5 +27,11 @@ bool bl_txn_exactly_once(const ballast_conf_t *conf);
  *  its FAIL verdicts (the batch is handled again from the start). */
 void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
                       ballast_outcome_t *outcomes, const char *err);
+
+/** Marks every message of a batch that is not already FAIL as RETRY with
+ *  @p err: the batch's transaction is gone, so nothing of it was committed,
+ *  but the messages found bad for good stay failed. */
+void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes, const char *err);
 
 #endif

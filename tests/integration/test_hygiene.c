@@ -53,7 +53,12 @@
 /* AddressSanitizer keeps freed memory in quarantine (256 MiB by default),
  * so on the sanitizer build (`make leakcheck`, where the daemon is built
  * the same way) RSS says nothing about leaks: LeakSanitizer checks them. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang's way of saying it */
+#define BT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(BT_ASAN)
 #define RSS_MEANINGFUL 0
 #else
 #define RSS_MEANINGFUL 1

@@ -1,0 +1,175 @@
+/*
+ * cli_common.c - what `ballast dlq` and `ballast lag` share: options, the
+ * stop signals, and checks for their Kafka clients (see cli.h).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+volatile sig_atomic_t cli_stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    cli_stop_requested = 1;
+}
+
+void cli_catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
+                          const char *alias, bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+
+    if (!strncmp(a, name, n) && a[n] == '=')
+        return a + n + 1;
+    if (strcmp(a, name) && !(alias && !strcmp(a, alias)))
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+bool cli_parse_double(const char *s, double min, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Failures are reported through the calls' results, once; librdkafka's own
+ * retries would otherwise fill stderr (unless -X debug asks for them). */
+static void silent_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
+/* Sets the -X properties on @p conf and, unless one of them is `debug`,
+ * silences librdkafka's log. @returns 0, or -1 with "-X key: reason". */
+static int apply_props(rd_kafka_conf_t *conf, const char *const *props, size_t nprops,
+                       char *errbuf, size_t errsize)
+{
+    bool debug = false;
+
+    for (size_t i = 0; i < nprops; i++) {
+        const char *eq = strchr(props[i], '=');
+        char key[256], why[512];
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - props[i]), props[i]);
+        if (!strcmp(key, "debug"))
+            debug = true;
+        if (rd_kafka_conf_set(conf, key, eq + 1, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+            snprintf(errbuf, errsize, "-X %s: %s", key, why);
+            return -1;
+        }
+    }
+    if (!debug)
+        rd_kafka_conf_set_log_cb(conf, silent_log);
+    return 0;
+}
+
+int cli_check_props(const char *const *props, size_t nprops)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errbuf[1024];
+    int rc = 0;
+
+    if (apply_props(conf, props, nprops, errbuf, sizeof(errbuf))) {
+        cli_error("%s", errbuf);
+        rc = EX_CONFIG;
+    }
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,
+                              const char *const *settings, const char *const *props,
+                              size_t nprops, char *errbuf, size_t errsize)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char timeout[32];
+    bool ok;
+
+    snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
+    ok = rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errbuf, errsize) ==
+             RD_KAFKA_CONF_OK &&
+         rd_kafka_conf_set(conf, "socket.timeout.ms", timeout, errbuf, errsize) ==
+             RD_KAFKA_CONF_OK;
+    for (size_t i = 0; ok && settings[i]; i += 2)
+        ok = rd_kafka_conf_set(conf, settings[i], settings[i + 1], errbuf, errsize) ==
+             RD_KAFKA_CONF_OK;
+    if (ok && !apply_props(conf, props, nprops, errbuf, errsize))
+        return conf;
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errbuf,
+                        size_t errsize)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    int count = -1;
+
+    if (!rkt) {
+        snprintf(errbuf, errsize, "topic %s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return -1;
+    }
+    err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    if (err) {
+        snprintf(errbuf, errsize, "metadata of %s: %s", topic, rd_kafka_err2str(err));
+    } else if (md->topic_cnt != 1) {
+        snprintf(errbuf, errsize, "metadata of %s: no answer for the topic", topic);
+    } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        count = 0;
+    } else if (md->topics[0].err) {
+        snprintf(errbuf, errsize, "metadata of %s: %s", topic,
+                 rd_kafka_err2str(md->topics[0].err));
+    } else {
+        count = md->topics[0].partition_cnt;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return count;
+}
