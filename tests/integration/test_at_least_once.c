@@ -12,23 +12,9 @@
 
 #define WAIT_MS 90000
 
-typedef struct count_arg {
-    bt_recorder_t *rec;
-    size_t want;
-} count_arg_t;
-
-static bool reached(void *arg)
-{
-    count_arg_t *a = arg;
-    return bt_recorder_count(a->rec) >= a->want;
-}
-
 static void wait_count(bt_recorder_t *rec, size_t want)
 {
-    count_arg_t a = {rec, want};
-    if (!bt_wait_for(reached, &a, WAIT_MS))
-        fail_msg("handled %zu of %zu messages before the deadline",
-                 bt_recorder_count(rec), want);
+    bt_recorder_wait_count(rec, want, WAIT_MS);
 }
 
 /* Asserts that @p rec saw each offset below hwm[p] of each partition

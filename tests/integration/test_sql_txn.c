@@ -7,8 +7,8 @@
 
 #include "handlers/handlers.h"
 #include "message.h"
+#include "sql_fixture.h"
 
-#include <ftw.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -16,59 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
-#define MAXMSG 16
 #define GROUP "g-txn"
 
-/* A batch of hand-built messages and their results. */
-typedef struct batch {
-    struct ballast_message_s m[MAXMSG];
-    struct ballast_result_s r[MAXMSG];
-    const ballast_message_t *mp[MAXMSG];
-    ballast_result_t *rp[MAXMSG];
-    ballast_outcome_t out[MAXMSG];
-    char keys[MAXMSG][32], values[MAXMSG][64];
-    size_t n;
-} batch_t;
-
-/* Message i: topic "orders", partition 2, offset first + i, value {"n":<i>}. */
-static void batch_fill(batch_t *b, size_t n, int64_t first)
-{
-    memset(b, 0, sizeof(*b));
-    b->n = n;
-    for (size_t i = 0; i < n; i++) {
-        struct ballast_message_s *m = &b->m[i];
-        snprintf(b->keys[i], sizeof(b->keys[i]), "k%zu", i);
-        snprintf(b->values[i], sizeof(b->values[i]), "{\"n\": %zu}", i);
-        m->topic = "orders";
-        m->partition = 2;
-        m->offset = first + (int64_t)i;
-        m->timestamp = 1700000000000LL + (int64_t)i;
-        m->key = b->keys[i];
-        m->key_len = strlen(b->keys[i]);
-        m->value = b->values[i];
-        m->value_len = strlen(b->values[i]);
-        m->attempt = 1;
-        b->mp[i] = m;
-        b->rp[i] = &b->r[i];
-    }
-}
-
-static void batch_set_value(batch_t *b, size_t i, const char *v)
-{
-    b->m[i].value = v;
-    b->m[i].value_len = v ? strlen(v) : 0;
-}
-
-static void batch_free(batch_t *b)
-{
-    for (size_t i = 0; i < b->n; i++)
-        bl_result_reset(&b->r[i]);
-}
-
 /* Asserts the outcomes: FAIL exactly for @p bad, OK for the rest. */
-static void check_outcomes(const batch_t *b, const size_t *bad, size_t nbad)
+static void check_outcomes(const bt_batch_t *b, const size_t *bad, size_t nbad)
 {
     for (size_t i = 0; i < b->n; i++) {
         bool is_bad = false;
@@ -85,7 +37,7 @@ static void check_outcomes(const batch_t *b, const size_t *bad, size_t nbad)
     }
 }
 
-static void check_all_retry(const batch_t *b)
+static void check_all_retry(const bt_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         if (b->out[i] != BALLAST_OUTCOME_RETRY)
@@ -94,39 +46,12 @@ static void check_all_retry(const batch_t *b)
     }
 }
 
-static ballast_conf_t *conf_new(const char *const *kv)
-{
-    ballast_conf_t *conf = ballast_conf_new();
-
-    assert_non_null(conf);
-    for (; kv[0]; kv += 2) {
-        ballast_error_t *err = ballast_conf_set(conf, kv[0], kv[1]);
-        if (err)
-            fail_msg("conf %s: %s", kv[0], ballast_error_message(err));
-    }
-    return conf;
-}
-
-/* Runs a handler's init for @p worker (-1: the offset loader's state). */
-static int handler_init(const ballast_handler_t *h, const char *const *kv,
-                        int worker, void **statep, char *err, size_t errsize)
-{
-    ballast_conf_t *conf = conf_new(kv);
-    ballast_handler_params_t p = {conf, worker, 1, NULL};
-    int rc;
-
-    err[0] = '\0';
-    rc = h->init(statep, &p, err, errsize);
-    ballast_conf_destroy(conf);
-    return rc;
-}
-
 static void *open_handler(const ballast_handler_t *h, const char *const *kv, int worker)
 {
     char err[512];
     void *state = NULL;
 
-    if (handler_init(h, kv, worker, &state, err, sizeof(err)))
+    if (bt_handler_init(h, kv, worker, &state, err, sizeof(err)))
         fail_msg("%s init: %s", h->name, err);
     return state;
 }
@@ -190,13 +115,13 @@ typedef struct fence_case {
 static void handle_range(const ballast_handler_t *h, const bl_txn_ops_t *ops, void *st,
                          size_t n, int64_t first)
 {
-    batch_t b;
+    bt_batch_t b;
 
-    batch_fill(&b, n, first);
+    bt_batch_fill(&b, n, "orders", first);
     begin_ok(ops, st);
     h->handle_batch(st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 /* One batch of @p who over [first, next): committed (@p ok) or refused as
@@ -246,41 +171,6 @@ static void test_ops_lookup(void **unused)
 /* SQLite                                                                  */
 /* ======================================================================= */
 
-static char sqlite_dir[256];
-
-static void sqlite_path(const char *name, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s/%s", sqlite_dir, name);
-}
-
-static void sqlite_exec(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    char *msg = NULL;
-
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("sqlite: %s: %s", sql, msg);
-    sqlite3_close(db);
-}
-
-static int64_t sqlite_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t v = -999;
-
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("sqlite: %s: %s", sql, sqlite3_errmsg(db));
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 typedef struct sq {
     char path[300];
     const bl_txn_ops_t *ops;
@@ -292,8 +182,8 @@ static void sq_open(sq_t *s, const char *file, const char *table_sql, const char
     const char *kv[] = {"handler.sqlite.path", s->path, "handler.sqlite.sql", sql,
                         "semantics", "exactly-once", NULL};
 
-    sqlite_path(file, s->path, sizeof(s->path));
-    sqlite_exec(s->path, table_sql);
+    bt_sqlite_path(file, s->path, sizeof(s->path));
+    bt_sqlite_exec(s->path, table_sql);
     s->ops = bl_handler_txn_ops(&bl_handler_sqlite);
     assert_non_null(s->ops);
     s->st = open_handler(&bl_handler_sqlite, kv, 0);
@@ -315,67 +205,67 @@ static void test_sqlite_txn_poison(void **unused)
 {
     static const size_t bad[] = {4, 7};
     sq_t s;
-    batch_t b;
+    bt_batch_t b;
 
     (void)unused;
     sq_open(&s, "poison.db", sq_table, sq_insert);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 0);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
 
-    batch_fill(&b, 10, 100);
-    batch_set_value(&b, 4, "{not json");
-    batch_set_value(&b, 7, NULL);
+    bt_batch_fill(&b, 10, "orders", 100);
+    bt_batch_set_value(&b, 4, "{not json");
+    bt_batch_set_value(&b, 7, NULL);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 2);
     assert_non_null(strstr(b.r[4].error, "sqlite: "));
     /* Nothing is visible before COMMIT (WAL: readers see the last commit). */
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
     commit_ok(s.ops, s.st, 100, 110);
 
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 8);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 8);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), 110);
-    assert_int_equal(sqlite_int(s.path, "SELECT next_offset FROM ballast_offsets WHERE "
-                                        "group_id = 'g-txn' AND topic = 'audit' AND "
-                                        "partition = 0"),
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT next_offset FROM ballast_offsets WHERE "
+                                           "group_id = 'g-txn' AND topic = 'audit' AND "
+                                           "partition = 0"),
                      110);
 
     /* The next batch moves the offset (an update, not a second row). */
-    batch_free(&b);
-    batch_fill(&b, 3, 110);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 3, "orders", 110);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 110, 113);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 11);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 11);
     assert_int_equal(stored_offset(s.ops, s.loader), 113);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 2);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 2);
 
     /* Outside a transaction the handler still works on its own. */
-    batch_free(&b);
-    batch_fill(&b, 2, 500);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 2, "orders", 500);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 13);
-    batch_free(&b);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 13);
+    bt_batch_free(&b);
     sq_close(&s);
 }
 
 static void test_sqlite_txn_rollback(void **unused)
 {
     sq_t s;
-    batch_t b;
+    bt_batch_t b;
 
     (void)unused;
     sq_open(&s, "rollback.db", sq_table, sq_insert);
-    batch_fill(&b, 5, 0);
+    bt_batch_fill(&b, 5, "orders", 0);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     s.ops->rollback(s.st);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
     s.ops->rollback(s.st); /* twice: harmless */
 
@@ -390,18 +280,18 @@ static void test_sqlite_txn_rollback(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 0, 5);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
     assert_int_equal(stored_offset(s.ops, s.loader), 5);
 
     /* begin while a transaction is open gives the old one up. */
-    batch_free(&b);
-    batch_fill(&b, 2, 5);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 2, "orders", 5);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     begin_ok(s.ops, s.st);
     commit_ok(s.ops, s.st, 5, 7);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
-    batch_free(&b);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
+    bt_batch_free(&b);
     sq_close(&s);
 }
 
@@ -412,7 +302,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
 {
     static const size_t bad[] = {1, 3};
     sq_t s;
-    batch_t b;
+    bt_batch_t b;
     char err[512] = "";
 
     (void)unused;
@@ -420,21 +310,21 @@ static void test_sqlite_txn_rollback_clause(void **unused)
             "CREATE TABLE p (off INTEGER PRIMARY KEY, "
             "v TEXT NOT NULL ON CONFLICT ROLLBACK CHECK (json_valid(v)))",
             sq_insert);
-    batch_fill(&b, 6, 0);
-    batch_set_value(&b, 1, NULL);
-    batch_set_value(&b, 3, NULL);
+    bt_batch_fill(&b, 6, "orders", 0);
+    bt_batch_set_value(&b, 1, NULL);
+    bt_batch_set_value(&b, 3, NULL);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 2);
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
     commit_ok(s.ops, s.st, 0, 6);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
-    assert_int_equal(sqlite_int(s.path, "SELECT sum(off) FROM p"), 0 + 2 + 4 + 5);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT sum(off) FROM p"), 0 + 2 + 4 + 5);
 
     /* One at a time: the first message's effects go with the killer. */
-    batch_free(&b);
-    batch_fill(&b, 3, 10);
-    batch_set_value(&b, 1, NULL);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 3, "orders", 10);
+    bt_batch_set_value(&b, 1, NULL);
     begin_ok(s.ops, s.st);
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[1], b.rp[1]),
@@ -445,7 +335,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_int_equal(s.ops->commit(s.st, GROUP, NULL, 0, err, sizeof(err)),
                      BALLAST_OUTCOME_RETRY);
     s.ops->rollback(s.st);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
     /* The redo: the killer fails without running, the rest commits. */
     begin_ok(s.ops, s.st);
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
@@ -453,7 +343,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[2], b.rp[2]), BALLAST_OUTCOME_OK);
     commit_ok(s.ops, s.st, 10, 13);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 10"), 2);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 10"), 2);
     assert_int_equal(stored_offset(s.ops, s.loader), 13);
 
     /* The first message of a transaction: nothing else lost, just FAIL. */
@@ -463,8 +353,8 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     b.m[0].offset = 21;
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
     commit_ok(s.ops, s.st, 20, 22);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 20"), 1);
-    batch_free(&b);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 20"), 1);
+    bt_batch_free(&b);
     sq_close(&s);
 }
 
@@ -473,17 +363,17 @@ static void test_sqlite_txn_rollback_clause(void **unused)
 static void test_sqlite_txn_commit_fails(void **unused)
 {
     sq_t s;
-    batch_t b;
+    bt_batch_t b;
     sqlite3 *db;
     char err[512] = "";
     bl_offset_t off = {"orders", 2, 0, 999};
 
     (void)unused;
     sq_open(&s, "commitfail.db", sq_table, sq_insert);
-    sqlite_exec(s.path, "CREATE TRIGGER no999 BEFORE INSERT ON ballast_offsets "
-                        "WHEN new.next_offset = 999 BEGIN "
-                        "SELECT RAISE(ABORT, 'no 999'); END");
-    batch_fill(&b, 4, 0);
+    bt_sqlite_exec(s.path, "CREATE TRIGGER no999 BEFORE INSERT ON ballast_offsets "
+                           "WHEN new.next_offset = 999 BEGIN "
+                           "SELECT RAISE(ABORT, 'no 999'); END");
+    bt_batch_fill(&b, 4, "orders", 0);
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
@@ -491,14 +381,14 @@ static void test_sqlite_txn_commit_fails(void **unused)
                      BALLAST_OUTCOME_RETRY);
     assert_non_null(strstr(err, "no 999"));
     s.ops->rollback(s.st);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
 
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 0, 4);
-    assert_int_equal(sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
 
     /* Another writer holds the lock past the busy timeout. */
     assert_int_equal(sqlite3_open(s.path, &db), SQLITE_OK);
@@ -507,7 +397,7 @@ static void test_sqlite_txn_commit_fails(void **unused)
     assert_non_null(strstr(err, "locked"));
     assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    batch_free(&b);
+    bt_batch_free(&b);
     sq_close(&s);
 }
 
@@ -525,22 +415,22 @@ static void test_sqlite_txn_init_errors(void **unused)
     const bl_txn_ops_t *ops = bl_handler_txn_ops(&bl_handler_sqlite);
 
     (void)unused;
-    sqlite_path("plain.db", path, sizeof(path));
-    sqlite_exec(path, sq_table);
+    bt_sqlite_path("plain.db", path, sizeof(path));
+    bt_sqlite_exec(path, sq_table);
     st = open_handler(&bl_handler_sqlite, alo, 0);
-    assert_int_equal(sqlite_int(path, "SELECT count(*) FROM sqlite_master WHERE "
-                                      "name = 'ballast_offsets'"),
+    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM sqlite_master WHERE "
+                                         "name = 'ballast_offsets'"),
                      0);
     assert_int_equal(ops->begin(st, err, sizeof(err)), BALLAST_OUTCOME_RETRY);
     assert_non_null(strstr(err, "exactly-once"));
     bl_handler_sqlite.destroy(st);
     st = NULL;
 
-    sqlite_path("badshape.db", path, sizeof(path));
-    sqlite_exec(path, sq_table);
-    sqlite_exec(path, "CREATE TABLE ballast_offsets (group_id TEXT, topic TEXT, "
-                      "partition INTEGER, next_offset BIGINT)");
-    assert_int_equal(handler_init(&bl_handler_sqlite, eo, 0, &st, err, sizeof(err)),
+    bt_sqlite_path("badshape.db", path, sizeof(path));
+    bt_sqlite_exec(path, sq_table);
+    bt_sqlite_exec(path, "CREATE TABLE ballast_offsets (group_id TEXT, topic TEXT, "
+                         "partition INTEGER, next_offset BIGINT)");
+    assert_int_equal(bt_handler_init(&bl_handler_sqlite, eo, 0, &st, err, sizeof(err)),
                      BALLAST_ERR_CONFIG);
     assert_null(st);
     assert_non_null(strstr(err, "semantics: exactly-once needs the table "
@@ -549,7 +439,7 @@ static void test_sqlite_txn_init_errors(void **unused)
 
 static long sqlite_fence_rows(const fence_case_t *fc)
 {
-    return (long)sqlite_int(fc->path, "SELECT count(*) FROM f");
+    return (long)bt_sqlite_int(fc->path, "SELECT count(*) FROM f");
 }
 
 /* Fencing: a batch over a range another state committed is refused. The
@@ -571,70 +461,9 @@ static void test_sqlite_txn_fence(void **unused)
     sq_close(&zombie);
 }
 
-static int sqlite_setup(void **unused)
-{
-    (void)unused;
-    snprintf(sqlite_dir, sizeof(sqlite_dir), "%s/ballast-sqltxn-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    return mkdtemp(sqlite_dir) ? 0 : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int sqlite_teardown(void **unused)
-{
-    (void)unused;
-    return nftw(sqlite_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ======================================================================= */
 /* PostgreSQL                                                              */
 /* ======================================================================= */
-
-static char pg_dsn[1024]; /* BALLAST_TEST_PG + our application_name */
-static char pg_app[64];   /* names the handler's sessions and this run's schema */
-static PGconn *pg_admin;  /* the test's own connection */
-
-static void pg_exec(const char *sql)
-{
-    PGresult *res = PQexec(pg_admin, sql);
-
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("postgres: %s: %s", sql, PQerrorMessage(pg_admin));
-    PQclear(res);
-}
-
-static long pg_long(const char *sql)
-{
-    PGresult *res = PQexec(pg_admin, sql);
-    long n = -999;
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        fail_msg("postgres: %s: %s", sql, PQerrorMessage(pg_admin));
-    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
-        n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return n;
-}
-
-/* Ends every session of the handlers (as a server restart would), and
- * waits until they are gone. */
-static void pg_kill_sessions(void)
-{
-    char sql[256];
-
-    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid, 5000) FROM "
-                               "pg_stat_activity WHERE application_name = '%s'",
-             pg_app);
-    pg_exec(sql);
-}
 
 typedef struct pgh {
     const bl_txn_ops_t *ops;
@@ -643,7 +472,7 @@ typedef struct pgh {
 
 static void pgh_open(pgh_t *h, const char *sql)
 {
-    const char *kv[] = {"handler.postgres.dsn", pg_dsn, "handler.postgres.sql", sql,
+    const char *kv[] = {"handler.postgres.dsn", bt_pg_dsn, "handler.postgres.sql", sql,
                         "startup.timeout.ms", "5000", "semantics", "exactly-once",
                         NULL};
 
@@ -663,103 +492,70 @@ static const char pg_insert[] = "INSERT INTO txn_p (off, doc) VALUES (:offset, :
 
 static int pg_setup(void **unused)
 {
-    const char *base = getenv("BALLAST_TEST_PG");
-    char sql[256];
-
     (void)unused;
-    if (!base || !*base)
-        return 0;
-    snprintf(pg_app, sizeof(pg_app), "ballast_sqltxn_%ld", (long)getpid());
-    if (!strncmp(base, "postgres", 8))
-        snprintf(pg_dsn, sizeof(pg_dsn),
-                 "%s%capplication_name=%s&options=-csearch_path%%3D%s", base,
-                 strchr(base, '?') ? '&' : '?', pg_app, pg_app);
-    else
-        snprintf(pg_dsn, sizeof(pg_dsn),
-                 "%s application_name=%s options='-csearch_path=%s'", base,
-                 pg_app, pg_app);
-    pg_admin = PQconnectdb(base);
-    if (PQstatus(pg_admin) != CONNECTION_OK) {
-        fprintf(stderr, "BALLAST_TEST_PG: %s", PQerrorMessage(pg_admin));
+    if (bt_pg_schema_setup("ballast_sqltxn"))
         return -1;
-    }
-    pg_exec("SET client_min_messages = warning");
-    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; "
-                               "SET search_path = %s",
-             pg_app, pg_app, pg_app);
-    pg_exec(sql);
-    pg_exec("CREATE TABLE txn_p (off bigint PRIMARY KEY, doc jsonb NOT NULL, "
-            "CHECK ((doc->>'n')::int <> 6))");
-    pg_exec("CREATE TABLE txn_f (off bigint, doc jsonb)"); /* no key: fencing */
-    pg_exec("CREATE TABLE txn_parent (id int PRIMARY KEY)");
-    pg_exec("INSERT INTO txn_parent SELECT g FROM generate_series(0, 9) g WHERE g <> 5");
-    pg_exec("CREATE TABLE txn_child (off bigint PRIMARY KEY, parent int REFERENCES "
-            "txn_parent DEFERRABLE INITIALLY DEFERRED)");
-    pg_exec("CREATE FUNCTION txn_flaky(n int) RETURNS int LANGUAGE plpgsql AS $$ "
-            "BEGIN IF n = 5 AND EXISTS (SELECT FROM txn_parent WHERE id = -1) THEN "
-            "RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END IF; "
-            "RETURN n; END $$");
+    if (!bt_pg_ready())
+        return 0; /* BALLAST_TEST_PG unset: each test fails saying so */
+    bt_pg_admin_exec("CREATE TABLE txn_p (off bigint PRIMARY KEY, doc jsonb NOT NULL, "
+                     "CHECK ((doc->>'n')::int <> 6))");
+    bt_pg_admin_exec("CREATE TABLE txn_f (off bigint, doc jsonb)"); /* no key: fencing */
+    bt_pg_admin_exec("CREATE TABLE txn_parent (id int PRIMARY KEY)");
+    bt_pg_admin_exec("INSERT INTO txn_parent SELECT g FROM generate_series(0, 9) g WHERE g <> 5");
+    bt_pg_admin_exec("CREATE TABLE txn_child (off bigint PRIMARY KEY, parent int REFERENCES "
+                     "txn_parent DEFERRABLE INITIALLY DEFERRED)");
+    bt_pg_admin_exec("CREATE FUNCTION txn_flaky(n int) RETURNS int LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF n = 5 AND EXISTS (SELECT FROM txn_parent WHERE id = -1) THEN "
+                     "RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END IF; "
+                     "RETURN n; END $$");
     return 0;
 }
 
 static int pg_teardown(void **unused)
 {
     (void)unused;
-    if (pg_admin) {
-        char sql[128];
-        pg_kill_sessions(); /* a failed test may have left a transaction open */
-        snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE", pg_app);
-        pg_exec(sql);
-        PQfinish(pg_admin);
-    }
+    bt_pg_schema_teardown();
     return 0;
 }
-
-/* Not a skip: an exactly-once test that silently skipped proves nothing. */
-#define NEED_PG()                                                                 \
-    do {                                                                          \
-        if (!pg_admin)                                                            \
-            fail_msg("BALLAST_TEST_PG unset or unreachable: run via make test");  \
-    } while (0)
 
 static void test_pg_txn_poison(void **unused)
 {
     static const size_t one[] = {3};
     static const size_t many[] = {1, 3, 6, 8, 9, 11};
     pgh_t h;
-    batch_t b;
+    bt_batch_t b;
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_p");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_p");
     pgh_open(&h, pg_insert);
-    assert_int_equal(pg_long("SELECT count(*) FROM ballast_offsets"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM ballast_offsets"), 0);
     assert_int_equal(stored_offset(h.ops, h.loader), -1);
 
     /* One poison message: the fast rounds. */
-    batch_fill(&b, 10, 100);
-    batch_set_value(&b, 3, "{not json");
-    batch_set_value(&b, 6, "{\"n\": 5}");
+    bt_batch_fill(&b, 10, "orders", 100);
+    bt_batch_set_value(&b, 3, "{not json");
+    bt_batch_set_value(&b, 6, "{\"n\": 5}");
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, one, 1);
     assert_non_null(strstr(b.r[3].error, "SQLSTATE 22P02"));
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 0); /* not yet */
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 0); /* not yet */
     commit_ok(h.ops, h.st, 100, 110);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 9);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off = 103"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 9);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p WHERE off = 103"), 0);
     assert_int_equal(stored_offset(h.ops, h.loader), 110);
-    assert_int_equal(pg_long("SELECT next_offset FROM ballast_offsets WHERE "
-                             "group_id = 'g-txn' AND topic = 'audit' AND partition = 0"),
+    assert_int_equal(bt_pg_admin_long("SELECT next_offset FROM ballast_offsets WHERE "
+                                      "group_id = 'g-txn' AND topic = 'audit' AND partition = 0"),
                      110);
-    batch_free(&b);
+    bt_batch_free(&b);
 
     /* More poison than fast rounds (the careful rounds): invalid JSON, NULL
      * into NOT NULL, a CHECK violation, not UTF-8, duplicate keys. */
-    batch_fill(&b, 12, 200);
-    batch_set_value(&b, 1, "[1,");
-    batch_set_value(&b, 3, NULL);
-    batch_set_value(&b, 8, "\xc3\x28");
+    bt_batch_fill(&b, 12, "orders", 200);
+    bt_batch_set_value(&b, 1, "[1,");
+    bt_batch_set_value(&b, 3, NULL);
+    bt_batch_set_value(&b, 8, "\xc3\x28");
     b.m[9].offset = b.m[2].offset;
     b.m[11].offset = 100; /* committed by the previous batch */
     begin_ok(h.ops, h.st);
@@ -771,16 +567,16 @@ static void test_pg_txn_poison(void **unused)
     assert_non_null(strstr(b.r[9].error, "SQLSTATE 23505"));
     assert_non_null(strstr(b.r[11].error, "SQLSTATE 23505"));
     commit_ok(h.ops, h.st, 200, 212);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off >= 200"), 6);
-    assert_int_equal(pg_long("SELECT (doc->>'n')::int FROM txn_p WHERE off = 202"), 2);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p WHERE off >= 200"), 6);
+    assert_int_equal(bt_pg_admin_long("SELECT (doc->>'n')::int FROM txn_p WHERE off = 202"), 2);
     assert_int_equal(stored_offset(h.ops, h.loader), 212);
-    assert_int_equal(pg_long("SELECT count(*) FROM ballast_offsets"), 2);
-    batch_free(&b);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM ballast_offsets"), 2);
+    bt_batch_free(&b);
 
     /* Single messages in one transaction; and the handler still works on
      * its own outside one. */
-    batch_fill(&b, 3, 300);
-    batch_set_value(&b, 1, "nope");
+    bt_batch_fill(&b, 3, "orders", 300);
+    bt_batch_set_value(&b, 1, "nope");
     begin_ok(h.ops, h.st);
     for (size_t i = 0; i < b.n; i++)
         b.out[i] = bl_handler_postgres.handle(h.st, b.mp[i], b.rp[i]);
@@ -789,14 +585,14 @@ static void test_pg_txn_poison(void **unused)
         check_outcomes(&b, second, 1);
     }
     commit_ok(h.ops, h.st, 300, 303);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off >= 300"), 2);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p WHERE off >= 300"), 2);
     b.m[0].offset = 400;
     assert_int_equal(bl_handler_postgres.handle(h.st, b.mp[0], b.rp[0]),
                      BALLAST_OUTCOME_OK);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p WHERE off = 400"), 1);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p WHERE off = 400"), 1);
     assert_int_equal(stored_offset(h.ops, h.loader), 303);
     pgh_close(&h);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 /* A deferred foreign key that a message breaks: pinned on that message
@@ -805,20 +601,20 @@ static void test_pg_txn_deferred(void **unused)
 {
     static const size_t bad[] = {5};
     pgh_t h;
-    batch_t b;
+    bt_batch_t b;
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_child; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_child; DELETE FROM ballast_offsets");
     pgh_open(&h, "INSERT INTO txn_child VALUES (:offset, (:value::jsonb->>'n')::int)");
-    batch_fill(&b, 8, 0);
+    bt_batch_fill(&b, 8, "orders", 0);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 1);
     assert_non_null(strstr(b.r[5].error, "SQLSTATE 23503"));
     commit_ok(h.ops, h.st, 0, 8);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_child"), 7);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_child WHERE parent = 5"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_child"), 7);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_child WHERE parent = 5"), 0);
 
     /* One at a time too. */
     b.m[5].offset = 50;
@@ -829,28 +625,28 @@ static void test_pg_txn_deferred(void **unused)
     assert_int_equal(bl_handler_postgres.handle(h.st, b.mp[4], b.rp[4]),
                      BALLAST_OUTCOME_OK);
     commit_ok(h.ops, h.st, 8, 9);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_child"), 8);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_child"), 8);
     pgh_close(&h);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 static void test_pg_txn_rollback(void **unused)
 {
     pgh_t h;
-    batch_t b;
+    bt_batch_t b;
     char err[256] = "";
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
     pgh_open(&h, pg_insert);
-    batch_fill(&b, 5, 0);
+    bt_batch_fill(&b, 5, "orders", 0);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     h.ops->rollback(h.st);
     h.ops->rollback(h.st); /* twice: harmless */
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 0);
     assert_int_equal(stored_offset(h.ops, h.loader), -1);
     assert_int_equal(h.ops->commit(h.st, GROUP, NULL, 0, err, sizeof(err)),
                      BALLAST_OUTCOME_RETRY);
@@ -863,15 +659,15 @@ static void test_pg_txn_rollback(void **unused)
     assert_int_equal(stored_offset(h.ops, h.loader), 5);
 
     /* A later batch rolled back leaves the stored offset where it was. */
-    batch_free(&b);
-    batch_fill(&b, 3, 5);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 3, "orders", 5);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     h.ops->rollback(h.st);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 5);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 5);
     assert_int_equal(stored_offset(h.ops, h.loader), 5);
     pgh_close(&h);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 /* The server ends the session between the batch and COMMIT: RETRY,
@@ -879,25 +675,25 @@ static void test_pg_txn_rollback(void **unused)
 static void test_pg_txn_commit_terminated(void **unused)
 {
     pgh_t h;
-    batch_t b;
+    bt_batch_t b;
     char err[512] = "";
     bl_offset_t off = {"orders", 2, 0, 6};
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
     pgh_open(&h, pg_insert);
-    batch_fill(&b, 6, 0);
+    bt_batch_fill(&b, 6, "orders", 0);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    pg_kill_sessions();
+    bt_pg_kill_sessions();
     assert_int_equal(h.ops->commit(h.st, GROUP, &off, 1, err, sizeof(err)),
                      BALLAST_OUTCOME_RETRY);
     assert_true(err[0] != '\0');
     assert_null(strchr(err, '\n'));
     h.ops->rollback(h.st);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 0);
     /* the loader's session was ended too: it reconnects by itself */
     assert_int_equal(stored_offset(h.ops, h.loader), -1);
 
@@ -905,13 +701,13 @@ static void test_pg_txn_commit_terminated(void **unused)
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(h.ops, h.st, 0, 6);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 6);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 6);
     assert_int_equal(stored_offset(h.ops, h.loader), 6);
 
     /* Ended while idle between transactions: begin just reconnects. */
-    pg_kill_sessions();
-    batch_free(&b);
-    batch_fill(&b, 2, 6);
+    bt_pg_kill_sessions();
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 2, "orders", 6);
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
@@ -919,10 +715,10 @@ static void test_pg_txn_commit_terminated(void **unused)
 
     /* Ended inside the transaction before the batch: every message RETRY,
      * and so is commit; the redo lands. */
-    batch_free(&b);
-    batch_fill(&b, 4, 8);
+    bt_batch_free(&b);
+    bt_batch_fill(&b, 4, "orders", 8);
     begin_ok(h.ops, h.st);
-    pg_kill_sessions();
+    bt_pg_kill_sessions();
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_all_retry(&b);
     assert_int_equal(bl_handler_postgres.handle(h.st, b.mp[0], b.rp[0]),
@@ -934,10 +730,10 @@ static void test_pg_txn_commit_terminated(void **unused)
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(h.ops, h.st, 8, 12);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 12);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 12);
     assert_int_equal(stored_offset(h.ops, h.loader), 12);
     pgh_close(&h);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 /* A transient error (serialization failure) for one message dooms the
@@ -946,17 +742,17 @@ static void test_pg_txn_transient(void **unused)
 {
     static const size_t bad[] = {2, 6}; /* bad JSON; the CHECK on n = 6 */
     pgh_t h;
-    batch_t b;
+    bt_batch_t b;
     char err[512] = "";
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
     pgh_open(&h, "INSERT INTO txn_p (off, doc) VALUES (:offset, "
                  "jsonb_build_object('n', txn_flaky((:value::jsonb->>'n')::int)))");
-    batch_fill(&b, 8, 0);
-    batch_set_value(&b, 2, "{bad");
-    pg_exec("INSERT INTO txn_parent VALUES (-1)"); /* txn_flaky(5) now fails */
+    bt_batch_fill(&b, 8, "orders", 0);
+    bt_batch_set_value(&b, 2, "{bad");
+    bt_pg_admin_exec("INSERT INTO txn_parent VALUES (-1)"); /* txn_flaky(5) now fails */
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_all_retry(&b);
@@ -965,22 +761,22 @@ static void test_pg_txn_transient(void **unused)
                      BALLAST_OUTCOME_RETRY);
     assert_non_null(strstr(err, "SQLSTATE 40001"));
     h.ops->rollback(h.st);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 0);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 0);
 
-    pg_exec("DELETE FROM txn_parent WHERE id = -1");
+    bt_pg_admin_exec("DELETE FROM txn_parent WHERE id = -1");
     begin_ok(h.ops, h.st);
     bl_handler_postgres.handle_batch(h.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, bad, 2);
     commit_ok(h.ops, h.st, 0, 8);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_p"), 6);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_p"), 6);
     pgh_close(&h);
-    batch_free(&b);
+    bt_batch_free(&b);
 }
 
 static long pg_fence_rows(const fence_case_t *fc)
 {
     (void)fc;
-    return pg_long("SELECT count(*) FROM txn_f");
+    return bt_pg_admin_long("SELECT count(*) FROM txn_f");
 }
 
 static const char pg_fence_insert[] =
@@ -993,8 +789,8 @@ static void test_pg_txn_fence(void **unused)
     fence_case_t fc;
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
     pgh_open(&winner, pg_fence_insert);
     pgh_open(&zombie, pg_fence_insert);
     fc = (fence_case_t){&bl_handler_postgres, winner.ops, winner.st, zombie.st,
@@ -1026,7 +822,7 @@ static void *race_commit(void *arg)
 static ballast_outcome_t commit_racing(pgh_t *h, const char *other, const char *end,
                                        bl_offset_t off)
 {
-    PGconn *conn = PQconnectdb(pg_dsn);
+    PGconn *conn = PQconnectdb(bt_pg_dsn);
     racer_t r = {h->ops, h->st, off, BALLAST_OUTCOME_OK, ""};
     char sql[256];
     pthread_t thread;
@@ -1045,12 +841,12 @@ static ballast_outcome_t commit_racing(pgh_t *h, const char *other, const char *
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
              "AND wait_event_type = 'Lock'",
-             pg_app);
-    while (pg_long(sql) != 1 && waited++ < 1500) {
+             bt_pg_app);
+    while (bt_pg_admin_long(sql) != 1 && waited++ < 1500) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    assert_int_equal(pg_long(sql), 1); /* our commit waits for the row */
+    assert_int_equal(bt_pg_admin_long(sql), 1); /* our commit waits for the row */
     PQclear(PQexec(conn, end));
     assert_int_equal(pthread_join(thread, NULL), 0);
     PQfinish(conn);
@@ -1070,8 +866,8 @@ static void test_pg_txn_fence_race(void **unused)
     char sql[256];
 
     (void)unused;
-    NEED_PG();
-    pg_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_f; DELETE FROM ballast_offsets");
     pgh_open(&h, pg_fence_insert);
     handle_range(&bl_handler_postgres, h.ops, h.st, 5, 0);
     commit_ok(h.ops, h.st, 0, 5);
@@ -1081,14 +877,14 @@ static void test_pg_txn_fence_race(void **unused)
     assert_int_equal(commit_racing(&h, sql, "COMMIT", (bl_offset_t){"orders", 2, 5, 8}),
                      BALLAST_OUTCOME_FAIL);
     assert_int_equal(stored_offset(h.ops, h.loader), 9);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 5);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_f"), 5);
 
     /* It rolls back instead: ours lands. */
     snprintf(sql, sizeof(sql), upd, 20);
     assert_int_equal(commit_racing(&h, sql, "ROLLBACK", (bl_offset_t){"orders", 2, 9, 12}),
                      BALLAST_OUTCOME_OK);
     assert_int_equal(stored_offset(h.ops, h.loader), 12);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 8);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_f"), 8);
 
     /* No row yet: both insert; ours waits for the other's, then finds it. */
     assert_int_equal(commit_racing(&h,
@@ -1096,10 +892,10 @@ static void test_pg_txn_fence_race(void **unused)
                                    "'orders', 3, 7)",
                                    "COMMIT", (bl_offset_t){"orders", 3, 0, 3}),
                      BALLAST_OUTCOME_FAIL);
-    assert_int_equal(pg_long("SELECT next_offset FROM ballast_offsets WHERE "
-                             "topic = 'orders' AND partition = 3"),
+    assert_int_equal(bt_pg_admin_long("SELECT next_offset FROM ballast_offsets WHERE "
+                                      "topic = 'orders' AND partition = 3"),
                      7);
-    assert_int_equal(pg_long("SELECT count(*) FROM txn_f"), 8);
+    assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_f"), 8);
     pgh_close(&h);
 }
 
@@ -1109,24 +905,24 @@ static void test_pg_txn_table(void **unused)
     char sql[512];
 
     (void)unused;
-    NEED_PG();
+    BT_NEED_PG();
     snprintf(sql, sizeof(sql),
              "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY "
              "ordinal_position) = 'group_id:text,topic:text,partition:integer,"
              "next_offset:bigint' FROM information_schema.columns WHERE "
              "table_schema = '%s' AND table_name = 'ballast_offsets'",
-             pg_app);
+             bt_pg_app);
     {
-        PGresult *res = PQexec(pg_admin, sql);
-        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-        assert_string_equal(PQgetvalue(res, 0, 0), "t");
-        PQclear(res);
+        char *same = bt_pg_admin_text(sql);
+        assert_non_null(same);
+        assert_string_equal(same, "t");
+        free(same);
     }
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM pg_constraint WHERE conrelid = '%s.ballast_offsets'"
              "::regclass AND contype = 'p' AND array_length(conkey, 1) = 3",
-             pg_app);
-    assert_int_equal(pg_long(sql), 1);
+             bt_pg_app);
+    assert_int_equal(bt_pg_admin_long(sql), 1);
 }
 
 int main(void)
@@ -1154,8 +950,7 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("txn", common_tests, NULL, NULL);
 
-    failed += cmocka_run_group_tests_name("sqlite-txn", sqlite_tests, sqlite_setup,
-                                          sqlite_teardown);
+    failed += cmocka_run_group_tests_name("sqlite-txn", sqlite_tests, NULL, NULL);
     failed += cmocka_run_group_tests_name("postgres-txn", pg_tests, pg_setup,
                                           pg_teardown);
     return failed ? 1 : 0;

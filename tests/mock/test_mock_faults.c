@@ -42,17 +42,6 @@ static void mock_stop(mock_t *m)
     rd_kafka_destroy(m->host);
 }
 
-typedef struct count_arg {
-    bt_recorder_t *rec;
-    size_t want;
-} count_arg_t;
-
-static bool reached(void *arg)
-{
-    count_arg_t *a = arg;
-    return bt_recorder_count(a->rec) >= a->want;
-}
-
 /* Every offset below hwm handled at least once. */
 static void assert_no_loss(bt_recorder_t *rec, const int64_t *hwm, int parts)
 {
@@ -75,7 +64,6 @@ static void run_and_check(mock_t *m, const char *topic, int parts, int count,
     const char *group = bt_unique("mock-g");
     bt_recorder_t *rec = bt_recorder_new();
     ballast_conf_t *conf = bt_conf_recording(m->bootstrap, group, topic, rec);
-    count_arg_t arg = {rec, (size_t)count};
     int64_t hwm[8], committed[8];
     bt_runner_t *run;
 
@@ -83,8 +71,7 @@ static void run_and_check(mock_t *m, const char *topic, int parts, int count,
     run = bt_runner_start(conf);
     if (during)
         during(m);
-    if (!bt_wait_for(reached, &arg, WAIT_MS))
-        fail_msg("handled %zu of %d", bt_recorder_count(rec), count);
+    bt_recorder_wait_count(rec, (size_t)count, WAIT_MS);
     assert_null(bt_runner_stop(run));
     bt_high_watermarks(m->bootstrap, topic, parts, hwm);
     assert_no_loss(rec, hwm, parts);

@@ -771,6 +771,26 @@ size_t bt_recorder_count(bt_recorder_t *r)
     return n;
 }
 
+typedef struct count_arg {
+    bt_recorder_t *rec;
+    size_t want;
+} count_arg_t;
+
+static bool count_reached(void *arg)
+{
+    count_arg_t *a = arg;
+    return bt_recorder_count(a->rec) >= a->want;
+}
+
+void bt_recorder_wait_count(bt_recorder_t *r, size_t want, int timeout_ms)
+{
+    count_arg_t a = {r, want};
+
+    if (!bt_wait_for(count_reached, &a, timeout_ms))
+        fail_msg("handled %zu of %zu messages before the deadline", bt_recorder_count(r),
+                 want);
+}
+
 static void copy_text(char *dst, size_t size, const void *src, size_t len)
 {
     if (!src) {

@@ -179,6 +179,9 @@ typedef struct bt_recorder {
 bt_recorder_t *bt_recorder_new(void);
 void bt_recorder_free(bt_recorder_t *r);
 size_t bt_recorder_count(bt_recorder_t *r);
+/** Waits until @p r counted at least @p want messages; fails the test with
+ *  how many it saw when @p timeout_ms passes first. */
+void bt_recorder_wait_count(bt_recorder_t *r, size_t want, int timeout_ms);
 /** Counts handler calls with outcome OK (attempts that did not fail). */
 extern const ballast_handler_t bt_recording_handler;
 
