@@ -10,70 +10,15 @@
  */
 #include "support.h"
 
-#include <fcntl.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
 
 /* ---- running the command ------------------------------------------------ */
 
-static pid_t spawn_captured(const char *const *argv, const char *out_path,
-                            const char *err_path)
-{
-    pid_t pid = fork();
-
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int in = open("/dev/null", O_RDONLY);
-        if (out < 0 || err < 0 || in < 0)
-            _exit(126);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        close(in);
-        close(out);
-        close(err);
-        execv(BALLAST_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-typedef struct captured {
-    int rc;
-    char *out, *err;
-} captured_t;
-
-static captured_t run_captured(const char *const *argv, int timeout_ms)
-{
-    const char *dir = bt_tmpdir();
-    char out_path[256], err_path[256];
-    captured_t c;
-
-    snprintf(out_path, sizeof(out_path), "%s/stdout", dir);
-    snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
-    c.rc = bt_wait(spawn_captured(argv, out_path, err_path), timeout_ms);
-    c.out = bt_read_file(out_path);
-    c.err = bt_read_file(err_path);
-    assert_non_null(c.out);
-    assert_non_null(c.err);
-    return c;
-}
-
-static void captured_free(captured_t *c)
-{
-    free(c->out);
-    free(c->err);
-}
-
-static void expect_rc(const captured_t *c, int rc)
+static void expect_rc(const bt_captured_t *c, int rc)
 {
     if (c->rc != rc)
         fail_msg("exit code %d, expected %d\nstdout: %s\nstderr: %s", c->rc, rc, c->out,
@@ -81,7 +26,7 @@ static void expect_rc(const captured_t *c, int rc)
 }
 
 /* Exactly one line on stderr, containing @p fragment. */
-static void expect_one_error_line(const captured_t *c, const char *fragment)
+static void expect_one_error_line(const bt_captured_t *c, const char *fragment)
 {
     const char *nl = strchr(c->err, '\n');
     if (!nl || nl[1] != '\0')
@@ -393,88 +338,88 @@ static json_int_t jint(json_t *o, const char *key)
 static void test_help_usage_and_exit_codes(void **state)
 {
     (void)state;
-    captured_t c;
+    bt_captured_t c;
 
-    c = run_captured(ARGV("dlq", "--help"), 10000);
+    c = bt_run_captured(ARGV("dlq", "--help"), 10000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "dlq replay"));
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "inspect", "--help"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "inspect", "--help"), 10000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "--limit"));
     assert_non_null(strstr(c.out, "\"summary\""));
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "--help"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "--help"), 10000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "header:NAME=VALUE"));
     assert_non_null(strstr(c.out, "--max-replays"));
     assert_non_null(strstr(c.out, "after=TIME"));
-    captured_free(&c);
-    c = run_captured(ARGV("--help"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("--help"), 10000);
     assert_non_null(strstr(c.out, "dlq inspect"));
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* Usage errors: 64, one line naming the culprit. */
-    c = run_captured(ARGV("dlq"), 10000);
+    c = bt_run_captured(ARGV("dlq"), 10000);
     expect_rc(&c, 64);
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "purge"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "purge"), 10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "purge");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1"), 10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "-t DLQ_TOPIC");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--where", "colour=red"),
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--where", "colour=red"),
                      10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "colour=red");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--where",
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--where",
                           "after=yesterday"),
                      10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "ISO-8601");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--rate", "0"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--rate", "0"), 10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "--rate");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--to", "d"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--to", "d"), 10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "--to");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--max-replays"),
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "x:1", "--from", "d", "--max-replays"),
                      10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "--max-replays");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "inspect", "-b", "x:1", "-t", "d", "--dry-run"), 10000);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", "x:1", "-t", "d", "--dry-run"), 10000);
     expect_rc(&c, 64);
     expect_one_error_line(&c, "--dry-run");
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* A bad librdkafka property: 78. */
-    c = run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1", "-t", "d", "-X",
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1", "-t", "d", "-X",
                           "no.such.property=1"),
                      10000);
     expect_rc(&c, 78);
     expect_one_error_line(&c, "no.such.property");
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* Nobody listening: 69 after the timeout, for both commands. */
-    c = run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1", "-t", "d", "--timeout", "1"),
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", "127.0.0.1:1", "-t", "d", "--timeout", "1"),
                      30000);
     expect_rc(&c, 69);
     expect_one_error_line(&c, "127.0.0.1:1");
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", "127.0.0.1:1", "--from", "d", "--timeout",
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", "127.0.0.1:1", "--from", "d", "--timeout",
                           "1"),
                      30000);
     expect_rc(&c, 69);
     expect_one_error_line(&c, "127.0.0.1:1");
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 static void test_missing_topic_exits_1(void **state)
@@ -482,11 +427,11 @@ static void test_missing_topic_exits_1(void **state)
     (void)state;
     BT_REQUIRE_ENV();
     const char *missing = bt_unique("dlq-missing");
-    captured_t c = run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", missing),
+    bt_captured_t c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", missing),
                                 30000);
     expect_rc(&c, 1);
     expect_one_error_line(&c, missing);
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 static void test_inspect_json_decodes_headers_and_counts_errors(void **state)
@@ -496,10 +441,10 @@ static void test_inspect_json_decodes_headers_and_counts_errors(void **state)
     const char *dlq = bt_unique("dlq-insp"), *orders = bt_unique("dlq-insp-orders");
     static const int order[5] = {0, 1, 2, 3, 4}; /* fixture order = partition, offset */
     json_t *lines, *summary, *errors;
-    captured_t c;
+    bt_captured_t c;
 
     make_dlq(dlq, orders);
-    c = run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json"), 30000);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json"), 30000);
     expect_rc(&c, 0);
     lines = parse_lines(c.out);
     assert_int_equal(json_array_size(lines), 6);
@@ -569,10 +514,10 @@ static void test_inspect_json_decodes_headers_and_counts_errors(void **state)
     assert_string_equal(jstr(json_array_get(errors, 1), "error"), "invalid json");
     assert_int_equal(jint(json_array_get(errors, 1), "count"), 2);
     json_decref(lines);
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* --limit caps the records shown (and the summary counts those). */
-    c = run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json",
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json",
                           "--limit", "2"),
                      30000);
     expect_rc(&c, 0);
@@ -580,10 +525,10 @@ static void test_inspect_json_decodes_headers_and_counts_errors(void **state)
     assert_int_equal(json_array_size(lines), 3);
     assert_int_equal(jint(json_object_get(json_array_get(lines, 2), "summary"), "records"), 2);
     json_decref(lines);
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* --where works for inspect too. */
-    c = run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json",
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--json",
                           "--where", "error~json", "--where", "header:tenant=b"),
                      30000);
     expect_rc(&c, 0);
@@ -591,17 +536,17 @@ static void test_inspect_json_decodes_headers_and_counts_errors(void **state)
     assert_int_equal(json_array_size(lines), 2);
     assert_string_equal(jstr(json_array_get(lines, 0), "key"), "k1");
     json_decref(lines);
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* The table: a row per record and the errors by count. */
-    c = run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq), 30000);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq), 30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "FAILED-AT"));
     assert_int_equal(count_occurrences(c.out, orders), 5);
     assert_non_null(strstr(c.out, "errors by count"));
     assert_non_null(strstr(c.out, "       3  db timeout"));
     assert_non_null(strstr(c.out, "       2  invalid json"));
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 static void test_dry_run_writes_nothing(void **state)
@@ -610,12 +555,12 @@ static void test_dry_run_writes_nothing(void **state)
     BT_REQUIRE_ENV();
     const char *dlq = bt_unique("dlq-dry"), *orders = bt_unique("dlq-dry-orders");
     int64_t before[3], after[3], dlq_before, dlq_after;
-    captured_t c;
+    bt_captured_t c;
 
     make_dlq(dlq, orders);
     bt_high_watermarks(bt_bootstrap(), orders, 3, before);
     dlq_before = bt_total_watermark(bt_bootstrap(), dlq, 2);
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run"),
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run"),
                      30000);
     expect_rc(&c, 0);
     /* Four would go back to their original partitions; #4 is at the limit. */
@@ -628,14 +573,14 @@ static void test_dry_run_writes_nothing(void **state)
         snprintf(expect, sizeof(expect), "%s[0]@0 -> %s [0]", dlq, orders);
         assert_non_null(strstr(c.out, expect));
     }
-    captured_free(&c);
+    bt_captured_free(&c);
     /* Filters ANDed in a dry run: tenant b and an error about JSON: #1 only. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run",
                           "--where", "header:tenant=b", "--where", "error~json"),
                      30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "matched 1, would send 1"));
-    captured_free(&c);
+    bt_captured_free(&c);
     bt_high_watermarks(bt_bootstrap(), orders, 3, after);
     dlq_after = bt_total_watermark(bt_bootstrap(), dlq, 2);
     for (int p = 0; p < 3; p++)
@@ -707,13 +652,13 @@ static void test_replay_where_header_sends_only_matching(void **state)
     const char *dlq = bt_unique("dlq-where"), *orders = bt_unique("dlq-where-orders");
     static const int tenant_a[] = {0, 2}; /* #4 is tenant a too, but at --max-replays */
     int64_t dlq_before;
-    captured_t c;
+    bt_captured_t c;
     rec_t *recs;
     size_t n;
 
     make_dlq(dlq, orders);
     dlq_before = bt_total_watermark(bt_bootstrap(), dlq, 2);
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
                           "header:tenant=a"),
                      30000);
     expect_rc(&c, 0);
@@ -722,7 +667,7 @@ static void test_replay_where_header_sends_only_matching(void **state)
     assert_non_null(strstr(c.out, "skipped 1"));
     /* The skipped record gets a note naming why. */
     assert_non_null(strstr(c.err, "--max-replays"));
-    captured_free(&c);
+    bt_captured_free(&c);
     recs = read_all(orders, 3, &n);
     check_replayed(recs, n, dlq, orders, tenant_a, 2, true, "1");
     recs_free(recs, n);
@@ -736,26 +681,26 @@ static void test_replay_skips_records_at_max_replays(void **state)
     BT_REQUIRE_ENV();
     const char *dlq = bt_unique("dlq-max"), *orders = bt_unique("dlq-max-orders");
     static const int only4[] = {4};
-    captured_t c;
+    bt_captured_t c;
     rec_t *recs;
     size_t n;
 
     make_dlq(dlq, orders);
     /* #4 has x-replay-count 3 = the default --max-replays: skipped, not an error. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
                           "key=k4"),
                      30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "matched 1, sent 0, skipped 1"));
     assert_non_null(strstr(c.err, "x-replay-count 3 reached --max-replays 3"));
-    captured_free(&c);
+    bt_captured_free(&c);
     assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 0);
     /* A higher limit lets it through, counted once more. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
                           "key=k4", "--max-replays", "5"),
                      30000);
     expect_rc(&c, 0);
-    captured_free(&c);
+    bt_captured_free(&c);
     recs = read_all(orders, 3, &n);
     check_replayed(recs, n, dlq, orders, only4, 1, true, "4");
     recs_free(recs, n);
@@ -768,17 +713,17 @@ static void test_replay_to_overrides_destination(void **state)
     const char *dlq = bt_unique("dlq-to"), *orders = bt_unique("dlq-to-orders");
     const char *other = bt_unique("dlq-to-other");
     static const int tenant_b[] = {1, 3};
-    captured_t c;
+    bt_captured_t c;
     rec_t *recs;
     size_t n;
 
     make_dlq(dlq, orders);
     bt_create_topic(bt_bootstrap(), other, 1);
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to", other,
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to", other,
                           "--where", "header:tenant=b"),
                      30000);
     expect_rc(&c, 0);
-    captured_free(&c);
+    bt_captured_free(&c);
     assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 0);
     recs = read_all(other, 1, &n);
     /* x-original-topic still names where they came from. */
@@ -786,12 +731,12 @@ static void test_replay_to_overrides_destination(void **state)
     recs_free(recs, n);
 
     /* --to a topic that does not exist: 1, before anything is sent. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to",
                           "no-such-topic-dlq-test"),
                      30000);
     expect_rc(&c, 1);
     expect_one_error_line(&c, "no-such-topic-dlq-test");
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 static void test_unroutable_record_exits_1(void **state)
@@ -800,7 +745,7 @@ static void test_unroutable_record_exits_1(void **state)
     BT_REQUIRE_ENV();
     const char *dlq = bt_unique("dlq-unroutable"), *other = bt_unique("dlq-unroutable-to");
     rd_kafka_t *rk;
-    captured_t c;
+    bt_captured_t c;
     hdr_t h[1] = {{"x-error-message", "lost its origin", -1}};
 
     bt_create_topic(bt_bootstrap(), dlq, 1);
@@ -808,15 +753,15 @@ static void test_unroutable_record_exits_1(void **state)
     rk = producer_open();
     produce(rk, dlq, 0, "k", "v", 1, h, 1);
     producer_close(rk);
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq), 30000);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq), 30000);
     expect_rc(&c, 1);
     assert_non_null(strstr(c.err, "x-original-topic"));
     assert_non_null(strstr(c.err, "could not be routed"));
-    captured_free(&c);
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to", other),
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to", other),
                      30000);
     expect_rc(&c, 0);
-    captured_free(&c);
+    bt_captured_free(&c);
     assert_int_equal(bt_total_watermark(bt_bootstrap(), other, 1), 1);
 }
 
@@ -826,7 +771,7 @@ static void test_rate_paces_replay(void **state)
     BT_REQUIRE_ENV();
     const char *dlq = bt_unique("dlq-rate"), *target = bt_unique("dlq-rate-target");
     rd_kafka_t *rk;
-    captured_t c;
+    bt_captured_t c;
     int64_t t0, elapsed;
 
     bt_create_topic(bt_bootstrap(), dlq, 1);
@@ -843,13 +788,13 @@ static void test_rate_paces_replay(void **state)
     }
     producer_close(rk);
     t0 = bt_now_ms();
-    c = run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--rate",
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--rate",
                           "200/s"),
                      60000);
     elapsed = bt_now_ms() - t0;
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "delivered 100, failed 0"));
-    captured_free(&c);
+    bt_captured_free(&c);
     /* 100 records at 200/s: at least ~0.5 s of sending (a lower bound only). */
     if (elapsed < 400)
         fail_msg("100 records at --rate 200 took only %lld ms", (long long)elapsed);
@@ -910,7 +855,7 @@ static void test_round_trip(void **state)
     const char *out = bt_unique("dlq-rt-out"), *group = bt_unique("dlq-rt-g");
     char conf[2048], after[80];
     json_t *lines;
-    captured_t c;
+    bt_captured_t c;
     rec_t *recs;
     size_t n;
     rd_kafka_t *rk;
@@ -939,7 +884,7 @@ static void test_round_trip(void **state)
     wait_watermark(dlq, 1, 2);
 
     /* 2. Inspect: both poison records, why and where they failed. */
-    c = run_captured(ARGV("dlq", "inspect", "-b", bs, "-t", dlq, "--json"), 30000);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bs, "-t", dlq, "--json"), 30000);
     expect_rc(&c, 0);
     lines = parse_lines(c.out);
     assert_int_equal(json_array_size(lines), 3);
@@ -959,17 +904,17 @@ static void test_round_trip(void **state)
         assert_int_equal(jint(json_array_get(errs, 0), "count"), 2);
     }
     json_decref(lines);
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* 3. Replay while the bug is still deployed: both fail again and come
      *    back to the DLQ, counted, with their first origin kept. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq), 30000);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq), 30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "delivered 2, failed 0"));
     replay_started(c.out, after, sizeof(after));
-    captured_free(&c);
+    bt_captured_free(&c);
     wait_watermark(dlq, 1, 4);
-    c = run_captured(ARGV("dlq", "inspect", "-b", bs, "-t", dlq, "--json", "--where", after),
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bs, "-t", dlq, "--json", "--where", after),
                      30000);
     expect_rc(&c, 0);
     lines = parse_lines(c.out);
@@ -983,16 +928,16 @@ static void test_round_trip(void **state)
         assert_non_null(strstr(jstr(r, "replayed_from"), dlq));
     }
     json_decref(lines);
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* 4. The bound: with --max-replays 1 the re-failed records are skipped,
      *    so a record that keeps failing does not loop. */
-    c = run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq, "--where", after,
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq, "--where", after,
                           "--max-replays", "1"),
                      30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "sent 0, skipped 2"));
-    captured_free(&c);
+    bt_captured_free(&c);
 
     /* 5. The fix is deployed: the same group, a handler that succeeds. */
     bt_term(pid);
@@ -1005,10 +950,10 @@ static void test_round_trip(void **state)
 
     /* 6. Replay only the failures since the first replay (the re-failed
      *    copies, not the first failures again). */
-    c = run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq, "--where", after), 30000);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bs, "--from", dlq, "--where", after), 30000);
     expect_rc(&c, 0);
     assert_non_null(strstr(c.out, "matched 2, sent 2"));
-    captured_free(&c);
+    bt_captured_free(&c);
     wait_watermark(out, 1, 2);
     bt_term(pid);
     assert_int_equal(bt_wait(pid, 30000), 0);

@@ -8,65 +8,13 @@
  */
 #include "support.h"
 
-#include <fcntl.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
-
-/* Starts ballast with stdout and stderr captured in files. */
-static pid_t spawn_captured(const char *const *argv, const char *out_path,
-                            const char *err_path)
-{
-    pid_t pid = fork();
-
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (out < 0 || err < 0)
-            _exit(126);
-        dup2(out, 1);
-        dup2(err, 2);
-        close(out);
-        close(err);
-        execv(BALLAST_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-typedef struct captured {
-    int rc;
-    char *out, *err;
-} captured_t;
-
-static captured_t run_captured(const char *const *argv, int timeout_ms)
-{
-    const char *dir = bt_tmpdir();
-    char out_path[256], err_path[256];
-    captured_t c;
-
-    snprintf(out_path, sizeof(out_path), "%s/stdout", dir);
-    snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
-    c.rc = bt_wait(spawn_captured(argv, out_path, err_path), timeout_ms);
-    c.out = bt_read_file(out_path);
-    c.err = bt_read_file(err_path);
-    assert_non_null(c.out);
-    assert_non_null(c.err);
-    return c;
-}
-
-static void captured_free(captured_t *c)
-{
-    free(c->out);
-    free(c->err);
-}
 
 /* Commits @p offsets (-1: none) for partitions 0..n-1 of @p topic as a
  * plain librdkafka client that never joins the group (a "simple" commit,
@@ -134,11 +82,11 @@ static void test_json_agrees_with_broker(void **state)
     bt_high_watermarks(bt_bootstrap(), topic, 4, hwm);
 
     for (int with_topic = 0; with_topic < 2; with_topic++) {
-        captured_t c = with_topic
-                           ? run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group,
+        bt_captured_t c = with_topic
+                           ? bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group,
                                                "-t", topic, "--json"),
                                           60000)
-                           : run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group,
+                           : bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group,
                                                "--json"),
                                           60000);
         if (c.rc != 0)
@@ -178,7 +126,7 @@ static void test_json_agrees_with_broker(void **state)
             assert_string_equal(json_string_value(json_object_get(r, "group_status")), "WARN");
             json_decref(r);
         }
-        captured_free(&c);
+        bt_captured_free(&c);
     }
 }
 
@@ -191,7 +139,7 @@ static void test_watch_statuses_and_on_change(void **state)
     const char *dir = bt_tmpdir();
     char script[300], log[300], cmd[700];
     int64_t offsets[2] = {6, 10};
-    captured_t c;
+    bt_captured_t c;
     char *alerts;
     json_t *last[2];
 
@@ -217,7 +165,7 @@ static void test_watch_statuses_and_on_change(void **state)
         char out_path[300], err_path[300];
         snprintf(out_path, sizeof(out_path), "%s/out", dir);
         snprintf(err_path, sizeof(err_path), "%s/err", dir);
-        pid_t pid = spawn_captured(
+        pid_t pid = bt_spawn_ballast_io(
             ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic, "--json", "--watch",
                  "0.2", "--window", "3", "--on-change", cmd),
             out_path, err_path);
@@ -286,7 +234,7 @@ static void test_watch_statuses_and_on_change(void **state)
             fail_msg("--on-change log:\n%s\nexpected:\n%s", alerts, want);
     }
     free(alerts);
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 /* The group's state and member count, from the broker. */
@@ -373,9 +321,9 @@ static void test_never_joins_the_group(void **state)
      * show as a second member or put the group into a rebalance. */
     snprintf(out_path, sizeof(out_path), "%s/out", dir);
     snprintf(err_path, sizeof(err_path), "%s/err", dir);
-    pid = spawn_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic, "--json",
-                              "--watch", "0.2"),
-                         out_path, err_path);
+    pid = bt_spawn_ballast_io(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic,
+                                   "--json", "--watch", "0.2"),
+                              out_path, err_path);
     for (int i = 0; i < 6; i++) {
         usleep(300 * 1000);
         describe_group(group, gstate, sizeof(gstate), &members);
@@ -403,14 +351,14 @@ static void test_never_joins_the_group(void **state)
 
 static void expect_rc(const char *const *argv, int want, const char *fragment)
 {
-    captured_t c = run_captured(argv, 60000);
+    bt_captured_t c = bt_run_captured(argv, 60000);
     if (c.rc != want)
         fail_msg("exit %d, expected %d; stderr: %s", c.rc, want, c.err);
     if (fragment && !strstr(c.err, fragment))
         fail_msg("stderr does not mention \"%s\": %s", fragment, c.err);
     if (fragment && strchr(c.err, '\n') != c.err + strlen(c.err) - 1)
         fail_msg("expected one line on stderr: %s", c.err);
-    captured_free(&c);
+    bt_captured_free(&c);
 }
 
 static void test_exit_codes(void **state)

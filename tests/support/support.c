@@ -455,7 +455,20 @@ static void kill_spawned(void)
             waitpid(spawned[i], NULL, 0);
 }
 
-pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
+/* Points fd @p target at @p path opened with @p flags; quietly leaves it
+ * as it is when the file cannot be opened (the child reports nothing). */
+static void redirect(int target, const char *path, int flags)
+{
+    int fd = open(path, flags, 0644);
+
+    if (fd >= 0) {
+        dup2(fd, target);
+        close(fd);
+    }
+}
+
+pid_t bt_spawn_ballast_io(const char *const *argv, const char *stdout_path,
+                          const char *stderr_path)
 {
     pid_t pid;
 
@@ -466,22 +479,20 @@ pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
     if (pid > 0 && nspawned < sizeof(spawned) / sizeof(spawned[0]))
         spawned[nspawned++] = pid;
     if (pid == 0) {
-        if (stderr_path) {
-            int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) {
-                dup2(fd, 2);
-                close(fd);
-            }
-        }
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            close(devnull);
-        }
+        redirect(0, "/dev/null", O_RDONLY);
+        redirect(1, stdout_path ? stdout_path : "/dev/null",
+                 O_WRONLY | O_CREAT | O_TRUNC);
+        if (stderr_path)
+            redirect(2, stderr_path, O_WRONLY | O_CREAT | O_TRUNC);
         execv(BALLAST_BIN, (char *const *)argv);
         _exit(127);
     }
     return pid;
+}
+
+pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path)
+{
+    return bt_spawn_ballast_io(argv, NULL, stderr_path);
 }
 
 /* True when /proc says @p pid has a handler for SIGTERM. */
@@ -547,6 +558,28 @@ int bt_run_ballast(const char *const *argv, int timeout_ms, char **stderr_text)
         *stderr_text = bt_read_file(path);
     unlink(path);
     return rc;
+}
+
+bt_captured_t bt_run_captured(const char *const *argv, int timeout_ms)
+{
+    const char *dir = bt_tmpdir();
+    char out_path[256], err_path[256];
+    bt_captured_t c;
+
+    snprintf(out_path, sizeof(out_path), "%s/stdout", dir);
+    snprintf(err_path, sizeof(err_path), "%s/stderr", dir);
+    c.rc = bt_wait(bt_spawn_ballast_io(argv, out_path, err_path), timeout_ms);
+    c.out = bt_read_file(out_path);
+    c.err = bt_read_file(err_path);
+    assert_non_null(c.out);
+    assert_non_null(c.err);
+    return c;
+}
+
+void bt_captured_free(bt_captured_t *c)
+{
+    free(c->out);
+    free(c->err);
 }
 
 /* ---- HTTP (the daemon's metrics endpoint) -------------------------------- */

@@ -95,8 +95,12 @@ long bt_sqlite_long(const char *path, const char *sql);
  *  exits (kept with BALLAST_TEST_KEEP_TMP=1). */
 const char *bt_tmpdir(void);
 
-/** Starts `ballast` with @p argv (argv[0] is ignored) and stderr captured
- *  to @p stderr_path (NULL: inherited). */
+/** Starts `ballast` with @p argv (argv[0] is ignored), stdin from
+ *  /dev/null, stdout to @p stdout_path (NULL: /dev/null) and stderr to
+ *  @p stderr_path (NULL: inherited). Still running at exit: killed. */
+pid_t bt_spawn_ballast_io(const char *const *argv, const char *stdout_path,
+                          const char *stderr_path);
+/** bt_spawn_ballast_io() with stdout to /dev/null. */
 pid_t bt_spawn_ballast(const char *const *argv, const char *stderr_path);
 /** Sends SIGTERM once the process handles it (its handler is installed at
  *  the start of `ballast run`; before that, SIGTERM would simply kill it),
@@ -108,6 +112,14 @@ int bt_wait(pid_t pid, int timeout_ms);
 /** Runs ballast to completion; @returns the exit code; stderr captured in
  *  *stderr_text (caller frees) when non-NULL. */
 int bt_run_ballast(const char *const *argv, int timeout_ms, char **stderr_text);
+/** What a finished `ballast` run printed. */
+typedef struct bt_captured {
+    int rc; /* as bt_wait() */
+    char *out, *err;
+} bt_captured_t;
+/** Runs ballast to completion with stdout and stderr captured. */
+bt_captured_t bt_run_captured(const char *const *argv, int timeout_ms);
+void bt_captured_free(bt_captured_t *c);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 
