@@ -23,7 +23,14 @@ build: deps
 # compiled with clang where there is one (`make test` installs it), so every
 # test run also holds the code to a second compiler's warnings.
 ASAN_CC ?= $(if $(shell command -v clang 2>/dev/null),clang,cc)
+# A build directory configured with another compiler starts afresh: CMake
+# would otherwise drop its cache and, with it, the options below.
 asan: deps
+	@cc=$$(command -v $(ASAN_CC)); \
+	if [ -f $(ASAN_BUILD)/CMakeCache.txt ] && \
+	   ! grep -q "^CMAKE_C_COMPILER:[A-Z]*=$$cc$$" $(ASAN_BUILD)/CMakeCache.txt; then \
+	  rm -rf $(ASAN_BUILD); \
+	fi
 	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DCMAKE_C_COMPILER=$(ASAN_CC) -DBALLAST_SANITIZE=ON -DBALLAST_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD)

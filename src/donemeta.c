@@ -3,7 +3,6 @@
  * metadata (see donemeta.h).
  */
 #include "donemeta.h"
-#include "execproto.h"
 #include "internal.h"
 
 #include <stdio.h>

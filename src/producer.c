@@ -19,7 +19,7 @@ static rd_kafka_resp_err_t produce_copy(rd_kafka_t *rk, const char *topic, const
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key, (key ? key_len : 0)),
         /* copied (F_COPY), never written */
-        RD_KAFKA_V_VALUE((void *)value, value ? value_len : 0), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_VALUE((void *)value, (value ? value_len : 0)), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 
     /* The producer takes ownership of hdrs only on success. */

@@ -27,12 +27,14 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_load_config(int argc, char **argv, const char *usage,
                     ballast_conf_t **confp);
 
-/* ---- shared by `ballast dlq` and `ballast lag` (cli_common.c) ---------- */
+/* ---- shared by the subcommands (cli_common.c) ---------------------------- */
 
 /** Set by SIGTERM and SIGINT once cli_catch_stop_signals() ran. */
 extern volatile sig_atomic_t cli_stop_requested;
 /** Catches SIGTERM and SIGINT into cli_stop_requested; ignores SIGPIPE. */
 void cli_catch_stop_signals(void);
+/** Seconds from a monotonic clock. */
+double cli_now_s(void);
 /** @returns the value of option @p name (or @p alias) at argv[*i] ("--name
  *  VALUE" or "--name=VALUE"), advancing *i; NULL if argv[*i] is another
  *  option; sets *missing when the value is absent. */

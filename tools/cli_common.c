@@ -1,6 +1,7 @@
 /*
- * cli_common.c - what `ballast dlq` and `ballast lag` share: options, the
- * stop signals, and checks for their Kafka clients (see cli.h).
+ * cli_common.c - what the subcommands share: options, a clock, the stop
+ * signals, and the configuration and checks of their Kafka clients (see
+ * cli.h).
  */
 #include "cli.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 volatile sig_atomic_t cli_stop_requested;
 
@@ -28,6 +30,14 @@ void cli_catch_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+double cli_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name,

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const struct {
@@ -41,14 +40,6 @@ static const struct {
 
 /* How long one consumer run may take before the scenario fails. */
 #define RUN_DEADLINE_S 30.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- printing ----------------------------------------------------------- */
 
@@ -272,7 +263,7 @@ static void on_rebalance(ballast_rebalance_event_t event,
 
     (void)parts;
     if (event == BALLAST_PARTITIONS_ASSIGNED && count > 0 && !r->assigned_at)
-        r->assigned_at = now_s();
+        r->assigned_at = cli_now_s();
 }
 
 int demo_consume(demo_t *d, const ballast_conf_t *conf, uint64_t expected,
@@ -289,7 +280,7 @@ int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
     ballast_conf_t *own = ballast_conf_dup(conf);
     ballast_error_t *err;
     pthread_t tid;
-    double t0 = now_s(), t_done, t_end;
+    double t0 = cli_now_s(), t_done, t_end;
     bool reached = false;
 
     (void)d;
@@ -315,7 +306,7 @@ int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
     /* Watch the counters until every message is handled (or the watcher
      * has seen enough): every 5 ms for a watcher, which samples states
      * that last only milliseconds, else every 20 ms. */
-    while (!atomic_load(&r.returned) && now_s() - t0 < RUN_DEADLINE_S) {
+    while (!atomic_load(&r.returned) && cli_now_s() - t0 < RUN_DEADLINE_S) {
         ballast_consumer_stats(r.cons, st, sizeof(*st));
         if ((reached = st->processed_ok + st->dead_lettered >= expected))
             break;
@@ -323,10 +314,10 @@ int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
             break;
         usleep(watch ? 5 * 1000 : 20 * 1000);
     }
-    t_done = now_s();
+    t_done = cli_now_s();
     ballast_consumer_stop(r.cons);
     pthread_join(tid, NULL);
-    t_end = now_s();
+    t_end = cli_now_s();
     ballast_consumer_stats(r.cons, st, sizeof(*st));
     ballast_consumer_destroy(r.cons);
 
@@ -554,7 +545,7 @@ int cmd_demo(int argc, char **argv)
     demo_t d = {0};
     rd_kafka_t *mock_rk = NULL;
     int passed = 0, failed = 0, run = 0;
-    double t0 = now_s();
+    double t0 = cli_now_s();
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -609,7 +600,7 @@ int cmd_demo(int argc, char **argv)
            ballast_version(), d.bootstrap, rd_kafka_version_str(), dir);
 
     for (size_t s = 0; s < NSCENARIOS; s++) {
-        double ts = now_s();
+        double ts = cli_now_s();
         int rc;
 
         if (any_selected && !selected[s])
@@ -621,20 +612,20 @@ int cmd_demo(int argc, char **argv)
         run++;
         if (rc == 0 && d.failed_checks == 0) {
             passed++;
-            printf("  PASS  %s (%.1f s)\n", scenarios[s].name, now_s() - ts);
+            printf("  PASS  %s (%.1f s)\n", scenarios[s].name, cli_now_s() - ts);
         } else {
             failed++;
             snprintf(failed_names + strlen(failed_names),
                      sizeof(failed_names) - strlen(failed_names), " %s",
                      scenarios[s].name);
-            printf("  FAIL  %s (%.1f s)\n", scenarios[s].name, now_s() - ts);
+            printf("  FAIL  %s (%.1f s)\n", scenarios[s].name, cli_now_s() - ts);
         }
         fflush(stdout);
     }
     stop_broker(&d, mock_rk);
 
     printf("\n%d of %d scenarios passed in %.1f s%s%s\n", passed, run,
-           now_s() - t0, failed ? "; failed:" : "", failed_names);
+           cli_now_s() - t0, failed ? "; failed:" : "", failed_names);
     if (keep)
         printf("kept %s\n", dir);
     else

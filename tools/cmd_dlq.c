@@ -216,13 +216,6 @@ typedef struct dlq_opts {
     size_t nprops;
 } dlq_opts_t;
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The bytes [p, p+len) as a whole decimal number. */
 static bool bytes_int64(const void *p, size_t len, int64_t *out)
 {
@@ -661,7 +654,7 @@ typedef void (tick_cb)(void *arg);
 static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *tick,
                       void *arg)
 {
-    double idle_since = mono_s();
+    double idle_since = cli_now_s();
 
     while (r->remaining > 0) {
         rd_kafka_message_t *m;
@@ -672,7 +665,7 @@ static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *
         if (tick)
             tick(arg);
         if (!(m = rd_kafka_consume_queue(r->q, 100))) {
-            if (mono_s() - idle_since > o->timeout_ms / 1000.0) {
+            if (cli_now_s() - idle_since > o->timeout_ms / 1000.0) {
                 cli_error("no record from %s for %.1f s while %d partition(s) had not "
                           "reached their end (see --timeout)",
                           o->topic, o->timeout_ms / 1000.0, (int)r->remaining);
@@ -707,7 +700,7 @@ static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *
             }
         }
         rd_kafka_message_destroy(m);
-        idle_since = mono_s();
+        idle_since = cli_now_s();
     }
     return 0;
 }
@@ -1298,7 +1291,7 @@ static void clear_progress(const replay_t *rp)
 
 static void progress(replay_t *rp, bool final)
 {
-    double now = mono_s(), elapsed = now - rp->started;
+    double now = cli_now_s(), elapsed = now - rp->started;
 
     if (!rp->tty || (!final && now - rp->last_progress < 0.1))
         return;
@@ -1420,7 +1413,7 @@ static rd_kafka_headers_t *replay_headers(const view_t *v, const char *dlq_topic
 static void wait_until(replay_t *rp, double until)
 {
     for (;;) {
-        double left = until - mono_s();
+        double left = until - cli_now_s();
         if (left <= 0 || cli_stop_requested)
             return;
         if (left >= 0.002 && rp->prod) {
@@ -1444,7 +1437,7 @@ static void take_token(replay_t *rp)
         return;
     interval = 1.0 / rp->o->rate;
     depth = rp->o->rate * 0.01 > 1 ? rp->o->rate * 0.01 : 1;
-    now = mono_s();
+    now = cli_now_s();
     /* next_token_at is when the bucket would hold exactly one token; it
      * may lie in the past by at most depth tokens' worth. */
     if (rp->next_token_at < now - (depth - 1) * interval)
@@ -1584,7 +1577,7 @@ static int run_replay(const dlq_opts_t *o)
     rp.o = o;
     rp.r = &r;
     rp.tty = isatty(STDERR_FILENO);
-    rp.started = mono_s();
+    rp.started = cli_now_s();
     rp.started_wall = bl_wall_ms();
     memset(&r, 0, sizeof(r));
     /* The producer first: its producer id is then fetched while the DLQ's
@@ -1627,7 +1620,7 @@ static int run_replay(const dlq_opts_t *o)
                (unsigned long long)(rp.failed + rp.not_sent));
     printf("%s; started %s, took %.2f s\n",
            rp.limit_reached ? " (--limit reached)" : incomplete ? " (incomplete)" : "",
-           started, mono_s() - rp.started);
+           started, cli_now_s() - rp.started);
     fflush(stdout);
     rc = 0;
     if (rp.fatal[0]) {

@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PARTITIONS 2
@@ -62,14 +61,6 @@ typedef struct monitor {
     bool quiet;   /* print only evaluations that show something new */
     int unshown;  /* evaluations not printed since the last one printed */
 } monitor_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The group's committed offsets as `ballast lag` reads them: the admin API
  * (an OffsetFetch to the group coordinator), on a handle of its own that
@@ -165,7 +156,7 @@ static int evaluate(monitor_t *m)
                  0;
 
     snprintf(line, sizeof(line), "eval %2d  t=%4.1fs ", ++m->evaluations,
-             now_s() - m->t0);
+             cli_now_s() - m->t0);
     for (int p = 0; p < PARTITIONS; p++) {
         lag_sample_t s = {ok, committed[p], high[p], 0, -1};
         if (ok)
@@ -217,9 +208,9 @@ static bool watch_catch_up(ballast_consumer_t *cons, const ballast_stats_t *st,
     bool zero = true;
 
     (void)cons;
-    if (now_s() < m->next_eval)
+    if (cli_now_s() < m->next_eval)
         return false;
-    m->next_eval = now_s() + 0.3;
+    m->next_eval = cli_now_s() + 0.3;
     if (evaluate(m))
         return false;
     for (int p = 0; p < PARTITIONS; p++)
@@ -436,7 +427,7 @@ int demo_lag(demo_t *d)
              "%d --warn-lag %d --on-change examples/lag-alert.sh`: each "
              "status change is an ALERT",
              WINDOW, WARN_LAG);
-    m.t0 = now_s();
+    m.t0 = cli_now_s();
     for (int i = 0; i < WINDOW; i++) {
         if (i) {
             if (produce_clicks(d, produced, TRAFFIC))

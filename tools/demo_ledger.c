@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define TRANSACTIONS 12000
@@ -76,14 +75,6 @@ static const char sql[] =
     "VALUES (json_extract(:value, '$.txId'), json_extract(:value, '$.from'), "
     "json_extract(:value, '$.to'), json_extract(:value, '$.amount'), "
     ":partition, :offset)";
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Writes the pipeline for `ballast run`: examples/ledger.conf with the
  * embedded broker, the demo's database, and settings that suit the mock
@@ -128,7 +119,7 @@ static int write_config(const demo_t *d, const char *path, const char *db)
 static int run_and_kill(demo_t *d, sqlite3 *db, int64_t kill_at)
 {
     char config[4096], log[4096], dbpath[4096];
-    double t0 = now_s();
+    double t0 = cli_now_s();
     int status = 0;
     pid_t pid;
     int64_t posted = 0;
@@ -140,7 +131,7 @@ static int run_and_kill(demo_t *d, sqlite3 *db, int64_t kill_at)
         (pid = demo_spawn_self((char *const[]){"ballast", "run", config, NULL},
                                log)) < 0)
         return -1;
-    while (posted < kill_at && now_s() - t0 < 20) {
+    while (posted < kill_at && cli_now_s() - t0 < 20) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
             cli_error("demo: `ballast run` ended by itself (status %d) after "
                       "%lld postings",
@@ -161,7 +152,7 @@ static int run_and_kill(demo_t *d, sqlite3 *db, int64_t kill_at)
     }
     demo_say("crash     `ballast run` (pid %d) on %s: killed with SIGKILL "
              "%.1f s after its start, once %lld transactions were posted",
-             (int)pid, config, now_s() - t0, (long long)posted);
+             (int)pid, config, cli_now_s() - t0, (long long)posted);
     return 0;
 }
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #if MHD_VERSION < 0x00097002
@@ -315,21 +314,15 @@ static void log_info(const ballast_conf_t *conf, const char *msg)
 {
     const char *level = ballast_conf_get(conf, "log.level");
     const char *format = ballast_conf_get(conf, "log.format");
-    struct timespec ts;
-    struct tm tm;
     char when[40];
 
     if (level && (!strcmp(level, "warn") || !strcmp(level, "error")))
         return;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    bl_iso8601(bl_wall_ms(), when, sizeof(when));
     if (format && !strcmp(format, "json"))
-        fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"info\",\"msg\":\"%s\"}\n",
-                when, ts.tv_nsec / 1000000, msg);
+        fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"%s\"}\n", when, msg);
     else
-        fprintf(stderr, "ts=%s.%03ldZ level=info msg=\"%s\"\n", when,
-                ts.tv_nsec / 1000000, msg);
+        fprintf(stderr, "ts=%s level=info msg=\"%s\"\n", when, msg);
 }
 
 int http_start_for_consumer(const ballast_conf_t *conf, ballast_consumer_t *cons,

@@ -424,7 +424,6 @@ static void test_pg_bytea(void **unused)
 /* The server ends the session (as at a restart): RETRY, then reconnect. */
 static void test_pg_reconnect(void **unused)
 {
-    char sql[256];
     bt_batch_t b;
     void *st;
 
@@ -432,18 +431,15 @@ static void test_pg_reconnect(void **unused)
     BT_NEED_PG();
     bt_pg_admin_exec("TRUNCATE sqlh_p");
     st = pg_open_handler("INSERT INTO sqlh_p (off, doc) VALUES (:offset, :value::jsonb)");
-    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE application_name = '%s'",
-             bt_pg_app);
     bt_batch_fill(&b, 4, "orders", 100);
 
-    bt_pg_admin_exec(sql);
+    bt_pg_kill_sessions();
     assert_int_equal(bl_handler_postgres.handle(st, b.mp[0], b.rp[0]),
                      BALLAST_OUTCOME_RETRY);
     assert_non_null(b.r[0].error);
     assert_int_equal(bl_handler_postgres.handle(st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
 
-    bt_pg_admin_exec(sql);
+    bt_pg_kill_sessions();
     bl_handler_postgres.handle_batch(st, b.mp + 1, b.rp + 1, 3, b.out + 1);
     for (size_t i = 1; i < 4; i++)
         assert_int_equal(b.out[i], BALLAST_OUTCOME_RETRY);

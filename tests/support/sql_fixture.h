@@ -51,7 +51,8 @@ void bt_sqlite_path(const char *name, char *buf, size_t size);
  *  lock); fails the test if it fails. */
 void bt_sqlite_exec(const char *path, const char *sql);
 /** The first column of the first row of @p sql, or -999 when there is no
- *  row; fails the test if the query fails. */
+ *  row; fails the test if the query fails (bt_sqlite_long, for polling a
+ *  database another process writes, answers -1 instead). */
 int64_t bt_sqlite_int(const char *path, const char *sql);
 
 /** The DSN of the run's schema: BALLAST_TEST_PG with application_name and

@@ -427,10 +427,13 @@ static void remove_tmpdirs(void)
 
 const char *bt_tmpdir(void)
 {
-    char *dir = strdup("/tmp/ballast-test-XXXXXX");
+    const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *dir = malloc(strlen(base) + sizeof("/ballast-test-XXXXXX"));
     char **grown = realloc(tmpdirs, (ntmpdirs + 1) * sizeof(*tmpdirs));
 
     assert_non_null(dir);
+    strcpy(dir, base);
+    strcat(dir, "/ballast-test-XXXXXX");
     assert_non_null(grown);
     tmpdirs = grown;
     if (!mkdtemp(dir))
@@ -448,6 +451,14 @@ const char *bt_tmpdir(void)
 static pid_t spawned[256];
 static size_t nspawned;
 
+/* Reaped: never signal the pid again, another process may get it. */
+static void forget_spawned(pid_t pid)
+{
+    for (size_t i = 0; i < nspawned; i++)
+        if (spawned[i] == pid)
+            spawned[i] = 0;
+}
+
 static void kill_spawned(void)
 {
     for (size_t i = 0; i < nspawned; i++)
@@ -455,16 +466,16 @@ static void kill_spawned(void)
             waitpid(spawned[i], NULL, 0);
 }
 
-/* Points fd @p target at @p path opened with @p flags; quietly leaves it
- * as it is when the file cannot be opened (the child reports nothing). */
+/* In a spawned child: points fd @p target at @p path opened with @p flags,
+ * or exits with 126 when it cannot be opened. */
 static void redirect(int target, const char *path, int flags)
 {
     int fd = open(path, flags, 0644);
 
-    if (fd >= 0) {
-        dup2(fd, target);
-        close(fd);
-    }
+    if (fd < 0)
+        _exit(126);
+    dup2(fd, target);
+    close(fd);
 }
 
 pid_t bt_spawn_ballast_io(const char *const *argv, const char *stdout_path,
@@ -529,14 +540,13 @@ int bt_wait(pid_t pid, int timeout_ms)
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
-            for (size_t i = 0; i < nspawned; i++)
-                if (spawned[i] == pid)
-                    spawned[i] = 0; /* reaped: never signal a reused pid */
+            forget_spawned(pid);
             break;
         }
         if (bt_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
+            forget_spawned(pid);
             return -1;
         }
         usleep(10 * 1000);

@@ -91,8 +91,8 @@ void bt_write_file(const char *path, const char *fmt, ...)
 /** The integer the query @p sql returns from the SQLite database at
  *  @p path (read-only, waiting up to 5 s for a lock), or -1. */
 long bt_sqlite_long(const char *path, const char *sql);
-/** A new temporary directory, removed with its contents when the suite
- *  exits (kept with BALLAST_TEST_KEEP_TMP=1). */
+/** A new temporary directory (in $TMPDIR, else /tmp), removed with its
+ *  contents when the suite exits (kept with BALLAST_TEST_KEEP_TMP=1). */
 const char *bt_tmpdir(void);
 
 /** Starts `ballast` with @p argv (argv[0] is ignored), stdin from

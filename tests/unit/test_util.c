@@ -1,5 +1,5 @@
 /* test_util.c - unit tests of the small helpers of src/util.c:
- * bl_utf8_valid, bl_iso8601, bl_strdup, bl_fmt. */
+ * bl_utf8_valid, bl_iso8601, bl_strdup, bl_fmt, base64, Prometheus labels. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -248,6 +248,102 @@ static void test_clocks(void **state)
     assert_true(w > 1600000000000LL); /* after 2020 */
 }
 
+/* ---- base64 ------------------------------------------------------------- */
+
+static void test_base64_vectors(void **state)
+{
+    static const char *const plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
+                                        "Zm9vYmE=", "Zm9vYmFy"};
+    (void)state;
+    for (size_t i = 0; i < 7; i++) {
+        size_t len, dlen;
+        char *b = bl_base64_encode(plain[i], strlen(plain[i]), &len);
+        void *d;
+
+        assert_non_null(b);
+        assert_string_equal(b, coded[i]);
+        assert_int_equal(len, strlen(coded[i]));
+        assert_int_equal(bl_base64_decode(b, len, &d, &dlen), 0);
+        assert_non_null(d);
+        assert_int_equal(dlen, strlen(plain[i]));
+        if (dlen)
+            assert_memory_equal(d, plain[i], dlen);
+        free(d);
+        free(b);
+    }
+}
+
+static void test_base64_decode_table(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        const char *out;
+    } cases[] = {
+        {"Zg", 0, "f"},          {"Zm8", 0, "fo"},     {"Zm9vYg", 0, "foob"},
+        {"+/+/", 0, "\xfb\xff\xbf"},
+        {"Z", -1, NULL},         {"Zg=", -1, NULL},    {"Z===", -1, NULL},
+        {"====", -1, NULL},      {"Zm9v\n", -1, NULL}, {"Zm-_", -1, NULL},
+        {"Zg==Zg==", -1, NULL},  {"Z m9v", -1, NULL},  {"Zm9vY", -1, NULL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        void *out = (void *)1;
+        size_t len = 99;
+        int rc = bl_base64_decode(cases[i].in, strlen(cases[i].in), &out, &len);
+
+        if (rc != cases[i].rc)
+            fail_msg("'%s': rc %d, want %d", cases[i].in, rc, cases[i].rc);
+        if (rc == 0) {
+            assert_int_equal(len, strlen(cases[i].out));
+            assert_memory_equal(out, cases[i].out, len);
+        } else {
+            assert_null(out);
+        }
+        free(out);
+    }
+}
+
+static void test_base64_roundtrip_all_bytes(void **state)
+{
+    unsigned char data[300];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 7 + 3);
+    for (size_t len = 0; len <= sizeof(data); len++) {
+        size_t blen, dlen;
+        char *b = bl_base64_encode(data, len, &blen);
+        void *d;
+
+        assert_non_null(b);
+        assert_int_equal(blen % 4, 0);
+        assert_int_equal(bl_base64_decode(b, blen, &d, &dlen), 0);
+        assert_int_equal(dlen, len);
+        if (len)
+            assert_memory_equal(d, data, len);
+        free(d);
+        free(b);
+    }
+}
+
+/* ---- bl_prom_label ------------------------------------------------------ */
+
+static void test_prom_label(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    (void)state;
+    assert_non_null(fp);
+    bl_prom_label(fp, "a\\b\"c\nd");
+    fclose(fp);
+    assert_string_equal(text, "a\\\\b\\\"c\\nd");
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +355,10 @@ int main(void)
         cmocka_unit_test(test_strdup),
         cmocka_unit_test(test_fmt),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_base64_vectors),
+        cmocka_unit_test(test_base64_decode_table),
+        cmocka_unit_test(test_base64_roundtrip_all_bytes),
+        cmocka_unit_test(test_prom_label),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
