@@ -972,6 +972,15 @@ static void db_rewind(ballast_consumer_t *c)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* The log level of a rebalance: @p level, or debug for one served only by
+ * the close of a consumer that never ran (its start failed after the group
+ * join), which is not news. */
+static ballast_log_level_t rebalance_level(const ballast_consumer_t *c,
+                                           ballast_log_level_t level)
+{
+    return c->ran ? level : BALLAST_LOG_DEBUG;
+}
+
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     rd_kafka_error_t *error = NULL;
@@ -1009,10 +1018,8 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         advise_db_offsets(c, list);
     sync_pause(c); /* partitions assigned while paused for any reason */
     atomic_fetch_add(&c->stats.rebalances, 1);
-    /* An assignment served only by the close of a consumer that never ran
-     * (its start failed after the group join) is not news: debug. */
-    bl_log(&c->log, c->ran ? BALLAST_LOG_INFO : BALLAST_LOG_DEBUG,
-           "assigned %d partition(s)", list->cnt);
+    bl_log(&c->log, rebalance_level(c, BALLAST_LOG_INFO), "assigned %d partition(s)",
+           list->cnt);
     notify_rebalance(c, BALLAST_PARTITIONS_ASSIGNED, list);
 }
 
@@ -1101,7 +1108,7 @@ static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         rd_kafka_error_destroy(error);
     }
     atomic_fetch_add(&c->stats.rebalances, 1);
-    bl_log(&c->log, !c->ran ? BALLAST_LOG_DEBUG : lost ? BALLAST_LOG_WARN : BALLAST_LOG_INFO,
+    bl_log(&c->log, rebalance_level(c, lost ? BALLAST_LOG_WARN : BALLAST_LOG_INFO),
            "%s %d partition(s)", lost ? "lost" : "revoked", list->cnt);
     notify_rebalance(c, lost ? BALLAST_PARTITIONS_LOST : BALLAST_PARTITIONS_REVOKED,
                      list);

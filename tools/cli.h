@@ -31,7 +31,9 @@ int cli_load_config(int argc, char **argv, const char *usage,
 
 /** Set by SIGTERM and SIGINT once cli_catch_stop_signals() ran. */
 extern volatile sig_atomic_t cli_stop_requested;
-/** Catches SIGTERM and SIGINT into cli_stop_requested; ignores SIGPIPE. */
+/** Runs @p handler on SIGTERM and SIGINT; ignores SIGPIPE. */
+void cli_handle_stop_signals(void (*handler)(int));
+/** cli_handle_stop_signals() with a handler that sets cli_stop_requested. */
 void cli_catch_stop_signals(void);
 /** Seconds from a monotonic clock. */
 double cli_now_s(void);

@@ -20,16 +20,23 @@ static void on_stop_signal(int sig)
     cli_stop_requested = 1;
 }
 
-void cli_catch_stop_signals(void)
+void cli_handle_stop_signals(void (*handler)(int))
 {
     struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    /* Writes to a closed pipe (a dead exec child, a closed reader) must
+     * fail with EPIPE, not kill the command. */
     signal(SIGPIPE, SIG_IGN);
+}
+
+void cli_catch_stop_signals(void)
+{
+    cli_handle_stop_signals(on_stop_signal);
 }
 
 double cli_now_s(void)

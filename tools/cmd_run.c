@@ -161,19 +161,6 @@ static void on_signal(int sig)
         ballast_consumer_stop(running);
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    /* Writes to a dead exec child must fail with EPIPE, not kill us. */
-    signal(SIGPIPE, SIG_IGN);
-}
-
 int cmd_run(int argc, char **argv)
 {
     ballast_conf_t *conf;
@@ -184,7 +171,7 @@ int cmd_run(int argc, char **argv)
 
     /* First, so that a stop requested during start-up is honoured (the
      * consumer stops right after it started) instead of killing us. */
-    install_signals();
+    cli_handle_stop_signals(on_signal);
     if ((rc = cli_load_config(argc, argv, run_usage, &conf)))
         return rc < 0 ? 0 : rc;
     err = ballast_consumer_new(conf, &cons);

@@ -56,23 +56,23 @@ static void test_sqlite_rows(void **unused)
                          BALLAST_OUTCOME_OK);
     bl_handler_sqlite.destroy(st);
 
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM ev"), 4);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM ev WHERE topic='orders' "
-                                         "AND part=2 AND off BETWEEN 100 AND 103"),
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM ev"), 4);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM ev WHERE topic='orders' "
+                                          "AND part=2 AND off BETWEEN 100 AND 103"),
                      4);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM ev WHERE k IS NULL"), 1);
-    assert_int_equal(bt_sqlite_int(path, "SELECT off FROM ev WHERE k IS NULL"), 101);
-    assert_int_equal(bt_sqlite_int(path, "SELECT off FROM ev WHERE trace IS NULL"), 102);
-    assert_int_equal(bt_sqlite_int(path, "SELECT off FROM ev WHERE ts IS NULL"), 102);
-    assert_int_equal(bt_sqlite_int(path, "SELECT ts FROM ev WHERE off = 100"),
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM ev WHERE k IS NULL"), 1);
+    assert_int_equal(bt_sqlite_long(path, "SELECT off FROM ev WHERE k IS NULL"), 101);
+    assert_int_equal(bt_sqlite_long(path, "SELECT off FROM ev WHERE trace IS NULL"), 102);
+    assert_int_equal(bt_sqlite_long(path, "SELECT off FROM ev WHERE ts IS NULL"), 102);
+    assert_int_equal(bt_sqlite_long(path, "SELECT ts FROM ev WHERE off = 100"),
                      1700000000000LL);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM ev WHERE trace='t3' "
-                                         "AND typeof(v)='blob' AND v = x'ff00fe'"),
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM ev WHERE trace='t3' "
+                                          "AND typeof(v)='blob' AND v = x'ff00fe'"),
                      1);
-    assert_int_equal(bt_sqlite_int(path, "SELECT json_extract(v, '$.n') FROM ev "
-                                         "WHERE off = 100 AND typeof(v)='text'"),
+    assert_int_equal(bt_sqlite_long(path, "SELECT json_extract(v, '$.n') FROM ev "
+                                          "WHERE off = 100 AND typeof(v)='text'"),
                      0);
-    assert_int_equal(bt_sqlite_int(path, "SELECT typeof(part) = 'integer' FROM ev LIMIT 1"), 1);
+    assert_int_equal(bt_sqlite_long(path, "SELECT typeof(part) = 'integer' FROM ev LIMIT 1"), 1);
     bt_batch_free(&b);
 }
 
@@ -102,9 +102,9 @@ static void sqlite_poison(const char *file, const char *table_sql)
             assert_int_equal(b.out[i], BALLAST_OUTCOME_OK);
         }
     }
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM p"), 8);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(DISTINCT off) FROM p"), 8);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM p"), 8);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(DISTINCT off) FROM p"), 8);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
 
     /* A clean batch afterwards commits normally. */
     bt_batch_free(&b);
@@ -114,7 +114,7 @@ static void sqlite_poison(const char *file, const char *table_sql)
     bl_handler_sqlite.handle_batch(st, b.mp, b.rp, b.n, b.out);
     for (size_t i = 0; i < b.n; i++)
         assert_int_equal(b.out[i], BALLAST_OUTCOME_OK);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM p"), 11);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM p"), 11);
     bl_handler_sqlite.destroy(st);
     bt_batch_free(&b);
 }
@@ -159,7 +159,7 @@ static void test_sqlite_busy(void **unused)
     bl_handler_sqlite.handle_batch(st, b.mp, b.rp, b.n, b.out);
     for (size_t i = 0; i < b.n; i++)
         assert_int_equal(b.out[i], BALLAST_OUTCOME_OK);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM t"), 3);
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM t"), 3);
     bl_handler_sqlite.destroy(st);
     bt_batch_free(&b);
 }

@@ -209,7 +209,7 @@ static void test_sqlite_txn_poison(void **unused)
 
     (void)unused;
     sq_open(&s, "poison.db", sq_table, sq_insert);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 0);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM ballast_offsets"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
 
     bt_batch_fill(&b, 10, "orders", 100);
@@ -220,16 +220,16 @@ static void test_sqlite_txn_poison(void **unused)
     check_outcomes(&b, bad, 2);
     assert_non_null(strstr(b.r[4].error, "sqlite: "));
     /* Nothing is visible before COMMIT (WAL: readers see the last commit). */
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
     commit_ok(s.ops, s.st, 100, 110);
 
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 8);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 8);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p WHERE off IN (104, 107)"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), 110);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT next_offset FROM ballast_offsets WHERE "
-                                           "group_id = 'g-txn' AND topic = 'audit' AND "
-                                           "partition = 0"),
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT next_offset FROM ballast_offsets WHERE "
+                                            "group_id = 'g-txn' AND topic = 'audit' AND "
+                                            "partition = 0"),
                      110);
 
     /* The next batch moves the offset (an update, not a second row). */
@@ -239,16 +239,16 @@ static void test_sqlite_txn_poison(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 110, 113);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 11);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 11);
     assert_int_equal(stored_offset(s.ops, s.loader), 113);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM ballast_offsets"), 2);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM ballast_offsets"), 2);
 
     /* Outside a transaction the handler still works on its own. */
     bt_batch_free(&b);
     bt_batch_fill(&b, 2, "orders", 500);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 13);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 13);
     bt_batch_free(&b);
     sq_close(&s);
 }
@@ -265,7 +265,7 @@ static void test_sqlite_txn_rollback(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     s.ops->rollback(s.st);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
     s.ops->rollback(s.st); /* twice: harmless */
 
@@ -280,7 +280,7 @@ static void test_sqlite_txn_rollback(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 0, 5);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 5);
     assert_int_equal(stored_offset(s.ops, s.loader), 5);
 
     /* begin while a transaction is open gives the old one up. */
@@ -290,7 +290,7 @@ static void test_sqlite_txn_rollback(void **unused)
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     begin_ok(s.ops, s.st);
     commit_ok(s.ops, s.st, 5, 7);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 5);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 5);
     bt_batch_free(&b);
     sq_close(&s);
 }
@@ -318,8 +318,8 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     check_outcomes(&b, bad, 2);
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
     commit_ok(s.ops, s.st, 0, 6);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT sum(off) FROM p"), 0 + 2 + 4 + 5);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT sum(off) FROM p"), 0 + 2 + 4 + 5);
 
     /* One at a time: the first message's effects go with the killer. */
     bt_batch_free(&b);
@@ -335,7 +335,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_int_equal(s.ops->commit(s.st, GROUP, NULL, 0, err, sizeof(err)),
                      BALLAST_OUTCOME_RETRY);
     s.ops->rollback(s.st);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 4);
     /* The redo: the killer fails without running, the rest commits. */
     begin_ok(s.ops, s.st);
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
@@ -343,7 +343,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     assert_non_null(strstr(b.r[1].error, "NOT NULL"));
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[2], b.rp[2]), BALLAST_OUTCOME_OK);
     commit_ok(s.ops, s.st, 10, 13);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 10"), 2);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p WHERE off >= 10"), 2);
     assert_int_equal(stored_offset(s.ops, s.loader), 13);
 
     /* The first message of a transaction: nothing else lost, just FAIL. */
@@ -353,7 +353,7 @@ static void test_sqlite_txn_rollback_clause(void **unused)
     b.m[0].offset = 21;
     assert_int_equal(bl_handler_sqlite.handle(s.st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
     commit_ok(s.ops, s.st, 20, 22);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p WHERE off >= 20"), 1);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p WHERE off >= 20"), 1);
     bt_batch_free(&b);
     sq_close(&s);
 }
@@ -381,14 +381,14 @@ static void test_sqlite_txn_commit_fails(void **unused)
                      BALLAST_OUTCOME_RETRY);
     assert_non_null(strstr(err, "no 999"));
     s.ops->rollback(s.st);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 0);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 0);
     assert_int_equal(stored_offset(s.ops, s.loader), -1);
 
     begin_ok(s.ops, s.st);
     bl_handler_sqlite.handle_batch(s.st, b.mp, b.rp, b.n, b.out);
     check_outcomes(&b, NULL, 0);
     commit_ok(s.ops, s.st, 0, 4);
-    assert_int_equal(bt_sqlite_int(s.path, "SELECT count(*) FROM p"), 4);
+    assert_int_equal(bt_sqlite_long(s.path, "SELECT count(*) FROM p"), 4);
 
     /* Another writer holds the lock past the busy timeout. */
     assert_int_equal(sqlite3_open(s.path, &db), SQLITE_OK);
@@ -418,8 +418,8 @@ static void test_sqlite_txn_init_errors(void **unused)
     bt_sqlite_path("plain.db", path, sizeof(path));
     bt_sqlite_exec(path, sq_table);
     st = open_handler(&bl_handler_sqlite, alo, 0);
-    assert_int_equal(bt_sqlite_int(path, "SELECT count(*) FROM sqlite_master WHERE "
-                                         "name = 'ballast_offsets'"),
+    assert_int_equal(bt_sqlite_long(path, "SELECT count(*) FROM sqlite_master WHERE "
+                                          "name = 'ballast_offsets'"),
                      0);
     assert_int_equal(ops->begin(st, err, sizeof(err)), BALLAST_OUTCOME_RETRY);
     assert_non_null(strstr(err, "exactly-once"));
@@ -439,7 +439,7 @@ static void test_sqlite_txn_init_errors(void **unused)
 
 static long sqlite_fence_rows(const fence_case_t *fc)
 {
-    return (long)bt_sqlite_int(fc->path, "SELECT count(*) FROM f");
+    return (long)bt_sqlite_long(fc->path, "SELECT count(*) FROM f");
 }
 
 /* Fencing: a batch over a range another state committed is refused. The

@@ -1,7 +1,6 @@
 /* sql_fixture.c - SQLite and PostgreSQL fixtures of the SQL handler tests
  * (see sql_fixture.h). */
 #include "sql_fixture.h"
-#include "support.h"
 
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
@@ -99,22 +98,6 @@ void bt_sqlite_exec(const char *path, const char *sql)
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
         fail_msg("sqlite: %s: %s", sql, msg);
     sqlite3_close(db);
-}
-
-int64_t bt_sqlite_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t v = -999;
-
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("sqlite: %s: %s", sql, sqlite3_errmsg(db));
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
 }
 
 char bt_pg_dsn[1024];

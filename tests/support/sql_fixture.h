@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "message.h"
+#include "support.h" /* bt_sqlite_long, bt_tmpdir */
 
 #define BT_BATCH_MAX 256
 
@@ -50,10 +51,6 @@ void bt_sqlite_path(const char *name, char *buf, size_t size);
 /** Runs @p sql on the SQLite database at @p path (waiting up to 5 s for a
  *  lock); fails the test if it fails. */
 void bt_sqlite_exec(const char *path, const char *sql);
-/** The first column of the first row of @p sql, or -999 when there is no
- *  row; fails the test if the query fails (bt_sqlite_long, for polling a
- *  database another process writes, answers -1 instead). */
-int64_t bt_sqlite_int(const char *path, const char *sql);
 
 /** The DSN of the run's schema: BALLAST_TEST_PG with application_name and
  *  search_path set to bt_pg_app. */
