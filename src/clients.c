@@ -247,6 +247,52 @@ void bl_producer_warm(ballast_consumer_t *c, int timeout_ms)
         warm_topic(c, c->tiers.tiers[i].topic, timeout_ms);
 }
 
+/* Asks the cluster about @p topic. @returns false only when it answered
+ * that there is no such topic. */
+static bool lookup_topic(ballast_consumer_t *c, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->producer, topic, NULL);
+    rd_kafka_resp_err_t err;
+    bool exists = true;
+
+    if (!rkt)
+        return true;
+    err = rd_kafka_metadata(c->producer, 0, rkt, &md, WARM_TIMEOUT_MS);
+    if (!err) {
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (!strcmp(md->topics[i].topic, topic))
+                exists = md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                         md->topics[i].err != RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return exists;
+}
+
+bool bl_topic_exists(ballast_consumer_t *c, const char *topic)
+{
+    bool known = c->output_topic && !strcmp(topic, c->output_topic);
+    char **grown;
+
+    pthread_mutex_lock(&c->topics_mtx);
+    for (size_t i = 0; !known && i < c->known_count; i++)
+        known = !strcmp(c->known_topics[i], topic);
+    pthread_mutex_unlock(&c->topics_mtx);
+    if (known)
+        return true;
+    if (!lookup_topic(c, topic))
+        return false;
+    pthread_mutex_lock(&c->topics_mtx);
+    if ((grown = realloc(c->known_topics, (c->known_count + 1) * sizeof(*grown)))) {
+        c->known_topics = grown;
+        if ((grown[c->known_count] = bl_strdup(topic)))
+            c->known_count++;
+    }
+    pthread_mutex_unlock(&c->topics_mtx);
+    return true;
+}
+
 /* Splits `topics` into a librdkafka subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
 {

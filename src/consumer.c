@@ -318,6 +318,11 @@ static void drop_held(ballast_consumer_t *c, bl_part_t *p)
 void bl_flush_held(ballast_consumer_t *c)
 {
     for (bl_part_t *p = c->parts; p; p = p->next) {
+        if (c->txn_halted) {
+            /* Nothing commits any more: nothing waits for a transaction. */
+            drop_held(c, p);
+            continue;
+        }
         int64_t next = bl_tracker_committable(&p->tracker);
         while (p->held.head && p->held.head->offset < next) {
             bl_msg_t *m = p->held.head;
@@ -327,9 +332,11 @@ void bl_flush_held(ballast_consumer_t *c)
             p->held.len--;
             if (!bl_txn_add(c, m)) {
                 /* Aborted and rewound: every partition state was replaced,
-                 * so stop walking the old ones. */
+                 * so stop walking the old ones. Or halted: drop the rest. */
                 m->fate = BL_FATE_DROPPED;
                 msg_release_ref(c, m);
+                if (c->txn_halted)
+                    bl_flush_held(c);
                 return;
             }
             msg_release_ref(c, m);
@@ -394,16 +401,9 @@ void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
     bl_msg_t *m = rkm->_private;
 
     (void)rk;
-    if (bl_txn_is_record(m)) {
+    if (c->eos) {
         /* Transactional: durable only when the transaction commits. */
-        if (rkm->err)
-            bl_log(&c->log, BALLAST_LOG_WARN, "topic %s: transactional record "
-                   "failed: %s", rd_kafka_topic_name(rkm->rkt),
-                   rd_kafka_err2str(rkm->err));
-        else if (c->dlq_topic && !strcmp(rd_kafka_topic_name(rkm->rkt), c->dlq_topic))
-            atomic_fetch_add(&c->stats.dead_lettered, 1);
-        else
-            atomic_fetch_add(&c->stats.emitted, 1);
+        bl_txn_delivered(c, rkm);
         return;
     }
     if (!m)
@@ -412,13 +412,16 @@ void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
                                   "topic %s: delivery of a record for %s [%d] "
-                                  "offset %lld failed: %s",
+                                  "offset %lld failed: %s; the offset stays uncommitted",
                                   rd_kafka_topic_name(rkm->rkt), m->topic,
                                   (int)m->partition, (long long)m->offset,
                                   rd_kafka_err2str(rkm->err)));
-    } else if (m->result.error && c->dlq_topic &&
-               !strcmp(rd_kafka_topic_name(rkm->rkt), c->dlq_topic)) {
-        atomic_fetch_add(&c->stats.dead_lettered, 1);
+    } else if (m->failed_over) {
+        bl_failure_note_t *note = bl_failure_note(c, m);
+        if (note)
+            bl_log_failure_note(c, note);
+        free(note);
+        atomic_fetch_add(m->failure_tier < 0 ? &c->stats.dead_lettered : &c->stats.emitted, 1);
     } else {
         atomic_fetch_add(&c->stats.emitted, 1);
     }
@@ -1407,6 +1410,7 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     pthread_mutex_init(&c->start_mtx, NULL);
     pthread_mutex_init(&c->obs_mtx, NULL);
     pthread_mutex_init(&c->breaker_mtx, NULL);
+    pthread_mutex_init(&c->topics_mtx, NULL);
     c->started_ms = bl_now_ms();
     atomic_init(&c->starting, true);
     read_settings(c);
@@ -1501,12 +1505,6 @@ static void drain_all(ballast_consumer_t *c)
      * only waits for handlers already running. */
     if (parts)
         drain_parts(c, parts, n, deadline);
-    if (c->inflight) {
-        bl_log(&c->log, BALLAST_LOG_WARN,
-               "%zu message(s) still in flight at shutdown; they stay "
-               "uncommitted and will be delivered again",
-               c->inflight);
-    }
     /* Nothing more should start; workers drop what they have queued. */
     atomic_store(&c->abandon, true);
     for (int i = 0; i < c->nworkers; i++) {
@@ -1520,6 +1518,12 @@ static void drain_all(ballast_consumer_t *c)
     else if (parts)
         commit_parts(c, parts, n);
     free(parts);
+    /* Counted after the last commit: what it covered is no longer news. */
+    if (c->inflight)
+        bl_log(&c->log, BALLAST_LOG_WARN,
+               "%zu message(s) did not finish before the stop; they stay "
+               "uncommitted and will be delivered again",
+               c->inflight);
 }
 
 static void stop_workers(ballast_consumer_t *c)
@@ -1750,6 +1754,10 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     pthread_mutex_destroy(&c->start_mtx);
     pthread_mutex_destroy(&c->obs_mtx);
     pthread_mutex_destroy(&c->breaker_mtx);
+    pthread_mutex_destroy(&c->topics_mtx);
+    for (size_t i = 0; i < c->known_count; i++)
+        free(c->known_topics[i]);
+    free(c->known_topics);
     bl_tiers_free(&c->tiers);
     free(c->breaker_window);
     free(c->snapshot);

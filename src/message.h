@@ -52,6 +52,7 @@ struct ballast_message_s {
     int failure_tier;       /* the retry tier's index, or -1: the DLQ */
     int64_t failure_due_ms; /* retry tiers: when it may run again; else -1 */
     bool failure_pending;   /* the poll thread is to produce the record */
+    bool failed_over;       /* its one record is that tier or DLQ copy */
     struct ballast_message_s *next;
 };
 

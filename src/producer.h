@@ -15,6 +15,12 @@
 rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
                                       const char *default_topic, void *opaque);
 
+/**
+ * True for a produce or delivery error that retrying the same record can
+ * never fix: too large, no such topic, not authorised, invalid. Pure.
+ */
+bool bl_record_refused(rd_kafka_resp_err_t err);
+
 /** Where and why a failed message goes (a retry tier or the DLQ). */
 typedef struct bl_failure {
     const char *topic;  /* the tier or dead-letter topic */

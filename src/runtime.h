@@ -129,6 +129,12 @@ struct ballast_consumer_s {
     atomic_bool breaker;     /* tripped: consumption stays paused */
     char breaker_reason[512];
 
+    /* Topics named by emitted records that the cluster was found to have
+     * (bl_topic_exists); any thread, under topics_mtx. */
+    pthread_mutex_t topics_mtx;
+    char **known_topics;
+    size_t known_count;
+
     /* Exactly-once into a database: the handler's transaction operations,
      * and a handler state of its own for reading stored offsets (poll
      * thread). */
@@ -139,6 +145,8 @@ struct ballast_consumer_s {
     /* Exactly-once with Kafka outputs (txn.c); poll thread only. */
     bool eos;
     bool txn_open;
+    bool txn_doomed;  /* a delivery report refused a record for good */
+    bool txn_halted;  /* so the transaction was aborted: nothing commits */
     int64_t txn_deadline_ms, txn_interval_ms;
     int64_t max_poll_interval_ms;
     int64_t started_ms;
@@ -235,8 +243,10 @@ bool bl_txn_commit(ballast_consumer_t *c);
 void bl_txn_abort(ballast_consumer_t *c);
 /** Commits the open transaction when its interval has passed. */
 void bl_txn_tick(ballast_consumer_t *c);
-/** True for the delivery-report opaque of transactional records. */
-bool bl_txn_is_record(const void *opaque);
+/** The delivery report of a transactional record (every record, in this
+ *  mode): counts it, logs the dead letter it may be, and dooms the
+ *  transaction when the broker refused it for good. */
+void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm);
 
 /* worker.c */
 /** The worker thread's body; @p arg is its bl_worker_t. */
@@ -248,6 +258,19 @@ void *bl_worker_main(void *arg);
  *  database). A refusal fails the message and stops the pipeline. */
 void bl_produce_failure_of(ballast_consumer_t *c, bl_msg_t *m, bool poll_thread);
 
+/** A dead letter's or retry-tier move's log line, kept until the broker
+ *  acknowledged its record. */
+typedef struct bl_failure_note {
+    bool tier; /* a tier move (info), else a dead letter (warning) */
+    char line[];
+} bl_failure_note_t;
+/** The note of @p m's dead letter or tier move, or NULL when the rate
+ *  limit (one full line a second) counts it instead. Caller frees. Any
+ *  thread. */
+bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m);
+/** Logs a note of bl_failure_note(). */
+void bl_log_failure_note(ballast_consumer_t *c, const bl_failure_note_t *note);
+
 /* clients.c */
 /** Makes the consumer or producer handle from the kafka.* keys. */
 ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
@@ -257,6 +280,11 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t
  * every record to the topic queues). Best effort: a topic still unknown
  * when @p timeout_ms passes is found by that scan. */
 void bl_producer_warm(ballast_consumer_t *c, int timeout_ms);
+/** Whether the cluster has @p topic, a topic an emitted record names.
+ *  output.topic was checked at start-up; any other name is asked about
+ *  once and remembered. When the cluster cannot answer, says yes (the
+ *  record then waits in the producer as usual). Any thread. */
+bool bl_topic_exists(ballast_consumer_t *c, const char *topic);
 /** Splits `topics` into a subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 

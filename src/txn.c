@@ -16,7 +16,15 @@
  *   - retriable error or timeout (outcome unknown): throw the producer
  *     away, make a new one with the same transactional.id (whose
  *     init_transactions settles the old transaction), then rewind;
- *   - fatal error (fenced by a newer instance): stop the pipeline.
+ *   - fatal error (fenced by a newer instance): stop the pipeline;
+ *   - a record refused for good (too large, no such topic, not
+ *     authorised), when produced or in its delivery report: abort the
+ *     transaction and commit nothing more (txn_halt), so that no offset at
+ *     or past the message that emitted it commits; the pipeline stops.
+ *
+ * A transactional record's delivery-report opaque is NULL, or the log
+ * note of a dead letter or retry-tier move (bl_failure_note), which is
+ * logged once the broker acknowledged the record.
  */
 #include "runtime.h"
 
@@ -25,15 +33,6 @@
 #include <string.h>
 
 #define TXN_TIMEOUT_MS 30000
-
-/* The delivery report opaque of transactional records: its reports only
- * count (the transaction's commit is what makes them durable). */
-static char txn_record;
-
-bool bl_txn_is_record(const void *opaque)
-{
-    return opaque == &txn_record;
-}
 
 /* A newer producer with our transactional.id exists: we are the zombie. */
 static bool is_fenced(const rd_kafka_error_t *error)
@@ -150,12 +149,64 @@ static void txn_rewind(ballast_consumer_t *c)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* A record of the open transaction was refused for good: aborts the
+ * transaction, so that none of its offsets commit, and commits nothing
+ * more. The pipeline is stopping (its fatal error is recorded). */
+static void txn_halt(ballast_consumer_t *c)
+{
+    rd_kafka_error_t *error;
+
+    c->txn_halted = true;
+    if (!c->txn_open || c->txn_halted)
+        return;
+    c->txn_open = false;
+    if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
+        bl_log(&c->log, BALLAST_LOG_WARN, "kafka: abort transaction failed: %s",
+               rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
+void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm)
+{
+    bl_failure_note_t *note = rkm->_private;
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+
+    if (rkm->err && bl_record_refused(rkm->err) && !c->txn_doomed) {
+        /* Not served inside a transactional call: txn_halt() runs when the
+         * commit or the next record sees the flag. */
+        c->txn_doomed = true;
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
+                                     "topic %s: the broker refused a record of the "
+                                     "transaction: %s; the transaction is aborted and "
+                                     "its offsets stay uncommitted",
+                                     topic, rd_kafka_err2str(rkm->err)));
+    } else if (rkm->err) {
+        bl_log(&c->log, BALLAST_LOG_WARN, "topic %s: transactional record failed: %s",
+               topic, rd_kafka_err2str(rkm->err));
+    } else if (c->dlq_topic && !strcmp(topic, c->dlq_topic)) {
+        atomic_fetch_add(&c->stats.dead_lettered, 1);
+    } else {
+        atomic_fetch_add(&c->stats.emitted, 1);
+    }
+    if (note && !rkm->err)
+        bl_log_failure_note(c, note);
+    free(note);
+}
+
 /* Settles a failed transactional call. @returns false (always: the
  * transaction did not commit). */
 static bool txn_fail(ballast_consumer_t *c, rd_kafka_error_t *error, const char *what)
 {
     bool rewind = true;
 
+    if (c->txn_doomed) {
+        /* A record was refused for good: redoing the transaction would
+         * meet it again. */
+        rd_kafka_error_destroy(error);
+        txn_halt(c);
+        return false;
+    }
     c->txn_open = false;
     bl_log(&c->log, BALLAST_LOG_WARN, "%s: %s", what, rd_kafka_error_string(error));
     /* Never re-initialise when fenced: that would fence the newer, rightful
@@ -198,29 +249,42 @@ static bool txn_begin(ballast_consumer_t *c)
 
 bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
 {
-    if (!txn_begin(c))
+    if (c->txn_doomed)
+        txn_halt(c);
+    if (c->txn_halted || !txn_begin(c))
         return false;
     for (size_t i = 0; i < m->result.record_count; i++) {
+        /* A dead letter's or tier move's log line waits for its
+         * acknowledgement (it is the message's only record). */
+        bl_failure_note_t *note = m->failed_over ? bl_failure_note(c, m) : NULL;
         rd_kafka_resp_err_t err;
         while ((err = bl_produce_record(c->producer, &m->result.records[i],
-                                        c->output_topic, &txn_record)) ==
+                                        c->output_topic, note)) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(c->producer, 10);
+        if (err)
+            free(note);
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
             producer_dead(c);
+            txn_halt(c);
             return false;
         }
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-            err == RD_KAFKA_RESP_ERR__INVALID_ARG) {
+        if (bl_record_refused(err)) {
             /* Permanent for this record: aborting and rewinding would only
-             * meet it again. Stop loudly; what finished before it commits
-             * in the drain, and it stays uncommitted. */
+             * meet it again. Nothing of this transaction may commit, for
+             * it holds offsets up to this message. */
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
                                          "%s [%d] offset %lld: cannot produce its "
-                                         "record in the transaction: %s",
+                                         "record to topic %s in the transaction: %s; "
+                                         "the transaction is aborted and the offset "
+                                         "stays uncommitted",
                                          m->topic, (int)m->partition,
-                                         (long long)m->offset, rd_kafka_err2str(err)));
+                                         (long long)m->offset,
+                                         m->result.records[i].topic
+                                             ? m->result.records[i].topic
+                                             : c->output_topic,
+                                         rd_kafka_err2str(err)));
+            txn_halt(c);
             return false;
         }
         if (err) {
@@ -243,6 +307,10 @@ bool bl_txn_commit(ballast_consumer_t *c)
     rd_kafka_consumer_group_metadata_t *cgmd;
     rd_kafka_error_t *error = NULL;
 
+    if (c->txn_doomed)
+        txn_halt(c);
+    if (c->txn_halted)
+        return false;
     /* Records first, then the offsets that cover them. */
     bl_flush_held(c);
     if (!c->txn_open && !c->offsets_dirty)
@@ -283,7 +351,7 @@ void bl_txn_abort(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    if (!c->txn_open)
+    if (!c->txn_open || c->txn_halted)
         return;
     c->txn_open = false;
     if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {

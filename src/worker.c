@@ -184,7 +184,7 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
     m->fate = BL_FATE_FAILED;
     bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
                                  "topic %s: cannot produce a record for %s [%d] "
-                                 "offset %lld: %s",
+                                 "offset %lld: %s; the offset stays uncommitted",
                                  !rec ? f->topic : rec->topic ? rec->topic : c->output_topic,
                                  m->topic, (int)m->partition, (long long)m->offset,
                                  rd_kafka_err2str(err)));
@@ -295,30 +295,42 @@ static int next_tier(const ballast_consumer_t *c, const bl_msg_t *m)
     return next < (int)c->tiers.count ? next : -1;
 }
 
-/* Logs a dead letter or tier move: the first in a second in full, the rest
- * of that second as a count, so that a flood of poison messages does not
- * turn into a flood of log lines (the metrics count every one). */
-static void log_failure(ballast_consumer_t *c, const bl_msg_t *m, const char *topic,
-                        int tier, const char *error)
-{
-    static atomic_int_fast64_t last_ms;
-    static atomic_uint_fast64_t suppressed;
-    int64_t now = bl_now_ms(), last = atomic_load(&last_ms);
-    uint64_t more;
-    char tail[64] = "";
+/* Dead letters and tier moves are logged when the broker acknowledged
+ * their record: the first in a second in full, the rest of that second as a
+ * count, so that a flood of poison messages does not turn into a flood of
+ * log lines (the metrics count every one). */
+static atomic_int_fast64_t failure_logged_ms;
+static atomic_uint_fast64_t failure_suppressed;
 
-    if (now - last < 1000 || !atomic_compare_exchange_strong(&last_ms, &last, now)) {
-        atomic_fetch_add(&suppressed, 1);
-        return;
+bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m)
+{
+    int64_t now = bl_now_ms(), last = atomic_load(&failure_logged_ms);
+    bl_failure_t f = failure_of(c, m);
+    bl_failure_note_t *note;
+    uint64_t more;
+    char tail[64] = "", line[1024];
+
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&failure_logged_ms, &last, now)) {
+        atomic_fetch_add(&failure_suppressed, 1);
+        return NULL;
     }
-    if ((more = atomic_exchange(&suppressed, 0)))
+    if ((more = atomic_exchange(&failure_suppressed, 0)))
         bl_fmt(tail, sizeof(tail), " (%llu more since the last such line)",
                (unsigned long long)more);
-    bl_log(&c->log, tier >= 0 ? BALLAST_LOG_INFO : BALLAST_LOG_WARN,
-           "%s [%d] offset %lld: %s %s after %d attempt(s): %s%s", m->topic,
+    bl_fmt(line, sizeof(line), "%s [%d] offset %lld: %s %s after %d attempt(s): %s%s", m->topic,
            (int)m->partition, (long long)m->offset,
-           tier >= 0 ? "moved to retry tier" : "dead-lettered to", topic, m->attempt,
-           error, tail);
+           m->failure_tier >= 0 ? "moved to retry tier" : "dead-lettered to", f.topic,
+           m->attempt, f.error ? f.error : "no reason given", tail);
+    if ((note = malloc(sizeof(*note) + strlen(line) + 1))) {
+        note->tier = m->failure_tier >= 0;
+        memcpy(note->line, line, strlen(line) + 1);
+    }
+    return note;
+}
+
+void bl_log_failure_note(ballast_consumer_t *c, const bl_failure_note_t *note)
+{
+    bl_log(&c->log, note->tier ? BALLAST_LOG_INFO : BALLAST_LOG_WARN, "%s", note->line);
 }
 
 /* Sends the message to retry tier @p tier (-1: the DLQ) in place of what
@@ -340,6 +352,7 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
     bl_result_free_records(&m->result);
     m->failure_tier = tier;
     m->failure_due_ms = tier >= 0 ? bl_wall_ms() + c->tiers.tiers[tier].delay_ms : -1;
+    m->failed_over = true;
     f = failure_of(c, m);
     if (!error || (c->eos && bl_failure_record(m, &f, &m->result))) {
         m->fate = BL_FATE_FAILED;
@@ -347,13 +360,40 @@ static void send_failure(bl_worker_t *w, bl_msg_t *m, int tier)
                                      "out of memory building a record for %s", f.topic));
         return;
     }
-    log_failure(c, m, f.topic, tier, error);
     if (c->eos)
         return;
     if (m->waiter)
         bl_produce_failure_of(c, m, false);
     else
         m->failure_pending = true;
+}
+
+/* Whether the producer can take every record @p m emitted: each names a
+ * topic (or output.topic is set) that the cluster has. If not, the
+ * message fails and the pipeline stops with a line that names the message
+ * and the topic, before anything at or past its offset can commit. */
+static bool records_routable(ballast_consumer_t *c, bl_msg_t *m)
+{
+    for (size_t i = 0; i < m->result.record_count; i++) {
+        const char *topic = m->result.records[i].topic;
+        char why[300];
+        if (!c->producer)
+            bl_fmt(why, sizeof(why), "records, but no producer is configured");
+        else if (!topic && !c->output_topic)
+            bl_fmt(why, sizeof(why), "a record with no topic, and output.topic is not set");
+        else if (topic && !bl_topic_exists(c, topic))
+            bl_fmt(why, sizeof(why), "a record for topic \"%s\", which does not exist "
+                   "on the cluster", topic);
+        else
+            continue;
+        m->fate = BL_FATE_FAILED;
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_HANDLER, false, false,
+                                     "%s [%d] offset %lld: the handler emitted %s; the "
+                                     "pipeline stops and the offset stays uncommitted",
+                                     m->topic, (int)m->partition, (long long)m->offset, why));
+        return false;
+    }
+    return true;
 }
 
 /* Decides what a final outcome means: done, a retry tier, the DLQ, or a
@@ -367,13 +407,8 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
     if (m->outcome == BALLAST_OUTCOME_OK) {
         atomic_fetch_add(&c->stats.processed_ok, 1);
         breaker_note(c, false, NULL);
-        if (m->result.record_count && !c->producer) {
-            m->fate = BL_FATE_FAILED;
-            bl_set_fatal(c, bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                                      "handler emitted records but no "
-                                      "producer is configured"));
+        if (m->result.record_count && !records_routable(c, m))
             return;
-        }
         if (m->result.record_count && !c->eos)
             produce_records(c, m); /* exactly-once: the poll thread does */
         return;
@@ -408,7 +443,8 @@ static void finish_outcome(bl_worker_t *w, bl_msg_t *m)
 /* Dead-letters the FAIL messages of a database transaction and waits until
  * the broker acknowledged each record, so that the transaction that moves
  * the offsets past them commits only after their copies are safe.
- * @returns false when that failed (the pipeline is stopping). */
+ * @returns false when that failed (the pipeline is stopping, or the DLQ
+ * breaker tripped on one of them): the transaction then rolls back. */
 static bool txn_dead_letter(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     ballast_consumer_t *c = w->cons;
@@ -420,7 +456,9 @@ static bool txn_dead_letter(bl_worker_t *w, bl_msg_t **msgs, size_t n)
             continue;
         m->waiter = w;
         finish_outcome(w, m); /* builds and produces the DLQ record, or stops */
-        if (atomic_load(&c->failed))
+        /* A stop, or a tripped breaker (the message is not dead-lettered):
+         * the transaction must not commit past it. */
+        if (atomic_load(&c->failed) || m->fate == BL_FATE_FAILED)
             ok = false;
     }
     pthread_mutex_lock(&w->mtx);
@@ -559,7 +597,7 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         if (tries && !worker_sleep(w, bl_backoff_delay(&c->backoff, tries,
                                                        rand_r(&w->rnd) / (RAND_MAX + 1.0))))
             break;
-        if (atomic_load(&c->failed))
+        if (atomic_load(&c->failed) || atomic_load(&c->breaker))
             break;
         err[0] = '\0';
         if (ops->begin(w->state, err, sizeof(err)) != BALLAST_OUTCOME_OK) {
@@ -593,7 +631,8 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
             return;
         }
     }
-    /* Stopping: nothing committed, everything comes back. */
+    /* Stopping, or the breaker tripped: nothing committed, everything
+     * comes back. */
     for (size_t i = 0; i < n; i++)
         msgs[i]->fate = BL_FATE_DROPPED;
     if (offs != stack)
