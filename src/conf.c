@@ -94,10 +94,12 @@ static const prop_t props[] = {
     {"dlq.topic", T_STR, NULL, 0, 0, NULL, 0,
      "Dead-letter topic for messages that failed permanently. Without it, a "
      "permanent failure stops the pipeline."},
-    {"dlq.max.ratio", T_DOUBLE, "0", 0, 1, NULL, 0,
+    {"dlq.max.ratio", T_DOUBLE, "0.5", 0, 1, NULL, 0,
      "DLQ breaker: when more than this fraction of the last "
      "dlq.window.messages messages failed, stop dead-lettering and pause "
-     "consumption (/healthz fails) instead. 0 disables."},
+     "consumption (/healthz fails) instead, so that a bad deploy cannot empty "
+     "a topic into the DLQ; the run ends with that reason when stopped. 0 "
+     "disables."},
     {"dlq.max.consecutive", T_INT, "0", 0, BIG, NULL, 0,
      "DLQ breaker: when more than this many messages in a row failed, stop "
      "dead-lettering and pause consumption (/healthz fails). 0 disables."},
@@ -171,6 +173,7 @@ struct ballast_conf_s {
     void *rebalance_opaque;
     ballast_log_cb *log_cb;
     void *log_opaque;
+    const volatile sig_atomic_t *stop_flag;
 };
 
 static const prop_t *prop_find(const char *name, size_t *idxp)
@@ -490,6 +493,16 @@ void ballast_conf_set_rebalance_cb(ballast_conf_t *conf,
 {
     conf->rebalance_cb = cb;
     conf->rebalance_opaque = opaque;
+}
+
+void ballast_conf_set_stop_flag(ballast_conf_t *conf, const volatile sig_atomic_t *flag)
+{
+    conf->stop_flag = flag;
+}
+
+bool bl_conf_stop_requested(const ballast_conf_t *conf)
+{
+    return conf->stop_flag && *conf->stop_flag;
 }
 
 void ballast_conf_set_log_cb(ballast_conf_t *conf, ballast_log_cb *cb,

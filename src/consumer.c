@@ -84,7 +84,7 @@ void bl_set_fatal(ballast_consumer_t *c, ballast_error_t *err)
 
 bool bl_stopping(const ballast_consumer_t *c)
 {
-    return c->stop_requested || atomic_load(&c->failed);
+    return c->stop_requested || bl_conf_stop_requested(c->conf) || atomic_load(&c->failed);
 }
 
 static uint32_t fnv1a(const void *p, size_t len, uint32_t h)
@@ -564,7 +564,7 @@ static void commit_due(ballast_consumer_t *c)
 static bool want_paused(const ballast_consumer_t *c, const bl_part_t *p, int64_t now_wall)
 {
     return c->backpressured || c->draining || atomic_load(&c->breaker) ||
-           p->tier_wait_until > now_wall;
+           atomic_load(&c->unavailable_workers) > 0 || p->tier_wait_until > now_wall;
 }
 
 /* Pauses and resumes partitions to match want_paused(). Only partitions
@@ -601,6 +601,7 @@ static void sync_pause(ballast_consumer_t *c)
     }
     atomic_store(&c->stats.paused_partitions, paused);
     c->paused_breaker = atomic_load(&c->breaker);
+    c->paused_unavailable = atomic_load(&c->unavailable_workers) > 0;
     c->paused_bp = c->backpressured;
 }
 
@@ -654,7 +655,8 @@ static bool hold_back(ballast_consumer_t *c, int64_t now)
     else if (c->backpressured && under)
         c->backpressured = false;
     if (c->backpressured != c->paused_bp || c->tier_waiting ||
-        c->paused_breaker != atomic_load(&c->breaker))
+        c->paused_breaker != atomic_load(&c->breaker) ||
+        c->paused_unavailable != (atomic_load(&c->unavailable_workers) > 0))
         sync_pause(c);
     if (!over || c->backpressured)
         return false;
@@ -1185,13 +1187,36 @@ static ballast_error_t *start_refused(ballast_consumer_t *c)
     return err;
 }
 
+/* Says what start-up waits for, every few seconds, so that a person
+ * watching is not left guessing: "waiting for 127.0.0.1:1 (Connection
+ * refused), 5 s of 30". */
+static void note_waiting(ballast_consumer_t *c, int64_t start, int64_t timeout,
+                         rd_kafka_resp_err_t err)
+{
+    char why[256];
+    const char *cut;
+
+    pthread_mutex_lock(&c->start_mtx);
+    /* librdkafka's "<broker>: Connect to <address> failed: <reason> (after
+     * ...)" is long; its reason is what matters. */
+    cut = strstr(c->start_reason, " failed: ");
+    bl_fmt(why, sizeof(why), "%s", cut ? cut + 9 : *c->start_reason ? c->start_reason
+                                                                      : rd_kafka_err2str(err));
+    pthread_mutex_unlock(&c->start_mtx);
+    if ((cut = strstr(why, " (after ")))
+        why[cut - why] = '\0';
+    bl_log(&c->log, BALLAST_LOG_INFO, "waiting for %s (%s), %lld s of %lld",
+           bl_conf_str(c->conf, "kafka.bootstrap.servers"), why,
+           (long long)((bl_now_ms() - start) / 1000), (long long)(timeout / 1000));
+}
+
 /* Waits for the cluster's metadata and checks that every input topic (and
  * the output and dead-letter topics) exists. */
 static ballast_error_t *check_cluster(ballast_consumer_t *c,
                                       const rd_kafka_topic_partition_list_t *topics)
 {
     int64_t timeout = bl_conf_int(c->conf, "startup.timeout.ms");
-    int64_t deadline = bl_now_ms() + timeout;
+    int64_t start = bl_now_ms(), deadline = start + timeout, next_note = start + 5000;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
     const char *extra[2] = {c->output_topic, c->dlq_topic};
@@ -1200,8 +1225,9 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
     for (;;) {
         int64_t left = deadline - bl_now_ms();
         ballast_error_t *refused;
+        /* Short rounds, so that a stop during start-up is prompt. */
         err = rd_kafka_metadata(c->rk, 1, NULL, &md,
-                                (int)(left < 100 ? 100 : left > 2000 ? 2000 : left));
+                                (int)(left < 100 ? 100 : left > 500 ? 500 : left));
         if (!err || bl_now_ms() >= deadline)
             break;
         if ((refused = start_refused(c)))
@@ -1210,6 +1236,13 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
             err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
             err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
             break;
+        }
+        if (bl_conf_stop_requested(c->conf))
+            return bl_error_new(BALLAST_ERR_STOPPED, false, false,
+                                "stopped while waiting for the broker");
+        if (bl_now_ms() >= next_note) {
+            note_waiting(c, start, timeout, err);
+            next_note += 5000;
         }
     }
     if (err) {
@@ -1441,7 +1474,9 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "handler: no usable handler");
     }
-    if ((err = read_tiers_and_breaker(c)) || (err = consumer_start(c))) {
+    if (bl_conf_stop_requested(c->conf))
+        err = bl_error_new(BALLAST_ERR_STOPPED, false, false, "stopped before start-up");
+    if (err || (err = read_tiers_and_breaker(c)) || (err = consumer_start(c))) {
         ballast_consumer_destroy(c);
         return err;
     }
@@ -1519,38 +1554,43 @@ static void drain_all(ballast_consumer_t *c)
         commit_parts(c, parts, n);
     free(parts);
     /* Counted after the last commit: what it covered is no longer news. */
-    if (c->inflight)
-        bl_log(&c->log, BALLAST_LOG_WARN,
-               "%zu message(s) did not finish before the stop; they stay "
-               "uncommitted and will be delivered again",
-               c->inflight);
+    c->unfinished = c->inflight;
 }
 
+/* Ends the workers. A handler call still running after the drain is
+ * cancelled where the handler allows it (exec kills its child); one that
+ * has not returned STOP_GRACE_MS later is left running on its thread,
+ * which from then on owns the consumer's memory (see
+ * ballast_consumer_destroy). */
 static void stop_workers(ballast_consumer_t *c)
 {
+    struct timespec deadline;
+
     for (int i = 0; i < c->nworkers; i++) {
         bl_worker_t *w = &c->workers[i];
         pthread_mutex_lock(&w->mtx);
         w->quit = true;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->mtx);
+        if (w->started && w->state_ok && atomic_load(&w->busy_since) &&
+            c->handler == &bl_handler_exec)
+            bl_exec_cancel(w->state);
     }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += STOP_GRACE_MS / 1000;
     for (int i = 0; i < c->nworkers; i++) {
         bl_worker_t *w = &c->workers[i];
         if (!w->started)
             continue;
-        /* A handler stuck past the drain timeout cannot be joined safely
-         * forever; give it a bounded grace and then leave it. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 5;
-        if (pthread_timedjoin_np(w->thread, NULL, &ts)) {
-            bl_log(&c->log, BALLAST_LOG_ERROR,
-                   "worker %d did not stop (a handler is stuck); leaving it", i);
-            pthread_detach(w->thread);
-            w->state_ok = false; /* its state may be in use: never destroy it */
-        }
         w->started = false;
+        if (!pthread_timedjoin_np(w->thread, NULL, &deadline))
+            continue;
+        bl_log(&c->log, BALLAST_LOG_ERROR,
+               "worker %d: its handler call has not returned %d s after the stop's "
+               "drain; it is left running, and its messages stay uncommitted",
+               i, STOP_GRACE_MS / 1000);
+        pthread_detach(w->thread);
+        c->left_running++;
     }
 }
 
@@ -1617,10 +1657,37 @@ static void poll_burst(ballast_consumer_t *c)
     bl_flush_staged(c);
 }
 
-ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
+/* What the run ends with, said in one line: the fatal error, the breaker
+ * that kept consumption paused, work the drain had to leave, or a clean
+ * stop. */
+static ballast_error_t *run_outcome(ballast_consumer_t *c)
 {
     ballast_error_t *err;
+    char unfinished[160] = "";
 
+    pthread_mutex_lock(&c->err_mtx);
+    err = c->fatal;
+    c->fatal = NULL;
+    pthread_mutex_unlock(&c->err_mtx);
+    if (c->unfinished)
+        bl_fmt(unfinished, sizeof(unfinished),
+               "%zu message(s) did not finish within shutdown.timeout.ms (%lld ms); they "
+               "stay uncommitted and will be delivered again",
+               c->unfinished, (long long)c->shutdown_timeout_ms);
+    if (!err && atomic_load(&c->breaker))
+        err = bl_error_new(BALLAST_ERR_HANDLER, false, false, "%s", c->breaker_reason);
+    if (!err && c->unfinished)
+        return bl_error_new(BALLAST_ERR_INCOMPLETE, false, false, "stopped: %s", unfinished);
+    if (c->unfinished)
+        bl_log(&c->log, BALLAST_LOG_WARN, "%s", unfinished);
+    if (!err)
+        bl_log(&c->log, BALLAST_LOG_INFO,
+               "stopped: every message in flight finished, and what finished is committed");
+    return err;
+}
+
+ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
+{
     if (c->ran)
         return bl_error_new(BALLAST_ERR_INTERNAL, false, false,
                             "ballast_consumer_run: already ran");
@@ -1650,14 +1717,7 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
     atomic_store(&c->running, 0);
     if (c->producer && rd_kafka_flush(c->producer, 10000))
         bl_log(&c->log, BALLAST_LOG_WARN, "producer: records still queued at exit");
-    pthread_mutex_lock(&c->err_mtx);
-    err = c->fatal;
-    c->fatal = NULL;
-    pthread_mutex_unlock(&c->err_mtx);
-    /* A tripped breaker kept consumption paused until the stop: say why. */
-    if (!err && atomic_load(&c->breaker))
-        err = bl_error_new(BALLAST_ERR_HANDLER, false, false, "%s", c->breaker_reason);
-    return err;
+    return run_outcome(c);
 }
 
 void ballast_consumer_stop(ballast_consumer_t *c)
@@ -1700,10 +1760,45 @@ static void free_queue(bl_queue_t *q)
     memset(q, 0, sizeof(*q));
 }
 
+/* rd_kafka_destroy() on a thread of its own, waited for DESTROY_TIMEOUT_MS:
+ * librdkafka has had destroys that hang, and a stop must end. */
+static void *destroy_main(void *rk)
+{
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+static void destroy_client(ballast_consumer_t *c, rd_kafka_t *rk, const char *what)
+{
+    struct timespec deadline;
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, destroy_main, rk)) {
+        rd_kafka_destroy(rk);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += DESTROY_TIMEOUT_MS / 1000;
+    if (pthread_timedjoin_np(t, NULL, &deadline)) {
+        bl_log(&c->log, BALLAST_LOG_WARN, "kafka: the %s did not close within %d s; "
+               "leaving it", what, DESTROY_TIMEOUT_MS / 1000);
+        pthread_detach(t);
+    }
+}
+
 void ballast_consumer_destroy(ballast_consumer_t *c)
 {
     if (!c)
         return;
+    if (c->left_running) {
+        /* A handler call that never returned still uses the consumer, its
+         * messages (which hold librdkafka's fetch buffers, so that its
+         * destroy would wait for them forever) and its producer: they are
+         * left to it rather than freed under it. */
+        bl_log(&c->log, BALLAST_LOG_WARN, "%d handler call(s) still running: the "
+               "consumer's memory and clients are left to them", c->left_running);
+        return;
+    }
     if (c->workers) {
         stop_workers(c);
         for (int i = 0; i < c->nworkers; i++) {
@@ -1724,11 +1819,11 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     if (c->rk) {
         if (!c->ran)
             rd_kafka_consumer_close(c->rk);
-        rd_kafka_destroy(c->rk);
+        destroy_client(c, c->rk, "consumer");
     }
     if (c->producer) {
         rd_kafka_flush(c->producer, 5000);
-        rd_kafka_destroy(c->producer);
+        destroy_client(c, c->producer, "producer");
     }
     while (c->parts) {
         bl_part_t *p = c->parts;

@@ -82,7 +82,7 @@ static int put_headers(const ballast_message_t *msg, json_t *text, json_t *binar
 }
 
 /* Builds the request object. @returns NULL when out of memory. */
-static json_t *request_new(const ballast_message_t *msg)
+static json_t *request_new(const ballast_message_t *msg, uint64_t id)
 {
     json_t *req = json_object(), *headers = json_object(),
            *headers_b64 = json_object();
@@ -96,6 +96,9 @@ static json_t *request_new(const ballast_message_t *msg)
         goto fail;
     key = ballast_message_key(msg, &klen);
     value = ballast_message_value(msg, &vlen);
+    rc |= json_object_set_new_nocheck(req, "id", json_integer((json_int_t)id));
+    rc |= json_object_set_new_nocheck(req, "attempt",
+                                      json_integer(ballast_message_attempt(msg)));
     rc |= json_object_set_new_nocheck(req, "topic", topic ? json_string(topic)
                                                          : json_null());
     rc |= json_object_set_new_nocheck(req, "partition",
@@ -152,9 +155,9 @@ static int dump_cb(const char *chunk, size_t size, void *opaque)
     return 0;
 }
 
-char *bl_exec_encode(const ballast_message_t *msg, size_t *lenp)
+char *bl_exec_encode(const ballast_message_t *msg, uint64_t id, size_t *lenp)
 {
-    json_t *req = request_new(msg);
+    json_t *req = request_new(msg, id);
     dumpbuf_t b = {0};
     int rc;
 
@@ -414,9 +417,9 @@ static int splice_records(struct ballast_result_s *res, struct ballast_result_s 
 
 /* Decodes a parsed reply into d->scratch; @returns 0 or -1 (d->status). */
 static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep,
-                        const char **errorp)
+                        const char **errorp, int64_t *idp)
 {
-    json_t *error, *emit;
+    json_t *error, *emit, *id;
 
     if (!json_is_object(reply)) {
         d->status = malformed(d->whyp, "not a JSON object");
@@ -424,6 +427,12 @@ static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep
     }
     if (parse_status(d, reply, outcomep))
         return -1;
+    id = json_object_get(reply, "id");
+    if (id && (!json_is_integer(id) || json_integer_value(id) < 0)) {
+        d->status = malformed(d->whyp, "\"id\" is not a non-negative integer");
+        return -1;
+    }
+    *idp = id ? (int64_t)json_integer_value(id) : -1;
     error = json_object_get(reply, "error");
     if (error && !json_is_null(error) && !json_is_string(error)) {
         d->status = malformed(d->whyp, "\"error\" is not a string");
@@ -443,14 +452,15 @@ static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep
     return 0;
 }
 
-bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
-                                       ballast_result_t *res,
-                                       ballast_outcome_t *outcomep,
-                                       char **whyp)
+bl_exec_decode_status_t bl_exec_decode_routed(const char *line, size_t len,
+                                              bl_exec_route_fn *route, void *ctx,
+                                              char **whyp)
 {
     decoder_t d = {.whyp = whyp, .status = BL_EXEC_DECODED};
-    ballast_outcome_t outcome = BALLAST_OUTCOME_OK;
+    ballast_outcome_t outcome = BALLAST_OUTCOME_OK, *outcomep = NULL;
+    ballast_result_t *res = NULL;
     const char *error = NULL;
+    int64_t id = -1;
     json_error_t jerr;
     json_t *reply;
 
@@ -462,9 +472,14 @@ bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
         return malformed(whyp, "not JSON: %s (at byte %d)", jerr.text,
                          jerr.position);
     }
-    if (decode_reply(&d, reply, &outcome, &error) == 0 &&
-        splice_records(res, &d.scratch))
-        d.status = BL_EXEC_NOMEM;
+    if (decode_reply(&d, reply, &outcome, &error, &id) == 0) {
+        if (!(res = route(ctx, id, &outcomep)))
+            d.status = id < 0 ? malformed(whyp, "a reply that answers no request")
+                              : malformed(whyp, "a reply for id %lld, which answers no "
+                                          "request it may answer now", (long long)id);
+        else if (splice_records(res, &d.scratch))
+            d.status = BL_EXEC_NOMEM;
+    }
     if (d.status == BL_EXEC_DECODED) {
         *outcomep = outcome;
         if (outcome != BALLAST_OUTCOME_OK)
@@ -477,4 +492,29 @@ bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
     bl_result_reset(&d.scratch);
     json_decref(reply);
     return d.status;
+}
+
+/* The route of a reply to a single request: any id goes there. */
+typedef struct single_route {
+    ballast_result_t *res;
+    ballast_outcome_t *outcomep;
+} single_route_t;
+
+static ballast_result_t *route_single(void *ctx, int64_t id, ballast_outcome_t **outcomepp)
+{
+    single_route_t *r = ctx;
+
+    (void)id;
+    *outcomepp = r->outcomep;
+    return r->res;
+}
+
+bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
+                                       ballast_result_t *res,
+                                       ballast_outcome_t *outcomep,
+                                       char **whyp)
+{
+    single_route_t r = {res, outcomep};
+
+    return bl_exec_decode_routed(line, len, route_single, &r, whyp);
 }

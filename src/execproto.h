@@ -1,8 +1,10 @@
 /* execproto.h - the exec handler's wire format: JSON lines each way. Internal.
  *
- * Request (one line per message, see SPEC.md "Handlers"):
- *   {"topic":"t","partition":0,"offset":42,"timestamp":1700000000000,
- *    "key":"k","value":"v","headers":{"name":"text"}}
+ * Request (one line per message; docs/exec-protocol.md is the contract):
+ *   {"id":7,"attempt":1,"topic":"t","partition":0,"offset":42,
+ *    "timestamp":1700000000000,"key":"k","value":"v","headers":{"name":"text"}}
+ * "id" numbers the requests sent to one child (1, 2, ...); "attempt" is the
+ * message's attempt (1 on its first delivery to the handler).
  * Bytes that are valid UTF-8 without NUL travel as JSON strings; other key or
  * value bytes travel as "key_b64"/"value_b64" (standard base64, padded)
  * instead of "key"/"value", and such header values under
@@ -12,7 +14,8 @@
  * ballast_message_header_find()).
  *
  * Reply (one line per request, in request order):
- *   {"status":"ok"|"retry"|"fail", "error":"why" (optional),
+ *   {"id":7 (optional: the request it answers), "status":"ok"|"retry"|"fail",
+ *    "error":"why" (optional),
  *    "emit":[{"topic":"t" (optional: output.topic), "key"|"key_b64",
  *             "value"|"value_b64", "headers":{...}, "headers_b64":{...}}]}
  * Unknown members are ignored so that either side can grow.
@@ -38,7 +41,7 @@ typedef enum bl_exec_decode_status {
  *          Thread-safe; reads @p msg only (its headers are loaded lazily,
  *          so the caller must own the message as for any handler call).
  */
-char *bl_exec_encode(const ballast_message_t *msg, size_t *lenp);
+char *bl_exec_encode(const ballast_message_t *msg, uint64_t id, size_t *lenp);
 
 /**
  * @brief Decodes one reply line (@p len bytes, without its '\n') and, when it
@@ -55,5 +58,24 @@ bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
                                        ballast_result_t *res,
                                        ballast_outcome_t *outcomep,
                                        char **whyp);
+
+/**
+ * @brief Where a reply goes: the result and outcome of the request the
+ *        reply answers. @p id is the reply's "id", or -1 when it has none.
+ * @returns the result, with *outcomepp set, or NULL when no request the
+ *          reply may answer has that id (the reply is then MALFORMED).
+ */
+typedef ballast_result_t *(bl_exec_route_fn)(void *ctx, int64_t id,
+                                             ballast_outcome_t **outcomepp);
+
+/**
+ * @brief bl_exec_decode() for a child with several requests outstanding:
+ *        @p route picks the result by the reply's "id" once the reply is
+ *        known to be well formed, and nothing is applied unless it says
+ *        where. Thread-safe.
+ */
+bl_exec_decode_status_t bl_exec_decode_routed(const char *line, size_t len,
+                                              bl_exec_route_fn *route, void *ctx,
+                                              char **whyp);
 
 #endif /* BALLAST_EXECPROTO_H */

@@ -60,6 +60,9 @@ const ballast_handler_t *bl_conf_handler(const ballast_conf_t *conf,
 ballast_rebalance_cb *bl_conf_rebalance_cb(const ballast_conf_t *conf,
                                            void **opaquep);
 bl_logger_t bl_conf_logger(const ballast_conf_t *conf);
+/** True once the stop flag of ballast_conf_set_stop_flag() is set. Any
+ *  thread; async-signal-safe. */
+bool bl_conf_stop_requested(const ballast_conf_t *conf);
 
 /* ---- messages and results (message.c) ----------------------------------- */
 

@@ -38,6 +38,9 @@
 #define KICK_INTERVAL_MS 20  /* kick_fetcher() at most this often */
 #define KICK_TIMEOUT_MS 100  /* its ListOffsets request */
 #define WARM_TIMEOUT_MS 5000  /* each topic lookup of bl_producer_warm() */
+#define UNAVAILABLE_RETRY_MAX_MS 5000 /* the longest wait for an unavailable handler */
+#define STOP_GRACE_MS 5000    /* a handler call may outlive the drain by this much */
+#define DESTROY_TIMEOUT_MS 10000 /* rd_kafka_destroy() of each client */
 
 typedef struct ballast_message_s bl_msg_t;
 
@@ -82,6 +85,8 @@ typedef struct bl_worker {
     bool state_ok;
     atomic_int_fast64_t busy_since; /* ms when the running call began, 0: idle */
     atomic_bool transient;          /* its latest handler call said RETRY */
+    atomic_bool unavailable;        /* ... or UNAVAILABLE (or its database is down) */
+    int down_tries;                 /* calls in a row that found it unavailable */
     bl_queue_t staged; /* poll thread only: not yet handed over */
     unsigned rnd;
 } bl_worker_t;
@@ -158,6 +163,9 @@ struct ballast_consumer_s {
     size_t snapshot_count;
     int64_t next_snapshot_ms;
     char last_transient[256]; /* guarded by obs_mtx */
+    char unavailable_reason[256]; /* guarded by obs_mtx */
+    atomic_int unavailable_workers; /* workers whose handler is unavailable */
+    atomic_int_fast64_t unavailable_since_ms;
 
     atomic_int_fast64_t last_poll_ms;
     atomic_int running;        /* 1 while ballast_consumer_run polls */
@@ -172,6 +180,7 @@ struct ballast_consumer_s {
                              flight last fell to half of it), 0: not */
     int64_t soft_limit_ms; /* how long to hold back before pausing */
     bool paused_breaker;  /* the breaker state sync_pause() last applied */
+    bool paused_unavailable; /* the handler state sync_pause() last applied */
     bool paused_bp;       /* the backpressure state sync_pause() last applied */
     size_t tier_waiting;  /* partitions waiting for a retry tier's due time */
     bl_msg_t *free_msgs;  /* reusable message structs (poll thread) */
@@ -192,6 +201,8 @@ struct ballast_consumer_s {
 
     volatile sig_atomic_t stop_requested; /* set by ballast_consumer_stop() */
     atomic_bool abandon; /* drain timed out: workers stop retrying */
+    size_t unfinished;   /* messages the drain had to leave uncommitted */
+    int left_running;    /* workers whose handler call never returned */
     atomic_bool failed;  /* a fatal error is recorded */
     pthread_mutex_t err_mtx;
     ballast_error_t *fatal;

@@ -110,6 +110,11 @@ static bool check_ready(ballast_consumer_t *c, char *reason, size_t size)
         transient = transient || atomic_load(&c->workers[i].transient);
     pthread_mutex_lock(&c->obs_mtx);
     assigned = c->snapshot_count;
+    if (atomic_load(&c->unavailable_workers)) {
+        bl_fmt(reason, size, "the handler is unavailable: %s", c->unavailable_reason);
+        pthread_mutex_unlock(&c->obs_mtx);
+        return false;
+    }
     if (transient) {
         bl_fmt(reason, size, "the handler reports a transient failure: %s",
                c->last_transient);

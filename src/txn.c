@@ -57,10 +57,22 @@ static ballast_error_t *txn_error(rd_kafka_error_t *error, const char *what)
 
 ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms)
 {
-    rd_kafka_error_t *error = rd_kafka_init_transactions(c->producer, (int)timeout_ms);
+    int64_t deadline = bl_now_ms() + timeout_ms;
+    rd_kafka_error_t *error;
 
+    /* In rounds of a second, so that a stop during start-up is prompt; a
+     * call that timed out may be repeated. */
+    while ((error = rd_kafka_init_transactions(c->producer, 1000)) &&
+           rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT &&
+           bl_now_ms() < deadline && !bl_conf_stop_requested(c->conf))
+        rd_kafka_error_destroy(error);
     if (!error)
         return NULL;
+    if (bl_conf_stop_requested(c->conf)) {
+        rd_kafka_error_destroy(error);
+        return bl_error_new(BALLAST_ERR_STOPPED, false, false,
+                            "stopped while initialising transactions");
+    }
     if (rd_kafka_error_is_retriable(error) ||
         rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
         ballast_error_t *err = bl_error_new(

@@ -85,15 +85,78 @@ static bool worker_sleep(bl_worker_t *w, int64_t ms)
 
 static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
 
+/* How long to wait before calling the handler again for @p group: the
+ * retry back-off of its first message's attempt, or, when the handler was
+ * unavailable, of how long it has been (capped, so that a dependency coming
+ * back is noticed soon). */
+static int64_t retry_delay(bl_worker_t *w, bl_msg_t **group, bool down)
+{
+    ballast_consumer_t *c = w->cons;
+    double r = rand_r(&w->rnd) / (RAND_MAX + 1.0);
+    int64_t ms;
+
+    if (!down)
+        return bl_backoff_delay(&c->backoff, group[0]->attempt, r);
+    ms = bl_backoff_delay(&c->backoff, ++w->down_tries, r);
+    return ms < UNAVAILABLE_RETRY_MAX_MS ? ms : UNAVAILABLE_RETRY_MAX_MS;
+}
+
+/* Notes whether this worker's handler could run at all (see
+ * BALLAST_OUTCOME_UNAVAILABLE). While any worker's cannot, consumption
+ * pauses and readiness fails with @p why; the first worker to go down and
+ * the last to come back say so, one line each. */
+static void note_available(bl_worker_t *w, bool down, const char *why)
+{
+    ballast_consumer_t *c = w->cons;
+
+    if (down) {
+        pthread_mutex_lock(&c->obs_mtx);
+        bl_fmt(c->unavailable_reason, sizeof(c->unavailable_reason), "%s",
+               why ? why : "no reason given");
+        pthread_mutex_unlock(&c->obs_mtx);
+    }
+    if (down == atomic_load(&w->unavailable))
+        return;
+    atomic_store(&w->unavailable, down);
+    w->down_tries = 0;
+    if (down && atomic_fetch_add(&c->unavailable_workers, 1) == 0) {
+        atomic_store(&c->unavailable_since_ms, bl_now_ms());
+        bl_log(&c->log, BALLAST_LOG_WARN,
+               "handler unavailable: %s; consumption is paused, and its messages are "
+               "retried without counting attempts until it answers",
+               why ? why : "no reason given");
+    } else if (!down && atomic_fetch_sub(&c->unavailable_workers, 1) == 1) {
+        bl_log(&c->log, BALLAST_LOG_INFO, "handler available again after %.1f s",
+               (double)(bl_now_ms() - atomic_load(&c->unavailable_since_ms)) / 1000.0);
+    }
+}
+
+/* A plugin may return anything: an outcome outside the enum is a bug in
+ * it, which must neither pass for success nor be retried forever. */
+static void check_outcome(bl_msg_t *m)
+{
+    char why[128];
+
+    if (m->outcome >= BALLAST_OUTCOME_OK && m->outcome <= BALLAST_OUTCOME_UNAVAILABLE)
+        return;
+    bl_fmt(why, sizeof(why), "the handler returned outcome %d, which is not ok, retry, "
+           "fail or unavailable", (int)m->outcome);
+    ballast_result_set_error(&m->result, why);
+    m->outcome = BALLAST_OUTCOME_FAIL;
+}
+
+static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
+
 /* Runs the handler once over @p msgs, timing it for the latency histogram
- * and the stuck-handler watchdog, and noting transient failures for
- * readiness. */
+ * and the stuck-handler watchdog, and noting transient failures and an
+ * unavailable handler for readiness. */
 static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     ballast_consumer_t *c = w->cons;
     struct timespec t0, t1;
     int64_t start, micros;
     bool transient = false;
+    const char *down = NULL;
 
     /* One clock read for both: bl_now_ms() reads the same clock. */
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -105,7 +168,10 @@ static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     micros = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
              (t1.tv_nsec - t0.tv_nsec) / 1000;
     for (size_t i = 0; i < n; i++) {
+        check_outcome(msgs[i]);
         bl_histogram_observe(&c->latency, micros / (int64_t)n);
+        if (msgs[i]->outcome == BALLAST_OUTCOME_UNAVAILABLE && !down)
+            down = msgs[i]->result.error ? msgs[i]->result.error : "unavailable";
         if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY && !transient) {
             transient = true;
             pthread_mutex_lock(&c->obs_mtx);
@@ -115,6 +181,7 @@ static void call_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         }
     }
     atomic_store(&w->transient, transient);
+    note_available(w, down != NULL, down);
 }
 
 /* Runs the handler once over @p msgs (one message, or a batch). */
@@ -592,25 +659,31 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     count = txn_offsets(msgs, n, offs);
     for (;; tries++) {
         ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
-        bool redo = false;
+        bool redo = false, down = atomic_load(&w->unavailable);
 
-        if (tries && !worker_sleep(w, bl_backoff_delay(&c->backoff, tries,
-                                                       rand_r(&w->rnd) / (RAND_MAX + 1.0))))
+        if (down && bl_stopping(c))
+            break;
+        if (tries && !worker_sleep(w, down ? retry_delay(w, msgs, true)
+                                           : bl_backoff_delay(&c->backoff, tries,
+                                                              rand_r(&w->rnd) /
+                                                                  (RAND_MAX + 1.0))))
             break;
         if (atomic_load(&c->failed) || atomic_load(&c->breaker))
             break;
         err[0] = '\0';
         if (ops->begin(w->state, err, sizeof(err)) != BALLAST_OUTCOME_OK) {
-            bl_log(&c->log, BALLAST_LOG_WARN, "database transaction: %s", err);
+            /* The database is down: nothing could be tried. */
+            note_available(w, true, err);
             continue;
         }
         call_handler(w, msgs, n);
         for (size_t i = 0; i < n; i++)
-            if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY)
+            if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY ||
+                msgs[i]->outcome == BALLAST_OUTCOME_UNAVAILABLE)
                 redo = true;
         if (redo || !txn_dead_letter(w, msgs, n)) {
             ops->rollback(w->state);
-            if (redo)
+            if (redo && !atomic_load(&w->unavailable))
                 atomic_fetch_add(&c->stats.retried, n);
             continue;
         }
@@ -648,6 +721,61 @@ static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
            atomic_load(&c->breaker);
 }
 
+/* Counts the @p retried RETRY messages among @p group's first @p left and
+ * logs the first of them. */
+static void log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, size_t retried)
+{
+    bl_msg_t *m = group[0];
+
+    for (size_t i = 0; i < left && m->outcome != BALLAST_OUTCOME_RETRY; i++)
+        m = group[i];
+    atomic_fetch_add(&c->stats.retried, retried);
+    bl_log(&c->log, BALLAST_LOG_INFO, "%s [%d] offset %lld: retry %d of %d: %s", m->topic,
+           (int)m->partition, (long long)m->offset, m->attempt, c->max_attempts - 1,
+           m->result.error ? m->result.error : "retry");
+}
+
+/* Runs the handler over @p group (one message, or a batch) until each
+ * message has a final outcome: RETRY again after a back-off while attempts
+ * remain, UNAVAILABLE again for as long as it takes (without counting an
+ * attempt) unless the pipeline stops. */
+static void run_with_retries(bl_worker_t *w, bl_msg_t **group, size_t count)
+{
+    ballast_consumer_t *c = w->cons;
+
+    for (;;) {
+        size_t left = 0, retried = 0;
+        bool down = false;
+
+        call_handler(w, group, count);
+        for (size_t i = 0; i < count; i++) {
+            bl_msg_t *m = group[i];
+            if (m->outcome == BALLAST_OUTCOME_UNAVAILABLE) {
+                down = true;
+                group[left++] = m;
+            } else if (m->outcome == BALLAST_OUTCOME_RETRY && m->attempt < c->max_attempts) {
+                retried++;
+                group[left++] = m; /* retry these, in order */
+            } else {
+                finish_outcome(w, m);
+            }
+        }
+        if (!left)
+            return;
+        if (retried)
+            log_retry(c, group, left, retried);
+        if ((down && bl_stopping(c)) || !worker_sleep(w, retry_delay(w, group, down))) {
+            for (size_t i = 0; i < left; i++)
+                group[i]->fate = BL_FATE_DROPPED;
+            return;
+        }
+        for (size_t i = 0; i < left; i++)
+            if (group[i]->outcome == BALLAST_OUTCOME_RETRY)
+                group[i]->attempt++;
+        count = left;
+    }
+}
+
 /* Handles a group of messages: drops revoked ones, runs the handler with
  * blocking retries, and settles each message. */
 static void worker_process(bl_worker_t *w, bl_queue_t *batch)
@@ -681,47 +809,18 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
     }
     /* In message mode each message runs alone; in batch mode together. */
     for (size_t start = 0; start < n;) {
-        size_t count = c->batch_mode ? n - start : 1, left;
-        bl_msg_t **group = todo + start;
+        size_t count = c->batch_mode ? n - start : 1;
 
         if (atomic_load(&c->failed) || atomic_load(&c->abandon) ||
-            atomic_load(&c->breaker)) {
-            /* Nothing after a stopping failure may run: order matters. */
+            atomic_load(&c->breaker) || (atomic_load(&w->unavailable) && bl_stopping(c))) {
+            /* Nothing after a stopping failure may run: order matters.
+             * And a stop does not wait for a handler that is down. */
             for (size_t i = start; i < n; i++)
                 todo[i]->fate = BL_FATE_DROPPED;
             break;
         }
-
-        for (;;) {
-            call_handler(w, group, count);
-            left = 0;
-            for (size_t i = 0; i < count; i++) {
-                bl_msg_t *m = group[i];
-                if (m->outcome == BALLAST_OUTCOME_RETRY &&
-                    m->attempt < c->max_attempts)
-                    group[left++] = m; /* retry these, in order */
-                else
-                    finish_outcome(w, m);
-            }
-            if (!left)
-                break;
-            atomic_fetch_add(&c->stats.retried, left);
-            bl_log(&c->log, BALLAST_LOG_INFO,
-                   "%s [%d] offset %lld: retry %d of %d: %s", group[0]->topic,
-                   (int)group[0]->partition, (long long)group[0]->offset,
-                   group[0]->attempt, c->max_attempts - 1,
-                   group[0]->result.error ? group[0]->result.error : "retry");
-            if (!worker_sleep(w, bl_backoff_delay(&c->backoff, group[0]->attempt,
-                                                  rand_r(&w->rnd) / (RAND_MAX + 1.0)))) {
-                for (size_t i = 0; i < left; i++)
-                    group[i]->fate = BL_FATE_DROPPED;
-                break;
-            }
-            for (size_t i = 0; i < left; i++)
-                group[i]->attempt++;
-            count = left;
-        }
-        start += c->batch_mode ? n - start : 1;
+        run_with_retries(w, todo + start, count);
+        start += count;
     }
     if (todo != stack)
         free(todo);

@@ -143,7 +143,8 @@ int cmd_check(int argc, char **argv)
 
 /* ---- run ---------------------------------------------------------------- */
 
-static ballast_consumer_t *volatile running;
+/* The consumer's stop flag (ballast_conf_set_stop_flag), which also ends
+ * a start-up still waiting for the broker. */
 static volatile sig_atomic_t signals_seen;
 
 /* First signal: a graceful stop (async-signal-safe). Second: leave now. */
@@ -157,8 +158,6 @@ static void on_signal(int sig)
         (void)ignored;
         _exit(1);
     }
-    if (running)
-        ballast_consumer_stop(running);
 }
 
 int cmd_run(int argc, char **argv)
@@ -169,11 +168,12 @@ int cmd_run(int argc, char **argv)
     http_server_t *http = NULL;
     int rc;
 
-    /* First, so that a stop requested during start-up is honoured (the
-     * consumer stops right after it started) instead of killing us. */
+    /* First, so that a stop requested during start-up is honoured (start-up
+     * ends at once) instead of killing us. */
     cli_handle_stop_signals(on_signal);
     if ((rc = cli_load_config(argc, argv, run_usage, &conf)))
         return rc < 0 ? 0 : rc;
+    ballast_conf_set_stop_flag(conf, &signals_seen);
     err = ballast_consumer_new(conf, &cons);
     /* The HTTP endpoint needs the consumer, and a bind failure must stop
      * us before anything is consumed. */
@@ -185,11 +185,7 @@ int cmd_run(int argc, char **argv)
     ballast_conf_destroy(conf);
     if (err)
         return cli_fail(err);
-    running = cons;
-    if (signals_seen) /* a signal during start-up */
-        ballast_consumer_stop(cons);
     err = ballast_consumer_run(cons);
-    running = NULL;
     http_server_stop(http);
     ballast_consumer_destroy(cons);
     return cli_fail(err);

@@ -52,6 +52,7 @@ int cli_fail(ballast_error_t *err)
 
     switch (ballast_error_code(err)) {
     case BALLAST_OK:
+    case BALLAST_ERR_STOPPED: /* a stop during start-up is a clean stop */
         code = 0;
         break;
     case BALLAST_ERR_CONFIG:

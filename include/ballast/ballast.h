@@ -24,6 +24,7 @@
 #ifndef BALLAST_BALLAST_H
 #define BALLAST_BALLAST_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,7 +60,10 @@ typedef enum ballast_err_code {
     BALLAST_ERR_HANDLER,     /**< a handler failed permanently */
     BALLAST_ERR_FENCED,      /**< another instance took over (exactly-once) */
     BALLAST_ERR_IO,          /**< a file or process operation failed */
-    BALLAST_ERR_INTERNAL     /**< a bug or resource exhaustion */
+    BALLAST_ERR_INTERNAL,    /**< a bug or resource exhaustion */
+    BALLAST_ERR_STOPPED,     /**< a stop was requested before start-up ended */
+    BALLAST_ERR_INCOMPLETE   /**< the stop's drain timed out: in-flight work was
+                                  left uncommitted (it comes back on restart) */
 } ballast_err_code_t;
 
 typedef struct ballast_error_s ballast_error_t;
@@ -182,8 +186,17 @@ BALLAST_API int ballast_message_attempt(const ballast_message_t *msg);
 /** @brief What a handler says about a message. */
 typedef enum ballast_outcome {
     BALLAST_OUTCOME_OK = 0, /**< done; its offset may be committed */
-    BALLAST_OUTCOME_RETRY,  /**< transient failure: retry with back-off */
-    BALLAST_OUTCOME_FAIL    /**< permanent failure: dead-letter or stop */
+    BALLAST_OUTCOME_RETRY,  /**< transient failure: retry with back-off;
+                                 counts as an attempt (retry.max.attempts) */
+    BALLAST_OUTCOME_FAIL,   /**< permanent failure: dead-letter or stop */
+    /**
+     * The handler could not try the message at all: what it depends on
+     * (its process, its database) is down. No verdict on the message: it
+     * is retried with back-off without counting an attempt, for as long as
+     * it takes, and never dead-lettered; meanwhile consumption pauses and
+     * readiness fails with the error text. A stop does not wait for it.
+     */
+    BALLAST_OUTCOME_UNAVAILABLE
 } ballast_outcome_t;
 
 typedef struct ballast_result_s ballast_result_t;
@@ -310,6 +323,16 @@ typedef void (ballast_log_cb)(ballast_log_level_t level, const char *line,
 BALLAST_API void ballast_conf_set_log_cb(ballast_conf_t *conf,
                                          ballast_log_cb *cb, void *opaque);
 
+/**
+ * @brief Stops consumers made from @p conf once `*flag` is non-zero, as
+ *        ballast_consumer_stop() does, and also while ballast_consumer_new()
+ *        is still starting (which then fails at once with
+ *        BALLAST_ERR_STOPPED). Meant for a signal handler that sets a
+ *        `volatile sig_atomic_t`; @p flag must outlive the consumers.
+ */
+BALLAST_API void ballast_conf_set_stop_flag(ballast_conf_t *conf,
+                                           const volatile sig_atomic_t *flag);
+
 /* ------------------------------------------------------------------------ */
 /* The consumer                                                              */
 /* ------------------------------------------------------------------------ */
@@ -330,7 +353,11 @@ BALLAST_API ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
  * @brief Consumes until ballast_consumer_stop() is called or a fatal error
  *        happens; then stops fetching, lets in-flight messages finish for up
  *        to `shutdown.timeout.ms`, commits what completed, and leaves the
- *        group. @returns NULL after a clean stop.
+ *        group. @returns NULL after a clean stop (every in-flight message
+ *        finished and was committed); BALLAST_ERR_INCOMPLETE when the drain
+ *        timed out and unfinished work was left uncommitted (a handler
+ *        still running then is cancelled if it is `exec`, or left running
+ *        on its thread, whose memory is then never freed).
  */
 BALLAST_API ballast_error_t *ballast_consumer_run(ballast_consumer_t *cons);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,17 +23,36 @@ extern char **environ;
  * Life of a child. init starts it (a command that cannot be run is a
  * configuration error). Each call writes request lines and reads as many
  * reply lines, pipelined, with both pipe ends non-blocking and poll()ed so
- * that neither side can deadlock on a full pipe. When the child dies (EOF on
- * its stdout, EPIPE on its stdin), stops replying for EXEC_TIMEOUT_MS, or
- * writes output nobody asked for, it is killed if need be and reaped, and
- * the messages it had not answered get RETRY. The next call restarts it
- * after an exponential backoff (100 ms doubling to 5 s, slept on the worker
- * thread, which holds no other work); a valid reply resets the backoff.
+ * that neither side can deadlock on a full pipe. Requests carry an "id"
+ * (consecutive per child) and the message's "attempt"; a reply answers the
+ * oldest request still open, and one that names an "id" must name that one
+ * (docs/exec-protocol.md is the contract).
+ *
+ * What goes wrong, and what each message of the call gets then:
+ *   - a line that is not a well-formed reply for the request it would
+ *     answer (stray output, junk, a wrong id, a runaway line), or output
+ *     between calls: the pairing can no longer be trusted, so the child is
+ *     killed. Requests it had read get RETRY ("handler protocol error"),
+ *     which counts as an attempt: only retry.max.attempts of them in a row
+ *     send a message to the DLQ. A reply is never matched to a request it
+ *     does not answer.
+ *   - no reply for handler.timeout.ms: killed; its open requests RETRY.
+ *   - the child dies (EOF on its stdout) or cannot be started: the handler
+ *     is UNAVAILABLE, which is no verdict on any message: the runtime
+ *     retries without counting an attempt, pauses consumption and fails
+ *     readiness until a child answers again. Requests not yet written are
+ *     UNAVAILABLE in every case above.
+ * The next call restarts the child once an exponential back-off has passed
+ * (100 ms doubling to 5 s; before then a call answers UNAVAILABLE at once,
+ * so that the runtime, not this handler, does the waiting and a stop is
+ * never held up by it); a valid reply resets the back-off.
  *
  * The child runs in its own process group, so that a Ctrl-C on ballast's
  * terminal reaches ballast only: ballast drains in-flight messages through
  * the child, then closes its stdin (the child should exit on EOF), and
- * sends SIGTERM, then SIGKILL, to the group only if it lingers.
+ * sends SIGTERM, then SIGKILL, to the group only if it lingers. A call still
+ * running when a stop's drain times out is cancelled (bl_exec_cancel): the
+ * child is killed and the call returns at once.
  *
  * SIGPIPE: a write to a dead child raises SIGPIPE, whose default action
  * kills the process. The library does not rely on the application
@@ -72,9 +92,13 @@ typedef struct exec_state {
     int from_child; /* its stdout (ours non-blocking), -1 if none */
     linebuf_t in;
 
+    uint64_t next_id;      /* the id of the next request */
+    int cancel_fd;         /* an eventfd: bl_exec_cancel() wakes a call */
+
     int64_t restart_at_ms; /* monotonic time of the next start attempt */
     int64_t backoff_ms;    /* delay armed by the next loss */
-    char *down_reason;     /* why no child runs (RETRY error text) */
+    int losses;            /* children lost since the last good reply */
+    char *down_reason;     /* why no child runs (UNAVAILABLE error text) */
 } exec_state_t;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -104,20 +128,6 @@ static char *fmt_alloc(const char *fmt, ...)
     s = vfmt_alloc(fmt, ap);
     va_end(ap);
     return s;
-}
-
-/* Sets a formatted error on a result (a fixed text if memory is out). */
-static void result_errorf(ballast_result_t *res, const char *fmt, ...) BL_PRINTF(2, 3);
-static void result_errorf(ballast_result_t *res, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    va_start(ap, fmt);
-    s = vfmt_alloc(fmt, ap);
-    va_end(ap);
-    ballast_result_set_error(res, s ? s : "exec: out of memory");
-    free(s);
 }
 
 static const char *errtext(int err, char *buf, size_t size)
@@ -418,7 +428,9 @@ static void child_lost(exec_state_t *st, const char *why)
         set_down_reason(st, "exec: %s; child killed", why);
     else
         set_down_reason(st, "exec: child %s", how ? how : "exited");
-    bl_log(&st->log, BALLAST_LOG_WARN,
+    /* The first loss in full; a child that keeps dying is the runtime's
+     * one "handler unavailable" line, not one line per restart. */
+    bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
            "exec: child '%s' (pid %ld) %s%s%s; restarting in %lld ms",
            st->command, (long)pid, how ? how : "exited", why ? " after: " : "",
            why ? why : "", (long long)st->backoff_ms);
@@ -426,28 +438,28 @@ static void child_lost(exec_state_t *st, const char *why)
     arm_backoff(st);
 }
 
-/* Makes sure a child runs, first waiting out the restart backoff.
+/* Makes sure a child runs, unless the restart back-off has not passed
+ * (the caller answers UNAVAILABLE and the runtime waits: no sleep here).
  * @returns 0, or -1 with down_reason saying why not. */
 static int child_ensure(exec_state_t *st)
 {
-    int64_t wait;
     int err;
     char ebuf[128];
 
     if (st->pid)
         return 0;
-    if ((wait = st->restart_at_ms - bl_now_ms()) > 0)
-        sleep_ms(wait);
+    if (st->restart_at_ms > bl_now_ms())
+        return -1;
     if ((err = child_spawn(st))) {
         set_down_reason(st, "exec: cannot restart '%s': %s", st->argv[0],
                         errtext(err, ebuf, sizeof(ebuf)));
-        bl_log(&st->log, BALLAST_LOG_WARN, "%s; next attempt in %lld ms",
-               down_reason(st), (long long)st->backoff_ms);
+        bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
+               "%s; next attempt in %lld ms", down_reason(st), (long long)st->backoff_ms);
         arm_backoff(st);
         return -1;
     }
-    bl_log(&st->log, BALLAST_LOG_INFO, "exec: restarted '%s' (pid %ld)",
-           st->command, (long)st->pid);
+    bl_log(&st->log, st->losses > 1 ? BALLAST_LOG_DEBUG : BALLAST_LOG_INFO,
+           "exec: restarted '%s' (pid %ld)", st->command, (long)st->pid);
     return 0;
 }
 
@@ -505,30 +517,6 @@ static const char *next_line(linebuf_t *b, size_t *lenp)
     return start;
 }
 
-/* Applies one reply line to a message's result. @returns true when the
- * reply was well formed (proof that the child works). */
-static bool apply_reply(const char *line, size_t len, ballast_result_t *res,
-                        ballast_outcome_t *outcome)
-{
-    char *why = NULL;
-
-    switch (bl_exec_decode(line, len, res, outcome, &why)) {
-    case BL_EXEC_DECODED:
-        return true;
-    case BL_EXEC_MALFORMED:
-        /* The child is confused about this message, not broken: FAIL it. */
-        *outcome = BALLAST_OUTCOME_FAIL;
-        result_errorf(res, "exec: malformed reply: %s", why ? why : "(no detail)");
-        free(why);
-        return false;
-    case BL_EXEC_NOMEM:
-    default:
-        *outcome = BALLAST_OUTCOME_RETRY;
-        ballast_result_set_error(res, "exec: out of memory decoding the reply");
-        return false;
-    }
-}
-
 /* Output that arrived between calls answers no request: the pairing of
  * requests and replies can no longer be trusted, so the child is
  * restarted. EOF there means it died while idle. Holds no message. */
@@ -560,6 +548,15 @@ static void check_idle_child(exec_state_t *st)
 
 /* ---- the exchange ------------------------------------------------------- */
 
+/* Why a call had to drop the child. */
+typedef enum lost_kind {
+    LOST_NONE = 0,
+    LOST_DIED,     /* EOF, or its stdout cannot be read */
+    LOST_PROTOCOL, /* a line that is no reply to the request it would answer */
+    LOST_TIMEOUT,  /* no reply within timeout_ms */
+    LOST_CANCELLED /* bl_exec_cancel(): the runtime is stopping */
+} lost_kind_t;
+
 /* One call's pipelined conversation with the child. */
 typedef struct exchange {
     exec_state_t *st;
@@ -567,26 +564,41 @@ typedef struct exchange {
     ballast_result_t *const *results;
     ballast_outcome_t *outcomes;
     size_t count;
-    size_t limit;   /* messages that will be sent (count unless encoding fails) */
-    size_t sent;    /* requests whose JSON is fully written */
-    size_t done;    /* replies matched */
-    char *wline;    /* request being written */
+    size_t limit;      /* messages that will be sent (count unless encoding fails) */
+    size_t sent;       /* requests whose JSON is fully written */
+    size_t done;       /* replies matched */
+    uint64_t first_id; /* the id of msgs[0]'s request; ids are consecutive */
+    char *wline;       /* request being written */
     size_t wlen, woff;
-    bool write_dead; /* stdin is closed: only read what is left */
-    /* Set when the child must be dropped: why it is killed, or "" when it
-     * closed its stdout (its exit status then tells why). */
-    const char *lost;
-    bool timed_out;
+    bool write_dead;   /* stdin is closed: only read what is left */
+    lost_kind_t lost;  /* set when the child must be dropped */
+    char why[512];     /* LOST_PROTOCOL: what the child did */
     int64_t deadline;
-    bool healthy;   /* a well-formed reply was seen */
+    bool healthy;      /* a well-formed reply was seen */
     sigpipe_guard_t guard;
 } exchange_t;
 
-/* Gives RETRY with @p why to every message from @p from on. */
-static void retry_rest(exchange_t *x, size_t from, const char *why)
+/* The child broke the protocol: its state is unknown from here on. */
+static void protocol_error(exchange_t *x, const char *fmt, ...) BL_PRINTF(2, 3);
+static void protocol_error(exchange_t *x, const char *fmt, ...)
 {
-    for (size_t i = from; i < x->count; i++) {
-        x->outcomes[i] = BALLAST_OUTCOME_RETRY;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(x->why, sizeof(x->why), fmt, ap);
+    va_end(ap);
+    for (char *c = x->why; *c; c++)
+        if ((unsigned char)*c < 0x20)
+            *c = ' ';
+    x->lost = LOST_PROTOCOL;
+}
+
+/* Gives @p outcome with @p why to every message in [from, to). */
+static void settle_range(exchange_t *x, size_t from, size_t to, ballast_outcome_t outcome,
+                         const char *why)
+{
+    for (size_t i = from; i < to; i++) {
+        x->outcomes[i] = outcome;
         ballast_result_set_error(x->results[i], why);
     }
 }
@@ -600,7 +612,8 @@ static void pump_writes(exchange_t *x)
         ssize_t n;
 
         if (!x->wline) {
-            if (!(x->wline = bl_exec_encode(x->msgs[x->sent], &x->wlen))) {
+            if (!(x->wline = bl_exec_encode(x->msgs[x->sent], x->first_id + x->sent,
+                                            &x->wlen))) {
                 x->limit = x->sent; /* the rest is RETRYed after the replies */
                 return;
             }
@@ -630,6 +643,18 @@ static void pump_writes(exchange_t *x)
     }
 }
 
+/* A reply answers the oldest request the child has read and not answered;
+ * if it names an id, that request's. */
+static ballast_result_t *route_in_order(void *ctx, int64_t id, ballast_outcome_t **outcomepp)
+{
+    exchange_t *x = ctx;
+
+    if (x->done == x->sent || (id >= 0 && (uint64_t)id != x->first_id + x->done))
+        return NULL;
+    *outcomepp = &x->outcomes[x->done];
+    return x->results[x->done];
+}
+
 /* Matches complete reply lines with the requests sent. */
 static void take_replies(exchange_t *x)
 {
@@ -638,66 +663,113 @@ static void take_replies(exchange_t *x)
     size_t len;
 
     while (!x->lost && x->done < x->limit && (line = next_line(&st->in, &len))) {
-        if (x->done == x->sent) {
-            x->lost = "replied before reading its request (stray output on stdout?)";
-            return;
+        char *why = NULL;
+        switch (bl_exec_decode_routed(line, len, route_in_order, x, &why)) {
+        case BL_EXEC_DECODED:
+            x->healthy = true;
+            x->done++;
+            x->deadline = bl_now_ms() + st->timeout_ms;
+            break;
+        case BL_EXEC_MALFORMED:
+            protocol_error(x, "malformed reply to request %llu (offset %lld): %s",
+                           (unsigned long long)(x->first_id + x->done),
+                           (long long)ballast_message_offset(x->msgs[x->done]),
+                           why ? why : "(no detail)");
+            break;
+        case BL_EXEC_NOMEM:
+        default:
+            protocol_error(x, "out of memory decoding a reply");
+            break;
         }
-        x->healthy |= apply_reply(line, len, x->results[x->done],
-                                  &x->outcomes[x->done]);
-        x->done++;
-        x->deadline = bl_now_ms() + st->timeout_ms;
+        free(why);
     }
-    if (!x->lost && st->in.len > MAX_REPLY_BYTES && x->done < x->limit) {
-        x->outcomes[x->done] = BALLAST_OUTCOME_FAIL;
-        result_errorf(x->results[x->done],
-                      "exec: malformed reply: longer than %zu bytes",
-                      MAX_REPLY_BYTES);
-        x->done++;
-        x->lost = "wrote a runaway reply line";
+    if (!x->lost && st->in.len > MAX_REPLY_BYTES && x->done < x->limit)
+        protocol_error(x, "a reply line longer than %zu bytes", MAX_REPLY_BYTES);
+}
+
+/* Reads what the child has written and matches the replies. */
+static void take_output(exchange_t *x)
+{
+    ssize_t n;
+
+    while ((n = read_some(x->st)) > 0) {
+        take_replies(x);
+        if (x->lost)
+            return;
     }
+    if (n == 0)
+        x->lost = LOST_DIED; /* EOF: the exit status tells the story */
+    else if (n == -2)
+        protocol_error(x, "%s", errno == ENOMEM ? "out of memory reading replies"
+                                                : "cannot read its stdout");
 }
 
 /* Waits for the child to be readable (or writable when a request is
- * pending), then moves data. */
+ * pending), or for a cancel, then moves data. */
 static void step(exchange_t *x)
 {
     exec_state_t *st = x->st;
-    struct pollfd pfd[2] = {{st->from_child, POLLIN, 0}, {st->to_child, POLLOUT, 0}};
+    struct pollfd pfd[3] = {{st->from_child, POLLIN, 0},
+                            {st->cancel_fd, POLLIN, 0},
+                            {st->to_child, POLLOUT, 0}};
     bool want_write = !x->write_dead && (x->wline || x->sent < x->limit);
     int64_t left = x->deadline - bl_now_ms();
-    ssize_t n;
     int rc;
 
     if (left <= 0) {
-        x->lost = "";
-        x->timed_out = true;
+        x->lost = LOST_TIMEOUT;
         return;
     }
-    rc = poll(pfd, want_write ? 2 : 1, left > 1000000 ? 1000000 : (int)left);
+    rc = poll(pfd, want_write ? 3 : 2, left > 1000000 ? 1000000 : (int)left);
     if (rc < 0 && errno != EINTR) {
-        x->lost = "poll failed";
+        protocol_error(x, "poll failed");
         return;
     }
     if (rc <= 0)
         return;
-    if (pfd[0].revents) {
-        while ((n = read_some(st)) > 0) {
-            take_replies(x);
-            if (x->lost)
-                return;
-        }
-        if (n == 0) {
-            x->lost = ""; /* EOF: the exit status tells the story */
-            return;
-        }
-        if (n == -2) {
-            x->lost = errno == ENOMEM ? "out of memory reading replies"
-                                      : "cannot read its stdout";
-            return;
-        }
+    if (pfd[1].revents) {
+        x->lost = LOST_CANCELLED;
+        return;
     }
-    if (want_write && pfd[1].revents)
+    if (pfd[0].revents) {
+        take_output(x);
+        if (x->lost)
+            return;
+    }
+    if (want_write && pfd[2].revents)
         pump_writes(x);
+}
+
+/* Drops the child after x->lost, and settles every message without a
+ * reply (see the top of this file). */
+static void settle_lost(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+    char why[640];
+
+    switch (x->lost) {
+    case LOST_PROTOCOL:
+        child_lost(st, x->why);
+        bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted", x->why);
+        settle_range(x, x->done, x->sent, BALLAST_OUTCOME_RETRY, why);
+        settle_range(x, x->sent, x->count, BALLAST_OUTCOME_UNAVAILABLE, why);
+        return;
+    case LOST_TIMEOUT:
+        bl_fmt(why, sizeof(why), "no reply within %lld ms", (long long)st->timeout_ms);
+        child_lost(st, why);
+        settle_range(x, x->done, x->sent, BALLAST_OUTCOME_RETRY, down_reason(st));
+        settle_range(x, x->sent, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        return;
+    case LOST_CANCELLED:
+        child_lost(st, "cancelled: the stop's drain timed out");
+        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        return;
+    case LOST_DIED:
+    default:
+        child_lost(st, NULL);
+        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        return;
+    }
 }
 
 /* Runs one call: sends msgs, reads their replies into results/outcomes. */
@@ -707,41 +779,52 @@ static void exchange_run(exec_state_t *st, const ballast_message_t *const *msgs,
 {
     exchange_t x = {.st = st, .msgs = msgs, .results = results,
                     .outcomes = outcomes, .count = count, .limit = count};
-    char timeout_why[64];
+    uint64_t stale;
 
     if (!count)
         return;
+    /* A cancel meant for a call that has ended since must not end this one. */
+    while (read(st->cancel_fd, &stale, sizeof(stale)) > 0)
+        ;
     sigpipe_block(&x.guard);
     check_idle_child(st);
     if (child_ensure(st)) {
-        retry_rest(&x, 0, down_reason(st));
+        settle_range(&x, 0, count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
         sigpipe_restore(&x.guard);
         return;
     }
+    x.first_id = st->next_id;
     x.deadline = bl_now_ms() + st->timeout_ms;
     pump_writes(&x);
     while (x.done < x.limit && !x.lost) {
         if (x.write_dead && x.done == x.sent) {
-            x.lost = ""; /* stdin closed, nothing more to answer: reap it */
+            x.lost = LOST_DIED; /* stdin closed, nothing more to answer: reap it */
             break;
         }
         step(&x);
     }
+    st->next_id += x.sent;
     free(x.wline);
-    if (x.healthy)
+    if (x.healthy) {
         st->backoff_ms = BACKOFF_INITIAL_MS;
-    if (x.lost) {
-        if (x.timed_out) {
-            bl_fmt(timeout_why, sizeof(timeout_why), "no reply within %lld ms",
-                   (long long)st->timeout_ms);
-            x.lost = timeout_why;
-        }
-        child_lost(st, *x.lost ? x.lost : NULL);
-        retry_rest(&x, x.done, down_reason(st));
-    } else if (x.limit < count) {
-        retry_rest(&x, x.limit, "exec: out of memory encoding the message");
+        st->losses = 0;
     }
+    if (x.lost)
+        settle_lost(&x);
+    else if (x.limit < count)
+        settle_range(&x, x.limit, count, BALLAST_OUTCOME_RETRY,
+                     "exec: out of memory encoding the message");
     sigpipe_restore(&x.guard);
+}
+
+void bl_exec_cancel(void *state)
+{
+    exec_state_t *st = state;
+    uint64_t one = 1;
+
+    if (st && write(st->cancel_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: a cancel is pending already. */
+    }
 }
 
 /* ---- the handler -------------------------------------------------------- */
@@ -764,6 +847,7 @@ static void exec_destroy(void *state)
         child_kill(st->pid, SIGTERM, TERM_GRACE_MS, &status);
     }
     argv_free(st->argv);
+    close_fd(&st->cancel_fd);
     free(st->command);
     free(st->in.p);
     free(st->down_reason);
@@ -797,7 +881,13 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
         return BALLAST_ERR_INTERNAL;
     }
     st->to_child = st->from_child = -1;
+    st->next_id = 1;
     st->log = bl_conf_logger(params->conf);
+    if ((st->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        bl_fmt(errbuf, errsize, "handler exec: eventfd: %s", errtext(errno, ebuf, sizeof(ebuf)));
+        exec_destroy(st);
+        return BALLAST_ERR_IO;
+    }
     st->timeout_ms = reply_timeout(params->conf);
     st->backoff_ms = BACKOFF_INITIAL_MS;
     if (split_command(command, &st->argv, errbuf, errsize)) {

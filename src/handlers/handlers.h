@@ -14,6 +14,12 @@ extern const ballast_handler_t bl_handler_exec;     /* exec.c */
 extern const ballast_handler_t bl_handler_plugin;   /* plugin.c */
 extern const ballast_handler_t bl_handler_forward;  /* forward.c */
 
+/** Makes the exec handler's call running on @p state (another thread's)
+ *  return at once: its child is killed and its messages are UNAVAILABLE.
+ *  A cancel with no call running is forgotten by the next call.
+ *  Async-safe: one write(2). */
+void bl_exec_cancel(void *state);
+
 /* ---- exactly-once into a database ----------------------------------------
  *
  * With `semantics = exactly-once` and a database handler, the consumer (not

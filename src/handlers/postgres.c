@@ -427,6 +427,7 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
     char err[ERRLEN];
     pg_class_t cls;
     PGresult *res;
+    bool lost = false;
     int rc;
 
     if (st->in_txn) {
@@ -436,7 +437,7 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
     }
     if (!pg_ready(st, err, sizeof(err))) {
         ballast_result_set_error(result, err);
-        return BALLAST_OUTCOME_RETRY;
+        return BALLAST_OUTCOME_UNAVAILABLE;
     }
     if ((rc = render(st, msg, err, sizeof(err))) != 0) {
         ballast_result_set_error(result, err);
@@ -448,11 +449,13 @@ static ballast_outcome_t pg_handle(void *state, const ballast_message_t *msg,
     if ((cls = pg_classify(st->conn, res)) != PG_OK) {
         pg_error_text(st->conn, res, err, sizeof(err));
         ballast_result_set_error(result, err);
-        if (pg_conn_lost(st->conn, res))
+        if ((lost = pg_conn_lost(st->conn, res)))
             drop_conn(st);
     }
     PQclear(res);
+    /* A server that went away gives no verdict on the message. */
     return cls == PG_OK ? BALLAST_OUTCOME_OK
+           : lost ? BALLAST_OUTCOME_UNAVAILABLE
            : cls == PG_TRANSIENT ? BALLAST_OUTCOME_RETRY
                                  : BALLAST_OUTCOME_FAIL;
 }
@@ -715,10 +718,12 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
         if (active)
             active[i] = i;
     }
-    if (!active || !sg.what || !pg_ready(st, run.err, sizeof(run.err))) {
-        if (!active || !sg.what)
-            bl_fmt(run.err, sizeof(run.err), "postgres: out of memory");
-        bl_txn_retry_rest(results, count, outcomes, run.err);
+    if (!active || !sg.what) {
+        bl_txn_retry_rest(results, count, outcomes, "postgres: out of memory");
+        goto out;
+    }
+    if (!pg_ready(st, run.err, sizeof(run.err))) {
+        bl_txn_unavailable_rest(results, count, outcomes, run.err);
         goto out;
     }
     for (int round = 0; n; round++) {
@@ -732,7 +737,11 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
         if (run.cls == PG_OK)
             break;
         if (run.cls == PG_TRANSIENT) {
-            bl_txn_retry_rest(results, count, outcomes, run.err);
+            /* A lost server gives no verdict on the messages. */
+            if (!st->conn)
+                bl_txn_unavailable_rest(results, count, outcomes, run.err);
+            else
+                bl_txn_retry_rest(results, count, outcomes, run.err);
             break;
         }
         if ((bad = seg_blame(&sg, &run)) == CHUNK && multi) {
@@ -746,7 +755,7 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
             drop_active(active, &n, bad);
         }
         if (!st->conn && !pg_ready(st, run.err, sizeof(run.err))) {
-            bl_txn_retry_rest(results, count, outcomes, run.err);
+            bl_txn_unavailable_rest(results, count, outcomes, run.err);
             break;
         }
     }

@@ -18,15 +18,28 @@ void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
     }
 }
 
-void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
-                       ballast_outcome_t *outcomes, const char *err)
+/* Gives @p outcome and @p err to every message not yet FAIL. */
+static void settle_rest(ballast_result_t *const *results, size_t count,
+                        ballast_outcome_t *outcomes, ballast_outcome_t outcome, const char *err)
 {
     for (size_t i = 0; i < count; i++) {
         if (outcomes[i] == BALLAST_OUTCOME_FAIL)
             continue;
-        outcomes[i] = BALLAST_OUTCOME_RETRY;
+        outcomes[i] = outcome;
         ballast_result_set_error(results[i], err);
     }
+}
+
+void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes, const char *err)
+{
+    settle_rest(results, count, outcomes, BALLAST_OUTCOME_RETRY, err);
+}
+
+void bl_txn_unavailable_rest(ballast_result_t *const *results, size_t count,
+                             ballast_outcome_t *outcomes, const char *err)
+{
+    settle_rest(results, count, outcomes, BALLAST_OUTCOME_UNAVAILABLE, err);
 }
 
 void bl_txn_stale_error(char *errbuf, size_t errsize, const bl_offset_t *off)

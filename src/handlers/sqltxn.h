@@ -33,5 +33,9 @@ void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
  *  but the messages found bad for good stay failed. */
 void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
                        ballast_outcome_t *outcomes, const char *err);
+/** The same with UNAVAILABLE: the database could not be reached, so
+ *  nothing of the batch could be tried. */
+void bl_txn_unavailable_rest(ballast_result_t *const *results, size_t count,
+                             ballast_outcome_t *outcomes, const char *err);
 
 #endif

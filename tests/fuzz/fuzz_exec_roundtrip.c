@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f)
         abort();
     fuzz_msg_build(f, &r);
-    line = bl_exec_encode(&f->m, &len);
+    line = bl_exec_encode(&f->m, 1, &len);
     FUZZ_CHECK(line != NULL, "bl_exec_encode failed");
     FUZZ_CHECK(len > 0 && line[len - 1] == '\n' && line[len] == '\0',
                "not a terminated line");

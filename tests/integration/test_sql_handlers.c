@@ -421,7 +421,8 @@ static void test_pg_bytea(void **unused)
     bt_batch_free(&b);
 }
 
-/* The server ends the session (as at a restart): RETRY, then reconnect. */
+/* The server ends the session (as at a restart): UNAVAILABLE (no verdict
+ * on the messages), then reconnect. */
 static void test_pg_reconnect(void **unused)
 {
     bt_batch_t b;
@@ -435,14 +436,14 @@ static void test_pg_reconnect(void **unused)
 
     bt_pg_kill_sessions();
     assert_int_equal(bl_handler_postgres.handle(st, b.mp[0], b.rp[0]),
-                     BALLAST_OUTCOME_RETRY);
+                     BALLAST_OUTCOME_UNAVAILABLE);
     assert_non_null(b.r[0].error);
     assert_int_equal(bl_handler_postgres.handle(st, b.mp[0], b.rp[0]), BALLAST_OUTCOME_OK);
 
     bt_pg_kill_sessions();
     bl_handler_postgres.handle_batch(st, b.mp + 1, b.rp + 1, 3, b.out + 1);
     for (size_t i = 1; i < 4; i++)
-        assert_int_equal(b.out[i], BALLAST_OUTCOME_RETRY);
+        assert_int_equal(b.out[i], BALLAST_OUTCOME_UNAVAILABLE);
     bl_handler_postgres.handle_batch(st, b.mp + 1, b.rp + 1, 3, b.out + 1);
     for (size_t i = 1; i < 4; i++)
         assert_int_equal(b.out[i], BALLAST_OUTCOME_OK);

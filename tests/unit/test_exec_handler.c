@@ -27,7 +27,8 @@
 static char g_dir[] = "/tmp/ballast exec test XXXXXX";
 
 /* Answers by the "do" header: ok (default), retry:<why>, fail:<why>, emit,
- * echo (emits the request line and its key/value members), garbage, extra
+ * echo (emits the request line and its key/value members), garbage, wrongid
+ * (replies with the next request's id), id (with its own id), extra
  * (a second, unrequested line), exit (status 3, no reply), bye (replies,
  * then exits with status 4), kill (SIGKILL), sleep (5 s), fds (fails with
  * its open descriptors as the error), closein (closes stdin, exits with
@@ -55,6 +56,10 @@ static const char child_py[] =
     "        out['emit'] = [{'value': line.rstrip('\\n')}, kv]\n"
     "    elif do == 'garbage':\n"
     "        out = 'this is not json'\n"
+    "    elif do == 'wrongid':\n"
+    "        out['id'] = req['id'] + 1\n"
+    "    elif do == 'id':\n"
+    "        out['id'] = req['id']\n"
     "    elif do == 'extra':\n"
     "        extra = json.dumps({'status': 'fail', 'error': 'stray'}) + '\\n'\n"
     "    elif do == 'exit':\n"
@@ -240,25 +245,51 @@ static ballast_outcome_t handle(void *st, tmsg_t *t, const char *action)
     return bl_handler_exec.handle(st, &t->m, &t->res);
 }
 
+/* Checks a handled message's outcome and error text. */
+static void check(tmsg_t *t, const char *action, ballast_outcome_t got,
+                  ballast_outcome_t outcome, const char *error_prefix)
+{
+    if (got != outcome)
+        fail_msg("action '%s': outcome %d, want %d (error: %s)",
+                 action ? action : "ok", (int)got, (int)outcome,
+                 t->res.error ? t->res.error : "-");
+    if (error_prefix) {
+        assert_non_null(t->res.error);
+        if (strncmp(t->res.error, error_prefix, strlen(error_prefix)))
+            fail_msg("action '%s': error '%s', want prefix '%s'", action,
+                     t->res.error, error_prefix);
+    } else {
+        assert_null(t->res.error);
+    }
+    tmsg_clear(t);
+}
+
 static void expect(void *st, const char *action, ballast_outcome_t outcome,
                    const char *error_prefix)
 {
     tmsg_t t;
     ballast_outcome_t got = handle(st, &t, action);
 
-    if (got != outcome)
-        fail_msg("action '%s': outcome %d, want %d (error: %s)",
-                 action ? action : "ok", (int)got, (int)outcome,
-                 t.res.error ? t.res.error : "-");
-    if (error_prefix) {
-        assert_non_null(t.res.error);
-        if (strncmp(t.res.error, error_prefix, strlen(error_prefix)))
-            fail_msg("action '%s': error '%s', want prefix '%s'", action,
-                     t.res.error, error_prefix);
-    } else {
-        assert_null(t.res.error);
+    check(&t, action, got, outcome, error_prefix);
+}
+
+/* Like expect(), once the child is back: while its restart back-off runs,
+ * a call answers UNAVAILABLE at once, and the caller waits (up to 10 s). */
+static void expect_after_restart(void *st, const char *action, ballast_outcome_t outcome,
+                                 const char *error_prefix)
+{
+    int64_t deadline = bl_now_ms() + 10000;
+    ballast_outcome_t got;
+    tmsg_t t;
+
+    while ((got = handle(st, &t, action)) == BALLAST_OUTCOME_UNAVAILABLE) {
+        tmsg_clear(&t);
+        if (bl_now_ms() > deadline)
+            fail_msg("action '%s': the child did not come back within 10 s",
+                     action ? action : "ok");
+        usleep(10 * 1000);
     }
-    tmsg_clear(&t);
+    check(&t, action, got, outcome, error_prefix);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -337,14 +368,17 @@ static void test_binary_value_reaches_child_as_b64(void **state)
     assert_no_children();
 }
 
-/* Garbage fails that message only; the child stays and stays in step. */
-static void test_garbage_reply_fails_message(void **state)
+/* A reply that is no reply leaves the child's state unknown: it is killed,
+ * and the message is retried (an attempt) in a fresh one; never failed for
+ * the child's protocol error alone. */
+static void test_garbage_reply_retries_in_fresh_child(void **state)
 {
     void *st = exec_start_ok("child.py");
 
     (void)state;
-    expect(st, "garbage", BALLAST_OUTCOME_FAIL, "exec: malformed reply: not JSON");
-    expect(st, "fail:next", BALLAST_OUTCOME_FAIL, "next");
+    expect(st, "garbage", BALLAST_OUTCOME_RETRY,
+           "exec: handler protocol error: malformed reply to request 1 (offset 7): not JSON");
+    expect_after_restart(st, "fail:next", BALLAST_OUTCOME_FAIL, "next");
     expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
     bl_handler_exec.destroy(st);
     assert_no_children();
@@ -364,6 +398,20 @@ static void test_stray_output_restarts_child(void **state)
     assert_no_children();
 }
 
+/* A reply naming another request's id answers nothing: protocol error. */
+static void test_wrong_id_is_a_protocol_error(void **state)
+{
+    void *st = exec_start_ok("child.py");
+
+    (void)state;
+    expect(st, "wrongid", BALLAST_OUTCOME_RETRY,
+           "exec: handler protocol error: malformed reply to request 1 (offset 7): a reply "
+           "for id 2");
+    expect_after_restart(st, "id", BALLAST_OUTCOME_OK, NULL); /* the right id is fine */
+    bl_handler_exec.destroy(st);
+    assert_no_children();
+}
+
 static void test_crash_after_two_then_restart(void **state)
 {
     void *st = exec_start_ok("crash2.py");
@@ -372,13 +420,17 @@ static void test_crash_after_two_then_restart(void **state)
     (void)state;
     expect(st, "1", BALLAST_OUTCOME_OK, NULL);
     expect(st, "2", BALLAST_OUTCOME_OK, NULL);
-    expect(st, "3", BALLAST_OUTCOME_RETRY, "exec: child exited with status 3");
+    /* A child that dies says nothing about the message: unavailable. */
+    expect(st, "3", BALLAST_OUTCOME_UNAVAILABLE, "exec: child exited with status 3");
     assert_no_children(); /* reaped at once: no zombie */
     t0 = bl_now_ms();
-    expect(st, "4", BALLAST_OUTCOME_OK, NULL); /* restarted after backoff */
+    /* No sleep inside the call: the back-off is the caller's to wait. */
+    expect(st, "4", BALLAST_OUTCOME_UNAVAILABLE, "exec: child exited with status 3");
+    assert_true(bl_now_ms() - t0 < 90);
+    expect_after_restart(st, "4", BALLAST_OUTCOME_OK, NULL); /* after the back-off */
     assert_true(bl_now_ms() - t0 >= 90);
     expect(st, "5", BALLAST_OUTCOME_OK, NULL);
-    expect(st, "6", BALLAST_OUTCOME_RETRY, "exec: child exited with status 3");
+    expect(st, "6", BALLAST_OUTCOME_UNAVAILABLE, "exec: child exited with status 3");
     bl_handler_exec.destroy(st);
     assert_no_children();
 }
@@ -388,23 +440,23 @@ static void test_killed_by_signal(void **state)
     void *st = exec_start_ok("child.py");
 
     (void)state;
-    expect(st, "kill", BALLAST_OUTCOME_RETRY,
+    expect(st, "kill", BALLAST_OUTCOME_UNAVAILABLE,
            "exec: child killed by signal 9 (SIGKILL)");
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     /* Dying while holding a message retries it; dying between calls
      * ("bye") is noticed, and repaired, by the next call. */
-    expect(st, "exit", BALLAST_OUTCOME_RETRY, "exec: child exited with status 3");
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
+    expect(st, "exit", BALLAST_OUTCOME_UNAVAILABLE, "exec: child exited with status 3");
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     expect(st, "bye", BALLAST_OUTCOME_OK, NULL);
     usleep(300 * 1000); /* let it die before the next call, not during it */
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     bl_handler_exec.destroy(st);
     assert_no_children();
 }
 
 /* The command run directly (shebang script); when it cannot be run any
- * more, a restart fails with RETRY, and succeeds once it can again. */
-static void test_failed_restart_gives_retry(void **state)
+ * more, a restart fails (unavailable), and succeeds once it can again. */
+static void test_failed_restart_is_unavailable(void **state)
 {
     char *path = path_in_dir("crash2.py"), *cmd, errbuf[512];
     size_t n = strlen(path) + 4;
@@ -418,11 +470,12 @@ static void test_failed_restart_gives_retry(void **state)
         fail_msg("init: %s", errbuf);
     expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
     expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
-    expect(st, NULL, BALLAST_OUTCOME_RETRY, "exec: child exited with status 3");
+    expect(st, NULL, BALLAST_OUTCOME_UNAVAILABLE, "exec: child exited with status 3");
     assert_int_equal(chmod(path, 0644), 0);
-    expect(st, NULL, BALLAST_OUTCOME_RETRY, "exec: cannot restart '");
+    usleep(150 * 1000); /* past the first back-off: the next call tries */
+    expect(st, NULL, BALLAST_OUTCOME_UNAVAILABLE, "exec: cannot restart '");
     assert_int_equal(chmod(path, 0755), 0);
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     bl_handler_exec.destroy(st);
     assert_no_children();
     free(cmd);
@@ -548,7 +601,7 @@ static void test_batch_1000(void **state)
 }
 
 /* A crash in the middle of a batch: replies already written count, the
- * rest is retried. */
+ * rest is retried (unavailable: no verdict on them). */
 static void test_batch_crash_midway(void **state)
 {
     enum { N = 5 };
@@ -568,7 +621,7 @@ static void test_batch_crash_midway(void **state)
     assert_int_equal(outcomes[0], BALLAST_OUTCOME_OK);
     assert_int_equal(outcomes[1], BALLAST_OUTCOME_OK);
     for (int i = 2; i < N; i++) {
-        assert_int_equal(outcomes[i], BALLAST_OUTCOME_RETRY);
+        assert_int_equal(outcomes[i], BALLAST_OUTCOME_UNAVAILABLE);
         assert_string_equal(t[i].res.error, "exec: child exited with status 3");
     }
     for (int i = 0; i < N; i++)
@@ -603,10 +656,10 @@ static void test_sigpipe_is_contained(void **state)
     bl_handler_exec.handle_batch(st, msgs, results, N, outcomes);
     assert_int_equal(outcomes[0], BALLAST_OUTCOME_OK);
     for (int i = 1; i < N; i++) {
-        assert_int_equal(outcomes[i], BALLAST_OUTCOME_RETRY);
+        assert_int_equal(outcomes[i], BALLAST_OUTCOME_UNAVAILABLE);
         assert_string_equal(t[i].res.error, "exec: child exited with status 5");
     }
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL); /* restarted */
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL); /* restarted */
     assert_int_equal(sigpending(&pending), 0);
     assert_int_equal(sigismember(&pending, SIGPIPE), 0);
     for (int i = 0; i < N; i++)
@@ -632,10 +685,18 @@ static void *worker_main(void *arg)
     for (int i = 0; i < PER_WORKER; i++) {
         tmsg_t t;
         const char *action = i % 50 == 49 ? "exit" : i % 7 == 0 ? "fail:seven" : NULL;
-        ballast_outcome_t want = i % 50 == 49 ? BALLAST_OUTCOME_RETRY
+        ballast_outcome_t want = i % 50 == 49 ? BALLAST_OUTCOME_UNAVAILABLE
                                  : i % 7 == 0 ? BALLAST_OUTCOME_FAIL
                                               : BALLAST_OUTCOME_OK;
-        bad += handle(st, &t, action) != want;
+        ballast_outcome_t got;
+        int64_t deadline = bl_now_ms() + 10000;
+        /* After an exit, wait out the restart back-off as the runtime would. */
+        while ((got = handle(st, &t, action)) == BALLAST_OUTCOME_UNAVAILABLE &&
+               want != BALLAST_OUTCOME_UNAVAILABLE && bl_now_ms() < deadline) {
+            tmsg_clear(&t);
+            usleep(10 * 1000);
+        }
+        bad += got != want;
         tmsg_clear(&t);
     }
     return (void *)bad;
@@ -749,7 +810,7 @@ static void test_timeout_kills_child(void **state)
         skip();
     assert_int_equal(rc, 0);
     expect(st, "sleep", BALLAST_OUTCOME_RETRY, "exec: no reply within 300 ms");
-    expect(st, NULL, BALLAST_OUTCOME_OK, NULL);
+    expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     bl_handler_exec.destroy(st);
     assert_no_children();
 }
@@ -760,11 +821,12 @@ int main(void)
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_emits),
         cmocka_unit_test(test_binary_value_reaches_child_as_b64),
-        cmocka_unit_test(test_garbage_reply_fails_message),
+        cmocka_unit_test(test_garbage_reply_retries_in_fresh_child),
         cmocka_unit_test(test_stray_output_restarts_child),
+        cmocka_unit_test(test_wrong_id_is_a_protocol_error),
         cmocka_unit_test(test_crash_after_two_then_restart),
         cmocka_unit_test(test_killed_by_signal),
-        cmocka_unit_test(test_failed_restart_gives_retry),
+        cmocka_unit_test(test_failed_restart_is_unavailable),
         cmocka_unit_test(test_init_errors),
         cmocka_unit_test(test_command_quoting),
         cmocka_unit_test(test_batch_1000),

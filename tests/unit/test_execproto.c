@@ -34,7 +34,7 @@ static void msg_fill(struct ballast_message_s *m, const void *key, size_t klen,
 static char *encode(const struct ballast_message_s *m)
 {
     size_t len = 0;
-    char *line = bl_exec_encode(m, &len);
+    char *line = bl_exec_encode(m, 7, &len);
 
     assert_non_null(line);
     assert_int_equal(len, strlen(line));
@@ -56,7 +56,7 @@ typedef struct enc_case {
     const char *expect; /* the whole line, without '\n' */
 } enc_case_t;
 
-#define PREFIX "{\"topic\":\"orders\",\"partition\":3,\"offset\":42,"
+#define PREFIX "{\"id\":7,\"attempt\":1,\"topic\":\"orders\",\"partition\":3,\"offset\":42,"
 #define TS "\"timestamp\":1700000000123,"
 
 static const enc_case_t enc_cases[] = {
