@@ -17,7 +17,9 @@ rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
 
 /**
  * True for a produce or delivery error that retrying the same record can
- * never fix: too large, no such topic, not authorised, invalid. Pure.
+ * never fix: too large, no such topic, invalid. (Not authorised is not
+ * among them: an operator may grant it, and an aborted transaction is
+ * redone.) Pure.
  */
 bool bl_record_refused(rd_kafka_resp_err_t err);
 

@@ -17,8 +17,8 @@
  *     away, make a new one with the same transactional.id (whose
  *     init_transactions settles the old transaction), then rewind;
  *   - fatal error (fenced by a newer instance): stop the pipeline;
- *   - a record refused for good (too large, no such topic, not
- *     authorised), when produced or in its delivery report: abort the
+ *   - a record refused for good (too large, no such topic,
+ *     invalid), when produced or in its delivery report: abort the
  *     transaction and commit nothing more (txn_halt), so that no offset at
  *     or past the message that emitted it commits; the pipeline stops.
  *
