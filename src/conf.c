@@ -61,10 +61,11 @@ static const prop_t props[] = {
     {"handler.postgres.dsn", T_STR, NULL, 0, 0, NULL, F_DSN,
      "libpq connection string (its password is redacted in dumps)."},
     {"handler.postgres.sql", T_STR, NULL, 0, 0, NULL, 0,
-     "One statement run per message; placeholders as for SQLite. A plain "
-     "INSERT ... VALUES (...) [ON CONFLICT ... DO NOTHING] runs a batch as "
-     "statements of up to 100 rows (statement-level triggers fire once per "
-     "statement)."},
+     "One statement run per message; placeholders as for SQLite. An INSERT "
+     "... VALUES (...) [ON CONFLICT ... DO NOTHING] whose tuple holds only "
+     "placeholders, literals and casts runs a batch as statements of up to "
+     "100 rows (statement-level triggers fire once per statement); any other "
+     "statement runs once per message (docs/design.md, Database batches)."},
     {"handler.exec.command", T_STR, NULL, 0, 0, NULL, 0,
      "A long-running child process speaking the exec protocol (JSON lines). "
      "Split into arguments like a shell would (quotes, backslashes), looked "

@@ -1,4 +1,4 @@
-/* sqltmpl.c - rewrites :named placeholders into positional parameters, skipping quotes, comments and casts. */
+/* sqltmpl.c - rewrites :named placeholders into positional parameters, skipping quotes, comments and casts; and which statements may run over many messages at once. */
 #include "sqltmpl.h"
 
 #include "internal.h"
@@ -517,143 +517,396 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
 /* ---- multi-row INSERT ------------------------------------------------------ */
 
 /*
- * The shape a statement must have to run as one statement over many
- * messages: INSERT ... VALUES (tuple), optionally ON CONFLICT ... DO
- * NOTHING, and nothing else at the top level (no WITH, RETURNING, ORDER
- * BY, UNION, second tuple, DO UPDATE: with those, rows of one statement
- * would not behave as statements run one after another).
+ * A batch runs as one statement over many messages (a tuple each) only
+ * when that statement is sure to write what the single-row statements, run
+ * one after another in the same transaction, would. The test is a
+ * whitelist grammar over the rewritten statement; anything outside it runs
+ * one statement a message:
+ *
+ *   INSERT INTO name[.name[.name]] [AS name] [(name, ...)]
+ *       [OVERRIDING {SYSTEM | USER} VALUE]
+ *       VALUES (elem, ...)
+ *       [ON CONFLICT [(target) [WHERE predicate] | ON CONSTRAINT name]
+ *        DO NOTHING]
+ *
+ *   elem    = operand {:: type}
+ *   operand = $N | 'text' (also E'', B'', X'', N'', $tag$..$tag$) | number
+ *           | -number | NULL | TRUE | FALSE | (elem) | CAST(elem AS type)
+ *   type    = name[.name] [(number, ...)] [WITH[OUT] TIME ZONE] {[[number]]}
+ *             (and DOUBLE PRECISION, CHARACTER / CHAR / NCHAR / BIT VARYING,
+ *             NATIONAL CHARACTER [VARYING])
+ *
+ * Why that is equivalent. Each row's values are a function of its own
+ * message alone: the tuple reads no table (every row of one statement reads
+ * the statement's one snapshot, so a subquery counting or summing earlier
+ * rows would see none of the batch's), and calls no function (now(),
+ * nextval(), random() or a user's function may depend on time, on order or
+ * on what earlier rows wrote); a cast only converts its operand. PostgreSQL
+ * inserts the rows of a VALUES list in order and checks each row's NOT NULL,
+ * CHECK and (non-deferrable) unique constraints as it inserts it; a failed
+ * many-row statement is run again a statement a message, which pins the
+ * failure on its message. DO NOTHING skips a row that conflicts with one
+ * already there, an earlier row of the same statement included, as that
+ * row's own statement would. The conflict target and its WHERE hold no
+ * parameter: they only pick the arbiter index, the same one for every row.
+ *
+ * Outside the grammar, among others: DO UPDATE (two rows of one statement
+ * with the same key are an error, "cannot affect row a second time", and
+ * its SET may read the table), RETURNING, WITH, INSERT ... SELECT, more than
+ * one tuple, DEFAULT (leave the column out of the list instead: its default
+ * is then computed row by row), operators and function calls, a parameter
+ * outside the tuple.
+ *
+ * What no statement text shows is the table's triggers, rules, foreign keys,
+ * column defaults and domain checks. Column defaults and row-level BEFORE
+ * triggers run row by row, and when volatile they see the statement's
+ * earlier rows, as separate statements would. Row-level AFTER triggers,
+ * foreign key checks among them, run when the statement ends, so they see
+ * all of its rows; statement-level triggers fire once a statement. A user
+ * whose AFTER trigger reads the table it fires on needs processing =
+ * message (docs/design.md, "Database batches").
  */
-typedef struct shape {
-    size_t words;                  /* top-level words so far */
-    size_t tuple_start, tuple_end; /* "(" .. past ")"; 0: not yet; start
-                                      AWAIT_TUPLE: VALUES seen */
-    size_t *param_at;              /* offsets of `$N` inside the tuple */
+
+typedef enum tok_kind {
+    TK_END,    /* the end of the statement */
+    TK_WORD,   /* a keyword or an unquoted identifier */
+    TK_QIDENT, /* "quoted identifier" */
+    TK_STRING, /* '..', E'..', B'..', X'..', N'..', $tag$..$tag$ */
+    TK_NUMBER, /* 12, 1.5, .5e3 */
+    TK_PARAM,  /* $N */
+    TK_CAST,   /* :: */
+    TK_PUNCT,  /* one of ( ) , . [ ] */
+    TK_OTHER   /* an operator or anything else: never part of the grammar */
+} tok_kind_t;
+
+#define FOLD_MAX_DEPTH 32 /* nested parentheses in one element */
+
+typedef struct fold {
+    parser_t p;                    /* the scanner over the rewritten SQL */
+    tok_kind_t kind;               /* the current token, */
+    size_t start, end;             /* ... s[start, end) */
+    size_t tuple_start, tuple_end; /* the tuple: "(" .. past ")" */
+    size_t *param_at;              /* offsets of the tuple's `$N` */
     size_t nparams;
-    char first_after[16], last_word[16], second_last[16]; /* after the tuple */
-} shape_t;
+    int depth;
+} fold_t;
 
-#define AWAIT_TUPLE SIZE_MAX
-
-static bool in_tuple(const shape_t *sh, size_t depth)
+static tok_kind_t scan_number(parser_t *p)
 {
-    return sh->tuple_start && sh->tuple_start != AWAIT_TUPLE && !sh->tuple_end &&
-           depth;
-}
-
-/* A top-level word. @returns false if the statement cannot have the shape. */
-static bool shape_word(shape_t *sh, const parser_t *p, size_t start)
-{
-    char w[16];
-    size_t n = p->pos - start < sizeof(w) - 1 ? p->pos - start : sizeof(w) - 1;
-
-    for (size_t i = 0; i < n; i++)
-        w[i] = (char)toupper((unsigned char)p->s[start + i]);
-    w[n] = '\0';
-    if (!sh->words++)
-        return !strcmp(w, "INSERT");
-    if (sh->tuple_start == AWAIT_TUPLE)
-        return false; /* DEFAULT VALUES, or VALUES without a tuple */
-    if (sh->tuple_end) {
-        if (!sh->first_after[0])
-            memcpy(sh->first_after, w, sizeof(w));
-        memcpy(sh->second_last, sh->last_word, sizeof(w));
-        memcpy(sh->last_word, w, sizeof(w));
-    } else if (!sh->tuple_start && !strcmp(w, "VALUES")) {
-        sh->tuple_start = AWAIT_TUPLE;
-    }
-    return true;
-}
-
-/* A `$N` parameter: only inside the tuple, where each row has its own. */
-static bool shape_param(shape_t *sh, parser_t *p, size_t depth)
-{
-    size_t *at;
-
-    if (!in_tuple(sh, depth))
-        return false;
-    if (!(at = realloc(sh->param_at, (sh->nparams + 1) * sizeof(*at))))
-        return false;
-    sh->param_at = at;
-    at[sh->nparams++] = p->pos;
-    for (p->pos++; p->pos < p->len && isdigit((unsigned char)p->s[p->pos]);)
+    while (isdigit((unsigned char)peek(p, 0)))
         p->pos++;
+    if (peek(p, 0) == '.')
+        for (p->pos++; isdigit((unsigned char)peek(p, 0));)
+            p->pos++;
+    if ((peek(p, 0) == 'e' || peek(p, 0) == 'E') &&
+        (isdigit((unsigned char)peek(p, 1)) ||
+         ((peek(p, 1) == '+' || peek(p, 1) == '-') && isdigit((unsigned char)peek(p, 2)))))
+        for (p->pos += 2; isdigit((unsigned char)peek(p, 0));)
+            p->pos++;
+    /* 0x1F, 1_000, 12abc: not a number of this grammar. */
+    return is_ident_char((unsigned char)peek(p, 0)) ? TK_OTHER : TK_NUMBER;
+}
+
+/* A word, or a string with a one-letter prefix (E'', B'', X'', N''). */
+static tok_kind_t scan_word(parser_t *p)
+{
+    size_t start = p->pos;
+
+    while (p->pos < p->len && is_ident_char((unsigned char)p->s[p->pos]))
+        p->pos++;
+    if (p->pos - start == 1 && peek(p, 0) == '\'' && strchr("eEbBxXnN", p->s[start]))
+        return copy_quoted(p, '\'', is_escape_string(p), "string literal") ? TK_OTHER
+                                                                          : TK_STRING;
+    return TK_WORD;
+}
+
+static tok_kind_t scan_token(parser_t *p)
+{
+    unsigned char c;
+    bool matched;
+
+    if (p->failed)
+        return TK_OTHER;
+    if (p->pos >= p->len)
+        return TK_END;
+    c = (unsigned char)p->s[p->pos];
+    if (is_ident_start(c))
+        return scan_word(p);
+    if (isdigit(c) || (c == '.' && isdigit((unsigned char)peek(p, 1))))
+        return scan_number(p);
+    switch (c) {
+    case '\'':
+        return copy_quoted(p, '\'', is_escape_string(p), "string literal") ? TK_OTHER
+                                                                          : TK_STRING;
+    case '"':
+        return copy_quoted(p, '"', false, "quoted identifier") ? TK_OTHER : TK_QIDENT;
+    case '$':
+        if (isdigit((unsigned char)peek(p, 1))) {
+            for (p->pos++; isdigit((unsigned char)peek(p, 0));)
+                p->pos++;
+            return TK_PARAM;
+        }
+        if (!copy_dollar_quote(p, &matched) && matched)
+            return TK_STRING;
+        break;
+    case ':':
+        if (peek(p, 1) != ':')
+            break;
+        p->pos += 2;
+        return TK_CAST;
+    case '(':
+    case ')':
+    case ',':
+    case '.':
+    case '[':
+    case ']':
+        p->pos++;
+        return TK_PUNCT;
+    default:
+        break;
+    }
+    p->pos++;
+    return TK_OTHER;
+}
+
+/* Moves to the next token, past blanks and comments. */
+static void fold_next(fold_t *f)
+{
+    parser_t *p = &f->p;
+    size_t end;
+
+    for (;;) {
+        while (p->pos < p->len && isspace((unsigned char)p->s[p->pos]))
+            p->pos++;
+        if (comment_at(p, &end) <= 0)
+            break;
+        p->pos = end;
+    }
+    f->start = p->pos;
+    f->kind = scan_token(p);
+    f->end = p->pos;
+}
+
+static bool is_word(const fold_t *f, const char *word)
+{
+    size_t n = f->end - f->start;
+
+    return f->kind == TK_WORD && strlen(word) == n &&
+           !strncasecmp(f->p.s + f->start, word, n);
+}
+
+static bool is_punct(const fold_t *f, char c)
+{
+    return f->kind == TK_PUNCT && f->p.s[f->start] == c;
+}
+
+static bool accept_word(fold_t *f, const char *word)
+{
+    if (!is_word(f, word))
+        return false;
+    fold_next(f);
     return true;
 }
 
-/* Parentheses and other punctuation at @p pos. */
-static bool shape_punct(shape_t *sh, parser_t *p, size_t *depth)
+static bool accept_punct(fold_t *f, char c)
 {
-    unsigned char c = (unsigned char)p->s[p->pos++];
+    if (!is_punct(f, c))
+        return false;
+    fold_next(f);
+    return true;
+}
 
-    if (c == '(') {
-        if (!*depth && sh->tuple_start == AWAIT_TUPLE)
-            sh->tuple_start = p->pos - 1;
-        else if (!*depth && sh->tuple_end && !sh->first_after[0])
-            return false; /* a second tuple */
-        ++*depth;
-    } else if (c == ')') {
-        if (!*depth)
+static bool accept_kind(fold_t *f, tok_kind_t kind)
+{
+    if (f->kind != kind)
+        return false;
+    fold_next(f);
+    return true;
+}
+
+static bool fold_name(fold_t *f)
+{
+    return accept_kind(f, TK_WORD) || accept_kind(f, TK_QIDENT);
+}
+
+/* name[.name ...], at most @p parts of them. */
+static bool fold_qname(fold_t *f, int parts)
+{
+    if (!fold_name(f))
+        return false;
+    while (--parts && accept_punct(f, '.'))
+        if (!fold_name(f))
             return false;
-        if (!--*depth && in_tuple(sh, 1))
-            sh->tuple_end = p->pos;
-    } else if (!*depth && sh->tuple_end && !sh->first_after[0] && !isspace(c) &&
-               c != ';') {
-        return false; /* `, (...)`, an operator: more than one tuple */
-    } else if (!*depth && sh->tuple_start == AWAIT_TUPLE && !isspace(c)) {
+    return true;
+}
+
+/* (number, ...) after a type name, if there. */
+static bool fold_typmods(fold_t *f)
+{
+    if (!accept_punct(f, '('))
+        return true;
+    do {
+        if (!accept_kind(f, TK_NUMBER))
+            return false;
+    } while (accept_punct(f, ','));
+    return accept_punct(f, ')');
+}
+
+static bool fold_type(fold_t *f)
+{
+    bool zoned = is_word(f, "TIME") || is_word(f, "TIMESTAMP");
+    bool varying = is_word(f, "CHARACTER") || is_word(f, "CHAR") ||
+                   is_word(f, "NCHAR") || is_word(f, "BIT");
+
+    if (accept_word(f, "DOUBLE")) {
+        if (!accept_word(f, "PRECISION"))
+            return false;
+    } else if (accept_word(f, "NATIONAL")) {
+        if (!accept_word(f, "CHARACTER") && !accept_word(f, "CHAR"))
+            return false;
+        varying = true;
+    } else if (!fold_qname(f, 2)) {
         return false;
     }
+    if (varying)
+        accept_word(f, "VARYING");
+    if (!fold_typmods(f))
+        return false;
+    if (zoned && (accept_word(f, "WITH") || accept_word(f, "WITHOUT")) &&
+        !(accept_word(f, "TIME") && accept_word(f, "ZONE")))
+        return false;
+    while (accept_punct(f, '[')) {
+        accept_kind(f, TK_NUMBER);
+        if (!accept_punct(f, ']'))
+            return false;
+    }
     return true;
 }
 
-/* Scans the rewritten statement (PostgreSQL: `$N` parameters). */
-static bool shape_scan(parser_t *p, shape_t *sh)
+static bool fold_param(fold_t *f)
 {
-    size_t depth = 0, end;
-    bool ok = true;
+    size_t *at = realloc(f->param_at, (f->nparams + 1) * sizeof(*at));
 
-    while (ok && p->pos < p->len && !p->failed) {
-        unsigned char c = (unsigned char)p->s[p->pos];
-        bool after_ident = is_ident_char((unsigned char)prev_char(p)), matched;
-        if (comment_at(p, &end) > 0) {
-            p->pos = end;
-        } else if (c == '\'') {
-            copy_quoted(p, '\'', is_escape_string(p), "string literal");
-        } else if (c == '"') {
-            copy_quoted(p, '"', false, "quoted identifier");
-        } else if (c == '$' && !after_ident && isdigit((unsigned char)peek(p, 1))) {
-            ok = shape_param(sh, p, depth);
-        } else if (c == '$' && !after_ident) {
-            if (!copy_dollar_quote(p, &matched) && !matched)
-                p->pos++;
-        } else if (is_ident_start(c)) {
-            size_t start = p->pos;
-            while (p->pos < p->len && is_ident_char((unsigned char)p->s[p->pos]))
-                p->pos++;
-            ok = depth || shape_word(sh, p, start);
-        } else {
-            ok = shape_punct(sh, p, &depth);
-        }
-    }
-    return ok && !p->failed && !depth;
+    if (!at)
+        return false; /* out of memory: no multi-row form */
+    f->param_at = at;
+    at[f->nparams++] = f->start;
+    fold_next(f);
+    return true;
 }
 
-/* What may follow the tuple: nothing, or ON CONFLICT [target] DO NOTHING. */
-static bool shape_tail_ok(const shape_t *sh)
+static bool fold_elem(fold_t *f);
+
+static bool fold_operand(fold_t *f)
 {
-    if (!sh->first_after[0])
+    if (f->kind == TK_PARAM)
+        return fold_param(f);
+    if (accept_kind(f, TK_STRING) || accept_kind(f, TK_NUMBER) || accept_word(f, "NULL") ||
+        accept_word(f, "TRUE") || accept_word(f, "FALSE"))
         return true;
-    return !strcmp(sh->first_after, "ON") && !strcmp(sh->second_last, "DO") &&
-           !strcmp(sh->last_word, "NOTHING");
+    if (f->kind == TK_OTHER && f->end - f->start == 1 && f->p.s[f->start] == '-') {
+        fold_next(f); /* a negative number is a constant, not an operator call */
+        return accept_kind(f, TK_NUMBER);
+    }
+    if (accept_punct(f, '('))
+        return fold_elem(f) && accept_punct(f, ')');
+    return accept_word(f, "CAST") && accept_punct(f, '(') && fold_elem(f) &&
+           accept_word(f, "AS") && fold_type(f) && accept_punct(f, ')');
+}
+
+static bool fold_elem(fold_t *f)
+{
+    bool ok = ++f->depth <= FOLD_MAX_DEPTH && fold_operand(f);
+
+    while (ok && accept_kind(f, TK_CAST))
+        ok = fold_type(f);
+    f->depth--;
+    return ok;
+}
+
+static bool fold_tuple(fold_t *f)
+{
+    if (!is_punct(f, '('))
+        return false;
+    f->tuple_start = f->start;
+    fold_next(f);
+    do {
+        if (!fold_elem(f))
+            return false;
+    } while (accept_punct(f, ','));
+    if (!is_punct(f, ')'))
+        return false;
+    f->tuple_end = f->end;
+    fold_next(f);
+    return true;
+}
+
+/* ON CONFLICT's target, up to DO: ON CONSTRAINT name, or a parenthesised
+ * index inference with an optional WHERE. Its tokens are not checked one
+ * by one (index expressions and predicates can only be immutable), but it
+ * may hold no parameter, which would be row 0's alone. */
+static bool fold_conflict_target(fold_t *f)
+{
+    size_t depth = 0;
+
+    if (accept_word(f, "ON"))
+        return accept_word(f, "CONSTRAINT") && fold_name(f);
+    if (!is_punct(f, '('))
+        return true; /* no target: any conflict */
+    do {
+        if (f->kind == TK_END || f->kind == TK_PARAM)
+            return false;
+        depth += is_punct(f, '(');
+        depth -= is_punct(f, ')');
+        fold_next(f);
+    } while (depth);
+    if (!accept_word(f, "WHERE"))
+        return true;
+    while (depth || !is_word(f, "DO")) {
+        if (f->kind == TK_END || f->kind == TK_PARAM || (!depth && is_punct(f, ')')))
+            return false;
+        depth += is_punct(f, '(');
+        depth -= is_punct(f, ')');
+        fold_next(f);
+    }
+    return true;
+}
+
+/* The grammar above, over the whole statement. */
+static bool fold_statement(fold_t *f)
+{
+    if (!accept_word(f, "INSERT") || !accept_word(f, "INTO") || !fold_qname(f, 3))
+        return false;
+    if (accept_word(f, "AS") && !fold_name(f))
+        return false;
+    if (accept_punct(f, '(')) {
+        do {
+            if (!fold_name(f))
+                return false;
+        } while (accept_punct(f, ','));
+        if (!accept_punct(f, ')'))
+            return false;
+    }
+    if (accept_word(f, "OVERRIDING") &&
+        !((accept_word(f, "SYSTEM") || accept_word(f, "USER")) && accept_word(f, "VALUE")))
+        return false;
+    if (!accept_word(f, "VALUES") || !fold_tuple(f))
+        return false;
+    if (accept_word(f, "ON") &&
+        !(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO") &&
+          accept_word(f, "NOTHING")))
+        return false;
+    return f->kind == TK_END;
 }
 
 /* Appends the tuple once, its parameters shifted by @p shift. */
-static void put_tuple(sbuf_t *b, const char *sql, const shape_t *sh, size_t shift)
+static void put_tuple(sbuf_t *b, const char *sql, const fold_t *f, size_t shift)
 {
-    size_t pos = sh->tuple_start;
+    size_t pos = f->tuple_start;
     char num[32];
 
-    for (size_t i = 0; i < sh->nparams; i++) {
-        size_t at = sh->param_at[i], end = at + 1;
+    for (size_t i = 0; i < f->nparams; i++) {
+        size_t at = f->param_at[i], end = at + 1;
         while (isdigit((unsigned char)sql[end]))
             end++;
         sb_put(b, sql + pos, at - pos);
@@ -661,32 +914,32 @@ static void put_tuple(sbuf_t *b, const char *sql, const shape_t *sh, size_t shif
         sb_put(b, num, strlen(num));
         pos = end;
     }
-    sb_put(b, sql + pos, sh->tuple_end - pos);
+    sb_put(b, sql + pos, f->tuple_end - pos);
 }
 
 char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
 {
-    parser_t p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
-                  .dialect = BL_SQL_POSTGRES};
-    shape_t sh = {0};
+    fold_t f = {.p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
+                      .dialect = BL_SQL_POSTGRES}};
     sbuf_t b = {0};
+    bool ok;
 
-    if (!rows || !t->sql || !shape_scan(&p, &sh) || !sh.tuple_end ||
-        !shape_tail_ok(&sh) || sh.nparams == 0 || t->count * rows > 65535) {
-        free(sh.param_at);
-        free(p.out.p);
+    if (!rows || !t->sql || (t->count && rows > 65535 / t->count))
         return NULL;
+    fold_next(&f);
+    ok = fold_statement(&f);
+    free(f.p.out.p); /* the scanner's copies of quoted text: not needed */
+    if (ok) {
+        sb_put(&b, t->sql, f.tuple_start);
+        for (size_t r = 0; r < rows; r++) {
+            if (r)
+                sb_put(&b, ", ", 2);
+            put_tuple(&b, t->sql, &f, r * t->count);
+        }
+        sb_put(&b, t->sql + f.tuple_end, strlen(t->sql + f.tuple_end));
     }
-    free(p.out.p); /* the scanner's copies of quoted text: not needed */
-    sb_put(&b, t->sql, sh.tuple_start);
-    for (size_t r = 0; r < rows; r++) {
-        if (r)
-            sb_put(&b, ", ", 2);
-        put_tuple(&b, t->sql, &sh, r * t->count);
-    }
-    sb_put(&b, t->sql + sh.tuple_end, strlen(t->sql + sh.tuple_end));
-    free(sh.param_at);
-    if (b.oom) {
+    free(f.param_at);
+    if (!ok || b.oom) {
         free(b.p);
         return NULL;
     }

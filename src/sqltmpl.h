@@ -93,17 +93,20 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
 
 /**
  * The statement over @p rows messages at once, for a PostgreSQL statement
- * of the shape `INSERT ... VALUES (tuple)` optionally followed by `ON
- * CONFLICT ... DO NOTHING`: the tuple repeated @p rows times, row r's
- * parameters renumbered from r * count + 1. Rows of one such statement
- * behave as the single-row statements run in order would (DO NOTHING skips
- * a row that conflicts with an earlier one), except that statement-level
- * triggers fire once for all of them.
+ * that writes the same rows this way as run once per message in order: the
+ * tuple repeated @p rows times, row r's parameters renumbered from
+ * r * count + 1. That is `INSERT INTO name [(columns)] VALUES (tuple)`,
+ * optionally followed by `ON CONFLICT [target] DO NOTHING`, where every
+ * element of the tuple is a parameter, a literal or a cast of one of those
+ * (the grammar, and why it is equivalent, are in sqltmpl.c). Statement-level
+ * triggers fire once for all the rows, and row-level AFTER triggers (foreign
+ * key checks too) when all of them are in.
  *
- * @returns the text (the caller frees it), or NULL if the statement has
- * another shape (WITH, RETURNING, DO UPDATE, DEFAULT VALUES, INSERT ...
- * SELECT, more than one tuple, a parameter outside the tuple), if @p rows
- * times count exceeds PostgreSQL's 65535 parameters, or out of memory.
+ * @returns the text (the caller frees it), or NULL for any other statement
+ * (a subquery, function call or operator in the tuple, DEFAULT, WITH,
+ * RETURNING, DO UPDATE, INSERT ... SELECT, more than one tuple, a parameter
+ * outside the tuple), if @p rows times count exceeds PostgreSQL's 65535
+ * parameters, or out of memory. Thread-safe.
  */
 char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows);
 

@@ -288,33 +288,101 @@ static void test_values(void **state)
     bl_sqltmpl_free(&t);
 }
 
-/* bl_sqltmpl_multirow: the statement over 2 rows, or NULL for other shapes. */
+/* bl_sqltmpl_multirow: the statement over 2 rows, or NULL where rows of
+ * one statement could write other rows than one statement a message. */
 typedef struct multi_case {
-    const char *in, *two_rows; /* NULL: not a multi-row shape */
+    const char *in, *two_rows; /* NULL: runs a statement a message */
 } multi_case_t;
 
 static const multi_case_t multi_cases[] = {
+    /* Folded: parameters, literals and casts of them. */
     {"INSERT INTO t (a, b) VALUES (:key, :value)",
      "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"},
-    {"insert into t values (:value::jsonb, :value ->> 'id', now())",
-     "insert into t values ($1::jsonb, $1 ->> 'id', now()), ($2::jsonb, $2 ->> 'id', now())"},
-    {"INSERT INTO t VALUES (:key, ':value', $$ ($1) $$, (:offset + 1)) -- (x)",
-     "INSERT INTO t VALUES ($1, ':value', $$ ($1) $$, ($2 + 1)), "
-     "($3, ':value', $$ ($1) $$, ($4 + 1)) -- (x)"},
+    {"insert into s.t as x (k, \"V\") values (:value::jsonb, CAST(:key AS int))",
+     "insert into s.t as x (k, \"V\") values ($1::jsonb, CAST($2 AS int)), "
+     "($3::jsonb, CAST($4 AS int))"},
+    {"INSERT INTO t VALUES (:key, ':value', $$ ($1) $$, (:offset), -1.5e3, NULL, TRUE, "
+     "false, E'it\\'s', x'1f', .5) -- (x)",
+     "INSERT INTO t VALUES ($1, ':value', $$ ($1) $$, ($2), -1.5e3, NULL, TRUE, false, "
+     "E'it\\'s', x'1f', .5), ($3, ':value', $$ ($1) $$, ($4), -1.5e3, NULL, TRUE, false, "
+     "E'it\\'s', x'1f', .5) -- (x)"},
+    {"INSERT INTO t VALUES (:timestamp::text::timestamp(3) with time zone, "
+     ":value::double precision, :key::character varying(10)[], "
+     "CAST(CAST(:value AS text) AS pg_catalog.\"numeric\"(10, 2)), NULL::int[][3], "
+     ":key::national char varying)",
+     "INSERT INTO t VALUES ($1::text::timestamp(3) with time zone, $2::double precision, "
+     "$3::character varying(10)[], CAST(CAST($2 AS text) AS pg_catalog.\"numeric\"(10, 2)), "
+     "NULL::int[][3], $3::national char varying), ($4::text::timestamp(3) with time zone, "
+     "$5::double precision, $6::character varying(10)[], CAST(CAST($5 AS text) AS "
+     "pg_catalog.\"numeric\"(10, 2)), NULL::int[][3], $6::national char varying)"},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO NOTHING",
      "INSERT INTO t (k) VALUES ($1), ($2) ON CONFLICT (k) DO NOTHING"},
     {"INSERT INTO t (k) VALUES (:key) on conflict on constraint t_pk do nothing;",
      "INSERT INTO t (k) VALUES ($1), ($2) on conflict on constraint t_pk do nothing"},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT DO NOTHING",
+     "INSERT INTO t (k) VALUES ($1), ($2) ON CONFLICT DO NOTHING"},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ((lower(k)), j COLLATE \"C\") "
+     "WHERE (k <> 'x') AND j > 0 DO NOTHING",
+     "INSERT INTO t (k) VALUES ($1), ($2) ON CONFLICT ((lower(k)), j COLLATE \"C\") "
+     "WHERE (k <> 'x') AND j > 0 DO NOTHING"},
+    {"INSERT INTO t (id, k) OVERRIDING SYSTEM VALUE VALUES (:offset, :key)",
+     "INSERT INTO t (id, k) OVERRIDING SYSTEM VALUE VALUES ($1, $2), ($3, $4)"},
+    {"INSERT INTO t VALUES (1, 'x')", "INSERT INTO t VALUES (1, 'x'), (1, 'x')"},
+    /* The bench's postgres scenario. */
+    {"INSERT INTO bench_pg (topic, part, off, value) VALUES (:topic, :partition, "
+     ":offset, :value)",
+     "INSERT INTO bench_pg (topic, part, off, value) VALUES ($1, $2, $3, $4), "
+     "($5, $6, $7, $8)"},
+
+    /* A statement a message: the tuple reads tables or calls functions. */
+    {"INSERT INTO t(k, n, off) VALUES (:key, (SELECT count(*) + 1 FROM t WHERE k = "
+     ":key), :offset)",
+     NULL},
+    {"INSERT INTO t VALUES (:key, EXISTS (SELECT 1 FROM u))", NULL},
+    {"INSERT INTO t VALUES (:key, ARRAY(SELECT 1))", NULL},
+    {"INSERT INTO t VALUES (:key, now())", NULL},
+    {"INSERT INTO t VALUES (:key, nextval('s'))", NULL},
+    {"INSERT INTO t VALUES (:key, random())", NULL},
+    {"INSERT INTO t VALUES (:key, current_timestamp)", NULL},
+    {"INSERT INTO t VALUES (:key, f(:value))", NULL},
+    {"INSERT INTO t VALUES (:key, :value::jsonb ->> 'id')", NULL},
+    {"INSERT INTO t VALUES ((:offset + 1))", NULL},
+    {"INSERT INTO t VALUES (-:offset)", NULL},
+    {"INSERT INTO t VALUES (:key COLLATE \"C\")", NULL},
+    {"INSERT INTO t VALUES (:key::text IS NULL)", NULL},
+    {"INSERT INTO t VALUES (:value::timestamp AT TIME ZONE 'UTC')", NULL},
+    {"INSERT INTO t VALUES (CAST(:value AS int) + 0)", NULL},
+    {"INSERT INTO t VALUES (CAST((SELECT max(n) FROM t) AS int))", NULL},
+    {"INSERT INTO t VALUES (:value::int[(SELECT 1)])", NULL},
+    {"INSERT INTO t VALUES (:value::interval day)", NULL},
+    {"INSERT INTO t VALUES (date '2024-01-01')", NULL},
+    {"INSERT INTO t VALUES (ROW(:key, 1))", NULL},
+    {"INSERT INTO t VALUES (0x1F, :key)", NULL},
+    {"INSERT INTO t VALUES (DEFAULT, :key)", NULL},
+    /* ... or the statement around the tuple is not a plain insert. */
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = t.n + 1", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n", NULL},
     {"INSERT INTO t (k) VALUES (:key) RETURNING k", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT DO NOTHING RETURNING k", NULL},
     {"INSERT INTO t (k) VALUES (:key), (:value)", NULL},
     {"INSERT INTO t (k) VALUES (:key) UNION SELECT 1", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ORDER BY 1", NULL},
     {"INSERT INTO t (k) SELECT :key WHERE :value IS NOT NULL", NULL},
     {"INSERT INTO t (k) SELECT * FROM (VALUES (:key)) v", NULL},
+    {"INSERT INTO t (k) (VALUES (:key))", NULL},
     {"WITH x AS (SELECT 1) INSERT INTO t (k) VALUES (:key)", NULL},
     {"INSERT INTO t DEFAULT VALUES", NULL},
+    {"INSERT INTO t (a[1]) VALUES (:key)", NULL},
     {"UPDATE t SET v = :value WHERE k = :key", NULL},
+    {"SELECT :key", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) WHERE k > :offset DO NOTHING", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k DO NOTHING", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) WHERE x) DO NOTHING", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ON CONSTRAINT DO NOTHING", NULL},
+    {"INSERT INTO t VALUES ()", NULL},
+    {"INSERT INTO t VALUES (:key,)", NULL},
+    {"INSERT INTO t VALUES ((((((((((((((((((((((((((((((((((:key))))))))))))))))))))))))))))))))))",
+     NULL},
 };
 
 static void test_multirow(void **state)

@@ -1,0 +1,1 @@
+INSERT INTO t VALUES (:timestamp::text::timestamp(3) with time zone, -1.5e3, E'a\'b', x'1f', NULL::double precision[], (:value)::national char varying(9)) ON CONFLICT ON CONSTRAINT t_pk DO NOTHING

@@ -1,0 +1,1 @@
+INSERT INTO s.t AS x (k, n, off) VALUES (:key, (SELECT count(*) + 1 FROM t WHERE k = :key), CAST(:offset AS bigint)) ON CONFLICT (k) WHERE k <> '' DO NOTHING
