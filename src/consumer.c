@@ -1752,6 +1752,6 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     pthread_mutex_destroy(&c->breaker_mtx);
     bl_tiers_free(&c->tiers);
     free(c->breaker_window);
-    free(c->snapshot);
+    bl_status_free(c);
     free(c);
 }
