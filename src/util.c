@@ -162,7 +162,16 @@ void bl_prom_number(FILE *fp, double v)
         fprintf(fp, "%lld", (long long)v);
         return;
     }
-    /* 17 significant digits always read back exactly; fewer usually do. */
+    /* The fewest decimals that read back (2e-06 as 0.000002); then the
+     * fewest significant digits, in exponent form, for what has none. */
+    for (int decimals = 1; decimals <= 17 && fabs(v) < 1e15; decimals++) {
+        snprintf(text, sizeof(text), "%.*f", decimals, v);
+        if (strtod(text, NULL) == v) {
+            fputs(text, fp);
+            return;
+        }
+    }
+    /* 17 significant digits always read back exactly. */
     for (int digits = 1; digits <= 17; digits++) {
         snprintf(text, sizeof(text), "%.*g", digits, v);
         if (strtod(text, NULL) == v)
