@@ -546,12 +546,14 @@ static char *html_unescape(const char *html, size_t len)
 static char *dom_text(const char *dom, const char *id)
 {
     char needle[80];
-    const char *at, *end;
+    const char *at, *end = NULL;
 
     snprintf(needle, sizeof(needle), "id=\"%s\"", id);
-    if (!(at = strstr(dom, needle)) || !(at = strchr(at, '>')) || !(end = strchr(++at, '<')))
+    if ((at = strstr(dom, needle)) && (at = strchr(at, '>')))
+        end = strchr(++at, '<');
+    if (!end)
         fail_msg("the dashboard has no element #%s", id);
-    return html_unescape(at, (size_t)(end - at));
+    return html_unescape(at, end ? (size_t)(end - at) : 0);
 }
 
 /* A number as the page shows it ("12,345" or "7.5"). */
