@@ -157,7 +157,7 @@ struct ballast_consumer_s {
     bl_part_view_t *snapshot;
     size_t snapshot_count;
     uint64_t snapshot_inflight, snapshot_inflight_bytes, snapshot_revoked;
-    bl_history_t *history; /* NULL until the first frame */
+    bl_history_t *history; /* NULL until the first snapshot */
     int64_t next_snapshot_ms;
     char last_transient[256]; /* guarded by obs_mtx */
 
