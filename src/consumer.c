@@ -1855,6 +1855,6 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     free(c->known_topics);
     bl_tiers_free(&c->tiers);
     free(c->breaker_window);
-    free(c->snapshot);
+    bl_status_free(c);
     free(c);
 }

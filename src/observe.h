@@ -30,6 +30,8 @@ typedef struct bl_part_view {
     int64_t lag_ms;         /* -1: unknown */
     size_t inflight;
     bool paused;
+    double rate; /* messages finished per second between the last two
+                    history frames, negative: unknown */
 } bl_part_view_t;
 
 /** Everything the renderers show; filled by the consumer. */
@@ -37,7 +39,12 @@ typedef struct bl_view {
     const char *group;
     const char *topics;
     const char *semantics;
-    ballast_stats_t stats;
+    const char *group_protocol; /* "classic" or "consumer" (KIP-848) */
+    ballast_stats_t stats;      /* in flight: as of the partitions' snapshot */
+    uint64_t inflight_revoked;  /* in flight from partitions no longer
+                                   assigned (not in parts) */
+    double processed_per_second; /* the partitions' rates summed, negative:
+                                    unknown */
     const bl_part_view_t *parts;
     size_t nparts;
     const bl_histogram_t *latency;

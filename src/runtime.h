@@ -16,6 +16,7 @@
 
 #include "backoff.h"
 #include "handlers/handlers.h"
+#include "history.h"
 #include "internal.h"
 #include "message.h"
 #include "observe.h"
@@ -69,6 +70,11 @@ typedef struct bl_part {
     bl_skipset_t skip;    /* finished before a restart (commit metadata) */
     char *stored_meta;    /* the metadata of the last commit sent */
     int64_t last_ts;      /* timestamp of the last message received */
+    struct {              /* status.c: its processing rate, per history frame */
+        uint64_t finished; /* tracker.finished at the last frame */
+        int64_t at_ms;     /* when that frame was taken, 0: none yet */
+        double per_second; /* between the last two frames, -1: unknown */
+    } rate;
     struct bl_part *next;
 } bl_part_t;
 
@@ -157,10 +163,14 @@ struct ballast_consumer_s {
     int64_t started_ms;
 
     /* Observability: the poll thread publishes a snapshot of its partitions
-     * about once a second; readers on other threads copy it under obs_mtx. */
+     * about once a second, with the in-flight totals of the same moment, and
+     * adds a history frame every BL_HISTORY_INTERVAL_MS; readers on other
+     * threads copy them under obs_mtx. */
     pthread_mutex_t obs_mtx;
     bl_part_view_t *snapshot;
     size_t snapshot_count;
+    uint64_t snapshot_inflight, snapshot_inflight_bytes, snapshot_revoked;
+    bl_history_t *history; /* NULL until the first snapshot */
     int64_t next_snapshot_ms;
     char last_transient[256]; /* guarded by obs_mtx */
     char unavailable_reason[256]; /* guarded by obs_mtx */
@@ -300,7 +310,10 @@ bool bl_topic_exists(ballast_consumer_t *c, const char *topic);
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 
 /* status.c */
-/** Copies the partitions' state for readers on other threads (poll thread). */
+/** Copies the partitions' state for readers on other threads, and adds a
+ *  history frame when one is due (poll thread). */
 void bl_publish_snapshot(ballast_consumer_t *c);
+/** Frees what bl_publish_snapshot() made (ballast_consumer_destroy). */
+void bl_status_free(ballast_consumer_t *c);
 
 #endif

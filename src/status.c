@@ -25,40 +25,88 @@ static int64_t part_lag_ms(const bl_part_t *p, int64_t lag, int64_t now_wall)
     return -1;
 }
 
-/* Copies the partitions' state for readers on other threads (poll thread). */
+/* Messages finished per second since the last history frame: the growth
+ * of the tracker's count, which rebalances and rewinds restart along with
+ * the partition's state. The first frame only starts the count. */
+static void sample_rate(bl_part_t *p, int64_t now)
+{
+    uint64_t finished = p->tracker.finished;
+
+    if (p->rate.at_ms && now > p->rate.at_ms)
+        p->rate.per_second =
+            (double)(finished - p->rate.finished) * 1000.0 / (double)(now - p->rate.at_ms);
+    else
+        p->rate.per_second = -1;
+    p->rate.finished = finished;
+    p->rate.at_ms = now;
+}
+
+static void fill_view(ballast_consumer_t *c, const bl_part_t *p, bl_part_view_t *v,
+                      int64_t now_wall)
+{
+    int64_t lo = -1, hi = -1;
+
+    bl_fmt(v->topic, sizeof(v->topic), "%s", p->topic);
+    v->partition = p->partition;
+    v->committed = p->committed;
+    v->inflight = p->inflight;
+    v->paused = p->paused;
+    if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) || hi < 0)
+        hi = -1;
+    v->high_watermark = hi;
+    /* Nothing committed yet: everything retained is still to do. */
+    int64_t from = p->committed >= 0 ? p->committed : lo;
+    v->lag = hi >= 0 && from >= 0 ? (hi > from ? hi - from : 0) : -1;
+    v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
+    v->rate = p->rate.at_ms ? p->rate.per_second : -1;
+}
+
+/* Copies the partitions' state for readers on other threads (poll thread).
+ * The in-flight totals are taken at the same moment, so that the status
+ * document's total is the sum of its partitions (plus those of partitions
+ * revoked while their messages finish). */
 void bl_publish_snapshot(ballast_consumer_t *c)
 {
     size_t n = 0, i = 0;
     bl_part_view_t *views;
-    int64_t now_wall = bl_wall_ms();
+    int64_t now_wall = bl_wall_ms(), now = bl_now_ms();
+    uint64_t revoked = 0;
+    bool frame;
 
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
+    for (bl_part_t *p = c->orphans; p; p = p->next)
+        revoked += p->inflight;
     views = calloc(n + 1, sizeof(*views));
     if (!views)
         return;
+    pthread_mutex_lock(&c->obs_mtx);
+    if (!c->history)
+        c->history = bl_history_new();
+    frame = c->history && bl_history_due(c->history, now);
+    pthread_mutex_unlock(&c->obs_mtx);
     for (bl_part_t *p = c->parts; p; p = p->next, i++) {
-        bl_part_view_t *v = &views[i];
-        int64_t lo = -1, hi = -1;
-        bl_fmt(v->topic, sizeof(v->topic), "%s", p->topic);
-        v->partition = p->partition;
-        v->committed = p->committed;
-        v->inflight = p->inflight;
-        v->paused = p->paused;
-        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
-            hi < 0)
-            hi = -1;
-        v->high_watermark = hi;
-        /* Nothing committed yet: everything retained is still to do. */
-        int64_t from = p->committed >= 0 ? p->committed : lo;
-        v->lag = hi >= 0 && from >= 0 ? (hi > from ? hi - from : 0) : -1;
-        v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
+        if (frame)
+            sample_rate(p, now);
+        fill_view(c, p, &views[i], now_wall);
     }
     pthread_mutex_lock(&c->obs_mtx);
     free(c->snapshot);
     c->snapshot = views;
     c->snapshot_count = n;
+    c->snapshot_inflight = c->inflight;
+    c->snapshot_inflight_bytes = c->inflight_bytes;
+    c->snapshot_revoked = revoked;
+    /* Out of memory loses a frame's partitions, not the consumer. */
+    if (frame)
+        (void)bl_history_add(c->history, now, views, n);
     pthread_mutex_unlock(&c->obs_mtx);
+}
+
+void bl_status_free(ballast_consumer_t *c)
+{
+    free(c->snapshot);
+    bl_history_free(c->history);
 }
 
 /* ---- observability ------------------------------------------------------ */
@@ -150,9 +198,23 @@ int ballast_consumer_ready(const ballast_consumer_t *c, char *reason, size_t siz
     return ok;
 }
 
-/* Fills @p v from the consumer; *partsp must be freed by the caller. */
-static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health,
-                      char *ready, size_t size)
+/* The consumer group protocol the consumer was configured with: librdkafka
+ * uses the one configured or fails, it never falls back. Builds whose
+ * librdkafka predates KIP-848 have no such property and speak "classic". */
+static void group_protocol(ballast_consumer_t *c, char *buf, size_t size)
+{
+    size_t len = size;
+
+    if (!c->rk || rd_kafka_conf_get(rd_kafka_conf(c->rk), "group.protocol", buf, &len) !=
+                      RD_KAFKA_CONF_OK ||
+        !*buf)
+        bl_fmt(buf, size, "classic");
+}
+
+/* Fills @p v from the consumer; v->parts must be freed by the caller.
+ * @p protocol receives the group protocol's name. */
+static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health, char *ready,
+                      size_t size, char *protocol, size_t psize)
 {
     bl_part_view_t *parts;
     int64_t since = bl_now_ms() - atomic_load(&c->last_poll_ms);
@@ -161,6 +223,8 @@ static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health,
     v->group = c->group;
     v->topics = bl_conf_str(c->conf, "topics");
     v->semantics = bl_conf_str(c->conf, "semantics");
+    group_protocol(c, protocol, psize);
+    v->group_protocol = protocol;
     ballast_consumer_stats(c, &v->stats, sizeof(v->stats));
     v->latency = &c->latency;
     v->uptime_ms = bl_now_ms() - c->started_ms;
@@ -170,23 +234,31 @@ static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health,
     v->ready = check_ready(c, ready, size);
     v->health_reason = health;
     v->ready_reason = ready;
+    v->processed_per_second = -1;
     pthread_mutex_lock(&c->obs_mtx);
     parts = calloc(c->snapshot_count + 1, sizeof(*parts));
     if (parts) {
         memcpy(parts, c->snapshot, c->snapshot_count * sizeof(*parts));
         v->nparts = c->snapshot_count;
     }
+    v->stats.inflight = c->snapshot_inflight;
+    v->stats.inflight_bytes = c->snapshot_inflight_bytes;
+    v->inflight_revoked = c->snapshot_revoked;
     pthread_mutex_unlock(&c->obs_mtx);
+    for (size_t i = 0; i < v->nparts; i++)
+        if (parts[i].rate >= 0)
+            v->processed_per_second =
+                (v->processed_per_second < 0 ? 0 : v->processed_per_second) + parts[i].rate;
     v->parts = parts;
 }
 
 char *ballast_consumer_metrics(const ballast_consumer_t *cons)
 {
     ballast_consumer_t *c = (ballast_consumer_t *)cons;
-    char health[256], ready[512], *text;
+    char health[256], ready[512], protocol[32], *text;
     bl_view_t v;
 
-    make_view(c, &v, health, ready, sizeof(health));
+    make_view(c, &v, health, ready, sizeof(health), protocol, sizeof(protocol));
     text = bl_render_metrics(&v);
     free((void *)v.parts);
     return text;
@@ -195,12 +267,32 @@ char *ballast_consumer_metrics(const ballast_consumer_t *cons)
 char *ballast_consumer_status_json(const ballast_consumer_t *cons)
 {
     ballast_consumer_t *c = (ballast_consumer_t *)cons;
-    char health[256], ready[512], *text;
+    char health[256], ready[512], protocol[32], *text;
     bl_view_t v;
 
-    make_view(c, &v, health, ready, sizeof(health));
+    make_view(c, &v, health, ready, sizeof(health), protocol, sizeof(protocol));
     text = bl_render_status(&v);
     free((void *)v.parts);
+    return text;
+}
+
+char *ballast_consumer_history_json(const ballast_consumer_t *cons)
+{
+    ballast_consumer_t *c = (ballast_consumer_t *)cons;
+    bl_history_t *copy = NULL;
+    char *text;
+    bool empty;
+
+    /* Rendered from a copy, so that the poll thread never waits for it. */
+    pthread_mutex_lock(&c->obs_mtx);
+    empty = !c->history;
+    if (!empty)
+        copy = bl_history_copy(c->history);
+    pthread_mutex_unlock(&c->obs_mtx);
+    if (!empty && !copy)
+        return NULL;
+    text = bl_history_render(copy, bl_now_ms());
+    bl_history_free(copy);
     return text;
 }
 

@@ -77,11 +77,15 @@ int bl_tracker_add_ts(bl_tracker_t *t, int64_t offset, int64_t timestamp,
 
 void bl_tracker_done(bl_tracker_t *t, uint64_t seq)
 {
+    size_t slot;
+
     /* A sequence number below head was retired already: ignore it rather
      * than corrupt the ring. */
     if (seq < t->head_seq || seq - t->head_seq >= t->count)
         return;
-    t->done[(t->head + (size_t)(seq - t->head_seq)) % t->cap] = 1;
+    slot = (t->head + (size_t)(seq - t->head_seq)) % t->cap;
+    t->finished += !t->done[slot];
+    t->done[slot] = 1;
 }
 
 int64_t bl_tracker_committable(bl_tracker_t *t)

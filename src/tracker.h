@@ -24,6 +24,8 @@ typedef struct bl_tracker {
     size_t cap, head, count;
     uint64_t head_seq;    /* sequence number of offsets[head] */
     int64_t last_offset;  /* highest offset added, -1 before any */
+    uint64_t finished;    /* offsets marked finished since init (each once):
+                             the partition's processed count */
 } bl_tracker_t;
 
 void bl_tracker_init(bl_tracker_t *t);

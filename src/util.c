@@ -4,6 +4,7 @@
  */
 #include "util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,42 @@ void bl_prom_label(FILE *fp, const char *s)
         else
             fputc(*s, fp);
     }
+}
+
+void bl_prom_number(FILE *fp, double v)
+{
+    char text[32];
+
+    if (isnan(v)) {
+        fputs("NaN", fp);
+        return;
+    }
+    if (isinf(v)) {
+        fputs(v > 0 ? "+Inf" : "-Inf", fp);
+        return;
+    }
+    /* Whole numbers as such (19020, not 1.902e+04), up to where doubles
+     * still hold every integer. */
+    if (fabs(v) < 9007199254740992.0 && v == (double)(int64_t)v) {
+        fprintf(fp, "%lld", (long long)v);
+        return;
+    }
+    /* The fewest decimals that read back (2e-06 as 0.000002); then the
+     * fewest significant digits, in exponent form, for what has none. */
+    for (int decimals = 1; decimals <= 17 && fabs(v) < 1e15; decimals++) {
+        snprintf(text, sizeof(text), "%.*f", decimals, v);
+        if (strtod(text, NULL) == v) {
+            fputs(text, fp);
+            return;
+        }
+    }
+    /* 17 significant digits always read back exactly. */
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(text, sizeof(text), "%.*g", digits, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    fputs(text, fp);
 }
 
 /* ---- base64 ------------------------------------------------------------- */

@@ -32,6 +32,11 @@ bool bl_utf8_valid(const void *p, size_t len);
 /** Writes @p s as a Prometheus label value: backslash, double quote and
  *  newline escaped. */
 void bl_prom_label(FILE *fp, const char *s);
+/** Writes @p v as a Prometheus sample value: the shortest text that reads
+ *  back as the same double (4.087, not 4.0869999999999997), in plain
+ *  decimals where 17 of them suffice (19020, 0.000002), else with an
+ *  exponent; or NaN, +Inf, -Inf. */
+void bl_prom_number(FILE *fp, double v);
 
 /**
  * @brief Standard base64 (RFC 4648, '+' '/', '=' padding) of @p len bytes.

@@ -275,6 +275,15 @@ static void respond_check(http_response_t *r, int ok, const char *reason)
     }
 }
 
+/* @p body: a document from the library (NULL: out of memory). */
+static void respond_json(http_response_t *r, char *body)
+{
+    r->status = 200;
+    r->content_type = "application/json";
+    r->body = body;
+    r->release = ballast_free;
+}
+
 void http_consumer_routes(const char *path, http_response_t *r, void *opaque)
 {
     ballast_consumer_t *cons = opaque;
@@ -292,10 +301,9 @@ void http_consumer_routes(const char *path, http_response_t *r, void *opaque)
         int ok = ballast_consumer_ready(cons, reason, sizeof(reason));
         respond_check(r, ok, ok ? "ok" : reason);
     } else if (!strcmp(path, "/status.json")) {
-        r->status = 200;
-        r->content_type = "application/json";
-        r->body = ballast_consumer_status_json(cons);
-        r->release = ballast_free;
+        respond_json(r, ballast_consumer_status_json(cons));
+    } else if (!strcmp(path, "/history.json")) {
+        respond_json(r, ballast_consumer_history_json(cons));
     } else if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
         r->status = 200;
         r->content_type = "text/html; charset=utf-8";

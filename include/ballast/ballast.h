@@ -416,12 +416,23 @@ BALLAST_API void ballast_consumer_stats(const ballast_consumer_t *cons,
 BALLAST_API char *ballast_consumer_metrics(const ballast_consumer_t *cons);
 
 /**
- * @brief A JSON document describing the consumer: group, counters, health,
- *        and per partition committed offset, high watermark, lag, lag
- *        seconds, in-flight count and whether it is paused. Thread-safe.
- *        The caller frees it with ballast_free(). Contains no secrets.
+ * @brief A JSON document describing the consumer: group, consumer group
+ *        protocol, counters, health, the processing rate, and per partition
+ *        committed offset, high watermark, lag, lag seconds, in-flight count,
+ *        processing rate and whether it is paused. The partitions and the
+ *        in-flight totals are one snapshot (refreshed about every second),
+ *        so the totals are the partitions' sums. Thread-safe. The caller
+ *        frees it with ballast_free(). Contains no secrets.
  */
 BALLAST_API char *ballast_consumer_status_json(const ballast_consumer_t *cons);
+
+/**
+ * @brief The last five minutes of each partition's lag and processing rate
+ *        as JSON, one frame every 2 seconds (the memory this takes is
+ *        bounded: about 2 KB per partition). Thread-safe. The caller frees
+ *        it with ballast_free(); NULL when out of memory.
+ */
+BALLAST_API char *ballast_consumer_history_json(const ballast_consumer_t *cons);
 
 /**
  * @brief Liveness: 1 when the poll loop is alive and no handler has run

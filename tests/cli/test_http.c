@@ -162,6 +162,40 @@ static bool has_sample(json_t *samples, const char *name)
     return false;
 }
 
+/* Every sample, ballast's own and the lag ones, is labelled with the
+ * consumer group (as kafka_exporter labels its lag). */
+static void assert_every_sample_names_group(json_t *samples, const char *group)
+{
+    size_t i;
+    json_t *s;
+
+    json_array_foreach(samples, i, s) {
+        const char *cg =
+            json_string_value(json_object_get(json_object_get(s, "labels"), "consumergroup"));
+        if (!cg || strcmp(cg, group))
+            fail_msg("%s has consumergroup \"%s\", expected \"%s\"",
+                     json_string_value(json_object_get(s, "name")), cg ? cg : "(none)", group);
+    }
+}
+
+/* Sample values are written as people and parsers expect: integers as
+ * integers, fractions without binary noise (4.087, not 4.0869999999999997)
+ * and no exponents. Every ballast value is a count, milliseconds or
+ * microseconds, so six decimals always suffice. */
+static void assert_values_short(const char *text)
+{
+    for (const char *line = text; *line; line = strchr(line, '\n') + 1) {
+        const char *end = strchr(line, '\n'), *value, *dot;
+        int len = (int)(end - line);
+        if (line[0] == '#')
+            continue;
+        value = memrchr(line, ' ', (size_t)len) + 1;
+        dot = memchr(value, '.', (size_t)(end - value));
+        if (memchr(value, 'e', (size_t)(end - value)) || (dot && end - dot - 1 > 6))
+            fail_msg("a value written too long: %.*s", len, line);
+    }
+}
+
 static void produce_value(const char *topic, int partition, const char *value)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -320,11 +354,13 @@ static void test_metrics_parse_and_lag_matches_broker(void **state)
     for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
         if (!has_sample(m.samples, required[i]))
             fail_msg("/metrics has no %s sample", required[i]);
+    assert_every_sample_names_group(m.samples, dut.group);
     json_decref(m.samples);
 
     r = bt_http_get(dut.addr, "/metrics");
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers, "Content-Type: text/plain; version=0.0.4"));
+    assert_values_short(r.body);
     bt_http_reply_free(&r);
 }
 
@@ -399,24 +435,26 @@ static const char *find_chromium(void)
 }
 
 /* Runs headless Chromium on @p url with @p mode ("--dump-dom" or
- * "--screenshot=PATH"); @returns its stdout, with its log in *logp. */
-static char *run_chromium(const char *url, const char *mode, char **logp)
+ * "--screenshot=PATH") for @p budget_ms of the page's time; @returns its
+ * stdout, with its log in *logp. */
+static char *run_chromium(const char *url, const char *mode, int budget_ms, char **logp)
 {
     const char *dir = bt_tmpdir();
-    char profile[300], out[300], err[300];
+    char profile[300], out[300], err[300], budget[64];
     int rc;
 
     snprintf(profile, sizeof(profile), "--user-data-dir=%s/profile", dir);
     snprintf(out, sizeof(out), "%s/out", dir);
     snprintf(err, sizeof(err), "%s/log", dir);
     /* Virtual time lets the page's 2-second polls run at once. */
+    snprintf(budget, sizeof(budget), "--virtual-time-budget=%d", budget_ms);
     rc = run_program((const char *const[]){find_chromium(), "--headless", "--no-sandbox",
                                            "--disable-gpu", "--disable-background-networking",
                                            "--disable-component-update", "--disable-sync",
                                            "--no-first-run", "--hide-scrollbars",
                                            "--enable-logging=stderr", "--v=0", profile,
-                                           "--window-size=1200,1000",
-                                           "--virtual-time-budget=7000", mode, url, NULL},
+                                           "--window-size=1200,1000", budget, mode, url,
+                                           NULL},
                      out, err, 120000);
     *logp = bt_read_file(err);
     if (rc != 0)
@@ -448,7 +486,7 @@ static void test_dashboard_in_headless_chromium(void **state)
     /* Some traffic, so that there is something to chart. */
     bt_produce_seq(bt_bootstrap(), dut.topic, PARTITIONS, 1000, 300, 0);
     snprintf(url, sizeof(url), "http://%s/", dut.addr);
-    dom = run_chromium(url, "--dump-dom", &log);
+    dom = run_chromium(url, "--dump-dom", 7000, &log);
     assert_non_null(dom);
     assert_no_console_output(log);
     if (!strstr(dom, "data-chart=\"drawn\""))
@@ -461,7 +499,7 @@ static void test_dashboard_in_headless_chromium(void **state)
 
     snprintf(shot, sizeof(shot), "%s/dashboard.png", bt_tmpdir());
     snprintf(shot_mode, sizeof(shot_mode), "--screenshot=%s", shot);
-    free(run_chromium(url, shot_mode, &log));
+    free(run_chromium(url, shot_mode, 7000, &log));
     assert_no_console_output(log);
     free(log);
     assert_int_equal(stat(shot, &st), 0);
@@ -470,6 +508,263 @@ static void test_dashboard_in_headless_chromium(void **state)
     assert_memory_equal(png, "\x89PNG", 4);
     free(png);
     print_message("dashboard screenshot: %s\n", shot);
+}
+
+/* ---- the dashboard against /status.json while a backlog is processed ----- */
+
+#define BUSY_PARTITIONS 12 /* more than the chart draws as lines: small charts */
+#define BUSY_MESSAGES (BUSY_PARTITIONS * 4000)
+
+/* The text of @p html with its character references resolved (those
+ * Chromium writes in text: &amp; &lt; &gt; &quot; &nbsp;). Caller frees. */
+static char *html_unescape(const char *html, size_t len)
+{
+    static const struct {
+        const char *ref, *text;
+    } refs[] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""},
+                {"&nbsp;", " "}};
+    char *out = malloc(len + 1), *o = out;
+
+    assert_non_null(out);
+    for (size_t i = 0; i < len;) {
+        size_t r = 0;
+        while (r < sizeof(refs) / sizeof(refs[0]) &&
+               strncmp(html + i, refs[r].ref, strlen(refs[r].ref)))
+            r++;
+        if (r < sizeof(refs) / sizeof(refs[0])) {
+            *o++ = refs[r].text[0];
+            i += strlen(refs[r].ref);
+        } else {
+            *o++ = html[i++];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The text inside the element with id @p id (up to its first tag). */
+static char *dom_text(const char *dom, const char *id)
+{
+    char needle[80];
+    const char *at, *end = NULL;
+
+    snprintf(needle, sizeof(needle), "id=\"%s\"", id);
+    if ((at = strstr(dom, needle)) && (at = strchr(at, '>')))
+        end = strchr(++at, '<');
+    if (!end)
+        fail_msg("the dashboard has no element #%s", id);
+    return html_unescape(at, end ? (size_t)(end - at) : 0);
+}
+
+/* A number as the page shows it ("12,345" or "7.5"). */
+static double shown_number(const char *text)
+{
+    char digits[64];
+    size_t n = 0;
+    char *end;
+    double v;
+
+    for (const char *p = text; *p && n < sizeof(digits) - 1; p++)
+        if (*p != ',')
+            digits[n++] = *p;
+    digits[n] = '\0';
+    v = strtod(digits, &end);
+    if (end == digits || *end)
+        fail_msg("the dashboard shows \"%s\" where a number belongs", text);
+    return v;
+}
+
+static double dom_number(const char *dom, const char *id)
+{
+    char *text = dom_text(dom, id);
+    double v = shown_number(text);
+    free(text);
+    return v;
+}
+
+/* The value of attribute @p name on the chart, -1 when it has none. */
+static long chart_attr(const char *dom, const char *name)
+{
+    char needle[80];
+    const char *chart = strstr(dom, "id=\"chart\""), *at;
+
+    snprintf(needle, sizeof(needle), "%s=\"", name);
+    /* The attributes of the canvas, before the tag closes. */
+    if (!chart || !(at = strstr(chart, needle)) || at > strchr(chart, '>'))
+        return -1;
+    return strtol(at + strlen(needle), NULL, 10);
+}
+
+/* Sums the partition table's in-flight column; *rowsp gets its rows. */
+static double table_inflight(const char *dom, int *rowsp)
+{
+    enum { INFLIGHT_COLUMN = 7 };
+    const char *body = strstr(dom, "id=\"parts\""), *end = body ? strstr(body, "</tbody>") : NULL;
+    double sum = 0;
+
+    *rowsp = 0;
+    assert_non_null(end);
+    for (const char *tr = strstr(body, "<tr"); tr && tr < end; tr = strstr(tr + 3, "<tr")) {
+        const char *td = tr;
+        for (int col = 0; col <= INFLIGHT_COLUMN; col++)
+            if (!(td = strstr(td + 1, "<td")) || td > end)
+                fail_msg("a partition row with fewer than %d cells", INFLIGHT_COLUMN + 1);
+        td = strchr(td, '>') + 1;
+        char *cell = html_unescape(td, (size_t)(strchr(td, '<') - td));
+        sum += shown_number(cell);
+        free(cell);
+        (*rowsp)++;
+    }
+    return sum;
+}
+
+static json_t *get_json(const char *addr, const char *path)
+{
+    bt_http_reply_t r = bt_http_get(addr, path);
+    json_t *doc;
+
+    if (r.status != 200)
+        fail_msg("%s answered %d", path, r.status);
+    doc = json_loads(r.body, 0, NULL);
+    if (!doc)
+        fail_msg("%s is not JSON: %s", path, r.body);
+    bt_http_reply_free(&r);
+    return doc;
+}
+
+static double doc_rate(json_t *status)
+{
+    json_t *v = json_object_get(status, "processed_per_second");
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+static json_int_t doc_stat(json_t *status, const char *name)
+{
+    return json_integer_value(json_object_get(json_object_get(status, "stats"), name));
+}
+
+typedef struct busy_arg {
+    const char *addr;
+    long history_lags; /* lag values in /history.json */
+} busy_arg_t;
+
+/* True once the pipeline processes and the daemon has kept at least three
+ * frames of every partition's lag. */
+static bool busy_with_history(void *opaque)
+{
+    busy_arg_t *a = opaque;
+    json_t *status = get_json(a->addr, "/status.json");
+    json_t *history = get_json(a->addr, "/history.json"), *part, *lag;
+    size_t i, j;
+    bool processing = doc_rate(status) > 0;
+
+    a->history_lags = 0;
+    json_array_foreach(json_object_get(history, "partitions"), i, part) {
+        json_array_foreach(json_object_get(part, "lag"), j, lag) {
+            a->history_lags += json_is_integer(lag);
+        }
+    }
+    json_decref(status);
+    json_decref(history);
+    return processing && a->history_lags >= 3 * BUSY_PARTITIONS;
+}
+
+/* The tiles say what /status.json says while a backlog that fits in
+ * max.inflight.messages is processed (so the received counter stands
+ * still), the in-flight tile is the table's sum, and the chart has the
+ * daemon's history before the page polled twice. */
+static void test_dashboard_tiles_match_status(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *topic = bt_unique("http-busy"), *group = bt_unique("http-busy-g");
+    char conf[2048], url[128], cwd[512], shot[600], shot_mode[700];
+    busy_arg_t busy;
+    daemon_t d;
+    json_t *before, *after, *shown;
+    char *dom, *log, *raw, *text;
+    double rate, inflight, ok, table;
+    int rows;
+
+    bt_create_topic(bt_bootstrap(), topic, BUSY_PARTITIONS);
+    bt_produce_seq(bt_bootstrap(), topic, BUSY_PARTITIONS, 0, BUSY_MESSAGES, 0);
+    snprintf(conf, sizeof(conf),
+             "kafka.bootstrap.servers = %s\nkafka.group.id = %s\ntopics = %s\n"
+             "handler = plugin\nhandler.plugin.path = %s\n"
+             "handler.plugin.param.each_ms = 2\nconcurrency = 2\n"
+             "shutdown.timeout.ms = 1000\nmetrics.listen = 127.0.0.1:0\n",
+             bt_bootstrap(), group, topic, BALLAST_SLEEP_PLUGIN);
+    start_daemon(&d, conf);
+    snprintf(url, sizeof(url), "http://%s/", d.addr);
+    busy.addr = d.addr;
+    if (!bt_wait_for(busy_with_history, &busy, 60000))
+        fail_msg("no processing with 3 frames of history after 60 s (%ld lag values)",
+                 busy.history_lags);
+
+    /* Right after load (less than one poll interval): the chart already
+     * holds the kept frames. */
+    dom = run_chromium(url, "--dump-dom", 1000, &log);
+    assert_no_console_output(log);
+    if (!strstr(dom, "data-chart=\"drawn\""))
+        fail_msg("the chart was not drawn right after load; DOM:\n%s", dom);
+    if (chart_attr(dom, "data-history-points") < busy.history_lags ||
+        chart_attr(dom, "data-points") < chart_attr(dom, "data-history-points"))
+        fail_msg("right after load the chart drew %ld points, %ld from history; the daemon "
+                 "had %ld lag values",
+                 chart_attr(dom, "data-points"), chart_attr(dom, "data-history-points"),
+                 busy.history_lags);
+    free(dom);
+    free(log);
+
+    /* The tiles against the documents served before, during and after. */
+    before = get_json(d.addr, "/status.json");
+    dom = run_chromium(url, "--dump-dom", 3000, &log);
+    after = get_json(d.addr, "/status.json");
+    assert_no_console_output(log);
+    if (strstr(dom, "data-error="))
+        fail_msg("the dashboard reported a script error; DOM:\n%s", dom);
+    raw = dom_text(dom, "raw");
+    shown = json_loads(raw, 0, NULL);
+    if (!shown)
+        fail_msg("the page shows no status document: %s", raw);
+    rate = dom_number(dom, "rate");
+    inflight = dom_number(dom, "inflight");
+    ok = dom_number(dom, "ok");
+    table = table_inflight(dom, &rows);
+    print_message("throughput tile %.1f msgs/s (served before %.1f, shown %.1f, after %.1f); "
+                  "in flight %.0f; processed %.0f\n",
+                  rate, doc_rate(before), doc_rate(shown), doc_rate(after), inflight, ok);
+    /* Processing went on throughout, and the tile says so. */
+    assert_true(doc_rate(before) > 0 && doc_rate(after) > 0);
+    assert_true(doc_stat(after, "consumed") == BUSY_MESSAGES);
+    assert_true(rate > 0);
+    assert_true(fabs(rate - doc_rate(shown)) <= 0.5); /* the tile rounds */
+    assert_true(ok >= (double)doc_stat(before, "processed_ok") &&
+                ok <= (double)doc_stat(after, "processed_ok"));
+    /* In flight: the tile, the document and the table agree. */
+    assert_int_equal(rows, BUSY_PARTITIONS);
+    assert_true(inflight == (double)doc_stat(shown, "inflight"));
+    assert_true(inflight == table + (double)doc_stat(shown, "inflight_revoked"));
+    text = dom_text(dom, "protocol");
+    assert_string_equal(text, json_string_value(json_object_get(shown, "group_protocol")));
+    free(text);
+    json_decref(before);
+    json_decref(after);
+    json_decref(shown);
+    free(raw);
+    free(dom);
+    free(log);
+
+    /* Kept in the working directory (build/tests), to look at. */
+    if (!getcwd(cwd, sizeof(cwd)))
+        fail_msg("getcwd: %s", strerror(errno));
+    snprintf(shot, sizeof(shot), "%s/dashboard-busy.png", cwd);
+    snprintf(shot_mode, sizeof(shot_mode), "--screenshot=%s", shot);
+    free(run_chromium(url, shot_mode, 3000, &log));
+    assert_no_console_output(log);
+    free(log);
+    print_message("dashboard screenshot (%d partitions, busy): %s\n", BUSY_PARTITIONS, shot);
+    stop_daemon(&d);
 }
 
 static void test_healthz_fails_while_handler_stuck(void **state)
@@ -680,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_metrics_parse_and_lag_matches_broker),
         cmocka_unit_test(test_health_ready_status_and_routes),
         cmocka_unit_test(test_dashboard_in_headless_chromium),
+        cmocka_unit_test(test_dashboard_tiles_match_status),
         cmocka_unit_test(test_healthz_fails_while_handler_stuck),
         cmocka_unit_test(test_lag_serves_prometheus),
         cmocka_unit_test(test_unbindable_listen_exits_78),

@@ -681,16 +681,35 @@ void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size)
     }
 }
 
-/* The value of the unlabelled sample @p name in Prometheus text, or -1. */
+/* The value text of @p line when it is the sample @p name: NAME or
+ * NAME{LABELS} (as `outcome="ok"`), labelled with the consumer group first
+ * as ballast labels every sample. NULL when it is another sample. */
+static const char *group_sample_value(const char *line, const char *name)
+{
+    static const char label[] = "{consumergroup=\"";
+    size_t base = strcspn(name, "{");
+    const char *rest = name[base] ? name + base + 1 : "}", *at;
+    size_t rest_len = strlen(rest);
+
+    if (strncmp(line, name, base) || strncmp(line + base, label, sizeof(label) - 1))
+        return NULL;
+    if (!(at = strchr(line + base + sizeof(label) - 1, '"')))
+        return NULL;
+    at++;
+    if (name[base] && *at++ != ',')
+        return NULL;
+    return !strncmp(at, rest, rest_len) && at[rest_len] == ' ' ? at + rest_len + 1 : NULL;
+}
+
+/* The value of sample @p name in Prometheus text, or -1. */
 static double metric_in(const char *text, const char *name)
 {
-    size_t len = strlen(name);
-
     for (const char *line = text; line && *line; line = strchr(line, '\n')) {
+        const char *value;
         if (*line == '\n')
             line++;
-        if (!strncmp(line, name, len) && line[len] == ' ')
-            return strtod(line + len + 1, NULL);
+        if ((value = group_sample_value(line, name)))
+            return strtod(value, NULL);
     }
     return -1;
 }

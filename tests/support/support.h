@@ -142,8 +142,9 @@ bt_http_reply_t bt_http_get(const char *addr, const char *path);
 /** Waits for "listening on ADDR" in the stderr file of a starting `ballast`
  *  and copies ADDR; fails the test if it exits first or after 60 s. */
 void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size);
-/** The value of the unlabelled sample @p name on @p addr's /metrics, or -1
- *  (not served, or no such sample). */
+/** The value of the sample @p name on @p addr's /metrics (NAME, or
+ *  NAME{LABELS} for labels besides the consumer group, which every ballast
+ *  sample carries first), or -1 (not served, or no such sample). */
 double bt_metric(const char *addr, const char *name);
 
 /* ---- a process's resources ----------------------------------------------- */

@@ -8,6 +8,7 @@
 
 #include "internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -344,6 +345,72 @@ static void test_prom_label(void **state)
     free(text);
 }
 
+/* ---- bl_prom_number ----------------------------------------------------- */
+
+static char *prom_number(double v)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    assert_non_null(fp);
+    bl_prom_number(fp, v);
+    fclose(fp);
+    return text;
+}
+
+static void test_prom_number(void **state)
+{
+    static const struct {
+        double v;
+        const char *text;
+    } cases[] = {
+        {4087 / 1000.0, "4.087"}, /* %.17g wrote 4.0869999999999997 */
+        {0, "0"},
+        {-0.0, "0"},
+        {1, "1"},
+        {19020, "19020"}, /* not 1.902e+04 */
+        {10, "10"},
+        {-3, "-3"},
+        {2.5, "2.5"},
+        {0.0001, "0.0001"},
+        {299.987, "299.987"},
+        {0.1 + 0.2, "0.30000000000000004"}, /* not 0.3: that reads back otherwise */
+        {2e-6, "0.000002"}, /* not 2e-06 */
+        {1e-7, "0.0000001"},
+        {1e-20, "1e-20"},
+        {123456.789, "123456.789"},
+        {9007199254740992.0, "9007199254740992"},
+        {1e300, "1e+300"},
+    };
+    char *text;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        text = prom_number(cases[i].v);
+        if (strcmp(text, cases[i].text))
+            fail_msg("case %zu: \"%s\", expected \"%s\"", i, text, cases[i].text);
+        free(text);
+    }
+    text = prom_number(NAN);
+    assert_string_equal(text, "NaN");
+    free(text);
+    text = prom_number(INFINITY);
+    assert_string_equal(text, "+Inf");
+    free(text);
+    text = prom_number(-INFINITY);
+    assert_string_equal(text, "-Inf");
+    free(text);
+    /* Whatever the value, the text reads back as the same double. */
+    for (int i = 1; i < 100000; i += 7) {
+        double v = (double)i / 1000.0 + (double)i * 1e-9;
+        text = prom_number(v);
+        if (strtod(text, NULL) != v)
+            fail_msg("%s does not read back as %.17g", text, v);
+        free(text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +426,7 @@ int main(void)
         cmocka_unit_test(test_base64_decode_table),
         cmocka_unit_test(test_base64_roundtrip_all_bytes),
         cmocka_unit_test(test_prom_label),
+        cmocka_unit_test(test_prom_number),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
