@@ -32,11 +32,18 @@ extern char **environ;
  *   - a line that is not a well-formed reply for the request it would
  *     answer (stray output, junk, a wrong id, a runaway line), or output
  *     between calls: the pairing can no longer be trusted, so the child is
- *     killed. Requests it had read get RETRY ("handler protocol error"),
- *     which counts as an attempt: only retry.max.attempts of them in a row
- *     send a message to the DLQ. A reply is never matched to a request it
- *     does not answer.
- *   - no reply for handler.timeout.ms: killed; its open requests RETRY.
+ *     killed. The request the line would have answered gets RETRY
+ *     ("handler protocol error"), which counts as an attempt: only
+ *     retry.max.attempts of them send a message to the DLQ. A reply is
+ *     never matched to a request it does not answer.
+ *   - no reply for handler.timeout.ms: killed; the oldest open request
+ *     gets RETRY.
+ *   - in both cases the other requests the child had read got no verdict:
+ *     UNAVAILABLE (below). When several requests were open, a stray line
+ *     cannot be pinned on one of them: none takes an attempt, and the
+ *     next ones go one at a time (`solo`) until those have been answered,
+ *     so that a child which keeps breaking the protocol on one message is
+ *     caught on that message alone.
  *   - the child dies (EOF on its stdout) or cannot be started: the handler
  *     is UNAVAILABLE, which is no verdict on any message: the runtime
  *     retries without counting an attempt, pauses consumption and fails
@@ -93,6 +100,7 @@ typedef struct exec_state {
     linebuf_t in;
 
     uint64_t next_id;      /* the id of the next request */
+    size_t solo;           /* requests still to send one at a time (below) */
     int cancel_fd;         /* an eventfd: bl_exec_cancel() wakes a call */
 
     int64_t restart_at_ms; /* monotonic time of the next start attempt */
@@ -603,12 +611,23 @@ static void settle_range(exchange_t *x, size_t from, size_t to, ballast_outcome_
     }
 }
 
+/* Whether a request is to be written now: one is half written, or one is
+ * due and the child has fewer than the window open (one, while requests
+ * are being isolated after a protocol error; else all of the call). */
+static bool want_write(const exchange_t *x)
+{
+    size_t window = x->st->solo ? 1 : x->count;
+
+    return !x->write_dead &&
+           (x->wline || (x->sent < x->limit && x->sent - x->done < window));
+}
+
 /* Writes as much of the current request as the pipe takes. */
 static void pump_writes(exchange_t *x)
 {
     exec_state_t *st = x->st;
 
-    while (!x->write_dead && (x->wline || x->sent < x->limit)) {
+    while (want_write(x)) {
         ssize_t n;
 
         if (!x->wline) {
@@ -668,6 +687,9 @@ static void take_replies(exchange_t *x)
         case BL_EXEC_DECODED:
             x->healthy = true;
             x->done++;
+            if (x->st->solo)
+                x->st->solo--;
+            pump_writes(x); /* the window may have room again */
             x->deadline = bl_now_ms() + st->timeout_ms;
             break;
         case BL_EXEC_MALFORMED:
@@ -712,7 +734,7 @@ static void step(exchange_t *x)
     struct pollfd pfd[3] = {{st->from_child, POLLIN, 0},
                             {st->cancel_fd, POLLIN, 0},
                             {st->to_child, POLLOUT, 0}};
-    bool want_write = !x->write_dead && (x->wline || x->sent < x->limit);
+    bool writing = want_write(x);
     int64_t left = x->deadline - bl_now_ms();
     int rc;
 
@@ -720,7 +742,7 @@ static void step(exchange_t *x)
         x->lost = LOST_TIMEOUT;
         return;
     }
-    rc = poll(pfd, want_write ? 3 : 2, left > 1000000 ? 1000000 : (int)left);
+    rc = poll(pfd, writing ? 3 : 2, left > 1000000 ? 1000000 : (int)left);
     if (rc < 0 && errno != EINTR) {
         protocol_error(x, "poll failed");
         return;
@@ -736,7 +758,7 @@ static void step(exchange_t *x)
         if (x->lost)
             return;
     }
-    if (want_write && pfd[2].revents)
+    if (writing && pfd[2].revents)
         pump_writes(x);
 }
 
@@ -747,18 +769,33 @@ static void settle_lost(exchange_t *x)
     exec_state_t *st = x->st;
     char why[640];
 
+    /* The request the bad line or the silence belongs to (the only one
+     * open, or the oldest) takes the attempt; the others the child had
+     * read got no verdict. */
     switch (x->lost) {
     case LOST_PROTOCOL:
         child_lost(st, x->why);
+        if (x->sent - x->done > 1) {
+            /* With several requests open, a stray line cannot be pinned on
+             * one of them: none takes an attempt, and they go again one at
+             * a time, where a protocol error can. */
+            st->solo = x->count - x->done;
+            bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted, "
+                   "and its open requests are sent again one at a time", x->why);
+            settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, why);
+            return;
+        }
         bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted", x->why);
-        settle_range(x, x->done, x->sent, BALLAST_OUTCOME_RETRY, why);
-        settle_range(x, x->sent, x->count, BALLAST_OUTCOME_UNAVAILABLE, why);
+        settle_range(x, x->done, x->done < x->sent ? x->done + 1 : x->done,
+                     BALLAST_OUTCOME_RETRY, why);
+        settle_range(x, x->done < x->sent ? x->done + 1 : x->done, x->count,
+                     BALLAST_OUTCOME_UNAVAILABLE, why);
         return;
     case LOST_TIMEOUT:
         bl_fmt(why, sizeof(why), "no reply within %lld ms", (long long)st->timeout_ms);
         child_lost(st, why);
-        settle_range(x, x->done, x->sent, BALLAST_OUTCOME_RETRY, down_reason(st));
-        settle_range(x, x->sent, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        settle_range(x, x->done, x->done + 1, BALLAST_OUTCOME_RETRY, down_reason(st));
+        settle_range(x, x->done + 1, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
         return;
     case LOST_CANCELLED:
         child_lost(st, "cancelled: the stop's drain timed out");

@@ -73,7 +73,6 @@ static ballast_conf_t *make_conf(const scenario_t *s, const char *consecutive)
     bt_set(conf, "batch.max.ms", "50");
     bt_set(conf, "dlq.topic", s->dlq);
     bt_set(conf, "dlq.max.consecutive", consecutive);
-    bt_set(conf, "log.level", "error");
     return conf;
 }
 

@@ -136,7 +136,6 @@ static void run_refusal(refusal_t refusal, const char *semantics, const char *ex
     ballast_conf_set_handler(conf, &emitter, &e);
     bt_set(conf, "semantics", semantics);
     bt_set(conf, "transaction.interval.ms", "100");
-    bt_set(conf, "log.level", getenv("BT_LOG") ? getenv("BT_LOG") : "error");
     if (refusal == REFUSE_DLQ_SIZE)
         bt_set(conf, "dlq.topic", dlq);
     else if (refusal != REFUSE_NO_TOPIC)

@@ -937,7 +937,8 @@ ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
     bt_set(conf, "kafka.session.timeout.ms", "6000");
     bt_set(conf, "kafka.heartbeat.interval.ms", "500");
     bt_set(conf, "topics", topics);
-    bt_set(conf, "log.level", "warn");
+    /* BALLAST_TEST_LOG=debug shows what a failing test's consumer did. */
+    bt_set(conf, "log.level", getenv("BALLAST_TEST_LOG") ? getenv("BALLAST_TEST_LOG") : "warn");
     bt_set(conf, "retry.backoff.initial.ms", "10");
     bt_set(conf, "retry.backoff.max.ms", "100");
     ballast_conf_set_handler(conf, &bt_recording_handler, rec);

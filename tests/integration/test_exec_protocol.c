@@ -1,0 +1,250 @@
+/*
+ * test_exec_protocol.c - an exec handler that misbehaves on stdout must
+ * never get a reply paired with the wrong message. A Python child emits one
+ * record per message it answers "ok" (the output topic is the sink), and by
+ * the message's offset it also, on the first attempt only unless said:
+ *   1  prints a stray debug line before its reply;
+ *   2  writes its reply in three pieces, split inside the JSON;
+ *   3  answers with a line that is not JSON;
+ *   4  answers with the id of another request;
+ *   5  stays silent past handler.timeout.ms, then replies (too late);
+ *   6  answers "fail" (every attempt): dead-lettered;
+ *   7  answers junk on every attempt: dead-lettered after
+ *      retry.max.attempts protocol errors, with a reason that says so;
+ *   8  writes half its reply, waits, then the rest.
+ * In batch mode it also writes two replies in one write when two requests
+ * are waiting. Replies carry the request's id on even offsets only (v1
+ * children need not echo it).
+ * Then, in message and batch mode: every input offset is in the sink
+ * exactly once or in the DLQ exactly once, never both, offsets ending in 6
+ * and 7 are in the DLQ, and the committed offsets reach the end.
+ */
+#include "support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PARTS 2
+#define TOTAL 60
+
+static const char child_py[] =
+    "import json, os, select, sys, time\n"
+    "buf = b''\n"
+    "def read_line(block):\n"
+    "    global buf\n"
+    "    while b'\\n' not in buf:\n"
+    "        if not block and not select.select([0], [], [], 0.005)[0]:\n"
+    "            return None\n"
+    "        chunk = os.read(0, 65536)\n"
+    "        if not chunk:\n"
+    "            return ''\n"
+    "        buf += chunk\n"
+    "    line, buf = buf.split(b'\\n', 1)\n"
+    "    return line.decode()\n"
+    "def out(data):\n"
+    "    os.write(1, data.encode())\n"
+    "def reply(req):\n"
+    "    off, attempt = req['offset'], req['attempt']\n"
+    "    kind = off % 10\n"
+    "    first = attempt == 1\n"
+    "    r = {'status': 'ok', 'emit': [{'value': '%d:%d' % (req['partition'], off)}]}\n"
+    "    if off % 2 == 0:\n"
+    "        r['id'] = req['id']\n"
+    "    if kind == 6:\n"
+    "        r = {'status': 'fail', 'error': 'six'}\n"
+    "    text = json.dumps(r) + '\\n'\n"
+    "    if kind == 1 and first:\n"
+    "        out('debug: handling %d\\n' % off)\n"
+    "    if kind == 3 and first:\n"
+    "        return 'this is not json\\n'\n"
+    "    if kind == 4 and first:\n"
+    "        r['id'] = req['id'] + 1\n"
+    "        return json.dumps(r) + '\\n'\n"
+    "    if kind == 5 and first:\n"
+    "        time.sleep(1.5)\n"
+    "    if kind == 7:\n"
+    "        return '{\"status\": \"ok\", \"emit\": [{\"value\": \"never\"}]\\n'\n"
+    "    if kind == 2:\n"
+    "        n = len(text)\n"
+    "        for piece in (text[:n // 3], text[n // 3:2 * n // 3], text[2 * n // 3:]):\n"
+    "            out(piece)\n"
+    "            time.sleep(0.01)\n"
+    "        return ''\n"
+    "    if kind == 8:\n"
+    "        out(text[:len(text) // 2])\n"
+    "        time.sleep(0.05)\n"
+    "        return text[len(text) // 2:]\n"
+    "    return text\n"
+    "while True:\n"
+    "    line = read_line(True)\n"
+    "    if not line:\n"
+    "        break\n"
+    "    data = reply(json.loads(line))\n"
+    "    more = read_line(False)\n"
+    "    if more:\n"
+    "        data += reply(json.loads(more))\n"
+    "    if data:\n"
+    "        out(data)\n"
+    "    if more == '':\n"
+    "        break\n";
+
+typedef struct progress {
+    const char *bs, *group, *topic;
+} progress_t;
+
+static bool all_committed(void *arg)
+{
+    progress_t *p = arg;
+    int64_t committed[PARTS], hwm[PARTS];
+
+    bt_committed(p->bs, p->group, p->topic, PARTS, committed);
+    bt_high_watermarks(p->bs, p->topic, PARTS, hwm);
+    for (int i = 0; i < PARTS; i++)
+        if (committed[i] != hwm[i])
+            return false;
+    return true;
+}
+
+/* Counts, per input (partition, offset), sink records and dead letters. */
+static void tally_sink(const char *bs, const char *topic, int sink[PARTS][TOTAL])
+{
+    size_t n;
+    bt_record_t *recs = bt_consume_to_end(bs, topic, 60000, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        int p, o;
+        if (sscanf(recs[i].value, "%d:%d", &p, &o) != 2 || p < 0 || p >= PARTS || o < 0 ||
+            o >= TOTAL)
+            fail_msg("sink holds a record no request asked for: '%s'", recs[i].value);
+        sink[p][o]++;
+    }
+    bt_records_free(recs, n);
+}
+
+static void tally_dlq(const char *bs, const char *topic, int dead[PARTS][TOTAL],
+                      bool protocol_reason[PARTS][TOTAL])
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    int64_t want = bt_total_watermark(bs, topic, 1), got = 0;
+    int64_t deadline = bt_now_ms() + 60000;
+    char errstr[256];
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(kc, "bootstrap.servers", bs, NULL, 0);
+    rd_kafka_conf_set(kc, "group.id", bt_unique("exec-dlq-reader"), NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_add(tp, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, tp), 0);
+    while (got < want) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        rd_kafka_headers_t *h;
+        const void *v;
+        size_t len;
+        char part[16], off[24], why[512];
+        int p, o;
+        if (bt_now_ms() > deadline)
+            fail_msg("read %lld of %lld dead letters", (long long)got, (long long)want);
+        if (!m)
+            continue;
+        assert_int_equal(m->err, 0);
+        got++;
+        assert_int_equal(rd_kafka_message_headers(m, &h), 0);
+        assert_int_equal(rd_kafka_header_get_last(h, "x-original-partition", &v, &len), 0);
+        snprintf(part, sizeof(part), "%.*s", (int)len, (const char *)v);
+        assert_int_equal(rd_kafka_header_get_last(h, "x-original-offset", &v, &len), 0);
+        snprintf(off, sizeof(off), "%.*s", (int)len, (const char *)v);
+        assert_int_equal(rd_kafka_header_get_last(h, "x-error-message", &v, &len), 0);
+        snprintf(why, sizeof(why), "%.*s", (int)len, (const char *)v);
+        p = atoi(part);
+        o = atoi(off);
+        assert_true(p >= 0 && p < PARTS && o >= 0 && o < TOTAL);
+        dead[p][o]++;
+        protocol_reason[p][o] = strstr(why, "protocol error") != NULL;
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static void run_misbehaving_child(const char *processing)
+{
+    const char *bs = bt_bootstrap();
+    const char *in = bt_unique("xp-in"), *sink_topic = bt_unique("xp-sink");
+    const char *dlq = bt_unique("xp-dlq"), *group = bt_unique("xp-g");
+    const char *dir = bt_tmpdir();
+    char script[512], cmd[600];
+    int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
+    bool protocol_reason[PARTS][TOTAL] = {{false}};
+    progress_t prog = {bs, group, in};
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+
+    BT_REQUIRE_ENV();
+    snprintf(script, sizeof(script), "%s/child-%s.py", dir, processing);
+    bt_write_file(script, "%s", child_py);
+    snprintf(cmd, sizeof(cmd), "python3 '%s'", script);
+    bt_create_topic(bs, in, PARTS);
+    bt_create_topic(bs, sink_topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, in, PARTS, 0, TOTAL * PARTS, 0);
+
+    conf = bt_conf_recording(bs, group, in, NULL);
+    ballast_conf_set_handler(conf, NULL, NULL);
+    bt_set(conf, "handler", "exec");
+    bt_set(conf, "handler.exec.command", cmd);
+    bt_set(conf, "handler.timeout.ms", "500");
+    bt_set(conf, "processing", processing);
+    bt_set(conf, "batch.max.messages", "5");
+    bt_set(conf, "batch.max.ms", "20");
+    bt_set(conf, "output.topic", sink_topic);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "retry.max.attempts", "3");
+    run = bt_runner_start(conf);
+    ballast_conf_destroy(conf);
+    if (!bt_wait_for(all_committed, &prog, 240000))
+        fail_msg("%s: the committed offsets did not reach the end", processing);
+    assert_null(bt_runner_stop(run));
+
+    tally_sink(bs, sink_topic, sink);
+    tally_dlq(bs, dlq, dead, protocol_reason);
+    for (int p = 0; p < PARTS; p++) {
+        for (int o = 0; o < TOTAL; o++) {
+            int kind = o % 10;
+            if (sink[p][o] + dead[p][o] != 1)
+                fail_msg("%s: [%d] offset %d: %d sink record(s) and %d dead letter(s), "
+                         "want exactly one in all",
+                         processing, p, o, sink[p][o], dead[p][o]);
+            if ((kind == 6 || kind == 7) != (dead[p][o] == 1))
+                fail_msg("%s: [%d] offset %d: %s", processing, p, o,
+                         dead[p][o] ? "dead-lettered, but it was answered in the end"
+                                    : "not dead-lettered");
+            if (kind == 7 && !protocol_reason[p][o])
+                fail_msg("%s: [%d] offset %d: the dead letter does not say it was the "
+                         "handler's protocol error", processing, p, o);
+        }
+    }
+}
+
+static void test_message_mode(void **state)
+{
+    (void)state;
+    run_misbehaving_child("message");
+}
+
+static void test_batch_mode(void **state)
+{
+    (void)state;
+    run_misbehaving_child("batch");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_message_mode),
+        cmocka_unit_test(test_batch_mode),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
