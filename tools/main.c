@@ -46,27 +46,26 @@ void cli_error(const char *fmt, ...)
     fprintf(stderr, "ballast: %s\n", line);
 }
 
-int cli_fail(ballast_error_t *err)
+int cli_exit_code(const ballast_error_t *err)
 {
-    int code;
-
     switch (ballast_error_code(err)) {
     case BALLAST_OK:
-        code = 0;
-        break;
+        return 0;
     case BALLAST_ERR_CONFIG:
-        code = EX_CONFIG;
-        break;
+        return EX_CONFIG;
     case BALLAST_ERR_UNREACHABLE:
-        code = EX_UNAVAILABLE;
-        break;
+        return EX_UNAVAILABLE;
     case BALLAST_ERR_INTERNAL:
-        code = EX_SOFTWARE;
-        break;
+        return EX_SOFTWARE;
     default:
-        code = 1;
-        break;
+        return 1;
     }
+}
+
+int cli_fail(ballast_error_t *err)
+{
+    int code = cli_exit_code(err);
+
     if (err)
         cli_error("%s", ballast_error_message(err));
     ballast_error_destroy(err);
