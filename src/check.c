@@ -16,7 +16,6 @@
 #include "cluster.h"
 #include "runtime.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,9 +71,9 @@ void bl_check_report(bl_check_t *ck, const char *item, int code, const char *fmt
 
 /* ---- the broker and the topics ------------------------------------------ */
 
-/* What librdkafka complained of while we waited (its error_cb). */
+/* What librdkafka complained of while we waited: its error_cb, which
+ * rd_kafka_poll() calls on our thread. */
 typedef struct probe {
-    pthread_mutex_t mtx;
     int error;
     char reason[256];
 } probe_t;
@@ -84,10 +83,8 @@ static void probe_error(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     probe_t *p = opaque;
 
     (void)rk;
-    pthread_mutex_lock(&p->mtx);
     p->error = err;
     bl_fmt(p->reason, sizeof(p->reason), "%s", reason);
-    pthread_mutex_unlock(&p->mtx);
 }
 
 /* Quiet: the outcome is reported once, as an item. */
@@ -97,16 +94,6 @@ static void probe_log(const rd_kafka_t *rk, int level, const char *fac, const ch
     (void)level;
     (void)fac;
     (void)buf;
-}
-
-static ballast_error_t *probe_refused(probe_t *p)
-{
-    ballast_error_t *err;
-
-    pthread_mutex_lock(&p->mtx);
-    err = bl_kafka_refused(p->error, p->reason);
-    pthread_mutex_unlock(&p->mtx);
-    return err;
 }
 
 /* Waits up to startup.timeout.ms for the cluster's metadata, as start-up
@@ -138,15 +125,12 @@ static ballast_error_t *probe_cluster(const ballast_conf_t *conf, probe_t *p, rd
         if (!kerr)
             return NULL;
         rd_kafka_poll(*rkp, 0); /* serves probe_error */
-        if ((err = probe_refused(p)))
+        if ((err = bl_kafka_refused(p->error, p->reason)))
             return err;
         if (bl_now_ms() >= deadline || !bl_kafka_waitable(kerr))
             break;
     }
-    pthread_mutex_lock(&p->mtx);
-    err = bl_kafka_unreachable(conf, timeout, *p->reason ? p->reason : rd_kafka_err2str(kerr));
-    pthread_mutex_unlock(&p->mtx);
-    return err;
+    return bl_kafka_unreachable(conf, timeout, *p->reason ? p->reason : rd_kafka_err2str(kerr));
 }
 
 typedef struct topic_walk {
@@ -171,7 +155,7 @@ static void check_topic(const char *key, const char *topic, void *opaque)
 
 static void check_cluster(const ballast_conf_t *conf, bl_check_t *ck)
 {
-    probe_t p = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
+    probe_t p = {0, ""};
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_t *rk = NULL;
     ballast_error_t *err = probe_cluster(conf, &p, &rk, &md);
@@ -186,7 +170,6 @@ static void check_cluster(const ballast_conf_t *conf, bl_check_t *ck)
     /* It never joined a group: there is nothing to leave. */
     if (rk)
         rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    pthread_mutex_destroy(&p.mtx);
 }
 
 /* ---- the whole check ----------------------------------------------------- */

@@ -1513,7 +1513,8 @@ void bl_postgres_check(const ballast_conf_t *conf, bl_check_t *ck)
         !(db_rc = prepare_state(st, timeout_ms, db_err, sizeof(db_err))))
         db_rc = connect_startup(st, bl_now_ms() + timeout_ms, timeout_ms, db_err,
                                 sizeof(db_err));
-    bl_check_report(ck, "database", db_rc, "%s", db_err);
+    bl_check_report(ck, bl_check_connects(ck) ? "database" : "connection string", db_rc,
+                    "%s", db_err);
     if (!sql_rc && bl_check_connects(ck)) {
         if ((sql_rc = db_rc) != 0)
             bl_fmt(sql_err, sizeof(sql_err), "handler.postgres.sql: not prepared "
