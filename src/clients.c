@@ -138,40 +138,68 @@ static ballast_error_t *set_prop(rd_kafka_conf_t *rkconf, const char *name,
     return NULL;
 }
 
+/* The consumer's defaults. */
+static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
+                                         const ballast_conf_t *conf)
+{
+    /* librdkafka's prefetch queue follows the in-flight byte limit, so
+     * that memory stays bounded by max.inflight.bytes twice over plus a
+     * fixed overhead; within that, fetch deep (throughput in 2.0.2
+     * depends on queued.min.messages). */
+    char kbytes[32];
+    int64_t kb = bl_conf_int(conf, "max.inflight.bytes") / 1024;
+    ballast_error_t *err;
+
+    bl_fmt(kbytes, sizeof(kbytes), "%lld",
+           (long long)(kb < 1024 ? 1024 : kb > 2097151 ? 2097151 : kb));
+    err = set_prop(rkconf, "queued.max.messages.kbytes", kbytes);
+    if (!err)
+        err = set_prop(rkconf, "queued.min.messages", "1000000");
+    if (!err)
+        err = set_prop(rkconf, "auto.offset.reset", "earliest");
+    if (!err)
+        err = set_prop(rkconf, "enable.auto.offset.store", "false");
+    if (!err)
+        err = set_prop(rkconf, "enable.partition.eof", "false");
+    /* Exactly-once commits offsets inside transactions only, and must
+     * not read records of aborted transactions. */
+    /* ballast commits itself (consumer.c commit_due), with metadata. */
+    if (!err)
+        err = set_prop(rkconf, "enable.auto.commit", "false");
+    if (!err)
+        err = set_prop(rkconf, "isolation.level", "read_committed");
+    return err;
+}
+
+ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
+                                      rd_kafka_conf_t **rkconfp)
+{
+    conf_build_t b = {rd_kafka_conf_new(), false, NULL};
+
+    b.err = consumer_defaults(b.rkconf, conf);
+    if (!b.err)
+        bl_conf_each_prefixed(conf, "kafka.", apply_kafka_prop, &b);
+    if (b.err) {
+        rd_kafka_conf_destroy(b.rkconf);
+        return b.err;
+    }
+    *rkconfp = b.rkconf;
+    return NULL;
+}
+
 ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
                                     rd_kafka_t **rkp)
 {
-    conf_build_t b = {rd_kafka_conf_new(), producer, NULL};
+    conf_build_t b = {NULL, producer, NULL};
     char errstr[512];
 
     /* Reliable defaults first; the user's kafka.* keys may override them
      * (except the managed ones, which conf.c refuses). */
     if (!producer) {
-        /* librdkafka's prefetch queue follows the in-flight byte limit, so
-         * that memory stays bounded by max.inflight.bytes twice over plus a
-         * fixed overhead; within that, fetch deep (throughput in 2.0.2
-         * depends on queued.min.messages). */
-        char kbytes[32];
-        int64_t kb = bl_conf_int(c->conf, "max.inflight.bytes") / 1024;
-        bl_fmt(kbytes, sizeof(kbytes), "%lld",
-               (long long)(kb < 1024 ? 1024 : kb > 2097151 ? 2097151 : kb));
-        b.err = set_prop(b.rkconf, "queued.max.messages.kbytes", kbytes);
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "queued.min.messages", "1000000");
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "auto.offset.reset", "earliest");
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "enable.auto.offset.store", "false");
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "enable.partition.eof", "false");
-        /* Exactly-once commits offsets inside transactions only, and must
-         * not read records of aborted transactions. */
-        /* ballast commits itself (consumer.c commit_due), with metadata. */
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "enable.auto.commit", "false");
-        if (!b.err)
-            b.err = set_prop(b.rkconf, "isolation.level", "read_committed");
+        if ((b.err = bl_consumer_conf_new(c->conf, &b.rkconf)))
+            return b.err;
     } else {
+        b.rkconf = rd_kafka_conf_new();
         /* As large as the broker accepts by default (1048588), so that the
          * dead-letter copy of a value near the limit, with its extra
          * headers, still fits; librdkafka's own default is 1000000. */
@@ -191,9 +219,9 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
             b.err = set_prop(b.rkconf, "linger.ms", "100");
         if (!b.err && c->eos)
             b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));
+        if (!b.err)
+            bl_conf_each_prefixed(c->conf, "kafka.", apply_kafka_prop, &b);
     }
-    if (!b.err)
-        bl_conf_each_prefixed(c->conf, "kafka.", apply_kafka_prop, &b);
     if (b.err) {
         rd_kafka_conf_destroy(b.rkconf);
         return b.err;

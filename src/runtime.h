@@ -295,6 +295,11 @@ void bl_log_failure_note(ballast_consumer_t *c, const bl_failure_note_t *note);
 /* clients.c */
 /** Makes the consumer or producer handle from the kafka.* keys. */
 ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
+/** The consumer's configuration: ballast's defaults, then the kafka.* keys
+ *  of @p conf; the caller owns *rkconfp (bl_make_client() and `ballast
+ *  check` make their consumers from it). */
+ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
+                                      rd_kafka_conf_t **rkconfp);
 /* Looks up the output, dead-letter and retry-tier topics with the
  * producer, so that its first record to each does not wait for
  * librdkafka's periodic scan for unknown topics (about 1 s in 2.0.2, while

@@ -19,6 +19,9 @@
  *  Destroys @p err. */
 int cli_fail(ballast_error_t *err);
 
+/** The exit code that the error's kind maps to (0 for NULL), as cli_fail(). */
+int cli_exit_code(const ballast_error_t *err);
+
 /** Prints "ballast: <fmt...>" as one line on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

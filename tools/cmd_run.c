@@ -20,11 +20,30 @@ static const char run_usage[] =
     "  -X key=value   override a config key (repeatable)\n";
 
 static const char check_usage[] =
-    "usage: ballast check CONFIG [-X key=value]...\n"
+    "usage: ballast check CONFIG [--connect] [-X key=value]...\n"
     "\n"
-    "Validates CONFIG and prints the effective configuration, one\n"
-    "`key = value` per line, with secrets redacted. Exit 0 when valid, 78 when\n"
-    "not. Keys are documented by `ballast config-reference`.\n"
+    "Checks what `ballast run` would refuse at start, without consuming,\n"
+    "joining the group or changing anything.\n"
+    "\n"
+    "Without --connect (no network): validates the keys, the SQL statement's\n"
+    "placeholders, the PostgreSQL connection string's syntax, that the program\n"
+    "of handler.exec.command is found in PATH and executable (and that an\n"
+    "argument naming a script file, e.g. `node /srv/handler.js`, exists;\n"
+    "relative names are taken from the current directory), and that the plugin\n"
+    "file is readable. Prints the effective configuration, one `key = value`\n"
+    "per line, with secrets redacted; or one line on stderr per problem.\n"
+    "\n"
+    "With --connect, also: the broker answers (within startup.timeout.ms), each\n"
+    "input, retry-tier, output and dead-letter topic exists, and the database\n"
+    "accepts the login and prepares the statements (in a transaction that is\n"
+    "rolled back; a missing SQLite file is not created). Prints one line per\n"
+    "item: `ITEM: ok` or `ITEM: failed: REASON`.\n"
+    "\n"
+    "Exit 0 when every item is ok; 78 when any failed for a configuration\n"
+    "reason (a key, a missing topic, a refused login); else 69 when the broker\n"
+    "or the database did not answer. Keys are documented by\n"
+    "`ballast config-reference`.\n"
+    "  --connect      also ask the broker and the database\n"
     "  -X key=value   override a config key (repeatable)\n";
 
 /* Returns the key=value text of a -X option at argv[*i] (advancing *i past
@@ -124,21 +143,61 @@ static void print_kv(const char *key, const char *value, void *opaque)
     printf("%s = %s\n", key, value);
 }
 
+/* --connect: every item on stdout, as it is known. */
+static void print_item(const char *item, const ballast_error_t *err, void *opaque)
+{
+    (void)opaque;
+    if (err)
+        printf("%s: failed: %s\n", item, ballast_error_message(err));
+    else
+        printf("%s: ok\n", item);
+    fflush(stdout);
+}
+
+/* Without --connect: each problem is an error line of its own. */
+static void print_problem(const char *item, const ballast_error_t *err, void *opaque)
+{
+    (void)item;
+    (void)opaque;
+    if (err)
+        cli_error("%s", ballast_error_message(err));
+}
+
 int cmd_check(int argc, char **argv)
 {
     ballast_conf_t *conf;
-    int rc = cli_load_config(argc, argv, check_usage, &conf);
     ballast_error_t *err;
+    bool connect = false;
+    int rc, n = 0;
+    char **args = calloc((size_t)argc + 1, sizeof(*args));
 
+    if (!args) {
+        cli_error("out of memory");
+        return EX_SOFTWARE;
+    }
+    /* --connect is check's own; the rest is parsed as for run. */
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--connect"))
+            connect = true;
+        else
+            args[n++] = argv[i];
+    }
+    rc = cli_load_config(n, args, check_usage, &conf);
+    free(args);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if ((err = ballast_conf_validate(conf))) {
-        ballast_conf_destroy(conf);
-        return cli_fail(err);
-    }
-    ballast_conf_dump(conf, 1, print_kv, NULL);
+    err = ballast_conf_check(conf, connect ? BALLAST_CHECK_CONNECT : 0,
+                             connect ? print_item : print_problem, NULL);
+    if (!err && !connect)
+        ballast_conf_dump(conf, 1, print_kv, NULL);
     ballast_conf_destroy(conf);
-    return 0;
+    if (err && !connect) {
+        /* its problems are printed already, one line each */
+        rc = cli_exit_code(err);
+        ballast_error_destroy(err);
+        return rc;
+    }
+    return cli_fail(err);
 }
 
 /* ---- run ---------------------------------------------------------------- */

@@ -17,8 +17,10 @@ static const char usage[] =
     "commands:\n"
     "  run CONFIG [-X key=value]...    run a pipeline until SIGTERM/SIGINT, then\n"
     "                                  drain, commit and exit 0\n"
-    "  check CONFIG [-X key=value]...  validate; print the effective config\n"
-    "                                  (secrets redacted)\n"
+    "  check CONFIG [--connect] [-X key=value]...\n"
+    "                                  validate; print the effective config\n"
+    "                                  (secrets redacted); --connect also asks\n"
+    "                                  the broker and the database\n"
     "  demo                            the reference scenarios on an embedded\n"
     "                                  broker, with a summary\n"
     "  lag -b BOOTSTRAP -g GROUP       a group's offset and time lag with a status\n"
@@ -46,28 +48,27 @@ void cli_error(const char *fmt, ...)
     fprintf(stderr, "ballast: %s\n", line);
 }
 
-int cli_fail(ballast_error_t *err)
+int cli_exit_code(const ballast_error_t *err)
 {
-    int code;
-
     switch (ballast_error_code(err)) {
     case BALLAST_OK:
     case BALLAST_ERR_STOPPED: /* a stop during start-up is a clean stop */
-        code = 0;
-        break;
+        return 0;
     case BALLAST_ERR_CONFIG:
-        code = EX_CONFIG;
-        break;
+        return EX_CONFIG;
     case BALLAST_ERR_UNREACHABLE:
-        code = EX_UNAVAILABLE;
-        break;
+        return EX_UNAVAILABLE;
     case BALLAST_ERR_INTERNAL:
-        code = EX_SOFTWARE;
-        break;
+        return EX_SOFTWARE;
     default:
-        code = 1;
-        break;
+        return 1;
     }
+}
+
+int cli_fail(ballast_error_t *err)
+{
+    int code = cli_exit_code(err);
+
     if (err)
         cli_error("%s", ballast_error_message(err));
     ballast_error_destroy(err);

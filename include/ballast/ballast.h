@@ -115,6 +115,54 @@ BALLAST_API ballast_error_t *ballast_conf_load_file(ballast_conf_t *conf,
  */
 BALLAST_API ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf);
 
+/** @brief Flag of ballast_conf_check(): also ask the broker and the database. */
+#define BALLAST_CHECK_CONNECT 0x1u
+
+/**
+ * @brief Callback for ballast_conf_check(), called once per item checked, in
+ *        order, on the calling thread. @p item says what was checked
+ *        ("configuration", "SQL statement", "topic orders", "database"...);
+ *        @p err is NULL when the item is fine, else why not: a one-line
+ *        message naming the key at fault, with the code that
+ *        ballast_consumer_new() would fail with. @p err is valid during the
+ *        call only.
+ */
+typedef void (ballast_check_cb)(const char *item, const ballast_error_t *err,
+                                void *opaque);
+
+/**
+ * @brief Checks, item by item, what ballast_consumer_new() would refuse,
+ *        without consuming, joining the group or changing anything.
+ *
+ * Always: ballast_conf_validate(), then the built-in handler's own keys: the
+ * SQL statement's placeholders (`sqlite`, `postgres`), the connection
+ * string's syntax (`postgres`), the program of `handler.exec.command` (found
+ * in PATH and executable, and an argument naming a script file that exists),
+ * the plugin file (`plugin`; it is not loaded). Nothing here uses the
+ * network; the database is not opened.
+ *
+ * With BALLAST_CHECK_CONNECT, also: the broker answers (waiting up to
+ * `startup.timeout.ms`; refused credentials or TLS fail at once), each
+ * input, retry-tier, output and dead-letter topic exists, and the
+ * database: PostgreSQL accepts the login (its refusal is reported at once)
+ * and prepares the statements; SQLite opens the file without creating it
+ * and prepares the statements. The statements are prepared in a
+ * transaction that is rolled back, after creating `ballast_offsets` there
+ * first when exactly-once needs it, so the database is left as it was.
+ *
+ * When validation fails, nothing else is checked.
+ *
+ * @returns NULL when every item is fine; else an error counting the items
+ *          that failed, whose code is BALLAST_ERR_CONFIG when any failed
+ *          for a configuration reason, else that of the first failure
+ *          (BALLAST_ERR_UNREACHABLE...). Not thread-safe with respect to
+ *          changes of @p conf.
+ */
+BALLAST_API ballast_error_t *ballast_conf_check(const ballast_conf_t *conf,
+                                                unsigned flags,
+                                                ballast_check_cb *cb,
+                                                void *opaque);
+
 /**
  * @returns the effective value of a key (its default when unset), or NULL
  *          when the key is unknown or has no value.

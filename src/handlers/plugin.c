@@ -1,8 +1,13 @@
 /* plugin.c - the `plugin` handler: forwards every call to a dlopen()ed handler. */
 #include "handlers.h"
 
+#include "../check.h"
+
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define PLUGIN_SYMBOL "ballast_plugin_handler"
 
@@ -158,3 +163,16 @@ static void plugin_handle_batch(void *state, const ballast_message_t *const *msg
 const ballast_handler_t bl_handler_plugin = {
     BALLAST_HANDLER_ABI_VERSION, "plugin", plugin_init, plugin_handle,
     plugin_handle_batch, plugin_destroy};
+
+/* `ballast check`: the file is there to load. It is not loaded: that would
+ * run the plugin's code. */
+void bl_plugin_check(const ballast_conf_t *conf, bl_check_t *ck)
+{
+    const char *path = bl_conf_str(conf, "handler.plugin.path");
+
+    if (access(path, R_OK))
+        bl_check_report(ck, "plugin file", BALLAST_ERR_CONFIG,
+                        "handler.plugin.path: cannot read '%s': %s", path, strerror(errno));
+    else
+        bl_check_error(ck, "plugin file", NULL);
+}

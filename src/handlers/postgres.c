@@ -1,8 +1,10 @@
 /* postgres.c - the `postgres` handler: runs `handler.postgres.sql` per message, a batch pipelined in one transaction (exactly-once: in the consumer's). */
 #include "sqltxn.h"
 
+#include "../check.h"
 #include "../sqltmpl.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -101,12 +103,22 @@ static void pg_error_text(PGconn *conn, const PGresult *res, char *err,
 }
 
 /* Transient: the connection, the server or a concurrent transaction is to
- * blame, so the same message may succeed later. Permanent: the message's
- * data (class 22, 23), the statement (42) or anything else unexpected. */
-static pg_class_t pg_classify(PGconn *conn, const PGresult *res)
+ * blame, so the same message may succeed later (or, at login, the server is
+ * starting or full). Permanent: the message's data (class 22, 23), the
+ * statement (42), the login (28, 3D) or anything else unexpected. */
+static bool state_transient(const char *state)
 {
     static const char *const transient[] = {"08", "25", "40", "53", "55",
                                             "57", "58", "XX"};
+
+    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+        if (!strncmp(state, transient[i], 2))
+            return true;
+    return false;
+}
+
+static pg_class_t pg_classify(PGconn *conn, const PGresult *res)
+{
     ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     const char *state;
 
@@ -117,10 +129,7 @@ static pg_class_t pg_classify(PGconn *conn, const PGresult *res)
     state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!state || strlen(state) != 5)
         return PG_TRANSIENT; /* a client-side failure: no SQLSTATE */
-    for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
-        if (!strncmp(state, transient[i], 2))
-            return PG_TRANSIENT;
-    return PG_PERMANENT;
+    return state_transient(state) ? PG_TRANSIENT : PG_PERMANENT;
 }
 
 /* After these the session is gone or going (57P01 admin shutdown, 57P02
@@ -155,25 +164,108 @@ static int wait_socket(PGconn *conn, PostgresPollingStatusType want, int64_t dea
     return n < 0 && errno == EINTR ? 0 : n;
 }
 
+static bool is_sqlstate(const char *p)
+{
+    for (int i = 0; i < 5; i++)
+        if (!isdigit((unsigned char)p[i]) && !isupper((unsigned char)p[i]))
+            return false;
+    return true;
+}
+
+/* The server's error in a failed connection's message: with
+ * PQERRORS_VERBOSE (set while connecting) libpq writes it as "SEVERITY:
+ * SQLSTATE: text". Copies the first such line, without the SQLSTATE, to
+ * @p out and the SQLSTATE to @p state. @returns false when there is none
+ * (the failure is the client's: refused, timed out, no password...). */
+static bool server_error(const char *msg, char *out, size_t size, char state[6])
+{
+    for (const char *line = msg; *line;) {
+        size_t n = strcspn(line, "\r\n");
+        for (const char *p = line; p + 10 <= line + n; p++) {
+            if (strncmp(p, ":  ", 3) || !is_sqlstate(p + 3) || strncmp(p + 8, ": ", 2))
+                continue;
+            bl_fmt(state, 6, "%.5s", p + 3);
+            bl_fmt(out, size, "%.*s%.*s", (int)(p + 3 - line), line,
+                   (int)(line + n - (p + 10)), p + 10);
+            return true;
+        }
+        line += n;
+        line += strspn(line, "\r\n");
+    }
+    return false;
+}
+
+/* The line of @p msg that contains @p needle, into @p out. */
+static bool line_with(const char *msg, const char *needle, char *out, size_t size)
+{
+    const char *hit = strstr(msg, needle), *start = hit;
+
+    if (!hit)
+        return false;
+    while (start > msg && start[-1] != '\n' && start[-1] != '\r')
+        start--;
+    first_line(start, out, size);
+    return true;
+}
+
+/*
+ * Why a connection failed, in @p err, and whether another attempt can
+ * help. The server's refusal is final unless its SQLSTATE says it is
+ * starting, stopping or full (see state_transient): a wrong password (class
+ * 28) or an unknown database (3D000) will not get better by waiting. Without
+ * one, the failure is libpq's: a few of its messages name a configuration
+ * that no server can accept (libpq's messages are English unless it was
+ * built with translations and a locale asks for them; a translated one
+ * counts as transient, as before); anything else (refused, unreachable,
+ * timed out, the name does not resolve) is retried until the deadline.
+ */
+static pg_class_t connect_failure(PGconn *conn, char *err, size_t errsize)
+{
+    static const char *const refusals[] = {
+        "invalid ",             /* a connection option's value (port, sslmode...) */
+        "no password supplied", /* the server asks for one; the DSN has none */
+        "does not support SSL", /* sslmode=require against a server without */
+        "certificate",          /* TLS verification */
+        "channel binding",
+    };
+    const char *msg = PQerrorMessage(conn);
+    char line[ERRLEN], state[6];
+
+    if (server_error(msg, line, sizeof(line), state)) {
+        bl_fmt(err, errsize, "%s (SQLSTATE %s)", line, state);
+        return state_transient(state) ? PG_TRANSIENT : PG_PERMANENT;
+    }
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+        if (line_with(msg, refusals[i], err, errsize))
+            return PG_PERMANENT;
+    first_line(msg, err, errsize);
+    return PG_TRANSIENT;
+}
+
 /*
  * One connection attempt that gives up at @p deadline (bl_now_ms clock).
  * The DSN is expanded by libpq (keyword/value or URI); our defaults come
- * first so that the DSN can override them. Errors are libpq's first line,
- * which never contains the password; the DSN itself is never echoed.
- * @returns the connection, or NULL with a line in @p err.
+ * first so that the DSN can override them. Errors are libpq's line (the
+ * server's own message when it refused us), which never contains the
+ * password; the DSN itself is never echoed.
+ * @returns the connection, or NULL with a line in @p err and in @p clsp
+ * whether trying again can help (PG_TRANSIENT) or not (PG_PERMANENT).
  */
 static PGconn *connect_once(const char *dsn, int64_t deadline, char *err,
-                            size_t errsize)
+                            size_t errsize, pg_class_t *clsp)
 {
     const char *const keys[] = {"application_name", "client_encoding", "dbname", NULL};
     const char *const vals[] = {"ballast", "UTF8", dsn, NULL};
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
     PGconn *conn = PQconnectStartParams(keys, vals, 1);
 
+    *clsp = PG_TRANSIENT;
     if (!conn) {
         bl_fmt(err, errsize, "out of memory");
         return NULL;
     }
+    /* So that a refusal's message carries its SQLSTATE (server_error). */
+    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
     while (PQstatus(conn) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
            ps != PGRES_POLLING_FAILED) {
         int n = wait_socket(conn, ps, deadline);
@@ -188,10 +280,11 @@ static PGconn *connect_once(const char *dsn, int64_t deadline, char *err,
         }
     }
     if (ps != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
-        first_line(PQerrorMessage(conn), err, errsize);
+        *clsp = connect_failure(conn, err, errsize);
         PQfinish(conn);
         return NULL;
     }
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(conn, quiet_notices, NULL);
     return conn;
 }
@@ -298,11 +391,15 @@ static void prepare_multi(pg_state_t *st)
 static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
 {
     char why[ERRLEN];
+    pg_class_t cls;
 
     if (st->conn && PQstatus(st->conn) == CONNECTION_OK)
         return true;
     drop_conn(st);
-    st->conn = connect_once(st->dsn, bl_now_ms() + st->attempt_ms, why, sizeof(why));
+    /* A refusal is retried too: a password can be fixed on the server while
+     * we run, and the message is not to blame for it. */
+    st->conn = connect_once(st->dsn, bl_now_ms() + st->attempt_ms, why, sizeof(why),
+                            &cls);
     if (!st->conn) {
         bl_fmt(err, errsize, "postgres: not connected: %s", why);
         return false;
@@ -1194,16 +1291,26 @@ static int check_dsn(const char *dsn, char *errbuf, size_t errsize)
     return BALLAST_ERR_CONFIG;
 }
 
-/* Connects, retrying every RETRY_INTERVAL_MS until startup.timeout.ms. */
+/* Connects, retrying every RETRY_INTERVAL_MS until startup.timeout.ms;
+ * a refusal no retry can fix is a configuration error at once. */
 static int connect_startup(pg_state_t *st, int64_t deadline, int64_t timeout_ms,
                            char *errbuf, size_t errsize)
 {
-    char why[ERRLEN];
+    char why[ERRLEN] = "", last[ERRLEN];
+    pg_class_t cls;
 
     for (;;) {
         int64_t left;
-        if ((st->conn = connect_once(st->dsn, deadline, why, sizeof(why))))
+        if ((st->conn = connect_once(st->dsn, deadline, last, sizeof(last), &cls)))
             return 0;
+        if (cls == PG_PERMANENT) {
+            bl_fmt(errbuf, errsize, "handler.postgres.dsn: %s", last);
+            return BALLAST_ERR_CONFIG;
+        }
+        /* An attempt the deadline cut short says less than the one before
+         * ("connection refused"). */
+        if (!*why || bl_now_ms() < deadline)
+            bl_fmt(why, sizeof(why), "%s", last);
         if ((left = deadline - bl_now_ms()) <= 0)
             break;
         sleep_ms(left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
@@ -1242,22 +1349,25 @@ static int alloc_scratch(pg_state_t *st)
  * together, and concurrent CREATE TABLE IF NOT EXISTS can still collide (a
  * unique violation in pg_type), so creation takes an advisory lock; the
  * check first spares a role without the CREATE privilege an error when the
- * table is there already. */
+ * table is there already. Inside a transaction (`ballast check`, which
+ * rolls it back) the table is only created there. */
 static pg_class_t create_offsets(pg_state_t *st, char *err, size_t errsize)
 {
     PGresult *res = PQexec(st->conn, "SELECT to_regclass('ballast_offsets') IS NULL");
     pg_class_t cls = pg_classify(st->conn, res);
+    bool in_txn = PQtransactionStatus(st->conn) == PQTRANS_INTRANS;
 
     if (cls == PG_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t")) {
         PQclear(res);
-        res = PQexec(st->conn, "BEGIN; SELECT pg_advisory_xact_lock(" OFF_LOCK_KEY ");"
-                               " " BL_TXN_OFFSETS_DDL "; COMMIT");
+        res = PQexec(st->conn, in_txn ? BL_TXN_OFFSETS_DDL
+                                      : "BEGIN; SELECT pg_advisory_xact_lock(" OFF_LOCK_KEY
+                                        "); " BL_TXN_OFFSETS_DDL "; COMMIT");
         cls = pg_classify(st->conn, res);
     }
     if (cls != PG_OK)
         pg_error_text(st->conn, res, err, errsize);
     PQclear(res);
-    if (cls != PG_OK && PQstatus(st->conn) == CONNECTION_OK &&
+    if (cls != PG_OK && !in_txn && PQstatus(st->conn) == CONNECTION_OK &&
         PQtransactionStatus(st->conn) != PQTRANS_IDLE)
         PQclear(PQexec(st->conn, "ROLLBACK"));
     return cls;
@@ -1302,25 +1412,40 @@ static int setup_session(pg_state_t *st, char *errbuf, size_t errsize)
     }
 }
 
-static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
-                    char *errbuf, size_t errsize)
+/* The statement's placeholders. */
+static int parse_sql(pg_state_t *st, const char *sql, char *errbuf, size_t errsize)
 {
-    int64_t timeout_ms = bl_conf_int(conf, "startup.timeout.ms");
-    int64_t deadline = bl_now_ms() + timeout_ms;
     char err[ERRLEN];
-    int rc;
 
-    if (bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &st->tmpl, err, sizeof(err))) {
-        bl_fmt(errbuf, errsize, "handler.postgres.sql: %s", err);
-        return BALLAST_ERR_CONFIG;
-    }
-    if ((rc = check_dsn(st->dsn, errbuf, errsize)) != 0)
-        return rc;
+    if (!bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &st->tmpl, err, sizeof(err)))
+        return 0;
+    bl_fmt(errbuf, errsize, "handler.postgres.sql: %s", err);
+    return BALLAST_ERR_CONFIG;
+}
+
+/* What the statements need before the first connection. */
+static int prepare_state(pg_state_t *st, int64_t timeout_ms, char *errbuf,
+                         size_t errsize)
+{
     if (alloc_scratch(st)) {
         bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
     st->attempt_ms = timeout_ms < ATTEMPT_MAX_MS ? timeout_ms : ATTEMPT_MAX_MS;
+    return 0;
+}
+
+static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
+                    char *errbuf, size_t errsize)
+{
+    int64_t timeout_ms = bl_conf_int(conf, "startup.timeout.ms");
+    int64_t deadline = bl_now_ms() + timeout_ms;
+    int rc;
+
+    if ((rc = parse_sql(st, sql, errbuf, errsize)) != 0 ||
+        (rc = check_dsn(st->dsn, errbuf, errsize)) != 0 ||
+        (rc = prepare_state(st, timeout_ms, errbuf, errsize)) != 0)
+        return rc;
     /* A server that goes away during set-up (a restart) is unreachable
      * like one that refuses connections: tried again until the deadline. */
     for (;;) {
@@ -1360,6 +1485,54 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
     }
     *statep = st;
     return 0;
+}
+
+/* `ballast check`: the start-up session inside a transaction that is
+ * rolled back, so that a ballast_offsets made for the statements' sake is
+ * gone again. */
+static int check_session(pg_state_t *st, char *errbuf, size_t errsize)
+{
+    int rc;
+
+    if (!exec_ctl(st, "BEGIN", errbuf, errsize))
+        return BALLAST_ERR_UNREACHABLE;
+    rc = setup_session(st, errbuf, errsize);
+    if (st->conn)
+        PQclear(PQexec(st->conn, "ROLLBACK"));
+    return rc;
+}
+
+void bl_postgres_check(const ballast_conf_t *conf, bl_check_t *ck)
+{
+    int64_t timeout_ms = bl_conf_int(conf, "startup.timeout.ms");
+    pg_state_t *st = calloc(1, sizeof(*st));
+    char db_err[ERRLEN] = "", sql_err[ERRLEN] = "";
+    int db_rc, sql_rc;
+
+    if (!st || !(st->dsn = bl_strdup(bl_conf_str(conf, "handler.postgres.dsn")))) {
+        free(st);
+        bl_check_report(ck, "database", BALLAST_ERR_INTERNAL, "handler.postgres: out of memory");
+        return;
+    }
+    st->eo = bl_txn_exactly_once(conf);
+    sql_rc = parse_sql(st, bl_conf_str(conf, "handler.postgres.sql"), sql_err,
+                       sizeof(sql_err));
+    db_rc = check_dsn(st->dsn, db_err, sizeof(db_err));
+    if (!db_rc && bl_check_connects(ck) &&
+        !(db_rc = prepare_state(st, timeout_ms, db_err, sizeof(db_err))))
+        db_rc = connect_startup(st, bl_now_ms() + timeout_ms, timeout_ms, db_err,
+                                sizeof(db_err));
+    bl_check_report(ck, bl_check_connects(ck) ? "database" : "connection string", db_rc,
+                    "%s", db_err);
+    if (!sql_rc && bl_check_connects(ck)) {
+        if ((sql_rc = db_rc) != 0)
+            bl_fmt(sql_err, sizeof(sql_err), "handler.postgres.sql: not prepared "
+                                             "(no connection to the database)");
+        else
+            sql_rc = check_session(st, sql_err, sizeof(sql_err));
+    }
+    bl_check_report(ck, "SQL statement", sql_rc, "%s", sql_err);
+    pg_destroy(st);
 }
 
 /* Built-in handler `postgres`; see ballast_handler_t for the threading rules. */

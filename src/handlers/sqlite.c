@@ -1,11 +1,15 @@
 /* sqlite.c - the `sqlite` handler: runs `handler.sqlite.sql` per message, a batch in one transaction (exactly-once: in the consumer's). */
 #include "sqltxn.h"
 
+#include "../check.h"
 #include "../sqltmpl.h"
 
+#include <errno.h>
+#include <libgen.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Several workers (and processes) may write the same file: WAL lets
  * readers and one writer overlap, and the busy timeout makes a writer wait
@@ -580,13 +584,33 @@ static void sqlite_destroy(void *state)
 
 /* ---- start-up ------------------------------------------------------------ */
 
-static int open_db(sqlite_state_t *st, const char *path, char *errbuf,
+/* What a file that cannot be opened means at start-up: a local file is
+ * never "unreachable" but while another process holds its lock. */
+static int open_error_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return BALLAST_ERR_UNREACHABLE;
+    case SQLITE_NOMEM:
+        return BALLAST_ERR_INTERNAL;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+        return BALLAST_ERR_IO;
+    default: /* CANTOPEN, PERM, READONLY, NOTADB, CORRUPT...: the path */
+        return BALLAST_ERR_CONFIG;
+    }
+}
+
+/* Opens the database. For `ballast check` (@p check) a missing file is not
+ * created and an existing one is not changed; start-up creates it and
+ * switches it to WAL. */
+static int open_db(sqlite_state_t *st, const char *path, bool check, char *errbuf,
                    size_t errsize)
 {
-    int rc = sqlite3_open_v2(path, &st->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                (check ? 0 : SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
     char *msg = NULL;
 
     if (rc == SQLITE_OK) {
@@ -594,14 +618,21 @@ static int open_db(sqlite_state_t *st, const char *path, char *errbuf,
         sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
         /* Opening is lazy: this first statement is what finds out that the
          * file is unreadable or not a database. */
-        rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+        rc = sqlite3_exec(st->db, check ? "PRAGMA schema_version" : "PRAGMA journal_mode=WAL",
+                          NULL, NULL, &msg);
+    }
+    /* A file we may not write is opened read-only without a word; every
+     * write would then fail, and be retried, for ever. */
+    if (rc == SQLITE_OK && sqlite3_db_readonly(st->db, "main") == 1) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.path: %s is read-only", path);
+        return BALLAST_ERR_CONFIG;
     }
     if (rc == SQLITE_OK)
         return 0;
     bl_fmt(errbuf, errsize, "handler.sqlite.path: cannot open %s: %s", path,
            msg ? msg : st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
     sqlite3_free(msg);
-    return BALLAST_ERR_UNREACHABLE;
+    return open_error_code(rc);
 }
 
 /* Exactly-once: creates ballast_offsets unless it exists, and prepares
@@ -683,7 +714,7 @@ static int sqlite_init(void **statep, const ballast_handler_params_t *params,
     if (bl_sqltmpl_parse(sql, BL_SQL_SQLITE, &st->tmpl, err, sizeof(err))) {
         bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", err);
         rc = BALLAST_ERR_CONFIG;
-    } else if (!(rc = open_db(st, path, errbuf, errsize)) &&
+    } else if (!(rc = open_db(st, path, false, errbuf, errsize)) &&
                !(rc = st->eo ? setup_offsets(st, errbuf, errsize) : 0)) {
         rc = prepare_all(st, errbuf, errsize); /* the table first: the
                                                   statement may use it */
@@ -694,6 +725,82 @@ static int sqlite_init(void **statep, const ballast_handler_params_t *params,
     }
     *statep = st;
     return 0;
+}
+
+/* `ballast check` with a file that does not exist yet: start-up creates it
+ * in its directory. */
+static int check_new_file(const char *path, char *errbuf, size_t errsize)
+{
+    char *copy = bl_strdup(path);
+    int rc = 0;
+
+    if (!copy) {
+        bl_fmt(errbuf, errsize, "handler.sqlite: out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    if (access(dirname(copy), W_OK | X_OK)) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.path: cannot create %s: %s: %s", path,
+               copy, strerror(errno));
+        rc = BALLAST_ERR_CONFIG;
+    }
+    free(copy);
+    return rc;
+}
+
+/* `ballast check`: start-up's statements, inside a transaction that is
+ * rolled back, so that a ballast_offsets made for their sake is gone again
+ * (SQLite's DDL is transactional). */
+static int check_statements(sqlite_state_t *st, char *errbuf, size_t errsize)
+{
+    int rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL);
+
+    if (rc != SQLITE_OK) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.path: %s", sqlite3_errmsg(st->db));
+        return open_error_code(rc);
+    }
+    if (!(rc = st->eo ? setup_offsets(st, errbuf, errsize) : 0))
+        rc = prepare_all(st, errbuf, errsize);
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void bl_sqlite_check(const ballast_conf_t *conf, bl_check_t *ck)
+{
+    const char *path = bl_conf_str(conf, "handler.sqlite.path");
+    char db_err[ERRLEN] = "", sql_err[ERRLEN] = "", err[ERRLEN], item[ERRLEN];
+    sqlite_state_t *st = calloc(1, sizeof(*st));
+    int db_rc = 0, sql_rc = 0;
+    bool exists;
+
+    if (!st) {
+        bl_check_report(ck, "SQL statement", BALLAST_ERR_INTERNAL, "handler.sqlite: out of memory");
+        return;
+    }
+    st->eo = bl_txn_exactly_once(conf);
+    if (bl_sqltmpl_parse(bl_conf_str(conf, "handler.sqlite.sql"), BL_SQL_SQLITE, &st->tmpl,
+                         err, sizeof(err))) {
+        bl_fmt(sql_err, sizeof(sql_err), "handler.sqlite.sql: %s", err);
+        sql_rc = BALLAST_ERR_CONFIG;
+    }
+    if (bl_check_connects(ck)) {
+        /* A missing file is what start-up would create: an empty database,
+         * which one in memory stands in for. */
+        exists = !strcmp(path, ":memory:") || !access(path, F_OK) || errno != ENOENT;
+        if (!exists)
+            db_rc = check_new_file(path, db_err, sizeof(db_err));
+        if (!db_rc)
+            db_rc = open_db(st, exists ? path : ":memory:", true, db_err, sizeof(db_err));
+        bl_fmt(item, sizeof(item), "database file %s%s", path,
+               exists ? "" : " (not there yet: run creates it)");
+        bl_check_report(ck, item, db_rc, "%s", db_err);
+        if (!sql_rc && (sql_rc = db_rc) != 0)
+            bl_fmt(sql_err, sizeof(sql_err), "handler.sqlite.sql: not prepared (the "
+                                             "database cannot be opened)");
+        else if (!sql_rc)
+            sql_rc = check_statements(st, sql_err, sizeof(sql_err));
+    }
+    bl_check_report(ck, "SQL statement", sql_rc, "%s", sql_err);
+    sqlite_destroy(st);
 }
 
 /* Built-in handler `sqlite`; see ballast_handler_t for the threading rules. */

@@ -36,6 +36,27 @@ const char *bt_pg(void)
     return v && *v ? v : NULL;
 }
 
+const char *bt_pg_pw_dsn(void)
+{
+    const char *v = getenv("BALLAST_TEST_PG_PW_DSN");
+    if (!v || !*v)
+        fail_msg("BALLAST_TEST_PG_PW_DSN is unset: this scripts/testenv predates the "
+                 "password role; run `eval \"$(scripts/testenv up)\"` again");
+    return v;
+}
+
+void bt_assert_one_line(const char *text, const char *fragment)
+{
+    const char *nl;
+
+    assert_non_null(text);
+    nl = strchr(text, '\n');
+    if (!nl || nl[1] != '\0')
+        fail_msg("expected exactly one line, got: %s", text);
+    if (fragment && !strstr(text, fragment))
+        fail_msg("\"%s\" is not mentioned in: %s", fragment, text);
+}
+
 int64_t bt_now_ms(void)
 {
     struct timespec ts;

@@ -22,6 +22,13 @@
 const char *bt_bootstrap(void);
 /** The PostgreSQL connection string from `scripts/testenv up`, or NULL. */
 const char *bt_pg(void);
+/** BALLAST_TEST_PG_PW_DSN: the same database as role ballast_pw, which must
+ *  log in with its password (all others are trusted). Fails the test when
+ *  unset. */
+const char *bt_pg_pw_dsn(void);
+/** Fails the test unless @p text is exactly one line containing
+ *  @p fragment (NULL: any). */
+void bt_assert_one_line(const char *text, const char *fragment);
 /** Fails the current test unless the real test environment is up: an
  *  integration test that silently skipped would prove nothing. */
 #define BT_REQUIRE_ENV()                                                     \
