@@ -753,7 +753,7 @@ static void judge(monitor_t *m)
     m->status = LAG_OK;
     for (size_t i = 0; i < m->nparts; i++) {
         part_state_t *p = &m->parts[i];
-        lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds};
+        lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, LAG_OWNER_UNKNOWN};
         lag_window_push(&p->window, &s);
         p->status = lag_evaluate(&p->window, &m->o->th);
         m->status = lag_status_worst(m->status, p->status);
