@@ -529,13 +529,6 @@ static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
 
 /* ---- the group's members ------------------------------------------------- */
 
-/* A client left behind by describe_group(), kept reachable until exit. */
-static struct {
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    rd_kafka_AdminOptions_t *opts;
-} wedged;
-
 static void group_view_clear(group_view_t *g)
 {
     for (size_t i = 0; i < g->nmembers; i++) {
@@ -648,34 +641,33 @@ static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o
 }
 
 /* Describes the group (state, members, who holds which partition) on a
- * client of its own. librdkafka 2.0.2 fails the call on a broker that lacks
- * the API (its own mock cluster) and deadlocks that client, which could
- * then never be destroyed: it is left behind, and the group is not
- * described again (members unknown). Newer librdkafka describes a
+ * client of its own (FIELD-NOTES: an admin call a broker cannot serve can
+ * wedge its client). A broker that cannot describe groups is not asked
+ * again: the members are then unknown. Newer librdkafka describes a
  * consumer-protocol (KIP-848) group with ConsumerGroupDescribe and falls
  * back to DescribeGroups for a classic one, behind the same call.
+ * @p reached is the evaluation's client, which has reached the cluster.
  * @returns 0, or the error with a reason. */
-static rd_kafka_resp_err_t describe_group(monitor_t *m, char *errbuf, size_t errsize)
+static rd_kafka_resp_err_t describe_group(monitor_t *m, rd_kafka_t *reached, char *errbuf,
+                                          size_t errsize)
 {
     const lag_opts_t *o = m->o;
     group_view_t *g = &m->group;
+    const char *groups[1] = {o->group};
     rd_kafka_AdminOptions_t *opts;
     rd_kafka_resp_err_t err;
     rd_kafka_queue_t *q;
     rd_kafka_event_t *ev;
     rd_kafka_t *rk;
 
-    if (g->unsupported)
+    if (g->unsupported || (g->unsupported = cli_cannot_describe_groups(reached, o->timeout_ms)))
         return RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!(rk = new_client(o, false, errbuf, errsize)))
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
     opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
     q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_set_request_timeout(opts, o->timeout_ms, NULL, 0);
-    {
-        const char *groups[1] = {o->group};
-        rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
-    }
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
     ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
     if (!ev) {
         err = RD_KAFKA_RESP_ERR__TIMED_OUT;
@@ -689,12 +681,6 @@ static rd_kafka_resp_err_t describe_group(monitor_t *m, char *errbuf, size_t err
     }
     if (ev)
         rd_kafka_event_destroy(ev);
-    if (g->unsupported) {
-        wedged.rk = rk;
-        wedged.q = q;
-        wedged.opts = opts;
-        return err;
-    }
     rd_kafka_queue_destroy(q);
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_destroy(rk);
@@ -913,7 +899,7 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
     }
     rd_kafka_metadata_destroy(md);
     if ((err = list_committed(rk, o, &committed, errbuf, errsize)) ||
-        (err = describe_group(m, errbuf, errsize))) {
+        (err = describe_group(m, rk, errbuf, errsize))) {
         rc = unreachable_error(err) ? EX_UNAVAILABLE : 1;
         goto out;
     }

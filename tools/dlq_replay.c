@@ -256,12 +256,18 @@ static rd_kafka_AdminOptions_t *admin_options(const replay_t *rp, rd_kafka_admin
 static int check_group_unused(replay_t *rp)
 {
     const char *groups[1] = {rp->o->group};
-    rd_kafka_AdminOptions_t *opts = admin_options(rp, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rp->admin);
+    rd_kafka_AdminOptions_t *opts;
+    rd_kafka_queue_t *q;
     rd_kafka_event_t *ev;
     char errbuf[512];
     int rc = 0;
 
+    /* A broker that cannot describe groups refuses a commit to a group
+     * with members anyway (only later, at the first commit). */
+    if (cli_cannot_describe_groups(rp->admin, rp->o->timeout_ms))
+        return 0;
+    opts = admin_options(rp, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+    q = rd_kafka_queue_new(rp->admin);
     rd_kafka_DescribeConsumerGroups(rp->admin, groups, 1, opts, q);
     if (!(ev = admin_answer(rp, q, "DescribeConsumerGroups", errbuf, sizeof(errbuf)))) {
         cli_error("--group %s: %s", rp->o->group, errbuf);
