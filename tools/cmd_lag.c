@@ -498,7 +498,11 @@ static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
         const rd_kafka_topic_partition_list_t *parts =
             ngroups ? rd_kafka_group_result_partitions(groups[0]) : NULL;
 
-        if (gerr) {
+        /* A broker may answer "no such group" here rather than with no
+         * offsets: the description decides whether the group exists. */
+        if (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+            parts = NULL;
+        } else if (gerr) {
             err = rd_kafka_error_code(gerr);
             snprintf(errbuf, errsize, "group %s: %s", o->group,
                      rd_kafka_error_string(gerr));

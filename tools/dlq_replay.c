@@ -327,10 +327,13 @@ static int read_group_offsets(replay_t *rp)
         const rd_kafka_topic_partition_list_t *parts =
             n ? rd_kafka_group_result_partitions(groups[0]) : NULL;
 
-        if (gerr) {
+        if (gerr && rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
             snprintf(errbuf, sizeof(errbuf), "%s", rd_kafka_error_string(gerr));
         } else {
+            /* A group the broker does not know yet has no offsets. */
             rc = 0;
+            if (gerr)
+                parts = NULL;
             for (int i = 0; parts && i < parts->cnt; i++) {
                 const rd_kafka_topic_partition_t *tp = &parts->elems[i];
                 if (tp->err) {
