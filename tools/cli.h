@@ -64,6 +64,12 @@ rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,
  *  with a reason when the metadata cannot be read. */
 int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errbuf,
                         size_t errsize);
+/** Whether DescribeConsumerGroups must not be sent through @p rk (which has
+ *  reached the cluster): librdkafka before 2.10 releases a request twice
+ *  when it cannot build it for a broker without the API, and then aborts or
+ *  deadlocks. The only such broker is librdkafka's own mock cluster (the
+ *  demo's). */
+bool cli_cannot_describe_groups(rd_kafka_t *rk, int timeout_ms);
 
 int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);

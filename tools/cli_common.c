@@ -190,3 +190,19 @@ int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char 
     rd_kafka_topic_destroy(rkt);
     return count;
 }
+
+bool cli_cannot_describe_groups(rd_kafka_t *rk, int timeout_ms)
+{
+#if RD_KAFKA_VERSION < 0x020a0000
+    char *id = rd_kafka_clusterid(rk, timeout_ms);
+    bool mock = id && !strncmp(id, "mockCluster", 11);
+
+    if (id)
+        rd_kafka_mem_free(rk, id);
+    return mock;
+#else
+    (void)rk;
+    (void)timeout_ms;
+    return false;
+#endif
+}

@@ -1,15 +1,17 @@
 /*
- * cmd_dlq.c - `ballast dlq inspect` and `ballast dlq replay`: read a
- * dead-letter topic from outside any consumer group, list its records and
- * count them by error, and send selected records back for another try.
+ * cmd_dlq.c - `ballast dlq inspect` and the shared parts of `ballast dlq`:
+ * the options of both commands, the group-less reader of a dead-letter
+ * topic, and a view of a dead-letter record's headers (dlq.h). The replay
+ * itself is dlq_replay.c; the --where expressions are dlq_filter.c.
  *
  * Reading. The DLQ is read with librdkafka's per-partition ("simple")
- * consumer API, which needs no group.id at all: nothing joins a group,
- * nothing is committed. Every partition is read from its beginning up to
- * the high watermark it had when the command started (a snapshot: records
- * that fail again while a replay runs are not replayed again by the same
- * run), read_committed, and a partition counts as read when it reports its
- * end (enable.partition.eof) or reaches its snapshot end.
+ * consumer API, which needs no group.id at all: nothing joins a group.
+ * Every partition is read from where the caller says (its beginning, or a
+ * replay group's committed offset) up to the high watermark it had when the
+ * reader was opened (a snapshot: records that fail again while a replay
+ * runs are not replayed again by the same run), read_committed, and a
+ * partition counts as read when it reports its end (enable.partition.eof)
+ * or reaches its snapshot end.
  *
  * Dead-letter records carry the headers of SPEC.md ("Dead-letter records"):
  * x-original-topic, x-original-partition, x-original-offset,
@@ -17,17 +19,9 @@
  * x-failed-at; a replayed record adds x-replay-count and x-replayed-from.
  * Where a name occurs more than once, the last occurrence counts (as for
  * ballast_message_header_find() and `:header.NAME`).
- *
- * Replaying. Each selected record is produced by an idempotent producer to
- * its x-original-topic (on its x-original-partition, so that a key stays on
- * the partition its other records are on) or to --to (partitioned by key),
- * with key, value and headers, minus the headers that describe the failure
- * being retried, plus x-replay-count + 1. A record whose x-replay-count has
- * reached --max-replays is skipped, so a record that keeps failing comes
- * back to the DLQ a bounded number of times. The DLQ itself is an audit
- * log: nothing there is deleted or committed.
  */
-#include "cli.h"
+#include "dlq.h"
+#include "dlq_track.h"
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -43,11 +37,12 @@ static const char dlq_usage[] =
     "usage: ballast dlq inspect -b BOOTSTRAP -t DLQ_TOPIC [--json] [--limit N]\n"
     "                           [--where EXPR]... [-X PROP=VALUE]...\n"
     "       ballast dlq replay  -b BOOTSTRAP --from DLQ_TOPIC [--to TOPIC]\n"
-    "                           [--where EXPR]... [--rate N/s] [--dry-run]\n"
-    "                           [--limit N] [--max-replays N] [-X PROP=VALUE]...\n"
+    "                           [--group NAME] [--where EXPR]... [--rate N/s]\n"
+    "                           [--dry-run] [--limit N] [--max-replays N]\n"
+    "                           [-X PROP=VALUE]...\n"
     "\n"
     "Tools for a dead-letter topic (dlq.topic). Both read it without joining\n"
-    "any consumer group and change nothing in it.\n"
+    "any consumer group and never write to it.\n"
     "  inspect  list its records (table or JSON lines) and count them by error\n"
     "  replay   send selected records back to their x-original-topic (or --to)\n"
     "\n"
@@ -102,21 +97,22 @@ static const char inspect_usage[] =
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
-    "Exit codes: 0 done, 64 usage, 69 broker unreachable at start-up, 78 bad -X\n"
-    "property, 1 other failure (e.g. the topic does not exist).\n";
+    "Exit codes: 0 done, 64 usage, 69 broker unreachable at start-up, 78 the\n"
+    "topic does not exist or a bad -X property, 1 other failure.\n";
 
 static const char replay_usage[] =
     "usage: ballast dlq replay -b BOOTSTRAP --from DLQ_TOPIC [--to TOPIC]\n"
-    "                          [--where EXPR]... [--rate N[/s]] [--dry-run]\n"
-    "                          [--limit N] [--max-replays N] [--timeout SECONDS]\n"
-    "                          [-X PROP=VALUE]...\n"
+    "                          [--group NAME] [--where EXPR]... [--rate N[/s]]\n"
+    "                          [--dry-run] [--limit N] [--max-replays N]\n"
+    "                          [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "\n"
     "Sends dead-lettered records back for another try. DLQ_TOPIC is read as\n"
-    "`ballast dlq inspect` reads it (no consumer group; every partition from its\n"
-    "beginning up to its end offset at start, read_committed), and each selected\n"
-    "record is produced to its x-original-topic, on its x-original-partition\n"
-    "(or, with --to, to TOPIC, partitioned by key), with its key, value and\n"
-    "headers, except that:\n"
+    "`ballast dlq inspect` reads it (no consumer group joined; every partition\n"
+    "up to its end offset at start, read_committed), from its beginning or,\n"
+    "with --group, from where the last run with that group stopped. Each\n"
+    "selected record is produced to its x-original-topic, on its\n"
+    "x-original-partition (or, with --to, to TOPIC, partitioned by key), with\n"
+    "its key, value and headers, except that:\n"
     "  - x-error-message, x-failed-at, x-retry-count, x-consumer-group,\n"
     "    x-retry-due and x-retry-tier are removed: they describe the failure\n"
     "    being retried, and a new failure writes new ones;\n"
@@ -125,18 +121,34 @@ static const char replay_usage[] =
     "  - x-replay-count is set to the record's x-replay-count + 1 (1 the first\n"
     "    time), and x-replayed-from to DLQ_TOPIC:PARTITION:OFFSET of the DLQ\n"
     "    record it came from.\n"
-    "A record whose x-replay-count has reached --max-replays is skipped with a\n"
-    "note: a record that keeps failing comes back to the DLQ at most that many\n"
-    "times, and never loops.\n"
     "\n"
-    "The DLQ is an audit log: replay deletes nothing and commits nothing there.\n"
-    "Replaying the same DLQ twice sends its records twice; to replay only the\n"
-    "failures that happened since an earlier replay (including records of that\n"
-    "replay that failed again), give --where after=TIME with the start time\n"
-    "that replay printed in its summary.\n"
+    "Each original record (x-original-topic, -partition, -offset) is replayed\n"
+    "at most once per run. A DLQ can hold several copies of one, when a replay\n"
+    "failed again: the newest copy that matches the filters goes (the highest\n"
+    "x-replay-count, then the latest x-failed-at), counted past the highest\n"
+    "x-replay-count of all its copies; the others are skipped as duplicates.\n"
+    "An original whose x-replay-count has reached --max-replays is skipped\n"
+    "with a note: a record that keeps failing comes back to the DLQ at most\n"
+    "that many times, and never loops.\n"
+    "\n"
+    "--group NAME remembers how far replays got, as the consumer group NAME\n"
+    "on DLQ_TOPIC (its offsets are committed through the admin API; the replay\n"
+    "never joins it), so a second run with the same NAME continues where the\n"
+    "first stopped: it replays only what was dead-lettered since. A record's\n"
+    "offset counts as done once it was skipped (filtered out, a duplicate, at\n"
+    "--max-replays: the group remembers what it looked at, so use one group\n"
+    "per selection) or its replayed copy was acknowledged by the broker. A\n"
+    "record that cannot be routed or delivered stops its partition there:\n"
+    "nothing after it is sent, and the next run starts with it. Offsets are\n"
+    "committed every second and at the end, also after SIGINT/SIGTERM. NAME\n"
+    "must be a group of its own: one with members is refused. With --dry-run\n"
+    "nothing is committed: the run shows what the next one would do. Without\n"
+    "--group every run reads the whole DLQ (use --where after=TIME with the\n"
+    "start time of an earlier run to skip what it saw).\n"
     "\n"
     "Records go out through an idempotent producer, in DLQ order within each DLQ\n"
-    "partition; the command waits for every delivery report.\n"
+    "partition; the command waits for every delivery report. The DLQ itself\n"
+    "is never written to.\n"
     "\n"
     "filters (--where EXPR, repeatable; a record must match all of them):\n"
     "  header:NAME=VALUE  the header NAME (its last occurrence) is VALUE\n"
@@ -148,6 +160,10 @@ static const char replay_usage[] =
     "  topic=NAME         x-original-topic is NAME\n"
     "  partition=N        x-original-partition is N\n"
     "  key=VALUE          the key is VALUE\n"
+    "joined with AND and OR (capitals, words of their own; AND binds tighter)\n"
+    "and grouped with ( ), e.g. --where \"error~timeout OR (topic=orders AND\n"
+    "partition=2)\". A value runs to the next AND or OR; quote it, '...' or\n"
+    "\"...\", when it holds AND or OR itself, or a ')' it does not open.\n"
     "TIME is ISO-8601: 2024-05-01, 2024-05-01T12:00, 2024-05-01T12:00:00.250Z or\n"
     "2024-05-01T14:00:00+02:00 (UTC when no zone is given). A record without\n"
     "the header that a filter reads does not match it.\n"
@@ -157,11 +173,15 @@ static const char replay_usage[] =
     "  --from DLQ_TOPIC           the dead-letter topic to read\n"
     "  --to TOPIC                 send every selected record to TOPIC instead of\n"
     "                             its x-original-topic\n"
+    "  -g, --group NAME           remember how far replays got (see above)\n"
     "  --where EXPR               a filter, as above\n"
     "  --rate N[/s]               at most N records per second (a token bucket;\n"
     "                             N may have decimals, e.g. 0.5/s)\n"
-    "  --dry-run                  print what would be sent, one line per record,\n"
-    "                             and write nothing\n"
+    "  --dry-run                  print what each record would come to, and why:\n"
+    "                             replay, skip (filtered out, duplicate, at\n"
+    "                             --max-replays), cannot (no destination), hold\n"
+    "                             (behind one that cannot); write and commit\n"
+    "                             nothing\n"
     "  --limit N                  replay at most N records\n"
     "  --max-replays N            skip records whose x-replay-count is N or more\n"
     "                             (default 3)\n"
@@ -171,53 +191,22 @@ static const char replay_usage[] =
     "                             producing client (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
-    "On a terminal a progress line on stderr is updated in place (records\n"
-    "scanned of the total, sent, delivered, skipped, rate). The summary goes to\n"
-    "stdout; it gives the replay's start time, for a later --where after=.\n"
+    "On a terminal a progress line on stderr is updated in place. The summary\n"
+    "goes to stdout: records scanned, matched, sent, skipped, unroutable,\n"
+    "duplicates, held back, delivered and failed; the start time (for a later\n"
+    "--where after=); and, with --group, the offsets committed.\n"
     "\n"
     "Exit codes: 0 every selected record was delivered (or nothing was\n"
-    "selected), 1 some delivery failed or a record could not be routed (the\n"
-    "summary says how many) or the run was interrupted, 64 usage, 69 broker\n"
-    "unreachable at start-up, 78 bad -X property.\n";
+    "selected), 1 some delivery failed, a record could not be routed, the\n"
+    "group's offsets could not be committed (the summary says) or the run\n"
+    "was interrupted, 64 usage, 69 broker unreachable at start-up, 78 the\n"
+    "DLQ or --to topic does not exist, --group names a group with members, or\n"
+    "a bad -X property.\n";
 
 /* ---- options ------------------------------------------------------------ */
 
-typedef enum where_kind {
-    W_HEADER,         /* header:NAME=VALUE */
-    W_HEADER_PRESENT, /* header:NAME */
-    W_ERROR_CONTAINS, /* error~TEXT */
-    W_ERROR_IS,       /* error=TEXT */
-    W_AFTER,          /* after=TIME */
-    W_BEFORE,         /* before=TIME */
-    W_TOPIC,          /* topic=NAME */
-    W_PARTITION,      /* partition=N */
-    W_KEY             /* key=VALUE */
-} where_kind_t;
-
-typedef struct where {
-    where_kind_t kind;
-    char *name;        /* W_HEADER*: the header name */
-    const char *value; /* points into argv */
-    size_t vlen;
-    int64_t num; /* W_AFTER/W_BEFORE: epoch ms; W_PARTITION: N */
-} where_t;
-
-typedef struct dlq_opts {
-    bool replay;
-    const char *bootstrap, *topic, *to;
-    bool json, dry_run;
-    int64_t limit; /* 0: no limit */
-    double rate;   /* records per second; 0: unlimited */
-    int64_t max_replays;
-    int timeout_ms;
-    where_t *where;
-    size_t nwhere;
-    const char **props; /* "key=value" for librdkafka */
-    size_t nprops;
-} dlq_opts_t;
-
 /* The bytes [p, p+len) as a whole decimal number. */
-static bool bytes_int64(const void *p, size_t len, int64_t *out)
+bool dlq_bytes_int64(const void *p, size_t len, int64_t *out)
 {
     char buf[32];
 
@@ -228,176 +217,10 @@ static bool bytes_int64(const void *p, size_t len, int64_t *out)
     return cli_parse_int64(buf, INT64_MIN, INT64_MAX, out);
 }
 
-/* Reads exactly @p n digits at *p. */
-static bool digits(const char **p, int n, int *out)
-{
-    int v = 0;
-
-    for (int i = 0; i < n; i++) {
-        if ((*p)[i] < '0' || (*p)[i] > '9')
-            return false;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *out = v;
-    return true;
-}
-
-/* Parses ISO-8601 time [p, p+len): YYYY-MM-DD, then optionally T (or a
- * space) HH:MM[:SS[.fraction]], then optionally Z or +HH[:MM] / -HH[:MM]
- * (UTC when no zone is given). @returns whether it parsed; *ms is epoch
- * milliseconds. */
-static bool parse_time(const void *text, size_t len, int64_t *ms)
-{
-    char buf[64];
-    const char *p = buf;
-    int year, mon, day, hour = 0, min = 0, sec = 0, frac_ms = 0, off_min = 0;
-    struct tm tm;
-    time_t t;
-
-    if (!text || len >= sizeof(buf))
-        return false;
-    memcpy(buf, text, len);
-    buf[len] = '\0';
-    if (!digits(&p, 4, &year) || *p++ != '-' || !digits(&p, 2, &mon) || *p++ != '-' ||
-        !digits(&p, 2, &day))
-        return false;
-    if (*p == 'T' || *p == 't' || *p == ' ') {
-        p++;
-        if (!digits(&p, 2, &hour) || *p++ != ':' || !digits(&p, 2, &min))
-            return false;
-        if (*p == ':') {
-            p++;
-            if (!digits(&p, 2, &sec))
-                return false;
-            if (*p == '.' || *p == ',') {
-                int scale = 100, nd = 0;
-                p++;
-                while (*p >= '0' && *p <= '9') {
-                    frac_ms += (*p - '0') * scale;
-                    scale /= 10;
-                    p++;
-                    nd++;
-                }
-                if (!nd)
-                    return false;
-            }
-        }
-        if (*p == 'Z' || *p == 'z') {
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
-            if (!digits(&p, 2, &oh))
-                return false;
-            if (*p == ':')
-                p++;
-            if (*p && !digits(&p, 2, &om))
-                return false;
-            if (oh > 23 || om > 59)
-                return false;
-            off_min = sign * (oh * 60 + om);
-        }
-    }
-    if (*p || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
-        sec > 60)
-        return false;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = year - 1900;
-    tm.tm_mon = mon - 1;
-    tm.tm_mday = day;
-    tm.tm_hour = hour;
-    tm.tm_min = min;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    if (t == (time_t)-1 && !(year == 1969 && mon == 12 && day == 31))
-        return false;
-    /* timegm() normalises 2024-02-31 into March: refuse such dates. */
-    if (tm.tm_mday != day || tm.tm_mon != mon - 1)
-        return false;
-    *ms = ((int64_t)t - (int64_t)off_min * 60) * 1000 + frac_ms;
-    return true;
-}
-
-/* Parses one --where EXPR into @p w. @returns false after printing why. */
-static bool parse_where(const char *expr, where_t *w)
-{
-    const char *eq;
-
-    memset(w, 0, sizeof(*w));
-    if (!strncmp(expr, "header:", 7)) {
-        const char *name = expr + 7;
-        eq = strchr(name, '=');
-        if (eq == name || !*name) {
-            cli_error("--where %s: header:NAME=VALUE needs a header name", expr);
-            return false;
-        }
-        w->kind = eq ? W_HEADER : W_HEADER_PRESENT;
-        w->name = eq ? strndup(name, (size_t)(eq - name)) : strdup(name);
-        if (!w->name) {
-            cli_error("out of memory");
-            return false;
-        }
-        if (eq) {
-            w->value = eq + 1;
-            w->vlen = strlen(w->value);
-        }
-        return true;
-    }
-    if (!strncmp(expr, "error~", 6) || !strncmp(expr, "error=", 6)) {
-        w->kind = expr[5] == '~' ? W_ERROR_CONTAINS : W_ERROR_IS;
-        w->value = expr + 6;
-        w->vlen = strlen(w->value);
-        if (w->kind == W_ERROR_CONTAINS && !w->vlen) {
-            cli_error("--where %s: error~TEXT needs some text", expr);
-            return false;
-        }
-        return true;
-    }
-    if (!strncmp(expr, "after=", 6) || !strncmp(expr, "before=", 7)) {
-        bool after = expr[0] == 'a';
-        const char *v = expr + (after ? 6 : 7);
-        w->kind = after ? W_AFTER : W_BEFORE;
-        if (!parse_time(v, strlen(v), &w->num)) {
-            cli_error("--where %s: expected an ISO-8601 time such as "
-                      "2024-05-01T12:00:00Z, got \"%s\"", expr, v);
-            return false;
-        }
-        return true;
-    }
-    if (!strncmp(expr, "topic=", 6)) {
-        w->kind = W_TOPIC;
-        w->value = expr + 6;
-        w->vlen = strlen(w->value);
-        if (!w->vlen) {
-            cli_error("--where %s: topic=NAME needs a topic name", expr);
-            return false;
-        }
-        return true;
-    }
-    if (!strncmp(expr, "partition=", 10)) {
-        w->kind = W_PARTITION;
-        if (!cli_parse_int64(expr + 10, 0, INT32_MAX, &w->num)) {
-            cli_error("--where %s: partition=N needs a partition number >= 0", expr);
-            return false;
-        }
-        return true;
-    }
-    if (!strncmp(expr, "key=", 4)) {
-        w->kind = W_KEY;
-        w->value = expr + 4;
-        w->vlen = strlen(w->value);
-        return true;
-    }
-    cli_error("--where \"%s\": expected header:NAME=VALUE, header:NAME, error~TEXT, "
-              "error=TEXT, after=TIME, before=TIME, topic=NAME, partition=N or key=VALUE",
-              expr);
-    return false;
-}
-
 static void opts_free(dlq_opts_t *o)
 {
     for (size_t i = 0; i < o->nwhere; i++)
-        free(o->where[i].name);
+        dlq_filter_free(o->where[i]);
     free(o->where);
     free(o->props);
 }
@@ -434,6 +257,12 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
             o->topic = v;
         } else if (replay && (v = cli_opt_value(argc, argv, &i, "--from", NULL, &missing))) {
             o->topic = v;
+        } else if (replay && (v = cli_opt_value(argc, argv, &i, "--group", "-g", &missing))) {
+            o->group = v;
+            if (!*v) {
+                cli_error("--group needs a consumer group name");
+                return EX_USAGE;
+            }
         } else if (replay && (v = cli_opt_value(argc, argv, &i, "--to", NULL, &missing))) {
             o->to = v;
             if (!*v) {
@@ -441,8 +270,11 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
                 return EX_USAGE;
             }
         } else if ((v = cli_opt_value(argc, argv, &i, "--where", NULL, &missing))) {
-            if (!parse_where(v, &o->where[o->nwhere]))
+            char why[300];
+            if (!(o->where[o->nwhere] = dlq_filter_parse(v, why, sizeof(why)))) {
+                cli_error("--where \"%s\": %s", v, why);
                 return EX_USAGE;
+            }
             o->nwhere++;
         } else if ((v = cli_opt_value(argc, argv, &i, "--limit", NULL, &missing))) {
             if (!cli_parse_int64(v, 1, INT64_MAX, &o->limit)) {
@@ -508,19 +340,11 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
 
 /* ---- Kafka clients ------------------------------------------------------- */
 
-typedef struct replay replay_t;
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque);
-
-/* A client with the user's -X properties: the group-less reader, or the
- * idempotent producer of a replay (@p rp). NULL with a reason on failure. */
-static rd_kafka_t *new_client(const dlq_opts_t *o, replay_t *rp, char *errbuf,
-                              size_t errsize)
+/* The group-less reader, with the user's -X properties. NULL with a reason
+ * on failure. */
+static rd_kafka_t *reader_client(const dlq_opts_t *o, char *errbuf, size_t errsize)
 {
-    static const char *const producer[] = {"client.id", "ballast-dlq-replay",
-                                           "enable.idempotence", "true",
-                                           "acks", "all", NULL};
-    const char *const reader[] = {
+    const char *const settings[] = {
         "client.id", o->replay ? "ballast-dlq-replay-reader" : "ballast-dlq-inspect",
         "enable.partition.eof", "true",
         "enable.auto.commit", "false",
@@ -529,19 +353,13 @@ static rd_kafka_t *new_client(const dlq_opts_t *o, replay_t *rp, char *errbuf,
         "fetch.wait.max.ms", "100",
         "queued.max.messages.kbytes", "16384",
         NULL};
-    rd_kafka_conf_t *conf = cli_conf_new(o->bootstrap, o->timeout_ms, rp ? producer : reader,
-                                         o->props, o->nprops, errbuf, errsize);
+    rd_kafka_conf_t *conf = cli_conf_new(o->bootstrap, o->timeout_ms, settings, o->props,
+                                         o->nprops, errbuf, errsize);
     rd_kafka_t *rk;
 
     if (!conf)
         return NULL;
-    if (rp) {
-        rd_kafka_conf_set_opaque(conf, rp);
-        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-        rd_kafka_conf_set_error_cb(conf, on_error);
-    }
-    if ((rk = rd_kafka_new(rp ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, errbuf,
-                           errsize)))
+    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
         return rk;
     rd_kafka_conf_destroy(conf);
     return NULL;
@@ -549,38 +367,33 @@ static rd_kafka_t *new_client(const dlq_opts_t *o, replay_t *rp, char *errbuf,
 
 /* ---- reading the DLQ ------------------------------------------------------ */
 
-typedef struct reader {
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    rd_kafka_topic_t *rkt;
-    int32_t nparts, remaining;
-    int64_t *end;   /* per partition: the high watermark at start */
-    bool *started;  /* consume_start'ed */
-    bool *done;
-    uint64_t total; /* records (or at least offsets) up to the snapshot */
-} reader_t;
-
-static void reader_close(reader_t *r)
+static void reader_stop(dlq_reader_t *r)
 {
     for (int32_t p = 0; r->started && p < r->nparts; p++)
-        if (r->started[p])
+        if (r->started[p]) {
             rd_kafka_consume_stop(r->rkt, p);
-    if (r->rkt)
-        rd_kafka_topic_destroy(r->rkt);
+            r->started[p] = false;
+        }
     if (r->q)
         rd_kafka_queue_destroy(r->q);
+    r->q = NULL;
+}
+
+void dlq_reader_close(dlq_reader_t *r)
+{
+    reader_stop(r);
+    if (r->rkt)
+        rd_kafka_topic_destroy(r->rkt);
     if (r->rk)
         rd_kafka_destroy(r->rk);
+    free(r->low);
     free(r->end);
     free(r->started);
     free(r->done);
     memset(r, 0, sizeof(*r));
 }
 
-/* Connects, checks the topic, takes each partition's end offset and starts
- * reading every non-empty partition from its beginning. @returns 0, or an
- * exit code after printing why. */
-static int reader_open(reader_t *r, const dlq_opts_t *o)
+int dlq_reader_open(dlq_reader_t *r, const dlq_opts_t *o)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
@@ -588,7 +401,7 @@ static int reader_open(reader_t *r, const dlq_opts_t *o)
     int n;
 
     memset(r, 0, sizeof(*r));
-    if (!(r->rk = new_client(o, NULL, errbuf, sizeof(errbuf)))) {
+    if (!(r->rk = reader_client(o, errbuf, sizeof(errbuf)))) {
         cli_error("%s", errbuf);
         return EX_CONFIG;
     }
@@ -604,35 +417,49 @@ static int reader_open(reader_t *r, const dlq_opts_t *o)
         return 1;
     }
     if (n == 0) {
+        /* A name given on the command line that names nothing: a
+         * configuration error, as for `ballast lag -g`. */
         cli_error("topic %s does not exist", o->topic);
-        return 1;
+        return EX_CONFIG;
     }
     r->nparts = n;
+    r->low = calloc((size_t)n, sizeof(*r->low));
     r->end = calloc((size_t)n, sizeof(*r->end));
     r->started = calloc((size_t)n, sizeof(*r->started));
     r->done = calloc((size_t)n, sizeof(*r->done));
-    r->q = rd_kafka_queue_new(r->rk);
     r->rkt = rd_kafka_topic_new(r->rk, o->topic, NULL);
-    if (!r->end || !r->started || !r->done || !r->q || !r->rkt) {
+    if (!r->low || !r->end || !r->started || !r->done || !r->rkt) {
         cli_error("out of memory");
         return EX_SOFTWARE;
     }
-    for (int32_t p = 0; p < n; p++) {
-        int64_t low, high;
-        if ((err = rd_kafka_query_watermark_offsets(r->rk, o->topic, p, &low, &high,
-                                                    o->timeout_ms))) {
+    for (int32_t p = 0; p < n; p++)
+        if ((err = rd_kafka_query_watermark_offsets(r->rk, o->topic, p, &r->low[p],
+                                                    &r->end[p], o->timeout_ms))) {
             cli_error("end offsets of %s [%d]: %s", o->topic, (int)p,
                       rd_kafka_err2str(err));
             return 1;
         }
-        r->end[p] = high;
-        if (high <= low) {
-            r->done[p] = true;
+    return 0;
+}
+
+int dlq_reader_start(dlq_reader_t *r, const dlq_opts_t *o, const int64_t *from)
+{
+    reader_stop(r);
+    /* A fresh queue: nothing of an earlier pass can reach this one. */
+    if (!(r->q = rd_kafka_queue_new(r->rk))) {
+        cli_error("out of memory");
+        return 1;
+    }
+    r->total = 0;
+    r->remaining = 0;
+    for (int32_t p = 0; p < r->nparts; p++) {
+        int64_t start = from && from[p] >= 0 ? from[p] : RD_KAFKA_OFFSET_BEGINNING;
+        int64_t first = start > r->low[p] ? start : r->low[p];
+        r->done[p] = first >= r->end[p];
+        if (r->done[p])
             continue;
-        }
-        r->total += (uint64_t)(high - low);
-        if (rd_kafka_consume_start_queue(r->rkt, p, RD_KAFKA_OFFSET_BEGINNING, r->q) ==
-            -1) {
+        r->total += (uint64_t)(r->end[p] - first);
+        if (rd_kafka_consume_start_queue(r->rkt, p, start, r->q) == -1) {
             cli_error("reading %s [%d]: %s", o->topic, (int)p,
                       rd_kafka_err2str(rd_kafka_last_error()));
             return 1;
@@ -643,16 +470,8 @@ static int reader_open(reader_t *r, const dlq_opts_t *o)
     return 0;
 }
 
-/* Called for each record; @returns 0 to go on, 1 to stop reading. */
-typedef int (record_cb)(void *arg, const rd_kafka_message_t *m);
-/* Called now and then while reading (progress lines). */
-typedef void (tick_cb)(void *arg);
-
-/* Hands every record up to the snapshot to @p cb, partition by partition in
- * offset order (partitions interleaved). @returns 0 when every partition was
- * read (or @p cb stopped it), 1 after printing why. */
-static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *tick,
-                      void *arg)
+int dlq_reader_run(dlq_reader_t *r, const dlq_opts_t *o, dlq_record_fn *cb,
+                   dlq_tick_fn *tick, void *arg)
 {
     double idle_since = cli_now_s();
 
@@ -707,41 +526,13 @@ static int reader_run(reader_t *r, const dlq_opts_t *o, record_cb *cb, tick_cb *
 
 /* ---- a dead-letter record ---------------------------------------------- */
 
-enum {
-    H_TOPIC,
-    H_PARTITION,
-    H_OFFSET,
-    H_TIMESTAMP,
-    H_RETRIES,
-    H_ERROR,
-    H_GROUP,
-    H_FAILED_AT,
-    H_REPLAYS,
-    H_REPLAYED_FROM,
-    H_COUNT
-};
-
 static const char *const header_names[H_COUNT] = {
     "x-original-topic",     "x-original-partition", "x-original-offset",
     "x-original-timestamp", "x-retry-count",        "x-error-message",
     "x-consumer-group",     "x-failed-at",          "x-replay-count",
     "x-replayed-from"};
 
-typedef struct field {
-    bool present;
-    const void *value; /* NULL for a null header value */
-    size_t len;
-} field_t;
-
-typedef struct view {
-    const rd_kafka_message_t *m;
-    rd_kafka_headers_t *hdrs; /* owned by m; NULL when it has none */
-    field_t h[H_COUNT];
-    int64_t failed_at_ms; /* -1: absent or not a time */
-    int64_t replays;      /* x-replay-count, 0 when absent */
-} view_t;
-
-static void view_init(view_t *v, const rd_kafka_message_t *m)
+void dlq_view_init(dlq_view_t *v, const rd_kafka_message_t *m)
 {
     memset(v, 0, sizeof(*v));
     v->m = m;
@@ -756,55 +547,57 @@ static void view_init(view_t *v, const rd_kafka_message_t *m)
             v->h[i].len = val ? size : 0;
         }
     }
-    if (!parse_time(v->h[H_FAILED_AT].value, v->h[H_FAILED_AT].len, &v->failed_at_ms))
+    if (!dlq_parse_time(v->h[H_FAILED_AT].value, v->h[H_FAILED_AT].len, &v->failed_at_ms))
         v->failed_at_ms = -1;
-    if (!bytes_int64(v->h[H_REPLAYS].value, v->h[H_REPLAYS].len, &v->replays) ||
+    if (!dlq_bytes_int64(v->h[H_REPLAYS].value, v->h[H_REPLAYS].len, &v->replays) ||
         v->replays < 0)
         v->replays = 0;
 }
 
-static bool field_is(const field_t *f, const char *s, size_t len)
+static bool field_is(const dlq_field_t *f, const char *s, size_t len)
 {
     return f->present && f->value && f->len == len && !memcmp(f->value, s, len);
 }
 
-static bool where_match(const where_t *w, const view_t *v)
+/* Tests one --where condition against the record in view @p arg. */
+static bool cond_matches(const dlq_cond_t *c, void *arg)
 {
+    const dlq_view_t *v = arg;
     const void *val;
     size_t size;
     int64_t n;
 
-    switch (w->kind) {
-    case W_HEADER:
-        return v->hdrs && !rd_kafka_header_get_last(v->hdrs, w->name, &val, &size) &&
-               val && size == w->vlen && !memcmp(val, w->value, size);
-    case W_HEADER_PRESENT:
-        return v->hdrs && !rd_kafka_header_get_last(v->hdrs, w->name, &val, &size);
-    case W_ERROR_CONTAINS:
+    switch (c->kind) {
+    case DLQ_HEADER:
+        return v->hdrs && !rd_kafka_header_get_last(v->hdrs, c->name, &val, &size) &&
+               val && size == c->vlen && !memcmp(val, c->value, size);
+    case DLQ_HEADER_PRESENT:
+        return v->hdrs && !rd_kafka_header_get_last(v->hdrs, c->name, &val, &size);
+    case DLQ_ERROR_CONTAINS:
         return v->h[H_ERROR].value &&
-               memmem(v->h[H_ERROR].value, v->h[H_ERROR].len, w->value, w->vlen);
-    case W_ERROR_IS:
-        return field_is(&v->h[H_ERROR], w->value, w->vlen);
-    case W_AFTER:
-        return v->failed_at_ms >= 0 && v->failed_at_ms >= w->num;
-    case W_BEFORE:
-        return v->failed_at_ms >= 0 && v->failed_at_ms < w->num;
-    case W_TOPIC:
-        return field_is(&v->h[H_TOPIC], w->value, w->vlen);
-    case W_PARTITION:
-        return bytes_int64(v->h[H_PARTITION].value, v->h[H_PARTITION].len, &n) &&
-               n == w->num;
-    case W_KEY:
-        return v->m->key && v->m->key_len == w->vlen &&
-               !memcmp(v->m->key, w->value, w->vlen);
+               memmem(v->h[H_ERROR].value, v->h[H_ERROR].len, c->value, c->vlen);
+    case DLQ_ERROR_IS:
+        return field_is(&v->h[H_ERROR], c->value, c->vlen);
+    case DLQ_AFTER:
+        return v->failed_at_ms >= 0 && v->failed_at_ms >= c->num;
+    case DLQ_BEFORE:
+        return v->failed_at_ms >= 0 && v->failed_at_ms < c->num;
+    case DLQ_TOPIC:
+        return field_is(&v->h[H_TOPIC], c->value, c->vlen);
+    case DLQ_PARTITION:
+        return dlq_bytes_int64(v->h[H_PARTITION].value, v->h[H_PARTITION].len, &n) &&
+               n == c->num;
+    case DLQ_KEY:
+        return v->m->key && v->m->key_len == c->vlen &&
+               !memcmp(v->m->key, c->value, c->vlen);
     }
     return false;
 }
 
-static bool matches(const dlq_opts_t *o, const view_t *v)
+bool dlq_matches(const dlq_opts_t *o, const dlq_view_t *v)
 {
     for (size_t i = 0; i < o->nwhere; i++)
-        if (!where_match(&o->where[i], v))
+        if (!dlq_filter_match(o->where[i], cond_matches, (void *)v))
             return false;
     return true;
 }
@@ -812,7 +605,7 @@ static bool matches(const dlq_opts_t *o, const view_t *v)
 /* ---- text ---------------------------------------------------------------- */
 
 /* Text that can travel as a JSON string (as in the exec protocol: no NUL). */
-static bool is_text(const void *p, size_t len)
+bool dlq_is_text(const void *p, size_t len)
 {
     return !memchr(p, 0, len) && bl_utf8_valid(p, len);
 }
@@ -820,7 +613,7 @@ static bool is_text(const void *p, size_t len)
 /* A table cell: the bytes as text with control characters shown as spaces,
  * cut to @p max characters ("..." marks a cut); "-" when absent; "<N bytes>"
  * when not UTF-8 text. */
-static void cell(char *out, size_t size, const void *p, size_t len, size_t max)
+void dlq_cell(char *out, size_t size, const void *p, size_t len, size_t max)
 {
     const unsigned char *s = p;
     size_t o = 0, chars = 0, total = 0, keep;
@@ -829,7 +622,7 @@ static void cell(char *out, size_t size, const void *p, size_t len, size_t max)
         snprintf(out, size, "-");
         return;
     }
-    if (!is_text(p, len)) {
+    if (!dlq_is_text(p, len)) {
         snprintf(out, size, "<%zu bytes>", len);
         return;
     }
@@ -860,86 +653,63 @@ static void cell(char *out, size_t size, const void *p, size_t len, size_t max)
 
 #define MAX_DISTINCT_ERRORS 10000
 
+/* A distinct error and how many records had it. */
 typedef struct err_count {
-    char *text; /* NULL: records without x-error-message */
-    bool none;
+    const char *text; /* NULL: records without x-error-message */
     uint64_t count;
     size_t order; /* first seen */
 } err_count_t;
 
+/* Records counted by error text. The index's keys are "t" + the text, or
+ * "n" for records without an error header. */
 typedef struct err_table {
-    err_count_t *slots;
-    size_t cap, n;
+    dlq_index_t *ix;
+    uint64_t *counts; /* by the index's numbers */
+    size_t cap;
     uint64_t other; /* records past MAX_DISTINCT_ERRORS distinct errors */
 } err_table_t;
-
-static uint64_t fnv1a(const void *p, size_t len, bool none)
-{
-    const unsigned char *s = p;
-    uint64_t h = none ? 0x9e3779b97f4a7c15ULL : 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
-}
-
-static bool err_table_grow(err_table_t *t)
-{
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    err_count_t *slots = calloc(cap, sizeof(*slots));
-
-    if (!slots)
-        return false;
-    for (size_t i = 0; i < t->cap; i++) {
-        err_count_t *e = &t->slots[i];
-        size_t j;
-        if (!e->count)
-            continue;
-        j = fnv1a(e->text, e->text ? strlen(e->text) : 0, e->none) & (cap - 1);
-        while (slots[j].count)
-            j = (j + 1) & (cap - 1);
-        slots[j] = *e;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->cap = cap;
-    return true;
-}
 
 /* Counts one record under its error text (@p text NULL: no error header).
  * Texts are kept whole up to 1000 bytes. */
 static void err_table_add(err_table_t *t, const void *text, size_t len)
 {
-    bool none = !text;
-    size_t j;
+    char key[1001];
+    size_t n;
+    bool added;
 
     if (len > 1000)
         len = 1000;
-    if ((t->n + 1) * 2 > t->cap && !err_table_grow(t)) {
+    key[0] = text ? 't' : 'n';
+    if (text)
+        memcpy(key + 1, text, len);
+    if ((!t->ix && !(t->ix = dlq_index_new())) ||
+        (dlq_index_count(t->ix) >= MAX_DISTINCT_ERRORS &&
+         dlq_index_find(t->ix, key, text ? len + 1 : 1) == SIZE_MAX)) {
         t->other++;
         return;
     }
-    j = fnv1a(text, len, none) & (t->cap - 1);
-    for (;; j = (j + 1) & (t->cap - 1)) {
-        err_count_t *e = &t->slots[j];
-        if (!e->count)
-            break;
-        if (e->none == none &&
-            (none || (strlen(e->text) == len && !memcmp(e->text, text, len)))) {
-            e->count++;
+    if ((n = dlq_index_add(t->ix, key, text ? len + 1 : 1, &added)) == SIZE_MAX) {
+        t->other++;
+        return;
+    }
+    if (n >= t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        uint64_t *grown = realloc(t->counts, cap * sizeof(*grown));
+        if (!grown) {
+            t->other++;
             return;
         }
+        t->counts = grown;
+        t->cap = cap;
     }
-    if (t->n >= MAX_DISTINCT_ERRORS) {
-        t->other++;
-        return;
-    }
-    if (!none && !(t->slots[j].text = strndup(text, len))) {
-        t->other++;
-        return;
-    }
-    t->slots[j].none = none;
-    t->slots[j].count = 1;
-    t->slots[j].order = t->n++;
+    if (added)
+        t->counts[n] = 0;
+    t->counts[n]++;
+}
+
+static size_t err_table_size(const err_table_t *t)
+{
+    return t->ix ? dlq_index_count(t->ix) : 0;
 }
 
 static int err_count_cmp(const void *a, const void *b)
@@ -951,26 +721,28 @@ static int err_count_cmp(const void *a, const void *b)
 }
 
 /* The distinct errors, most frequent first (ties: first seen first), in a
- * new array of t->n entries that share the table's strings. */
+ * new array of err_table_size() entries that share the table's strings. */
 static err_count_t *err_table_sorted(const err_table_t *t)
 {
-    err_count_t *out = calloc(t->n ? t->n : 1, sizeof(*out));
-    size_t k = 0;
+    size_t n = err_table_size(t), len;
+    err_count_t *out = calloc(n ? n : 1, sizeof(*out));
 
     if (!out)
         return NULL;
-    for (size_t i = 0; i < t->cap; i++)
-        if (t->slots[i].count)
-            out[k++] = t->slots[i];
-    qsort(out, k, sizeof(*out), err_count_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const char *key = dlq_index_key(t->ix, i, &len);
+        out[i].text = key[0] == 't' ? key + 1 : NULL;
+        out[i].count = t->counts[i];
+        out[i].order = i;
+    }
+    qsort(out, n, sizeof(*out), err_count_cmp);
     return out;
 }
 
 static void err_table_free(err_table_t *t)
 {
-    for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i].text);
-    free(t->slots);
+    dlq_index_free(t->ix);
+    free(t->counts);
     memset(t, 0, sizeof(*t));
 }
 
@@ -983,17 +755,17 @@ typedef struct inspect {
     bool out_failed; /* stdout went away (e.g. `| head`) */
 } inspect_t;
 
-static json_t *json_bytes_or_null(const field_t *f)
+static json_t *json_bytes_or_null(const dlq_field_t *f)
 {
-    if (!f->present || !f->value || !is_text(f->value, f->len))
+    if (!f->present || !f->value || !dlq_is_text(f->value, f->len))
         return json_null();
     return json_stringn_nocheck(f->value, f->len);
 }
 
-static json_t *json_int_or_null(const field_t *f)
+static json_t *json_int_or_null(const dlq_field_t *f)
 {
     int64_t n;
-    if (!bytes_int64(f->value, f->len, &n))
+    if (!dlq_bytes_int64(f->value, f->len, &n))
         return json_null();
     return json_integer((json_int_t)n);
 }
@@ -1005,7 +777,7 @@ static void put_bytes(json_t *obj, const char *name, const char *b64name, const 
 {
     if (!p) {
         json_object_set_new_nocheck(obj, name, json_null());
-    } else if (is_text(p, len)) {
+    } else if (dlq_is_text(p, len)) {
         json_object_set_new_nocheck(obj, name, json_stringn_nocheck(p, len));
     } else {
         char *b = bl_base64_encode(p, len, NULL);
@@ -1014,7 +786,7 @@ static void put_bytes(json_t *obj, const char *name, const char *b64name, const 
     }
 }
 
-static char *record_json(const view_t *v, const char *topic)
+static char *record_json(const dlq_view_t *v, const char *topic)
 {
     const rd_kafka_message_t *m = v->m;
     json_t *o = json_object(), *headers = json_object(), *binary = json_object();
@@ -1046,7 +818,7 @@ static char *record_json(const view_t *v, const char *topic)
          i++) {
         if (!bl_utf8_valid(name, strlen(name)))
             continue;
-        if (!val || is_text(val, size)) {
+        if (!val || dlq_is_text(val, size)) {
             json_object_del(binary, name);
             json_object_set_new_nocheck(headers, name,
                                         val ? json_stringn_nocheck(val, size) : json_null());
@@ -1086,30 +858,30 @@ static void print_table_head(void)
            "ORIGINAL", "FAILED-AT", "RETRIES", "REPLAYS", "KEY", "ERROR");
 }
 
-static void print_table_row(const view_t *v)
+static void print_table_row(const dlq_view_t *v)
 {
     const rd_kafka_message_t *m = v->m;
     char original[400], topic[300], failed[64], retries[32], key[128], error[400];
     int64_t part, off, n;
 
-    cell(topic, sizeof(topic), v->h[H_TOPIC].value, v->h[H_TOPIC].len, 249);
+    dlq_cell(topic, sizeof(topic), v->h[H_TOPIC].value, v->h[H_TOPIC].len, 249);
     if (v->h[H_TOPIC].value) {
         char ps[32] = "?", os[32] = "?";
-        if (bytes_int64(v->h[H_PARTITION].value, v->h[H_PARTITION].len, &part))
+        if (dlq_bytes_int64(v->h[H_PARTITION].value, v->h[H_PARTITION].len, &part))
             snprintf(ps, sizeof(ps), "%lld", (long long)part);
-        if (bytes_int64(v->h[H_OFFSET].value, v->h[H_OFFSET].len, &off))
+        if (dlq_bytes_int64(v->h[H_OFFSET].value, v->h[H_OFFSET].len, &off))
             snprintf(os, sizeof(os), "%lld", (long long)off);
         snprintf(original, sizeof(original), "%s[%s]@%s", topic, ps, os);
     } else {
         snprintf(original, sizeof(original), "-");
     }
-    cell(failed, sizeof(failed), v->h[H_FAILED_AT].value, v->h[H_FAILED_AT].len, 30);
-    if (bytes_int64(v->h[H_RETRIES].value, v->h[H_RETRIES].len, &n))
+    dlq_cell(failed, sizeof(failed), v->h[H_FAILED_AT].value, v->h[H_FAILED_AT].len, 30);
+    if (dlq_bytes_int64(v->h[H_RETRIES].value, v->h[H_RETRIES].len, &n))
         snprintf(retries, sizeof(retries), "%lld", (long long)n);
     else
         snprintf(retries, sizeof(retries), "-");
-    cell(key, sizeof(key), m->key, m->key_len, 16);
-    cell(error, sizeof(error), v->h[H_ERROR].value, v->h[H_ERROR].len, 60);
+    dlq_cell(key, sizeof(key), m->key, m->key_len, 16);
+    dlq_cell(error, sizeof(error), v->h[H_ERROR].value, v->h[H_ERROR].len, 60);
     printf("%-9d  %8lld  ", (int)m->partition, (long long)m->offset);
     put_padded(original, 32);
     fputs("  ", stdout);
@@ -1122,10 +894,10 @@ static void print_table_row(const view_t *v)
 static int inspect_record(void *arg, const rd_kafka_message_t *m)
 {
     inspect_t *in = arg;
-    view_t v;
+    dlq_view_t v;
 
-    view_init(&v, m);
-    if (!matches(in->o, &v))
+    dlq_view_init(&v, m);
+    if (!dlq_matches(in->o, &v))
         return 0;
     in->shown++;
     err_table_add(&in->errors, v.h[H_ERROR].value, v.h[H_ERROR].len);
@@ -1149,7 +921,7 @@ static int inspect_record(void *arg, const rd_kafka_message_t *m)
 static void print_summary(inspect_t *in)
 {
     err_count_t *sorted = err_table_sorted(&in->errors);
-    size_t n = in->errors.n;
+    size_t n = err_table_size(&in->errors);
 
     if (in->o->json) {
         json_t *s = json_object(), *errs = json_array(), *wrap = json_object();
@@ -1157,8 +929,8 @@ static void print_summary(inspect_t *in)
         for (size_t i = 0; sorted && i < n; i++) {
             json_t *e = json_object();
             json_object_set_new(e, "error",
-                                sorted[i].none ? json_null()
-                                : is_text(sorted[i].text, strlen(sorted[i].text))
+                                !sorted[i].text ? json_null()
+                                : dlq_is_text(sorted[i].text, strlen(sorted[i].text))
                                     ? json_string(sorted[i].text)
                                     : json_string("<not UTF-8>"));
             json_object_set_new(e, "count", json_integer((json_int_t)sorted[i].count));
@@ -1186,10 +958,10 @@ static void print_summary(inspect_t *in)
                    in->o->limit && in->shown >= (uint64_t)in->o->limit ? " (--limit)" : "");
             for (size_t i = 0; sorted && i < n && i < 20; i++) {
                 char text[400];
-                if (sorted[i].none)
+                if (!sorted[i].text)
                     snprintf(text, sizeof(text), "(no x-error-message)");
                 else
-                    cell(text, sizeof(text), sorted[i].text, strlen(sorted[i].text), 120);
+                    dlq_cell(text, sizeof(text), sorted[i].text, strlen(sorted[i].text), 120);
                 printf("%8llu  %s\n", (unsigned long long)sorted[i].count, text);
             }
             if (n > 20 || in->errors.other) {
@@ -1207,454 +979,23 @@ static void print_summary(inspect_t *in)
 
 static int run_inspect(const dlq_opts_t *o)
 {
-    reader_t r;
+    dlq_reader_t r;
     inspect_t in;
     int rc;
 
     memset(&in, 0, sizeof(in));
     in.o = o;
-    if ((rc = reader_open(&r, o))) {
-        reader_close(&r);
+    if ((rc = dlq_reader_open(&r, o)) || (rc = dlq_reader_start(&r, o, NULL))) {
+        dlq_reader_close(&r);
         return rc;
     }
-    rc = reader_run(&r, o, inspect_record, NULL, &in);
-    reader_close(&r);
+    rc = dlq_reader_run(&r, o, inspect_record, NULL, &in);
+    dlq_reader_close(&r);
     if (!in.out_failed)
         print_summary(&in);
     if (cli_stop_requested)
         cli_error("interrupted: the summary covers the records listed");
     err_table_free(&in.errors);
-    return rc;
-}
-
-/* ---- replay ------------------------------------------------------------- */
-
-typedef struct topic_info {
-    char *name;
-    rd_kafka_topic_t *rkt; /* the producer's handle, kept for its metadata */
-    int partitions; /* 0: does not exist; -1: unknown (reason) */
-    char reason[300];
-} topic_info_t;
-
-#define MAX_NOTES 10
-
-struct replay {
-    const dlq_opts_t *o;
-    reader_t *r;
-    rd_kafka_t *prod; /* NULL in a dry run */
-    topic_info_t *topics;
-    size_t ntopics;
-    bool tty;
-    double started, last_progress, next_token_at;
-    int64_t started_wall;
-    uint64_t scanned, matched, sent, skipped, unroutable, not_sent;
-    /* Updated by delivery reports (on this thread, inside rd_kafka_poll). */
-    uint64_t delivered, failed;
-    char first_failure[400];
-    char fatal[512];
-    unsigned notes;
-    bool limit_reached;
-};
-
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
-{
-    replay_t *rp = opaque;
-
-    (void)rk;
-    if (!m->err) {
-        rp->delivered++;
-        return;
-    }
-    if (!rp->failed++)
-        snprintf(rp->first_failure, sizeof(rp->first_failure), "to %s: %s",
-                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-}
-
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    replay_t *rp = opaque;
-
-    if (err == RD_KAFKA_RESP_ERR__FATAL && !rp->fatal[0]) {
-        char why[400];
-        rd_kafka_fatal_error(rk, why, sizeof(why));
-        snprintf(rp->fatal, sizeof(rp->fatal), "the producer failed: %s", why);
-    }
-    (void)reason;
-}
-
-/* Clears the progress line (on a terminal) so that a note can be printed. */
-static void clear_progress(const replay_t *rp)
-{
-    if (rp->tty && rp->last_progress > 0)
-        fputs("\r\033[K", stderr);
-}
-
-static void progress(replay_t *rp, bool final)
-{
-    double now = cli_now_s(), elapsed = now - rp->started;
-
-    if (!rp->tty || (!final && now - rp->last_progress < 0.1))
-        return;
-    rp->last_progress = now;
-    fprintf(stderr,
-            "\r\033[Kreplay %s: scanned %llu/%llu  sent %llu  delivered %llu  "
-            "skipped %llu  %.1f/s",
-            rp->o->topic, (unsigned long long)rp->scanned, (unsigned long long)rp->r->total,
-            (unsigned long long)rp->sent, (unsigned long long)rp->delivered,
-            (unsigned long long)rp->skipped,
-            elapsed > 0 ? (double)rp->sent / elapsed : 0.0);
-    if (final)
-        fputc('\n', stderr);
-    fflush(stderr);
-}
-
-static void replay_tick(void *arg)
-{
-    replay_t *rp = arg;
-
-    if (rp->prod)
-        rd_kafka_poll(rp->prod, 0);
-    progress(rp, false);
-}
-
-/* A note on stderr about one record (at most MAX_NOTES of them). */
-static void note(replay_t *rp, const rd_kafka_message_t *m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void note(replay_t *rp, const rd_kafka_message_t *m, const char *fmt, ...)
-{
-    char text[600];
-    va_list ap;
-
-    if (rp->notes++ >= MAX_NOTES) {
-        if (rp->notes == MAX_NOTES + 1) {
-            clear_progress(rp);
-            fprintf(stderr, "ballast: (further notes left out; the summary counts them)\n");
-        }
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    clear_progress(rp);
-    fprintf(stderr, "ballast: %s [%d] offset %lld: %s\n", rp->o->topic, (int)m->partition,
-            (long long)m->offset, text);
-}
-
-/* The partition count of a target topic (cached). */
-static const topic_info_t *target_info(replay_t *rp, const char *topic)
-{
-    topic_info_t *grown, *t;
-
-    for (size_t i = 0; i < rp->ntopics; i++)
-        if (!strcmp(rp->topics[i].name, topic))
-            return &rp->topics[i];
-    if (!(grown = realloc(rp->topics, (rp->ntopics + 1) * sizeof(*grown))))
-        return NULL;
-    rp->topics = grown;
-    t = &rp->topics[rp->ntopics];
-    memset(t, 0, sizeof(*t));
-    if (!(t->name = strdup(topic)))
-        return NULL;
-    /* Asked through the producer when there is one: the answer also primes
-     * its metadata, so that the first record to a topic is sent at once
-     * rather than after librdkafka's next periodic topic scan (1 s). */
-    if (rp->prod)
-        t->rkt = rd_kafka_topic_new(rp->prod, topic, NULL);
-    t->partitions = cli_partition_count(rp->prod ? rp->prod : rp->r->rk, topic,
-                                    rp->o->timeout_ms, t->reason, sizeof(t->reason));
-    rp->ntopics++;
-    return t;
-}
-
-/* Headers that describe the failure being retried: dropped on replay (a new
- * failure writes new ones). x-replay-count and x-replayed-from are set anew. */
-static bool dropped_header(const char *name)
-{
-    static const char *const names[] = {
-        "x-error-message", "x-failed-at",  "x-retry-count",  "x-consumer-group",
-        "x-retry-due",     "x-retry-tier", "x-replay-count", "x-replayed-from"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (!strcmp(name, names[i]))
-            return true;
-    return false;
-}
-
-/* The headers of the replayed record. NULL when out of memory. */
-static rd_kafka_headers_t *replay_headers(const view_t *v, const char *dlq_topic)
-{
-    size_t count = v->hdrs ? rd_kafka_header_cnt(v->hdrs) : 0;
-    rd_kafka_headers_t *out = rd_kafka_headers_new(count + 2);
-    const char *name;
-    const void *val, *seen;
-    size_t size, seen_size;
-    char num[32], from[400];
-
-    if (!out)
-        return NULL;
-    for (size_t i = 0; v->hdrs && !rd_kafka_header_get_all(v->hdrs, i, &name, &val, &size);
-         i++) {
-        if (dropped_header(name))
-            continue;
-        /* The first of each x-original-* name: the first failure's. */
-        if (!strncmp(name, "x-original-", 11) &&
-            !rd_kafka_header_get_last(out, name, &seen, &seen_size))
-            continue;
-        rd_kafka_header_add(out, name, -1, val, val ? (ssize_t)size : 0);
-    }
-    snprintf(num, sizeof(num), "%lld", (long long)v->replays + 1);
-    rd_kafka_header_add(out, "x-replay-count", -1, num, -1);
-    snprintf(from, sizeof(from), "%s:%d:%lld", dlq_topic, (int)v->m->partition,
-             (long long)v->m->offset);
-    rd_kafka_header_add(out, "x-replayed-from", -1, from, -1);
-    return out;
-}
-
-/* Waits, serving delivery reports, until @p until (monotonic seconds). */
-static void wait_until(replay_t *rp, double until)
-{
-    for (;;) {
-        double left = until - cli_now_s();
-        if (left <= 0 || cli_stop_requested)
-            return;
-        if (left >= 0.002 && rp->prod) {
-            rd_kafka_poll(rp->prod, (int)(left * 1000));
-        } else {
-            struct timespec ts = {0, (long)(left * 1e9)};
-            nanosleep(&ts, NULL);
-        }
-        progress(rp, false);
-    }
-}
-
-/* Takes a token from the --rate bucket, waiting for one when it is empty.
- * The bucket holds up to 10 ms worth of tokens (at least one), so the
- * average rate is --rate and bursts stay small. */
-static void take_token(replay_t *rp)
-{
-    double now, interval, depth;
-
-    if (rp->o->rate <= 0)
-        return;
-    interval = 1.0 / rp->o->rate;
-    depth = rp->o->rate * 0.01 > 1 ? rp->o->rate * 0.01 : 1;
-    now = cli_now_s();
-    /* next_token_at is when the bucket would hold exactly one token; it
-     * may lie in the past by at most depth tokens' worth. */
-    if (rp->next_token_at < now - (depth - 1) * interval)
-        rp->next_token_at = now - (depth - 1) * interval;
-    if (rp->next_token_at > now)
-        wait_until(rp, rp->next_token_at);
-    rp->next_token_at += interval;
-}
-
-static int replay_record(void *arg, const rd_kafka_message_t *m)
-{
-    replay_t *rp = arg;
-    const dlq_opts_t *o = rp->o;
-    const topic_info_t *ti;
-    char target[300];
-    int32_t partition = RD_KAFKA_PARTITION_UA;
-    int64_t op;
-    view_t v;
-
-    rp->scanned++;
-    view_init(&v, m);
-    if (!matches(o, &v))
-        return 0;
-    rp->matched++;
-    if (v.replays >= o->max_replays) {
-        rp->skipped++;
-        if (o->dry_run)
-            printf("skip     %s[%d]@%lld: x-replay-count %lld reached --max-replays %lld\n",
-                   o->topic, (int)m->partition, (long long)m->offset,
-                   (long long)v.replays, (long long)o->max_replays);
-        else
-            note(rp, m, "skipped: x-replay-count %lld reached --max-replays %lld",
-                 (long long)v.replays, (long long)o->max_replays);
-        return 0;
-    }
-    /* Where it goes. */
-    if (o->to) {
-        snprintf(target, sizeof(target), "%s", o->to);
-    } else if (v.h[H_TOPIC].value && v.h[H_TOPIC].len && v.h[H_TOPIC].len < 250 &&
-               is_text(v.h[H_TOPIC].value, v.h[H_TOPIC].len)) {
-        snprintf(target, sizeof(target), "%.*s", (int)v.h[H_TOPIC].len,
-                 (const char *)v.h[H_TOPIC].value);
-    } else {
-        rp->unroutable++;
-        if (o->dry_run)
-            printf("cannot   %s[%d]@%lld: no usable x-original-topic header (give --to)\n",
-                   o->topic, (int)m->partition, (long long)m->offset);
-        else
-            note(rp, m, "not replayed: no usable x-original-topic header (give --to)");
-        return 0;
-    }
-    ti = target_info(rp, target);
-    if (!ti || ti->partitions <= 0 || !strcmp(target, o->topic)) {
-        const char *why = !ti                          ? "out of memory"
-                          : !strcmp(target, o->topic) ? "it names the DLQ itself"
-                          : ti->partitions == 0        ? "the topic does not exist"
-                                                       : ti->reason;
-        rp->unroutable++;
-        if (o->dry_run)
-            printf("cannot   %s[%d]@%lld -> %s: %s\n", o->topic, (int)m->partition,
-                   (long long)m->offset, target, why);
-        else
-            note(rp, m, "not replayed to %s: %s", target, why);
-        return 0;
-    }
-    /* Back to the partition it came from, so that its key stays with the
-     * key's other records; with --to, the partitioner decides by key. */
-    if (!o->to && bytes_int64(v.h[H_PARTITION].value, v.h[H_PARTITION].len, &op) &&
-        op >= 0 && op < ti->partitions)
-        partition = (int32_t)op;
-    if (o->dry_run) {
-        char key[128], ps[32] = "by key";
-        cell(key, sizeof(key), m->key, m->key_len, 32);
-        if (partition != RD_KAFKA_PARTITION_UA)
-            snprintf(ps, sizeof(ps), "%d", (int)partition);
-        printf("replay   %s[%d]@%lld -> %s [%s]  key %s  x-replay-count %lld\n", o->topic,
-               (int)m->partition, (long long)m->offset, target, ps, key,
-               (long long)v.replays + 1);
-        rp->sent++;
-    } else {
-        rd_kafka_headers_t *hdrs;
-        rd_kafka_resp_err_t err;
-
-        take_token(rp);
-        if (cli_stop_requested)
-            return 1;
-        if (!(hdrs = replay_headers(&v, o->topic))) {
-            rp->not_sent++;
-            note(rp, m, "not replayed: out of memory");
-            return 1;
-        }
-        for (;;) {
-            err = rd_kafka_producev(
-                rp->prod, RD_KAFKA_V_TOPIC(target), RD_KAFKA_V_PARTITION(partition),
-                RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
-            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || cli_stop_requested)
-                break;
-            rd_kafka_poll(rp->prod, 50);
-            progress(rp, false);
-        }
-        if (err) {
-            /* The producer took the headers only on success. */
-            rd_kafka_headers_destroy(hdrs);
-            rp->not_sent++;
-            if (!rp->failed && !rp->first_failure[0])
-                snprintf(rp->first_failure, sizeof(rp->first_failure), "to %s: %s", target,
-                         rd_kafka_err2str(err));
-            note(rp, m, "not replayed to %s: %s", target, rd_kafka_err2str(err));
-            if (err == RD_KAFKA_RESP_ERR__FATAL)
-                return 1;
-        } else {
-            rp->sent++;
-        }
-        rd_kafka_poll(rp->prod, 0);
-        if (rp->fatal[0])
-            return 1;
-    }
-    progress(rp, false);
-    if (o->limit && rp->sent >= (uint64_t)o->limit) {
-        rp->limit_reached = true;
-        return 1;
-    }
-    return 0;
-}
-
-static int run_replay(const dlq_opts_t *o)
-{
-    reader_t r;
-    replay_t rp;
-    char errbuf[512], started[40];
-    int rc, read_rc;
-    bool incomplete;
-
-    memset(&rp, 0, sizeof(rp));
-    rp.o = o;
-    rp.r = &r;
-    rp.tty = isatty(STDERR_FILENO);
-    rp.started = cli_now_s();
-    rp.started_wall = bl_wall_ms();
-    memset(&r, 0, sizeof(r));
-    /* The producer first: its producer id is then fetched while the DLQ's
-     * partitions and end offsets are looked up. */
-    if (!o->dry_run && !(rp.prod = new_client(o, &rp, errbuf, sizeof(errbuf)))) {
-        cli_error("%s", errbuf);
-        return EX_CONFIG;
-    }
-    if ((rc = reader_open(&r, o)))
-        goto out;
-    if (o->to) {
-        const topic_info_t *ti = target_info(&rp, o->to);
-        if (!ti || ti->partitions <= 0) {
-            cli_error("--to %s: %s", o->to,
-                      !ti ? "out of memory"
-                      : ti->partitions == 0 ? "the topic does not exist"
-                                            : ti->reason);
-            rc = 1;
-            goto out;
-        }
-    }
-    read_rc = reader_run(&r, o, replay_record, replay_tick, &rp);
-    /* Every delivery report, however long the producer's own timeouts
-     * (message.timeout.ms) make it take. */
-    while (rp.prod && rd_kafka_flush(rp.prod, 100) == RD_KAFKA_RESP_ERR__TIMED_OUT)
-        progress(&rp, false);
-    if (rp.tty && rp.last_progress > 0)
-        progress(&rp, true);
-    bl_iso8601(rp.started_wall, started, sizeof(started));
-    incomplete = read_rc || cli_stop_requested || rp.fatal[0];
-    printf("replay from %s%s: scanned %llu, matched %llu, %s %llu, skipped %llu "
-           "(x-replay-count >= %lld), unroutable %llu",
-           o->topic, o->dry_run ? " (dry run: nothing was written)" : "",
-           (unsigned long long)rp.scanned, (unsigned long long)rp.matched,
-           o->dry_run ? "would send" : "sent", (unsigned long long)rp.sent,
-           (unsigned long long)rp.skipped, (long long)o->max_replays,
-           (unsigned long long)rp.unroutable);
-    if (!o->dry_run)
-        printf(", delivered %llu, failed %llu", (unsigned long long)rp.delivered,
-               (unsigned long long)(rp.failed + rp.not_sent));
-    printf("%s; started %s, took %.2f s\n",
-           rp.limit_reached ? " (--limit reached)" : incomplete ? " (incomplete)" : "",
-           started, cli_now_s() - rp.started);
-    fflush(stdout);
-    rc = 0;
-    if (rp.fatal[0]) {
-        cli_error("%s", rp.fatal);
-        rc = 1;
-    }
-    if (rp.failed + rp.not_sent) {
-        cli_error("%llu of %llu record(s) were not delivered; the first failure: %s",
-                  (unsigned long long)(rp.failed + rp.not_sent),
-                  (unsigned long long)(rp.sent + rp.not_sent), rp.first_failure);
-        rc = 1;
-    }
-    if (rp.unroutable) {
-        cli_error("%llu record(s) could not be routed (see the notes above)",
-                  (unsigned long long)rp.unroutable);
-        rc = 1;
-    }
-    if (cli_stop_requested) {
-        cli_error("interrupted: the records sent before the signal were delivered or "
-                  "counted as failed");
-        rc = 1;
-    } else if (read_rc) {
-        rc = 1;
-    }
-out:
-    for (size_t i = 0; i < rp.ntopics; i++) {
-        if (rp.topics[i].rkt)
-            rd_kafka_topic_destroy(rp.topics[i].rkt);
-        free(rp.topics[i].name);
-    }
-    if (rp.prod)
-        rd_kafka_destroy(rp.prod);
-    free(rp.topics);
-    reader_close(&r);
     return rc;
 }
 
@@ -1692,7 +1033,7 @@ int cmd_dlq(int argc, char **argv)
         return rc;
     }
     cli_catch_stop_signals();
-    rc = replay ? run_replay(&o) : run_inspect(&o);
+    rc = replay ? dlq_replay_run(&o) : run_inspect(&o);
     opts_free(&o);
     return rc;
 }

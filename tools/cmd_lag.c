@@ -8,15 +8,19 @@
  *   - an admin client: ListConsumerGroupOffsets for the committed offsets,
  *     metadata for the partitions, query_watermark_offsets for the
  *     watermarks;
+ *   - another one for DescribeConsumerGroups: the group's state, its
+ *     members and who holds which partition. It also says whether the
+ *     group exists: described as Dead (or not found) with no committed
+ *     offsets, it does not, and the first evaluation fails with exit 78;
  *   - for the time lag, a group-less consumer (the legacy per-partition
  *     API, which needs no group.id at all) that fetches the one message at
  *     each lagging partition's committed offset and reads its timestamp.
  * Short-lived handles also keep one wedged admin call from poisoning later
  * evaluations (FIELD-NOTES: admin calls against the mock cluster).
  *
- * Each evaluation adds a sample per partition to a sliding window and
- * judges it with the pure rules of lag_rules.c; the group's status is the
- * worst partition's. Output is a table (coloured on a terminal), JSON lines,
+ * Each evaluation adds a sample per partition (with whether a member holds
+ * it) to a sliding window and judges it with the pure rules of
+ * lag_rules.c; the group's status is the worst partition's. Output is a table (coloured on a terminal), JSON lines,
  * or Prometheus text (printed, or served with --listen). --on-change runs a
  * command, without a shell, whenever the group's status changes.
  */
@@ -45,7 +49,8 @@ static const char lag_usage[] =
     "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "\n"
     "Reports a consumer group's lag per partition without joining the group\n"
-    "(admin API and watermarks only):\n"
+    "(admin API and watermarks only), with the group's state and members, as\n"
+    "the broker describes them:\n"
     "  committed       the group's committed offset (null: nothing committed)\n"
     "  high_watermark  the partition's end offset\n"
     "  lag             high_watermark - committed; with nothing committed,\n"
@@ -53,27 +58,41 @@ static const char lag_usage[] =
     "  lag_seconds     age of the oldest unconsumed message (the one at the\n"
     "                  committed offset); 0 when caught up; null when nothing\n"
     "                  is committed or its timestamp cannot be read\n"
+    "  consumer_id, host, client_id\n"
+    "                  the member that holds the partition (null: none)\n"
+    "  group_state, group_members\n"
+    "                  Stable, Empty, PreparingRebalance, ...; how many members\n"
     "  status          over a window of the last N evaluations (Burrow's rules\n"
     "                  without its false alarms):\n"
     "    OK      some evaluation in the window saw zero lag (an idle partition\n"
-    "            stays OK), or the consumer keeps up or catches up\n"
-    "    WARN    offsets advance but lag grew across the whole window; or a\n"
-    "            threshold is exceeded\n"
-    "    STALL   committed offset unchanged with lag > 0 (window not yet full)\n"
+    "            stays OK), or the consumer keeps up or catches up; and, until\n"
+    "            the window is full, any partition a member holds (a trend\n"
+    "            needs a full window: lag in flight on a busy group is no\n"
+    "            warning)\n"
+    "    WARN    offsets advance but lag grew across the whole window; or, at\n"
+    "            the first evaluation, lag that no member is consuming; or a\n"
+    "            threshold is exceeded (--warn-lag, --warn-lag-seconds)\n"
+    "    STALL   committed offset unchanged with lag > 0 and no member holding\n"
+    "            the partition (window not yet full)\n"
     "    STOP    committed offset unchanged with lag > 0 across the full window:\n"
     "            no progress for longer than the window spans (this is where a\n"
     "            dead consumer's frozen lag ends up)\n"
     "    REWIND  the committed offset went backwards\n"
     "    ERR     the offsets could not be read\n"
     "  Without --watch there is one evaluation and no trend: OK when lag is 0\n"
-    "  (or within --warn-lag / --warn-lag-seconds when given), else WARN.\n"
+    "  or a member holds the partition, else WARN (lag within --warn-lag /\n"
+    "  --warn-lag-seconds, when given, is OK).\n"
     "  The group's status is its worst partition's.\n"
+    "\n"
+    "A group the broker does not know (no members, no committed offsets) is an\n"
+    "error, exit 78: a typo in -g must not look like a healthy, idle group.\n"
     "\n"
     "options:\n"
     "  -b, --bootstrap BOOTSTRAP  brokers (host:port,...)\n"
     "  -g, --group GROUP          the consumer group to watch\n"
     "  -t, --topic TOPIC          only this topic, all of its partitions (default:\n"
-    "                             every topic the group has committed offsets for)\n"
+    "                             every topic the group has committed offsets for\n"
+    "                             or its members hold)\n"
     "  --json                     one JSON object per partition per evaluation\n"
     "  --prometheus               Prometheus text (kafka_exporter's metric names)\n"
     "  --watch SECONDS            evaluate every SECONDS until SIGINT/SIGTERM\n"
@@ -101,7 +120,8 @@ static const char lag_usage[] =
     "  -h, --help\n"
     "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
-    "at start-up, 78 bad -X property or --listen address, 1 other failure.\n";
+    "at start-up, 78 the group or the -t topic does not exist, or a bad -X\n"
+    "property or --listen address, 1 other failure.\n";
 
 typedef enum out_format { OUT_TABLE, OUT_JSON, OUT_PROMETHEUS } out_format_t;
 
@@ -128,7 +148,33 @@ typedef struct part_state {
     char error[200];
     int64_t committed, low, high, lag;
     double lag_seconds; /* < 0: unknown */
+    long member;        /* index into the group's members; -1: none holds it */
 } part_state_t;
+
+/* A member of the group, as DescribeConsumerGroups reports it. */
+typedef struct member {
+    char *consumer_id, *client_id, *host;
+    int partitions; /* assigned, of every topic */
+} member_t;
+
+/* A partition a member holds. */
+typedef struct assigned {
+    char *topic;
+    int32_t partition;
+    size_t member;
+} assigned_t;
+
+/* The group as the broker describes it, at the latest evaluation. */
+typedef struct group_view {
+    bool described;  /* the members are known */
+    bool unsupported; /* the broker cannot describe groups: not asked again */
+    bool not_found;  /* described as Dead, or unknown to the broker */
+    char state[40];  /* "Stable", "Empty", ...; "" when not described */
+    member_t *members;
+    size_t nmembers;
+    assigned_t *assigned;
+    size_t nassigned;
+} group_view_t;
 
 typedef struct monitor {
     const lag_opts_t *o;
@@ -136,6 +182,7 @@ typedef struct monitor {
     size_t nparts, cap;
     char **topics; /* every topic seen so far */
     size_t ntopics;
+    group_view_t group;
     lag_status_t status, previous; /* the group's, now and at the last evaluation */
     bool have_status;
     unsigned long evaluations;
@@ -451,7 +498,11 @@ static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
         const rd_kafka_topic_partition_list_t *parts =
             ngroups ? rd_kafka_group_result_partitions(groups[0]) : NULL;
 
-        if (gerr) {
+        /* A broker may answer "no such group" here rather than with no
+         * offsets: the description decides whether the group exists. */
+        if (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+            parts = NULL;
+        } else if (gerr) {
             err = rd_kafka_error_code(gerr);
             snprintf(errbuf, errsize, "group %s: %s", o->group,
                      rd_kafka_error_string(gerr));
@@ -478,6 +529,175 @@ static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
     return err;
+}
+
+/* ---- the group's members ------------------------------------------------- */
+
+static void group_view_clear(group_view_t *g)
+{
+    for (size_t i = 0; i < g->nmembers; i++) {
+        free(g->members[i].consumer_id);
+        free(g->members[i].client_id);
+        free(g->members[i].host);
+    }
+    for (size_t i = 0; i < g->nassigned; i++)
+        free(g->assigned[i].topic);
+    free(g->members);
+    free(g->assigned);
+    g->members = NULL;
+    g->assigned = NULL;
+    g->nmembers = g->nassigned = 0;
+    g->described = g->not_found = false;
+    g->state[0] = '\0';
+}
+
+static char *copy_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+/* Copies the members of @p d and the partitions each holds.
+ * @returns false when out of memory. */
+static bool copy_members(group_view_t *g, const rd_kafka_ConsumerGroupDescription_t *d)
+{
+    size_t n = rd_kafka_ConsumerGroupDescription_member_count(d);
+
+    if (n && !(g->members = calloc(n, sizeof(*g->members))))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_MemberDescription_t *md = rd_kafka_ConsumerGroupDescription_member(d, i);
+        const rd_kafka_MemberAssignment_t *ma = rd_kafka_MemberDescription_assignment(md);
+        const rd_kafka_topic_partition_list_t *parts =
+            ma ? rd_kafka_MemberAssignment_partitions(ma) : NULL;
+        member_t *mb = &g->members[g->nmembers++];
+        assigned_t *grown;
+
+        if (!(mb->consumer_id = copy_or_empty(rd_kafka_MemberDescription_consumer_id(md))) ||
+            !(mb->client_id = copy_or_empty(rd_kafka_MemberDescription_client_id(md))) ||
+            !(mb->host = copy_or_empty(rd_kafka_MemberDescription_host(md))))
+            return false;
+        if (!parts || parts->cnt <= 0)
+            continue;
+        mb->partitions = parts->cnt;
+        grown = realloc(g->assigned, (g->nassigned + (size_t)parts->cnt) * sizeof(*grown));
+        if (!grown)
+            return false;
+        g->assigned = grown;
+        for (int k = 0; k < parts->cnt; k++) {
+            assigned_t *a = &g->assigned[g->nassigned];
+            if (!(a->topic = strdup(parts->elems[k].topic)))
+                return false;
+            a->partition = parts->elems[k].partition;
+            a->member = i;
+            g->nassigned++;
+        }
+    }
+    return true;
+}
+
+/* Reads DescribeConsumerGroups' answer for the group into @p g. */
+static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o,
+                                            rd_kafka_event_t *ev, char *errbuf,
+                                            size_t errsize)
+{
+    const rd_kafka_DescribeConsumerGroups_result_t *res =
+        rd_kafka_event_DescribeConsumerGroups_result(ev);
+    size_t n = 0;
+    const rd_kafka_ConsumerGroupDescription_t **d =
+        res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n) : NULL;
+    const rd_kafka_error_t *gerr = n ? rd_kafka_ConsumerGroupDescription_error(d[0]) : NULL;
+    rd_kafka_consumer_group_state_t state;
+    const char *name;
+
+    if (!n) {
+        snprintf(errbuf, errsize, "DescribeConsumerGroups: no answer for group %s",
+                 o->group);
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    if (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
+        g->unsupported = true;
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    /* A group the broker does not know: DescribeGroups answers "Dead" (up
+     * to Kafka 3.9), or GROUP_ID_NOT_FOUND (DescribeGroups v6 and the
+     * consumer-protocol describe of 4.x). */
+    if (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+        g->not_found = true;
+        snprintf(g->state, sizeof(g->state), "Dead");
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    if (gerr) {
+        snprintf(errbuf, errsize, "group %s: %s", o->group, rd_kafka_error_string(gerr));
+        return rd_kafka_error_code(gerr);
+    }
+    state = rd_kafka_ConsumerGroupDescription_state(d[0]);
+    name = rd_kafka_consumer_group_state_name(state);
+    /* Newer states (a consumer-protocol group's Assigning, Reconciling)
+     * have no code of their own in librdkafka: Unknown. */
+    snprintf(g->state, sizeof(g->state), "%s", name ? name : "Unknown");
+    g->not_found = state == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD;
+    g->described = !g->not_found;
+    if (!copy_members(g, d[0])) {
+        snprintf(errbuf, errsize, "out of memory");
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Describes the group (state, members, who holds which partition) on a
+ * client of its own (FIELD-NOTES: an admin call a broker cannot serve can
+ * wedge its client). A broker that cannot describe groups is not asked
+ * again: the members are then unknown. Newer librdkafka describes a
+ * consumer-protocol (KIP-848) group with ConsumerGroupDescribe and falls
+ * back to DescribeGroups for a classic one, behind the same call.
+ * @p reached is the evaluation's client, which has reached the cluster.
+ * @returns 0, or the error with a reason. */
+static rd_kafka_resp_err_t describe_group(monitor_t *m, rd_kafka_t *reached, char *errbuf,
+                                          size_t errsize)
+{
+    const lag_opts_t *o = m->o;
+    group_view_t *g = &m->group;
+    const char *groups[1] = {o->group};
+    rd_kafka_AdminOptions_t *opts;
+    rd_kafka_resp_err_t err;
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev;
+    rd_kafka_t *rk;
+
+    if (g->unsupported || (g->unsupported = cli_cannot_describe_groups(reached, o->timeout_ms)))
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!(rk = new_client(o, false, errbuf, errsize)))
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_set_request_timeout(opts, o->timeout_ms, NULL, 0);
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
+    ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
+    if (!ev) {
+        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(errbuf, errsize, "no answer to DescribeConsumerGroups within %d ms",
+                 o->timeout_ms);
+    } else if ((err = rd_kafka_event_error(ev))) {
+        snprintf(errbuf, errsize, "DescribeConsumerGroups: %s",
+                 rd_kafka_event_error_string(ev));
+    } else {
+        err = read_description(g, o, ev, errbuf, errsize);
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_destroy(rk);
+    return err;
+}
+
+/* The member that holds @p topic [@p partition]; -1: none. */
+static long holder(const group_view_t *g, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < g->nassigned; i++)
+        if (g->assigned[i].partition == partition && !strcmp(g->assigned[i].topic, topic))
+            return (long)g->assigned[i].member;
+    return -1;
 }
 
 /* ---- partitions and their state ---------------------------------------- */
@@ -519,6 +739,7 @@ static part_state_t *get_part(monitor_t *m, const char *topic, int32_t partition
     fresh.ok = true;
     fresh.committed = -1;
     fresh.lag_seconds = -1;
+    fresh.member = -1;
     if (!(fresh.topic = strdup(topic)) ||
         lag_window_init(&fresh.window, m->o->window)) {
         free(fresh.topic);
@@ -656,7 +877,9 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
         m->parts[i].error[0] = '\0';
         m->parts[i].committed = -1;
         m->parts[i].lag_seconds = -1;
+        m->parts[i].member = -1;
     }
+    group_view_clear(&m->group);
     if (!(rk = new_client(o, false, errbuf, errsize)))
         return EX_CONFIG;
     /* A broker-only metadata request first: the clearest unreachability test. */
@@ -679,8 +902,22 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
         goto out;
     }
     rd_kafka_metadata_destroy(md);
-    if ((err = list_committed(rk, o, &committed, errbuf, errsize))) {
+    if ((err = list_committed(rk, o, &committed, errbuf, errsize)) ||
+        (err = describe_group(m, rk, errbuf, errsize))) {
         rc = unreachable_error(err) ? EX_UNAVAILABLE : 1;
+        goto out;
+    }
+    /* Committed offsets alone make a group as far as lag goes (a group
+     * whose consumers commit without joining it, or a consumer-protocol
+     * group that an older librdkafka describes as Dead). Neither offsets
+     * nor a description: a typo, which must not look like a healthy,
+     * empty group. */
+    if (m->group.not_found && !committed.n) {
+        snprintf(errbuf, errsize,
+                 "group %s not found: the broker at %s has no consumer group of that "
+                 "name (no members, no committed offsets)",
+                 o->group, o->bootstrap);
+        rc = m->evaluations ? 1 : EX_CONFIG;
         goto out;
     }
     if (o->topic && !add_topic(m, o->topic))
@@ -689,12 +926,17 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
         if (!o->topic || !strcmp(committed.c[i].topic, o->topic))
             if (!add_topic(m, committed.c[i].topic))
                 goto oom;
+    /* The topics the members hold, committed or not yet. */
+    for (size_t i = 0; i < m->group.nassigned; i++)
+        if (!o->topic || !strcmp(m->group.assigned[i].topic, o->topic))
+            if (!add_topic(m, m->group.assigned[i].topic))
+                goto oom;
     for (size_t t = 0; t < m->ntopics; t++) {
         char why[300];
         int n = cli_partition_count(rk, m->topics[t], o->timeout_ms, why, sizeof(why));
         if (n == 0 && o->topic && !m->evaluations) {
             snprintf(errbuf, errsize, "topic %s does not exist", m->topics[t]);
-            rc = 1;
+            rc = EX_CONFIG;
             goto out;
         }
         for (int32_t p = 0; p < n; p++)
@@ -710,6 +952,8 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
         if (p)
             p->committed = committed.c[i].offset;
     }
+    for (size_t i = 0; i < m->nparts; i++)
+        m->parts[i].member = holder(&m->group, m->parts[i].topic, m->parts[i].partition);
     for (size_t i = 0; i < m->nparts; i++) {
         part_state_t *p = &m->parts[i];
         if (!p->ok)
@@ -753,7 +997,10 @@ static void judge(monitor_t *m)
     m->status = LAG_OK;
     for (size_t i = 0; i < m->nparts; i++) {
         part_state_t *p = &m->parts[i];
-        lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds};
+        lag_owner_t owner = !m->group.described ? LAG_OWNER_UNKNOWN
+                            : p->member >= 0    ? LAG_OWNER_MEMBER
+                                                : LAG_OWNER_NONE;
+        lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, owner};
         lag_window_push(&p->window, &s);
         p->status = lag_evaluate(&p->window, &m->o->th);
         m->status = lag_status_worst(m->status, p->status);
@@ -803,62 +1050,156 @@ static int64_t total_lag(const monitor_t *m)
     return total;
 }
 
+/* Prints one table row: each cell padded to its column's width (numbers to
+ * the right), the last one unpadded; @p colour, when set, around column
+ * @p coloured, or around the whole row when @p coloured >= @p ncols. */
+static void print_row(const char *const *cells, const size_t *width, const bool *right,
+                      size_t ncols, size_t coloured, const char *colour)
+{
+    bool whole = colour && coloured >= ncols;
+
+    if (whole)
+        fputs(colour, stdout);
+    for (size_t c = 0; c < ncols; c++) {
+        int w = c + 1 == ncols ? 0 : (int)width[c];
+        if (c)
+            fputs("  ", stdout);
+        if (colour && c == coloured)
+            fputs(colour, stdout);
+        printf(right[c] ? "%*s" : "%-*s", w, cells[c]);
+        if (colour && (c == coloured || (whole && c + 1 == ncols)))
+            fputs("\033[0m", stdout);
+    }
+    putchar('\n');
+}
+
+static void widen(size_t *width, const char *const *cells, size_t ncols)
+{
+    for (size_t c = 0; c < ncols; c++)
+        if (strlen(cells[c]) > width[c])
+            width[c] = strlen(cells[c]);
+}
+
+enum { C_TOPIC, C_PARTITION, C_COMMITTED, C_HIGH, C_LAG, C_SECONDS, C_STATUS, C_CONSUMER,
+       C_HOST, C_CLIENT, C_COUNT };
+
+/* The cells of @p p's row; numbers go to @p buf. */
+static void part_cells(const monitor_t *m, const part_state_t *p, const char **cells,
+                       char buf[][64])
+{
+    const member_t *mb = p->member >= 0 ? &m->group.members[p->member] : NULL;
+
+    cells[C_TOPIC] = p->topic;
+    snprintf(buf[C_PARTITION], sizeof(buf[0]), "%d", (int)p->partition);
+    fmt_offset(p->committed, p->ok, buf[C_COMMITTED], sizeof(buf[0]));
+    fmt_offset(p->high, p->ok, buf[C_HIGH], sizeof(buf[0]));
+    fmt_offset(p->lag, p->ok, buf[C_LAG], sizeof(buf[0]));
+    fmt_seconds(p->lag_seconds, p->ok, buf[C_SECONDS], sizeof(buf[0]));
+    for (int c = C_PARTITION; c <= C_SECONDS; c++)
+        cells[c] = buf[c];
+    cells[C_STATUS] = lag_status_name(p->status);
+    cells[C_CONSUMER] = mb && *mb->consumer_id ? mb->consumer_id : "-";
+    cells[C_HOST] = mb && *mb->host ? mb->host : "-";
+    cells[C_CLIENT] = mb && *mb->client_id ? mb->client_id : "-";
+}
+
+/* The members, as `kafka-consumer-groups --describe --members` lists them. */
+static void print_members(const group_view_t *g, bool colour)
+{
+    static const char *const heads[] = {"CONSUMER-ID", "HOST", "CLIENT-ID", "PARTITIONS"};
+    static const bool right[] = {false, false, false, true};
+    size_t width[4];
+    char count[32];
+
+    for (int c = 0; c < 4; c++)
+        width[c] = strlen(heads[c]);
+    for (size_t i = 0; i < g->nmembers; i++)
+        widen(width, (const char *[]){g->members[i].consumer_id, g->members[i].host,
+                                      g->members[i].client_id, ""},
+              3);
+    putchar('\n');
+    print_row(heads, width, right, 4, 4, colour ? "\033[1m" : NULL);
+    for (size_t i = 0; i < g->nmembers; i++) {
+        const member_t *mb = &g->members[i];
+        snprintf(count, sizeof(count), "%d", mb->partitions);
+        print_row((const char *[]){mb->consumer_id, mb->host, mb->client_id, count}, width,
+                  right, 4, 4, NULL);
+    }
+}
+
 static void print_table(const monitor_t *m, bool colour, bool redraw)
 {
-    static const char *heads[] = {"TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK",
-                                  "LAG", "LAG-SECONDS", "STATUS"};
-    size_t width[7];
-    char when[40], cell[7][64];
+    static const char *const heads[C_COUNT] = {
+        "TOPIC", "PARTITION",   "COMMITTED", "HIGH-WATERMARK", "LAG",
+        "LAG-SECONDS", "STATUS", "CONSUMER-ID", "HOST",        "CLIENT-ID"};
+    static const bool right[C_COUNT] = {false, true, true, true, true,
+                                        true,  false, false, false, false};
+    const group_view_t *g = &m->group;
+    /* The member columns only when the members are known. */
+    size_t ncols = g->described ? C_COUNT : C_STATUS + 1, width[C_COUNT];
+    const char *cells[C_COUNT];
+    char when[40], buf[C_COUNT][64], last[400];
 
-    for (int c = 0; c < 7; c++)
+    for (int c = 0; c < C_COUNT; c++)
         width[c] = strlen(heads[c]);
     for (size_t i = 0; i < m->nparts; i++) {
-        size_t tl = strlen(m->parts[i].topic);
-        if (tl > width[0])
-            width[0] = tl;
+        part_cells(m, &m->parts[i], cells, buf);
+        widen(width, cells, ncols);
     }
     if (redraw)
         fputs("\033[H\033[2J", stdout);
     bl_iso8601(m->eval_ms, when, sizeof(when));
-    printf("group %s  status %s%s%s  total lag %lld  partitions %zu  %s\n", m->o->group,
+    printf("group %s", m->o->group);
+    if (g->state[0])
+        printf("  state %s", g->state);
+    if (g->described)
+        printf("  members %zu", g->nmembers);
+    printf("  status %s%s%s  total lag %lld  partitions %zu  %s\n",
            colour ? status_colour(m->status) : "", lag_status_name(m->status),
            colour ? "\033[0m" : "", (long long)total_lag(m), m->nparts, when);
+    if (m->nparts)
+        print_row(heads, width, right, ncols, ncols, colour ? "\033[1m" : NULL);
     for (size_t i = 0; i < m->nparts; i++) {
         const part_state_t *p = &m->parts[i];
-        snprintf(cell[1], sizeof(cell[1]), "%d", (int)p->partition);
-        fmt_offset(p->committed, p->ok, cell[2], sizeof(cell[2]));
-        fmt_offset(p->high, p->ok, cell[3], sizeof(cell[3]));
-        fmt_offset(p->lag, p->ok, cell[4], sizeof(cell[4]));
-        fmt_seconds(p->lag_seconds, p->ok, cell[5], sizeof(cell[5]));
-        for (int c = 1; c < 6; c++)
-            if (strlen(cell[c]) > width[c])
-                width[c] = strlen(cell[c]);
-    }
-    printf("%s%-*s  %*s  %*s  %*s  %*s  %*s  %s%s\n", colour ? "\033[1m" : "",
-           (int)width[0], heads[0], (int)width[1], heads[1], (int)width[2], heads[2],
-           (int)width[3], heads[3], (int)width[4], heads[4], (int)width[5], heads[5],
-           heads[6], colour ? "\033[0m" : "");
-    for (size_t i = 0; i < m->nparts; i++) {
-        const part_state_t *p = &m->parts[i];
-        snprintf(cell[1], sizeof(cell[1]), "%d", (int)p->partition);
-        fmt_offset(p->committed, p->ok, cell[2], sizeof(cell[2]));
-        fmt_offset(p->high, p->ok, cell[3], sizeof(cell[3]));
-        fmt_offset(p->lag, p->ok, cell[4], sizeof(cell[4]));
-        fmt_seconds(p->lag_seconds, p->ok, cell[5], sizeof(cell[5]));
-        printf("%-*s  %*s  %*s  %*s  %*s  %*s  %s%s%s%s%s\n", (int)width[0], p->topic,
-               (int)width[1], cell[1], (int)width[2], cell[2], (int)width[3], cell[3],
-               (int)width[4], cell[4], (int)width[5], cell[5],
-               colour ? status_colour(p->status) : "", lag_status_name(p->status),
-               colour ? "\033[0m" : "", p->ok ? "" : "  ", p->ok ? "" : p->error);
+        part_cells(m, p, cells, buf);
+        /* An error goes after the row's last cell. */
+        if (!p->ok) {
+            snprintf(last, sizeof(last), "%s  %s", cells[ncols - 1], p->error);
+            cells[ncols - 1] = last;
+        }
+        print_row(cells, width, right, ncols, C_STATUS,
+                  colour ? status_colour(p->status) : NULL);
     }
     if (!m->nparts)
-        printf("(no partitions: the group has no committed offsets%s)\n",
+        printf("(no partitions: the group has no committed offsets and its members hold "
+               "none%s)\n",
                m->o->topic ? "" : "; -t TOPIC shows a topic's lag anyway");
+    if (g->nmembers)
+        print_members(g, colour);
 }
 
 static json_t *opt_int(int64_t v, bool known)
 {
     return known && v >= 0 ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+/* The group's state and member count, and who holds the partition: null
+ * where the broker could not say (or nobody holds it). */
+static void put_membership(json_t *o, const group_view_t *g, const part_state_t *p)
+{
+    const member_t *mb = p->member >= 0 ? &g->members[p->member] : NULL;
+
+    json_object_set_new(o, "group_state", string_or_null(g->state));
+    json_object_set_new(o, "group_members",
+                        g->described ? json_integer((json_int_t)g->nmembers) : json_null());
+    json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));
+    json_object_set_new(o, "client_id", string_or_null(mb ? mb->client_id : NULL));
+    json_object_set_new(o, "host", string_or_null(mb ? mb->host : NULL));
 }
 
 static void print_json(const monitor_t *m)
@@ -885,6 +1226,7 @@ static void print_json(const monitor_t *m)
         json_object_set_new(o, "status", json_string(lag_status_name(p->status)));
         json_object_set_new(o, "group_status", json_string(lag_status_name(m->status)));
         json_object_set_new(o, "evaluation", json_integer((json_int_t)m->evaluations));
+        put_membership(o, &m->group, p);
         if (!p->ok)
             json_object_set_new(o, "error", json_string(p->error));
         line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
@@ -975,6 +1317,14 @@ static char *render_prometheus(const monitor_t *m)
           fp);
     bl_prom_label(fp, m->o->group);
     fprintf(fp, "\"} %d\n", (int)m->status);
+    if (m->group.described) {
+        fputs("# HELP ballast_lag_group_members Members of the group.\n"
+              "# TYPE ballast_lag_group_members gauge\n"
+              "ballast_lag_group_members{consumergroup=\"",
+              fp);
+        bl_prom_label(fp, m->o->group);
+        fprintf(fp, "\"} %zu\n", m->group.nmembers);
+    }
     fputs("# HELP ballast_lag_evaluations_total Evaluations made.\n"
           "# TYPE ballast_lag_evaluations_total counter\n"
           "ballast_lag_evaluations_total{consumergroup=\"",
@@ -1155,6 +1505,7 @@ static void monitor_free(monitor_t *m)
     free(m->topics);
     free(m->prom);
     free(m->children);
+    group_view_clear(&m->group);
     pthread_mutex_destroy(&m->mtx);
 }
 
@@ -1193,8 +1544,8 @@ static int run_monitor(const lag_opts_t *o)
         m.evaluations++;
         judge(&m);
         if (m.evaluations == 1 && !m.nparts && !o->topic)
-            cli_error("group %s has no committed offsets (give -t TOPIC to see a "
-                      "topic's lag anyway)", o->group);
+            cli_error("group %s has no committed offsets and its members hold no "
+                      "partitions (give -t TOPIC to see a topic's lag anyway)", o->group);
         if (o->print) {
             if (o->format == OUT_JSON)
                 print_json(&m);

@@ -158,7 +158,7 @@ static int evaluate(monitor_t *m)
     snprintf(line, sizeof(line), "eval %2d  t=%4.1fs ", ++m->evaluations,
              cli_now_s() - m->t0);
     for (int p = 0; p < PARTITIONS; p++) {
-        lag_sample_t s = {ok, committed[p], high[p], 0, -1};
+        lag_sample_t s = {ok, committed[p], high[p], 0, -1, LAG_OWNER_UNKNOWN};
         if (ok)
             s.lag = high[p] - (committed[p] < 0 ? low[p] : committed[p]);
         if (s.lag < 0)

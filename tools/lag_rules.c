@@ -111,22 +111,27 @@ static lag_status_t judge(const lag_sample_t **s, size_t n, bool full,
                           const lag_thresholds_t *th)
 {
     const lag_sample_t *newest = s[n - 1];
+    /* A member is consuming, and no window full of evidence says otherwise
+     * yet: a short window cannot tell a busy consumer between two commits
+     * from a stuck one. */
+    bool too_early = newest->owner == LAG_OWNER_MEMBER && (!full || n == 1);
 
     if (rewound(s, n))
         return LAG_REWIND;
-    if (any_zero_lag(s, n))
-        return over_threshold(newest, th, -1) ? LAG_WARN : LAG_OK;
-    if (n == 1) {
-        /* No trend yet: only the size of the lag speaks. Without a
-         * threshold any lag warns; with one, lag within it is OK. */
-        bool has_threshold = th && (th->warn_lag >= 0 || th->warn_lag_seconds >= 0);
-        return over_threshold(newest, th, has_threshold ? -1 : 0) ? LAG_WARN
-                                                                  : LAG_OK;
+    if (!any_zero_lag(s, n) && !too_early) {
+        if (n == 1) {
+            /* No trend, and nobody known to consume: only the size of the
+             * lag speaks. Without a threshold any lag warns; with one, lag
+             * within it is OK. */
+            bool has_threshold = th && (th->warn_lag >= 0 || th->warn_lag_seconds >= 0);
+            return over_threshold(newest, th, has_threshold ? -1 : 0) ? LAG_WARN
+                                                                      : LAG_OK;
+        }
+        if (committed_unchanged(s, n))
+            return full ? LAG_STOP : LAG_STALL;
+        if (lag_grew_throughout(s, n))
+            return LAG_WARN;
     }
-    if (committed_unchanged(s, n))
-        return full ? LAG_STOP : LAG_STALL;
-    if (lag_grew_throughout(s, n))
-        return LAG_WARN;
     return over_threshold(newest, th, -1) ? LAG_WARN : LAG_OK;
 }
 

@@ -4,9 +4,10 @@
  * no clock, no I/O; every input is a sample the caller measured.
  *
  * A sample is one evaluation of one partition: the group's committed offset,
- * the partition's high watermark, the lag between them and the time lag
- * (age of the oldest unconsumed message). The window keeps the newest N
- * samples of a partition. lag_evaluate() applies, in this order:
+ * the partition's high watermark, the lag between them, the time lag (age
+ * of the oldest unconsumed message) and whether a member of the group holds
+ * the partition. The window keeps the newest N samples of a partition.
+ * lag_evaluate() applies, in this order:
  *
  *   ERR     the newest sample could not be read.
  *   REWIND  the committed offset went backwards between two samples of the
@@ -15,21 +16,31 @@
  *           is what keeps an idle partition (no traffic, nothing to commit,
  *           lag 0) OK however long its offset stays put - Burrow's first
  *           false alarm, which judges commit age instead of lag.
- *   (one sample only: no trend is known) OK when the lag is within the
- *           --warn-lag threshold (0 when unset), else WARN.
+ *   (a member of the group holds the partition, and the window is not yet
+ *           full) OK. A consumer is on it, and a trend needs a full window:
+ *           a busy, healthy group always has lag in flight, and a short
+ *           window cannot tell a consumer between two commits from a stuck
+ *           one. This is what keeps a watcher that starts on a busy group
+ *           from reporting WARN and then OK a moment later.
+ *   (one sample only, nobody known to hold the partition) WARN: lag that no
+ *           member is consuming. (--warn-lag/--warn-lag-seconds make lag
+ *           within them OK.)
  *   STOP    the committed offset did not move across a full window while lag
  *           stayed above zero: no commit progress for longer than the window
  *           spans. This is also where a dead consumer's lag, frozen at its
  *           last commit, ends up - Burrow's second false alarm is to call
  *           that frozen-but-nonzero lag OK because it is not growing.
  *   STALL   the committed offset did not move across a partial window while
- *           lag stayed above zero (turns into STOP once the window is full).
+ *           lag stayed above zero and no member holds the partition (turns
+ *           into STOP once the window is full).
  *   WARN    the committed offset moves, but the lag grew across the whole
  *           window (never shrank from one sample to the next, and ended
- *           higher than it began).
+ *           higher than it began); with a member holding the partition,
+ *           only across a full window.
  *   OK      otherwise: the consumer is keeping up or catching up.
  * Thresholds then raise an OK to WARN: lag above --warn-lag, or time lag
- * above --warn-lag-seconds.
+ * above --warn-lag-seconds. They are levels, judged on every sample, the
+ * first one included.
  *
  * Statuses are ordered by severity; a group's status is the worst of its
  * partitions' (lag_status_worst()).
@@ -57,6 +68,15 @@ const char *lag_status_name(lag_status_t status);
 /** @returns the more severe of @p a and @p b. */
 lag_status_t lag_status_worst(lag_status_t a, lag_status_t b);
 
+/** Whether a member of the group holds a partition. Unknown (0, so that a
+ *  sample written without it keeps the stricter rules) when the group's
+ *  members could not be described. */
+typedef enum lag_owner {
+    LAG_OWNER_UNKNOWN = 0,
+    LAG_OWNER_NONE,  /**< no member holds it (an empty group, say) */
+    LAG_OWNER_MEMBER /**< a member of the group holds it */
+} lag_owner_t;
+
 /** One evaluation of one partition. */
 typedef struct lag_sample {
     int ok;                 /**< 0: the offsets could not be read (ERR) */
@@ -64,6 +84,7 @@ typedef struct lag_sample {
     int64_t high_watermark; /**< the partition's high watermark */
     int64_t lag;            /**< messages not yet consumed (>= 0) */
     double lag_seconds;     /**< age of the oldest unconsumed one; < 0: unknown */
+    lag_owner_t owner;      /**< whether a member holds the partition */
 } lag_sample_t;
 
 /** Levels that turn an otherwise OK partition into WARN. */

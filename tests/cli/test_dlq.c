@@ -422,14 +422,22 @@ static void test_help_usage_and_exit_codes(void **state)
     bt_captured_free(&c);
 }
 
-static void test_missing_topic_exits_1(void **state)
+/* A name on the command line that names nothing is a configuration error
+ * (78), as in `ballast lag`. */
+static void test_missing_topic_exits_78(void **state)
 {
     (void)state;
     BT_REQUIRE_ENV();
     const char *missing = bt_unique("dlq-missing");
     bt_captured_t c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", missing),
                                 30000);
-    expect_rc(&c, 1);
+    expect_rc(&c, 78);
+    expect_one_error_line(&c, missing);
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", missing,
+                             "--group", bt_unique("dlq-missing-g")),
+                        30000);
+    expect_rc(&c, 78);
     expect_one_error_line(&c, missing);
     bt_captured_free(&c);
 }
@@ -730,11 +738,11 @@ static void test_replay_to_overrides_destination(void **state)
     check_replayed(recs, n, dlq, orders, tenant_b, 2, false, "1");
     recs_free(recs, n);
 
-    /* --to a topic that does not exist: 1, before anything is sent. */
+    /* --to a topic that does not exist: 78, before anything is sent. */
     c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--to",
                           "no-such-topic-dlq-test"),
                      30000);
-    expect_rc(&c, 1);
+    expect_rc(&c, 78);
     expect_one_error_line(&c, "no-such-topic-dlq-test");
     bt_captured_free(&c);
 }
@@ -975,11 +983,477 @@ static void test_round_trip(void **state)
     assert_int_equal(bt_total_watermark(bs, dlq, 1), 4);
 }
 
+/* ---- --group, duplicates, OR, and what a dry run says --------------------- */
+
+/* A dead letter of the original @p topic [@p opart] @ @p ooffset, written to
+ * DLQ partition @p dlq_partition (and flushed, so that offsets follow the
+ * calls). @p replays may be NULL (no x-replay-count). */
+static void dead_letter(const char *dlq, int32_t dlq_partition, const char *key,
+                        const char *topic, const char *opart, const char *ooffset,
+                        const char *replays, const char *failed_at, const char *error)
+{
+    rd_kafka_t *rk = producer_open();
+    hdr_t h[7];
+    size_t n = 0;
+
+    if (topic)
+        h[n++] = (hdr_t){"x-original-topic", topic, -1};
+    h[n++] = (hdr_t){"x-original-partition", opart, -1};
+    h[n++] = (hdr_t){"x-original-offset", ooffset, -1};
+    h[n++] = (hdr_t){"x-error-message", error, -1};
+    h[n++] = (hdr_t){"x-failed-at", failed_at, -1};
+    if (replays)
+        h[n++] = (hdr_t){"x-replay-count", replays, -1};
+    produce(rk, dlq, dlq_partition, key, key, strlen(key), h, n);
+    producer_close(rk);
+}
+
+/* How many records of @p recs have key @p key. */
+static size_t key_count(const rec_t *recs, size_t n, const char *key)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += recs[i].key && !strcmp(recs[i].key, key);
+    return k;
+}
+
+static void expect_committed(const char *group, const char *dlq, const int64_t *want, int n)
+{
+    int64_t got[8];
+    bt_committed(bt_bootstrap(), group, dlq, n, got);
+    for (int p = 0; p < n; p++)
+        if (got[p] != want[p])
+            fail_msg("group %s on %s [%d]: committed %lld, expected %lld", group, dlq, p,
+                     (long long)got[p], (long long)want[p]);
+}
+
+/* A second run with the same --group replays nothing; after new dead
+ * letters arrive, a run replays exactly those; a dry run shows them and
+ * commits nothing. */
+static void test_group_continues_where_it_stopped(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-grp"), *orders = bt_unique("dlq-grp-orders");
+    const char *group = bt_unique("dlq-grp-g");
+    int64_t end[2];
+    bt_captured_t c;
+    rec_t *recs;
+    size_t n;
+
+    make_dlq(dlq, orders);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "sent 4"));
+    assert_non_null(strstr(c.out, "delivered 4, failed 0"));
+    bt_captured_free(&c);
+    /* Everything was looked at (#4 skipped at --max-replays counts too). */
+    bt_high_watermarks(bt_bootstrap(), dlq, 2, end);
+    expect_committed(group, dlq, end, 2);
+    assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 4);
+
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 0);
+    if (!strstr(c.out, "scanned 0, matched 0, sent 0"))
+        fail_msg("the second run replayed again: %s", c.out);
+    bt_captured_free(&c);
+    assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 4);
+
+    /* New failures. */
+    dead_letter(dlq, 0, "k5", orders, "0", "105", NULL, "2024-05-02T10:00:00Z", "db timeout");
+    dead_letter(dlq, 1, "k6", orders, "2", "106", NULL, "2024-05-02T11:00:00Z", "db timeout");
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group, "--dry-run"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "scanned 2, matched 2, would send 2"));
+    {
+        char want[300];
+        snprintf(want, sizeof(want), "%s[0]@2 -> %s [0]  key k5", dlq, orders);
+        assert_non_null(strstr(c.out, want));
+        snprintf(want, sizeof(want), "%s[1]@3 -> %s [2]  key k6", dlq, orders);
+        assert_non_null(strstr(c.out, want));
+        snprintf(want, sizeof(want), "group %s: would commit 0:3, 1:4", group);
+        assert_non_null(strstr(c.out, want));
+    }
+    bt_captured_free(&c);
+    expect_committed(group, dlq, end, 2); /* the dry run committed nothing */
+    assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 4);
+
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "scanned 2, matched 2, sent 2"));
+    bt_captured_free(&c);
+    recs = read_all(orders, 3, &n);
+    assert_int_equal(n, 6);
+    /* Each original once: the five first ones and the two new ones. */
+    assert_int_equal(key_count(recs, n, "k0"), 1);
+    assert_int_equal(key_count(recs, n, "k1"), 1);
+    assert_int_equal(key_count(recs, n, "k3"), 1);
+    assert_int_equal(key_count(recs, n, "k5"), 1);
+    assert_int_equal(key_count(recs, n, "k6"), 1);
+    assert_int_equal(key_count(recs, n, "k4"), 0); /* at --max-replays */
+    recs_free(recs, n);
+    end[0] = 3;
+    end[1] = 4;
+    expect_committed(group, dlq, end, 2);
+}
+
+/* A DLQ holding several copies of one original (its replays failed again):
+ * each original is replayed once, from its newest copy, counted past the
+ * highest x-replay-count of all its copies; an original whose newest copy
+ * reached --max-replays is not replayed through an older copy. */
+static void test_each_original_replayed_once(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-dup"), *orders = bt_unique("dlq-dup-orders");
+    char want[400];
+    bt_captured_t c;
+    rec_t *recs;
+    size_t n;
+
+    bt_create_topic(bt_bootstrap(), dlq, 2);
+    bt_create_topic(bt_bootstrap(), orders, 3);
+    /* X: orders[0]@100, one copy. Y: orders[1]@101, three copies; the
+     * newest is dlq[0]@2. Z: orders[2]@102, two copies, the newest at
+     * x-replay-count 3. */
+    dead_letter(dlq, 0, "x", orders, "0", "100", NULL, "2024-05-01T10:00:00Z", "e");   /* 0@0 */
+    dead_letter(dlq, 0, "y", orders, "1", "101", NULL, "2024-05-01T10:00:00Z", "e");   /* 0@1 */
+    dead_letter(dlq, 1, "y", orders, "1", "101", "1", "2024-05-01T11:00:00Z", "e");    /* 1@0 */
+    dead_letter(dlq, 0, "y", orders, "1", "101", "1", "2024-05-01T12:00:00Z", "e");    /* 0@2 */
+    dead_letter(dlq, 1, "z", orders, "2", "102", NULL, "2024-05-01T10:00:00Z", "e");   /* 1@1 */
+    dead_letter(dlq, 1, "z", orders, "2", "102", "3", "2024-05-01T13:00:00Z", "e");    /* 1@2 */
+
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run"),
+                        30000);
+    expect_rc(&c, 0);
+    /* What a dry run says about each, and why. */
+    snprintf(want, sizeof(want), "skip     %s[0]@1: duplicate of %s[1]@101, which is "
+             "replayed from %s[0]@2", dlq, orders, dlq);
+    assert_non_null(strstr(c.out, want));
+    snprintf(want, sizeof(want), "skip     %s[1]@0: duplicate of %s[1]@101", dlq, orders);
+    assert_non_null(strstr(c.out, want));
+    snprintf(want, sizeof(want), "skip     %s[1]@1: duplicate of %s[2]@102, which is "
+             "replayed from %s[1]@2", dlq, orders, dlq);
+    assert_non_null(strstr(c.out, want));
+    snprintf(want, sizeof(want), "skip     %s[1]@2: x-replay-count 3 reached --max-replays 3",
+             dlq);
+    assert_non_null(strstr(c.out, want));
+    snprintf(want, sizeof(want), "replay   %s[0]@2 -> %s [1]  key y  x-replay-count 2", dlq,
+             orders);
+    assert_non_null(strstr(c.out, want));
+    snprintf(want, sizeof(want), "replay   %s[0]@0 -> %s [0]  key x  x-replay-count 1", dlq,
+             orders);
+    assert_non_null(strstr(c.out, want));
+    assert_non_null(strstr(c.out, "would send 2, skipped 1 (x-replay-count >= 3), "
+                                  "unroutable 0, duplicates 3"));
+    bt_captured_free(&c);
+
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq), 30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "sent 2, skipped 1 (x-replay-count >= 3), unroutable 0, "
+                                  "duplicates 3"));
+    bt_captured_free(&c);
+    recs = read_all(orders, 3, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(key_count(recs, n, "x"), 1);
+    assert_int_equal(key_count(recs, n, "y"), 1);
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(recs[i].key, "y")) {
+            assert_int_equal(recs[i].partition, 1);
+            assert_string_equal(hget(&recs[i], "x-replay-count"), "2");
+            snprintf(want, sizeof(want), "%s:0:2", dlq);
+            assert_string_equal(hget(&recs[i], "x-replayed-from"), want);
+        } else {
+            assert_string_equal(hget(&recs[i], "x-replay-count"), "1");
+        }
+    }
+    recs_free(recs, n);
+}
+
+/* --where with OR: AND binds tighter, parentheses group; a dry run says
+ * which records the filters leave out. */
+static void test_where_or(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-or"), *orders = bt_unique("dlq-or-orders");
+    static const int tenant_b_or_k0[] = {0, 1, 3};
+    char want[300];
+    bt_captured_t c;
+    rec_t *recs;
+    size_t n;
+
+    make_dlq(dlq, orders);
+    /* k0 OR (tenant b AND json): #0 and #1. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run",
+                             "--where", "key=k0 OR header:tenant=b AND error~json"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "matched 2, would send 2"));
+    snprintf(want, sizeof(want), "skip     %s[1]@1: filtered out by --where", dlq);
+    assert_non_null(strstr(c.out, want)); /* #3: tenant b, but a timeout */
+    snprintf(want, sizeof(want), "skip     %s[1]@0: filtered out by --where", dlq);
+    assert_non_null(strstr(c.out, want)); /* #2 */
+    assert_int_equal(count_occurrences(c.out, "filtered out by --where"), 3);
+    bt_captured_free(&c);
+    /* (k0 OR tenant b) AND json: #1 only. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run",
+                             "--where", "(key=k0 OR header:tenant=b) AND error~json"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "matched 1, would send 1"));
+    bt_captured_free(&c);
+    /* A value with blanks needs no quotes without AND/OR in it. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--dry-run",
+                             "--where", "error=db timeout OR error='invalid json'"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "matched 5, would send 4"));
+    bt_captured_free(&c);
+    /* A broken expression: 64, one line that says where. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
+                             "key=k0 OR"),
+                        30000);
+    expect_rc(&c, 64);
+    expect_one_error_line(&c, "expected a condition at the end");
+    bt_captured_free(&c);
+    c = bt_run_captured(ARGV("dlq", "inspect", "-b", bt_bootstrap(), "-t", dlq, "--where",
+                             "key=k0 key=k1"),
+                        30000);
+    expect_rc(&c, 64);
+    expect_one_error_line(&c, "expected AND or OR");
+    bt_captured_free(&c);
+
+    /* The real thing: tenant b or key k0. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--where",
+                             "header:tenant=b OR key=k0"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "matched 3, sent 3"));
+    bt_captured_free(&c);
+    recs = read_all(orders, 3, &n);
+    check_replayed(recs, n, dlq, orders, tenant_b_or_k0, 3, true, "1");
+    recs_free(recs, n);
+}
+
+/* With --group, a record skipped by the filters counts as handled: a later
+ * run with the same group and other filters does not see it again. A record
+ * that cannot be routed holds its partition: nothing after it is sent, and
+ * the next run starts with it, so nothing goes out twice. */
+static void test_group_filters_and_holds(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-hold"), *orders = bt_unique("dlq-hold-orders");
+    const char *other = bt_unique("dlq-hold-other"), *group = bt_unique("dlq-hold-g");
+    char want[300];
+    bt_captured_t c;
+    rec_t *recs;
+    size_t n;
+
+    make_dlq(dlq, orders);
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group, "--where", "header:tenant=a"),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "matched 3, sent 2")); /* #0, #2; #4 at the limit */
+    bt_captured_free(&c);
+    expect_committed(group, dlq, (int64_t[]){2, 3}, 2);
+    /* Tenant b's records were looked at: this group is done with them. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "scanned 0"));
+    bt_captured_free(&c);
+    assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 2);
+
+    /* Three more in partition 0: routable, without an origin, routable. */
+    bt_create_topic(bt_bootstrap(), other, 1);
+    dead_letter(dlq, 0, "m0", orders, "0", "200", NULL, "2024-05-03T10:00:00Z", "e");
+    dead_letter(dlq, 0, "m1", NULL, "0", "201", NULL, "2024-05-03T10:00:00Z", "e");
+    dead_letter(dlq, 0, "m2", orders, "0", "202", NULL, "2024-05-03T10:00:00Z", "e");
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 1);
+    assert_non_null(strstr(c.out, "sent 1"));
+    assert_non_null(strstr(c.out, "unroutable 1"));
+    assert_non_null(strstr(c.out, "held back 1"));
+    bt_captured_free(&c);
+    expect_committed(group, dlq, (int64_t[]){3, 3}, 2); /* at m1 */
+    /* A dry run says why m2 waits. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group, "--dry-run"),
+                        30000);
+    snprintf(want, sizeof(want), "hold     %s[0]@4: held back behind %s[0]@3", dlq, dlq);
+    if (!strstr(c.out, want))
+        fail_msg("no \"%s\" in: %s", want, c.out);
+    bt_captured_free(&c);
+    /* The operator routes the rest elsewhere: m1 and m2 go, m0 does not go
+     * again. */
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group, "--to", other),
+                        30000);
+    expect_rc(&c, 0);
+    assert_non_null(strstr(c.out, "scanned 2, matched 2, sent 2"));
+    bt_captured_free(&c);
+    expect_committed(group, dlq, (int64_t[]){5, 3}, 2);
+    recs = read_all(orders, 3, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(key_count(recs, n, "m0"), 1);
+    recs_free(recs, n);
+    recs = read_all(other, 1, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(key_count(recs, n, "m1"), 1);
+    assert_int_equal(key_count(recs, n, "m2"), 1);
+    recs_free(recs, n);
+}
+
+typedef struct count_goal {
+    const char *topic;
+    int partitions;
+    int64_t want;
+} count_goal_t;
+
+static bool topic_has(void *arg)
+{
+    const count_goal_t *g = arg;
+    return bt_total_watermark(bt_bootstrap(), g->topic, g->partitions) >= g->want;
+}
+
+/* A run stopped by SIGTERM commits what was delivered: the next run with
+ * the same group sends the rest, and no record goes out twice. */
+static void test_group_resumes_after_a_stop(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-stop"), *target = bt_unique("dlq-stop-target");
+    const char *group = bt_unique("dlq-stop-g"), *dir = bt_tmpdir();
+    char out_path[300], err_path[300];
+    count_goal_t some = {target, 2, 20};
+    rd_kafka_t *rk;
+    bt_captured_t c;
+    rec_t *recs;
+    size_t n;
+    pid_t pid;
+    int rc;
+
+    bt_create_topic(bt_bootstrap(), dlq, 1);
+    bt_create_topic(bt_bootstrap(), target, 2);
+    rk = producer_open();
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+        hdr_t h[2] = {{"x-original-topic", target, -1}, {"x-error-message", "e", -1}};
+        snprintf(key, sizeof(key), "k%d", i);
+        produce(rk, dlq, 0, key, key, strlen(key), h, 2);
+    }
+    producer_close(rk);
+    snprintf(out_path, sizeof(out_path), "%s/out", dir);
+    snprintf(err_path, sizeof(err_path), "%s/err", dir);
+    pid = bt_spawn_ballast_io(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq,
+                                   "--group", group, "--rate", "40/s"),
+                              out_path, err_path);
+    assert_true(bt_wait_for(topic_has, &some, 30000));
+    bt_term(pid);
+    rc = bt_wait(pid, 30000);
+    {
+        char *err = bt_read_file(err_path);
+        if (rc != 1 || !err || !strstr(err, "interrupted"))
+            fail_msg("the stopped run exited %d: %s", rc, err ? err : "");
+        free(err);
+    }
+    /* Everything delivered is committed, and nothing more. */
+    {
+        int64_t committed[1], delivered = bt_total_watermark(bt_bootstrap(), target, 2);
+        bt_committed(bt_bootstrap(), group, dlq, 1, committed);
+        assert_int_equal(committed[0], delivered);
+        assert_true(delivered < 100);
+    }
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        60000);
+    expect_rc(&c, 0);
+    bt_captured_free(&c);
+    recs = read_all(target, 2, &n);
+    assert_int_equal(n, 100);
+    for (int i = 0; i < 100; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        if (key_count(recs, n, key) != 1)
+            fail_msg("%s was sent %zu times", key, key_count(recs, n, key));
+    }
+    recs_free(recs, n);
+    expect_committed(group, dlq, (int64_t[]){100}, 1);
+}
+
+/* --group must name a group nothing consumes with: its offsets are not the
+ * replay's to move. */
+static void test_group_in_use_is_refused(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *dlq = bt_unique("dlq-inuse"), *orders = bt_unique("dlq-inuse-orders");
+    const char *group = bt_unique("dlq-inuse-g");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
+    int64_t deadline = bt_now_ms() + 60000;
+    char errstr[256];
+    bt_captured_t c;
+    rd_kafka_t *rk;
+
+    make_dlq(dlq, orders);
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_add(subs, dlq, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
+    rd_kafka_topic_partition_list_destroy(subs);
+    for (bool done = false; !done;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
+        done = assigned->cnt > 0;
+        rd_kafka_topic_partition_list_destroy(assigned);
+        if (bt_now_ms() > deadline)
+            fail_msg("the consumer got no assignment");
+    }
+    c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
+                             group),
+                        30000);
+    expect_rc(&c, 78);
+    expect_one_error_line(&c, "member");
+    bt_captured_free(&c);
+    assert_int_equal(bt_total_watermark(bt_bootstrap(), orders, 3), 0);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+static void test_every_option_is_documented(void **state)
+{
+    (void)state;
+    bt_assert_options_documented(ARGV("dlq", "--help"), "docs/operations.md");
+    bt_assert_options_documented(ARGV("dlq", "inspect", "--help"), "docs/operations.md");
+    bt_assert_options_documented(ARGV("dlq", "replay", "--help"), "docs/operations.md");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_usage_and_exit_codes),
-        cmocka_unit_test(test_missing_topic_exits_1),
+        cmocka_unit_test(test_missing_topic_exits_78),
         cmocka_unit_test(test_inspect_json_decodes_headers_and_counts_errors),
         cmocka_unit_test(test_dry_run_writes_nothing),
         cmocka_unit_test(test_replay_where_header_sends_only_matching),
@@ -988,6 +1462,13 @@ int main(void)
         cmocka_unit_test(test_unroutable_record_exits_1),
         cmocka_unit_test(test_rate_paces_replay),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_group_continues_where_it_stopped),
+        cmocka_unit_test(test_each_original_replayed_once),
+        cmocka_unit_test(test_where_or),
+        cmocka_unit_test(test_group_filters_and_holds),
+        cmocka_unit_test(test_group_resumes_after_a_stop),
+        cmocka_unit_test(test_group_in_use_is_refused),
+        cmocka_unit_test(test_every_option_is_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,46 +4,22 @@
  * 0 when caught up and null when nothing is committed; statuses follow the
  * rules over --watch evaluations (a dead consumer's frozen lag becomes STOP,
  * an idle caught-up partition stays OK) and --on-change runs its command
- * without a shell; it never joins the group it watches; exit codes.
+ * without a shell; a watcher started on a busy, healthy group reports no
+ * WARN; the group's state and members, and who holds each partition, as the
+ * broker describes them; a group the broker does not know is an error, a
+ * group whose members have committed nothing yet is not; it never joins the
+ * group it watches; exit codes; every option of --help is documented.
  */
 #include "support.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
-
-/* Commits @p offsets (-1: none) for partitions 0..n-1 of @p topic as a
- * plain librdkafka client that never joins the group (a "simple" commit,
- * which the broker accepts for a group without members). */
-static void commit_offsets(const char *group, const char *topic, const int64_t *offsets,
-                           int n)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
-    char errstr[256];
-    rd_kafka_t *rk;
-
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    assert_non_null(rk);
-    for (int i = 0; i < n; i++)
-        if (offsets[i] >= 0)
-            rd_kafka_topic_partition_list_add(list, topic, i)->offset = offsets[i];
-    if (list->cnt) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, 0);
-        if (err)
-            fail_msg("commit for %s: %s", group, rd_kafka_err2str(err));
-    }
-    rd_kafka_topic_partition_list_destroy(list);
-    rd_kafka_destroy(rk);
-}
 
 /* The JSON lines of one run, indexed by partition (the last line wins). */
 static void parse_lines(const char *text, json_t **by_partition, int n)
@@ -67,6 +43,50 @@ static void parse_lines(const char *text, json_t **by_partition, int n)
     free(copy);
 }
 
+/* Waits for evaluation @p n in a --json output file. */
+static void wait_evaluation(const char *out_path, int n)
+{
+    char needle[64];
+    int64_t deadline = bt_now_ms() + 60000;
+
+    snprintf(needle, sizeof(needle), "\"evaluation\":%d,", n);
+    for (;;) {
+        char *out = bt_read_file(out_path);
+        bool seen = out && strstr(out, needle);
+        free(out);
+        if (seen)
+            return;
+        if (bt_now_ms() > deadline)
+            fail_msg("ballast lag --watch made fewer than %d evaluations", n);
+        usleep(50 * 1000);
+    }
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (memmem(line, len, needle, strlen(needle)))
+            n++;
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static void expect_rc(const char *const *argv, int want, const char *fragment)
+{
+    bt_captured_t c = bt_run_captured(argv, 60000);
+    if (c.rc != want)
+        fail_msg("exit %d, expected %d; stderr: %s", c.rc, want, c.err);
+    if (fragment && !strstr(c.err, fragment))
+        fail_msg("stderr does not mention \"%s\": %s", fragment, c.err);
+    if (fragment && strchr(c.err, '\n') != c.err + strlen(c.err) - 1)
+        fail_msg("expected one line on stderr: %s", c.err);
+    bt_captured_free(&c);
+}
+
 static void test_json_agrees_with_broker(void **state)
 {
     (void)state;
@@ -77,7 +97,7 @@ static void test_json_agrees_with_broker(void **state)
 
     bt_create_topic(bt_bootstrap(), topic, 4);
     bt_produce_seq(bt_bootstrap(), topic, 4, 0, 40, 0); /* 10 per partition */
-    commit_offsets(group, topic, want_committed, 4);
+    bt_commit(bt_bootstrap(), group, topic, want_committed, 4);
     bt_committed(bt_bootstrap(), group, topic, 4, committed);
     bt_high_watermarks(bt_bootstrap(), topic, 4, hwm);
 
@@ -120,7 +140,14 @@ static void test_json_agrees_with_broker(void **state)
                     assert_true(json_number_value(jls) > 0.0 &&
                                 json_number_value(jls) < 120.0);
             }
-            /* One evaluation: OK only without lag. */
+            /* Offsets committed without joining: an Empty group that no
+             * member consumes, so one evaluation is OK only without lag. */
+            assert_string_equal(json_string_value(json_object_get(r, "group_state")), "Empty");
+            assert_true(json_is_integer(json_object_get(r, "group_members")));
+            assert_int_equal(json_integer_value(json_object_get(r, "group_members")), 0);
+            assert_true(json_is_null(json_object_get(r, "consumer_id")));
+            assert_true(json_is_null(json_object_get(r, "client_id")));
+            assert_true(json_is_null(json_object_get(r, "host")));
             assert_string_equal(json_string_value(json_object_get(r, "status")),
                                 hwm[p] == committed[p] ? "OK" : "WARN");
             assert_string_equal(json_string_value(json_object_get(r, "group_status")), "WARN");
@@ -147,7 +174,7 @@ static void test_watch_statuses_and_on_change(void **state)
     bt_produce_seq(bt_bootstrap(), topic, 2, 0, 20, 0); /* 10 per partition */
     /* Partition 0: a dead consumer's last commit, 4 behind, frozen.
      * Partition 1: caught up and idle: no traffic, no commits. */
-    commit_offsets(group, topic, offsets, 2);
+    bt_commit(bt_bootstrap(), group, topic, offsets, 2);
 
     snprintf(script, sizeof(script), "%s/alert.sh", dir);
     snprintf(log, sizeof(log), "%s/alerts.log", dir);
@@ -169,18 +196,7 @@ static void test_watch_statuses_and_on_change(void **state)
             ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic, "--json", "--watch",
                  "0.2", "--window", "3", "--on-change", cmd),
             out_path, err_path);
-        /* Wait for at least 4 evaluations (they show in the output). */
-        int64_t deadline = bt_now_ms() + 30000;
-        for (;;) {
-            char *out = bt_read_file(out_path);
-            bool enough = out && strstr(out, "\"evaluation\":4");
-            free(out);
-            if (enough)
-                break;
-            if (bt_now_ms() > deadline)
-                fail_msg("ballast lag --watch made fewer than 4 evaluations");
-            usleep(50 * 1000);
-        }
+        wait_evaluation(out_path, 4);
         bt_term(pid);
         assert_int_equal(bt_wait(pid, 15000), 0); /* a clean stop */
         c.out = bt_read_file(out_path);
@@ -194,7 +210,7 @@ static void test_watch_statuses_and_on_change(void **state)
         for (int e = 1; e <= 4; e++) {
             char needle[64], *copy = strdup(c.out), *save = NULL;
             int seen = 0;
-            snprintf(needle, sizeof(needle), "\"evaluation\":%d}", e);
+            snprintf(needle, sizeof(needle), "\"evaluation\":%d,", e);
             for (char *line = strtok_r(copy, "\n", &save); line;
                  line = strtok_r(NULL, "\n", &save)) {
                 json_t *o;
@@ -349,16 +365,249 @@ static void test_never_joins_the_group(void **state)
     bt_recorder_free(rec);
 }
 
-static void expect_rc(const char *const *argv, int want, const char *fragment)
+/* ---- a busy, healthy group ------------------------------------------------ */
+
+/* Steady traffic on a topic from a thread of its own, until told to stop. */
+typedef struct traffic {
+    const char *topic;
+    volatile int stop;
+    long produced;
+    pthread_t thread;
+} traffic_t;
+
+static void *traffic_main(void *arg)
 {
-    bt_captured_t c = bt_run_captured(argv, 60000);
-    if (c.rc != want)
-        fail_msg("exit %d, expected %d; stderr: %s", c.rc, want, c.err);
-    if (fragment && !strstr(c.err, fragment))
-        fail_msg("stderr does not mention \"%s\": %s", fragment, c.err);
-    if (fragment && strchr(c.err, '\n') != c.err + strlen(c.err) - 1)
-        fail_msg("expected one line on stderr: %s", c.err);
+    traffic_t *t = arg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_conf_set(conf, "linger.ms", "2", NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        return NULL;
+    while (!t->stop) {
+        char value[32];
+        snprintf(value, sizeof(value), "%ld", t->produced);
+        if (!rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(t->topic),
+                               RD_KAFKA_V_VALUE(value, strlen(value)),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END))
+            t->produced++;
+        rd_kafka_poll(rk, 5); /* about 200 messages a second */
+    }
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    return NULL;
+}
+
+typedef struct recorded_arg {
+    bt_recorder_t *rec;
+    size_t want;
+} recorded_arg_t;
+
+static bool recorded_enough(void *arg)
+{
+    recorded_arg_t *a = arg;
+    return bt_recorder_count(a->rec) >= a->want;
+}
+
+/* A watcher started on a group that is consuming steady traffic and keeping
+ * up: lag is always in flight (commits every 200 ms), yet no evaluation is
+ * WARN, from the first one on, and --on-change never runs. Each partition
+ * is shown held by the group's one member. */
+static void test_busy_healthy_group_has_no_warn(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *topic = bt_unique("lag-busy"), *group = bt_unique("lag-busy-g");
+    const char *dir = bt_tmpdir();
+    char out_path[300], err_path[300], script[300], log[300], *out, *copy, *save = NULL;
+    bt_recorder_t *rec = bt_recorder_new();
+    traffic_t traffic = {topic, 0, 0, 0};
+    recorded_arg_t enough = {rec, 200};
+    ballast_conf_t *conf;
+    bt_runner_t *runner;
+    int lines = 0, lagging = 0;
+    pid_t pid;
+
+    bt_create_topic(bt_bootstrap(), topic, 2);
+    conf = bt_conf_recording(bt_bootstrap(), group, topic, rec);
+    bt_set(conf, "kafka.auto.commit.interval.ms", "200");
+    runner = bt_runner_start(conf);
+    assert_int_equal(pthread_create(&traffic.thread, NULL, traffic_main, &traffic), 0);
+    assert_true(bt_wait_for(recorded_enough, &enough, 60000));
+
+    snprintf(script, sizeof(script), "%s/alert.sh", dir);
+    snprintf(log, sizeof(log), "%s/alerts.log", dir);
+    bt_write_file(script, "#!/bin/sh\necho \"$BALLAST_LAG_PREVIOUS_STATUS>$BALLAST_LAG_STATUS\" "
+                          ">> '%s'\n", log);
+    assert_int_equal(chmod(script, 0755), 0);
+    snprintf(out_path, sizeof(out_path), "%s/out", dir);
+    snprintf(err_path, sizeof(err_path), "%s/err", dir);
+    /* A window of 3 s: many commit intervals long, as the help advises. */
+    pid = bt_spawn_ballast_io(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic,
+                                   "--json", "--watch", "0.3", "--window", "10",
+                                   "--on-change", script),
+                              out_path, err_path);
+    wait_evaluation(out_path, 15);
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 15000), 0);
+    traffic.stop = 1;
+    pthread_join(traffic.thread, NULL);
+    assert_null(bt_runner_stop(runner));
+
+    out = bt_read_file(out_path);
+    assert_non_null(out);
+    copy = strdup(out);
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *status, *consumer;
+        if (!o)
+            fail_msg("not a JSON line: %s", line);
+        status = json_string_value(json_object_get(o, "status"));
+        consumer = json_string_value(json_object_get(o, "consumer_id"));
+        if (strcmp(status, "OK"))
+            fail_msg("a busy, healthy group reported %s: %s", status, line);
+        assert_string_equal(json_string_value(json_object_get(o, "group_state")), "Stable");
+        assert_int_equal(json_integer_value(json_object_get(o, "group_members")), 1);
+        if (!consumer || !*consumer)
+            fail_msg("no member holds the partition: %s", line);
+        assert_non_null(json_string_value(json_object_get(o, "client_id")));
+        assert_non_null(json_string_value(json_object_get(o, "host")));
+        lagging += json_integer_value(json_object_get(o, "lag")) > 0;
+        lines++;
+        json_decref(o);
+    }
+    free(copy);
+    /* Two partitions per evaluation, and the lag was really moving. */
+    assert_true(lines >= 30);
+    if (lagging < lines / 4)
+        fail_msg("only %d of %d samples had lag in flight: not a busy group", lagging, lines);
+    {
+        char *alerts = bt_read_file(log);
+        if (alerts)
+            fail_msg("--on-change ran on a healthy group: %s", alerts);
+    }
+    free(out);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+/* ---- what the group is -------------------------------------------------- */
+
+/* A group that does not exist is an error at the first look (a typo must
+ * not report OK forever), with or without -t, once or watching. */
+static void test_unknown_group_is_an_error(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *topic = bt_unique("lag-nogroup"), *group = bt_unique("lag-nogroup-g");
+    bt_captured_t c;
+
+    bt_create_topic(bt_bootstrap(), topic, 1);
+    bt_produce_seq(bt_bootstrap(), topic, 1, 0, 5, 0);
+    c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "--json"), 60000);
+    if (c.rc != 78 || !strstr(c.err, "not found") || !strstr(c.err, group) ||
+        strchr(c.err, '\n') != c.err + strlen(c.err) - 1 || *c.out)
+        fail_msg("exit %d (expected 78 and one line saying \"not found\"); stdout: %s; "
+                 "stderr: %s", c.rc, c.out, c.err);
     bt_captured_free(&c);
+    expect_rc(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic), 78, "not found");
+    expect_rc(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", topic, "--watch", "0.2"),
+              78, "not found");
+    /* The group exists once it has committed offsets; -t naming a topic
+     * that does not exist is the same kind of mistake. */
+    bt_commit(bt_bootstrap(), group, topic, (int64_t[]){3}, 1);
+    expect_rc(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "-t", bt_unique("no-such-topic")),
+              78, "does not exist");
+    c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "--json"), 60000);
+    if (c.rc != 0 || !strstr(c.out, "\"committed\":3,"))
+        fail_msg("exit %d: %s %s", c.rc, c.out, c.err);
+    bt_captured_free(&c);
+}
+
+/* A member that has joined and committed nothing yet: the group exists,
+ * its partitions show (found through the member's assignment, without -t),
+ * with nothing committed and the member as their holder. */
+static void test_members_without_commits(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *topic = bt_unique("lag-nocommit"), *group = bt_unique("lag-nocommit-g");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
+    char errstr[256], *member_id;
+    int64_t deadline = bt_now_ms() + 60000;
+    json_t *rows[2];
+    bt_captured_t c;
+    rd_kafka_t *rk;
+
+    bt_create_topic(bt_bootstrap(), topic, 2);
+    bt_produce_seq(bt_bootstrap(), topic, 2, 0, 10, 0);
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "client.id", "lag-test-member", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
+    rd_kafka_topic_partition_list_destroy(subs);
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        bool done;
+        if (m)
+            rd_kafka_message_destroy(m);
+        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
+        done = assigned->cnt == 2;
+        rd_kafka_topic_partition_list_destroy(assigned);
+        if (done)
+            break;
+        if (bt_now_ms() > deadline)
+            fail_msg("the member got no assignment");
+    }
+    member_id = rd_kafka_memberid(rk);
+    assert_non_null(member_id);
+
+    c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "--json"), 60000);
+    if (c.rc != 0)
+        fail_msg("exit %d: %s", c.rc, c.err);
+    parse_lines(c.out, rows, 2);
+    for (int p = 0; p < 2; p++) {
+        if (!rows[p])
+            fail_msg("no line for partition %d: %s", p, c.out);
+        assert_string_equal(json_string_value(json_object_get(rows[p], "topic")), topic);
+        assert_true(json_is_null(json_object_get(rows[p], "committed")));
+        assert_int_equal(json_integer_value(json_object_get(rows[p], "lag")), 5);
+        assert_string_equal(json_string_value(json_object_get(rows[p], "group_state")),
+                            "Stable");
+        assert_int_equal(json_integer_value(json_object_get(rows[p], "group_members")), 1);
+        assert_string_equal(json_string_value(json_object_get(rows[p], "consumer_id")),
+                            member_id);
+        assert_string_equal(json_string_value(json_object_get(rows[p], "client_id")),
+                            "lag-test-member");
+        /* A member holds it: lag at the first look is no warning. */
+        assert_string_equal(json_string_value(json_object_get(rows[p], "status")), "OK");
+        json_decref(rows[p]);
+    }
+    bt_captured_free(&c);
+
+    /* The table: the state and member count, the holder of each row, and
+     * the members' list. */
+    c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "-g", group), 60000);
+    if (c.rc != 0)
+        fail_msg("exit %d: %s", c.rc, c.err);
+    if (!strstr(c.out, "state Stable  members 1") || !strstr(c.out, "CONSUMER-ID") ||
+        !strstr(c.out, "CLIENT-ID") || count_lines_with(c.out, member_id) != 3)
+        fail_msg("the table does not show the member: %s", c.out);
+    bt_captured_free(&c);
+    rd_kafka_mem_free(rk, member_id);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
 }
 
 static void test_exit_codes(void **state)
@@ -374,10 +623,12 @@ static void test_exit_codes(void **state)
     expect_rc(ARGV("lag", "-b", "x", "-g", "g", "-X", "no.such.prop=1"), 78, "no.such.prop");
     expect_rc(ARGV("lag", "-b", "127.0.0.1:1", "-g", "g", "--timeout", "1"), 69,
               "127.0.0.1:1");
-    if (bt_bootstrap())
-        expect_rc(ARGV("lag", "-b", bt_bootstrap(), "-g", "g", "-t",
-                       bt_unique("no-such-topic")),
-                  1, "does not exist");
+}
+
+static void test_every_option_is_documented(void **state)
+{
+    (void)state;
+    bt_assert_options_documented(ARGV("lag", "--help"), "docs/operations.md");
 }
 
 int main(void)
@@ -387,6 +638,10 @@ int main(void)
         cmocka_unit_test(test_json_agrees_with_broker),
         cmocka_unit_test(test_watch_statuses_and_on_change),
         cmocka_unit_test(test_never_joins_the_group),
+        cmocka_unit_test(test_busy_healthy_group_has_no_warn),
+        cmocka_unit_test(test_unknown_group_is_an_error),
+        cmocka_unit_test(test_members_without_commits),
+        cmocka_unit_test(test_every_option_is_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -404,6 +404,9 @@ static void test_lag_over_sasl_scram256(void **state)
 
     bt_create_topic(env.plain, topic, 1);
     bt_produce_seq(env.plain, topic, 1, 0, 5, 0);
+    /* The group must exist: `ballast lag` refuses a group the broker does
+     * not know. */
+    bt_commit(env.plain, group, topic, (int64_t[]){2}, 1);
     snprintf(ca, sizeof(ca), "ssl.ca.location=%s", env.ca);
     snprintf(user, sizeof(user), "sasl.username=%s", env.user);
     snprintf(password, sizeof(password), "sasl.password=%s", env.password);

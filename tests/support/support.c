@@ -186,6 +186,24 @@ void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
     rd_kafka_destroy(rk);
 }
 
+void bt_commit(const char *bootstrap, const char *group, const char *topic,
+               const int64_t *offsets, int n)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, bootstrap, group);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
+
+    for (int i = 0; i < n; i++)
+        if (offsets[i] >= 0)
+            rd_kafka_topic_partition_list_add(list, topic, i)->offset = offsets[i];
+    if (list->cnt) {
+        rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, 0);
+        if (err)
+            fail_msg("commit for %s: %s", group, rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_destroy(rk);
+}
+
 void bt_committed(const char *bootstrap, const char *group, const char *topic,
                   int n, int64_t *out)
 {
@@ -611,6 +629,63 @@ void bt_captured_free(bt_captured_t *c)
 {
     free(c->out);
     free(c->err);
+}
+
+static bool option_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-';
+}
+
+/* Whether @p word occurs in @p text not inside a longer option name. */
+static bool has_word(const char *text, const char *word, size_t len)
+{
+    for (const char *p = text; (p = strstr(p, word)); p++)
+        if ((p == text || !option_char(p[-1])) && !option_char(p[len]))
+            return true;
+    return false;
+}
+
+void bt_assert_options_documented(const char *const *argv, const char *doc)
+{
+    bt_captured_t c = bt_run_captured(argv, 10000);
+    char path[512], missing[2048] = "", word[64], command[256] = "ballast";
+    char *text;
+    size_t checked = 0;
+
+    for (size_t i = 1; argv[i]; i++)
+        snprintf(command + strlen(command), sizeof(command) - strlen(command), " %s",
+                 argv[i]);
+    if (c.rc != 0)
+        fail_msg("`%s` exited %d: %s", command, c.rc, c.err);
+    snprintf(path, sizeof(path), "%s/%s", BALLAST_SRC_DIR, doc);
+    if (!(text = bt_read_file(path)))
+        fail_msg("cannot read %s", path);
+    for (const char *p = c.out; *p; p++) {
+        size_t len = 0;
+        if (p > c.out && option_char(p[-1]))
+            continue;
+        if (p[0] == '-' && p[1] == '-' && p[2] >= 'a' && p[2] <= 'z')
+            while (option_char(p[len]))
+                len++;
+        else if (p[0] == '-' && p[1] == 'X' && !option_char(p[2]))
+            len = 2;
+        if (!len || len >= sizeof(word))
+            continue;
+        memcpy(word, p, len);
+        word[len] = '\0';
+        checked++;
+        if (!has_word(text, word, len) && !has_word(missing, word, len))
+            snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s",
+                     word);
+        p += len - 1;
+    }
+    if (checked < 3)
+        fail_msg("found only %zu options in the output of `%s`", checked, command);
+    if (*missing)
+        fail_msg("%s does not document these options of `%s`:%s", doc, command, missing);
+    free(text);
+    bt_captured_free(&c);
 }
 
 /* ---- HTTP (the daemon's metrics endpoint) -------------------------------- */

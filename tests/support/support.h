@@ -51,6 +51,11 @@ void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
 void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
                     int first, int count, int keys);
 
+/** Commits @p offsets (-1: none) for partitions 0..n-1 of @p topic for
+ *  @p group without joining it (a "simple" commit, which the broker accepts
+ *  for a group without members). */
+void bt_commit(const char *bootstrap, const char *group, const char *topic,
+               const int64_t *offsets, int n);
 /** Committed offsets of @p group for partitions 0..n-1 of @p topic
  *  (-1001 when none). Does not join the group. */
 void bt_committed(const char *bootstrap, const char *group, const char *topic,
@@ -127,6 +132,10 @@ typedef struct bt_captured {
 /** Runs ballast to completion with stdout and stderr captured. */
 bt_captured_t bt_run_captured(const char *const *argv, int timeout_ms);
 void bt_captured_free(bt_captured_t *c);
+/** Runs `ballast ... --help` (@p argv) and fails the test unless every
+ *  long option it names (--name) and -X appear, as whole words, in the
+ *  document @p doc (a path under the source tree, e.g. "docs/operations.md"). */
+void bt_assert_options_documented(const char *const *argv, const char *doc);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 

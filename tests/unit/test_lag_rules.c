@@ -1,7 +1,9 @@
 /* test_lag_rules.c - unit tests of the lag status rules of `ballast lag`
  * (tools/lag_rules.c): scripted sequences of samples, with the status
- * expected after each one, for every status and for both of Burrow's false
- * alarms (idle partitions; lag frozen at a dead consumer's last commit). */
+ * expected after each one, for every status, for both of Burrow's false
+ * alarms (idle partitions; lag frozen at a dead consumer's last commit), and
+ * for a watcher that starts on a busy, healthy group (no WARN from lag in
+ * flight while a member consumes). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,13 +18,16 @@
 #define MAX_STEPS 12
 
 /* A readable sample: committed offset c, high watermark h, lag h - c. */
-#define S(c, h) {1, (c), (h), (h) - (c), -1}
+#define S(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_UNKNOWN}
 /* With a time lag. */
-#define ST(c, h, secs) {1, (c), (h), (h) - (c), (secs)}
+#define ST(c, h, secs) {1, (c), (h), (h) - (c), (secs), LAG_OWNER_UNKNOWN}
 /* Nothing committed: lag is every retained message (low watermark 0). */
-#define N(h) {1, -1, (h), (h), -1}
+#define N(h) {1, -1, (h), (h), -1, LAG_OWNER_UNKNOWN}
+/* Held by a member of the group, and held by none. */
+#define SM(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_MEMBER}
+#define SN(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_NONE}
 /* The offsets could not be read. */
-#define E {0, -1, -1, 0, -1}
+#define E {0, -1, -1, 0, -1, LAG_OWNER_UNKNOWN}
 
 typedef struct script {
     const char *name;
@@ -116,6 +121,36 @@ static const script_t scripts[] = {
      5, {-1, 30},
      {ST(0, 50, 10), ST(50, 80, 12), ST(80, 90, 45), ST(90, 90, 0)},
      {"OK", "OK", "WARN", "OK"}},
+    /* A member holds the partition. */
+    {"busy healthy group watched from its start: lag in flight is OK at once",
+     5, NO_TH,
+     {SM(0, 10), SM(10, 22), SM(10, 30), SM(30, 41), SM(41, 50), SM(50, 61),
+      SM(61, 70), SM(70, 79)},
+     {"OK", "OK", "OK", "OK", "OK", "OK", "OK", "OK"}},
+    {"a member that stops committing: STOP once the window is full, no STALL before",
+     3, NO_TH,
+     {SM(50, 60), SM(50, 70), SM(50, 80), SM(50, 90)},
+     {"OK", "OK", "STOP", "STOP"}},
+    {"a member falling behind: WARN once lag grew across the full window",
+     3, NO_TH,
+     {SM(0, 10), SM(5, 20), SM(10, 30), SM(15, 40), SM(40, 45)},
+     {"OK", "OK", "WARN", "WARN", "OK"}},
+    {"a member's lag above --warn-lag warns from the first evaluation",
+     5, {100, -1},
+     {SM(0, 500), SM(450, 520)},
+     {"WARN", "OK"}},
+    {"a window of one never holds a trend: a member's lag is OK",
+     1, NO_TH,
+     {SM(0, 50), SM(0, 60), SM(10, 70)},
+     {"OK", "OK", "OK"}},
+    {"the member leaves: the rules for an unconsumed partition apply at once",
+     5, NO_TH,
+     {SM(50, 60), SM(50, 70), SN(50, 80), SN(50, 90)},
+     {"OK", "OK", "STALL", "STALL"}},
+    {"nobody holds the partition: lag at the first look is WARN",
+     5, NO_TH,
+     {SN(0, 10), SN(10, 10)},
+     {"WARN", "OK"}},
 };
 
 static lag_status_t parse_status(const char *name)
