@@ -34,6 +34,8 @@
  */
 #include "runtime.h"
 
+#include "cluster.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1168,21 +1170,12 @@ void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static ballast_error_t *start_refused(ballast_consumer_t *c)
 {
     rd_kafka_message_t *rkm;
-    ballast_error_t *err = NULL;
+    ballast_error_t *err;
 
     while ((rkm = rd_kafka_consumer_poll(c->rk, 0)))
         rd_kafka_message_destroy(rkm);
     pthread_mutex_lock(&c->start_mtx);
-    if (c->start_error == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-        c->start_error == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED)
-        err = bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                           "kafka.sasl.*: the broker refused authentication: %s",
-                           c->start_reason);
-    else if (c->start_error == RD_KAFKA_RESP_ERR__SSL)
-        err = bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                           "kafka.ssl.*: TLS with the broker failed (certificate or "
-                           "protocol): %s",
-                           c->start_reason);
+    err = bl_kafka_refused(c->start_error, c->start_reason);
     pthread_mutex_unlock(&c->start_mtx);
     return err;
 }
@@ -1210,17 +1203,29 @@ static void note_waiting(ballast_consumer_t *c, int64_t start, int64_t timeout,
            (long long)((bl_now_ms() - start) / 1000), (long long)(timeout / 1000));
 }
 
-/* Waits for the cluster's metadata and checks that every input topic (and
- * the output and dead-letter topics) exists. */
-static ballast_error_t *check_cluster(ballast_consumer_t *c,
-                                      const rd_kafka_topic_partition_list_t *topics)
+/* Collects the first topic a configuration needs that the cluster lacks. */
+typedef struct topic_check {
+    const struct rd_kafka_metadata *md;
+    ballast_error_t *err;
+} topic_check_t;
+
+static void check_topic(const char *key, const char *topic, void *opaque)
+{
+    topic_check_t *tc = opaque;
+
+    if (!tc->err)
+        tc->err = bl_topic_missing(tc->md, key, topic);
+}
+
+/* Waits for the cluster's metadata and checks that every topic the
+ * configuration needs exists. */
+static ballast_error_t *check_cluster(ballast_consumer_t *c)
 {
     int64_t timeout = bl_conf_int(c->conf, "startup.timeout.ms");
     int64_t start = bl_now_ms(), deadline = start + timeout, next_note = start + 5000;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err;
-    const char *extra[2] = {c->output_topic, c->dlq_topic};
-    const char *extra_keys[2] = {"output.topic", "dlq.topic"};
+    topic_check_t tc = {NULL, NULL};
 
     for (;;) {
         int64_t left = deadline - bl_now_ms();
@@ -1232,11 +1237,8 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
             break;
         if ((refused = start_refused(c)))
             return refused;
-        if (err != RD_KAFKA_RESP_ERR__TRANSPORT &&
-            err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
-            err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (!bl_kafka_waitable(err))
             break;
-        }
         if (bl_conf_stop_requested(c->conf))
             return bl_error_new(BALLAST_ERR_STOPPED, false, false,
                                 "stopped while waiting for the broker");
@@ -1246,35 +1248,17 @@ static ballast_error_t *check_cluster(ballast_consumer_t *c,
         }
     }
     if (err) {
-        ballast_error_t *e;
         pthread_mutex_lock(&c->start_mtx);
-        e = bl_error_new(BALLAST_ERR_UNREACHABLE, true, false,
-                         "kafka.bootstrap.servers: no broker reachable at "
-                         "\"%s\" within %lld ms (%s)",
-                         bl_conf_str(c->conf, "kafka.bootstrap.servers"),
-                         (long long)timeout,
-                         *c->start_reason ? c->start_reason : rd_kafka_err2str(err));
+        tc.err = bl_kafka_unreachable(c->conf, timeout, *c->start_reason
+                                                            ? c->start_reason
+                                                            : rd_kafka_err2str(err));
         pthread_mutex_unlock(&c->start_mtx);
-        return e;
+        return tc.err;
     }
-    for (int i = 0; i < topics->cnt + 2; i++) {
-        const char *name = i < topics->cnt ? topics->elems[i].topic : extra[i - topics->cnt];
-        const char *key = i < topics->cnt ? "topics" : extra_keys[i - topics->cnt];
-        bool found = false;
-        if (!name || !*name || name[0] == '^')
-            continue; /* regex subscriptions match what exists */
-        for (int t = 0; t < md->topic_cnt; t++)
-            if (!strcmp(md->topics[t].topic, name) && !md->topics[t].err)
-                found = true;
-        if (!found) {
-            rd_kafka_metadata_destroy(md);
-            return bl_error_new(BALLAST_ERR_CONFIG, false, false,
-                                "%s: topic \"%s\" does not exist on the cluster",
-                                key, name);
-        }
-    }
+    tc.md = md;
+    bl_each_needed_topic(c->conf, check_topic, &tc);
     rd_kafka_metadata_destroy(md);
-    return NULL;
+    return tc.err;
 }
 
 /* Makes one handler state (worker -1: the offset loader). */
@@ -1409,7 +1393,7 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
     for (size_t i = 0; i < c->tiers.count; i++)
         rd_kafka_topic_partition_list_add(topics, c->tiers.tiers[i].topic,
                                           RD_KAFKA_PARTITION_UA);
-    err = check_cluster(c, topics);
+    err = check_cluster(c);
     if (!err)
         bl_producer_warm(c, WARM_TIMEOUT_MS);
     if (!err && c->eos)

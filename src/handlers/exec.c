@@ -1,6 +1,7 @@
 /* exec.c - the `exec` handler: a long-running child per worker, speaking JSON lines. */
 #include "handlers.h"
 
+#include "../cmdline.h"
 #include "../execproto.h"
 
 #include <errno.h>
@@ -193,78 +194,6 @@ static void sigpipe_restore(sigpipe_guard_t *g)
             ;
     }
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
-/* ---- the command line --------------------------------------------------- */
-
-static void argv_free(char **argv)
-{
-    if (argv) {
-        free(argv[0]); /* one buffer holds every argument */
-        free(argv);
-    }
-}
-
-/*
- * Splits @p cmd like a shell would split a simple command, without any
- * expansion: blanks separate words, '...' is literal, "..." is literal but
- * for \" and \\, and a backslash outside quotes takes the next character.
- * @returns 0, or -1 with a reason in errbuf.
- */
-static int split_command(const char *cmd, char ***argvp, char *errbuf, size_t errsize)
-{
-    size_t n = strlen(cmd), argc = 0;
-    /* Output never outgrows input: every word consumes at least one
-     * character, and its NUL takes the place of a separator or quote. */
-    char *buf = malloc(n + 1), *o = buf;
-    char **argv = calloc(n / 2 + 2, sizeof(*argv));
-    const char *p = cmd;
-
-    if (!buf || !argv)
-        goto oom;
-    while (*p) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        argv[argc++] = o;
-        while (*p && *p != ' ' && *p != '\t') {
-            char q = *p;
-            if (q == '\'' || q == '"') {
-                for (p++; *p && *p != q; p++) {
-                    if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
-                        p++;
-                    *o++ = *p;
-                }
-                if (!*p) {
-                    bl_fmt(errbuf, errsize,
-                           "handler.exec.command: unterminated %s quote",
-                           q == '"' ? "double" : "single");
-                    goto fail;
-                }
-                p++;
-            } else if (q == '\\' && p[1]) {
-                *o++ = p[1];
-                p += 2;
-            } else {
-                *o++ = *p++;
-            }
-        }
-        *o++ = '\0';
-    }
-    if (!argc) {
-        bl_fmt(errbuf, errsize, "handler.exec.command: no command given");
-        goto fail;
-    }
-    argv[argc] = NULL; /* argv[0] == buf, as argv_free() expects */
-    *argvp = argv;
-    return 0;
-oom:
-    bl_fmt(errbuf, errsize, "handler.exec.command: out of memory");
-fail:
-    free(buf);
-    free(argv);
-    return -1;
 }
 
 /* ---- starting and losing the child -------------------------------------- */
@@ -883,7 +812,7 @@ static void exec_destroy(void *state)
                st->command, (long)st->pid, CLOSE_GRACE_MS);
         child_kill(st->pid, SIGTERM, TERM_GRACE_MS, &status);
     }
-    argv_free(st->argv);
+    bl_cmdline_free(st->argv);
     close_fd(&st->cancel_fd);
     free(st->command);
     free(st->in.p);
@@ -927,7 +856,7 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
     }
     st->timeout_ms = reply_timeout(params->conf);
     st->backoff_ms = BACKOFF_INITIAL_MS;
-    if (split_command(command, &st->argv, errbuf, errsize)) {
+    if (bl_cmdline_split(command, &st->argv, errbuf, errsize)) {
         exec_destroy(st);
         return BALLAST_ERR_CONFIG;
     }
