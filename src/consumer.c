@@ -1428,6 +1428,7 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf,
     pthread_mutex_init(&c->obs_mtx, NULL);
     pthread_mutex_init(&c->breaker_mtx, NULL);
     pthread_mutex_init(&c->topics_mtx, NULL);
+    pthread_mutex_init(&c->life_mtx, NULL);
     c->started_ms = bl_now_ms();
     atomic_init(&c->starting, true);
     read_settings(c);
@@ -1503,8 +1504,18 @@ static void settle(ballast_consumer_t *c)
         bl_txn_tick(c);
 }
 
-/* Stops fetching, lets in-flight work finish for up to the drain timeout,
- * and commits what finished. */
+/* Wakes every worker to look at the stop flags. */
+static void wake_workers(ballast_consumer_t *c)
+{
+    for (int i = 0; i < c->nworkers; i++) {
+        pthread_mutex_lock(&c->workers[i].mtx);
+        pthread_cond_broadcast(&c->workers[i].cond);
+        pthread_mutex_unlock(&c->workers[i].mtx);
+    }
+}
+
+/* Stops fetching, lets the handler calls running finish for up to the
+ * drain timeout, and commits what finished. */
 static void drain_all(ballast_consumer_t *c)
 {
     int64_t deadline = bl_now_ms() + c->shutdown_timeout_ms;
@@ -1514,6 +1525,10 @@ static void drain_all(ballast_consumer_t *c)
     bl_flush_staged(c);
     c->draining = true;
     sync_pause(c);
+    /* As on a revoke: what has not started stays uncommitted and comes
+     * back; the drain waits for what is running. */
+    atomic_store(&c->stop_dispatch, true);
+    wake_workers(c);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
     parts = calloc(n + 1, sizeof(*parts));
@@ -1524,21 +1539,17 @@ static void drain_all(ballast_consumer_t *c)
      * only waits for handlers already running. */
     if (parts)
         drain_parts(c, parts, n, deadline);
+    for (int i = 0; i < c->nworkers; i++)
+        c->abandoned_calls += atomic_load(&c->workers[i].busy_since) != 0;
     /* Nothing more should start; workers drop what they have queued. */
     atomic_store(&c->abandon, true);
-    for (int i = 0; i < c->nworkers; i++) {
-        pthread_mutex_lock(&c->workers[i].mtx);
-        pthread_cond_broadcast(&c->workers[i].cond);
-        pthread_mutex_unlock(&c->workers[i].mtx);
-    }
+    wake_workers(c);
     settle(c);
     if (c->eos)
         bl_txn_commit(c);
     else if (parts)
         commit_parts(c, parts, n);
     free(parts);
-    /* Counted after the last commit: what it covered is no longer news. */
-    c->unfinished = c->inflight;
 }
 
 /* Ends the workers. A handler call still running after the drain is
@@ -1569,12 +1580,18 @@ static void stop_workers(ballast_consumer_t *c)
         w->started = false;
         if (!pthread_timedjoin_np(w->thread, NULL, &deadline))
             continue;
-        bl_log(&c->log, BALLAST_LOG_ERROR,
-               "worker %d: its handler call has not returned %d s after the stop's "
-               "drain; it is left running, and its messages stay uncommitted",
-               i, STOP_GRACE_MS / 1000);
+        pthread_mutex_lock(&c->life_mtx);
+        if (!w->exited) {
+            w->left = true;
+            c->left_running++;
+        }
+        pthread_mutex_unlock(&c->life_mtx);
         pthread_detach(w->thread);
-        c->left_running++;
+        if (w->left)
+            bl_log(&c->log, BALLAST_LOG_ERROR,
+                   "worker %d: its handler call has not returned %d s after the stop's "
+                   "drain; it is left running, and its messages stay uncommitted",
+                   i, STOP_GRACE_MS / 1000);
     }
 }
 
@@ -1647,26 +1664,26 @@ static void poll_burst(ballast_consumer_t *c)
 static ballast_error_t *run_outcome(ballast_consumer_t *c)
 {
     ballast_error_t *err;
-    char unfinished[160] = "";
+    char abandoned[200] = "";
 
     pthread_mutex_lock(&c->err_mtx);
     err = c->fatal;
     c->fatal = NULL;
     pthread_mutex_unlock(&c->err_mtx);
-    if (c->unfinished)
-        bl_fmt(unfinished, sizeof(unfinished),
-               "%zu message(s) did not finish within shutdown.timeout.ms (%lld ms); they "
-               "stay uncommitted and will be delivered again",
-               c->unfinished, (long long)c->shutdown_timeout_ms);
+    if (c->abandoned_calls)
+        bl_fmt(abandoned, sizeof(abandoned),
+               "%d handler call(s) did not finish within shutdown.timeout.ms (%lld ms); "
+               "their messages stay uncommitted and will be delivered again",
+               c->abandoned_calls, (long long)c->shutdown_timeout_ms);
     if (!err && atomic_load(&c->breaker))
         err = bl_error_new(BALLAST_ERR_HANDLER, false, false, "%s", c->breaker_reason);
-    if (!err && c->unfinished)
-        return bl_error_new(BALLAST_ERR_INCOMPLETE, false, false, "stopped: %s", unfinished);
-    if (c->unfinished)
-        bl_log(&c->log, BALLAST_LOG_WARN, "%s", unfinished);
+    if (!err && c->abandoned_calls)
+        return bl_error_new(BALLAST_ERR_INCOMPLETE, false, false, "stopped: %s", abandoned);
+    if (c->abandoned_calls)
+        bl_log(&c->log, BALLAST_LOG_WARN, "%s", abandoned);
     if (!err)
         bl_log(&c->log, BALLAST_LOG_INFO,
-               "stopped: every message in flight finished, and what finished is committed");
+               "stopped: the handler calls running finished, and what finished is committed");
     return err;
 }
 
@@ -1770,21 +1787,10 @@ static void destroy_client(ballast_consumer_t *c, rd_kafka_t *rk, const char *wh
     }
 }
 
-void ballast_consumer_destroy(ballast_consumer_t *c)
+/* Frees everything; no worker runs any more. */
+static void consumer_free(ballast_consumer_t *c)
 {
-    if (!c)
-        return;
-    if (c->left_running) {
-        /* A handler call that never returned still uses the consumer, its
-         * messages (which hold librdkafka's fetch buffers, so that its
-         * destroy would wait for them forever) and its producer: they are
-         * left to it rather than freed under it. */
-        bl_log(&c->log, BALLAST_LOG_WARN, "%d handler call(s) still running: the "
-               "consumer's memory and clients are left to them", c->left_running);
-        return;
-    }
     if (c->workers) {
-        stop_workers(c);
         for (int i = 0; i < c->nworkers; i++) {
             bl_worker_t *w = &c->workers[i];
             if (w->state_ok && c->handler->destroy)
@@ -1840,5 +1846,42 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     bl_tiers_free(&c->tiers);
     free(c->breaker_window);
     bl_status_free(c);
+    pthread_mutex_destroy(&c->life_mtx);
     free(c);
+}
+
+void ballast_consumer_destroy(ballast_consumer_t *c)
+{
+    bool pending;
+
+    if (!c)
+        return;
+    if (c->workers)
+        stop_workers(c);
+    pthread_mutex_lock(&c->life_mtx);
+    pending = c->destroy_pending = c->left_running > 0;
+    pthread_mutex_unlock(&c->life_mtx);
+    if (pending) {
+        /* A handler call that has not returned still uses the consumer, its
+         * messages (which hold librdkafka's fetch buffers, so that its
+         * destroy would wait for them forever) and its producer: the last
+         * such call to return frees them (bl_worker_exited). */
+        bl_log(&c->log, BALLAST_LOG_WARN, "%d handler call(s) still running: the "
+               "consumer is freed when they return", c->left_running);
+        return;
+    }
+    consumer_free(c);
+}
+
+void bl_worker_exited(bl_worker_t *w)
+{
+    ballast_consumer_t *c = w->cons;
+    bool last;
+
+    pthread_mutex_lock(&c->life_mtx);
+    w->exited = true;
+    last = w->left && --c->left_running == 0 && c->destroy_pending;
+    pthread_mutex_unlock(&c->life_mtx);
+    if (last)
+        consumer_free(c);
 }

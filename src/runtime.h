@@ -95,6 +95,8 @@ typedef struct bl_worker {
     int down_tries;                 /* calls in a row that found it unavailable */
     bl_queue_t staged; /* poll thread only: not yet handed over */
     unsigned rnd;
+    bool left;   /* under the consumer's life_mtx: left running by a stop */
+    bool exited; /* under life_mtx: its thread is done with the consumer */
 } bl_worker_t;
 
 typedef enum { ORDER_PARTITION, ORDER_KEY, ORDER_NONE } ordering_t;
@@ -210,9 +212,12 @@ struct ballast_consumer_s {
     atomic_bool done_ready;
 
     volatile sig_atomic_t stop_requested; /* set by ballast_consumer_stop() */
+    atomic_bool stop_dispatch; /* a stop began: workers start nothing new */
     atomic_bool abandon; /* drain timed out: workers stop retrying */
-    size_t unfinished;   /* messages the drain had to leave uncommitted */
-    int left_running;    /* workers whose handler call never returned */
+    int abandoned_calls; /* handler calls still running when the drain ended */
+    pthread_mutex_t life_mtx; /* the next two, and each worker's left/exited */
+    int left_running;    /* workers left running by stop_workers() */
+    bool destroy_pending; /* destroyed while some were: the last one frees */
     atomic_bool failed;  /* a fatal error is recorded */
     pthread_mutex_t err_mtx;
     ballast_error_t *fatal;
@@ -272,6 +277,9 @@ void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm);
 /* worker.c */
 /** The worker thread's body; @p arg is its bl_worker_t. */
 void *bl_worker_main(void *arg);
+/** The worker's thread is done with the consumer: the last of those a stop
+ *  left running frees a consumer destroyed meanwhile. Its final call. */
+void bl_worker_exited(bl_worker_t *w);
 /** Produces the retry-tier or dead-letter record send_failure() decided
  *  for @p m, straight from the message, counting it in pending_emits: on
  *  the @p poll_thread (at-least-once, once the message is handed back), or

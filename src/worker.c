@@ -57,15 +57,16 @@ static bool worker_take(bl_worker_t *w, bl_queue_t *out)
     return out->len > 0 || !w->quit;
 }
 
-/* Waits @p ms unless the consumer abandons its work first.
- * @returns false when abandoned. */
+/* Waits @p ms unless a stop or the drain's end comes first (a message
+ * waiting for its retry has not started again: it stays uncommitted).
+ * @returns false when the wait was cut short so. */
 static bool worker_sleep(bl_worker_t *w, int64_t ms)
 {
     int64_t until = bl_now_ms() + ms;
     ballast_consumer_t *c = w->cons;
 
     pthread_mutex_lock(&w->mtx);
-    while (!atomic_load(&c->abandon) && !w->quit) {
+    while (!atomic_load(&c->abandon) && !atomic_load(&c->stop_dispatch) && !w->quit) {
         int64_t left = until - bl_now_ms();
         struct timespec ts;
         if (left <= 0)
@@ -80,7 +81,7 @@ static bool worker_sleep(bl_worker_t *w, int64_t ms)
         pthread_cond_timedwait(&w->cond, &w->mtx, &ts);
     }
     pthread_mutex_unlock(&w->mtx);
-    return !atomic_load(&c->abandon);
+    return !atomic_load(&c->abandon) && !atomic_load(&c->stop_dispatch);
 }
 
 static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
@@ -119,13 +120,14 @@ static void note_available(bl_worker_t *w, bool down, const char *why)
         return;
     atomic_store(&w->unavailable, down);
     w->down_tries = 0;
-    if (down && atomic_fetch_add(&c->unavailable_workers, 1) == 0) {
+    /* At a stop, a handler cancelled or gone is no news. */
+    if (down && atomic_fetch_add(&c->unavailable_workers, 1) == 0 && !bl_stopping(c)) {
         atomic_store(&c->unavailable_since_ms, bl_now_ms());
         bl_log(&c->log, BALLAST_LOG_WARN,
                "handler unavailable: %s; consumption is paused, and its messages are "
                "retried without counting attempts until it answers",
                why ? why : "no reason given");
-    } else if (!down && atomic_fetch_sub(&c->unavailable_workers, 1) == 1) {
+    } else if (!down && atomic_fetch_sub(&c->unavailable_workers, 1) == 1 && !bl_stopping(c)) {
         bl_log(&c->log, BALLAST_LOG_INFO, "handler available again after %.1f s",
                (double)(bl_now_ms() - atomic_load(&c->unavailable_since_ms)) / 1000.0);
     }
@@ -717,8 +719,8 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
 {
     return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
-           atomic_load(&c->abandon) || atomic_load(&c->failed) ||
-           atomic_load(&c->breaker);
+           atomic_load(&c->stop_dispatch) || atomic_load(&c->abandon) ||
+           atomic_load(&c->failed) || atomic_load(&c->breaker);
 }
 
 /* Counts the @p retried RETRY messages among @p group's first @p left and
@@ -812,9 +814,9 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         size_t count = c->batch_mode ? n - start : 1;
 
         if (atomic_load(&c->failed) || atomic_load(&c->abandon) ||
-            atomic_load(&c->breaker) || (atomic_load(&w->unavailable) && bl_stopping(c))) {
+            atomic_load(&c->breaker) || atomic_load(&c->stop_dispatch)) {
             /* Nothing after a stopping failure may run: order matters.
-             * And a stop does not wait for a handler that is down. */
+             * And a stop starts nothing new. */
             for (size_t i = start; i < n; i++)
                 todo[i]->fate = BL_FATE_DROPPED;
             break;
@@ -879,5 +881,6 @@ void *bl_worker_main(void *arg)
                 per = 1;
         }
     }
+    bl_worker_exited(w);
     return NULL;
 }

@@ -415,7 +415,12 @@ BALLAST_API ballast_error_t *ballast_consumer_run(ballast_consumer_t *cons);
  */
 BALLAST_API void ballast_consumer_stop(ballast_consumer_t *cons);
 
-/** @brief Releases a consumer that is not running. NULL is a no-op. */
+/**
+ * @brief Releases a consumer that is not running. NULL is a no-op. A
+ *        handler call that a stop had to leave running keeps what it uses:
+ *        destroy then returns at once, and the consumer (with that worker's
+ *        handler state) is freed when the call returns.
+ */
 BALLAST_API void ballast_consumer_destroy(ballast_consumer_t *cons);
 
 /** @brief Counters a program or test may read at any time (any thread). */

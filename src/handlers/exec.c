@@ -73,6 +73,9 @@ extern char **environ;
 #ifndef EXEC_TIMEOUT_MS
 #define EXEC_TIMEOUT_MS 60000
 #endif
+/* Why a cancelled call's child was killed (compared by address). */
+static const char CANCELLED[] = "the stop's drain timed out";
+
 #define BACKOFF_INITIAL_MS 100
 #define BACKOFF_MAX_MS 5000
 #define EOF_GRACE_MS 1000   /* after EOF, for the exit status to appear */
@@ -367,10 +370,14 @@ static void child_lost(exec_state_t *st, const char *why)
         set_down_reason(st, "exec: child %s", how ? how : "exited");
     /* The first loss in full; a child that keeps dying is the runtime's
      * one "handler unavailable" line, not one line per restart. */
-    bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
-           "exec: child '%s' (pid %ld) %s%s%s; restarting in %lld ms",
-           st->command, (long)pid, how ? how : "exited", why ? " after: " : "",
-           why ? why : "", (long long)st->backoff_ms);
+    if (why == CANCELLED)
+        bl_log(&st->log, BALLAST_LOG_WARN, "exec: child '%s' (pid %ld) killed: %s",
+               st->command, (long)pid, why);
+    else
+        bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
+               "exec: child '%s' (pid %ld) %s%s%s; restarting in %lld ms",
+               st->command, (long)pid, how ? how : "exited", why ? " after: " : "",
+               why ? why : "", (long long)st->backoff_ms);
     free(how);
     arm_backoff(st);
 }
@@ -691,6 +698,12 @@ static void step(exchange_t *x)
         pump_writes(x);
 }
 
+static const char *timeout_text(const exec_state_t *st, char *buf, size_t size)
+{
+    bl_fmt(buf, size, "no reply within %lld ms", (long long)st->timeout_ms);
+    return buf;
+}
+
 /* Drops the child after x->lost, and settles every message without a
  * reply (see the top of this file). */
 static void settle_lost(exchange_t *x)
@@ -698,12 +711,19 @@ static void settle_lost(exchange_t *x)
     exec_state_t *st = x->st;
     char why[640];
 
+    if (x->lost == LOST_PROTOCOL || x->lost == LOST_TIMEOUT) {
+        child_lost(st, x->lost == LOST_PROTOCOL ? x->why : timeout_text(st, why, sizeof(why)));
+        /* A child that lied once is replaced at once; one that keeps doing
+         * it waits out the back-off like any lost child. */
+        if (st->losses == 1)
+            st->restart_at_ms = bl_now_ms();
+    }
+
     /* The request the bad line or the silence belongs to (the only one
      * open, or the oldest) takes the attempt; the others the child had
      * read got no verdict. */
     switch (x->lost) {
     case LOST_PROTOCOL:
-        child_lost(st, x->why);
         if (x->sent - x->done > 1) {
             /* With several requests open, a stray line cannot be pinned on
              * one of them: none takes an attempt, and they go again one at
@@ -721,13 +741,11 @@ static void settle_lost(exchange_t *x)
                      BALLAST_OUTCOME_UNAVAILABLE, why);
         return;
     case LOST_TIMEOUT:
-        bl_fmt(why, sizeof(why), "no reply within %lld ms", (long long)st->timeout_ms);
-        child_lost(st, why);
         settle_range(x, x->done, x->done + 1, BALLAST_OUTCOME_RETRY, down_reason(st));
         settle_range(x, x->done + 1, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
         return;
     case LOST_CANCELLED:
-        child_lost(st, "cancelled: the stop's drain timed out");
+        child_lost(st, CANCELLED);
         settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
         return;
     case LOST_DIED:

@@ -61,7 +61,7 @@ static const char child_py[] =
     "        r['id'] = req['id'] + 1\n"
     "        return json.dumps(r) + '\\n'\n"
     "    if kind == 5 and first:\n"
-    "        time.sleep(1.5)\n"
+    "        time.sleep(3)\n"
     "    if kind == 7:\n"
     "        return '{\"status\": \"ok\", \"emit\": [{\"value\": \"never\"}]\\n'\n"
     "    if kind == 2:\n"
@@ -195,7 +195,8 @@ static void run_misbehaving_child(const char *processing)
     ballast_conf_set_handler(conf, NULL, NULL);
     bt_set(conf, "handler", "exec");
     bt_set(conf, "handler.exec.command", cmd);
-    bt_set(conf, "handler.timeout.ms", "500");
+    /* Long enough for a fresh child to start on a loaded machine. */
+    bt_set(conf, "handler.timeout.ms", "2000");
     bt_set(conf, "processing", processing);
     bt_set(conf, "batch.max.messages", "5");
     bt_set(conf, "batch.max.ms", "20");

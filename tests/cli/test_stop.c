@@ -1,0 +1,153 @@
+/*
+ * test_stop.c - `ballast run` when what it depends on is not there:
+ *   - a SIGTERM while start-up waits for an unreachable broker ends the
+ *     run at once (exit 0), after start-up said what it waits for;
+ *   - a handler that cannot run (its script is missing, so every child
+ *     exits at once) is unavailable, not failing: nothing is
+ *     dead-lettered and nothing committed, /readyz fails naming the cause,
+ *     one line says so, and a SIGTERM ends the run within
+ *     shutdown.timeout.ms without restarting children.
+ */
+#include "support.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
+
+static bool file_has(const char *path, const char *text)
+{
+    char *all = bt_read_file(path);
+    bool has = all && strstr(all, text);
+
+    free(all);
+    return has;
+}
+
+typedef struct waiting_for {
+    const char *path, *text;
+} waiting_for_t;
+
+static bool log_has(void *arg)
+{
+    waiting_for_t *w = arg;
+    return file_has(w->path, w->text);
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = text; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_sigterm_while_waiting_for_the_broker(void **state)
+{
+    const char *dir = bt_tmpdir();
+    char conf[300], err[300];
+    waiting_for_t w = {err, "waiting for 127.0.0.1:1 ("};
+    pid_t pid;
+    int64_t t0;
+
+    (void)state;
+    snprintf(conf, sizeof(conf), "%s/unreachable.conf", dir);
+    snprintf(err, sizeof(err), "%s/unreachable.err", dir);
+    bt_write_file(conf, "kafka.bootstrap.servers = 127.0.0.1:1\n"
+                        "kafka.group.id = g\n"
+                        "topics = t\n"
+                        "handler = forward\n"
+                        "output.topic = o\n"
+                        "startup.timeout.ms = 30000\n");
+    pid = bt_spawn_ballast(ARGV("run", conf), err);
+    /* Start-up says what it waits for, every 5 s. */
+    if (!bt_wait_for(log_has, &w, 15000))
+        fail_msg("no 'waiting for' line within 15 s");
+    assert_true(file_has(err, "s of 30"));
+    t0 = bt_now_ms();
+    kill(pid, SIGTERM);
+    assert_int_equal(bt_wait(pid, 5000), 0);
+    print_message("SIGTERM during start-up: exited after %lld ms\n",
+                  (long long)(bt_now_ms() - t0));
+    assert_true(bt_now_ms() - t0 < 2000);
+}
+
+static void test_unavailable_handler_dead_letters_nothing(void **state)
+{
+    const char *bs = bt_bootstrap(), *dir = bt_tmpdir();
+    const char *topic = bt_unique("unavail"), *dlq = bt_unique("unavail-dlq");
+    const char *group = bt_unique("unavail-g");
+    char conf[300], err[300], addr[64], *text;
+    waiting_for_t w = {err, "handler unavailable: "};
+    bt_http_reply_t r;
+    int64_t committed, t0, deadline;
+    long at_term;
+    pid_t pid;
+
+    (void)state;
+    BT_REQUIRE_ENV();
+    bt_create_topic(bs, topic, 2);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, topic, 2, 0, 20, 0);
+    snprintf(conf, sizeof(conf), "%s/missing.conf", dir);
+    snprintf(err, sizeof(err), "%s/missing.err", dir);
+    bt_write_file(conf,
+                  "kafka.bootstrap.servers = %s\n"
+                  "kafka.group.id = %s\n"
+                  "topics = %s\n"
+                  "handler = exec\n"
+                  "handler.exec.command = python3 %s/no-such-handler.py\n"
+                  "dlq.topic = %s\n"
+                  "retry.max.attempts = 2\n"
+                  "retry.backoff.initial.ms = 10\n"
+                  "shutdown.timeout.ms = 5000\n"
+                  "metrics.listen = 127.0.0.1:0\n",
+                  bs, group, topic, dir, dlq);
+    pid = bt_spawn_ballast(ARGV("run", conf), err);
+    bt_wait_listening(err, pid, addr, sizeof(addr));
+    if (!bt_wait_for(log_has, &w, 30000))
+        fail_msg("no 'handler unavailable' line within 30 s");
+    /* /readyz fails and names the cause. */
+    r = bt_http_get(addr, "/readyz");
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "unavailable"));
+    assert_non_null(strstr(r.body, "exited with status 2"));
+    bt_http_reply_free(&r);
+    /* For several restart back-offs, nothing is dead-lettered (the old
+     * behaviour sent the messages to the DLQ one by one). */
+    deadline = bt_now_ms() + 8000;
+    while (bt_now_ms() < deadline) {
+        assert_int_equal(bt_total_watermark(bs, dlq, 1), 0);
+        usleep(500 * 1000);
+    }
+    text = bt_read_file(err);
+    at_term = text ? (long)strlen(text) : 0;
+    assert_int_equal(count_lines_with(text, "handler unavailable: "), 1);
+    free(text);
+    t0 = bt_now_ms();
+    kill(pid, SIGTERM);
+    assert_int_equal(bt_wait(pid, 15000), 0);
+    print_message("stop with an unavailable handler: %lld ms\n", (long long)(bt_now_ms() - t0));
+    assert_true(bt_now_ms() - t0 < 5000);
+    /* Nothing restarted after the SIGTERM, nothing dead-lettered, nothing
+     * committed. */
+    text = bt_read_file(err);
+    assert_null(strstr(text + at_term, "restart"));
+    free(text);
+    assert_int_equal(bt_total_watermark(bs, dlq, 1), 0);
+    bt_committed(bs, group, topic, 1, &committed);
+    assert_true(committed <= 0); /* none, or the start: nothing past it */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sigterm_while_waiting_for_the_broker),
+        cmocka_unit_test(test_unavailable_handler_dead_letters_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
