@@ -139,7 +139,11 @@ static const prop_t props[] = {
      "How long a stop or a revoke waits for in-flight messages to finish; "
      "what has not finished by then is not committed and comes back."},
     {"log.level", T_ENUM, "info", 0, 0, "error|warn|info|debug", 0,
-     "Least severe log level written."},
+     "Least severe log level written. debug adds each partition's commits, "
+     "pauses and resumes."},
+    {"log.progress.interval.ms", T_INT, "30000", 0, 86400000, NULL, 0,
+     "How often an info line sums up progress: rates, lag, in flight, paused "
+     "partitions. 0: never. A summary line ends every run."},
 };
 #define NPROPS (sizeof(props) / sizeof(props[0]))
 

@@ -97,6 +97,28 @@ static uint32_t fnv1a(const void *p, size_t len, uint32_t h)
     return h;
 }
 
+/* Names the partitions of @p list, topic by topic: "orders [0, 1],
+ * payments [3]"; cut with "..." when it does not fit. */
+static const char *name_parts(const rd_kafka_topic_partition_list_t *list, char *buf,
+                              size_t size)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < list->cnt && n < size; i++) {
+        const rd_kafka_topic_partition_t *tp = &list->elems[i];
+        bool same = i > 0 && !strcmp(tp->topic, list->elems[i - 1].topic);
+        int w = snprintf(buf + n, size - n, "%s%s%s%d", same ? ", " : i ? "], " : "",
+                         same ? "" : tp->topic, same ? "" : " [", (int)tp->partition);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    if (n + 2 < size && list->cnt)
+        memcpy(buf + n, "]", 2);
+    else if (size > 4)
+        memcpy(buf + size - 4, "...", 4);
+    return buf;
+}
+
 /* ---- partitions --------------------------------------------------------- */
 
 bl_part_t *bl_part_find(ballast_consumer_t *c, const char *topic,
@@ -569,6 +591,21 @@ static bool want_paused(const ballast_consumer_t *c, const bl_part_t *p, int64_t
            atomic_load(&c->unavailable_workers) > 0 || p->tier_wait_until > now_wall;
 }
 
+/* At debug level: which partitions were paused or resumed, and why. */
+static void log_pauses(ballast_consumer_t *c, const char *what,
+                       const rd_kafka_topic_partition_list_t *list)
+{
+    char names[512];
+
+    if (c->log.level < BALLAST_LOG_DEBUG)
+        return;
+    bl_log(&c->log, BALLAST_LOG_DEBUG, "%s %s (backpressure %s, stopping %s, breaker %s, "
+           "handler unavailable %s, retry tier waiting %s)", what,
+           name_parts(list, names, sizeof(names)), c->backpressured ? "yes" : "no",
+           c->draining ? "yes" : "no", atomic_load(&c->breaker) ? "yes" : "no",
+           atomic_load(&c->unavailable_workers) ? "yes" : "no", c->tier_waiting ? "yes" : "no");
+}
+
 /* Pauses and resumes partitions to match want_paused(). Only partitions
  * ballast paused are ever resumed (resuming one that is not paused can
  * rewind its fetch position in librdkafka 2.0.2). */
@@ -595,10 +632,12 @@ static void sync_pause(ballast_consumer_t *c)
     }
     if (pause) {
         rd_kafka_pause_partitions(c->rk, pause);
+        log_pauses(c, "paused", pause);
         rd_kafka_topic_partition_list_destroy(pause);
     }
     if (resume) {
         rd_kafka_resume_partitions(c->rk, resume);
+        log_pauses(c, "resumed", resume);
         rd_kafka_topic_partition_list_destroy(resume);
     }
     atomic_store(&c->stats.paused_partitions, paused);
@@ -990,6 +1029,7 @@ static ballast_log_level_t rebalance_level(const ballast_consumer_t *c,
 
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
+    char names[512];
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -1025,8 +1065,8 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
         advise_db_offsets(c, list);
     sync_pause(c); /* partitions assigned while paused for any reason */
     atomic_fetch_add(&c->stats.rebalances, 1);
-    bl_log(&c->log, rebalance_level(c, BALLAST_LOG_INFO), "assigned %d partition(s)",
-           list->cnt);
+    bl_log(&c->log, rebalance_level(c, BALLAST_LOG_INFO), "assigned %d partition(s): %s",
+           list->cnt, name_parts(list, names, sizeof(names)));
     notify_rebalance(c, BALLAST_PARTITIONS_ASSIGNED, list);
 }
 
@@ -1077,6 +1117,7 @@ static void commit_parts(ballast_consumer_t *c, bl_part_t **parts, size_t n)
 static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list,
                       bool lost)
 {
+    char names[512];
     bl_part_t **parts = calloc((size_t)list->cnt + 1, sizeof(*parts));
     rd_kafka_error_t *error = NULL;
 
@@ -1116,7 +1157,8 @@ static void on_revoke(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
     }
     atomic_fetch_add(&c->stats.rebalances, 1);
     bl_log(&c->log, rebalance_level(c, lost ? BALLAST_LOG_WARN : BALLAST_LOG_INFO),
-           "%s %d partition(s)", lost ? "lost" : "revoked", list->cnt);
+           "%s %d partition(s): %s", lost ? "lost" : "revoked", list->cnt,
+           name_parts(list, names, sizeof(names)));
     notify_rebalance(c, lost ? BALLAST_PARTITIONS_LOST : BALLAST_PARTITIONS_REVOKED,
                      list);
 }
@@ -1160,6 +1202,10 @@ void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
         if (p && !tp->err && tp->offset >= 0 && tp->offset > p->committed)
             p->committed = tp->offset;
+        if (c->log.level >= BALLAST_LOG_DEBUG)
+            bl_log(&c->log, BALLAST_LOG_DEBUG, "%s [%d]: committed offset %lld%s%s",
+                   tp->topic, (int)tp->partition, (long long)tp->offset,
+                   tp->err ? ": " : "", tp->err ? rd_kafka_err2str(tp->err) : "");
     }
 }
 
@@ -1337,6 +1383,7 @@ static void read_settings(ballast_consumer_t *c)
     c->max_inflight_bytes = (uint64_t)bl_conf_int(c->conf, "max.inflight.bytes");
     c->shutdown_timeout_ms = bl_conf_int(c->conf, "shutdown.timeout.ms");
     c->handler_timeout_ms = bl_conf_int(c->conf, "handler.timeout.ms");
+    c->progress_interval_ms = bl_conf_int(c->conf, "log.progress.interval.ms");
     c->commit_interval_ms = 5000;
     if (*bl_conf_str(c->conf, "kafka.auto.commit.interval.ms"))
         c->commit_interval_ms =
@@ -1693,6 +1740,7 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         return bl_error_new(BALLAST_ERR_INTERNAL, false, false,
                             "ballast_consumer_run: already ran");
     c->ran = true;
+    c->progress_ms = bl_now_ms();
     atomic_store(&c->running, 1);
     while (!bl_stopping(c)) {
         int64_t now = bl_now_ms();
@@ -1700,6 +1748,7 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         atomic_store(&c->last_poll_ms, now);
         if (now >= c->next_snapshot_ms) {
             bl_publish_snapshot(c);
+            bl_log_progress(c, now);
             c->next_snapshot_ms = now + 1000;
         }
         settle(c);
@@ -1718,6 +1767,7 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
     atomic_store(&c->running, 0);
     if (c->producer && rd_kafka_flush(c->producer, 10000))
         bl_log(&c->log, BALLAST_LOG_WARN, "producer: records still queued at exit");
+    bl_log_summary(c);
     return run_outcome(c);
 }
 

@@ -174,6 +174,8 @@ struct ballast_consumer_s {
     uint64_t snapshot_inflight, snapshot_inflight_bytes, snapshot_revoked;
     bl_history_t *history; /* NULL until the first snapshot */
     int64_t next_snapshot_ms;
+    int64_t progress_interval_ms, progress_ms; /* the progress line (poll thread) */
+    uint64_t progress_processed;
     char last_transient[256]; /* guarded by obs_mtx */
     char unavailable_reason[256]; /* guarded by obs_mtx */
     atomic_int unavailable_workers; /* workers whose handler is unavailable */
@@ -326,6 +328,11 @@ rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 /** Copies the partitions' state for readers on other threads, and adds a
  *  history frame when one is due (poll thread). */
 void bl_publish_snapshot(ballast_consumer_t *c);
+/** Logs the progress line when log.progress.interval.ms has passed since
+ *  the last one (poll thread, after a snapshot). */
+void bl_log_progress(ballast_consumer_t *c, int64_t now);
+/** Logs the run's summary line (poll thread, at the end of the run). */
+void bl_log_summary(ballast_consumer_t *c);
 /** Frees what bl_publish_snapshot() made (ballast_consumer_destroy). */
 void bl_status_free(ballast_consumer_t *c);
 

@@ -103,6 +103,65 @@ void bl_publish_snapshot(ballast_consumer_t *c)
     pthread_mutex_unlock(&c->obs_mtx);
 }
 
+/* Sums the snapshot's lag (offsets, and the oldest time lag) and paused
+ * partitions. Poll thread. */
+static void sum_parts(const ballast_consumer_t *c, int64_t *lag, int64_t *lag_ms,
+                      size_t *paused)
+{
+    *lag = 0;
+    *lag_ms = -1;
+    *paused = 0;
+    for (size_t i = 0; i < c->snapshot_count; i++) {
+        const bl_part_view_t *v = &c->snapshot[i];
+        *lag += v->lag > 0 ? v->lag : 0;
+        if (v->lag_ms > *lag_ms)
+            *lag_ms = v->lag_ms;
+        *paused += v->paused;
+    }
+}
+
+void bl_log_progress(ballast_consumer_t *c, int64_t now)
+{
+    uint64_t processed = atomic_load(&c->stats.processed_ok);
+    double secs = (double)(now - c->progress_ms) / 1000.0;
+    int64_t lag, lag_ms;
+    size_t paused;
+
+    if (!c->progress_interval_ms || now - c->progress_ms < c->progress_interval_ms)
+        return;
+    sum_parts(c, &lag, &lag_ms, &paused);
+    bl_log(&c->log, BALLAST_LOG_INFO,
+           "progress: %llu processed (%.0f/s), %llu retried, %llu dead-lettered, lag %lld "
+           "(%.1f s), %zu in flight, %zu of %zu partition(s) paused",
+           (unsigned long long)processed,
+           secs > 0 ? (double)(processed - c->progress_processed) / secs : 0.0,
+           (unsigned long long)atomic_load(&c->stats.retried),
+           (unsigned long long)atomic_load(&c->stats.dead_lettered), (long long)lag,
+           lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0, c->inflight, paused,
+           c->snapshot_count);
+    c->progress_ms = now;
+    c->progress_processed = processed;
+}
+
+void bl_log_summary(ballast_consumer_t *c)
+{
+    int64_t ran = (bl_now_ms() - c->started_ms) / 1000;
+
+    bl_log(&c->log, BALLAST_LOG_INFO,
+           "summary: ran %lldh%02lldm%02llds; %llu consumed, %llu processed, %llu retried, "
+           "%llu failed, %llu dead-lettered, %llu emitted, %llu commit(s), %llu "
+           "rebalance(s)",
+           (long long)(ran / 3600), (long long)(ran / 60 % 60), (long long)(ran % 60),
+           (unsigned long long)atomic_load(&c->stats.consumed),
+           (unsigned long long)atomic_load(&c->stats.processed_ok),
+           (unsigned long long)atomic_load(&c->stats.retried),
+           (unsigned long long)atomic_load(&c->stats.failed),
+           (unsigned long long)atomic_load(&c->stats.dead_lettered),
+           (unsigned long long)atomic_load(&c->stats.emitted),
+           (unsigned long long)atomic_load(&c->stats.commits),
+           (unsigned long long)atomic_load(&c->stats.rebalances));
+}
+
 void bl_status_free(ballast_consumer_t *c)
 {
     free(c->snapshot);
