@@ -723,7 +723,9 @@ static void test_concurrent_workers(void **state)
 }
 
 /* examples/exec-handler.py, run as its comment says to. */
-static void test_example_child(void **state)
+/* An example child, run as its comment says to (the exec protocol's
+ * examples in Python and Node.js decide alike). */
+static void run_example_child(const char *command)
 {
     static const struct {
         const char *value;
@@ -736,12 +738,10 @@ static void test_example_child(void **state)
         {"\xff\x00", 2, BALLAST_OUTCOME_FAIL, "value is binary, expected JSON"},
         {NULL, 0, BALLAST_OUTCOME_OK, NULL},
     };
-    char cmd[1024], errbuf[512];
+    char errbuf[512];
     void *st = NULL;
 
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "\"%s/examples/exec-handler.py\"", BALLAST_SRC_DIR);
-    if (exec_start(cmd, NULL, &st, errbuf, sizeof(errbuf)))
+    if (exec_start(command, NULL, &st, errbuf, sizeof(errbuf)))
         fail_msg("init: %s", errbuf);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         tmsg_t t;
@@ -758,6 +758,17 @@ static void test_example_child(void **state)
     }
     bl_handler_exec.destroy(st);
     assert_no_children();
+}
+
+static void test_example_child(void **state)
+{
+    char cmd[1024];
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "\"%s/examples/exec-handler.py\"", BALLAST_SRC_DIR);
+    run_example_child(cmd);
+    snprintf(cmd, sizeof(cmd), "node \"%s/examples/exec-handler.js\"", BALLAST_SRC_DIR);
+    run_example_child(cmd);
 }
 
 /* The child gets stdin, stdout and stderr, not the application's other
