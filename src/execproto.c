@@ -494,6 +494,13 @@ bl_exec_decode_status_t bl_exec_decode_routed(const char *line, size_t len,
     return d.status;
 }
 
+long bl_exec_pair_in_order(uint64_t first_id, size_t sent, size_t done, int64_t id)
+{
+    if (done >= sent || (id >= 0 && (uint64_t)id != first_id + done))
+        return -1;
+    return (long)done;
+}
+
 /* The route of a reply to a single request: any id goes there. */
 typedef struct single_route {
     ballast_result_t *res;

@@ -69,6 +69,17 @@ typedef ballast_result_t *(bl_exec_route_fn)(void *ctx, int64_t id,
                                              ballast_outcome_t **outcomepp);
 
 /**
+ * @brief Which open request a version-1 reply answers (replies come in
+ *        request order): the oldest one, which a reply that names an id
+ *        must name. @p first_id is the id of request 0, @p sent and
+ *        @p done the requests written and the replies matched so far, @p id
+ *        the reply's "id" (-1: none).
+ * @returns the request's index, or -1 when the reply answers no request
+ *          (none is open, or it names another id). Pure.
+ */
+long bl_exec_pair_in_order(uint64_t first_id, size_t sent, size_t done, int64_t id);
+
+/**
  * @brief bl_exec_decode() for a child with several requests outstanding:
  *        @p route picks the result by the reply's "id" once the reply is
  *        known to be well formed, and nothing is applied unless it says

@@ -603,11 +603,12 @@ static void pump_writes(exchange_t *x)
 static ballast_result_t *route_in_order(void *ctx, int64_t id, ballast_outcome_t **outcomepp)
 {
     exchange_t *x = ctx;
+    long i = bl_exec_pair_in_order(x->first_id, x->sent, x->done, id);
 
-    if (x->done == x->sent || (id >= 0 && (uint64_t)id != x->first_id + x->done))
+    if (i < 0)
         return NULL;
-    *outcomepp = &x->outcomes[x->done];
-    return x->results[x->done];
+    *outcomepp = &x->outcomes[i];
+    return x->results[i];
 }
 
 /* Matches complete reply lines with the requests sent. */
