@@ -13,27 +13,11 @@
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
 
-typedef struct logwait {
-    const char *path, *text;
-} logwait_t;
-
-static bool log_has(void *arg)
-{
-    logwait_t *w = arg;
-    char *all = bt_read_file(w->path);
-    bool has = all && strstr(all, w->text);
-
-    free(all);
-    return has;
-}
-
 static void test_run_logs(void **state)
 {
     const char *bs = bt_bootstrap(), *dir = bt_tmpdir();
     const char *topic = bt_unique("logs"), *out = bt_unique("logs-out");
     char conf[300], err[300], assigned[300], *text;
-    logwait_t progress = {err, "progress: 40 processed"};
-    logwait_t assign = {err, assigned};
     pid_t pid;
 
     (void)state;
@@ -54,9 +38,9 @@ static void test_run_logs(void **state)
                   "log.progress.interval.ms = 1000\n",
                   bs, bt_unique("logs-g"), topic, out);
     pid = bt_spawn_ballast(ARGV("run", conf), err);
-    if (!bt_wait_for(log_has, &assign, 30000))
+    if (!bt_wait_file_has(err, assigned, 30000))
         fail_msg("no assignment line naming the partitions");
-    if (!bt_wait_for(log_has, &progress, 30000))
+    if (!bt_wait_file_has(err, "progress: 40 processed", 30000))
         fail_msg("no progress line counting 40 processed messages");
     bt_term(pid);
     assert_int_equal(bt_wait(pid, 30000), 0);

@@ -18,25 +18,6 @@
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
 
-static bool file_has(const char *path, const char *text)
-{
-    char *all = bt_read_file(path);
-    bool has = all && strstr(all, text);
-
-    free(all);
-    return has;
-}
-
-typedef struct waiting_for {
-    const char *path, *text;
-} waiting_for_t;
-
-static bool log_has(void *arg)
-{
-    waiting_for_t *w = arg;
-    return file_has(w->path, w->text);
-}
-
 static int count_lines_with(const char *text, const char *needle)
 {
     int n = 0;
@@ -50,7 +31,6 @@ static void test_sigterm_while_waiting_for_the_broker(void **state)
 {
     const char *dir = bt_tmpdir();
     char conf[300], err[300];
-    waiting_for_t w = {err, "waiting for 127.0.0.1:1 ("};
     pid_t pid;
     int64_t t0;
 
@@ -65,9 +45,9 @@ static void test_sigterm_while_waiting_for_the_broker(void **state)
                         "startup.timeout.ms = 30000\n");
     pid = bt_spawn_ballast(ARGV("run", conf), err);
     /* Start-up says what it waits for, every 5 s. */
-    if (!bt_wait_for(log_has, &w, 15000))
+    if (!bt_wait_file_has(err, "waiting for 127.0.0.1:1 (", 15000))
         fail_msg("no 'waiting for' line within 15 s");
-    assert_true(file_has(err, "s of 30"));
+    assert_true(bt_file_has(err, "s of 30"));
     t0 = bt_now_ms();
     kill(pid, SIGTERM);
     assert_int_equal(bt_wait(pid, 5000), 0);
@@ -82,7 +62,6 @@ static void test_unavailable_handler_dead_letters_nothing(void **state)
     const char *topic = bt_unique("unavail"), *dlq = bt_unique("unavail-dlq");
     const char *group = bt_unique("unavail-g");
     char conf[300], err[300], addr[64], *text;
-    waiting_for_t w = {err, "handler unavailable: "};
     bt_http_reply_t r;
     int64_t committed, t0, deadline;
     long at_term;
@@ -109,7 +88,7 @@ static void test_unavailable_handler_dead_letters_nothing(void **state)
                   bs, group, topic, dir, dlq);
     pid = bt_spawn_ballast(ARGV("run", conf), err);
     bt_wait_listening(err, pid, addr, sizeof(addr));
-    if (!bt_wait_for(log_has, &w, 30000))
+    if (!bt_wait_file_has(err, "handler unavailable: ", 30000))
         fail_msg("no 'handler unavailable' line within 30 s");
     /* /readyz fails and names the cause. */
     r = bt_http_get(addr, "/readyz");

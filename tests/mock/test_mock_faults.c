@@ -16,31 +16,6 @@
 #define API_OFFSET_COMMIT 8
 #define WAIT_MS 60000
 
-typedef struct mock {
-    rd_kafka_t *host;
-    rd_kafka_mock_cluster_t *mc;
-    const char *bootstrap;
-} mock_t;
-
-static void mock_start(mock_t *m, const char *topic, int partitions)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[256];
-
-    rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
-    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    assert_non_null(m->host);
-    m->mc = rd_kafka_mock_cluster_new(m->host, 1);
-    assert_non_null(m->mc);
-    m->bootstrap = rd_kafka_mock_cluster_bootstraps(m->mc);
-    assert_int_equal(rd_kafka_mock_topic_create(m->mc, topic, partitions, 1), 0);
-}
-
-static void mock_stop(mock_t *m)
-{
-    rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->host);
-}
 
 /* Every offset below hwm handled at least once. */
 static void assert_no_loss(bt_recorder_t *rec, const int64_t *hwm, int parts)
@@ -58,8 +33,8 @@ static void assert_no_loss(bt_recorder_t *rec, const int64_t *hwm, int parts)
     }
 }
 
-static void run_and_check(mock_t *m, const char *topic, int parts, int count,
-                          void (*during)(mock_t *))
+static void run_and_check(bt_mock_t *m, const char *topic, int parts, int count,
+                          void (*during)(bt_mock_t *))
 {
     const char *group = bt_unique("mock-g");
     bt_recorder_t *rec = bt_recorder_new();
@@ -85,16 +60,16 @@ static void run_and_check(mock_t *m, const char *topic, int parts, int count,
 static void test_mock_drain_commits_everything(void **state)
 {
     (void)state;
-    mock_t m;
+    bt_mock_t m;
     const char *topic = "mock-drain";
 
-    mock_start(&m, topic, 4);
+    bt_mock_start(&m, topic, 4);
     bt_produce_seq(m.bootstrap, topic, 4, 0, 2000, 0);
     run_and_check(&m, topic, 4, 2000, NULL);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
-static void fail_commits(mock_t *m)
+static void fail_commits(bt_mock_t *m)
 {
     /* The next commits fail with a retriable coordinator error. */
     rd_kafka_mock_push_request_errors(m->mc, API_OFFSET_COMMIT, 4,
@@ -107,16 +82,16 @@ static void fail_commits(mock_t *m)
 static void test_mock_failing_commits_are_retried(void **state)
 {
     (void)state;
-    mock_t m;
+    bt_mock_t m;
     const char *topic = "mock-commit";
 
-    mock_start(&m, topic, 2);
+    bt_mock_start(&m, topic, 2);
     bt_produce_seq(m.bootstrap, topic, 2, 0, 1000, 0);
     run_and_check(&m, topic, 2, 1000, fail_commits);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
-static void broker_outage(mock_t *m)
+static void broker_outage(bt_mock_t *m)
 {
     usleep(300 * 1000);
     rd_kafka_mock_broker_set_down(m->mc, 1);
@@ -127,19 +102,19 @@ static void broker_outage(mock_t *m)
 static void test_mock_broker_outage_loses_nothing(void **state)
 {
     (void)state;
-    mock_t m;
+    bt_mock_t m;
     const char *topic = "mock-outage";
 
-    mock_start(&m, topic, 2);
+    bt_mock_start(&m, topic, 2);
     bt_produce_seq(m.bootstrap, topic, 2, 0, 3000, 0);
     run_and_check(&m, topic, 2, 3000, broker_outage);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
 static void test_mock_forward_survives_produce_errors(void **state)
 {
     (void)state;
-    mock_t m;
+    bt_mock_t m;
     const char *in = "mock-fwd-in", *out = "mock-fwd-out";
     const char *group = bt_unique("mock-fwd-g");
     ballast_conf_t *conf = ballast_conf_new();
@@ -150,7 +125,7 @@ static void test_mock_forward_survives_produce_errors(void **state)
     int64_t hwm[2], committed[2];
     char *seen;
 
-    mock_start(&m, in, 2);
+    bt_mock_start(&m, in, 2);
     assert_int_equal(rd_kafka_mock_topic_create(m.mc, out, 2, 1), 0);
     bt_produce_seq(m.bootstrap, in, 2, 0, 1000, 0);
     bt_set(conf, "kafka.bootstrap.servers", m.bootstrap);
@@ -187,7 +162,7 @@ static void test_mock_forward_survives_produce_errors(void **state)
     assert_int_equal(committed[0], hwm[0]);
     assert_int_equal(committed[1], hwm[1]);
     ballast_conf_destroy(conf);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
 int main(void)

@@ -22,31 +22,12 @@
 #define SHUTDOWN_MS 1000
 #define STUCK_MS 8000
 
-typedef struct mock {
-    rd_kafka_t *host;
-    rd_kafka_mock_cluster_t *mc;
-    const char *bootstrap;
-} mock_t;
 
-static void mock_start(mock_t *m, const char *topic)
+/* A mock cluster with ten messages on one partition of @p topic. */
+static void start_mock(bt_mock_t *m, const char *topic)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[256];
-
-    rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
-    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    assert_non_null(m->host);
-    m->mc = rd_kafka_mock_cluster_new(m->host, 1);
-    assert_non_null(m->mc);
-    m->bootstrap = rd_kafka_mock_cluster_bootstraps(m->mc);
-    assert_int_equal(rd_kafka_mock_topic_create(m->mc, topic, 1, 1), 0);
+    bt_mock_start(m, topic, 1);
     bt_produce_seq(m->bootstrap, topic, 1, 0, 10, 0);
-}
-
-static void mock_stop(mock_t *m)
-{
-    rd_kafka_mock_cluster_destroy(m->mc);
-    rd_kafka_destroy(m->host);
 }
 
 /* A handler stuck for STUCK_MS on its first message. */
@@ -80,7 +61,7 @@ static ballast_outcome_t stuck_handle(void *state, const ballast_message_t *msg,
 static const ballast_handler_t stuck_handler = {BALLAST_HANDLER_ABI_VERSION, "stuck",
                                                 stuck_init, stuck_handle, NULL, NULL};
 
-static ballast_conf_t *mock_conf(const mock_t *m, const char *topic)
+static ballast_conf_t *mock_conf(const bt_mock_t *m, const char *topic)
 {
     ballast_conf_t *conf = bt_conf_recording(m->bootstrap, bt_unique("stop-g"), topic, NULL);
     char ms[16];
@@ -105,10 +86,10 @@ static void test_stuck_call_is_left_and_frees_later(void **state)
     ballast_error_t *err;
     bt_runner_t *run;
     int64_t t0, took;
-    mock_t m;
+    bt_mock_t m;
 
     (void)state;
-    mock_start(&m, topic);
+    start_mock(&m, topic);
     conf = mock_conf(&m, topic);
     ballast_conf_set_handler(conf, &stuck_handler, &s);
     run = bt_runner_start(conf);
@@ -130,7 +111,7 @@ static void test_stuck_call_is_left_and_frees_later(void **state)
     while (!atomic_load(&s.returned))
         usleep(50 * 1000);
     usleep(1000 * 1000);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
 static void test_stuck_exec_child_is_cancelled(void **state)
@@ -142,7 +123,7 @@ static void test_stuck_exec_child_is_cancelled(void **state)
     ballast_error_t *err;
     bt_runner_t *run;
     int64_t t0, took, deadline;
-    mock_t m;
+    bt_mock_t m;
 
     (void)state;
     snprintf(marker, sizeof(marker), "%s/got-request", dir);
@@ -150,7 +131,7 @@ static void test_stuck_exec_child_is_cancelled(void **state)
     bt_write_file(script, "read line; touch '%s'; sleep 40; echo '{\"status\":\"ok\"}'\n",
                   marker);
     snprintf(cmd, sizeof(cmd), "sh '%s'", script);
-    mock_start(&m, topic);
+    start_mock(&m, topic);
     conf = mock_conf(&m, topic);
     ballast_conf_set_handler(conf, NULL, NULL);
     bt_set(conf, "handler", "exec");
@@ -173,7 +154,7 @@ static void test_stuck_exec_child_is_cancelled(void **state)
     ballast_error_destroy(err);
     /* Cancelled at the drain's end: no grace needed. */
     assert_true(took < SHUTDOWN_MS + 3000);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
 static void test_stop_with_nothing_stuck_is_clean(void **state)
@@ -183,10 +164,10 @@ static void test_stop_with_nothing_stuck_is_clean(void **state)
     ballast_conf_t *conf;
     bt_runner_t *run;
     int64_t t0;
-    mock_t m;
+    bt_mock_t m;
 
     (void)state;
-    mock_start(&m, topic);
+    start_mock(&m, topic);
     conf = mock_conf(&m, topic);
     ballast_conf_set_handler(conf, &bt_recording_handler, rec);
     run = bt_runner_start(conf);
@@ -196,7 +177,7 @@ static void test_stop_with_nothing_stuck_is_clean(void **state)
     assert_null(bt_runner_stop(run));
     assert_true(bt_now_ms() - t0 < SHUTDOWN_MS + 3000);
     bt_recorder_free(rec);
-    mock_stop(&m);
+    bt_mock_stop(&m);
 }
 
 int main(void)

@@ -3,6 +3,8 @@
  */
 #include "support.h"
 
+#include <librdkafka/rdkafka_mock.h>
+
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -1164,4 +1166,51 @@ bt_record_t *bt_pg_records(const char *sql, size_t *countp)
     PQfinish(db);
     *countp = n;
     return recs;
+}
+
+/* ---- files and the mock cluster -------------------------------------------- */
+
+bool bt_file_has(const char *path, const char *text)
+{
+    char *all = bt_read_file(path);
+    bool has = all && strstr(all, text);
+
+    free(all);
+    return has;
+}
+
+typedef struct file_wait {
+    const char *path, *text;
+} file_wait_t;
+
+static bool file_wait_has(void *arg)
+{
+    file_wait_t *w = arg;
+    return bt_file_has(w->path, w->text);
+}
+
+bool bt_wait_file_has(const char *path, const char *text, int timeout_ms)
+{
+    file_wait_t w = {path, text};
+    return bt_wait_for(file_wait_has, &w, timeout_ms);
+}
+
+void bt_mock_start(bt_mock_t *m, const char *topic, int partitions)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+
+    rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
+    m->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    assert_non_null(m->host);
+    m->mc = rd_kafka_mock_cluster_new(m->host, 1);
+    assert_non_null(m->mc);
+    m->bootstrap = rd_kafka_mock_cluster_bootstraps(m->mc);
+    assert_int_equal(rd_kafka_mock_topic_create(m->mc, topic, partitions, 1), 0);
+}
+
+void bt_mock_stop(bt_mock_t *m)
+{
+    rd_kafka_mock_cluster_destroy(m->mc);
+    rd_kafka_destroy(m->host);
 }

@@ -145,6 +145,23 @@ int64_t bt_now_ms(void);
  *  @returns whether it became true. */
 bool bt_wait_for(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/** Whether the file at @p path contains @p text. */
+bool bt_file_has(const char *path, const char *text);
+/** Waits up to @p timeout_ms until the file at @p path contains @p text
+ *  (a `ballast` process's log, say); @returns whether it did. */
+bool bt_wait_file_has(const char *path, const char *text, int timeout_ms);
+
+/* ---- librdkafka's mock cluster ------------------------------------------- */
+
+typedef struct bt_mock {
+    rd_kafka_t *host;
+    struct rd_kafka_mock_cluster_s *mc;
+    const char *bootstrap;
+} bt_mock_t;
+/** Starts a one-broker mock cluster with @p topic of @p partitions. */
+void bt_mock_start(bt_mock_t *m, const char *topic, int partitions);
+void bt_mock_stop(bt_mock_t *m);
+
 /* ---- the daemon's HTTP endpoint ------------------------------------------ */
 
 typedef struct bt_http_reply {
