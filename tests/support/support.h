@@ -186,6 +186,18 @@ typedef struct bt_recorder {
     int sleep_ms; /* per message */
     const char *slow_value; /* this value sleeps slow_ms instead */
     int slow_ms;
+    /* Parallelism as the handler itself sees it: calls in the handler now
+     * and at most, and calls that started while another call of the same
+     * key was running (0 when per-key order holds). */
+    int active, max_active, key_overlaps;
+    /* A rendezvous: the first calls wait in the handler until this many
+     * run at once (rendezvous_met is then set), or give up after 60 s. */
+    int rendezvous, rendezvous_met;
+    /* A gate: while gated, each call waits for a token from
+     * bt_recorder_release() (or the gate to open; 120 s at most). */
+    int gated, tokens;
+    void *cond; /* pthread_cond_t, opaque here */
+    char (*active_keys)[64];
 } bt_recorder_t;
 
 bt_recorder_t *bt_recorder_new(void);
@@ -194,6 +206,10 @@ size_t bt_recorder_count(bt_recorder_t *r);
 /** Waits until @p r counted at least @p want messages; fails the test with
  *  how many it saw when @p timeout_ms passes first. */
 void bt_recorder_wait_count(bt_recorder_t *r, size_t want, int timeout_ms);
+/** Lets @p n more calls through the gate. */
+void bt_recorder_release(bt_recorder_t *r, int n);
+/** Opens the gate for good. */
+void bt_recorder_open(bt_recorder_t *r);
 /** Counts handler calls with outcome OK (attempts that did not fail). */
 extern const ballast_handler_t bt_recording_handler;
 
