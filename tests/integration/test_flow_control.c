@@ -169,6 +169,101 @@ static void test_backpressure_bounds_inflight(void **state)
     bt_recorder_free(rec);
 }
 
+typedef struct gated {
+    bt_runner_t *run;
+    bool bytes;       /* measure max.inflight.bytes, else .messages */
+    uint64_t paused;  /* wait for paused_partitions == paused */
+    uint64_t inflight; /* wait for in-flight messages == inflight */
+} gated_t;
+
+static ballast_stats_t stats_of(bt_runner_t *run)
+{
+    ballast_stats_t st;
+    ballast_consumer_stats(bt_runner_consumer(run), &st, sizeof(st));
+    return st;
+}
+
+static bool paused_is(void *arg)
+{
+    gated_t *g = arg;
+    return stats_of(g->run).paused_partitions == g->paused;
+}
+
+static bool inflight_is(void *arg)
+{
+    gated_t *g = arg;
+    return stats_of(g->run).inflight == g->inflight;
+}
+
+/* Backpressure, step by step: every handler call waits at a gate, so what
+ * is in flight changes only when the test lets one message through. The
+ * limit (@p key = 20 messages, or 20 x 1,000-byte values) is reached and
+ * not passed, the partition pauses once the backlog lasts, stays paused
+ * while more than half the limit is in flight, and resumes at half. */
+static void pause_and_resume_at_half(const char *key, const char *limit, bool bytes)
+{
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("bphalf");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf = bt_conf_recording(bs, bt_unique("bphalf-g"), topic, rec);
+    const uint64_t unit = bytes ? 1000 : 1, mark = 20 * unit;
+    gated_t g = {NULL, bytes, 1, 0};
+    ballast_stats_t st;
+    uint64_t held;
+
+    bt_create_topic(bs, topic, 1);
+    bt_produce_seq_sized(bs, topic, 1, 0, 200, 0, bytes ? 1000 : 0);
+    bt_set(conf, key, limit);
+    bt_set(conf, "kafka.max.poll.interval.ms", "6000"); /* pause after 1.5 s */
+    rec->gated = 1;
+    g.run = bt_runner_start(conf);
+    if (!bt_wait_for(paused_is, &g, WAIT_MS))
+        fail_msg("%s: the partition did not pause at the limit", key);
+    st = stats_of(g.run);
+    held = bytes ? st.inflight_bytes : st.inflight;
+    print_message("%s = %s: paused with %llu messages, %llu bytes in flight\n", key, limit,
+                  (unsigned long long)st.inflight, (unsigned long long)st.inflight_bytes);
+    /* At the mark, and less than one message over it. */
+    assert_true(held >= mark && held < mark + unit);
+    /* One message at a time: paused while more than half is in flight. */
+    for (g.inflight = st.inflight; held > mark / 2;) {
+        bt_recorder_release(rec, 1);
+        g.inflight--;
+        if (!bt_wait_for(inflight_is, &g, WAIT_MS))
+            fail_msg("%s: %llu in flight, expected %llu after releasing one more", key,
+                     (unsigned long long)stats_of(g.run).inflight,
+                     (unsigned long long)g.inflight);
+        st = stats_of(g.run);
+        held = bytes ? st.inflight_bytes : st.inflight;
+        if (held > mark / 2 && st.paused_partitions != 1)
+            fail_msg("%s: resumed with %llu in flight, above half of %llu", key,
+                     (unsigned long long)held, (unsigned long long)mark);
+    }
+    g.paused = 0;
+    if (!bt_wait_for(paused_is, &g, WAIT_MS))
+        fail_msg("%s: still paused with %llu in flight, half of %llu", key,
+                 (unsigned long long)held, (unsigned long long)mark);
+    bt_recorder_open(rec);
+    wait_count(rec, 200);
+    assert_null(bt_runner_stop(g.run));
+    assert_int_equal(rec->count, 200);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+static void test_backpressure_messages_resume_at_half(void **state)
+{
+    (void)state;
+    pause_and_resume_at_half("max.inflight.messages", "20", false);
+}
+
+static void test_backpressure_bytes_resume_at_half(void **state)
+{
+    (void)state;
+    pause_and_resume_at_half("max.inflight.bytes", "20000", true);
+}
+
 /* Members join and leave every few seconds while messages flow. */
 static void test_rebalance_storm_loses_nothing(void **state)
 {
@@ -296,6 +391,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_parallelism_on_one_partition),
         cmocka_unit_test(test_backpressure_bounds_inflight),
+        cmocka_unit_test(test_backpressure_messages_resume_at_half),
+        cmocka_unit_test(test_backpressure_bytes_resume_at_half),
         cmocka_unit_test(test_handler_longer_than_max_poll_interval),
         cmocka_unit_test(test_rebalance_storm_loses_nothing),
         cmocka_unit_test(test_restart_skips_offsets_finished_out_of_order),

@@ -127,6 +127,12 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
 
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
 {
+    bt_create_topic_conf(bootstrap, topic, partitions, NULL);
+}
+
+void bt_create_topic_conf(const char *bootstrap, const char *topic, int partitions,
+                          const char *const *config)
+{
     rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, NULL, 0);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -135,6 +141,8 @@ void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
     const rd_kafka_topic_result_t **results;
     size_t n;
 
+    for (size_t i = 0; config && config[i]; i += 2)
+        assert_int_equal(rd_kafka_NewTopic_set_config(nt, config[i], config[i + 1]), 0);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, 30000);
     assert_non_null(ev);
@@ -172,22 +180,64 @@ void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
     rd_kafka_destroy(rk);
 }
 
+void bt_alter_topic_conf(const char *bootstrap, const char *topic,
+                         const char *const *config)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    const rd_kafka_ConfigResource_t **results;
+    rd_kafka_event_t *ev;
+    size_t n;
+
+    for (size_t i = 0; config && config[i]; i += 2)
+        assert_int_equal(rd_kafka_ConfigResource_set_config(cr, config[i], config[i + 1]), 0);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    if (rd_kafka_event_error(ev))
+        fail_msg("alter configs of %s: %s", topic, rd_kafka_event_error_string(ev));
+    results = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev),
+                                                     &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_ConfigResource_error(results[0]))
+        fail_msg("alter configs of %s: %s", topic,
+                 rd_kafka_ConfigResource_error_string(results[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
 void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
                     int first, int count, int keys)
 {
-    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    bt_produce_seq_sized(bootstrap, topic, partitions, first, count, keys, 0);
+}
 
+void bt_produce_seq_sized(const char *bootstrap, const char *topic, int partitions,
+                          int first, int count, int keys, size_t value_len)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    char *value = malloc(value_len + 32);
+
+    assert_non_null(value);
     for (int i = first; i < first + count; i++) {
-        char key[32], value[32];
+        char key[32];
         rd_kafka_resp_err_t err;
+        size_t len;
         snprintf(key, sizeof(key), "k%d", keys ? i % keys : 0);
-        snprintf(value, sizeof(value), "%d", i);
+        len = (size_t)snprintf(value, 32, "%d", i);
+        if (len < value_len) {
+            memset(value + len, '.', value_len - len);
+            len = value_len;
+        }
         do {
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic),
                 RD_KAFKA_V_PARTITION((partitions ? i % partitions : RD_KAFKA_PARTITION_UA)),
                 RD_KAFKA_V_KEY((keys ? key : NULL), (keys ? strlen(key) : 0)),
-                RD_KAFKA_V_VALUE(value, strlen(value)),
+                RD_KAFKA_V_VALUE(value, len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(rk, 50);
@@ -195,6 +245,7 @@ void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
         assert_int_equal(err, 0);
         rd_kafka_poll(rk, 0);
     }
+    free(value);
     assert_int_equal(rd_kafka_flush(rk, 60000), 0);
     rd_kafka_destroy(rk);
 }

@@ -52,12 +52,26 @@ const char *bt_unique(const char *prefix);
 
 /** Creates a topic on @p bootstrap with the admin API; asserts success. */
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
+/** As bt_create_topic(), with topic configs: @p config is NULL or a
+ *  NULL-terminated list of name, value pairs (e.g. "max.message.bytes",
+ *  "200", NULL), to make the broker refuse or stall what is sent to it. */
+void bt_create_topic_conf(const char *bootstrap, const char *topic, int partitions,
+                          const char *const *config);
+/** Replaces the topic's configs with @p config (pairs as above; the
+ *  non-incremental AlterConfigs: what is not named goes back to the
+ *  broker's default); asserts success. */
+void bt_alter_topic_conf(const char *bootstrap, const char *topic,
+                         const char *const *config);
 
 /** Produces messages with key "k<i % keys>" (keys 0: no key) and value
  *  "<i>" for i in [first, first+count), to partition i % partitions, or by
  *  key when @p partitions is 0. Waits for every delivery; asserts success. */
 void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
                     int first, int count, int keys);
+/** As bt_produce_seq(), with each value padded with '.' to @p value_len
+ *  bytes (when longer than "<i>"). */
+void bt_produce_seq_sized(const char *bootstrap, const char *topic, int partitions,
+                          int first, int count, int keys, size_t value_len);
 
 /** Committed offsets of @p group for partitions 0..n-1 of @p topic
  *  (-1001 when none). Does not join the group. */
