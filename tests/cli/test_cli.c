@@ -322,12 +322,9 @@ static bool metric_is(void *arg)
 
 static bool rows_at_least_2(void *arg)
 {
-    char *rows = bt_read_file(arg);
-    int n = 0;
+    size_t n;
 
-    for (const char *p = rows; p && (p = strchr(p, '\n')); p++)
-        n++;
-    free(rows);
+    free(bt_plugin_rows(arg, &n));
     return n >= 2;
 }
 
@@ -335,18 +332,14 @@ static bool rows_at_least_2(void *arg)
  * handled @p offset. */
 static int rows_of(const char *path, pid_t pid, long long offset)
 {
-    char *text = bt_read_file(path), *line, *save = NULL;
-    int n = 0;
+    size_t n;
+    bt_row_t *rows = bt_plugin_rows(path, &n);
+    int hits = 0;
 
-    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save)) {
-        int who;
-        long long off;
-        if (sscanf(line, "%d %*s %*d %lld", &who, &off) == 2 && who == pid && off == offset)
-            n++;
-    }
-    free(text);
-    return n;
+    for (size_t i = 0; i < n; i++)
+        hits += rows[i].pid == pid && rows[i].offset == offset;
+    free(rows);
+    return hits;
 }
 
 /* The first SIGTERM drains: with a handler stuck for ten minutes and

@@ -111,9 +111,10 @@ static bool one_line(const char *text)
 
 static char *path_in(const char *dir, const char *name)
 {
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
     assert_non_null(p);
-    sprintf(p, "%s/%s", dir, name);
+    snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
 

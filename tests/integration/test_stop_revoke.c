@@ -30,42 +30,10 @@
 
 /* ---- rows ---------------------------------------------------------------- */
 
-typedef struct row {
-    int pid, partition;
-    long long offset;
-} row_t;
-
-/* The rows of @p path ("<pid> <topic> <partition> <offset>" lines). */
-static row_t *read_rows(const char *path, size_t *countp)
-{
-    char *text = bt_read_file(path), *line, *save = NULL;
-    row_t *rows;
-    size_t n = 0, cap = 64;
-
-    rows = malloc(cap * sizeof(*rows));
-    assert_non_null(rows);
-    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char topic[256];
-        if (n == cap) {
-            cap *= 2;
-            rows = realloc(rows, cap * sizeof(*rows));
-            assert_non_null(rows);
-        }
-        if (sscanf(line, "%d %255s %d %lld", &rows[n].pid, topic, &rows[n].partition,
-                   &rows[n].offset) != 4)
-            fail_msg("%s: a row that does not parse: %s", path, line);
-        n++;
-    }
-    free(text);
-    *countp = n;
-    return rows;
-}
-
 static size_t count_rows(const char *path)
 {
     size_t n;
-    free(read_rows(path, &n));
+    free(bt_plugin_rows(path, &n));
     return n;
 }
 
@@ -96,7 +64,7 @@ static int check_handover(const char *path, int first, int next, const int64_t *
                           const int64_t *committed)
 {
     size_t n;
-    row_t *rows = read_rows(path, &n);
+    bt_row_t *rows = bt_plugin_rows(path, &n);
     int shared = 0;
 
     for (int p = 0; p < PARTS; p++) {

@@ -458,6 +458,31 @@ char *bt_read_file(const char *path)
     return buf;
 }
 
+bt_row_t *bt_plugin_rows(const char *path, size_t *countp)
+{
+    char *text = bt_read_file(path), *line, *save = NULL;
+    size_t n = 0, cap = 64;
+    bt_row_t *rows = malloc(cap * sizeof(*rows));
+
+    assert_non_null(rows);
+    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            rows = realloc(rows, cap * sizeof(*rows));
+            assert_non_null(rows);
+        }
+        /* "<pid> <topic> <partition> <offset>" */
+        if (sscanf(line, "%d %*s %d %lld", &rows[n].pid, &rows[n].partition,
+                   &rows[n].offset) != 3)
+            fail_msg("%s: a row that does not parse: %s", path, line);
+        n++;
+    }
+    free(text);
+    *countp = n;
+    return rows;
+}
+
 long bt_sqlite_long(const char *path, const char *sql)
 {
     sqlite3 *db;

@@ -152,6 +152,17 @@ void bt_captured_free(bt_captured_t *c);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 
+/** A line of the test plugin's log (handler.plugin.param.log, see
+ *  tests/cli/plugins/test_plugin.c): which process handled what. */
+typedef struct bt_row {
+    int pid;
+    int partition;
+    long long offset;
+} bt_row_t;
+/** Every row of the log at @p path (none while it does not exist); fails
+ *  the test on a line that does not parse. Caller frees. */
+bt_row_t *bt_plugin_rows(const char *path, size_t *countp);
+
 /** Milliseconds on a monotonic clock. */
 int64_t bt_now_ms(void);
 /** Polls @p cond every 20 ms until it returns true or @p timeout_ms passes;
