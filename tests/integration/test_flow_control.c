@@ -171,9 +171,8 @@ static void test_backpressure_bounds_inflight(void **state)
 
 typedef struct gated {
     bt_runner_t *run;
-    bool bytes;       /* measure max.inflight.bytes, else .messages */
-    uint64_t paused;  /* wait for paused_partitions == paused */
-    uint64_t inflight; /* wait for in-flight messages == inflight */
+    uint64_t paused;   /* paused_is(): paused_partitions == paused */
+    uint64_t inflight; /* completed_or_resumed(): in flight below this */
 } gated_t;
 
 static ballast_stats_t stats_of(bt_runner_t *run)
@@ -189,10 +188,13 @@ static bool paused_is(void *arg)
     return stats_of(g->run).paused_partitions == g->paused;
 }
 
-static bool inflight_is(void *arg)
+/* The released message finished, or the partition resumed (which can only
+ * follow that completion: nothing else leaves the gate). */
+static bool completed_or_resumed(void *arg)
 {
     gated_t *g = arg;
-    return stats_of(g->run).inflight == g->inflight;
+    ballast_stats_t st = stats_of(g->run);
+    return st.inflight < g->inflight || !st.paused_partitions;
 }
 
 /* Backpressure, step by step: every handler call waits at a gate, so what
@@ -208,9 +210,9 @@ static void pause_and_resume_at_half(const char *key, const char *limit, bool by
     bt_recorder_t *rec = bt_recorder_new();
     ballast_conf_t *conf = bt_conf_recording(bs, bt_unique("bphalf-g"), topic, rec);
     const uint64_t unit = bytes ? 1000 : 1, mark = 20 * unit;
-    gated_t g = {NULL, bytes, 1, 0};
+    gated_t g = {NULL, 1, 0};
     ballast_stats_t st;
-    uint64_t held;
+    uint64_t n;
 
     bt_create_topic(bs, topic, 1);
     bt_produce_seq_sized(bs, topic, 1, 0, 200, 0, bytes ? 1000 : 0);
@@ -221,29 +223,34 @@ static void pause_and_resume_at_half(const char *key, const char *limit, bool by
     if (!bt_wait_for(paused_is, &g, WAIT_MS))
         fail_msg("%s: the partition did not pause at the limit", key);
     st = stats_of(g.run);
-    held = bytes ? st.inflight_bytes : st.inflight;
+    n = st.inflight;
     print_message("%s = %s: paused with %llu messages, %llu bytes in flight\n", key, limit,
                   (unsigned long long)st.inflight, (unsigned long long)st.inflight_bytes);
     /* At the mark, and less than one message over it. */
-    assert_true(held >= mark && held < mark + unit);
-    /* One message at a time: paused while more than half is in flight. */
-    for (g.inflight = st.inflight; held > mark / 2;) {
+    if (bytes)
+        assert_int_equal(st.inflight_bytes, n * unit); /* no keys, 1,000-byte values */
+    assert_true(n * unit >= mark && n * unit < mark + unit);
+    /* One message at a time: paused while more than half is in flight,
+     * resumed once no more than half is. */
+    for (;;) {
         bt_recorder_release(rec, 1);
-        g.inflight--;
-        if (!bt_wait_for(inflight_is, &g, WAIT_MS))
-            fail_msg("%s: %llu in flight, expected %llu after releasing one more", key,
-                     (unsigned long long)stats_of(g.run).inflight,
-                     (unsigned long long)g.inflight);
-        st = stats_of(g.run);
-        held = bytes ? st.inflight_bytes : st.inflight;
-        if (held > mark / 2 && st.paused_partitions != 1)
-            fail_msg("%s: resumed with %llu in flight, above half of %llu", key,
-                     (unsigned long long)held, (unsigned long long)mark);
+        g.inflight = n--;
+        if (!bt_wait_for(completed_or_resumed, &g, WAIT_MS))
+            fail_msg("%s: a released message did not finish", key);
+        if (!stats_of(g.run).paused_partitions) {
+            if (n * unit > mark / 2)
+                fail_msg("%s: resumed with %llu in flight, above half of %llu", key,
+                         (unsigned long long)(n * unit), (unsigned long long)mark);
+            break;
+        }
+        if (n * unit <= mark / 2) {
+            g.paused = 0;
+            if (!bt_wait_for(paused_is, &g, WAIT_MS))
+                fail_msg("%s: still paused with %llu in flight, half of %llu", key,
+                         (unsigned long long)(n * unit), (unsigned long long)mark);
+            break;
+        }
     }
-    g.paused = 0;
-    if (!bt_wait_for(paused_is, &g, WAIT_MS))
-        fail_msg("%s: still paused with %llu in flight, half of %llu", key,
-                 (unsigned long long)held, (unsigned long long)mark);
     bt_recorder_open(rec);
     wait_count(rec, 200);
     assert_null(bt_runner_stop(g.run));
