@@ -234,7 +234,8 @@ typedef struct bt_recorder {
      * run at once (rendezvous_met is then set), or give up after 60 s. */
     int rendezvous, rendezvous_met;
     /* A gate: while gated, each call waits for a token from
-     * bt_recorder_release() (or the gate to open; 120 s at most). */
+     * bt_recorder_release() or for the gate to open (no deadline: open it
+     * before stopping the consumer). */
     int gated, tokens;
     void *cond; /* pthread_cond_t, opaque here */
     char (*active_keys)[64];
