@@ -55,30 +55,74 @@ char *bl_donemeta_encode(const bl_tracker_t *t, int64_t committed, bool *truncat
     return out;
 }
 
+/* Parses [p, end) as a decimal in the one form the encoder writes: digits
+ * only (no sign, no space), no leading zero, within int64_t. strtoll would
+ * also take "5x", " 5", "+5" or "05" and saturate on overflow, so that
+ * metadata that is not ours could pass for a commit of the same offset. */
+static bool parse_offset(const char *p, const char *end, int64_t *out)
+{
+    int64_t v = 0;
+
+    if (p == end || (*p == '0' && end - p > 1))
+        return false;
+    for (; p < end; p++) {
+        int digit = *p - '0';
+        if (digit < 0 || digit > 9 || v > (INT64_MAX - digit) / 10)
+            return false;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return true;
+}
+
+/* Decodes the bitmap only when [b64, end) is exactly what the encoder would
+ * have written for it: canonical padded base64 of a non-empty bitmap whose
+ * last byte marks something (the encoder stops at the highest finished
+ * offset). @returns the bitmap (caller frees), or NULL. */
+static uint8_t *parse_bitmap(const char *b64, const char *end, size_t *nbytesp)
+{
+    size_t len = (size_t)(end - b64), nbytes = 0, again_len = 0;
+    void *bits = NULL;
+    char *again = NULL;
+    bool canonical;
+
+    if (!len || len % 4 || bl_base64_decode(b64, len, &bits, &nbytes) || !nbytes ||
+        !((uint8_t *)bits)[nbytes - 1]) {
+        free(bits);
+        return NULL;
+    }
+    again = bl_base64_encode(bits, nbytes, &again_len);
+    canonical = again && again_len == len && !memcmp(again, b64, len);
+    free(again);
+    if (!canonical) {
+        free(bits);
+        return NULL;
+    }
+    *nbytesp = nbytes;
+    return bits;
+}
+
 bool bl_donemeta_decode(const char *meta, size_t len, int64_t committed, bl_skipset_t *out)
 {
-    char num[24];
-    const char *colon, *end = meta + len;
-    void *bits = NULL;
-    size_t nbytes = 0;
+    const char *colon, *end;
+    int64_t written_for;
+    uint8_t *bits;
+    size_t nbytes;
 
     memset(out, 0, sizeof(*out));
-    if (!meta || len < strlen(PREFIX) || memcmp(meta, PREFIX, strlen(PREFIX)))
+    /* Longer than we ever write, or not our prefix: not ours. */
+    if (!meta || committed < 0 || len > BL_DONEMETA_MAX || len < strlen(PREFIX) ||
+        memcmp(meta, PREFIX, strlen(PREFIX)))
         return false;
+    end = meta + len;
     meta += strlen(PREFIX);
     colon = memchr(meta, ':', (size_t)(end - meta));
-    if (!colon || colon == meta || (size_t)(colon - meta) >= sizeof(num))
-        return false;
-    memcpy(num, meta, (size_t)(colon - meta));
-    num[colon - meta] = '\0';
     /* Metadata written for another offset (a commit by something else since)
      * says nothing about this one. */
-    if (strtoll(num, NULL, 10) != committed || committed < 0)
+    if (!colon || !parse_offset(meta, colon, &written_for) || written_for != committed)
         return false;
-    if (bl_base64_decode(colon + 1, (size_t)(end - colon - 1), &bits, &nbytes) || !nbytes) {
-        free(bits);
+    if (!(bits = parse_bitmap(colon + 1, end, &nbytes)))
         return false;
-    }
     out->base = committed;
     out->bits = bits;
     out->nbits = nbytes * 8;

@@ -35,8 +35,10 @@ typedef struct bl_skipset {
     size_t nbits;
 } bl_skipset_t;
 
-/** Parses metadata committed with @p committed. @returns false (and an
- *  empty set) for anything that is not ours or does not match. */
+/** Parses metadata committed with @p committed. Accepts only what
+ *  bl_donemeta_encode() writes for that offset, byte for byte (canonical
+ *  number and base64, at most BL_DONEMETA_MAX bytes). @returns false (and
+ *  an empty set: skip nothing) for anything else. */
 bool bl_donemeta_decode(const char *meta, size_t len, int64_t committed, bl_skipset_t *out);
 /** True when @p offset is in the set. */
 bool bl_skipset_has(const bl_skipset_t *s, int64_t offset);

@@ -132,6 +132,26 @@ static int plugin_init(void **statep, const ballast_handler_params_t *params,
     return 0;
 }
 
+/* An outcome outside the enum is a bug in the plugin: it must neither pass
+ * for success (its offset would be committed) nor reach code that trusts
+ * the enum. It becomes a permanent failure (dead-lettered, or a stop) whose
+ * error says what the plugin returned. */
+static ballast_outcome_t checked(const plugin_state_t *ps, ballast_outcome_t outcome,
+                                 ballast_result_t *res)
+{
+    char why[256];
+
+    if (outcome == BALLAST_OUTCOME_OK || outcome == BALLAST_OUTCOME_RETRY ||
+        outcome == BALLAST_OUTCOME_FAIL)
+        return outcome;
+    bl_fmt(why, sizeof(why),
+           "handler plugin '%s' returned outcome %d, which is none of "
+           "BALLAST_OUTCOME_OK (0), BALLAST_OUTCOME_RETRY (1) or BALLAST_OUTCOME_FAIL (2)",
+           ps->h->name ? ps->h->name : "unnamed", (int)outcome);
+    ballast_result_set_error(res, why);
+    return BALLAST_OUTCOME_FAIL;
+}
+
 static ballast_outcome_t plugin_handle(void *state, const ballast_message_t *msg,
                                        ballast_result_t *res)
 {
@@ -139,9 +159,10 @@ static ballast_outcome_t plugin_handle(void *state, const ballast_message_t *msg
     ballast_outcome_t outcome = BALLAST_OUTCOME_RETRY;
 
     if (ps->h->handle)
-        return ps->h->handle(ps->inner, msg, res);
-    ps->h->handle_batch(ps->inner, &msg, &res, 1, &outcome);
-    return outcome;
+        outcome = ps->h->handle(ps->inner, msg, res);
+    else
+        ps->h->handle_batch(ps->inner, &msg, &res, 1, &outcome);
+    return checked(ps, outcome, res);
 }
 
 /* Our table is const, so handle_batch always exists: it uses the plugin's
@@ -152,12 +173,13 @@ static void plugin_handle_batch(void *state, const ballast_message_t *const *msg
 {
     plugin_state_t *ps = state;
 
-    if (ps->h->handle_batch) {
+    if (ps->h->handle_batch)
         ps->h->handle_batch(ps->inner, msgs, results, count, outcomes);
-        return;
-    }
+    else
+        for (size_t i = 0; i < count; i++)
+            outcomes[i] = ps->h->handle(ps->inner, msgs[i], results[i]);
     for (size_t i = 0; i < count; i++)
-        outcomes[i] = ps->h->handle(ps->inner, msgs[i], results[i]);
+        outcomes[i] = checked(ps, outcomes[i], results[i]);
 }
 
 const ballast_handler_t bl_handler_plugin = {

@@ -268,7 +268,7 @@ static int setup_daemon(void **state)
              "handler.plugin.param.sleep_ms = 2500\n"
              "handler.timeout.ms = 1000\n"
              "metrics.listen = 127.0.0.1:0\n",
-             bt_bootstrap(), dut.group, dut.topic, BALLAST_SLEEP_PLUGIN);
+             bt_bootstrap(), dut.group, dut.topic, BALLAST_TEST_PLUGIN);
     start_daemon(&dut, conf);
     return 0;
 }
@@ -691,9 +691,9 @@ static void test_dashboard_tiles_match_status(void **state)
     snprintf(conf, sizeof(conf),
              "kafka.bootstrap.servers = %s\nkafka.group.id = %s\ntopics = %s\n"
              "handler = plugin\nhandler.plugin.path = %s\n"
-             "handler.plugin.param.each_ms = 2\nconcurrency = 2\n"
+             "handler.plugin.param.every_ms = 2\nconcurrency = 2\n"
              "shutdown.timeout.ms = 1000\nmetrics.listen = 127.0.0.1:0\n",
-             bt_bootstrap(), group, topic, BALLAST_SLEEP_PLUGIN);
+             bt_bootstrap(), group, topic, BALLAST_TEST_PLUGIN);
     start_daemon(&d, conf);
     snprintf(url, sizeof(url), "http://%s/", d.addr);
     busy.addr = d.addr;
@@ -841,7 +841,7 @@ static void test_unbindable_listen_exits_78(void **state)
     bt_write_file(conf_path,
                   "kafka.bootstrap.servers = %s\nkafka.group.id = %s\ntopics = %s\n"
                   "handler = plugin\nhandler.plugin.path = %s\n",
-                  bt_bootstrap(), group, dut.topic, BALLAST_SLEEP_PLUGIN);
+                  bt_bootstrap(), group, dut.topic, BALLAST_TEST_PLUGIN);
     rc = bt_run_ballast(ARGV("run", conf_path, "-X", listen_opt), 60000, &err);
     if (rc != 78)
         fail_msg("exit %d, expected 78: %s", rc, err ? err : "");

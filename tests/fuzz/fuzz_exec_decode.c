@@ -11,7 +11,10 @@
  *    with an independent reading of the same JSON with jansson: topic,
  *    key/key_b64, value/value_b64 and headers/headers_b64 in order, bytes
  *    exact, base64 decoded by an independent decoder;
- *  - a non-ok status always leaves an error text;
+ *  - the decoded outcome is the reply's "status" (ok, retry, fail), read
+ *    independently with jansson; a reply whose status is none of them (or
+ *    missing, or not a string) is malformed; a non-ok status always leaves
+ *    an error text, the reply's own "error" when it gives one;
  *  - bl_base64_decode() of the raw input agrees with the reference decoder,
  *    and encode(decode(x)) decodes to the same bytes.
  */
@@ -139,6 +142,39 @@ static void check_decoded(const struct ballast_result_s *res, size_t before,
     json_decref(reply);
 }
 
+/* The outcome the reply's "status" names, read with jansson; -1 when the
+ * line is not a JSON object with one of the three statuses. */
+static int status_of(const uint8_t *data, size_t size)
+{
+    json_error_t jerr;
+    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
+    const char *s = json_string_value(json_object_get(reply, "status"));
+    int outcome = !s                   ? -1
+                  : !strcmp(s, "ok")    ? BALLAST_OUTCOME_OK
+                  : !strcmp(s, "retry") ? BALLAST_OUTCOME_RETRY
+                  : !strcmp(s, "fail")  ? BALLAST_OUTCOME_FAIL
+                                        : -1;
+
+    json_decref(reply);
+    return outcome;
+}
+
+/* The error text a decoded non-ok reply leaves: its own "error" string
+ * when it has a non-empty one. */
+static void check_error_text(const struct ballast_result_s *res, const uint8_t *data,
+                             size_t size)
+{
+    json_error_t jerr;
+    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
+    const char *error = json_string_value(json_object_get(reply, "error"));
+
+    FUZZ_CHECK(res->error && *res->error, "non-ok reply without error text");
+    if (error && *error)
+        FUZZ_CHECK(!strcmp(res->error, error), "error text \"%s\", the reply says \"%s\"",
+                   res->error, error);
+    json_decref(reply);
+}
+
 static void check_base64(const uint8_t *data, size_t size)
 {
     void *out = NULL, *again = NULL;
@@ -178,6 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ballast_outcome_t outcome = (ballast_outcome_t)77;
     char *why = (char *)&res; /* must be overwritten */
     bl_exec_decode_status_t st;
+    int want;
 
     if (ballast_result_emit(&res, "earlier", "k", 1, "v", 1) ||
         ballast_result_emit_header(&res, "h", "x", 1))
@@ -185,6 +222,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st = bl_exec_decode((const char *)data, size, &res, &outcome, &why);
     FUZZ_CHECK(st == BL_EXEC_DECODED || st == BL_EXEC_MALFORMED,
                "status %d (out of memory?)", (int)st);
+    want = status_of(data, size);
+    if (want < 0)
+        FUZZ_CHECK(st == BL_EXEC_MALFORMED, "decoded a reply without a valid status");
     /* What was there before is untouched in every case. */
     FUZZ_CHECK(res.record_count >= 1 && !strcmp(res.records[0].topic, "earlier") &&
                    res.records[0].header_count == 1,
@@ -198,14 +238,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(why);
     } else {
         FUZZ_CHECK(why == NULL, "decoded, yet a reason: %s", why);
-        FUZZ_CHECK(outcome == BALLAST_OUTCOME_OK || outcome == BALLAST_OUTCOME_RETRY ||
-                       outcome == BALLAST_OUTCOME_FAIL,
-                   "outcome %d", (int)outcome);
+        FUZZ_CHECK((int)outcome == want, "outcome %d, the reply's status says %d",
+                   (int)outcome, want);
         if (outcome == BALLAST_OUTCOME_OK)
             FUZZ_CHECK(!res.error, "ok reply set an error");
         else
-            FUZZ_CHECK(res.error && *res.error, "%s reply without error text",
-                       outcome == BALLAST_OUTCOME_RETRY ? "retry" : "fail");
+            check_error_text(&res, data, size);
         check_decoded(&res, 1, data, size);
     }
     bl_result_reset(&res);

@@ -262,7 +262,10 @@ static void test_two_members_split_and_hand_over(void **state)
         wait_count(rec, want);
     }
     assert_null(bt_runner_stop(rb));
-    assert_complete(rec, hwm, 4, true);
+    /* Both stops were clean: what A finished it committed, so B redid
+     * nothing (tests/integration/test_stop_revoke.c holds the stricter
+     * forms, with a slow handler and each row tagged with its process). */
+    assert_complete(rec, hwm, 4, false);
     ballast_conf_destroy(ca);
     ballast_conf_destroy(cb);
     bt_recorder_free(rec);

@@ -1,7 +1,10 @@
 /*
  * test_failures.c - failure handling against the real broker: retries,
  * dead-letter records with their headers, retry tiers with their delays,
- * back-offs longer than max.poll.interval.ms, and the DLQ breaker.
+ * back-offs longer than max.poll.interval.ms, the DLQ breaker (in a row and
+ * by ratio), and a dead-letter copy that the broker refuses: the pipeline
+ * stops and does not commit past it. (A copy whose acknowledgement is
+ * delayed is in tests/mock/test_mock_faults.c: the fault needs injecting.)
  */
 #include "support.h"
 
@@ -230,7 +233,7 @@ static void test_retry_tiers_delay_then_dlq(void **state)
     char tiers[512];
     dlq_rec_t recs[4];
     int64_t start;
-    size_t stuck = 0, once = 0;
+    int handled[10] = {0};
 
     bt_create_topic(bs, topic, 1);
     bt_create_topic(bs, dlq, 1);
@@ -259,12 +262,15 @@ static void test_retry_tiers_delay_then_dlq(void **state)
     assert_string_equal(recs[0].orig_topic, topic); /* the first origin kept */
     assert_string_equal(recs[0].orig_off, "7");
     assert_string_equal(recs[0].retry_count, "2");
+    /* Every other value succeeded exactly once; 7 never did. */
     for (size_t i = 0; i < rec->count; i++) {
-        stuck += !strcmp(rec->seen[i].value, "7");
-        once++;
+        long v = strtol(rec->seen[i].value, NULL, 10);
+        assert_true(v >= 0 && v < 10);
+        handled[v]++;
     }
-    assert_int_equal(stuck, 0);
-    assert_int_equal(once, 9);
+    for (int v = 0; v < 10; v++)
+        if (handled[v] != (v == 7 ? 0 : 1))
+            fail_msg("value %d succeeded %d time(s), expected %d", v, handled[v], v != 7);
     ballast_conf_destroy(conf);
     bt_recorder_free(rec);
 }
@@ -311,6 +317,127 @@ static void test_breaker_trips_on_a_failing_handler(void **state)
     assert_int_equal(read_dlq(bs, dlq, recs, 16), 5);
     bt_committed(bs, group, topic, 1, committed);
     assert_int_equal(committed[0], 5); /* the sixth comes back */
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+/* dlq.max.ratio: with a window of 10 and every second message failing,
+ * more than 0.3 of the window is dead once it is full, at value 10: that
+ * message is not dead-lettered and nothing after it is committed. At 0.5
+ * exactly the breaker never trips. */
+static void test_breaker_trips_on_the_failure_ratio(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("ratio"), *dlq = bt_unique("ratio-dlq");
+    const char *group = bt_unique("ratio-g");
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+    stat_arg_t st = {NULL, 50};
+    ballast_error_t *err;
+    char reason[512];
+    dlq_rec_t *recs = calloc(64, sizeof(*recs));
+    int64_t committed[1];
+
+    assert_non_null(recs);
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, topic, 1, 0, 100, 0);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "dlq.window.messages", "10");
+    bt_set(conf, "dlq.max.ratio", "0.3");
+    rec->fail_modulo = 2; /* 0, 2, 4, ... fail */
+    rec->fail_outcome = BALLAST_OUTCOME_FAIL;
+    run = bt_runner_start(conf);
+    /* /healthz fails for the breaker (not merely while starting). */
+    for (int64_t deadline = bt_now_ms() + WAIT_MS;
+         ballast_consumer_healthy(bt_runner_consumer(run), reason, sizeof(reason)) ||
+         !strstr(reason, "breaker");) {
+        if (bt_now_ms() > deadline)
+            fail_msg("the breaker did not trip on the ratio");
+        usleep(20 * 1000);
+    }
+    err = bt_runner_stop(run);
+    assert_non_null(err);
+    if (!strstr(ballast_error_message(err), "dlq.max.ratio"))
+        fail_msg("the stop does not name dlq.max.ratio: %s", ballast_error_message(err));
+    ballast_error_destroy(err);
+    assert_int_equal(read_dlq(bs, dlq, recs, 64), 5); /* 0, 2, 4, 6, 8 */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(strtol(recs[i].value, NULL, 10), 2 * i);
+    bt_committed(bs, group, topic, 1, committed);
+    assert_int_equal(committed[0], 10); /* the tripping message comes back */
+
+    /* Half the window failing is not more than 0.5: no trip, to the end. */
+    dlq = bt_unique("ratio-half-dlq");
+    group = bt_unique("ratio-half-g");
+    bt_create_topic(bs, dlq, 1);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "kafka.group.id", group);
+    bt_set(conf, "dlq.max.ratio", "0.5");
+    run = bt_runner_start(conf);
+    st.run = run;
+    if (!bt_wait_for(dead_lettered, &st, WAIT_MS))
+        fail_msg("not every failure was dead-lettered");
+    if (!bt_wait_committed_to_end(bs, group, topic, 1, WAIT_MS))
+        fail_msg("the run at ratio 0.5 did not commit to the end");
+    assert_true(ballast_consumer_healthy(bt_runner_consumer(run), reason, sizeof(reason)));
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(read_dlq(bs, dlq, recs, 64), 50);
+    free(recs);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+}
+
+/* The broker refuses the dead-letter copy for good (the DLQ topic's
+ * max.message.bytes is smaller than the record): the pipeline stops with an
+ * error naming the DLQ topic and the message, and does not commit past it.
+ * After the topic is fixed, a restart dead-letters it and goes on. */
+static void test_dlq_refused_stops_without_commit(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("dlqrefused"), *dlq = bt_unique("dlqrefused-dlq");
+    const char *group = bt_unique("dlqrefused-g");
+    const char *const refuse[] = {"max.message.bytes", "100", NULL};
+    bt_recorder_t *rec = bt_recorder_new();
+    ballast_conf_t *conf;
+    ballast_error_t *err;
+    bt_runner_t *run;
+    dlq_rec_t recs[4];
+    int64_t committed[1];
+
+    bt_create_topic(bs, topic, 1);
+    bt_create_topic_conf(bs, dlq, 1, refuse);
+    bt_produce_seq(bs, topic, 1, 0, 20, 0);
+    conf = bt_conf_recording(bs, group, topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    rec->fail_value = "5";
+    rec->fail_outcome = BALLAST_OUTCOME_FAIL;
+    err = bt_runner_join(bt_runner_start(conf), WAIT_MS);
+    if (!err)
+        fail_msg("the run went on although its dead letter was refused");
+    print_message("refused dead letter: %s\n", ballast_error_message(err));
+    if (!strstr(ballast_error_message(err), dlq) ||
+        !strstr(ballast_error_message(err), "offset 5"))
+        fail_msg("the error names neither the DLQ topic nor the message: %s",
+                 ballast_error_message(err));
+    ballast_error_destroy(err);
+    bt_committed(bs, group, topic, 1, committed);
+    assert_int_equal(committed[0], 5);
+    assert_int_equal(read_dlq(bs, dlq, recs, 4), 0);
+
+    bt_alter_topic_conf(bs, dlq, NULL);
+    run = bt_runner_start(conf);
+    if (!bt_wait_committed_to_end(bs, group, topic, 1, WAIT_MS))
+        fail_msg("the restart did not commit to the end");
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(read_dlq(bs, dlq, recs, 4), 1);
+    assert_string_equal(recs[0].value, "5");
     ballast_conf_destroy(conf);
     bt_recorder_free(rec);
 }
@@ -394,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_one_percent_poison_reaches_the_dlq_exactly),
         cmocka_unit_test(test_retry_tiers_delay_then_dlq),
         cmocka_unit_test(test_breaker_trips_on_a_failing_handler),
+        cmocka_unit_test(test_breaker_trips_on_the_failure_ratio),
+        cmocka_unit_test(test_dlq_refused_stops_without_commit),
         cmocka_unit_test(test_backoff_longer_than_max_poll_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,15 +26,16 @@
 #ifndef WAIT_MS
 #define WAIT_MS 120000
 #endif
-/* The broker's default message.max.bytes is 1048588 and librdkafka's
- * producer refuses records over its message.max.bytes (1000000); a DLQ
- * record adds ~300-400 bytes of headers. 900,000 bytes fits both ways.
- * (A poison value within a few hundred bytes of 1,000,000 is accepted as
- * input but its DLQ copy is refused, and the pipeline stops: build with
- * -DBIG=999700 to see it.) */
+/* The broker's default message.max.bytes is 1048588, and so is the limit
+ * of ballast's producer; a DLQ record adds some 400 bytes of headers.
+ * 900,000 bytes fits both ways. A value within 300 bytes of the limit
+ * (HUGE) fits as input, but its dead-letter copy does not: the pipeline
+ * must stop without committing past it (test_dlq_copy_too_large_*). */
 #ifndef BIG
 #define BIG 900000
 #endif
+#define BROKER_MAX 1048588
+#define HUGE (BROKER_MAX - 300)
 
 /* One input message. */
 typedef struct spec {
@@ -186,6 +187,7 @@ static void produce_input(const char *bs, const char *topic, input_t *in)
     rd_kafka_t *rk;
 
     rd_kafka_conf_set(conf, "bootstrap.servers", bs, NULL, 0);
+    rd_kafka_conf_set(conf, "message.max.bytes", "1048588", NULL, 0); /* HUGE fits */
     rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
     rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
     rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
@@ -388,6 +390,32 @@ static bool pipeline_done(void *arg)
     return true;
 }
 
+/* The PostgreSQL pipeline under test: jsonb rows into @p table. */
+static void pipeline_conf(ballast_conf_t *conf, const char *topic, const char *group,
+                          const char *dlq, const char *table, const char *processing,
+                          const char *semantics)
+{
+    char sql[256];
+
+    bt_set(conf, "kafka.bootstrap.servers", bt_bootstrap());
+    bt_set(conf, "kafka.group.id", group);
+    bt_set(conf, "kafka.session.timeout.ms", "6000");
+    bt_set(conf, "kafka.auto.commit.interval.ms", "200");
+    bt_set(conf, "topics", topic);
+    bt_set(conf, "handler", "postgres");
+    bt_set(conf, "handler.postgres.dsn", bt_pg());
+    snprintf(sql, sizeof(sql), "INSERT INTO %s (v) VALUES (:value::jsonb)", table);
+    bt_set(conf, "handler.postgres.sql", sql);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "processing", processing);
+    bt_set(conf, "batch.max.messages", "8");
+    bt_set(conf, "batch.max.ms", "50");
+    bt_set(conf, "semantics", semantics);
+    bt_set(conf, "retry.backoff.initial.ms", "10");
+    bt_set(conf, "retry.backoff.max.ms", "100");
+    bt_set(conf, "log.level", "error");
+}
+
 static void run_poison(const char *processing, const char *semantics)
 {
     BT_REQUIRE_ENV();
@@ -417,23 +445,7 @@ static void run_poison(const char *processing, const char *semantics)
     bt_create_topic(bs, dlq, 1);
     produce_input(bs, topic, &in);
 
-    bt_set(conf, "kafka.bootstrap.servers", bs);
-    bt_set(conf, "kafka.group.id", group);
-    bt_set(conf, "kafka.session.timeout.ms", "6000");
-    bt_set(conf, "kafka.auto.commit.interval.ms", "200");
-    bt_set(conf, "topics", topic);
-    bt_set(conf, "handler", "postgres");
-    bt_set(conf, "handler.postgres.dsn", bt_pg());
-    snprintf(sql, sizeof(sql), "INSERT INTO %s (v) VALUES (:value::jsonb)", table);
-    bt_set(conf, "handler.postgres.sql", sql);
-    bt_set(conf, "dlq.topic", dlq);
-    bt_set(conf, "processing", processing);
-    bt_set(conf, "batch.max.messages", "8");
-    bt_set(conf, "batch.max.ms", "50");
-    bt_set(conf, "semantics", semantics);
-    bt_set(conf, "retry.backoff.initial.ms", "10");
-    bt_set(conf, "retry.backoff.max.ms", "100");
-    bt_set(conf, "log.level", "error");
+    pipeline_conf(conf, topic, group, dlq, table, processing, semantics);
     run = bt_runner_start(conf);
     done = (done_arg_t){bs, group, topic, run, in.poison};
     if (!bt_wait_for(pipeline_done, &done, WAIT_MS)) {
@@ -530,12 +542,105 @@ static void test_poison_input_batch_exactly_once(void **state)
     run_poison("batch", "exactly-once");
 }
 
+/* A poison value so large that its dead-letter copy (the value plus its
+ * x-* headers) is over the broker's and the producer's limit, while the
+ * value itself was accepted as input. No copy can be acknowledged, so the
+ * pipeline must stop with an error naming the DLQ topic and the message,
+ * and nothing - Kafka's committed offset, or the database's in exactly-once
+ * mode - may pass it. Good messages before it are kept. */
+static void run_too_large(const char *processing, const char *semantics)
+{
+    BT_REQUIRE_ENV();
+    if (!bt_pg())
+        fail_msg("BALLAST_TEST_PG is unset: run via make test");
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("hugein"), *dlq = bt_unique("hugein-dlq");
+    const char *group = bt_unique("hugein-g");
+    static const char prefix[] = "{\"huge\": \"";
+    char *huge = malloc(HUGE + 1), table[64], sql[512];
+    PGconn *db = pg_connect();
+    ballast_conf_t *conf = ballast_conf_new();
+    ballast_error_t *err;
+    spec_t *poison;
+    input_t in;
+    dead_t *dead;
+    size_t ndead;
+    int64_t committed[PARTS];
+
+    assert_non_null(huge);
+    memset(huge, 'x', HUGE);
+    memcpy(huge, prefix, sizeof(prefix) - 1); /* never closed: invalid JSON */
+    memset(&in, 0, sizeof(in));
+    add_goods(&in, 6);
+    poison = add(&in, "~1 MB, invalid JSON", S("huge"), huge, HUGE, "json");
+    add_goods(&in, 6);
+    snprintf(table, sizeof(table), "huge_%d_%lld", (int)getpid(),
+             (long long)(bt_now_ms() % 100000000));
+    snprintf(sql, sizeof(sql), "CREATE TABLE %s (v jsonb NOT NULL)", table);
+    pg_exec(db, sql);
+    bt_create_topic(bs, topic, PARTS);
+    bt_create_topic(bs, dlq, 1);
+    produce_input(bs, topic, &in);
+    pipeline_conf(conf, topic, group, dlq, table, processing, semantics);
+
+    err = bt_runner_join(bt_runner_start(conf), WAIT_MS);
+    if (!err)
+        fail_msg("%s/%s: the run went on past a dead letter that cannot be delivered",
+                 processing, semantics);
+    print_message("    %s/%s: %s\n", processing, semantics, ballast_error_message(err));
+    snprintf(sql, sizeof(sql), "offset %lld", (long long)poison->offset);
+    if (!strstr(ballast_error_message(err), dlq) || !strstr(ballast_error_message(err), sql))
+        fail_msg("the error names neither the DLQ topic nor %s: %s", sql,
+                 ballast_error_message(err));
+    ballast_error_destroy(err);
+
+    /* Nothing passed it: not Kafka's commit, not the database's offsets. */
+    bt_committed(bs, group, topic, PARTS, committed);
+    if (committed[poison->partition] > poison->offset)
+        fail_msg("committed %lld, past the undeliverable dead letter at offset %lld",
+                 (long long)committed[poison->partition], (long long)poison->offset);
+    /* At-least-once commits what finished before it, one message at a time. */
+    if (!strcmp(processing, "message"))
+        assert_int_equal(committed[poison->partition], poison->offset);
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(max(next_offset), -1) FROM ballast_offsets WHERE "
+             "group_id = '%s' AND topic = '%s' AND partition = %d",
+             group, topic, (int)poison->partition);
+    if (!strcmp(semantics, "exactly-once") && pg_long(db, sql, NULL, 0) > poison->offset)
+        fail_msg("the database's offsets passed the undeliverable dead letter at %lld",
+                 (long long)poison->offset);
+    dead = read_dlq(bs, dlq, &ndead);
+    assert_int_equal(ndead, 0);
+    free_dead(dead, ndead);
+
+    snprintf(sql, sizeof(sql), "DROP TABLE %s", table);
+    pg_exec(db, sql);
+    PQfinish(db);
+    ballast_conf_destroy(conf);
+    free(in.specs);
+    free(huge);
+}
+
+static void test_dlq_copy_too_large_message_mode(void **state)
+{
+    (void)state;
+    run_too_large("message", "at-least-once");
+}
+
+static void test_dlq_copy_too_large_batch_exactly_once(void **state)
+{
+    (void)state;
+    run_too_large("batch", "exactly-once");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_poison_input_message_mode),
         cmocka_unit_test(test_poison_input_batch_mode),
         cmocka_unit_test(test_poison_input_batch_exactly_once),
+        cmocka_unit_test(test_dlq_copy_too_large_message_mode),
+        cmocka_unit_test(test_dlq_copy_too_large_batch_exactly_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

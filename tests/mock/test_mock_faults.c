@@ -1,9 +1,10 @@
 /*
  * test_mock_faults.c - at-least-once on librdkafka's mock cluster with
  * injected faults: failing commits, failing produce requests, a broker
- * outage mid-stream. Nothing may be lost and the final commit must equal
- * what was processed. (The mock cannot prove exactly-once; see
- * tests/integration for that.)
+ * outage mid-stream, a dead-letter copy the broker keeps refusing for a
+ * while. Nothing may be lost and the final commit must equal what was
+ * processed. (The mock cannot prove exactly-once; see tests/integration
+ * for that.)
  */
 #include "support.h"
 
@@ -165,6 +166,99 @@ static void test_mock_forward_survives_produce_errors(void **state)
     bt_mock_stop(&m);
 }
 
+typedef struct stall {
+    bt_mock_t *m;
+    const char *topic, *group;
+    bt_runner_t *run;
+    bt_recorder_t *rec;
+    int seen_stalled; /* checks made with everything else done and committed */
+} stall_t;
+
+/* One look while the copy may still be refused: the commit must not pass
+ * offset 5 unless the broker's error stack is empty (the copy may then have
+ * been acknowledged). @returns true once the stack is empty. */
+static bool stall_over(void *arg)
+{
+    stall_t *s = arg;
+    int64_t committed[1];
+    ballast_stats_t st;
+    size_t left = 0;
+
+    /* In this order: a non-empty stack read after the other two proves that
+     * no produce had succeeded when they were read. */
+    bt_committed(s->m->bootstrap, s->group, s->topic, 1, committed);
+    ballast_consumer_stats(bt_runner_consumer(s->run), &st, sizeof(st));
+    assert_int_equal(
+        rd_kafka_mock_broker_error_stack_cnt(s->m->mc, 1, API_PRODUCE, &left), 0);
+    if (!left)
+        return true;
+    if (committed[0] > 5 || st.dead_lettered)
+        fail_msg("committed %lld, %llu dead letters acknowledged, while the broker "
+                 "still refuses the copy (%zu refusals to go)",
+                 (long long)committed[0], (unsigned long long)st.dead_lettered, left);
+    s->seen_stalled += committed[0] == 5 && bt_recorder_count(s->rec) == 19;
+    return false;
+}
+
+static bool stall_cleared(void *arg)
+{
+    stall_t *s = arg;
+    ballast_stats_t st;
+    int64_t committed[1];
+
+    ballast_consumer_stats(bt_runner_consumer(s->run), &st, sizeof(st));
+    bt_committed(s->m->bootstrap, s->group, s->topic, 1, committed);
+    return st.dead_lettered == 1 && committed[0] == 20;
+}
+
+/* The dead-letter copy of offset 5 meets 50 retriable produce errors
+ * (NOT_ENOUGH_REPLICAS, which the producer retries): every other message
+ * is handled and offsets 0-4 committed, but the commit does not pass 5
+ * until the broker has acknowledged the copy. */
+static void test_mock_dlq_stall_keeps_the_offset_uncommitted(void **state)
+{
+    (void)state;
+    bt_mock_t m;
+    const char *topic = "mock-dlq-stall", *dlq = "mock-dlq-stall-dlq";
+    bt_recorder_t *rec = bt_recorder_new();
+    stall_t s = {&m, topic, bt_unique("mock-dlq-stall-g"), NULL, rec, 0};
+    ballast_conf_t *conf;
+    bt_record_t *recs;
+    size_t n;
+
+    bt_mock_start(&m, topic, 1);
+    assert_int_equal(rd_kafka_mock_topic_create(m.mc, dlq, 1, 1), 0);
+    bt_produce_seq(m.bootstrap, topic, 1, 0, 20, 0);
+    /* From now on only ballast produces: the dead letter is the only record. */
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                             m.mc, 1, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0),
+                         0);
+    conf = bt_conf_recording(m.bootstrap, s.group, topic, rec);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "kafka.auto.commit.interval.ms", "200");
+    rec->fail_value = "5";
+    rec->fail_outcome = BALLAST_OUTCOME_FAIL;
+    s.run = bt_runner_start(conf);
+    if (!bt_wait_for(stall_over, &s, WAIT_MS))
+        fail_msg("the producer did not retry the dead letter 50 times");
+    print_message("%d looks with offsets 0-4 committed and the rest handled while the "
+                  "dead letter was refused\n",
+                  s.seen_stalled);
+    if (!s.seen_stalled)
+        fail_msg("never saw the other messages done and committed during the stall");
+    if (!bt_wait_for(stall_cleared, &s, WAIT_MS))
+        fail_msg("the commit did not move on once the dead letter was acknowledged");
+    assert_null(bt_runner_stop(s.run));
+    recs = bt_consume_all(m.bootstrap, dlq, 1, WAIT_MS, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(recs[0].value, "5");
+    bt_records_free(recs, n);
+    ballast_conf_destroy(conf);
+    bt_recorder_free(rec);
+    bt_mock_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_mock_failing_commits_are_retried),
         cmocka_unit_test(test_mock_broker_outage_loses_nothing),
         cmocka_unit_test(test_mock_forward_survives_produce_errors),
+        cmocka_unit_test(test_mock_dlq_stall_keeps_the_offset_uncommitted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

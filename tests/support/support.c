@@ -91,6 +91,40 @@ bool bt_wait_for(bool (*cond)(void *), void *arg, int timeout_ms)
     }
 }
 
+/* ---- tests of bugs not fixed yet ------------------------------------------ */
+
+/* The exit code ctest reports as "skipped" (SKIP_RETURN_CODE in
+ * tests/CMakeLists.txt). */
+#define SKIPPED 77
+
+int bt_run_group(const char *name, const struct CMUnitTest *tests, size_t count,
+                 CMFixtureFunction setup, CMFixtureFunction teardown)
+{
+    /* Set by the known-bug ctest entry of the suite. */
+    bool bug_entry = getenv("BALLAST_KNOWN_BUG_ENTRY") != NULL;
+    const char *asked = getenv("BALLAST_KNOWN_BUGS");
+    struct CMUnitTest *chosen = calloc(count ? count : 1, sizeof(*chosen));
+    size_t n = 0;
+    int rc;
+
+    assert_non_null(chosen);
+    for (size_t i = 0; i < count; i++) {
+        bool known_bug = !strncmp(tests[i].name, "known bug: ", 11);
+        if (known_bug == bug_entry)
+            chosen[n++] = tests[i];
+    }
+    if (bug_entry && (!asked || !*asked || !strcmp(asked, "0"))) {
+        printf("%s: %zu test(s) of bugs not fixed yet, not run; "
+               "BALLAST_KNOWN_BUGS=1 ctest -L known-bug runs them\n",
+               name, n);
+        free(chosen);
+        return SKIPPED;
+    }
+    rc = _cmocka_run_group_tests(name, chosen, n, setup, teardown);
+    free(chosen);
+    return rc;
+}
+
 /* ---- Kafka helpers ------------------------------------------------------ */
 
 static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
@@ -116,6 +150,12 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
 
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
 {
+    bt_create_topic_conf(bootstrap, topic, partitions, NULL);
+}
+
+void bt_create_topic_conf(const char *bootstrap, const char *topic, int partitions,
+                          const char *const *config)
+{
     rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, NULL, 0);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -124,6 +164,8 @@ void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
     const rd_kafka_topic_result_t **results;
     size_t n;
 
+    for (size_t i = 0; config && config[i]; i += 2)
+        assert_int_equal(rd_kafka_NewTopic_set_config(nt, config[i], config[i + 1]), 0);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, 30000);
     assert_non_null(ev);
@@ -161,22 +203,64 @@ void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
     rd_kafka_destroy(rk);
 }
 
+void bt_alter_topic_conf(const char *bootstrap, const char *topic,
+                         const char *const *config)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    const rd_kafka_ConfigResource_t **results;
+    rd_kafka_event_t *ev;
+    size_t n;
+
+    for (size_t i = 0; config && config[i]; i += 2)
+        assert_int_equal(rd_kafka_ConfigResource_set_config(cr, config[i], config[i + 1]), 0);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    if (rd_kafka_event_error(ev))
+        fail_msg("alter configs of %s: %s", topic, rd_kafka_event_error_string(ev));
+    results = rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev),
+                                                     &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_ConfigResource_error(results[0]))
+        fail_msg("alter configs of %s: %s", topic,
+                 rd_kafka_ConfigResource_error_string(results[0]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
 void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
                     int first, int count, int keys)
 {
-    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    bt_produce_seq_sized(bootstrap, topic, partitions, first, count, keys, 0);
+}
 
+void bt_produce_seq_sized(const char *bootstrap, const char *topic, int partitions,
+                          int first, int count, int keys, size_t value_len)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    char *value = malloc(value_len + 32);
+
+    assert_non_null(value);
     for (int i = first; i < first + count; i++) {
-        char key[32], value[32];
+        char key[32];
         rd_kafka_resp_err_t err;
+        size_t len;
         snprintf(key, sizeof(key), "k%d", keys ? i % keys : 0);
-        snprintf(value, sizeof(value), "%d", i);
+        len = (size_t)snprintf(value, 32, "%d", i);
+        if (len < value_len) {
+            memset(value + len, '.', value_len - len);
+            len = value_len;
+        }
         do {
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic),
                 RD_KAFKA_V_PARTITION((partitions ? i % partitions : RD_KAFKA_PARTITION_UA)),
                 RD_KAFKA_V_KEY((keys ? key : NULL), (keys ? strlen(key) : 0)),
-                RD_KAFKA_V_VALUE(value, strlen(value)),
+                RD_KAFKA_V_VALUE(value, len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(rk, 50);
@@ -184,6 +268,7 @@ void bt_produce_seq(const char *bootstrap, const char *topic, int partitions,
         assert_int_equal(err, 0);
         rd_kafka_poll(rk, 0);
     }
+    free(value);
     assert_int_equal(rd_kafka_flush(rk, 60000), 0);
     rd_kafka_destroy(rk);
 }
@@ -412,6 +497,31 @@ char *bt_read_file(const char *path)
     buf[fread(buf, 1, (size_t)len, fp)] = '\0';
     fclose(fp);
     return buf;
+}
+
+bt_row_t *bt_plugin_rows(const char *path, size_t *countp)
+{
+    char *text = bt_read_file(path), *line, *save = NULL;
+    size_t n = 0, cap = 64;
+    bt_row_t *rows = malloc(cap * sizeof(*rows));
+
+    assert_non_null(rows);
+    for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            rows = realloc(rows, cap * sizeof(*rows));
+            assert_non_null(rows);
+        }
+        /* "<pid> <topic> <partition> <offset>" */
+        if (sscanf(line, "%d %*s %d %lld", &rows[n].pid, &rows[n].partition,
+                   &rows[n].offset) != 3)
+            fail_msg("%s: a row that does not parse: %s", path, line);
+        n++;
+    }
+    free(text);
+    *countp = n;
+    return rows;
 }
 
 long bt_sqlite_long(const char *path, const char *sql)
@@ -900,15 +1010,28 @@ bt_proc_usage_t bt_proc_usage(pid_t pid)
 
 /* ---- the recording handler --------------------------------------------- */
 
+/* Calls in the handler at once, at most (a bound for active_keys). */
+#define MAX_ACTIVE 256
+
 bt_recorder_t *bt_recorder_new(void)
 {
     bt_recorder_t *r = calloc(1, sizeof(*r));
     pthread_mutex_t *mtx = malloc(sizeof(*mtx));
+    pthread_cond_t *cond = malloc(sizeof(*cond));
+    pthread_condattr_t attr;
 
     assert_non_null(r);
     assert_non_null(mtx);
+    assert_non_null(cond);
     pthread_mutex_init(mtx, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
     r->mtx = mtx;
+    r->cond = cond;
+    r->active_keys = calloc(MAX_ACTIVE, sizeof(*r->active_keys));
+    assert_non_null(r->active_keys);
     return r;
 }
 
@@ -917,9 +1040,86 @@ void bt_recorder_free(bt_recorder_t *r)
     if (!r)
         return;
     pthread_mutex_destroy(r->mtx);
+    pthread_cond_destroy(r->cond);
     free(r->mtx);
+    free(r->cond);
+    free(r->active_keys);
     free(r->seen);
     free(r);
+}
+
+void bt_recorder_release(bt_recorder_t *r, int n)
+{
+    pthread_mutex_lock(r->mtx);
+    r->tokens += n;
+    pthread_cond_broadcast(r->cond);
+    pthread_mutex_unlock(r->mtx);
+}
+
+void bt_recorder_open(bt_recorder_t *r)
+{
+    pthread_mutex_lock(r->mtx);
+    r->gated = 0;
+    pthread_cond_broadcast(r->cond);
+    pthread_mutex_unlock(r->mtx);
+}
+
+/* Waits on the recorder's condition (its mutex held) until @p deadline_ms
+ * on the monotonic clock. @returns false once the deadline has passed. */
+static bool recorder_wait(bt_recorder_t *r, int64_t deadline_ms)
+{
+    struct timespec ts = {deadline_ms / 1000, (deadline_ms % 1000) * 1000000L};
+
+    if (bt_now_ms() >= deadline_ms)
+        return false;
+    pthread_cond_timedwait(r->cond, r->mtx, &ts);
+    return true;
+}
+
+/* A call enters the handler (mutex held): counts it, notes a call of the
+ * same key already running, then meets the rendezvous (60 s at most) and
+ * passes the gate. */
+static void recorder_enter(bt_recorder_t *r, const char *key)
+{
+    int64_t deadline = bt_now_ms() + 60000;
+    int slot = -1;
+
+    for (int i = 0; i < MAX_ACTIVE; i++) {
+        if (r->active_keys[i][0] && !strcmp(r->active_keys[i], key))
+            r->key_overlaps++;
+        else if (!r->active_keys[i][0] && slot < 0)
+            slot = i;
+    }
+    if (slot >= 0 && *key)
+        snprintf(r->active_keys[slot], sizeof(r->active_keys[slot]), "%s", key);
+    if (++r->active > r->max_active)
+        r->max_active = r->active;
+    if (r->rendezvous && !r->rendezvous_met) {
+        if (r->active >= r->rendezvous) {
+            r->rendezvous_met = 1;
+            pthread_cond_broadcast(r->cond);
+        }
+        while (!r->rendezvous_met && recorder_wait(r, deadline))
+            ;
+    }
+    /* No deadline here: a call let through by a timeout would break the
+     * test's count of what is in flight. The test opens the gate before it
+     * stops the consumer; a failed test exits with the call still held. */
+    while (r->gated && !r->tokens)
+        pthread_cond_wait(r->cond, r->mtx);
+    if (r->gated)
+        r->tokens--;
+}
+
+/* The call leaves the handler (mutex held). */
+static void recorder_leave(bt_recorder_t *r, const char *key)
+{
+    for (int i = 0; *key && i < MAX_ACTIVE; i++)
+        if (!strcmp(r->active_keys[i], key)) {
+            r->active_keys[i][0] = '\0';
+            break;
+        }
+    r->active--;
 }
 
 size_t bt_recorder_count(bt_recorder_t *r)
@@ -990,6 +1190,9 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
     copy_text(seen.key, sizeof(seen.key), key, klen);
     copy_text(seen.value, sizeof(seen.value), value, vlen);
     seen.attempt = ballast_message_attempt(msg);
+    pthread_mutex_lock(r->mtx);
+    recorder_enter(r, seen.key);
+    pthread_mutex_unlock(r->mtx);
     if (r->slow_value && !strcmp(seen.value, r->slow_value))
         usleep((useconds_t)r->slow_ms * 1000);
     else if (r->sleep_ms)
@@ -1004,11 +1207,14 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
     } else {
         if (r->count == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 1024;
-            r->seen = realloc(r->seen, r->cap * sizeof(*r->seen));
+            /* A worker thread cannot fail a cmocka test; a lost record
+             * must not pass for a message never handled either. */
+            if (!(r->seen = realloc(r->seen, r->cap * sizeof(*r->seen))))
+                abort();
         }
-        if (r->seen)
-            r->seen[r->count++] = seen;
+        r->seen[r->count++] = seen;
     }
+    recorder_leave(r, seen.key);
     pthread_mutex_unlock(r->mtx);
     return outcome;
 }
