@@ -1551,6 +1551,45 @@ static void settle(ballast_consumer_t *c)
         bl_txn_tick(c);
 }
 
+/* The number of handler calls running now. */
+static int calls_running(const ballast_consumer_t *c)
+{
+    int n = 0;
+
+    for (int i = 0; i < c->nworkers; i++)
+        n += atomic_load(&c->workers[i].busy_since) != 0;
+    return n;
+}
+
+/* The drain timed out with handler calls running: those that can be
+ * cancelled are (exec kills its child, and the message is left); the
+ * others get STOP_GRACE_MS more, serving what they hand back, so that a
+ * call that does return is committed rather than done again by the next
+ * owner. @returns the calls whose work was left: cancelled, or still
+ * running. */
+static int settle_running_calls(ballast_consumer_t *c)
+{
+    int64_t deadline = bl_now_ms() + STOP_GRACE_MS;
+    int cancelled = 0;
+
+    for (int i = 0; i < c->nworkers; i++) {
+        bl_worker_t *w = &c->workers[i];
+        if (w->started && w->state_ok && atomic_load(&w->busy_since) &&
+            c->handler == &bl_handler_exec) {
+            bl_exec_cancel(w->state);
+            cancelled++;
+        }
+    }
+    while (calls_running(c) && bl_now_ms() < deadline) {
+        atomic_store(&c->last_poll_ms, bl_now_ms());
+        handle_completions(c);
+        serve_producer(c);
+        wait_completions(c, 5);
+    }
+    handle_completions(c);
+    return cancelled + calls_running(c);
+}
+
 /* Wakes every worker to look at the stop flags. */
 static void wake_workers(ballast_consumer_t *c)
 {
@@ -1586,8 +1625,8 @@ static void drain_all(ballast_consumer_t *c)
      * only waits for handlers already running. */
     if (parts)
         drain_parts(c, parts, n, deadline);
-    for (int i = 0; i < c->nworkers; i++)
-        c->abandoned_calls += atomic_load(&c->workers[i].busy_since) != 0;
+    if (calls_running(c))
+        c->abandoned_calls = settle_running_calls(c);
     /* Nothing more should start; workers drop what they have queued. */
     atomic_store(&c->abandon, true);
     wake_workers(c);
@@ -1599,12 +1638,11 @@ static void drain_all(ballast_consumer_t *c)
     free(parts);
 }
 
-/* Ends the workers. A handler call still running after the drain is
- * cancelled where the handler allows it (exec kills its child); one that
- * has not returned STOP_GRACE_MS later is left running on its thread,
+/* Ends the workers, waiting up to @p grace_ms for each; one that does not
+ * end (its handler call has not returned) is left running on its thread,
  * which from then on owns the consumer's memory (see
  * ballast_consumer_destroy). */
-static void stop_workers(ballast_consumer_t *c)
+static void stop_workers(ballast_consumer_t *c, int grace_ms)
 {
     struct timespec deadline;
 
@@ -1614,12 +1652,14 @@ static void stop_workers(ballast_consumer_t *c)
         w->quit = true;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->mtx);
-        if (w->started && w->state_ok && atomic_load(&w->busy_since) &&
-            c->handler == &bl_handler_exec)
-            bl_exec_cancel(w->state);
     }
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += STOP_GRACE_MS / 1000;
+    deadline.tv_sec += grace_ms / 1000;
+    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
     for (int i = 0; i < c->nworkers; i++) {
         bl_worker_t *w = &c->workers[i];
         if (!w->started)
@@ -1636,9 +1676,8 @@ static void stop_workers(ballast_consumer_t *c)
         pthread_detach(w->thread);
         if (w->left)
             bl_log(&c->log, BALLAST_LOG_ERROR,
-                   "worker %d: its handler call has not returned %d s after the stop's "
-                   "drain; it is left running, and its messages stay uncommitted",
-                   i, STOP_GRACE_MS / 1000);
+                   "worker %d: its handler call has not returned after the stop's drain "
+                   "and grace; it is left running, and its messages stay uncommitted", i);
     }
 }
 
@@ -1761,7 +1800,8 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
     drain_all(c);
     /* Leaving the group triggers a final revoke, which commits again. */
     rd_kafka_consumer_close(c->rk);
-    stop_workers(c);
+    /* The drain already gave running calls their grace. */
+    stop_workers(c, 100);
     settle(c);
     bl_publish_snapshot(c);
     atomic_store(&c->running, 0);
@@ -1907,7 +1947,7 @@ void ballast_consumer_destroy(ballast_consumer_t *c)
     if (!c)
         return;
     if (c->workers)
-        stop_workers(c);
+        stop_workers(c, STOP_GRACE_MS);
     pthread_mutex_lock(&c->life_mtx);
     pending = c->destroy_pending = c->left_running > 0;
     pthread_mutex_unlock(&c->life_mtx);
