@@ -1611,25 +1611,24 @@ static void drain_all(ballast_consumer_t *c)
     bl_flush_staged(c);
     c->draining = true;
     sync_pause(c);
-    /* As on a revoke: what has not started stays uncommitted and comes
-     * back; the drain waits for what is running. */
-    atomic_store(&c->stop_dispatch, true);
-    wake_workers(c);
     for (bl_part_t *p = c->parts; p; p = p->next)
         n++;
     parts = calloc(n + 1, sizeof(*parts));
     n = 0;
     for (bl_part_t *p = c->parts; parts && p; p = p->next)
         parts[n++] = p;
-    /* After a fatal error workers drop what they have not started, so this
-     * only waits for handlers already running. */
+    /* What is in flight is handled until the deadline (after a fatal
+     * error workers drop what they have not started, so this only waits
+     * for handlers already running). */
     if (parts)
         drain_parts(c, parts, n, deadline);
-    if (calls_running(c))
-        c->abandoned_calls = settle_running_calls(c);
-    /* Nothing more should start; workers drop what they have queued. */
+    /* Then nothing more starts: what has not, and messages waiting for a
+     * retry, stay uncommitted and come back. The calls running get their
+     * grace, so that what they finish is committed below. */
     atomic_store(&c->abandon, true);
     wake_workers(c);
+    if (calls_running(c))
+        c->abandoned_calls = settle_running_calls(c);
     settle(c);
     if (c->eos)
         bl_txn_commit(c);

@@ -214,8 +214,8 @@ struct ballast_consumer_s {
     atomic_bool done_ready;
 
     volatile sig_atomic_t stop_requested; /* set by ballast_consumer_stop() */
-    atomic_bool stop_dispatch; /* a stop began: workers start nothing new */
-    atomic_bool abandon; /* drain timed out: workers stop retrying */
+    atomic_bool abandon; /* the drain's deadline passed: workers start
+                            nothing new and stop retrying */
     int abandoned_calls; /* handler calls still running when the drain ended */
     pthread_mutex_t life_mtx; /* the next two, and each worker's left/exited */
     int left_running;    /* workers left running by stop_workers() */

@@ -57,8 +57,8 @@ static bool worker_take(bl_worker_t *w, bl_queue_t *out)
     return out->len > 0 || !w->quit;
 }
 
-/* Waits @p ms unless a stop or the drain's end comes first (a message
- * waiting for its retry has not started again: it stays uncommitted).
+/* Waits @p ms unless the drain's end comes first (a message waiting for
+ * its retry has not started again: it stays uncommitted).
  * @returns false when the wait was cut short so. */
 static bool worker_sleep(bl_worker_t *w, int64_t ms)
 {
@@ -66,7 +66,7 @@ static bool worker_sleep(bl_worker_t *w, int64_t ms)
     ballast_consumer_t *c = w->cons;
 
     pthread_mutex_lock(&w->mtx);
-    while (!atomic_load(&c->abandon) && !atomic_load(&c->stop_dispatch) && !w->quit) {
+    while (!atomic_load(&c->abandon) && !w->quit) {
         int64_t left = until - bl_now_ms();
         struct timespec ts;
         if (left <= 0)
@@ -81,7 +81,7 @@ static bool worker_sleep(bl_worker_t *w, int64_t ms)
         pthread_cond_timedwait(&w->cond, &w->mtx, &ts);
     }
     pthread_mutex_unlock(&w->mtx);
-    return !atomic_load(&c->abandon) && !atomic_load(&c->stop_dispatch);
+    return !atomic_load(&c->abandon);
 }
 
 static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n);
@@ -719,7 +719,7 @@ static void txn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
 {
     return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
-           atomic_load(&c->stop_dispatch) || atomic_load(&c->abandon) ||
+           atomic_load(&c->abandon) ||
            atomic_load(&c->failed) || atomic_load(&c->breaker);
 }
 
@@ -814,9 +814,10 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         size_t count = c->batch_mode ? n - start : 1;
 
         if (atomic_load(&c->failed) || atomic_load(&c->abandon) ||
-            atomic_load(&c->breaker) || atomic_load(&c->stop_dispatch)) {
+            atomic_load(&c->breaker) || (atomic_load(&w->unavailable) && bl_stopping(c))) {
             /* Nothing after a stopping failure may run: order matters.
-             * And a stop starts nothing new. */
+             * Nor after the drain's deadline, and a stop does not wait for
+             * a handler that is down. */
             for (size_t i = start; i < n; i++)
                 todo[i]->fate = BL_FATE_DROPPED;
             break;

@@ -351,25 +351,33 @@ static void test_restart_skips_offsets_finished_out_of_order(void **state)
     ballast_stats_t st;
     int64_t committed[1];
     char seen1[100] = {0}, seen2[100] = {0};
+    size_t r1_count_at_stop;
 
     bt_create_topic(bs, topic, 1);
     bt_produce_seq(bs, topic, 1, 0, 100, 0);
     bt_set(conf, "ordering", "none");
     bt_set(conf, "concurrency", "8");
     bt_set(conf, "shutdown.timeout.ms", "0");
-    r1->slow_value = "0"; /* offset 0 takes 3 s: everything else finishes first */
-    r1->slow_ms = 3000;
+    /* Offset 0 takes longer than the stop's grace for a running call:
+     * everything else finishes first, and offset 0 is left. */
+    r1->slow_value = "0";
+    r1->slow_ms = 8000;
     run = bt_runner_start(conf);
     wait_count(r1, 60);
     err = bt_runner_stop(run);
+    r1_count_at_stop = bt_recorder_count(r1);
     /* The drain could not wait for offset 0: the run says so. */
     assert_non_null(err);
     assert_int_equal(ballast_error_code(err), BALLAST_ERR_INCOMPLETE);
     ballast_error_destroy(err);
     bt_committed(bs, group, topic, 1, committed);
     assert_int_equal(committed[0], 0); /* offset 0 was not finished */
+    /* The call left running on offset 0 still records into r1 later. */
+    pthread_mutex_lock(r1->mtx);
     for (size_t i = 0; i < r1->count; i++)
         seen1[r1->seen[i].offset] = 1;
+    pthread_mutex_unlock(r1->mtx);
+    assert_false(seen1[0]);
 
     ballast_conf_set_handler(conf, &bt_recording_handler, r2);
     run = bt_runner_start(conf);
@@ -394,6 +402,8 @@ static void test_restart_skips_offsets_finished_out_of_order(void **state)
             fail_msg("offset %d finished before the restart and was redone", o);
     }
     ballast_conf_destroy(conf);
+    /* The call left running returns (and frees its consumer) before r1 goes. */
+    bt_recorder_wait_count(r1, r1_count_at_stop + 1, 30000);
     bt_recorder_free(r1);
     bt_recorder_free(r2);
 }
