@@ -340,10 +340,19 @@ typedef struct client_error {
     char reason[256];
 } client_error_t;
 
+static bool refused_by_broker(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL;
+}
+
+/* Keeps a refusal once seen: librdkafka follows it with "all brokers are
+ * down" and transport errors, its consequences. */
 static void note_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     client_error_t *e = opaque;
     (void)rk;
+    if (refused_by_broker(e->code) && !refused_by_broker((rd_kafka_resp_err_t)err))
+        return;
     e->code = (rd_kafka_resp_err_t)err;
     snprintf(e->reason, sizeof(e->reason), "%s", reason);
 }
@@ -662,8 +671,7 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
     /* A broker-only metadata request first: the clearest unreachability test. */
     if ((err = rd_kafka_metadata(rk, 0, NULL, &md, o->timeout_ms))) {
         rd_kafka_poll(rk, 0); /* serves the error callback */
-        if (last_client_error.code == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-            last_client_error.code == RD_KAFKA_RESP_ERR__SSL) {
+        if (refused_by_broker(last_client_error.code)) {
             snprintf(errbuf, errsize, "the broker at %s refused the connection's %s: %s",
                      o->bootstrap,
                      last_client_error.code == RD_KAFKA_RESP_ERR__SSL
