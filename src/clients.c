@@ -10,6 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The librdkafka floor (docs/design.md, "Dependencies"): the build refuses an
+ * older one, and a process that loaded an older one before libballast gets a
+ * one-line error instead of ballast running on it. */
+#define BL_RDKAFKA_FLOOR 0x020c0000 /* 2.12.0 */
+#define BL_RDKAFKA_FLOOR_STR "2.12"
+#if RD_KAFKA_VERSION < BL_RDKAFKA_FLOOR
+#error "librdkafka 2.12 or later is needed: run scripts/install-deps"
+#endif
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     ballast_consumer_t *c = rd_kafka_opaque(rk);
@@ -24,6 +33,16 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     if (atomic_load(&c->starting) && lv < BALLAST_LOG_DEBUG)
         lv = BALLAST_LOG_DEBUG;
     bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
+}
+
+/* The errors no retry can fix: the broker refused our credentials or the
+ * TLS handshake failed (consumer.c's start_refused turns them into a
+ * configuration error). */
+static bool refused_by_broker(int err)
+{
+    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+           err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
+           err == RD_KAFKA_RESP_ERR__SSL;
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -44,9 +63,14 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (atomic_load(&c->starting)) {
+        /* A refusal (credentials, certificate) is the cause; the "all
+         * brokers are down" and transport errors that librdkafka reports
+         * right after it are its consequence and must not replace it. */
         pthread_mutex_lock(&c->start_mtx);
-        bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
-        c->start_error = err;
+        if (!refused_by_broker(c->start_error) || refused_by_broker(err)) {
+            bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
+            c->start_error = err;
+        }
         pthread_mutex_unlock(&c->start_mtx);
         return;
     }
@@ -192,6 +216,12 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
 {
     conf_build_t b = {NULL, producer, NULL};
     char errstr[512];
+
+    if (rd_kafka_version() < BL_RDKAFKA_FLOOR)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "librdkafka %s is loaded, ballast needs " BL_RDKAFKA_FLOOR_STR
+                            " or later (the process loaded another librdkafka.so.1 first)",
+                            rd_kafka_version_str());
 
     /* Reliable defaults first; the user's kafka.* keys may override them
      * (except the managed ones, which conf.c refuses). */

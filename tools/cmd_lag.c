@@ -387,10 +387,19 @@ typedef struct client_error {
     char reason[256];
 } client_error_t;
 
+static bool refused_by_broker(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL;
+}
+
+/* Keeps a refusal once seen: librdkafka follows it with "all brokers are
+ * down" and transport errors, its consequences. */
 static void note_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     client_error_t *e = opaque;
     (void)rk;
+    if (refused_by_broker(e->code) && !refused_by_broker((rd_kafka_resp_err_t)err))
+        return;
     e->code = (rd_kafka_resp_err_t)err;
     snprintf(e->reason, sizeof(e->reason), "%s", reason);
 }
@@ -402,7 +411,12 @@ static client_error_t last_client_error;
 static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
                               size_t errsize)
 {
-    static const char *const plain[] = {"client.id", "ballast-lag", NULL};
+    /* The admin client names the watched group although it never joins it
+     * (it never subscribes): librdkafka (2.4 to at least 2.14) dereferences
+     * the client's own group handle when a ListConsumerGroupOffsets answer
+     * says NOT_COORDINATOR, and a client without group.id has none
+     * (librdkafka issue 5040). */
+    const char *const plain[] = {"client.id", "ballast-lag", "group.id", o->group, NULL};
     static const char *const prober[] = {"client.id", "ballast-lag-probe",
                                          "enable.partition.eof", "true",
                                          "enable.auto.commit", "false",
@@ -463,11 +477,11 @@ static void fetch_result_free(fetch_result_t *r)
     r->n = 0;
 }
 
-/* The group's committed offsets (all of its partitions), by the admin API.
- * @returns 0, or the error with a reason. */
-static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
-                                          fetch_result_t *out, char *errbuf,
-                                          size_t errsize)
+/* The group's committed offsets (all of its partitions), by the admin API:
+ * one request. @returns 0, or the error with a reason. */
+static rd_kafka_resp_err_t list_committed_once(rd_kafka_t *rk, const lag_opts_t *o,
+                                               fetch_result_t *out, char *errbuf,
+                                               size_t errsize)
 {
     rd_kafka_ListConsumerGroupOffsets_t *req =
         rd_kafka_ListConsumerGroupOffsets_new(o->group, NULL);
@@ -700,6 +714,30 @@ static long holder(const group_view_t *g, const char *topic, int32_t partition)
     return -1;
 }
 
+/* A group coordinator that is loading, moving or not elected yet (a fresh
+ * broker's, say): librdkafka's admin API does not ask again by itself. */
+static bool coordinator_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+}
+
+/* list_committed_once(), asked again after coordinator errors until the
+ * timeout, as Kafka's own admin client does. */
+static rd_kafka_resp_err_t list_committed(rd_kafka_t *rk, const lag_opts_t *o,
+                                          fetch_result_t *out, char *errbuf,
+                                          size_t errsize)
+{
+    int64_t deadline_ms = bl_wall_ms() + o->timeout_ms;
+    rd_kafka_resp_err_t err;
+
+    while (coordinator_error(err = list_committed_once(rk, o, out, errbuf, errsize)) &&
+           bl_wall_ms() < deadline_ms)
+        usleep(100 * 1000);
+    return err;
+}
+
 /* ---- partitions and their state ---------------------------------------- */
 
 static int part_cmp(const void *a, const void *b)
@@ -885,8 +923,7 @@ static int measure(monitor_t *m, char *errbuf, size_t errsize)
     /* A broker-only metadata request first: the clearest unreachability test. */
     if ((err = rd_kafka_metadata(rk, 0, NULL, &md, o->timeout_ms))) {
         rd_kafka_poll(rk, 0); /* serves the error callback */
-        if (last_client_error.code == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-            last_client_error.code == RD_KAFKA_RESP_ERR__SSL) {
+        if (refused_by_broker(last_client_error.code)) {
             snprintf(errbuf, errsize, "the broker at %s refused the connection's %s: %s",
                      o->bootstrap,
                      last_client_error.code == RD_KAFKA_RESP_ERR__SSL

@@ -75,6 +75,23 @@ int cli_fail(ballast_error_t *err)
     return code;
 }
 
+/* The version, and what the librdkafka in use can do (TLS, SASL mechanisms,
+ * compression codecs): its builtin.features property. */
+static int print_version(void)
+{
+    char features[512] = "";
+    size_t size = sizeof(features);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    if (rd_kafka_conf_get(conf, "builtin.features", features, &size) !=
+        RD_KAFKA_CONF_OK)
+        snprintf(features, sizeof(features), "unknown");
+    rd_kafka_conf_destroy(conf);
+    printf("ballast %s\nlibrdkafka %s\nlibrdkafka builtin.features: %s\n",
+           ballast_version(), rd_kafka_version_str(), features);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -96,10 +113,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("ballast %s\n", ballast_version());
-        return 0;
-    }
+    if (!strcmp(argv[1], "--version"))
+        return print_version();
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         if (!strcmp(argv[1], cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);

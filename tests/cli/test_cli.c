@@ -47,11 +47,97 @@ static void test_help_version_usage(void **state)
     expect_exit(ARGV("run", "--bogus"), 64, NULL);
 }
 
+/* --version names the librdkafka the command runs on (the one this test
+ * links: the build uses one), at least the 2.12 floor, with the features
+ * users expect of it: TLS, every SASL mechanism and every codec. */
+static void test_version_names_librdkafka_and_features(void **state)
+{
+    static const char *const expected[] = {"ssl",        "sasl_plain",  "sasl_scram",
+                                           "sasl_gssapi", "sasl_oauthbearer",
+                                           "gzip",       "snappy",      "lz4",
+                                           "zstd"};
+    char want[64], features[512];
+    bt_captured_t c = bt_run_captured(ARGV("--version"), 60000);
+    const char *line;
+
+    (void)state;
+    assert_int_equal(c.rc, 0);
+    assert_true(rd_kafka_version() >= 0x020c0000);
+    snprintf(want, sizeof(want), "\nlibrdkafka %s\n", rd_kafka_version_str());
+    if (!strstr(c.out, want))
+        fail_msg("--version does not say \"%s\": %s", want + 1, c.out);
+    line = strstr(c.out, "\nlibrdkafka builtin.features: ");
+    assert_non_null(line);
+    snprintf(features, sizeof(features), ",%s", strchr(line, ':') + 2);
+    *strchr(features, '\n') = ',';
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+        char item[64];
+        snprintf(item, sizeof(item), ",%s,", expected[i]);
+        if (!strstr(features, item))
+            fail_msg("librdkafka lacks %s: %s", expected[i], c.out);
+    }
+    bt_captured_free(&c);
+}
+
 static const char base_conf[] = "kafka.bootstrap.servers = 127.0.0.1:1\n"
                                 "kafka.group.id = g\n"
                                 "topics = t\n"
                                 "handler = forward\n"
                                 "output.topic = out\n";
+
+/* The system's librdkafka.so.1 per the loader's cache, if it has one. */
+static bool system_librdkafka(char *path, size_t size)
+{
+    FILE *p = popen("ldconfig -p 2>/dev/null", "r");
+    char line[1024];
+    bool found = false;
+
+    if (!p)
+        return false;
+    while (!found && fgets(line, sizeof(line), p)) {
+        const char *arrow = strstr(line, " => ");
+        if (strstr(line, "\tlibrdkafka.so.1 ") == line && arrow) {
+            snprintf(path, size, "%s", arrow + 4);
+            path[strcspn(path, "\n")] = '\0';
+            found = true;
+        }
+    }
+    pclose(p);
+    return found;
+}
+
+/* A process that loaded an older librdkafka.so.1 before libballast (here
+ * through LD_PRELOAD: the loader then satisfies libballast's librdkafka
+ * with it) gets a one-line error and exit 78, not ballast running on it.
+ * Skipped where the system has no librdkafka older than the floor. */
+static void test_older_librdkafka_loaded_first_is_refused(void **state)
+{
+    char lib[512], *version;
+    bt_captured_t c;
+
+    (void)state;
+    if (!system_librdkafka(lib, sizeof(lib)))
+        skip();
+    setenv("LD_PRELOAD", lib, 1);
+    c = bt_run_captured(ARGV("--version"), 60000);
+    version = strstr(c.out, "\nlibrdkafka ");
+    assert_non_null(version);
+    version += strlen("\nlibrdkafka ");
+    version[strcspn(version, "\n")] = '\0';
+    if (strverscmp(version, "2.12") >= 0) {
+        bt_captured_free(&c);
+        skip();
+    }
+    expect_exit(ARGV("run", write_conf(base_conf)), 78, "librdkafka");
+    expect_exit(ARGV("run", write_conf(base_conf)), 78, version);
+    bt_captured_free(&c);
+}
+
+static int unset_preload(void **state)
+{
+    (void)state;
+    return unsetenv("LD_PRELOAD");
+}
 
 static void test_config_errors_exit_78_and_name_the_key(void **state)
 {
@@ -370,6 +456,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_version_usage),
+        cmocka_unit_test(test_version_names_librdkafka_and_features),
+        cmocka_unit_test_teardown(test_older_librdkafka_loaded_first_is_refused,
+                                  unset_preload),
         cmocka_unit_test(test_config_errors_exit_78_and_name_the_key),
         cmocka_unit_test(test_check_redacts_secrets),
         cmocka_unit_test(test_unreachable_broker_exits_69),
