@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The librdkafka floor (docs/design.md, "Dependencies"): the build refuses an
@@ -349,6 +350,30 @@ bool bl_topic_exists(ballast_consumer_t *c, const char *topic)
     }
     pthread_mutex_unlock(&c->topics_mtx);
     return true;
+}
+
+/* A group coordinator that is loading, moving or not elected yet (a fresh
+ * broker's, say): asking again shortly is the cure. */
+static bool coordinator_moving(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+}
+
+rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
+                                 int timeout_ms)
+{
+    int64_t deadline = bl_now_ms() + timeout_ms;
+    rd_kafka_resp_err_t err;
+
+    while (coordinator_moving(err = rd_kafka_committed(rk, list, timeout_ms)) &&
+           bl_now_ms() + 100 < deadline) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        timeout_ms = (int)(deadline - bl_now_ms());
+    }
+    return err;
 }
 
 /* Splits `topics` into a librdkafka subscription list. */

@@ -914,7 +914,7 @@ static void load_committed(ballast_consumer_t *c, rd_kafka_topic_partition_list_
 {
     rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(list);
 
-    if (!rd_kafka_committed(c->rk, copy, 5000)) {
+    if (!bl_committed(c->rk, copy, 5000)) {
         for (int i = 0; i < copy->cnt; i++) {
             rd_kafka_topic_partition_t *tp = &copy->elems[i];
             bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
@@ -1004,7 +1004,7 @@ static void db_rewind(ballast_consumer_t *c)
         return;
     bl_flush_staged(c);
     list = bl_reset_parts(c, true);
-    if (list->cnt && (err = rd_kafka_committed(c->rk, list, REWIND_TIMEOUT_MS)))
+    if (list->cnt && (err = bl_committed(c->rk, list, REWIND_TIMEOUT_MS)))
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
                                      "kafka: cannot read committed offsets to "
                                      "rewind after a fenced batch: %s",

@@ -321,6 +321,11 @@ void bl_producer_warm(ballast_consumer_t *c, int timeout_ms);
  *  once and remembered. When the cluster cannot answer, says yes (the
  *  record then waits in the producer as usual). Any thread. */
 bool bl_topic_exists(ballast_consumer_t *c, const char *topic);
+/** rd_kafka_committed(), asked again while the group coordinator is
+ *  loading or moving (librdkafka reports that instead of waiting), within
+ *  @p timeout_ms in all. */
+rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
+                                 int timeout_ms);
 /** Splits `topics` into a subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 

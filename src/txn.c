@@ -139,7 +139,7 @@ static void txn_rewind(ballast_consumer_t *c)
 
     bl_flush_staged(c);
     list = bl_reset_parts(c, false);
-    err = rd_kafka_committed(c->rk, list, TXN_TIMEOUT_MS);
+    err = bl_committed(c->rk, list, TXN_TIMEOUT_MS);
     if (err) {
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
                                      "kafka: cannot read committed offsets to "
