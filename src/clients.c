@@ -369,8 +369,7 @@ rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t
 
     while (coordinator_moving(err = rd_kafka_committed(rk, list, timeout_ms)) &&
            bl_now_ms() + 100 < deadline) {
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL);
+        bl_sleep_ms(100);
         timeout_ms = (int)(deadline - bl_now_ms());
     }
     return err;

@@ -948,10 +948,8 @@ static bool load_db_offsets(ballast_consumer_t *c, rd_kafka_topic_partition_list
         while ((rc = c->txn_ops->load_offset(c->loader_state, c->group, tp->topic,
                                              tp->partition, &next, err,
                                              sizeof(err))) < 0 &&
-               bl_now_ms() < deadline && !bl_stopping(c)) {
-            struct timespec ts = {0, 500 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+               bl_now_ms() < deadline && !bl_stopping(c))
+            bl_sleep_ms(500);
         if (rc < 0) {
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_DATABASE, true, false,
                                          "%s [%d]: cannot read the stored offset "
@@ -1320,8 +1318,10 @@ static ballast_error_t *init_handler(ballast_consumer_t *c, int worker, void **s
         rc = c->handler->init(statep, &params, errbuf, sizeof(errbuf));
     if (!rc)
         return NULL;
-    code = rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL ? (ballast_err_code_t)rc
-                                                                  : BALLAST_ERR_HANDLER;
+    /* A stop during start-up (a database wait cut short) is one too. */
+    code = (rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL) || rc == BALLAST_ERR_STOPPED
+               ? (ballast_err_code_t)rc
+               : BALLAST_ERR_HANDLER;
     return bl_error_new(code, code == BALLAST_ERR_UNREACHABLE, false, "handler %s: %s",
                         c->handler->name, *errbuf ? errbuf : "init failed");
 }
@@ -1879,6 +1879,15 @@ static void destroy_client(ballast_consumer_t *c, rd_kafka_t *rk, const char *wh
 /* Frees everything; no worker runs any more. */
 static void consumer_free(ballast_consumer_t *c)
 {
+    if (c->workers && c->handler == &bl_handler_exec) {
+        /* Their children end together, not one grace after another. */
+        void **states = calloc((size_t)c->nworkers, sizeof(*states));
+        for (int i = 0; states && i < c->nworkers; i++)
+            states[i] = c->workers[i].state_ok ? c->workers[i].state : NULL;
+        if (states)
+            bl_exec_close(states, (size_t)c->nworkers);
+        free(states);
+    }
     if (c->workers) {
         for (int i = 0; i < c->nworkers; i++) {
             bl_worker_t *w = &c->workers[i];

@@ -168,9 +168,11 @@ static void txn_halt(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    c->txn_halted = true;
-    if (!c->txn_open || c->txn_halted)
+    if (c->txn_halted || !c->txn_open) {
+        c->txn_halted = true;
         return;
+    }
+    c->txn_halted = true;
     c->txn_open = false;
     if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
         bl_log(&c->log, BALLAST_LOG_WARN, "kafka: abort transaction failed: %s",

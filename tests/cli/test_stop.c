@@ -240,8 +240,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigterm_while_waiting_for_the_broker),
         cmocka_unit_test(test_unavailable_handler_dead_letters_nothing),
-        bt_known_bug(test_lingering_children_are_waited_for_together),
-        bt_known_bug(test_sigterm_while_waiting_for_postgres),
+        cmocka_unit_test(test_lingering_children_are_waited_for_together),
+        cmocka_unit_test(test_sigterm_while_waiting_for_postgres),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }

@@ -357,8 +357,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_message_mode),
         cmocka_unit_test(test_batch_mode),
-        bt_known_bug(test_child_exits_while_its_helper_holds_stdout),
-        bt_known_bug(test_reply_with_an_escaped_nul_is_a_reply),
+        cmocka_unit_test(test_child_exits_while_its_helper_holds_stdout),
+        cmocka_unit_test(test_reply_with_an_escaped_nul_is_a_reply),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }

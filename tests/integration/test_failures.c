@@ -600,7 +600,7 @@ int main(void)
         cmocka_unit_test(test_breaker_trips_on_the_failure_ratio),
         cmocka_unit_test(test_dlq_refused_stops_without_commit),
         cmocka_unit_test(test_backoff_longer_than_max_poll_interval),
-        bt_known_bug(test_batch_retry_keeps_order),
+        cmocka_unit_test(test_batch_retry_keeps_order),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }

@@ -264,7 +264,7 @@ int main(void)
         cmocka_unit_test(test_no_topic_alo),     cmocka_unit_test(test_no_topic_eos),
         cmocka_unit_test(test_unknown_topic_alo), cmocka_unit_test(test_unknown_topic_eos),
         cmocka_unit_test(test_dlq_size_alo),     cmocka_unit_test(test_dlq_size_eos),
-        bt_known_bug(test_refused_transaction_is_aborted),
+        cmocka_unit_test(test_refused_transaction_is_aborted),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }
