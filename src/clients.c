@@ -105,7 +105,7 @@ static bool consumer_only(const char *name)
         "group.id", "group.instance.id", "partition.assignment.strategy",
         "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type",
         "coordinator.query.interval.ms", "max.poll.interval.ms",
-        "auto.commit.interval.ms", "queued.min.messages",
+        "auto.commit.interval.ms", "queued.min.messages", "fetch.queue.backoff.ms",
         "queued.max.messages.kbytes", "fetch.wait.max.ms",
         "fetch.message.max.bytes", "max.partition.fetch.bytes",
         "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms",
@@ -169,8 +169,9 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
 {
     /* librdkafka's prefetch queue follows the in-flight byte limit, so
      * that memory stays bounded by max.inflight.bytes twice over plus a
-     * fixed overhead; within that, fetch deep (throughput in 2.0.2
-     * depends on queued.min.messages). */
+     * fixed overhead; within that, fetch deep. A fetcher that found its
+     * queue full looks again fetch.queue.backoff.ms later (librdkafka's
+     * default is a second, which a fast handler empties many times over). */
     char kbytes[32];
     int64_t kb = bl_conf_int(conf, "max.inflight.bytes") / 1024;
     ballast_error_t *err;
@@ -180,6 +181,8 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
     err = set_prop(rkconf, "queued.max.messages.kbytes", kbytes);
     if (!err)
         err = set_prop(rkconf, "queued.min.messages", "1000000");
+    if (!err)
+        err = set_prop(rkconf, "fetch.queue.backoff.ms", "20");
     if (!err)
         err = set_prop(rkconf, "auto.offset.reset", "earliest");
     if (!err)

@@ -1680,47 +1680,6 @@ static void stop_workers(ballast_consumer_t *c, int grace_ms)
     }
 }
 
-/* librdkafka 2.0.2's fetcher stops fetching once its queue reaches
- * queued.max.messages.kbytes (or queued.min.messages) and looks again only
- * at its broker thread's next wake-up, up to a second later, however soon
- * the queue drains. So when a poll finds the queue empty while a partition
- * is known to be behind its high watermark, ballast wakes that thread with
- * a ListOffsets request to the partition's leader (an op on the thread),
- * at most every KICK_INTERVAL_MS, taking the lagging partitions in turn so
- * that every leader is reached. */
-static bool fetch_behind(ballast_consumer_t *c, const bl_part_t *p)
-{
-    int64_t lo, hi;
-
-    return !p->paused && p->tracker.last_offset >= 0 &&
-           !rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) &&
-           hi > p->tracker.last_offset + 1;
-}
-
-static void kick_fetcher(ballast_consumer_t *c)
-{
-    int64_t now = bl_now_ms(), lo, hi;
-    bl_part_t *pick = NULL;
-    size_t i = 0, pick_i = 0;
-
-    if (now < c->next_kick_ms)
-        return;
-    c->next_kick_ms = now + KICK_INTERVAL_MS;
-    /* The first lagging partition after the one kicked last, else the
-     * first lagging one. */
-    for (bl_part_t *p = c->parts; p && !(pick && pick_i > c->kick_turn); p = p->next, i++) {
-        if (fetch_behind(c, p) && (!pick || i > c->kick_turn)) {
-            pick = p;
-            pick_i = i;
-        }
-    }
-    if (pick) {
-        rd_kafka_query_watermark_offsets(c->rk, pick->topic, pick->partition, &lo,
-                                         &hi, KICK_TIMEOUT_MS);
-        c->kick_turn = pick_i;
-    }
-}
-
 /* Polls up to a chunk of messages and hands them to the workers; the
  * loop's bookkeeping then runs once per chunk, not per message. */
 static void poll_burst(ballast_consumer_t *c)
@@ -1729,10 +1688,8 @@ static void poll_burst(ballast_consumer_t *c)
 
     for (int n = 0; n < STAGE_CHUNK && !over_limit(c); n++) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, 0);
-        if (!rkm && !n) {
-            kick_fetcher(c);
+        if (!rkm && !n)
             rkm = rd_kafka_consumer_poll(c->rk, timeout);
-        }
         if (!rkm)
             break;
         if (rkm->err)
