@@ -1,8 +1,8 @@
 /*
- * cmdline.c - `handler.exec.command` split into arguments, and what
- * `ballast check` makes of them: the program must be found and executable
- * as posix_spawnp() would find it, and an argument that names a script file
- * must exist.
+ * cmdline.c - what `ballast check` makes of `handler.exec.command`, split
+ * into words as the exec handler splits it (shared/words.c): the program
+ * must be found and executable as posix_spawnp() would find it, and an
+ * argument that names a script file must exist.
  *
  * The script rule, and why it is narrow: a false "missing" error would stop
  * a deploy that works, which is worse than no check. So an argument counts
@@ -15,9 +15,8 @@
  * resolved against the current directory, as the child started by `run`
  * resolves them; the error says which directory that was.
  */
-#include "cmdline.h"
-
 #include "check.h"
+#include "shared/words.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,72 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-void bl_cmdline_free(char **argv)
-{
-    if (argv) {
-        free(argv[0]); /* one buffer holds every argument */
-        free(argv);
-    }
-}
-
-int bl_cmdline_split(const char *cmd, char ***argvp, char *errbuf, size_t errsize)
-{
-    size_t n = strlen(cmd), argc = 0;
-    /* Output never outgrows input: every word consumes at least one
-     * character, and its NUL takes the place of a separator or quote. */
-    char *buf = malloc(n + 1), *o = buf;
-    char **argv = calloc(n / 2 + 2, sizeof(*argv));
-    const char *p = cmd;
-
-    if (!buf || !argv)
-        goto oom;
-    while (*p) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        argv[argc++] = o;
-        while (*p && *p != ' ' && *p != '\t') {
-            char q = *p;
-            if (q == '\'' || q == '"') {
-                for (p++; *p && *p != q; p++) {
-                    if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
-                        p++;
-                    *o++ = *p;
-                }
-                if (!*p) {
-                    bl_fmt(errbuf, errsize,
-                           "handler.exec.command: unterminated %s quote",
-                           q == '"' ? "double" : "single");
-                    goto fail;
-                }
-                p++;
-            } else if (q == '\\' && p[1]) {
-                *o++ = p[1];
-                p += 2;
-            } else {
-                *o++ = *p++;
-            }
-        }
-        *o++ = '\0';
-    }
-    if (!argc) {
-        bl_fmt(errbuf, errsize, "handler.exec.command: no command given");
-        goto fail;
-    }
-    argv[argc] = NULL; /* argv[0] == buf, as bl_cmdline_free() expects */
-    *argvp = argv;
-    return 0;
-oom:
-    bl_fmt(errbuf, errsize, "handler.exec.command: out of memory");
-fail:
-    free(buf);
-    free(argv);
-    return -1;
-}
-
-/* ---- ballast check ------------------------------------------------------ */
 
 /* 0 when @p path is an executable regular file, else an errno value. */
 static int executable(const char *path)
@@ -189,14 +122,15 @@ static int check_argv(char **argv, char *errbuf, size_t errsize)
 
 void bl_exec_check(const ballast_conf_t *conf, bl_check_t *ck)
 {
-    char err[PATH_MAX + 512] = "";
+    char err[PATH_MAX + 512] = "", why[256];
     char **argv;
     int rc = BALLAST_ERR_CONFIG;
 
-    if (!bl_cmdline_split(bl_conf_str(conf, "handler.exec.command"), &argv, err,
-                          sizeof(err))) {
+    if (bl_words_split(bl_conf_str(conf, "handler.exec.command"), &argv, why, sizeof(why))) {
+        bl_fmt(err, sizeof(err), "handler.exec.command: %s", why);
+    } else {
         rc = check_argv(argv, err, sizeof(err));
-        bl_cmdline_free(argv);
+        bl_words_free(argv);
     }
     bl_check_report(ck, "exec command", rc, "%s", err);
 }

@@ -254,32 +254,6 @@ oom:
 
 /* ---- value checks ------------------------------------------------------- */
 
-static bool parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool enum_has(const char *choices, const char *value)
 {
     size_t len = strlen(value);
@@ -301,14 +275,14 @@ static ballast_error_t *check_value(const prop_t *p, const char *value)
 
     switch (p->type) {
     case T_INT:
-        if (!parse_int(value, &iv) || iv < p->min || iv > p->max)
+        if (!bl_parse_int64(value, INT64_MIN, INT64_MAX, &iv) || iv < p->min || iv > p->max)
             return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                                 "%s: invalid value \"%s\": expected an integer "
                                 "from %.0f to %.0f",
                                 p->name, value, p->min, p->max);
         break;
     case T_DOUBLE:
-        if (!parse_double(value, &dv) || dv < p->min || dv > p->max)
+        if (!bl_parse_double(value, -HUGE_VAL, &dv) || dv < p->min || dv > p->max)
             return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                                 "%s: invalid value \"%s\": expected a number "
                                 "from %g to %g",
@@ -465,14 +439,14 @@ const char *bl_conf_str(const ballast_conf_t *conf, const char *key)
 int64_t bl_conf_int(const ballast_conf_t *conf, const char *key)
 {
     int64_t v = 0;
-    parse_int(bl_conf_str(conf, key), &v);
+    bl_parse_int64(bl_conf_str(conf, key), INT64_MIN, INT64_MAX, &v);
     return v;
 }
 
 double bl_conf_double(const ballast_conf_t *conf, const char *key)
 {
     double v = 0;
-    parse_double(bl_conf_str(conf, key), &v);
+    bl_parse_double(bl_conf_str(conf, key), -HUGE_VAL, &v);
     return v;
 }
 

@@ -755,7 +755,7 @@ static bool tier_not_due(ballast_consumer_t *c, bl_part_t *p, bl_msg_t *m,
     rd_kafka_resp_err_t err;
 
     if (bl_tiers_index(&c->tiers, m->topic) < 0 ||
-        ballast_message_header_find(m, "x-retry-due", &v, &len) || !v ||
+        ballast_message_header_find(m, BALLAST_HEADER_RETRY_DUE, &v, &len) || !v ||
         len >= sizeof(buf))
         return false;
     memcpy(buf, v, len);

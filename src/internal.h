@@ -9,7 +9,7 @@
 #define BALLAST_INTERNAL_H
 
 #include "ballast/ballast.h"
-#include "util.h"
+#include "shared/util.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

@@ -178,27 +178,13 @@ static int copy_bytes(void **dst, const void *src, size_t len)
     return 0;
 }
 
-/* Room for one more element in @p arr (count in use, *cap allocated),
- * doubling from @p first. @returns the array (@p arr itself when it had
- * room), or NULL out of memory, when @p arr is left as it was. */
-static void *grow(void *arr, size_t *cap, size_t count, size_t elem, size_t first)
-{
-    size_t n = *cap ? *cap * 2 : first;
-
-    if (count < *cap)
-        return arr;
-    if ((arr = realloc(arr, n * elem)))
-        *cap = n;
-    return arr;
-}
-
 int ballast_result_emit(ballast_result_t *res, const char *topic,
                         const void *key, size_t key_len, const void *value,
                         size_t value_len)
 {
     bl_record_t rec = {0}, *recs;
 
-    if (!(recs = grow(res->records, &res->record_cap, res->record_count,
+    if (!(recs = bl_grow(res->records, &res->record_cap, res->record_count,
                       sizeof(*recs), 4)))
         return -1;
     res->records = recs;
@@ -256,7 +242,7 @@ int ballast_result_emit_header(ballast_result_t *res, const char *name,
         return -1;
     rec = &res->records[res->record_count - 1];
     /* Dead-letter records get about ten headers: room for 8 at once. */
-    if (!(hdr = grow(rec->headers, &rec->header_cap, rec->header_count,
+    if (!(hdr = bl_grow(rec->headers, &rec->header_cap, rec->header_count,
                      sizeof(*hdr), 8)))
         return -1;
     rec->headers = hdr;

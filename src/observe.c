@@ -135,15 +135,11 @@ static void render_outcomes(FILE *fp, const bl_view_t *v)
     fprintf(fp, ",outcome=\"failed\"} %llu\n", (unsigned long long)v->stats.failed);
 }
 
-char *bl_render_metrics(const bl_view_t *v)
+static void write_metrics(FILE *fp, const void *arg)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&buf, &len);
+    const bl_view_t *v = arg;
     const ballast_stats_t *s = &v->stats;
 
-    if (!fp)
-        return NULL;
     render_lag(fp, v);
     counter(fp, v, "ballast_messages_consumed_total", "Messages received from Kafka.",
             s->consumed);
@@ -185,11 +181,11 @@ char *bl_render_metrics(const bl_view_t *v)
     gauge(fp, v, "ballast_uptime_seconds", "Seconds since the consumer started.",
           (double)v->uptime_ms / 1000.0);
     render_latency(fp, v);
-    if (fclose(fp)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
+}
+
+char *bl_render_metrics(const bl_view_t *v)
+{
+    return bl_text(write_metrics, v);
 }
 
 /* An integer, or null when unknown (negative). */

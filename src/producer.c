@@ -89,9 +89,10 @@ static int add_int(header_fn add, void *sink, const char *name, long long v)
 /* Headers a failure record rewrites; every other header is kept. */
 static bool rewritten(const char *name)
 {
-    static const char *const names[] = {"x-retry-count", "x-error-message",
-                                        "x-failed-at",   "x-consumer-group",
-                                        "x-retry-due",   "x-retry-tier"};
+    static const char *const names[] = {
+        BALLAST_HEADER_RETRY_COUNT,    BALLAST_HEADER_ERROR_MESSAGE,
+        BALLAST_HEADER_FAILED_AT,      BALLAST_HEADER_CONSUMER_GROUP,
+        BALLAST_HEADER_RETRY_DUE,      BALLAST_HEADER_RETRY_TIER};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(name, names[i]))
             return true;
@@ -105,7 +106,7 @@ static long previous_retries(const ballast_message_t *msg)
     size_t len;
     char buf[24];
 
-    if (ballast_message_header_find(msg, "x-retry-count", &v, &len) || !v ||
+    if (ballast_message_header_find(msg, BALLAST_HEADER_RETRY_COUNT, &v, &len) || !v ||
         len >= sizeof(buf))
         return -1;
     memcpy(buf, v, len);
@@ -118,7 +119,8 @@ static int failure_headers(const ballast_message_t *msg, const bl_failure_t *f,
                            header_fn add, void *sink)
 {
     size_t count = ballast_message_header_count(msg);
-    bool has_origin = !ballast_message_header_find(msg, "x-original-topic", NULL, NULL);
+    bool has_origin =
+        !ballast_message_header_find(msg, BALLAST_HEADER_ORIGINAL_TOPIC, NULL, NULL);
     long prev = previous_retries(msg);
     char when[40];
 
@@ -132,25 +134,28 @@ static int failure_headers(const ballast_message_t *msg, const bl_failure_t *f,
     }
     /* A message coming back from a retry tier keeps its first origin. */
     if (!has_origin) {
-        if (add_text(add, sink, "x-original-topic", ballast_message_topic(msg)) ||
-            add_int(add, sink, "x-original-partition", ballast_message_partition(msg)) ||
-            add_int(add, sink, "x-original-offset", ballast_message_offset(msg)) ||
-            add_int(add, sink, "x-original-timestamp", ballast_message_timestamp(msg)))
+        if (add_text(add, sink, BALLAST_HEADER_ORIGINAL_TOPIC, ballast_message_topic(msg)) ||
+            add_int(add, sink, BALLAST_HEADER_ORIGINAL_PARTITION,
+                    ballast_message_partition(msg)) ||
+            add_int(add, sink, BALLAST_HEADER_ORIGINAL_OFFSET, ballast_message_offset(msg)) ||
+            add_int(add, sink, BALLAST_HEADER_ORIGINAL_TIMESTAMP,
+                    ballast_message_timestamp(msg)))
             return -1;
     }
     /* Retries so far: this hop's attempts after the first, plus one for
      * every earlier hop's delivery, plus what earlier hops counted. */
-    if (add_int(add, sink, "x-retry-count",
+    if (add_int(add, sink, BALLAST_HEADER_RETRY_COUNT,
                 prev < 0 ? (f->attempts > 0 ? f->attempts - 1 : 0) : prev + f->attempts))
         return -1;
-    if (add_text(add, sink, "x-error-message", f->error ? f->error : "unknown error") ||
-        add_text(add, sink, "x-consumer-group", f->group))
+    if (add_text(add, sink, BALLAST_HEADER_ERROR_MESSAGE,
+                 f->error ? f->error : "unknown error") ||
+        add_text(add, sink, BALLAST_HEADER_CONSUMER_GROUP, f->group))
         return -1;
     bl_iso8601(bl_wall_ms(), when, sizeof(when));
-    if (add_text(add, sink, "x-failed-at", when))
+    if (add_text(add, sink, BALLAST_HEADER_FAILED_AT, when))
         return -1;
-    if (f->due_ms >= 0 && (add_int(add, sink, "x-retry-due", f->due_ms) ||
-                           add_int(add, sink, "x-retry-tier", f->tier)))
+    if (f->due_ms >= 0 && (add_int(add, sink, BALLAST_HEADER_RETRY_DUE, f->due_ms) ||
+                           add_int(add, sink, BALLAST_HEADER_RETRY_TIER, f->tier)))
         return -1;
     return 0;
 }

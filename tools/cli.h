@@ -40,15 +40,24 @@ void cli_handle_stop_signals(void (*handler)(int));
 void cli_catch_stop_signals(void);
 /** Seconds from a monotonic clock. */
 double cli_now_s(void);
+/** Whether @p arg asks for help ("-h", "--help"). */
+bool cli_is_help(const char *arg);
+/** Zeroed room for one element of @p size bytes per argument (argc of
+ *  them), for options that repeat; NULL after printing "out of memory". */
+void *cli_slots(int argc, size_t size);
 /** @returns the value of option @p name (or @p alias) at argv[*i] ("--name
  *  VALUE" or "--name=VALUE"), advancing *i; NULL if argv[*i] is another
  *  option; sets *missing when the value is absent. */
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
                           const char *alias, bool *missing);
-/** Parses a whole finite number >= @p min. */
-bool cli_parse_double(const char *s, double min, double *out);
-/** Parses a whole decimal integer within [min, max]. */
-bool cli_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+/** Takes argv[*i] when it is an option of every subcommand that reads
+ *  Kafka itself: "--timeout SECONDS" (0.1 to 3600, into *timeout_ms) or
+ *  "-X PROP=VALUE" (appended to @p props, which has room for argc).
+ *  @returns 1 when it took it, 0 when argv[*i] is another argument (or
+ *  *missing was set, as by cli_opt_value()), or EX_USAGE after printing
+ *  why. */
+int cli_client_option(int argc, char **argv, int *i, bool *missing, int *timeout_ms,
+                      const char **props, size_t *nprops);
 /** Checks the -X properties ("key=value") once, so that a typo is a clear
  *  error at start. @returns 0 or EX_CONFIG after printing why. */
 int cli_check_props(const char *const *props, size_t nprops);

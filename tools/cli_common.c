@@ -1,16 +1,55 @@
 /*
- * cli_common.c - what the subcommands share: options, a clock, the stop
- * signals, and the configuration and checks of their Kafka clients (see
- * cli.h).
+ * cli_common.c - what the subcommands share: errors and exit codes,
+ * options, a clock, the stop signals, and the configuration and checks of
+ * their Kafka clients (see cli.h).
  */
 #include "cli.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+void cli_error(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ballast: %s\n", line);
+}
+
+int cli_exit_code(const ballast_error_t *err)
+{
+    switch (ballast_error_code(err)) {
+    case BALLAST_OK:
+    case BALLAST_ERR_STOPPED: /* a stop during start-up is a clean stop */
+        return 0;
+    case BALLAST_ERR_CONFIG:
+        return EX_CONFIG;
+    case BALLAST_ERR_UNREACHABLE:
+        return EX_UNAVAILABLE;
+    case BALLAST_ERR_INTERNAL:
+        return EX_SOFTWARE;
+    default:
+        return 1;
+    }
+}
+
+int cli_fail(ballast_error_t *err)
+{
+    int code = cli_exit_code(err);
+
+    if (err)
+        cli_error("%s", ballast_error_message(err));
+    ballast_error_destroy(err);
+    return code;
+}
 
 volatile sig_atomic_t cli_stop_requested;
 
@@ -47,6 +86,20 @@ double cli_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+bool cli_is_help(const char *arg)
+{
+    return !strcmp(arg, "-h") || !strcmp(arg, "--help");
+}
+
+void *cli_slots(int argc, size_t size)
+{
+    void *p = calloc(argc > 0 ? (size_t)argc : 1, size);
+
+    if (!p)
+        cli_error("out of memory");
+    return p;
+}
+
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
                           const char *alias, bool *missing)
 {
@@ -64,30 +117,33 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
     return argv[++*i];
 }
 
-bool cli_parse_double(const char *s, double min, double *out)
+int cli_client_option(int argc, char **argv, int *i, bool *missing, int *timeout_ms,
+                      const char **props, size_t *nprops)
 {
-    char *end;
-    double v;
+    const char *a = argv[*i], *v;
 
-    errno = 0;
-    v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min)
-        return false;
-    *out = v;
-    return true;
-}
-
-bool cli_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
+    if (*missing)
+        return 0;
+    if ((v = cli_opt_value(argc, argv, i, "--timeout", NULL, missing))) {
+        double secs;
+        if (!bl_parse_double(v, 0.1, &secs) || secs > 3600) {
+            cli_error("--timeout needs seconds from 0.1 to 3600, got \"%s\"", v);
+            return EX_USAGE;
+        }
+        *timeout_ms = (int)(secs * 1000);
+        return 1;
+    }
+    if (!*missing && !strncmp(a, "-X", 2)) {
+        const char *kv = a[2] ? a + 2 : (*i + 1 < argc ? argv[++*i] : "");
+        const char *eq = strchr(kv, '=');
+        if (!eq || eq == kv) {
+            cli_error("-X needs PROP=VALUE, got \"%s\"", kv);
+            return EX_USAGE;
+        }
+        props[(*nprops)++] = kv;
+        return 1;
+    }
+    return 0;
 }
 
 /* Failures are reported through the calls' results, once; librdkafka's own

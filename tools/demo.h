@@ -6,7 +6,7 @@
  * broker, produces its input, runs a ballast consumer until every message
  * is handled, then checks an invariant with demo_check(). It uses only
  * ballast's public API, librdkafka's and SQLite's - plus, for the lag
- * scenario, the status rules of `ballast lag` (lag_rules.h) - and may run
+ * scenario, the status rules of `ballast lag` (shared/lag.h) - and may run
  * this very program as a child process (`ballast run`, `ballast lag`) with
  * demo_spawn_self().
  */
@@ -37,17 +37,15 @@ typedef struct demo {
  *  demo_check() held. */
 typedef int demo_scenario_fn(demo_t *d);
 
-int demo_payments(demo_t *d);
-int demo_ledger(demo_t *d);
-int demo_orders(demo_t *d);
-int demo_backpressure(demo_t *d);
-int demo_lag(demo_t *d);
-int demo_batch_upserts(demo_t *d);
-
 /** The most partitions a scenario's topic has (for fixed-size arrays). */
 #define DEMO_MAX_PARTITIONS 16
 
 /* ---- helpers (cmd_demo.c) ---------------------------------------------- */
+
+/** Makes d->producer, an idempotent producer on the embedded broker whose
+ *  delivery reports demo_produce() and demo_flush() use. @returns 0, or -1
+ *  (printed). */
+int demo_producer_start(demo_t *d);
 
 /** Creates @p topic with @p partitions partitions on the embedded broker. */
 int demo_create_topic(demo_t *d, const char *topic, int partitions);
@@ -99,6 +97,12 @@ int demo_consume_watch(demo_t *d, const ballast_conf_t *conf,
                        uint64_t expected, ballast_stats_t *stats,
                        demo_watch_fn *watch, void *opaque);
 
+/** A consumer handle on the embedded broker, with group.id @p group unless
+ *  it is NULL and the further settings @p kv ("name", "value", ..., NULL;
+ *  may be NULL). It never subscribes, so it never joins the group.
+ *  @returns NULL on error (printed). */
+rd_kafka_t *demo_client(const demo_t *d, const char *group, const char *const *kv);
+
 /** Reads, without joining the group, @p group's committed offset (-1 when
  *  none) and the low and high watermarks of partitions 0..partitions-1 of
  *  @p topic into the arrays given (any may be NULL).
@@ -112,6 +116,13 @@ int demo_offsets(demo_t *d, const char *group, const char *topic,
  *  without joining the group. @returns -1 on error (printed). */
 int64_t demo_uncommitted(demo_t *d, const char *group, const char *topic,
                          int partitions);
+
+/** Checks the end of a run that handled everything: every one of the
+ *  @p produced messages was consumed and handled ok (per @p st), and none
+ *  is left past @p group's committed offsets on @p topic, so that a restart
+ *  redelivers nothing. */
+void demo_check_all_handled(demo_t *d, const ballast_stats_t *st, uint64_t produced,
+                            const char *group, const char *topic, int partitions);
 
 /** Starts this very program (/proc/self/exe) with @p argv ("ballast",
  *  COMMAND, ..., NULL), stdin from /dev/null, stdout and stderr to

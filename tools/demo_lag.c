@@ -7,7 +7,7 @@
  * way `ballast lag --watch` does: committed offsets through the admin API
  * (ListConsumerGroupOffsets), high watermarks from the partition leader,
  * on short-lived client handles that never join the group, and a status
- * per partition from a sliding window of evaluations (tools/lag_rules.c,
+ * per partition from a sliding window of evaluations (src/shared/lag.c,
  * the rules of `ballast lag`: Burrow's, without its false alarms). Every
  * change of the group's status is an alert - what `--on-change` would run.
  * The real command is also run, as a child process, once with --json and
@@ -29,7 +29,7 @@
  */
 #include "cli.h"
 #include "demo.h"
-#include "lag_rules.h"
+#include "lag.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -49,9 +49,9 @@
 
 typedef struct monitor {
     demo_t *d;
-    lag_window_t window[PARTITIONS];
-    lag_sample_t last[PARTITIONS];
-    lag_status_t part_status[PARTITIONS], status;
+    bl_lag_window_t window[PARTITIONS];
+    bl_lag_sample_t last[PARTITIONS];
+    bl_lag_status_t part_status[PARTITIONS], status;
     bool have_status;
     int evaluations, alerts;
     double t0, next_eval;
@@ -67,77 +67,32 @@ typedef struct monitor {
  * never subscribes, so it never joins the group. @returns 0 or -1. */
 static int list_committed(demo_t *d, int64_t *committed)
 {
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-    rd_kafka_ListConsumerGroupOffsets_t *req;
-    rd_kafka_AdminOptions_t *opts;
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
+    rd_kafka_topic_partition_list_t *want = rd_kafka_topic_partition_list_new(PARTITIONS);
+    bl_lag_offsets_t offs;
+    char errbuf[512];
+    rd_kafka_t *rk = demo_client(d, NULL, NULL);
     int rc = -1;
 
-    for (int p = 0; p < PARTITIONS; p++)
+    for (int p = 0; p < PARTITIONS; p++) {
         committed[p] = -1;
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, errstr,
-                          sizeof(errstr)) ||
-        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
-                            sizeof(errstr)))) {
-        rd_kafka_conf_destroy(conf);
-        cli_error("demo: cannot create an admin handle: %s", errstr);
-        return -1;
+        rd_kafka_topic_partition_list_add(want, TOPIC, p);
     }
-    {
-        rd_kafka_topic_partition_list_t *want =
-            rd_kafka_topic_partition_list_new(PARTITIONS);
-        for (int p = 0; p < PARTITIONS; p++)
-            rd_kafka_topic_partition_list_add(want, TOPIC, p);
-        /* The partitions are named: librdkafka 2.0.2's mock cluster
-         * answers a request for all of a group's partitions (NULL) with
-         * none, a real broker with all of them. */
-        req = rd_kafka_ListConsumerGroupOffsets_new(GROUP, want);
-        rd_kafka_topic_partition_list_destroy(want);
+    /* The partitions are named: librdkafka 2.0.2's mock cluster answers a
+     * request for all of a group's partitions (NULL) with none, a real
+     * broker with all of them. */
+    if (rk && bl_lag_read_committed(rk, GROUP, want, 5000, &offs, errbuf, sizeof(errbuf))) {
+        cli_error("demo: %s", errbuf);
+    } else if (rk) {
+        for (size_t i = 0; i < offs.n; i++)
+            if (!strcmp(offs.c[i].topic, TOPIC) && offs.c[i].partition >= 0 &&
+                offs.c[i].partition < PARTITIONS)
+                committed[offs.c[i].partition] = offs.c[i].offset;
+        bl_lag_offsets_free(&offs);
+        rc = 0;
     }
-    opts = rd_kafka_AdminOptions_new(rk,
-                                     RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_set_request_timeout(opts, 5000, NULL, 0);
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, opts, q);
-    ev = rd_kafka_queue_poll(q, 7000);
-    if (!ev) {
-        cli_error("demo: ListConsumerGroupOffsets: no answer in 7 s");
-    } else if (rd_kafka_event_error(ev)) {
-        cli_error("demo: ListConsumerGroupOffsets: %s",
-                  rd_kafka_event_error_string(ev));
-    } else {
-        const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-            rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-        size_t n = 0;
-        const rd_kafka_group_result_t **groups =
-            res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n)
-                : NULL;
-        const rd_kafka_topic_partition_list_t *parts =
-            n ? rd_kafka_group_result_partitions(groups[0]) : NULL;
-
-        if (n && rd_kafka_group_result_error(groups[0])) {
-            cli_error("demo: ListConsumerGroupOffsets: %s",
-                      rd_kafka_error_string(
-                          rd_kafka_group_result_error(groups[0])));
-        } else {
-            for (int i = 0; parts && i < parts->cnt; i++) {
-                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-                if (!strcmp(tp->topic, TOPIC) && tp->partition >= 0 &&
-                    tp->partition < PARTITIONS && !tp->err)
-                    committed[tp->partition] = tp->offset;
-            }
-            rc = 0;
-        }
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    rd_kafka_destroy(rk);
+    rd_kafka_topic_partition_list_destroy(want);
+    if (rk)
+        rd_kafka_destroy(rk);
     return rc;
 }
 
@@ -146,8 +101,8 @@ static int list_committed(demo_t *d, int64_t *committed)
 static int evaluate(monitor_t *m)
 {
     int64_t committed[PARTITIONS], low[PARTITIONS], high[PARTITIONS];
-    lag_thresholds_t th = {WARN_LAG, -1};
-    lag_status_t group = LAG_OK;
+    bl_lag_thresholds_t th = {WARN_LAG, -1};
+    bl_lag_status_t group = BL_LAG_OK;
     char line[512];
     int64_t total = 0;
     bool news = !m->quiet;
@@ -158,25 +113,25 @@ static int evaluate(monitor_t *m)
     snprintf(line, sizeof(line), "eval %2d  t=%4.1fs ", ++m->evaluations,
              cli_now_s() - m->t0);
     for (int p = 0; p < PARTITIONS; p++) {
-        lag_sample_t s = {ok, committed[p], high[p], 0, -1, LAG_OWNER_UNKNOWN};
+        bl_lag_sample_t s = {ok, committed[p], high[p], 0, -1, BL_LAG_OWNER_UNKNOWN};
         if (ok)
-            s.lag = high[p] - (committed[p] < 0 ? low[p] : committed[p]);
+            s.lag = bl_lag_of(committed[p], low[p], high[p]);
         if (s.lag < 0)
             s.lag = 0;
         news = news || s.committed != m->last[p].committed ||
                s.lag == 0 || !ok;
-        lag_window_push(&m->window[p], &s);
+        bl_lag_window_push(&m->window[p], &s);
         m->last[p] = s;
-        m->part_status[p] = lag_evaluate(&m->window[p], &th);
-        group = lag_status_worst(group, m->part_status[p]);
+        m->part_status[p] = bl_lag_evaluate(&m->window[p], &th);
+        group = bl_lag_status_worst(group, m->part_status[p]);
         total += s.lag;
         snprintf(line + strlen(line), sizeof(line) - strlen(line),
                  "| p%d committed %5lld high %5lld lag %4lld %-5s ", p,
                  (long long)committed[p], (long long)high[p],
-                 (long long)s.lag, lag_status_name(m->part_status[p]));
+                 (long long)s.lag, bl_lag_status_name(m->part_status[p]));
     }
     snprintf(line + strlen(line), sizeof(line) - strlen(line), "| group %s",
-             lag_status_name(group));
+             bl_lag_status_name(group));
     news = news || group != m->status;
     if (news && m->unshown)
         demo_say("          (%d evaluation%s with nothing new)", m->unshown,
@@ -187,11 +142,11 @@ static int evaluate(monitor_t *m)
     } else {
         m->unshown++;
     }
-    if (!m->have_status ? group != LAG_OK : group != m->status) {
+    if (!m->have_status ? group != BL_LAG_OK : group != m->status) {
         m->alerts++;
         demo_say("ALERT     group " GROUP " %s -> %s, total lag %lld",
-                 m->have_status ? lag_status_name(m->status) : "(none)",
-                 lag_status_name(group), (long long)total);
+                 m->have_status ? bl_lag_status_name(m->status) : "(none)",
+                 bl_lag_status_name(group), (long long)total);
     }
     m->status = group;
     m->have_status = true;
@@ -215,7 +170,7 @@ static bool watch_catch_up(ballast_consumer_t *cons, const ballast_stats_t *st,
         return false;
     for (int p = 0; p < PARTITIONS; p++)
         zero = zero && m->last[p].lag == 0;
-    if (zero && m->status == LAG_OK) {
+    if (zero && m->status == BL_LAG_OK) {
         m->caught_up = true;
         m->rebalances_when_caught_up = st->rebalances;
         return true;
@@ -395,7 +350,7 @@ int demo_lag(demo_t *d)
     memset(&m, 0, sizeof(m));
     m.d = d;
     for (int p = 0; p < PARTITIONS; p++)
-        if (lag_window_init(&m.window[p], WINDOW))
+        if (bl_lag_window_init(&m.window[p], WINDOW))
             goto out;
     demo_say("invariant: a stopped consumer is detected however small its "
              "lag, by a monitor that never joins its group");
@@ -438,13 +393,13 @@ int demo_lag(demo_t *d)
         if (evaluate(&m))
             goto out_conf;
         if (i == 0)
-            demo_check(d, m.status == LAG_OK,
+            demo_check(d, m.status == BL_LAG_OK,
                        "first evaluation: lag within --warn-lag, no trend "
                        "yet: %s",
-                       lag_status_name(m.status));
-        stall_seen = stall_seen || m.status == LAG_STALL;
+                       bl_lag_status_name(m.status));
+        stall_seen = stall_seen || m.status == BL_LAG_STALL;
     }
-    demo_check(d, stall_seen && m.status == LAG_STOP,
+    demo_check(d, stall_seen && m.status == BL_LAG_STOP,
                "committed offsets frozen with lag > 0: STALL, then STOP once "
                "the window is full (the article's alert, lag > 10,000, never "
                "fires here)");
@@ -457,7 +412,7 @@ int demo_lag(demo_t *d)
     m.quiet = true;
     if (demo_consume_watch(d, conf, UINT64_MAX, &st, watch_catch_up, &m))
         goto out_conf;
-    demo_check(d, m.caught_up && m.status == LAG_OK,
+    demo_check(d, m.caught_up && m.status == BL_LAG_OK,
                "caught up: lag 0 on every partition, status back to OK");
     demo_check(d, m.alerts == 3,
                "alerts raised: %d (OK -> STALL, STALL -> STOP, STOP -> OK)",
@@ -472,6 +427,6 @@ out_conf:
     ballast_conf_destroy(conf);
 out:
     for (int p = 0; p < PARTITIONS; p++)
-        lag_window_free(&m.window[p]);
+        bl_lag_window_free(&m.window[p]);
     return rc;
 }

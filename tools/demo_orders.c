@@ -83,9 +83,14 @@ typedef struct record {
 } record_t;
 
 static const char *const hdr_names[] = {
-    "trace-id",           "x-original-topic",   "x-original-partition",
-    "x-original-offset",  "x-original-timestamp", "x-error-message",
-    "x-retry-count",      "x-consumer-group"};
+    "trace-id",
+    BALLAST_HEADER_ORIGINAL_TOPIC,
+    BALLAST_HEADER_ORIGINAL_PARTITION,
+    BALLAST_HEADER_ORIGINAL_OFFSET,
+    BALLAST_HEADER_ORIGINAL_TIMESTAMP,
+    BALLAST_HEADER_ERROR_MESSAGE,
+    BALLAST_HEADER_RETRY_COUNT,
+    BALLAST_HEADER_CONSUMER_GROUP};
 enum { H_TRACE, H_TOPIC, H_PARTITION, H_OFFSET, H_TIMESTAMP, H_ERROR,
        H_RETRIES, H_GROUP, H_COUNT };
 
@@ -123,14 +128,9 @@ static int add_record(records_t *rs, const rd_kafka_message_t *m)
     record_t *r;
     const char *v;
 
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 256;
-        record_t *grown = realloc(rs->r, cap * sizeof(*grown));
-        if (!grown)
-            return -1;
-        rs->r = grown;
-        rs->cap = cap;
-    }
+    if (!(r = bl_grow(rs->r, &rs->cap, rs->n, sizeof(*r), 256)))
+        return -1;
+    rs->r = r;
     r = &rs->r[rs->n++];
     memset(r, 0, sizeof(*r));
     r->partition = m->partition;
@@ -158,26 +158,15 @@ static int add_record(records_t *rs, const rd_kafka_message_t *m)
 static int read_topic(demo_t *d, const char *topic, int partitions,
                       records_t *out)
 {
-    char errstr[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *parts;
     int64_t high[DEMO_MAX_PARTITIONS], low, left = 0;
     rd_kafka_t *rk;
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", d->bootstrap, errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "group.id", "demo-reader", errstr,
-                          sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
-                          sizeof(errstr)) ||
-        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr,
-                            sizeof(errstr)))) {
-        rd_kafka_conf_destroy(conf);
-        cli_error("demo: cannot create a consumer handle: %s", errstr);
+    if (!(rk = demo_client(d, "demo-reader",
+                           (const char *const[]){"enable.auto.commit", "false", NULL})))
         return -1;
-    }
     parts = rd_kafka_topic_partition_list_new(partitions);
     for (int p = 0; p < partitions; p++) {
         if (rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p],

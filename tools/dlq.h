@@ -1,7 +1,8 @@
 /*
- * dlq.h - what `ballast dlq inspect` (cmd_dlq.c) and `ballast dlq replay`
- * (dlq_replay.c) share: their options, the group-less reader of a
- * dead-letter topic, and a view of one dead-letter record's headers.
+ * dlq.h - what `ballast dlq inspect` (dlq_inspect.c) and `ballast dlq
+ * replay` (dlq_replay.c) share: their options (cmd_dlq.c), the group-less
+ * reader of a dead-letter topic and a view of one dead-letter record's
+ * headers (dlq_read.c).
  */
 #ifndef BALLAST_DLQ_H
 #define BALLAST_DLQ_H
@@ -108,6 +109,8 @@ bool dlq_is_text(const void *p, size_t len);
  *  "<N bytes>" when not UTF-8 text. */
 void dlq_cell(char *out, size_t size, const void *p, size_t len, size_t max);
 
+/** `ballast dlq inspect` (dlq_inspect.c). @returns the exit code. */
+int dlq_inspect_run(const dlq_opts_t *o);
 /** `ballast dlq replay` (dlq_replay.c). @returns the exit code. */
 int dlq_replay_run(const dlq_opts_t *o);
 

@@ -10,6 +10,8 @@
  */
 #include "dlq_filter.h"
 
+#include "util.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,19 +191,6 @@ static bool value(parser_t *ps, dlq_cond_t *c)
     return true;
 }
 
-static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* Checks (and decodes) the value of @p c. */
 static bool check_value(parser_t *ps, dlq_cond_t *c)
 {
@@ -216,7 +205,7 @@ static bool check_value(parser_t *ps, dlq_cond_t *c)
                fail(ps, "expected an ISO-8601 time such as 2024-05-01T12:00:00Z, got \"%s\"",
                     c->value);
     case DLQ_PARTITION:
-        return parse_int(c->value, 0, INT32_MAX, &c->num) ||
+        return bl_parse_int64(c->value, 0, INT32_MAX, &c->num) ||
                fail(ps, "partition=N needs a partition number >= 0, got \"%s\"", c->value);
     default:
         return true;
@@ -428,20 +417,14 @@ static void write_filter(FILE *fp, const dlq_filter_t *f)
         write_quoted(fp, c->value, c->vlen);
 }
 
+static void write_text(FILE *fp, const void *f)
+{
+    write_filter(fp, f);
+}
+
 char *dlq_filter_text(const dlq_filter_t *f)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&buf, &len);
-
-    if (!fp)
-        return NULL;
-    write_filter(fp, f);
-    if (fclose(fp)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    return bl_text(write_text, f);
 }
 
 /* ---- ISO-8601 ------------------------------------------------------------ */

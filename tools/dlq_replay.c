@@ -33,8 +33,7 @@
  * with it. Commits happen every second and at the end, also after a stop
  * signal. The DLQ itself is never written to.
  */
-#include "dlq.h"
-#include "dlq_track.h"
+#include "dlq_replay.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,51 +44,6 @@
 
 #define MAX_NOTES 10
 #define COMMIT_INTERVAL_S 1.0
-
-typedef struct topic_info {
-    char *name;
-    rd_kafka_topic_t *rkt; /* the producer's handle, kept for its metadata */
-    int partitions;        /* 0: does not exist; -1: unknown (reason) */
-    char reason[300];
-} topic_info_t;
-
-/* The DLQ record a produced record came from: its delivery report's opaque. */
-typedef struct in_flight {
-    int32_t partition;
-    int64_t offset;
-} in_flight_t;
-
-/* Where a dead-letter record's original was. */
-typedef struct origin {
-    char topic[256];
-    int32_t partition;
-    int64_t offset;
-} origin_t;
-
-typedef struct replay {
-    const dlq_opts_t *o;
-    dlq_reader_t *r;
-    rd_kafka_t *prod;  /* NULL in a dry run */
-    rd_kafka_t *admin; /* --group: the group's offsets; NULL without */
-    topic_info_t *topics;
-    size_t ntopics;
-    dlq_origins_t *origins;
-    dlq_progress_t *progress;
-    int64_t *committed; /* --group: its offsets, as last committed (-1: none) */
-    bool indexing;      /* the first pass is running */
-    bool tty;
-    double started, last_progress, next_token_at, last_commit;
-    int64_t started_wall;
-    uint64_t indexed, scanned, matched, sent, skipped, duplicates, unroutable, held_back,
-        not_sent;
-    /* Updated by delivery reports (on this thread, inside rd_kafka_poll). */
-    uint64_t delivered, failed;
-    char first_failure[400];
-    char fatal[512];
-    char commit_error[400];
-    unsigned notes;
-    bool limit_reached;
-} replay_t;
 
 /* ---- the producer ---------------------------------------------------------- */
 
@@ -223,221 +177,6 @@ static void tell(replay_t *rp, const rd_kafka_message_t *m, const char *verb,
         note(rp, m, "%s: %s", noted, why);
 }
 
-/* ---- the group on the DLQ ------------------------------------------------- */
-
-/* Waits for the answer of an admin call on @p q. NULL with a reason. */
-static rd_kafka_event_t *admin_answer(const replay_t *rp, rd_kafka_queue_t *q,
-                                      const char *what, char *errbuf, size_t errsize)
-{
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, rp->o->timeout_ms + 2000);
-
-    if (!ev) {
-        snprintf(errbuf, errsize, "%s: no answer within %d ms", what, rp->o->timeout_ms);
-    } else if (rd_kafka_event_error(ev)) {
-        snprintf(errbuf, errsize, "%s: %s", what, rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-        ev = NULL;
-    }
-    return ev;
-}
-
-static rd_kafka_AdminOptions_t *admin_options(const replay_t *rp, rd_kafka_admin_op_t op)
-{
-    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rp->admin, op);
-
-    rd_kafka_AdminOptions_set_request_timeout(opts, rp->o->timeout_ms, NULL, 0);
-    return opts;
-}
-
-/* Refuses a group that has members: its committed offsets are theirs, and a
- * commit from outside would move a consumer (the broker would refuse it
- * anyway, but only after the records went out). @returns 0 or an exit
- * code after printing why. */
-static int check_group_unused(replay_t *rp)
-{
-    const char *groups[1] = {rp->o->group};
-    rd_kafka_AdminOptions_t *opts;
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
-    char errbuf[512];
-    int rc = 0;
-
-    /* A broker that cannot describe groups refuses a commit to a group
-     * with members anyway (only later, at the first commit). */
-    if (cli_cannot_describe_groups(rp->admin, rp->o->timeout_ms))
-        return 0;
-    opts = admin_options(rp, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-    q = rd_kafka_queue_new(rp->admin);
-    rd_kafka_DescribeConsumerGroups(rp->admin, groups, 1, opts, q);
-    if (!(ev = admin_answer(rp, q, "DescribeConsumerGroups", errbuf, sizeof(errbuf)))) {
-        cli_error("--group %s: %s", rp->o->group, errbuf);
-        rc = 1;
-    } else {
-        size_t n = 0;
-        const rd_kafka_ConsumerGroupDescription_t **d =
-            rd_kafka_DescribeConsumerGroups_result_groups(
-                rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
-        const rd_kafka_error_t *gerr = n ? rd_kafka_ConsumerGroupDescription_error(d[0]) : NULL;
-        size_t members = n ? rd_kafka_ConsumerGroupDescription_member_count(d[0]) : 0;
-        const char *state = n ? rd_kafka_consumer_group_state_name(
-                                    rd_kafka_ConsumerGroupDescription_state(d[0]))
-                              : NULL;
-
-        if (gerr && rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-            cli_error("--group %s: %s", rp->o->group, rd_kafka_error_string(gerr));
-            rc = 1;
-        } else if (members) {
-            cli_error("--group %s has %zu member(s) (state %s): it must be a group of its "
-                      "own, which nothing consumes with",
-                      rp->o->group, members, state ? state : "Unknown");
-            rc = EX_CONFIG;
-        }
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    return rc;
-}
-
-/* Reads the group's committed offsets on the DLQ into rp->committed.
- * @returns 0 or 1 after printing why. */
-static int read_group_offsets(replay_t *rp)
-{
-    const dlq_opts_t *o = rp->o;
-    rd_kafka_topic_partition_list_t *want = rd_kafka_topic_partition_list_new(rp->r->nparts);
-    rd_kafka_ListConsumerGroupOffsets_t *req;
-    rd_kafka_AdminOptions_t *opts = admin_options(rp, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rp->admin);
-    rd_kafka_event_t *ev;
-    char errbuf[512];
-    int rc = 1;
-
-    for (int32_t p = 0; p < rp->r->nparts; p++) {
-        rd_kafka_topic_partition_list_add(want, o->topic, p);
-        rp->committed[p] = -1;
-    }
-    req = rd_kafka_ListConsumerGroupOffsets_new(o->group, want);
-    rd_kafka_topic_partition_list_destroy(want);
-    rd_kafka_ListConsumerGroupOffsets(rp->admin, &req, 1, opts, q);
-    if ((ev = admin_answer(rp, q, "ListConsumerGroupOffsets", errbuf, sizeof(errbuf)))) {
-        size_t n = 0;
-        const rd_kafka_group_result_t **groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
-            rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
-        const rd_kafka_error_t *gerr = n ? rd_kafka_group_result_error(groups[0]) : NULL;
-        const rd_kafka_topic_partition_list_t *parts =
-            n ? rd_kafka_group_result_partitions(groups[0]) : NULL;
-
-        if (gerr && rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-            snprintf(errbuf, sizeof(errbuf), "%s", rd_kafka_error_string(gerr));
-        } else {
-            /* A group the broker does not know yet has no offsets. */
-            rc = 0;
-            if (gerr)
-                parts = NULL;
-            for (int i = 0; parts && i < parts->cnt; i++) {
-                const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-                if (tp->err) {
-                    snprintf(errbuf, sizeof(errbuf), "partition %d: %s", (int)tp->partition,
-                             rd_kafka_err2str(tp->err));
-                    rc = 1;
-                } else if (tp->partition >= 0 && tp->partition < rp->r->nparts &&
-                           tp->offset >= 0) {
-                    rp->committed[tp->partition] = tp->offset;
-                }
-            }
-        }
-        rd_kafka_event_destroy(ev);
-    }
-    if (rc)
-        cli_error("--group %s: the committed offsets on %s: %s", o->group, o->topic, errbuf);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    return rc;
-}
-
-/* Commits each partition's settled position where it moved. @returns 0, or
- * -1 with the reason in rp->commit_error. */
-static int commit_progress(replay_t *rp)
-{
-    const dlq_opts_t *o = rp->o;
-    rd_kafka_topic_partition_list_t *offsets =
-        rd_kafka_topic_partition_list_new(rp->r->nparts);
-    rd_kafka_AlterConsumerGroupOffsets_t *req;
-    rd_kafka_AdminOptions_t *opts;
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
-    char errbuf[400];
-    int rc = -1;
-
-    rp->last_commit = cli_now_s();
-    for (int32_t p = 0; p < rp->r->nparts; p++) {
-        int64_t pos = dlq_progress_position(rp->progress, p);
-        if (pos >= 0 && pos != rp->committed[p])
-            rd_kafka_topic_partition_list_add(offsets, o->topic, p)->offset = pos;
-    }
-    if (!offsets->cnt) {
-        rd_kafka_topic_partition_list_destroy(offsets);
-        return 0;
-    }
-    req = rd_kafka_AlterConsumerGroupOffsets_new(o->group, offsets);
-    opts = admin_options(rp, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS);
-    q = rd_kafka_queue_new(rp->admin);
-    rd_kafka_AlterConsumerGroupOffsets(rp->admin, &req, 1, opts, q);
-    if ((ev = admin_answer(rp, q, "AlterConsumerGroupOffsets", errbuf, sizeof(errbuf)))) {
-        size_t n = 0;
-        const rd_kafka_group_result_t **groups =
-            rd_kafka_AlterConsumerGroupOffsets_result_groups(
-                rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &n);
-        const rd_kafka_error_t *gerr = n ? rd_kafka_group_result_error(groups[0]) : NULL;
-        const rd_kafka_topic_partition_list_t *parts =
-            n ? rd_kafka_group_result_partitions(groups[0]) : NULL;
-
-        if (gerr)
-            snprintf(errbuf, sizeof(errbuf), "%s", rd_kafka_error_string(gerr));
-        else if (!parts)
-            snprintf(errbuf, sizeof(errbuf), "no answer for the group");
-        else
-            rc = 0;
-        for (int i = 0; !rc && i < parts->cnt; i++) {
-            if (parts->elems[i].err) {
-                snprintf(errbuf, sizeof(errbuf), "partition %d: %s",
-                         (int)parts->elems[i].partition,
-                         rd_kafka_err2str(parts->elems[i].err));
-                rc = -1;
-            }
-        }
-        rd_kafka_event_destroy(ev);
-    }
-    if (!rc) {
-        for (int i = 0; i < offsets->cnt; i++)
-            rp->committed[offsets->elems[i].partition] = offsets->elems[i].offset;
-        rp->commit_error[0] = '\0'; /* a later commit covers an earlier failure */
-    } else {
-        snprintf(rp->commit_error, sizeof(rp->commit_error), "%s", errbuf);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_AlterConsumerGroupOffsets_destroy(req);
-    rd_kafka_topic_partition_list_destroy(offsets);
-    return rc;
-}
-
-/* "0:12, 1:7": up to where each partition is settled. */
-static void positions_text(const replay_t *rp, char *buf, size_t size)
-{
-    size_t len = 0;
-
-    buf[0] = '\0';
-    for (int32_t p = 0; p < rp->r->nparts && len < size; p++) {
-        int64_t at = dlq_progress_position(rp->progress, p);
-        len += (size_t)snprintf(buf + len, size - len, "%s%d:", p ? ", " : "", (int)p);
-        if (len < size)
-            len += (size_t)(at >= 0 ? snprintf(buf + len, size - len, "%lld", (long long)at)
-                                    : snprintf(buf + len, size - len, "-"));
-    }
-}
-
 /* ---- where a record goes --------------------------------------------------- */
 
 /* The partition count of a target topic (cached). */
@@ -490,8 +229,10 @@ static bool origin_of(const dlq_view_t *v, origin_t *out)
 static bool dropped_header(const char *name)
 {
     static const char *const names[] = {
-        "x-error-message", "x-failed-at",  "x-retry-count",  "x-consumer-group",
-        "x-retry-due",     "x-retry-tier", "x-replay-count", "x-replayed-from"};
+        BALLAST_HEADER_ERROR_MESSAGE, BALLAST_HEADER_FAILED_AT,
+        BALLAST_HEADER_RETRY_COUNT,   BALLAST_HEADER_CONSUMER_GROUP,
+        BALLAST_HEADER_RETRY_DUE,     BALLAST_HEADER_RETRY_TIER,
+        BALLAST_HEADER_REPLAY_COUNT,  BALLAST_HEADER_REPLAYED_FROM};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(name, names[i]))
             return true;
@@ -517,16 +258,17 @@ static rd_kafka_headers_t *replay_headers(const dlq_view_t *v, const char *dlq_t
         if (dropped_header(name))
             continue;
         /* The first of each x-original-* name: the first failure's. */
-        if (!strncmp(name, "x-original-", 11) &&
+        if (!strncmp(name, BALLAST_HEADER_ORIGINAL_PREFIX,
+                     sizeof(BALLAST_HEADER_ORIGINAL_PREFIX) - 1) &&
             !rd_kafka_header_get_last(out, name, &seen, &seen_size))
             continue;
         rd_kafka_header_add(out, name, -1, val, val ? (ssize_t)size : 0);
     }
     snprintf(num, sizeof(num), "%lld", (long long)count);
-    rd_kafka_header_add(out, "x-replay-count", -1, num, -1);
+    rd_kafka_header_add(out, BALLAST_HEADER_REPLAY_COUNT, -1, num, -1);
     snprintf(from, sizeof(from), "%s:%d:%lld", dlq_topic, (int)v->m->partition,
              (long long)v->m->offset);
-    rd_kafka_header_add(out, "x-replayed-from", -1, from, -1);
+    rd_kafka_header_add(out, BALLAST_HEADER_REPLAYED_FROM, -1, from, -1);
     return out;
 }
 
@@ -578,7 +320,7 @@ static void replay_tick(void *arg)
         rd_kafka_poll(rp->prod, 0);
     if (rp->admin && !rp->o->dry_run && !rp->indexing &&
         cli_now_s() - rp->last_commit >= COMMIT_INTERVAL_S)
-        commit_progress(rp); /* a failure is reported by the last commit */
+        dlq_group_commit(rp); /* a failure is reported by the last commit */
     progress(rp, false);
 }
 
@@ -811,7 +553,7 @@ static int replay_open(replay_t *rp)
         /* The reader's client serves the admin calls too: it never joins a
          * group, and it is the one that just reached the broker. */
         rp->admin = rp->r->rk;
-        if ((rc = check_group_unused(rp)) || (rc = read_group_offsets(rp)))
+        if ((rc = dlq_group_check_unused(rp)) || (rc = dlq_group_read(rp)))
             return rc;
     }
     for (int32_t p = 0; p < rp->r->nparts; p++)
@@ -875,7 +617,7 @@ static void print_summary(const replay_t *rp, bool incomplete)
            started, cli_now_s() - rp->started);
     if (o->group) {
         char at[1024];
-        positions_text(rp, at, sizeof(at));
+        dlq_group_positions(rp, at, sizeof(at));
         if (o->dry_run)
             printf("group %s: would commit %s\n", o->group, at);
         else if (rp->commit_error[0])
@@ -964,7 +706,7 @@ int dlq_replay_run(const dlq_opts_t *o)
     /* The last commit, also after a stop signal: what was delivered stays
      * done for the next run. */
     if (rp.admin && !o->dry_run)
-        commit_progress(&rp);
+        dlq_group_commit(&rp);
     if (rp.tty && rp.last_progress > 0)
         progress(&rp, true);
     print_summary(&rp, read_rc || cli_stop_requested || rp.fatal[0]);

@@ -5,6 +5,8 @@
  */
 #include "dlq_track.h"
 
+#include "util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,16 +24,6 @@ struct dlq_index {
     size_t *lens;
     size_t count, keys_cap;
 };
-
-static uint64_t fnv1a(const void *p, size_t len)
-{
-    const unsigned char *s = p;
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ s[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 dlq_index_t *dlq_index_new(void)
 {
@@ -103,7 +95,7 @@ static bool grow_keys(dlq_index_t *ix)
 
 size_t dlq_index_add(dlq_index_t *ix, const void *key, size_t len, bool *added)
 {
-    uint64_t hash = fnv1a(key, len);
+    uint64_t hash = bl_fnv1a(key, len, BL_FNV1A_SEED);
     size_t j;
     char *copy;
 
@@ -133,7 +125,7 @@ size_t dlq_index_find(const dlq_index_t *ix, const void *key, size_t len)
 
     if (!ix->cap)
         return SIZE_MAX;
-    j = probe(ix, key, len, fnv1a(key, len));
+    j = probe(ix, key, len, bl_fnv1a(key, len, BL_FNV1A_SEED));
     return ix->slots[j].number ? ix->slots[j].number - 1 : SIZE_MAX;
 }
 
@@ -215,12 +207,10 @@ bool dlq_origins_add(dlq_origins_t *o, const char *topic, int32_t partition,
     if ((n = dlq_index_add(o->ix, key, len, &added)) == SIZE_MAX)
         return false;
     if (n >= o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 64;
-        dlq_origin_t *grown = realloc(o->entries, cap * sizeof(*grown));
+        dlq_origin_t *grown = bl_grow(o->entries, &o->cap, n, sizeof(*grown), 64);
         if (!grown)
             return false;
         o->entries = grown;
-        o->cap = cap;
     }
     e = &o->entries[n];
     if (added)
@@ -331,12 +321,10 @@ static bool push(part_t *pt, int64_t offset, int state)
             pt->n -= pt->head;
             pt->head = 0;
         } else {
-            size_t cap = pt->cap ? pt->cap * 2 : 64;
-            pending_t *grown = realloc(pt->q, cap * sizeof(*grown));
+            pending_t *grown = bl_grow(pt->q, &pt->cap, pt->n, sizeof(*grown), 64);
             if (!grown)
                 return false;
             pt->q = grown;
-            pt->cap = cap;
         }
     }
     pt->q[pt->n].offset = offset;

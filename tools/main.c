@@ -5,7 +5,6 @@
  */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,44 +35,6 @@ static const char usage[] =
     "Run `ballast COMMAND --help` for a command's options.\n"
     "Exit codes: 0 success or clean shutdown, 64 usage, 78 configuration,\n"
     "69 broker or database unreachable at start-up, 70 internal, 1 other.\n";
-
-void cli_error(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "ballast: %s\n", line);
-}
-
-int cli_exit_code(const ballast_error_t *err)
-{
-    switch (ballast_error_code(err)) {
-    case BALLAST_OK:
-    case BALLAST_ERR_STOPPED: /* a stop during start-up is a clean stop */
-        return 0;
-    case BALLAST_ERR_CONFIG:
-        return EX_CONFIG;
-    case BALLAST_ERR_UNREACHABLE:
-        return EX_UNAVAILABLE;
-    case BALLAST_ERR_INTERNAL:
-        return EX_SOFTWARE;
-    default:
-        return 1;
-    }
-}
-
-int cli_fail(ballast_error_t *err)
-{
-    int code = cli_exit_code(err);
-
-    if (err)
-        cli_error("%s", ballast_error_message(err));
-    ballast_error_destroy(err);
-    return code;
-}
 
 /* The version, and what the librdkafka in use can do (TLS, SASL mechanisms,
  * compression codecs): its builtin.features property. */

@@ -271,6 +271,40 @@ BALLAST_API int ballast_result_emit_header(ballast_result_t *res,
                                            const void *value, size_t len);
 
 /* ------------------------------------------------------------------------ */
+/* Dead-letter and retry-tier records                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The headers of a record that ballast writes to `dlq.topic` or to a retry
+ * tier (`retry.topics`), a wire contract that `ballast dlq` and other tools
+ * read. The record keeps the message's key, value and other headers. Values
+ * are text; numbers are decimal.
+ */
+/** Prefix of the four headers that say where the message was consumed
+ *  first; a message moving on from a retry tier keeps them. */
+#define BALLAST_HEADER_ORIGINAL_PREFIX "x-original-"
+#define BALLAST_HEADER_ORIGINAL_TOPIC "x-original-topic"
+#define BALLAST_HEADER_ORIGINAL_PARTITION "x-original-partition"
+#define BALLAST_HEADER_ORIGINAL_OFFSET "x-original-offset"
+/** The message's timestamp, ms since the epoch (-1: none). */
+#define BALLAST_HEADER_ORIGINAL_TIMESTAMP "x-original-timestamp"
+/** Retries so far, of every hop (tiers included): attempts minus one. */
+#define BALLAST_HEADER_RETRY_COUNT "x-retry-count"
+/** The handler's error text (ballast_result_set_error()). */
+#define BALLAST_HEADER_ERROR_MESSAGE "x-error-message"
+#define BALLAST_HEADER_CONSUMER_GROUP "x-consumer-group"
+/** When it failed, ISO-8601 UTC with milliseconds. */
+#define BALLAST_HEADER_FAILED_AT "x-failed-at"
+/** Retry tiers only: when the message may run again, ms since the epoch. */
+#define BALLAST_HEADER_RETRY_DUE "x-retry-due"
+/** Retry tiers only: the tier's index in `retry.topics`, from 0. */
+#define BALLAST_HEADER_RETRY_TIER "x-retry-tier"
+/** Written by `ballast dlq replay`: how often the record was replayed. */
+#define BALLAST_HEADER_REPLAY_COUNT "x-replay-count"
+/** Written by `ballast dlq replay`: DLQ_TOPIC:PARTITION:OFFSET it came from. */
+#define BALLAST_HEADER_REPLAYED_FROM "x-replayed-from"
+
+/* ------------------------------------------------------------------------ */
 /* Handlers and the plugin ABI                                               */
 /* ------------------------------------------------------------------------ */
 

@@ -1,8 +1,8 @@
 /* exec.c - the `exec` handler: a long-running child per worker, speaking JSON lines. */
 #include "handlers.h"
 
-#include "../cmdline.h"
 #include "../execproto.h"
+#include "../shared/words.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -894,7 +894,7 @@ static void exec_destroy(void *state)
     if (!st)
         return;
     bl_exec_close(&state, 1);
-    bl_cmdline_free(st->argv);
+    bl_words_free(st->argv);
     close_fd(&st->cancel_fd);
     free(st->command);
     free(st->in.p);
@@ -938,7 +938,8 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
     }
     st->timeout_ms = reply_timeout(params->conf);
     st->backoff_ms = BACKOFF_INITIAL_MS;
-    if (bl_cmdline_split(command, &st->argv, errbuf, errsize)) {
+    if (bl_words_split(command, &st->argv, ebuf, sizeof(ebuf))) {
+        bl_fmt(errbuf, errsize, "handler.exec.command: %s", ebuf);
         exec_destroy(st);
         return BALLAST_ERR_CONFIG;
     }

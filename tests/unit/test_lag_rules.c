@@ -1,5 +1,5 @@
 /* test_lag_rules.c - unit tests of the lag status rules of `ballast lag`
- * (tools/lag_rules.c): scripted sequences of samples, with the status
+ * (src/shared/lag.c): scripted sequences of samples, with the status
  * expected after each one, for every status, for both of Burrow's false
  * alarms (idle partitions; lag frozen at a dead consumer's last commit), and
  * for a watcher that starts on a busy, healthy group (no WARN from lag in
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "lag_rules.h"
+#include "shared/lag.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,22 +18,22 @@
 #define MAX_STEPS 12
 
 /* A readable sample: committed offset c, high watermark h, lag h - c. */
-#define S(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_UNKNOWN}
+#define S(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_UNKNOWN}
 /* With a time lag. */
-#define ST(c, h, secs) {1, (c), (h), (h) - (c), (secs), LAG_OWNER_UNKNOWN}
+#define ST(c, h, secs) {1, (c), (h), (h) - (c), (secs), BL_LAG_OWNER_UNKNOWN}
 /* Nothing committed: lag is every retained message (low watermark 0). */
-#define N(h) {1, -1, (h), (h), -1, LAG_OWNER_UNKNOWN}
+#define N(h) {1, -1, (h), (h), -1, BL_LAG_OWNER_UNKNOWN}
 /* Held by a member of the group, and held by none. */
-#define SM(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_MEMBER}
-#define SN(c, h) {1, (c), (h), (h) - (c), -1, LAG_OWNER_NONE}
+#define SM(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_MEMBER}
+#define SN(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_NONE}
 /* The offsets could not be read. */
-#define E {0, -1, -1, 0, -1, LAG_OWNER_UNKNOWN}
+#define E {0, -1, -1, 0, -1, BL_LAG_OWNER_UNKNOWN}
 
 typedef struct script {
     const char *name;
     size_t window;
-    lag_thresholds_t th;
-    lag_sample_t samples[MAX_STEPS];
+    bl_lag_thresholds_t th;
+    bl_lag_sample_t samples[MAX_STEPS];
     const char *expect[MAX_STEPS]; /* status after each sample; NULL ends */
 } script_t;
 
@@ -153,13 +153,13 @@ static const script_t scripts[] = {
      {"WARN", "OK"}},
 };
 
-static lag_status_t parse_status(const char *name)
+static bl_lag_status_t parse_status(const char *name)
 {
-    for (int s = 0; s < LAG_STATUS_COUNT; s++)
-        if (!strcmp(lag_status_name((lag_status_t)s), name))
-            return (lag_status_t)s;
+    for (int s = 0; s < BL_LAG_STATUS_COUNT; s++)
+        if (!strcmp(bl_lag_status_name((bl_lag_status_t)s), name))
+            return (bl_lag_status_t)s;
     fail_msg("unknown status %s in a script", name);
-    return LAG_ERR;
+    return BL_LAG_ERR;
 }
 
 static void test_scripts(void **state)
@@ -167,56 +167,56 @@ static void test_scripts(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
         const script_t *sc = &scripts[i];
-        lag_window_t w;
-        assert_int_equal(lag_window_init(&w, sc->window), 0);
+        bl_lag_window_t w;
+        assert_int_equal(bl_lag_window_init(&w, sc->window), 0);
         for (size_t step = 0; step < MAX_STEPS && sc->expect[step]; step++) {
-            lag_status_t got, want = parse_status(sc->expect[step]);
-            lag_window_push(&w, &sc->samples[step]);
-            got = lag_evaluate(&w, &sc->th);
+            bl_lag_status_t got, want = parse_status(sc->expect[step]);
+            bl_lag_window_push(&w, &sc->samples[step]);
+            got = bl_lag_evaluate(&w, &sc->th);
             if (got != want)
                 fail_msg("%s: after sample %zu: got %s, expected %s", sc->name,
-                         step + 1, lag_status_name(got), lag_status_name(want));
+                         step + 1, bl_lag_status_name(got), bl_lag_status_name(want));
         }
-        lag_window_free(&w);
+        bl_lag_window_free(&w);
     }
 }
 
 static void test_window_ring(void **state)
 {
-    lag_window_t w;
+    bl_lag_window_t w;
     (void)state;
 
-    assert_int_equal(lag_window_init(&w, 3), 0);
+    assert_int_equal(bl_lag_window_init(&w, 3), 0);
     for (int64_t i = 0; i < 7; i++) {
-        lag_sample_t s = S(i, 10);
-        lag_window_push(&w, &s);
+        bl_lag_sample_t s = S(i, 10);
+        bl_lag_window_push(&w, &s);
     }
     assert_int_equal(w.count, 3);
-    assert_int_equal(lag_window_at(&w, 0)->committed, 4);
-    assert_int_equal(lag_window_at(&w, 1)->committed, 5);
-    assert_int_equal(lag_window_at(&w, 2)->committed, 6);
-    lag_window_free(&w);
+    assert_int_equal(bl_lag_window_at(&w, 0)->committed, 4);
+    assert_int_equal(bl_lag_window_at(&w, 1)->committed, 5);
+    assert_int_equal(bl_lag_window_at(&w, 2)->committed, 6);
+    bl_lag_window_free(&w);
     /* An empty window has nothing to judge. */
-    assert_int_equal(lag_window_init(&w, 2), 0);
-    assert_int_equal(lag_evaluate(&w, NULL), LAG_ERR);
-    lag_window_free(&w);
+    assert_int_equal(bl_lag_window_init(&w, 2), 0);
+    assert_int_equal(bl_lag_evaluate(&w, NULL), BL_LAG_ERR);
+    bl_lag_window_free(&w);
 }
 
 static void test_severity_and_names(void **state)
 {
     (void)state;
-    assert_string_equal(lag_status_name(LAG_OK), "OK");
-    assert_string_equal(lag_status_name(LAG_WARN), "WARN");
-    assert_string_equal(lag_status_name(LAG_REWIND), "REWIND");
-    assert_string_equal(lag_status_name(LAG_STALL), "STALL");
-    assert_string_equal(lag_status_name(LAG_STOP), "STOP");
-    assert_string_equal(lag_status_name(LAG_ERR), "ERR");
+    assert_string_equal(bl_lag_status_name(BL_LAG_OK), "OK");
+    assert_string_equal(bl_lag_status_name(BL_LAG_WARN), "WARN");
+    assert_string_equal(bl_lag_status_name(BL_LAG_REWIND), "REWIND");
+    assert_string_equal(bl_lag_status_name(BL_LAG_STALL), "STALL");
+    assert_string_equal(bl_lag_status_name(BL_LAG_STOP), "STOP");
+    assert_string_equal(bl_lag_status_name(BL_LAG_ERR), "ERR");
     /* The group's status is its worst partition's. */
-    assert_int_equal(lag_status_worst(LAG_OK, LAG_WARN), LAG_WARN);
-    assert_int_equal(lag_status_worst(LAG_STOP, LAG_STALL), LAG_STOP);
-    assert_int_equal(lag_status_worst(LAG_REWIND, LAG_WARN), LAG_REWIND);
-    assert_int_equal(lag_status_worst(LAG_ERR, LAG_STOP), LAG_ERR);
-    assert_int_equal(lag_status_worst(LAG_OK, LAG_OK), LAG_OK);
+    assert_int_equal(bl_lag_status_worst(BL_LAG_OK, BL_LAG_WARN), BL_LAG_WARN);
+    assert_int_equal(bl_lag_status_worst(BL_LAG_STOP, BL_LAG_STALL), BL_LAG_STOP);
+    assert_int_equal(bl_lag_status_worst(BL_LAG_REWIND, BL_LAG_WARN), BL_LAG_REWIND);
+    assert_int_equal(bl_lag_status_worst(BL_LAG_ERR, BL_LAG_STOP), BL_LAG_ERR);
+    assert_int_equal(bl_lag_status_worst(BL_LAG_OK, BL_LAG_OK), BL_LAG_OK);
 }
 
 int main(void)

@@ -1,6 +1,6 @@
 /*
- * util.c - small string, time and encoding helpers, used across the library
- * and by the `ballast` command (see util.h).
+ * util.c - small string, time, memory and encoding helpers, used across the
+ * library and by the `ballast` command (see util.h).
  */
 #include "util.h"
 
@@ -11,6 +11,48 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+bool bl_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool bl_parse_double(const char *s, double min, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min)
+        return false;
+    *out = v;
+    return true;
+}
+
+char *bl_text(void (*write)(FILE *fp, const void *arg), const void *arg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+
+    if (!fp)
+        return NULL;
+    write(fp, arg);
+    if (fclose(fp)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
 
 char *bl_strdup(const char *s)
 {

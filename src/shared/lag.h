@@ -1,13 +1,21 @@
 /*
- * lag_rules.h - the lag status rules of `ballast lag`: Burrow's evaluation
- * of a sliding window of samples, without its false alarms. Pure: no Kafka,
- * no clock, no I/O; every input is a sample the caller measured.
+ * lag.h - a consumer group's lag: how it is read and how it is judged.
+ * Shared by the library (the consumer's own lag, in status.c; reading
+ * committed offsets, in clients.c), `ballast lag` and the lag demo.
+ *
+ * Reading (lag.c, librdkafka): the lag of a partition from its committed
+ * offset and watermarks, the group's committed offsets through the admin
+ * API (never joining the group), and which answers mean "ask again".
+ *
+ * Judging: the lag status rules of `ballast lag`, Burrow's evaluation of a
+ * sliding window of samples, without its false alarms. Pure: no Kafka, no
+ * clock, no I/O; every input is a sample the caller measured.
  *
  * A sample is one evaluation of one partition: the group's committed offset,
  * the partition's high watermark, the lag between them, the time lag (age
  * of the oldest unconsumed message) and whether a member of the group holds
  * the partition. The window keeps the newest N samples of a partition.
- * lag_evaluate() applies, in this order:
+ * bl_lag_evaluate() applies, in this order:
  *
  *   ERR     the newest sample could not be read.
  *   REWIND  the committed offset went backwards between two samples of the
@@ -43,76 +51,121 @@
  * first one included.
  *
  * Statuses are ordered by severity; a group's status is the worst of its
- * partitions' (lag_status_worst()).
+ * partitions' (bl_lag_status_worst()).
  */
-#ifndef BALLAST_LAG_RULES_H
-#define BALLAST_LAG_RULES_H
+#ifndef BALLAST_LAG_H
+#define BALLAST_LAG_H
 
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- reading ------------------------------------------------------------- */
+
+/** The lag of a partition: @p high - @p committed, or with nothing committed
+ *  (@p committed < 0) every retained message, @p high - @p low; never
+ *  negative. -1 when it cannot be known (@p high, or the offset it counts
+ *  from, is negative). */
+int64_t bl_lag_of(int64_t committed, int64_t low, int64_t high);
+
+/** Whether @p err says the group coordinator is loading, moving or not
+ *  elected yet (a fresh broker's, say): librdkafka reports that at once
+ *  instead of waiting, and asking again shortly is the cure. */
+bool bl_lag_coordinator_moving(rd_kafka_resp_err_t err);
+
+/** One committed offset of a group. */
+typedef struct bl_lag_committed {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} bl_lag_committed_t;
+
+/** A group's committed offsets (those it has; partitions without one are
+ *  left out). */
+typedef struct bl_lag_offsets {
+    bl_lag_committed_t *c;
+    size_t n;
+} bl_lag_offsets_t;
+
+/** Reads @p group's committed offsets through the admin API
+ *  (ListConsumerGroupOffsets on @p rk, which never joins the group): of
+ *  the partitions in @p want, or of all the group's when NULL. Asks again
+ *  after coordinator errors until @p timeout_ms passed, as Kafka's own admin
+ *  client does. A group the broker does not know reads as no offsets.
+ *  @returns 0 with *out filled (free it with bl_lag_offsets_free()), or the
+ *  error with a reason in @p errbuf. */
+rd_kafka_resp_err_t bl_lag_read_committed(rd_kafka_t *rk, const char *group,
+                                          const rd_kafka_topic_partition_list_t *want,
+                                          int timeout_ms, bl_lag_offsets_t *out,
+                                          char *errbuf, size_t errsize);
+/** Frees what bl_lag_read_committed() filled in; it can be freed again. */
+void bl_lag_offsets_free(bl_lag_offsets_t *o);
+
+/* ---- judging ------------------------------------------------------------- */
+
 /** Statuses, least to most severe. */
-typedef enum lag_status {
-    LAG_OK = 0,
-    LAG_WARN,
-    LAG_REWIND,
-    LAG_STALL,
-    LAG_STOP,
-    LAG_ERR,
-    LAG_STATUS_COUNT
-} lag_status_t;
+typedef enum bl_lag_status {
+    BL_LAG_OK = 0,
+    BL_LAG_WARN,
+    BL_LAG_REWIND,
+    BL_LAG_STALL,
+    BL_LAG_STOP,
+    BL_LAG_ERR,
+    BL_LAG_STATUS_COUNT
+} bl_lag_status_t;
 
 /** @returns "OK", "WARN", "REWIND", "STALL", "STOP" or "ERR". */
-const char *lag_status_name(lag_status_t status);
+const char *bl_lag_status_name(bl_lag_status_t status);
 
 /** @returns the more severe of @p a and @p b. */
-lag_status_t lag_status_worst(lag_status_t a, lag_status_t b);
+bl_lag_status_t bl_lag_status_worst(bl_lag_status_t a, bl_lag_status_t b);
 
 /** Whether a member of the group holds a partition. Unknown (0, so that a
  *  sample written without it keeps the stricter rules) when the group's
  *  members could not be described. */
-typedef enum lag_owner {
-    LAG_OWNER_UNKNOWN = 0,
-    LAG_OWNER_NONE,  /**< no member holds it (an empty group, say) */
-    LAG_OWNER_MEMBER /**< a member of the group holds it */
-} lag_owner_t;
+typedef enum bl_lag_owner {
+    BL_LAG_OWNER_UNKNOWN = 0,
+    BL_LAG_OWNER_NONE,  /**< no member holds it (an empty group, say) */
+    BL_LAG_OWNER_MEMBER /**< a member of the group holds it */
+} bl_lag_owner_t;
 
 /** One evaluation of one partition. */
-typedef struct lag_sample {
+typedef struct bl_lag_sample {
     int ok;                 /**< 0: the offsets could not be read (ERR) */
     int64_t committed;      /**< the group's committed offset; -1: none */
     int64_t high_watermark; /**< the partition's high watermark */
     int64_t lag;            /**< messages not yet consumed (>= 0) */
     double lag_seconds;     /**< age of the oldest unconsumed one; < 0: unknown */
-    lag_owner_t owner;      /**< whether a member holds the partition */
-} lag_sample_t;
+    bl_lag_owner_t owner;      /**< whether a member holds the partition */
+} bl_lag_sample_t;
 
 /** Levels that turn an otherwise OK partition into WARN. */
-typedef struct lag_thresholds {
+typedef struct bl_lag_thresholds {
     int64_t warn_lag;        /**< lag above this warns; < 0: unset */
     double warn_lag_seconds; /**< time lag above this warns; < 0: unset */
-} lag_thresholds_t;
+} bl_lag_thresholds_t;
 
 /** The newest samples of one partition (a ring buffer). */
-typedef struct lag_window {
-    lag_sample_t *samples;
+typedef struct bl_lag_window {
+    bl_lag_sample_t *samples;
     size_t capacity; /**< the window size N */
     size_t count;    /**< samples held, <= capacity */
     size_t next;     /**< where the next sample goes */
-} lag_window_t;
+} bl_lag_window_t;
 
 /** Prepares an empty window of @p capacity (>= 1) samples.
- *  @returns 0, or -1 when out of memory. Release with lag_window_free(). */
-int lag_window_init(lag_window_t *w, size_t capacity);
+ *  @returns 0, or -1 when out of memory. Release with bl_lag_window_free(). */
+int bl_lag_window_init(bl_lag_window_t *w, size_t capacity);
 /** Releases the window's memory (not @p w itself). */
-void lag_window_free(lag_window_t *w);
+void bl_lag_window_free(bl_lag_window_t *w);
 /** Appends a sample, dropping the oldest when the window is full. */
-void lag_window_push(lag_window_t *w, const lag_sample_t *sample);
+void bl_lag_window_push(bl_lag_window_t *w, const bl_lag_sample_t *sample);
 /** @returns the @p i'th sample, 0 = the oldest held. */
-const lag_sample_t *lag_window_at(const lag_window_t *w, size_t i);
+const bl_lag_sample_t *bl_lag_window_at(const bl_lag_window_t *w, size_t i);
 
 /** Applies the rules above to @p w (which must hold at least one sample).
  *  @p th may be NULL (no thresholds). */
-lag_status_t lag_evaluate(const lag_window_t *w, const lag_thresholds_t *th);
+bl_lag_status_t bl_lag_evaluate(const bl_lag_window_t *w, const bl_lag_thresholds_t *th);
 
 #endif
