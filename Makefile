@@ -78,8 +78,12 @@ soak: test-deps build
 leakcheck: test-deps asan
 	@scripts/leakcheck $(ASAN_BUILD)
 
+# The configuration reference, and the picture of src/'s layers (graphviz).
 docs: build
 	$(BUILD)/ballast config-reference > docs/configuration.md
+	@if command -v dot >/dev/null && command -v tred >/dev/null; then \
+	  scripts/layers --dot | tred | dot -Tpng -Gdpi=96 -o docs/layers.png; \
+	else echo "graphviz (dot, tred) is not installed: docs/layers.png left as it is"; fi
 
 install: build
 	cmake --install $(BUILD)

@@ -1,15 +1,46 @@
 /*
  * clients.c - makes the librdkafka consumer and producer from the kafka.*
- * keys, with ballast's reliable defaults, and routes librdkafka's logs and
- * errors to ballast's logger.
+ * keys, with ballast's reliable defaults, and installs the callback table
+ * it was given (bl_clients_init): delivery reports, rebalances and commit
+ * results go where the consumer says, not to functions this file names.
+ * Routes librdkafka's logs and errors to ballast's logger, sums up what it
+ * complains of while starting, waits for the cluster at start-up, reads
+ * committed offsets, and destroys a client within a bound.
  */
-#include "runtime.h"
+#include "clients.h"
+
+#include "cluster.h"
+#include "shared/lag.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#define DESTROY_TIMEOUT_MS 10000 /* rd_kafka_destroy() of each client */
+
+void bl_clients_init(ballast_consumer_t *c, const bl_client_cbs_t *cbs)
+{
+    c->clients.cbs = cbs;
+    atomic_init(&c->clients.starting, true);
+    pthread_mutex_init(&c->clients.start_mtx, NULL);
+}
+
+void bl_clients_started(ballast_consumer_t *c)
+{
+    atomic_store(&c->clients.starting, false);
+}
+
+void bl_clients_free(ballast_consumer_t *c)
+{
+    pthread_mutex_destroy(&c->clients.start_mtx);
+}
+
+bool bl_kafka_fenced(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__FENCED || err == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           err == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
 
 /* The librdkafka floor (docs/design.md, "Dependencies"): the build refuses an
  * older one, and a process that loaded an older one before libballast gets a
@@ -31,14 +62,14 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                                           : BALLAST_LOG_DEBUG;
     if (!c)
         return;
-    if (atomic_load(&c->starting) && lv < BALLAST_LOG_DEBUG)
+    if (atomic_load(&c->clients.starting) && lv < BALLAST_LOG_DEBUG)
         lv = BALLAST_LOG_DEBUG;
     bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
 }
 
 /* The errors no retry can fix: the broker refused our credentials or the
- * TLS handshake failed (consumer.c's start_refused turns them into a
- * configuration error). */
+ * TLS handshake failed (start_refused() turns them into a configuration
+ * error). */
 static bool refused_by_broker(int err)
 {
     return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
@@ -53,32 +84,26 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        bool fenced = orig == RD_KAFKA_RESP_ERR__FENCED ||
-                      orig == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-                      orig == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+        bool fenced = bl_kafka_fenced(orig);
         bl_set_fatal(c, bl_error_new(fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA,
                                      false, true, "kafka: fatal error: %s%s", fatal,
-                                     fenced ? " (another instance with the same "
-                                              "transactional.id took over)"
-                                            : ""));
+                                     fenced ? BL_FENCED_NOTE : ""));
         return;
     }
-    if (atomic_load(&c->starting)) {
+    if (atomic_load(&c->clients.starting)) {
         /* A refusal (credentials, certificate) is the cause; the "all
          * brokers are down" and transport errors that librdkafka reports
          * right after it are its consequence and must not replace it. */
-        pthread_mutex_lock(&c->start_mtx);
-        if (!refused_by_broker(c->start_error) || refused_by_broker(err)) {
-            bl_fmt(c->start_reason, sizeof(c->start_reason), "%s", reason);
-            c->start_error = err;
+        pthread_mutex_lock(&c->clients.start_mtx);
+        if (!refused_by_broker(c->clients.start_error) || refused_by_broker(err)) {
+            bl_fmt(c->clients.start_reason, sizeof(c->clients.start_reason), "%s", reason);
+            c->clients.start_error = err;
         }
-        pthread_mutex_unlock(&c->start_mtx);
+        pthread_mutex_unlock(&c->clients.start_mtx);
         return;
     }
     bl_log(&c->log, BALLAST_LOG_WARN, "kafka: %s", reason);
 }
-
-/* ---- construction ------------------------------------------------------- */
 
 /* librdkafka properties that only one client type understands; each is
  * kept away from the other so that librdkafka does not warn about it. */
@@ -147,7 +172,7 @@ static const char *default_txn_id(ballast_consumer_t *c)
 
     gethostname(host, sizeof(host) - 1);
     host[sizeof(host) - 1] = '\0';
-    bl_fmt(id, sizeof(id), "ballast-%s-%s", c->group, host);
+    bl_fmt(id, sizeof(id), "ballast-%s-%s", c->set.group, host);
     return id;
 }
 
@@ -191,7 +216,7 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
         err = set_prop(rkconf, "enable.partition.eof", "false");
     /* Exactly-once commits offsets inside transactions only, and must
      * not read records of aborted transactions. */
-    /* ballast commits itself (consumer.c commit_due), with metadata. */
+    /* ballast commits itself (commit.c), with metadata. */
     if (!err)
         err = set_prop(rkconf, "enable.auto.commit", "false");
     if (!err)
@@ -249,9 +274,9 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
          * a transaction commit send at once regardless. Exactly-once into
          * a database keeps 5 ms: a worker waits there for each dead
          * letter's acknowledgement before its transaction commits. */
-        if (!b.err && !c->txn_ops)
+        if (!b.err && c->set.semantics != BL_EXACTLY_ONCE_DB)
             b.err = set_prop(b.rkconf, "linger.ms", "100");
-        if (!b.err && c->eos)
+        if (!b.err && c->set.semantics == BL_EXACTLY_ONCE_KAFKA)
             b.err = set_prop(b.rkconf, "transactional.id", default_txn_id(c));
         if (!b.err)
             bl_conf_each_prefixed(c->conf, "kafka.", apply_kafka_prop, &b);
@@ -264,10 +289,10 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
     rd_kafka_conf_set_log_cb(b.rkconf, log_cb);
     rd_kafka_conf_set_error_cb(b.rkconf, error_cb);
     if (producer)
-        rd_kafka_conf_set_dr_msg_cb(b.rkconf, bl_on_delivery);
+        rd_kafka_conf_set_dr_msg_cb(b.rkconf, c->clients.cbs->delivered);
     else {
-        rd_kafka_conf_set_rebalance_cb(b.rkconf, bl_on_rebalance);
-        rd_kafka_conf_set_offset_commit_cb(b.rkconf, bl_on_commit);
+        rd_kafka_conf_set_rebalance_cb(b.rkconf, c->clients.cbs->rebalanced);
+        rd_kafka_conf_set_offset_commit_cb(b.rkconf, c->clients.cbs->committed);
     }
     *rkp = rd_kafka_new(producer ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER,
                         b.rkconf, errstr, sizeof(errstr));
@@ -280,89 +305,107 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
     return NULL;
 }
 
-/* Asks the producer's cluster about one topic, which leaves it in the
- * producer's metadata cache. */
-static void warm_topic(ballast_consumer_t *c, const char *name, int timeout_ms)
+/* ---- start-up ---------------------------------------------------------- */
+
+/* Serves librdkafka's error events while starting (nothing is subscribed
+ * yet, so no message can arrive) and turns the ones no retry can fix -- the
+ * broker refused our credentials or certificate -- into a configuration
+ * error at once, instead of waiting out startup.timeout.ms. */
+static ballast_error_t *start_refused(ballast_consumer_t *c)
 {
+    rd_kafka_message_t *rkm;
+    ballast_error_t *err;
+
+    while ((rkm = rd_kafka_consumer_poll(c->rk, 0)))
+        rd_kafka_message_destroy(rkm);
+    pthread_mutex_lock(&c->clients.start_mtx);
+    err = bl_kafka_refused(c->clients.start_error, c->clients.start_reason);
+    pthread_mutex_unlock(&c->clients.start_mtx);
+    return err;
+}
+
+/* Says what start-up waits for, every few seconds, so that a person
+ * watching is not left guessing: "waiting for 127.0.0.1:1 (Connection
+ * refused), 5 s of 30". */
+static void note_waiting(ballast_consumer_t *c, int64_t start, int64_t timeout,
+                         rd_kafka_resp_err_t err)
+{
+    char why[256];
+    const char *cut;
+
+    pthread_mutex_lock(&c->clients.start_mtx);
+    /* librdkafka's "<broker>: Connect to <address> failed: <reason> (after
+     * ...)" is long; its reason is what matters. */
+    cut = strstr(c->clients.start_reason, " failed: ");
+    bl_fmt(why, sizeof(why), "%s",
+           cut                        ? cut + 9
+           : *c->clients.start_reason ? c->clients.start_reason
+                                      : rd_kafka_err2str(err));
+    pthread_mutex_unlock(&c->clients.start_mtx);
+    if ((cut = strstr(why, " (after ")))
+        why[cut - why] = '\0';
+    bl_log(&c->log, BALLAST_LOG_INFO, "waiting for %s (%s), %lld s of %lld",
+           bl_conf_str(c->conf, "kafka.bootstrap.servers"), why,
+           (long long)((bl_now_ms() - start) / 1000), (long long)(timeout / 1000));
+}
+
+/* Collects the first topic a configuration needs that the cluster lacks. */
+typedef struct topic_check {
+    const struct rd_kafka_metadata *md;
+    ballast_error_t *err;
+} topic_check_t;
+
+static void check_topic(const char *key, const char *topic, void *opaque)
+{
+    topic_check_t *tc = opaque;
+
+    if (!tc->err)
+        tc->err = bl_topic_missing(tc->md, key, topic);
+}
+
+ballast_error_t *bl_clients_check_cluster(ballast_consumer_t *c)
+{
+    int64_t timeout = bl_conf_int(c->conf, "startup.timeout.ms");
+    int64_t start = bl_now_ms(), deadline = start + timeout, next_note = start + 5000;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt;
     rd_kafka_resp_err_t err;
+    topic_check_t tc = {NULL, NULL};
 
-    if (!name || !*name || !(rkt = rd_kafka_topic_new(c->producer, name, NULL)))
-        return;
-    err = rd_kafka_metadata(c->producer, 0, rkt, &md, timeout_ms);
-    if (err)
-        bl_log(&c->log, BALLAST_LOG_DEBUG, "producer: no metadata for %s yet: %s",
-               name, rd_kafka_err2str(err));
-    else
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-}
-
-void bl_producer_warm(ballast_consumer_t *c, int timeout_ms)
-{
-    if (!c->producer)
-        return;
-    warm_topic(c, c->output_topic, timeout_ms);
-    warm_topic(c, c->dlq_topic, timeout_ms);
-    for (size_t i = 0; i < c->tiers.count; i++)
-        warm_topic(c, c->tiers.tiers[i].topic, timeout_ms);
-}
-
-/* Asks the cluster about @p topic. @returns false only when it answered
- * that there is no such topic. */
-static bool lookup_topic(ballast_consumer_t *c, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->producer, topic, NULL);
-    rd_kafka_resp_err_t err;
-    bool exists = true;
-
-    if (!rkt)
-        return true;
-    err = rd_kafka_metadata(c->producer, 0, rkt, &md, WARM_TIMEOUT_MS);
-    if (!err) {
-        for (int i = 0; i < md->topic_cnt; i++)
-            if (!strcmp(md->topics[i].topic, topic))
-                exists = md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-                         md->topics[i].err != RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION;
-        rd_kafka_metadata_destroy(md);
+    for (;;) {
+        int64_t left = deadline - bl_now_ms();
+        ballast_error_t *refused;
+        /* Short rounds, so that a stop during start-up is prompt. */
+        err = rd_kafka_metadata(c->rk, 1, NULL, &md,
+                                (int)(left < 100 ? 100 : left > 500 ? 500 : left));
+        if (!err || bl_now_ms() >= deadline)
+            break;
+        if ((refused = start_refused(c)))
+            return refused;
+        if (!bl_kafka_waitable(err))
+            break;
+        if (bl_conf_stop_requested(c->conf))
+            return bl_error_new(BALLAST_ERR_STOPPED, false, false,
+                                "stopped while waiting for the broker");
+        if (bl_now_ms() >= next_note) {
+            note_waiting(c, start, timeout, err);
+            next_note += 5000;
+        }
     }
-    rd_kafka_topic_destroy(rkt);
-    return exists;
-}
-
-bool bl_topic_exists(ballast_consumer_t *c, const char *topic)
-{
-    bool known = c->output_topic && !strcmp(topic, c->output_topic);
-    char **grown;
-
-    pthread_mutex_lock(&c->topics_mtx);
-    for (size_t i = 0; !known && i < c->known_count; i++)
-        known = !strcmp(c->known_topics[i], topic);
-    pthread_mutex_unlock(&c->topics_mtx);
-    if (known)
-        return true;
-    if (!lookup_topic(c, topic))
-        return false;
-    pthread_mutex_lock(&c->topics_mtx);
-    if ((grown = realloc(c->known_topics, (c->known_count + 1) * sizeof(*grown)))) {
-        c->known_topics = grown;
-        if ((grown[c->known_count] = bl_strdup(topic)))
-            c->known_count++;
+    if (err) {
+        pthread_mutex_lock(&c->clients.start_mtx);
+        tc.err = bl_kafka_unreachable(c->conf, timeout, *c->clients.start_reason
+                                                            ? c->clients.start_reason
+                                                            : rd_kafka_err2str(err));
+        pthread_mutex_unlock(&c->clients.start_mtx);
+        return tc.err;
     }
-    pthread_mutex_unlock(&c->topics_mtx);
-    return true;
+    tc.md = md;
+    bl_each_needed_topic(c->conf, check_topic, &tc);
+    rd_kafka_metadata_destroy(md);
+    return tc.err;
 }
 
-/* A group coordinator that is loading, moving or not elected yet (a fresh
- * broker's, say): asking again shortly is the cure. */
-static bool coordinator_moving(rd_kafka_resp_err_t err)
-{
-    return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
-           err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
-           err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
-}
+/* ---- offsets and destruction ---------------------------------------------- */
 
 rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
                                  int timeout_ms)
@@ -370,7 +413,7 @@ rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     int64_t deadline = bl_now_ms() + timeout_ms;
     rd_kafka_resp_err_t err;
 
-    while (coordinator_moving(err = rd_kafka_committed(rk, list, timeout_ms)) &&
+    while (bl_lag_coordinator_moving(err = rd_kafka_committed(rk, list, timeout_ms)) &&
            bl_now_ms() + 100 < deadline) {
         bl_sleep_ms(100);
         timeout_ms = (int)(deadline - bl_now_ms());
@@ -378,26 +421,27 @@ rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t
     return err;
 }
 
-/* Splits `topics` into a librdkafka subscription list. */
-rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
+/* rd_kafka_destroy() on a thread of its own, waited for DESTROY_TIMEOUT_MS:
+ * librdkafka has had destroys that hang, and a stop must end. */
+static void *destroy_main(void *rk)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
-    const char *s = topics;
+    rd_kafka_destroy(rk);
+    return NULL;
+}
 
-    while (s && *s) {
-        const char *comma = strchr(s, ',');
-        const char *end = comma ? comma : s + strlen(s);
-        char name[512];
-        while (s < end && (*s == ' ' || *s == '\t'))
-            s++;
-        while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if (end > s && (size_t)(end - s) < sizeof(name)) {
-            memcpy(name, s, (size_t)(end - s));
-            name[end - s] = '\0';
-            rd_kafka_topic_partition_list_add(list, name, RD_KAFKA_PARTITION_UA);
-        }
-        s = comma ? comma + 1 : NULL;
+void bl_client_destroy(ballast_consumer_t *c, rd_kafka_t *rk, const char *what)
+{
+    struct timespec deadline;
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, destroy_main, rk)) {
+        rd_kafka_destroy(rk);
+        return;
     }
-    return list;
+    deadline = bl_deadline(DESTROY_TIMEOUT_MS);
+    if (pthread_timedjoin_np(t, NULL, &deadline)) {
+        bl_log(&c->log, BALLAST_LOG_WARN, "kafka: the %s did not close within %d s; "
+               "leaving it", what, DESTROY_TIMEOUT_MS / 1000);
+        pthread_detach(t);
+    }
 }

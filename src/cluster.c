@@ -3,7 +3,6 @@
  */
 #include "cluster.h"
 
-#include "runtime.h"
 #include "tiers.h"
 
 #include <string.h>
@@ -67,4 +66,28 @@ ballast_error_t *bl_kafka_unreachable(const ballast_conf_t *conf, int64_t timeou
                         "%lld ms (%s)",
                         bl_conf_str(conf, "kafka.bootstrap.servers"), (long long)timeout_ms,
                         reason);
+}
+
+/* Splits `topics` into a librdkafka subscription list. */
+rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    const char *s = topics;
+
+    while (s && *s) {
+        const char *comma = strchr(s, ',');
+        const char *end = comma ? comma : s + strlen(s);
+        char name[512];
+        while (s < end && (*s == ' ' || *s == '\t'))
+            s++;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end > s && (size_t)(end - s) < sizeof(name)) {
+            memcpy(name, s, (size_t)(end - s));
+            name[end - s] = '\0';
+            rd_kafka_topic_partition_list_add(list, name, RD_KAFKA_PARTITION_UA);
+        }
+        s = comma ? comma + 1 : NULL;
+    }
+    return list;
 }

@@ -1,8 +1,8 @@
 /*
  * cluster.h - what start-up asks of the Kafka cluster, as verdicts shared
  * by ballast_consumer_new() and ballast_conf_check(): which topics a
- * configuration needs, whether one exists, and which connection failures
- * no retry can fix. Internal.
+ * configuration needs (and the subscription they make), whether one
+ * exists, and which connection failures no retry can fix. Internal.
  */
 #ifndef BALLAST_CLUSTER_H
 #define BALLAST_CLUSTER_H
@@ -10,6 +10,9 @@
 #include "internal.h"
 
 #include <librdkafka/rdkafka.h>
+
+/** Splits `topics` (comma-separated) into a subscription list. */
+rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 
 typedef void (bl_topic_cb)(const char *key, const char *topic, void *opaque);
 

@@ -436,6 +436,11 @@ const char *bl_conf_str(const ballast_conf_t *conf, const char *key)
     return v ? v : "";
 }
 
+bool bl_conf_exactly_once(const ballast_conf_t *conf)
+{
+    return !strcmp(bl_conf_str(conf, "semantics"), "exactly-once");
+}
+
 int64_t bl_conf_int(const ballast_conf_t *conf, const char *key)
 {
     int64_t v = 0;
@@ -627,14 +632,13 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
     if ((err = validate_tiers(conf, topics, dlq, out)))
         return err;
     /* A transactional producer refuses records outside a transaction. */
-    if (extra_get(conf, "kafka.transactional.id") &&
-        strcmp(bl_conf_str(conf, "semantics"), "exactly-once"))
+    if (extra_get(conf, "kafka.transactional.id") && !bl_conf_exactly_once(conf))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "kafka.transactional.id: only used with semantics = "
                             "exactly-once");
     /* A partition's offsets are stored with its writes; that needs each
      * partition's messages handled in order by one worker. */
-    if (!strcmp(bl_conf_str(conf, "semantics"), "exactly-once") &&
+    if (bl_conf_exactly_once(conf) &&
         (!strcmp(handler, "sqlite") || !strcmp(handler, "postgres")) &&
         !conf->handler && strcmp(bl_conf_str(conf, "ordering"), "partition"))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,

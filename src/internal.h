@@ -1,9 +1,13 @@
 /*
- * internal.h - declarations shared by the library's modules (never installed).
+ * internal.h - declarations shared by the library's modules (never
+ * installed): errors (error.c), logging (log.c), the configuration
+ * (conf.c, conffile.c) and handler results (message.c).
  *
- * Public names start with `ballast_`; internal ones with `bl_`. Modules that
- * implement pure policy (conf, tracker, backoff, sqltmpl) do not include
- * rdkafka.h; only the adapters (consumer, producer, handlers) do.
+ * Public names start with `ballast_`; internal ones with `bl_`. The modules
+ * of pure policy (tracker, donemeta, backoff, tiers, breaker, pause,
+ * cadence, route.h, sqltmpl, ...; docs/design.md lists them) do not include
+ * rdkafka.h; conf.c is not one of them: it asks librdkafka and libpq to
+ * check the kafka.* keys and the PostgreSQL DSN.
  */
 #ifndef BALLAST_INTERNAL_H
 #define BALLAST_INTERNAL_H
@@ -44,6 +48,10 @@ int64_t bl_conf_int(const ballast_conf_t *conf, const char *key);
 double bl_conf_double(const ballast_conf_t *conf, const char *key);
 /** The value of a key as a string, "" when unset and without default. */
 const char *bl_conf_str(const ballast_conf_t *conf, const char *key);
+/** True when @p conf asks for `semantics = exactly-once` (with a database
+ *  handler the database's transactions hold the offsets, with any other
+ *  Kafka transactions do). */
+bool bl_conf_exactly_once(const ballast_conf_t *conf);
 
 typedef void (bl_conf_kv_cb)(const char *key, const char *value, void *opaque);
 /** Calls @p cb for each `<prefix><name>` key that is set, with the prefix

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 
 struct bl_part;
+struct bl_signal;
 
 /* What finishing a message means for its partition's committed offset. */
 enum {
@@ -37,7 +38,7 @@ struct ballast_message_s {
     bool hdrs_loaded;
     int attempt; /* 1 on the first delivery */
 
-    /* Runtime bookkeeping (consumer.c). */
+    /* Runtime bookkeeping (parts.c, dispatch.c, outcome.c, emit.c). */
     rd_kafka_message_t *rkm; /* owned; destroyed with the message */
     struct bl_part *part;
     uint64_t seq; /* position in the partition's tracker */
@@ -46,9 +47,9 @@ struct ballast_message_s {
     struct ballast_result_s result;
     atomic_int pending_emits; /* records not yet acknowledged, +1 until the
                                  worker has handed the message back */
-    void *waiter; /* the bl_worker_t waiting for this message's deliveries */
+    struct bl_signal *waiter; /* a worker waiting for this message's deliveries */
     int fate;     /* BL_FATE_*: what finishing it means for its offset */
-    /* Where the message failed to (send_failure() in worker.c). */
+    /* Where the message failed to (bl_emit_fail_over() in emit.c). */
     int failure_tier;       /* the retry tier's index, or -1: the DLQ */
     int64_t failure_due_ms; /* retry tiers: when it may run again; else -1 */
     bool failure_pending;   /* the poll thread is to produce the record */

@@ -1,74 +1,184 @@
 /*
- * runtime.h - the consumer runtime's shared state and the functions its
- * files call on each other. Internal.
+ * runtime.h - the consumer runtime's state and its primitives. Internal.
  *
- * consumer.c  construction, the poll loop, rebalances, shutdown
- * worker.c    handler workers: taking work, retries, outcomes
- * clients.c   librdkafka client construction and its logging callbacks
- * status.c    snapshots for metrics, status and health
+ * The state is one struct, ballast_consumer_s, made of one sub-struct per
+ * subsystem, as librdkafka's rdkafka_int.h holds rk_eos and the consumer
+ * group's state. Each sub-struct says which file owns it: only that file
+ * writes it, and other files call that file's functions (or read a field
+ * through an inline accessor in its header). The files, from the top:
+ *
+ *   consumer.c   construction, the poll loop, the stop, destruction
+ *   status.c     snapshots, health, readiness, metrics, stats
+ *   rebalance.c  assignments and revocations; where partitions start, and
+ *                every rewind (after an aborted Kafka transaction or a
+ *                fenced database batch)
+ *   dispatch.c   the poll thread's traffic: messages to workers and back,
+ *                backpressure and pauses
+ *   worker.c     worker threads: taking work, handing it back, the stop
+ *   dbtxn.c      exactly-once into a database: a batch's transaction
+ *   outcome.c    a handler call, its retries, what its outcome means
+ *   ktxn.c       exactly-once with Kafka outputs: Kafka transactions
+ *   commit.c     at-least-once commits
+ *   emit.c       everything produced: outputs, dead letters, tier moves,
+ *                their delivery reports
+ *   parts.c      partitions and the message pool
+ *   clients.c    librdkafka clients, with the callback table they are given
+ *   runtime.c    the run's flags and fatal error, the completion list
+ * Below them are the pure policies (breaker, pause, cadence, route.h,
+ * tracker, backoff, tiers, donemeta) and the message, producer and handler
+ * modules. Each file calls and includes only files below it (scripts/layers
+ * checks this; docs/design.md draws it).
  *
  * Threading rules: fields marked "poll thread" are touched only by the
- * thread in ballast_consumer_run(); worker queues are guarded by the
- * worker's mutex; the completion list by done_mtx; atomics are atomics.
+ * thread in ballast_consumer_run(); a worker's queue is guarded by its
+ * signal's mutex; the completion list by its own; atomics are atomics.
  */
 #ifndef BALLAST_RUNTIME_H
 #define BALLAST_RUNTIME_H
 
 #include "backoff.h"
+#include "breaker.h"
+#include "cadence.h"
+#include "donemeta.h"
 #include "handlers/handlers.h"
 #include "history.h"
 #include "internal.h"
 #include "message.h"
 #include "observe.h"
-#include "producer.h"
+#include "pause.h"
+#include "route.h"
 #include "tiers.h"
-#include "donemeta.h"
 #include "tracker.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
+#include <time.h>
 
-#define STAGE_CHUNK 256      /* messages polled before handing them over */
-#define WORKER_TAKE_MAX 256  /* messages a worker takes per lock in message mode */
-#define POLL_IDLE_MS 20      /* also the stop latency when idle */
-#define POLL_BUSY_MS 10
-#define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
-#define REWIND_TIMEOUT_MS 30000 /* each blocking call of a rewind */
-#define COMMIT_WAIT_MS 5000  /* a sync commit waits this long for an async one */
-#define WARM_TIMEOUT_MS 5000  /* each topic lookup of bl_producer_warm() */
-#define UNAVAILABLE_RETRY_MAX_MS 5000 /* the longest wait for an unavailable handler */
-#define STOP_GRACE_MS 5000    /* a handler call may outlive the drain by this much */
-#define DESTROY_TIMEOUT_MS 10000 /* rd_kafka_destroy() of each client */
+/* ---- primitives ----------------------------------------------------------- */
 
 typedef struct ballast_message_s bl_msg_t;
 
+/** A queue of messages, linked through their `next`. */
 typedef struct bl_queue {
     bl_msg_t *head, *tail;
     size_t len;
 } bl_queue_t;
 
+static inline void bl_queue_push(bl_queue_t *q, bl_msg_t *m)
+{
+    m->next = NULL;
+    if (q->tail)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->len++;
+}
+
+/** Moves every message of @p more to the end of @p q. */
+static inline void bl_queue_append(bl_queue_t *q, bl_queue_t *more)
+{
+    if (!more->head)
+        return;
+    if (q->tail)
+        q->tail->next = more->head;
+    else
+        q->head = more->head;
+    q->tail = more->tail;
+    q->len += more->len;
+    memset(more, 0, sizeof(*more));
+}
+
+/** Takes the head of @p q; NULL when it is empty. */
+static inline bl_msg_t *bl_queue_pop(bl_queue_t *q)
+{
+    bl_msg_t *m = q->head;
+
+    if (m) {
+        q->head = m->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->len--;
+    }
+    return m;
+}
+
+/** Moves up to @p max messages from the head of @p from into @p to (made
+ *  empty first): all of them at once when they fit, so that no list is
+ *  walked (each step is a cache miss on a message another thread wrote). */
+static inline void bl_queue_take(bl_queue_t *from, bl_queue_t *to, size_t max)
+{
+    bl_msg_t *m;
+
+    memset(to, 0, sizeof(*to));
+    if (from->len <= max) {
+        *to = *from;
+        memset(from, 0, sizeof(*from));
+        return;
+    }
+    while (to->len < max && (m = bl_queue_pop(from)))
+        bl_queue_push(to, m);
+}
+
+/** A mutex and a condition to wait on under it. */
+typedef struct bl_signal {
+    pthread_mutex_t mtx;
+    pthread_cond_t cond;
+} bl_signal_t;
+
+/** Wakes everyone waiting on @p s. */
+static inline void bl_signal_wake(bl_signal_t *s)
+{
+    pthread_mutex_lock(&s->mtx);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/** The moment @p ms from now, as pthread_cond_timedwait() and
+ *  pthread_timedjoin_np() take it (CLOCK_REALTIME). */
+static inline struct timespec bl_deadline(int64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* ---- a partition ------------------------------------------------------------ */
+
+/** An assigned partition (parts.c), or an orphan: one no longer assigned
+ *  (revoked, or replaced by a rewind) whose messages are still in flight.
+ *  Poll thread, but for the atomics; fields marked with a file are that
+ *  file's. */
 typedef struct bl_part {
     char *topic;
     int32_t partition;
     bl_tracker_t tracker;
-    int64_t stored;       /* last offset handed to offsets_store/commit */
-    atomic_bool revoked;  /* written by the poll thread, read by workers */
-    atomic_bool rewind;   /* exactly-once into a database: a worker found a
-                             batch of it fenced; the poll thread rewinds it */
+    atomic_bool revoked;  /* workers drop its messages that have not started */
+    atomic_bool rewind;   /* to be rewound by the poll loop (rebalance.c) */
     size_t inflight;      /* messages of this partition not yet retired */
-    bool paused;          /* paused by ballast (only those are resumed) */
     bool orphan;          /* no longer assigned: freed when inflight is 0 */
-    int worker;           /* the worker for ordering = partition */
+    int worker;           /* its worker for ordering = partition */
     const rd_kafka_topic_t *rkt; /* its topic handle, for a pointer compare */
     int64_t committed;    /* last offset the broker confirmed, -1: none */
-    bl_queue_t held;      /* exactly-once: finished messages whose records
-                             wait until every earlier offset finished */
-    int64_t tier_wait_until; /* retry tier: paused until this epoch ms */
-    bl_skipset_t skip;    /* finished before a restart (commit metadata) */
-    char *stored_meta;    /* the metadata of the last commit sent */
     int64_t last_ts;      /* timestamp of the last message received */
-    struct {              /* status.c: its processing rate, per history frame */
+    int64_t stored;       /* commit.c, ktxn.c: last offset sent for commit */
+    char *stored_meta;    /* commit.c: the metadata of the last commit sent */
+    bl_queue_t held;      /* ktxn.c: finished messages waiting for every
+                             earlier offset to finish */
+    bool paused;          /* dispatch.c: paused by ballast (only those are
+                             resumed) */
+    int64_t tier_wait_until; /* dispatch.c: paused until this epoch ms */
+    bl_skipset_t skip;    /* rebalance.c: finished before a restart */
+    struct {              /* status.c: its rate, per history frame */
         uint64_t finished; /* tracker.finished at the last frame */
         int64_t at_ms;     /* when that frame was taken, 0: none yet */
         double per_second; /* between the last two frames, -1: unknown */
@@ -76,265 +186,230 @@ typedef struct bl_part {
     struct bl_part *next;
 } bl_part_t;
 
-typedef struct bl_worker {
-    struct ballast_consumer_s *cons;
-    int index;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mtx;
-    pthread_cond_t cond;
-    bl_queue_t queue; /* guarded by mtx */
-    bool quit;        /* guarded by mtx */
-    void *state;      /* the handler's state for this worker */
-    bool state_ok;
-    atomic_int_fast64_t busy_since; /* ms when the running call began, 0: idle */
-    atomic_bool transient;          /* its latest handler call said RETRY */
-    atomic_bool unavailable;        /* ... or UNAVAILABLE (or its database is down) */
-    int down_tries;                 /* calls in a row that found it unavailable */
-    bl_queue_t staged; /* poll thread only: not yet handed over */
-    unsigned rnd;
-    bool left;   /* under the consumer's life_mtx: left running by a stop */
-    bool exited; /* under life_mtx: its thread is done with the consumer */
-} bl_worker_t;
+/* ---- the subsystems ------------------------------------------------------- */
 
-typedef enum { ORDER_PARTITION, ORDER_KEY, ORDER_NONE } ordering_t;
+/** Which exactly-once engine runs, if any. */
+typedef enum bl_semantics {
+    BL_AT_LEAST_ONCE,
+    BL_EXACTLY_ONCE_KAFKA, /* Kafka transactions hold outputs and offsets (ktxn.c) */
+    BL_EXACTLY_ONCE_DB     /* the database's transactions hold them (dbtxn.c) */
+} bl_semantics_t;
 
-struct ballast_consumer_s {
-    ballast_conf_t *conf;
-    bl_logger_t log;
-    rd_kafka_t *rk;
-    rd_kafka_t *producer;
+/** The configuration as the runtime uses it: read once by consumer.c,
+ *  read-only afterwards (any thread). */
+typedef struct bl_settings {
+    bl_semantics_t semantics;
     const ballast_handler_t *handler;
     void *handler_opaque;
     ballast_rebalance_cb *rebalance_cb;
     void *rebalance_opaque;
-    const char *group, *output_topic, *dlq_topic;
-
+    const char *group, *output_topic, *dlq_topic; /* topics: NULL when unset */
+    bl_tiers_t tiers; /* retry.topics */
     bl_backoff_t backoff;
     int max_attempts;
     bool batch_mode;
     size_t batch_max;
     int64_t batch_ms;
-    ordering_t ordering;
+    bl_ordering_t ordering;
     int nworkers;
-    bl_worker_t *workers;
-    unsigned round_robin;
-    size_t max_inflight;
-    uint64_t max_inflight_bytes;
-    int64_t shutdown_timeout_ms;
-    int64_t handler_timeout_ms;
-    int64_t commit_interval_ms, next_commit_ms, last_commit_ms; /* Kafka commits */
-    rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
-    int commits_pending;        /* asynchronous commits in flight (0 or 1) */
-    bl_tiers_t tiers;     /* retry.topics */
-    bool draining;        /* poll thread: shutting down, every partition paused */
+    int64_t shutdown_timeout_ms, handler_timeout_ms, max_poll_interval_ms;
+    int64_t txn_interval_ms, progress_interval_ms;
+} bl_settings_t;
 
-    /* The DLQ breaker (worker threads, under breaker_mtx). */
-    pthread_mutex_t breaker_mtx;
-    int64_t breaker_max_consecutive, breaker_consecutive;
-    double breaker_max_ratio;
-    uint8_t *breaker_window; /* 1: dead-lettered, 0: handled */
-    size_t breaker_window_size, breaker_pos, breaker_fill, breaker_dead;
-    atomic_bool breaker;     /* tripped: consumption stays paused */
-    char breaker_reason[512];
-
-    /* Topics named by emitted records that the cluster was found to have
-     * (bl_topic_exists); any thread, under topics_mtx. */
-    pthread_mutex_t topics_mtx;
-    char **known_topics;
-    size_t known_count;
-
-    /* Exactly-once into a database: the handler's transaction operations,
-     * and a handler state of its own for reading stored offsets (poll
-     * thread). */
-    const bl_txn_ops_t *txn_ops;
-    void *loader_state;
-    atomic_bool rewind_wanted; /* some partition's rewind flag is set */
-
-    /* Exactly-once with Kafka outputs (txn.c); poll thread only. */
-    bool eos;
-    bool txn_open;
-    bool txn_doomed;  /* a delivery report refused a record for good */
-    bool txn_halted;  /* so the transaction was aborted: nothing commits */
-    int64_t txn_deadline_ms, txn_interval_ms;
-    int64_t max_poll_interval_ms;
-    int64_t started_ms;
-
-    /* Observability: the poll thread publishes a snapshot of its partitions
-     * about once a second, with the in-flight totals of the same moment, and
-     * adds a history frame every BL_HISTORY_INTERVAL_MS; readers on other
-     * threads copy them under obs_mtx. */
-    pthread_mutex_t obs_mtx;
-    bl_part_view_t *snapshot;
-    size_t snapshot_count;
-    uint64_t snapshot_inflight, snapshot_inflight_bytes, snapshot_revoked;
-    bl_history_t *history; /* NULL until the first snapshot */
-    int64_t next_snapshot_ms;
-    int64_t progress_interval_ms, progress_ms; /* the progress line (poll thread) */
-    uint64_t progress_processed;
-    char last_transient[256]; /* guarded by obs_mtx */
-    char unavailable_reason[256]; /* guarded by obs_mtx */
-    atomic_int unavailable_workers; /* workers whose handler is unavailable */
-    atomic_int_fast64_t unavailable_since_ms;
-
-    atomic_int_fast64_t last_poll_ms;
-    atomic_int running;        /* 1 while ballast_consumer_run polls */
-    bl_histogram_t latency;
-
-    /* Poll thread only. */
-    bl_part_t *parts, *orphans, *last_part;
-    size_t inflight, staged;
-    uint64_t inflight_bytes;
-    bool backpressured, offsets_dirty, ran;
-    int64_t over_since;   /* when the in-flight limit was reached (since in
-                             flight last fell to half of it), 0: not */
-    int64_t soft_limit_ms; /* how long to hold back before pausing */
-    bool paused_breaker;  /* the breaker state sync_pause() last applied */
-    bool paused_unavailable; /* the handler state sync_pause() last applied */
-    bool paused_bp;       /* the backpressure state sync_pause() last applied */
-    size_t tier_waiting;  /* partitions waiting for a retry tier's due time */
-    bl_msg_t *free_msgs;  /* reusable message structs (poll thread) */
-    size_t free_count;
-
-    /* While starting, librdkafka's complaints are summed up by the start-up
-     * error instead of being logged one by one. */
-    atomic_bool starting;
-    pthread_mutex_t start_mtx;
-    char start_reason[256];
-    int start_error; /* the librdkafka error code behind start_reason */
-
-    /* Completion list: workers append, the poll thread takes. */
-    pthread_mutex_t done_mtx;
-    pthread_cond_t done_cond;
-    bl_queue_t done;
-    atomic_bool done_ready;
-
-    volatile sig_atomic_t stop_requested; /* set by ballast_consumer_stop() */
+/** The run (runtime.c): how it ends. Any thread. */
+typedef struct bl_run {
+    volatile sig_atomic_t stop_requested; /* ballast_consumer_stop() */
+    atomic_bool failed;  /* a fatal error is recorded */
     atomic_bool abandon; /* the drain's deadline passed: workers start
                             nothing new and stop retrying */
-    int abandoned_calls; /* handler calls still running when the drain ended */
-    pthread_mutex_t life_mtx; /* the next two, and each worker's left/exited */
-    int left_running;    /* workers left running by stop_workers() */
-    bool destroy_pending; /* destroyed while some were: the last one frees */
-    atomic_bool failed;  /* a fatal error is recorded */
     pthread_mutex_t err_mtx;
     ballast_error_t *fatal;
+    bool ran;            /* consumer.c: ballast_consumer_run() was called */
+    atomic_int running;  /* consumer.c: 1 while ballast_consumer_run polls */
+    atomic_int_fast64_t last_poll_ms; /* consumer.c, rebalance.c, dispatch.c */
+    int64_t started_ms;
+} bl_run_t;
 
-    struct {
-        atomic_uint_fast64_t consumed, processed_ok, retried, failed,
-            dead_lettered, emitted, commits, commit_errors, rebalances,
-            paused_partitions, skipped_done, metadata_truncated, fenced;
-    } stats;
-    atomic_uint_fast64_t inflight_pub, inflight_bytes_pub;
+/** The counters, bumped where things happen and read by status.c. */
+typedef struct bl_stats {
+    atomic_uint_fast64_t consumed, processed_ok, retried, failed, dead_lettered, emitted,
+        commits, commit_errors, rebalances, paused_partitions, skipped_done,
+        metadata_truncated, fenced;
+    atomic_uint_fast64_t inflight, inflight_bytes; /* dispatch.c publishes */
+    bl_histogram_t latency;                        /* outcome.c observes */
+} bl_stats_t;
+
+/** The completion list (runtime.c): workers hand finished messages back,
+ *  the poll thread takes them. */
+typedef struct bl_done {
+    bl_signal_t sig;
+    bl_queue_t q; /* under sig.mtx */
+    atomic_bool ready;
+} bl_done_t;
+
+/** What librdkafka calls back (clients.c installs the table it is given). */
+typedef struct bl_client_cbs {
+    void (*delivered)(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
+    void (*rebalanced)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                       rd_kafka_topic_partition_list_t *list, void *opaque);
+    void (*committed)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque);
+} bl_client_cbs_t;
+
+/** clients.c. While starting, librdkafka's complaints are summed up by the
+ *  start-up error instead of being logged one by one. */
+typedef struct bl_clients {
+    const bl_client_cbs_t *cbs;
+    atomic_bool starting;
+    pthread_mutex_t start_mtx;
+    char start_reason[256]; /* under start_mtx */
+    int start_error;        /* the librdkafka error code behind it */
+} bl_clients_t;
+
+/** parts.c; poll thread. */
+typedef struct bl_parts {
+    bl_part_t *list, *orphans, *last;
+    size_t inflight;         /* messages received and not retired */
+    uint64_t inflight_bytes;
+    bool dirty;              /* a tracker advanced since the last commit */
+    atomic_bool rewind_wanted; /* some partition's rewind flag is set */
+    bl_msg_t *free_msgs;     /* message structs kept for reuse */
+    size_t free_count;
+} bl_parts_t;
+
+/** emit.c: topics named by emitted records that the cluster was found to
+ *  have (bl_emit_topic_exists). Any thread, under topics_mtx. */
+typedef struct bl_emit {
+    pthread_mutex_t topics_mtx;
+    char **known;
+    size_t nknown;
+} bl_emit_t;
+
+/** commit.c; poll thread. */
+typedef struct bl_commit {
+    bl_cadence_t cadence;
+    rd_kafka_queue_t *q; /* results of asynchronous commits */
+    int pending;         /* asynchronous commits in flight (0 or 1) */
+} bl_commit_t;
+
+/** ktxn.c: the Kafka transaction; poll thread. */
+typedef struct bl_ktxn {
+    bool open;
+    bool doomed;  /* a delivery report refused a record for good */
+    bool halted;  /* so the transaction was aborted: nothing commits */
+    int64_t deadline_ms;
+} bl_ktxn_t;
+
+/** dbtxn.c: the database's transaction operations, and a handler state of
+ *  the poll thread's own for reading stored offsets. */
+typedef struct bl_dbtxn {
+    const bl_dbtxn_ops_t *ops;
+    void *loader;
+} bl_dbtxn_t;
+
+/** One worker (worker.c; outcome.c uses the fields of its calls). */
+typedef struct bl_worker {
+    struct ballast_consumer_s *cons;
+    int index;
+    pthread_t thread;
+    bool started;
+    bl_signal_t sig;  /* guards queue and quit; the worker waits on it */
+    bl_queue_t queue; /* under sig.mtx */
+    bool quit;        /* under sig.mtx */
+    void *state;      /* the handler's state for this worker */
+    bool state_ok;
+    atomic_int_fast64_t busy_since; /* outcome.c: ms the running call began, 0: idle */
+    atomic_bool transient;          /* outcome.c: its latest call said RETRY */
+    atomic_bool unavailable;        /* outcome.c: ... or UNAVAILABLE */
+    int down_tries;                 /* outcome.c: calls in a row that found it so */
+    unsigned rnd;
+    bool left;   /* under life_mtx: left running by a stop */
+    bool exited; /* under life_mtx: its thread is done with the consumer */
+} bl_worker_t;
+
+/** The workers (worker.c), and what their calls found (outcome.c). */
+typedef struct bl_workers {
+    bl_worker_t *w; /* settings.nworkers of them */
+    /* outcome.c: whether the handler can run at all, and its last transient
+     * failure, for readiness. */
+    atomic_int unavailable;   /* workers whose handler is unavailable */
+    atomic_int_fast64_t unavailable_since_ms;
+    pthread_mutex_t why_mtx;
+    char unavailable_reason[256], last_transient[256]; /* under why_mtx */
+    /* worker.c: the stop. */
+    pthread_mutex_t life_mtx; /* the next two, and each worker's left/exited */
+    int left_running;     /* workers left running by a stop */
+    bool destroy_pending; /* destroyed while some were: the last one frees */
+    void (*free_consumer)(struct ballast_consumer_s *c); /* consumer.c's */
+    int abandoned_calls;  /* handler calls still running when the drain ended */
+} bl_workers_t;
+
+/** dispatch.c; poll thread. */
+typedef struct bl_dispatch {
+    bl_queue_t *staged; /* per worker: polled, not yet handed over */
+    size_t nstaged;
+    unsigned round_robin;
+    bl_backpressure_t bp;
+    bool draining;        /* a stop: every partition paused */
+    size_t tier_waiting;  /* partitions waiting for a retry tier's due time */
+    bl_pause_why_t applied; /* the reasons sync_pause() last applied */
+} bl_dispatch_t;
+
+/** status.c: the poll thread publishes a snapshot of its partitions about
+ *  once a second, with the in-flight totals of the same moment, and adds a
+ *  history frame every BL_HISTORY_INTERVAL_MS; readers on other threads
+ *  copy them under mtx. */
+typedef struct bl_status {
+    pthread_mutex_t mtx;
+    bl_part_view_t *snapshot;
+    size_t count;
+    uint64_t inflight, inflight_bytes, revoked;
+    bl_history_t *history; /* NULL until the first snapshot */
+    int64_t next_snapshot_ms;
+    int64_t progress_ms;   /* the progress line's (poll thread) */
+    uint64_t progress_processed;
+} bl_status_t;
+
+struct ballast_consumer_s {
+    ballast_conf_t *conf; /* our copy */
+    bl_logger_t log;
+    bl_settings_t set;
+    rd_kafka_t *rk;       /* the consumer handle (poll thread) */
+    rd_kafka_t *producer; /* NULL when nothing is produced; ktxn.c replaces
+                             it after a transaction's unknown outcome */
+    bl_run_t run;
+    bl_stats_t stats;
+    bl_done_t done;
+    bl_clients_t clients;
+    bl_parts_t parts;
+    bl_emit_t emit;
+    bl_commit_t commit;
+    bl_ktxn_t ktxn;
+    bl_dbtxn_t dbtxn;
+    bl_breaker_t breaker;
+    bl_workers_t workers;
+    bl_dispatch_t dispatch;
+    bl_status_t status;
 };
 
-/* consumer.c */
-void bl_queue_push(bl_queue_t *q, bl_msg_t *m);
-void bl_queue_append(bl_queue_t *q, bl_queue_t *more);
-/** Records the first fatal error; later ones are logged. Any thread. */
+/* ---- runtime.c --------------------------------------------------------------- */
+
+/** Records the first fatal error (takes @p err); later ones are logged.
+ *  Any thread. */
 void bl_set_fatal(ballast_consumer_t *c, ballast_error_t *err);
 /** True once a stop was requested or a fatal error recorded. Any thread. */
 bool bl_stopping(const ballast_consumer_t *c);
-bl_part_t *bl_part_find(ballast_consumer_t *c, const char *topic, int32_t partition);
-void bl_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                     rd_kafka_topic_partition_list_t *list, void *opaque);
-void bl_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque);
-void bl_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                  rd_kafka_topic_partition_list_t *offsets, void *opaque);
+/** Takes the fatal error (NULL: none); the caller owns it. */
+ballast_error_t *bl_take_fatal(ballast_consumer_t *c);
 
-void bl_flush_staged(ballast_consumer_t *c);
-/** Exactly-once: produces the records of held messages that the committable
- *  offsets now cover, in offset order, into the open transaction. */
-void bl_flush_held(ballast_consumer_t *c);
-/** Replaces the state of every assigned partition (@p flagged_only: of
- *  those whose rewind flag is set) with a fresh one, dropping what was in
- *  flight; the first step of a rewind. @returns the partitions replaced,
- *  for the caller to seek and destroy. */
-rd_kafka_topic_partition_list_t *bl_reset_parts(ballast_consumer_t *c, bool flagged_only);
-/** Seeks each partition of @p list, blocking, to its offset (none: the
- *  beginning); the last step of a rewind. */
-void bl_seek_parts(ballast_consumer_t *c, const rd_kafka_topic_partition_list_t *list);
+/** Frees every message of @p q (destruction). */
+void bl_queue_free(bl_queue_t *q);
 
-/* txn.c (poll thread only) */
-ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms);
-/** Produces a finished message's records in the open transaction (opening
- *  one if needed). @returns false when the transaction was aborted. */
-bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m);
-/** Sends the committable offsets and commits. @returns false on failure
- *  (after aborting and rewinding, or recording a fatal error). */
-bool bl_txn_commit(ballast_consumer_t *c);
-/** Aborts the open transaction and rewinds. */
-void bl_txn_abort(ballast_consumer_t *c);
-/** Commits the open transaction when its interval has passed. */
-void bl_txn_tick(ballast_consumer_t *c);
-/** The delivery report of a transactional record (every record, in this
- *  mode): counts it, logs the dead letter it may be, and dooms the
- *  transaction when the broker refused it for good. */
-void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm);
-
-/* worker.c */
-/** The worker thread's body; @p arg is its bl_worker_t. */
-void *bl_worker_main(void *arg);
-/** The worker's thread is done with the consumer: the last of those a stop
- *  left running frees a consumer destroyed meanwhile. Its final call. */
-void bl_worker_exited(bl_worker_t *w);
-/** Produces the retry-tier or dead-letter record send_failure() decided
- *  for @p m, straight from the message, counting it in pending_emits: on
- *  the @p poll_thread (at-least-once, once the message is handed back), or
- *  on a worker that waits for the acknowledgement (exactly-once into a
- *  database). A refusal fails the message and stops the pipeline. */
-void bl_produce_failure_of(ballast_consumer_t *c, bl_msg_t *m, bool poll_thread);
-
-/** A dead letter's or retry-tier move's log line, kept until the broker
- *  acknowledged its record. */
-typedef struct bl_failure_note {
-    bool tier; /* a tier move (info), else a dead letter (warning) */
-    char line[];
-} bl_failure_note_t;
-/** The note of @p m's dead letter or tier move, or NULL when the rate
- *  limit (one full line a second) counts it instead. Caller frees. Any
- *  thread. */
-bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m);
-/** Logs a note of bl_failure_note(). */
-void bl_log_failure_note(ballast_consumer_t *c, const bl_failure_note_t *note);
-
-/* clients.c */
-/** Makes the consumer or producer handle from the kafka.* keys. */
-ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
-/** The consumer's configuration: ballast's defaults, then the kafka.* keys
- *  of @p conf; the caller owns *rkconfp (bl_make_client() and `ballast
- *  check` make their consumers from it). */
-ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
-                                      rd_kafka_conf_t **rkconfp);
-/* Looks up the output, dead-letter and retry-tier topics with the
- * producer, so that its first record to each does not wait for
- * librdkafka's periodic scan for unknown topics (about 1 s in 2.0.2, while
- * every record to the topic queues). Best effort: a topic still unknown
- * when @p timeout_ms passes is found by that scan. */
-void bl_producer_warm(ballast_consumer_t *c, int timeout_ms);
-/** Whether the cluster has @p topic, a topic an emitted record names.
- *  output.topic was checked at start-up; any other name is asked about
- *  once and remembered. When the cluster cannot answer, says yes (the
- *  record then waits in the producer as usual). Any thread. */
-bool bl_topic_exists(ballast_consumer_t *c, const char *topic);
-/** rd_kafka_committed(), asked again while the group coordinator is
- *  loading or moving (librdkafka reports that instead of waiting), within
- *  @p timeout_ms in all. */
-rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
-                                 int timeout_ms);
-/** Splits `topics` into a subscription list. */
-rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
-
-/* status.c */
-/** Copies the partitions' state for readers on other threads, and adds a
- *  history frame when one is due (poll thread). */
-void bl_publish_snapshot(ballast_consumer_t *c);
-/** Logs the progress line when log.progress.interval.ms has passed since
- *  the last one (poll thread, after a snapshot). */
-void bl_log_progress(ballast_consumer_t *c, int64_t now);
-/** Logs the run's summary line (poll thread, at the end of the run). */
-void bl_log_summary(ballast_consumer_t *c);
-/** Frees what bl_publish_snapshot() made (ballast_consumer_destroy). */
-void bl_status_free(ballast_consumer_t *c);
+/** Hands @p q's messages back to the poll thread (a worker). */
+void bl_done_put(ballast_consumer_t *c, bl_queue_t *q);
+/** Takes every message handed back (poll thread). */
+void bl_done_take(ballast_consumer_t *c, bl_queue_t *out);
+/** Waits up to @p ms for messages to be handed back (poll thread). */
+void bl_done_wait(ballast_consumer_t *c, int ms);
 
 #endif

@@ -13,6 +13,7 @@
  */
 
 #include "ballast/ballast.h"
+#include "sqlscan.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,11 +43,6 @@ typedef struct bl_sqltmpl {
     size_t count;
 } bl_sqltmpl_t;
 
-typedef enum bl_sql_dialect {
-    BL_SQL_SQLITE,  /* `?N` parameters; '' strings, "" / [] / `` identifiers */
-    BL_SQL_POSTGRES /* `$N` parameters; also $tag$ quotes, E'' strings,
-                       nested block comments */
-} bl_sql_dialect_t;
 
 /**
  * Parses @p sql into @p out (which the caller later releases with

@@ -1,9 +1,17 @@
 /*
- * status.c - what the consumer shows about itself: a per-partition snapshot
- * published by the poll thread, health and readiness, and the metrics and
- * status documents built from them (rendered by observe.c).
+ * status.c - what the consumer shows about itself: the stats snapshot, a
+ * per-partition snapshot published by the poll thread (with five minutes
+ * of history, history.c), health and readiness, the metrics and status
+ * documents built from them (rendered by observe.c), and the progress and
+ * summary lines. It reads the other subsystems through their headers and
+ * the counters every file bumps (bl_stats_t).
  */
-#include "runtime.h"
+#include "status.h"
+
+#include "outcome.h"
+#include "parts.h"
+#include "shared/lag.h"
+#include "worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,52 +63,46 @@ static void fill_view(ballast_consumer_t *c, const bl_part_t *p, bl_part_view_t 
         hi = -1;
     v->high_watermark = hi;
     /* Nothing committed yet: everything retained is still to do. */
-    int64_t from = p->committed >= 0 ? p->committed : lo;
-    v->lag = hi >= 0 && from >= 0 ? (hi > from ? hi - from : 0) : -1;
+    v->lag = bl_lag_of(p->committed, lo, hi);
     v->lag_ms = v->lag >= 0 ? part_lag_ms(p, v->lag, now_wall) : -1;
     v->rate = p->rate.at_ms ? p->rate.per_second : -1;
 }
 
-/* Copies the partitions' state for readers on other threads (poll thread).
- * The in-flight totals are taken at the same moment, so that the status
- * document's total is the sum of its partitions (plus those of partitions
- * revoked while their messages finish). */
-void bl_publish_snapshot(ballast_consumer_t *c)
+/* The in-flight totals are taken at the same moment as the partitions, so
+ * that the status document's total is the sum of its partitions (plus those
+ * of partitions revoked while their messages finish). */
+void bl_status_publish(ballast_consumer_t *c)
 {
-    size_t n = 0, i = 0;
+    size_t n = bl_parts_count(c), i = 0;
+    bl_status_t *s = &c->status;
     bl_part_view_t *views;
     int64_t now_wall = bl_wall_ms(), now = bl_now_ms();
-    uint64_t revoked = 0;
     bool frame;
 
-    for (bl_part_t *p = c->parts; p; p = p->next)
-        n++;
-    for (bl_part_t *p = c->orphans; p; p = p->next)
-        revoked += p->inflight;
     views = calloc(n + 1, sizeof(*views));
     if (!views)
         return;
-    pthread_mutex_lock(&c->obs_mtx);
-    if (!c->history)
-        c->history = bl_history_new();
-    frame = c->history && bl_history_due(c->history, now);
-    pthread_mutex_unlock(&c->obs_mtx);
-    for (bl_part_t *p = c->parts; p; p = p->next, i++) {
+    pthread_mutex_lock(&s->mtx);
+    if (!s->history)
+        s->history = bl_history_new();
+    frame = s->history && bl_history_due(s->history, now);
+    pthread_mutex_unlock(&s->mtx);
+    BL_PARTS_EACH(c, p) {
         if (frame)
             sample_rate(p, now);
-        fill_view(c, p, &views[i], now_wall);
+        fill_view(c, p, &views[i++], now_wall);
     }
-    pthread_mutex_lock(&c->obs_mtx);
-    free(c->snapshot);
-    c->snapshot = views;
-    c->snapshot_count = n;
-    c->snapshot_inflight = c->inflight;
-    c->snapshot_inflight_bytes = c->inflight_bytes;
-    c->snapshot_revoked = revoked;
+    pthread_mutex_lock(&s->mtx);
+    free(s->snapshot);
+    s->snapshot = views;
+    s->count = n;
+    s->inflight = bl_parts_inflight(c);
+    s->inflight_bytes = bl_parts_inflight_bytes(c);
+    s->revoked = bl_parts_orphaned(c);
     /* Out of memory loses a frame's partitions, not the consumer. */
     if (frame)
-        (void)bl_history_add(c->history, now, views, n);
-    pthread_mutex_unlock(&c->obs_mtx);
+        (void)bl_history_add(s->history, now, views, n);
+    pthread_mutex_unlock(&s->mtx);
 }
 
 /* Sums the snapshot's lag (offsets, and the oldest time lag) and paused
@@ -111,8 +113,8 @@ static void sum_parts(const ballast_consumer_t *c, int64_t *lag, int64_t *lag_ms
     *lag = 0;
     *lag_ms = -1;
     *paused = 0;
-    for (size_t i = 0; i < c->snapshot_count; i++) {
-        const bl_part_view_t *v = &c->snapshot[i];
+    for (size_t i = 0; i < c->status.count; i++) {
+        const bl_part_view_t *v = &c->status.snapshot[i];
         *lag += v->lag > 0 ? v->lag : 0;
         if (v->lag_ms > *lag_ms)
             *lag_ms = v->lag_ms;
@@ -120,32 +122,44 @@ static void sum_parts(const ballast_consumer_t *c, int64_t *lag, int64_t *lag_ms
     }
 }
 
-void bl_log_progress(ballast_consumer_t *c, int64_t now)
+/* Logs the progress line when log.progress.interval.ms has passed since the
+ * last one (poll thread, after a snapshot). */
+static void log_progress(ballast_consumer_t *c, int64_t now)
 {
     uint64_t processed = atomic_load(&c->stats.processed_ok);
-    double secs = (double)(now - c->progress_ms) / 1000.0;
+    double secs = (double)(now - c->status.progress_ms) / 1000.0;
     int64_t lag, lag_ms;
     size_t paused;
 
-    if (!c->progress_interval_ms || now - c->progress_ms < c->progress_interval_ms)
+    if (!c->set.progress_interval_ms ||
+        now - c->status.progress_ms < c->set.progress_interval_ms)
         return;
     sum_parts(c, &lag, &lag_ms, &paused);
     bl_log(&c->log, BALLAST_LOG_INFO,
            "progress: %llu processed (%.0f/s), %llu retried, %llu dead-lettered, lag %lld "
            "(%.1f s), %zu in flight, %zu of %zu partition(s) paused",
            (unsigned long long)processed,
-           secs > 0 ? (double)(processed - c->progress_processed) / secs : 0.0,
+           secs > 0 ? (double)(processed - c->status.progress_processed) / secs : 0.0,
            (unsigned long long)atomic_load(&c->stats.retried),
            (unsigned long long)atomic_load(&c->stats.dead_lettered), (long long)lag,
-           lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0, c->inflight, paused,
-           c->snapshot_count);
-    c->progress_ms = now;
-    c->progress_processed = processed;
+           lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0, bl_parts_inflight(c), paused,
+           c->status.count);
+    c->status.progress_ms = now;
+    c->status.progress_processed = processed;
 }
 
-void bl_log_summary(ballast_consumer_t *c)
+void bl_status_tick(ballast_consumer_t *c, int64_t now)
 {
-    int64_t ran = (bl_now_ms() - c->started_ms) / 1000;
+    if (now < c->status.next_snapshot_ms)
+        return;
+    bl_status_publish(c);
+    log_progress(c, now);
+    c->status.next_snapshot_ms = now + 1000;
+}
+
+void bl_status_summary(ballast_consumer_t *c)
+{
+    int64_t ran = (bl_now_ms() - c->run.started_ms) / 1000;
 
     bl_log(&c->log, BALLAST_LOG_INFO,
            "summary: ran %lldh%02lldm%02llds; %llu consumed, %llu processed, %llu retried, "
@@ -162,44 +176,71 @@ void bl_log_summary(ballast_consumer_t *c)
            (unsigned long long)atomic_load(&c->stats.rebalances));
 }
 
+void bl_status_init(ballast_consumer_t *c)
+{
+    pthread_mutex_init(&c->status.mtx, NULL);
+}
+
 void bl_status_free(ballast_consumer_t *c)
 {
-    free(c->snapshot);
-    bl_history_free(c->history);
+    free(c->status.snapshot);
+    bl_history_free(c->status.history);
+    pthread_mutex_destroy(&c->status.mtx);
 }
 
 /* ---- observability ------------------------------------------------------ */
 
+void ballast_consumer_stats(const ballast_consumer_t *c, ballast_stats_t *stats,
+                            size_t size)
+{
+    ballast_stats_t s;
+
+    memset(&s, 0, sizeof(s));
+    s.consumed = atomic_load(&c->stats.consumed);
+    s.processed_ok = atomic_load(&c->stats.processed_ok);
+    s.retried = atomic_load(&c->stats.retried);
+    s.failed = atomic_load(&c->stats.failed);
+    s.dead_lettered = atomic_load(&c->stats.dead_lettered);
+    s.emitted = atomic_load(&c->stats.emitted);
+    s.commits = atomic_load(&c->stats.commits);
+    s.commit_errors = atomic_load(&c->stats.commit_errors);
+    s.rebalances = atomic_load(&c->stats.rebalances);
+    s.inflight = atomic_load(&c->stats.inflight);
+    s.inflight_bytes = atomic_load(&c->stats.inflight_bytes);
+    s.paused_partitions = atomic_load(&c->stats.paused_partitions);
+    s.skipped_done = atomic_load(&c->stats.skipped_done);
+    s.metadata_truncated = atomic_load(&c->stats.metadata_truncated);
+    s.fenced_batches = atomic_load(&c->stats.fenced);
+    memcpy(stats, &s, size < sizeof(s) ? size : sizeof(s));
+}
+
 static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
 {
-    int64_t now = bl_now_ms();
+    int64_t now = bl_now_ms(), since;
+    int worker;
 
-    if (!atomic_load(&c->running)) {
+    if (!atomic_load(&c->run.running)) {
         bl_fmt(reason, size, "the consumer is not running");
         return false;
     }
-    if (atomic_load(&c->failed)) {
+    if (atomic_load(&c->run.failed)) {
         bl_fmt(reason, size, "the pipeline is stopping after a fatal error");
         return false;
     }
-    if (atomic_load(&c->breaker)) {
-        bl_fmt(reason, size, "%s", c->breaker_reason);
+    if (bl_breaker_tripped(&c->breaker)) {
+        bl_fmt(reason, size, "%s", bl_breaker_reason(&c->breaker));
         return false;
     }
-    if (now - atomic_load(&c->last_poll_ms) > 10000) {
+    if (now - atomic_load(&c->run.last_poll_ms) > 10000) {
         bl_fmt(reason, size, "the poll loop has not run for %lld ms",
-               (long long)(now - atomic_load(&c->last_poll_ms)));
+               (long long)(now - atomic_load(&c->run.last_poll_ms)));
         return false;
     }
-    for (int i = 0; i < c->nworkers; i++) {
-        int64_t since = atomic_load(&c->workers[i].busy_since);
-        if (since && now - since > c->handler_timeout_ms) {
-            bl_fmt(reason, size,
-                   "worker %d: a handler call has run for %lld ms "
-                   "(handler.timeout.ms = %lld)",
-                   i, (long long)(now - since), (long long)c->handler_timeout_ms);
-            return false;
-        }
+    if (bl_workers_stuck(c, now, &worker, &since)) {
+        bl_fmt(reason, size,
+               "worker %d: a handler call has run for %lld ms (handler.timeout.ms = %lld)",
+               worker, (long long)(now - since), (long long)c->set.handler_timeout_ms);
+        return false;
     }
     bl_fmt(reason, size, "ok");
     return true;
@@ -207,28 +248,22 @@ static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
 
 static bool check_ready(ballast_consumer_t *c, char *reason, size_t size)
 {
+    char why[256];
     size_t assigned;
 
-    bool transient = false;
-
+    pthread_mutex_lock(&c->status.mtx);
+    assigned = c->status.count;
+    pthread_mutex_unlock(&c->status.mtx);
+    if (bl_handler_down(c, why, sizeof(why))) {
+        bl_fmt(reason, size, "the handler is unavailable: %s", why);
+        return false;
+    }
     /* Not ready while any worker's latest call failed transiently (its
      * database is down, say): one worker's success must not hide it. */
-    for (int i = 0; i < c->nworkers; i++)
-        transient = transient || atomic_load(&c->workers[i].transient);
-    pthread_mutex_lock(&c->obs_mtx);
-    assigned = c->snapshot_count;
-    if (atomic_load(&c->unavailable_workers)) {
-        bl_fmt(reason, size, "the handler is unavailable: %s", c->unavailable_reason);
-        pthread_mutex_unlock(&c->obs_mtx);
+    if (bl_handler_transient(c, why, sizeof(why))) {
+        bl_fmt(reason, size, "the handler reports a transient failure: %s", why);
         return false;
     }
-    if (transient) {
-        bl_fmt(reason, size, "the handler reports a transient failure: %s",
-               c->last_transient);
-        pthread_mutex_unlock(&c->obs_mtx);
-        return false;
-    }
-    pthread_mutex_unlock(&c->obs_mtx);
     if (!check_health(c, reason, size))
         return false;
     if (!assigned) {
@@ -276,34 +311,34 @@ static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health, char *r
                       size_t size, char *protocol, size_t psize)
 {
     bl_part_view_t *parts;
-    int64_t since = bl_now_ms() - atomic_load(&c->last_poll_ms);
+    int64_t since = bl_now_ms() - atomic_load(&c->run.last_poll_ms);
 
     memset(v, 0, sizeof(*v));
-    v->group = c->group;
+    v->group = c->set.group;
     v->topics = bl_conf_str(c->conf, "topics");
     v->semantics = bl_conf_str(c->conf, "semantics");
     group_protocol(c, protocol, psize);
     v->group_protocol = protocol;
     ballast_consumer_stats(c, &v->stats, sizeof(v->stats));
-    v->latency = &c->latency;
-    v->uptime_ms = bl_now_ms() - c->started_ms;
-    v->poll_headroom_ms = atomic_load(&c->running) ? c->max_poll_interval_ms - since
-                                                   : c->max_poll_interval_ms;
+    v->latency = &c->stats.latency;
+    v->uptime_ms = bl_now_ms() - c->run.started_ms;
+    v->poll_headroom_ms = atomic_load(&c->run.running) ? c->set.max_poll_interval_ms - since
+                                                       : c->set.max_poll_interval_ms;
     v->healthy = check_health(c, health, size);
     v->ready = check_ready(c, ready, size);
     v->health_reason = health;
     v->ready_reason = ready;
     v->processed_per_second = -1;
-    pthread_mutex_lock(&c->obs_mtx);
-    parts = calloc(c->snapshot_count + 1, sizeof(*parts));
+    pthread_mutex_lock(&c->status.mtx);
+    parts = calloc(c->status.count + 1, sizeof(*parts));
     if (parts) {
-        memcpy(parts, c->snapshot, c->snapshot_count * sizeof(*parts));
-        v->nparts = c->snapshot_count;
+        memcpy(parts, c->status.snapshot, c->status.count * sizeof(*parts));
+        v->nparts = c->status.count;
     }
-    v->stats.inflight = c->snapshot_inflight;
-    v->stats.inflight_bytes = c->snapshot_inflight_bytes;
-    v->inflight_revoked = c->snapshot_revoked;
-    pthread_mutex_unlock(&c->obs_mtx);
+    v->stats.inflight = c->status.inflight;
+    v->stats.inflight_bytes = c->status.inflight_bytes;
+    v->inflight_revoked = c->status.revoked;
+    pthread_mutex_unlock(&c->status.mtx);
     for (size_t i = 0; i < v->nparts; i++)
         if (parts[i].rate >= 0)
             v->processed_per_second =
@@ -343,11 +378,11 @@ char *ballast_consumer_history_json(const ballast_consumer_t *cons)
     bool empty;
 
     /* Rendered from a copy, so that the poll thread never waits for it. */
-    pthread_mutex_lock(&c->obs_mtx);
-    empty = !c->history;
+    pthread_mutex_lock(&c->status.mtx);
+    empty = !c->status.history;
     if (!empty)
-        copy = bl_history_copy(c->history);
-    pthread_mutex_unlock(&c->obs_mtx);
+        copy = bl_history_copy(c->status.history);
+    pthread_mutex_unlock(&c->status.mtx);
     if (!empty && !copy)
         return NULL;
     text = bl_history_render(copy, bl_now_ms());

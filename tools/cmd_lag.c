@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char lag_usage[] =
@@ -232,20 +231,13 @@ static void lag_routes(const char *path, http_response_t *r, void *opaque)
     }
 }
 
+/* Sleeps @p seconds, in steps of 100 ms, so that a stop signal is prompt. */
 static void sleep_interval(double seconds)
 {
-    int64_t until = bl_wall_ms() + (int64_t)(seconds * 1000);
-    while (!cli_stop_requested) {
-        int64_t left = until - bl_wall_ms();
-        struct timespec ts;
-        if (left <= 0)
-            break;
-        if (left > 100)
-            left = 100;
-        ts.tv_sec = 0;
-        ts.tv_nsec = left * 1000000L;
-        nanosleep(&ts, NULL);
-    }
+    int64_t until = bl_wall_ms() + (int64_t)(seconds * 1000), left;
+
+    while (!cli_stop_requested && (left = until - bl_wall_ms()) > 0)
+        bl_sleep_ms(left > 100 ? 100 : left);
 }
 
 static int run_monitor(const lag_opts_t *o)

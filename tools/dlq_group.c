@@ -4,7 +4,7 @@
  * never joins the group): refusing a group with members, reading its
  * committed offsets, and committing the settled positions.
  */
-#include "dlq_replay.h"
+#include "dlq_group.h"
 
 #include <stdio.h>
 #include <string.h>

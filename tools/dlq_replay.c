@@ -33,7 +33,7 @@
  * with it. Commits happen every second and at the end, also after a stop
  * signal. The DLQ itself is never written to.
  */
-#include "dlq_replay.h"
+#include "dlq_group.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
-/* exec.c - the `exec` handler: a long-running child per worker, speaking JSON lines. */
-#include "handlers.h"
+/* exec.c - the `exec` handler: a long-running child per worker, speaking JSON lines (the child itself is exec_child.c). */
+#include "exec_child.h"
 
 #include "../execproto.h"
 #include "../shared/words.h"
@@ -17,8 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 /*
  * Life of a child. init starts it (a command that cannot be run is a
@@ -67,433 +65,6 @@ extern char **environ;
  * ignoring it: each call blocks SIGPIPE on the calling thread and consumes
  * the signal its own writes raised (see sigpipe_guard_t).
  */
-
-/* No reply for this long: the child is stuck (killed; messages RETRY).
- * Overridden by `handler.timeout.ms` once that key exists. */
-#ifndef EXEC_TIMEOUT_MS
-#define EXEC_TIMEOUT_MS 60000
-#endif
-/* Why a cancelled call's child was killed (compared by address). */
-static const char CANCELLED[] = "the stop's drain timed out";
-
-#define BACKOFF_INITIAL_MS 100
-#define BACKOFF_MAX_MS 5000
-#define EOF_GRACE_MS 1000   /* after EOF, for the exit status to appear */
-#define CLOSE_GRACE_MS 5000 /* destroy: after closing stdin */
-#define TERM_GRACE_MS 2000  /* destroy: after SIGTERM */
-#define EXIT_CHECK_MS 200   /* a call looks for its child's exit this often */
-/* A reply longer than this is a runaway child, not a record. */
-#define MAX_REPLY_BYTES ((size_t)64 << 20)
-#define READ_CHUNK 65536
-
-/* Reply bytes read but not yet consumed: p[start, start+len). */
-typedef struct linebuf {
-    char *p;
-    size_t start, len, cap;
-    size_t scanned; /* bytes after start known to hold no '\n' */
-} linebuf_t;
-
-typedef struct exec_state {
-    char *command; /* as configured, for messages */
-    char **argv;   /* NULL-terminated; argv[0] is searched in PATH */
-    bl_logger_t log;
-    int64_t timeout_ms;
-
-    pid_t pid;      /* 0: no child */
-    int to_child;   /* its stdin (ours non-blocking), -1 if none */
-    int from_child; /* its stdout (ours non-blocking), -1 if none */
-    linebuf_t in;
-
-    uint64_t next_id;      /* the id of the next request */
-    size_t solo;           /* requests still to send one at a time (below) */
-    int cancel_fd;         /* an eventfd: bl_exec_cancel() wakes a call */
-
-    int64_t restart_at_ms; /* monotonic time of the next start attempt */
-    int64_t backoff_ms;    /* delay armed by the next loss */
-    int losses;            /* children lost since the last good reply */
-    char *down_reason;     /* why no child runs (UNAVAILABLE error text) */
-} exec_state_t;
-
-/* ---- small helpers ------------------------------------------------------ */
-
-static char *vfmt_alloc(const char *fmt, va_list ap)
-{
-    va_list copy;
-    int n;
-    char *s;
-
-    va_copy(copy, ap);
-    n = vsnprintf(NULL, 0, fmt, copy);
-    va_end(copy);
-    if (n < 0 || !(s = malloc((size_t)n + 1)))
-        return NULL;
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
-
-static char *fmt_alloc(const char *fmt, ...) BL_PRINTF(1, 2);
-static char *fmt_alloc(const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    va_start(ap, fmt);
-    s = vfmt_alloc(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-static const char *errtext(int err, char *buf, size_t size)
-{
-    return strerror_r(err, buf, size); /* GNU variant: thread-safe */
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
-/* ---- SIGPIPE ------------------------------------------------------------ */
-
-/* Blocks SIGPIPE on this thread for one call. A SIGPIPE raised by our own
- * write to a dead child is then pending on the thread; it is consumed
- * before the old mask comes back, unless one was pending already (someone
- * else's, which we leave alone). */
-typedef struct sigpipe_guard {
-    sigset_t old;
-    bool was_pending;
-    bool raised; /* a write failed with EPIPE */
-} sigpipe_guard_t;
-
-static void sigpipe_block(sigpipe_guard_t *g)
-{
-    sigset_t set, pending;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    g->raised = false;
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-}
-
-static void sigpipe_restore(sigpipe_guard_t *g)
-{
-    if (g->raised && !g->was_pending) {
-        const struct timespec zero = {0, 0};
-        sigset_t set;
-
-        sigemptyset(&set);
-        sigaddset(&set, SIGPIPE);
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
-/* ---- starting and losing the child -------------------------------------- */
-
-/* Starts the child with pipes on its stdin and stdout; stderr and the
- * environment are inherited. @returns 0 or an errno value. */
-static int child_spawn(exec_state_t *st)
-{
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, err;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, def;
-    pid_t pid;
-
-    /* O_CLOEXEC: a child started by another worker must not inherit our
-     * ends, or this child's EOF would never be seen. */
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
-        err = errno;
-        close_fd(&in[0]);
-        close_fd(&in[1]);
-        return err;
-    }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    sigemptyset(&def);
-    /* The child gets a clean signal state: nothing blocked (our worker
-     * blocks SIGPIPE during calls) and SIGPIPE at its default, even when
-     * the application ignores it. */
-    sigaddset(&def, SIGPIPE);
-    err = posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
-    if (!err)
-        err = posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
-    /* Descriptors the application opened without O_CLOEXEC (database
-     * files, listening sockets) are none of the child's business. */
-    if (!err)
-        err = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-#endif
-    if (!err)
-        err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-                                                  POSIX_SPAWN_SETSIGDEF |
-                                                  POSIX_SPAWN_SETPGROUP);
-    if (!err)
-        err = posix_spawnattr_setsigmask(&attr, &none);
-    if (!err)
-        err = posix_spawnattr_setsigdefault(&attr, &def);
-    if (!err)
-        err = posix_spawnattr_setpgroup(&attr, 0);
-    /* glibc reports exec failures (ENOENT, EACCES...) here, not as an
-     * exit status 127, so "command not found" is detected reliably. */
-    if (!err)
-        err = posix_spawnp(&pid, st->argv[0], &fa, &attr, st->argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    if (err) {
-        close_fd(&in[1]);
-        close_fd(&out[0]);
-        return err;
-    }
-    fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
-    fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
-    st->pid = pid;
-    st->to_child = in[1];
-    st->from_child = out[0];
-    st->in.start = st->in.len = st->in.scanned = 0;
-    return 0;
-}
-
-/* Waits up to @p grace_ms for the child to exit. @returns 1 when reaped
- * (*statusp set, -1 if the status was lost), 0 when it still runs. */
-static int child_reap(pid_t pid, int64_t grace_ms, int *statusp)
-{
-    int64_t until = bl_now_ms() + grace_ms, nap = 1;
-
-    for (;;) {
-        pid_t r = waitpid(pid, statusp, WNOHANG);
-        if (r == pid)
-            return 1;
-        if (r < 0 && errno != EINTR) {
-            /* ECHILD: SIGCHLD is ignored, so the kernel reaped it. */
-            *statusp = -1;
-            return 1;
-        }
-        if (r == 0 && bl_now_ms() >= until)
-            return 0;
-        if (r == 0) {
-            bl_sleep_ms(nap);
-            nap = nap < 50 ? nap * 2 : 50;
-        }
-    }
-}
-
-/* Whether the child has exited (it is left to be reaped). */
-static bool child_exited(const exec_state_t *st)
-{
-    siginfo_t si;
-
-    memset(&si, 0, sizeof(si));
-    return !waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) &&
-           si.si_pid == st->pid;
-}
-
-/* Kills the child's process group and reaps it. */
-static int child_kill(pid_t pid, int sig, int64_t grace_ms, int *statusp)
-{
-    kill(-pid, sig);
-    if (child_reap(pid, grace_ms, statusp))
-        return 1;
-    kill(-pid, SIGKILL);
-    return child_reap(pid, 60000, statusp);
-}
-
-/* "exited with status 3", "killed by signal 11 (SIGSEGV)"... */
-static char *describe_status(int status)
-{
-    if (status == -1)
-        return fmt_alloc("exited (status unavailable)");
-    if (WIFEXITED(status))
-        return fmt_alloc("exited with status %d", WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) {
-        const char *abbrev = sigabbrev_np(WTERMSIG(status));
-        return fmt_alloc("killed by signal %d (SIG%s)", WTERMSIG(status),
-                         abbrev ? abbrev : "?");
-    }
-    return fmt_alloc("stopped (status 0x%x)", (unsigned)status);
-}
-
-/* Replaces down_reason with a formatted text. */
-static void set_down_reason(exec_state_t *st, const char *fmt, ...) BL_PRINTF(2, 3);
-static void set_down_reason(exec_state_t *st, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    va_start(ap, fmt);
-    s = vfmt_alloc(fmt, ap);
-    va_end(ap);
-    free(st->down_reason);
-    st->down_reason = s; /* NULL: a fixed text is used instead */
-}
-
-static const char *down_reason(const exec_state_t *st)
-{
-    return st->down_reason ? st->down_reason : "exec: the child is not running";
-}
-
-/* Arms the restart backoff after a loss or a failed start. */
-static void arm_backoff(exec_state_t *st)
-{
-    st->restart_at_ms = bl_now_ms() + st->backoff_ms;
-    st->backoff_ms = st->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                         : st->backoff_ms * 2;
-}
-
-/*
- * Forgets the child: closes the pipes and reaps it, after killing it when
- * @p why is given (it is alive but unusable) or when it does not exit soon
- * after EOF. Sets down_reason ("exec: child exited with status 1", or
- * "exec: <why>; child killed") and arms the restart backoff.
- */
-static void child_lost(exec_state_t *st, const char *why)
-{
-    pid_t pid = st->pid;
-    int status = -1;
-    char *how;
-
-    close_fd(&st->to_child);
-    close_fd(&st->from_child);
-    st->pid = 0;
-    if (why)
-        child_kill(pid, SIGKILL, 1000, &status);
-    else if (!child_reap(pid, EOF_GRACE_MS, &status))
-        child_kill(pid, SIGKILL, 1000, &status);
-    else
-        kill(-pid, SIGKILL); /* what it forked may still hold its stdout */
-    how = describe_status(status);
-    if (why)
-        set_down_reason(st, "exec: %s; child killed", why);
-    else
-        set_down_reason(st, "exec: child %s", how ? how : "exited");
-    /* The first loss in full; a child that keeps dying is the runtime's
-     * one "handler unavailable" line, not one line per restart. */
-    if (why == CANCELLED)
-        bl_log(&st->log, BALLAST_LOG_WARN, "exec: child '%s' (pid %ld) killed: %s",
-               st->command, (long)pid, why);
-    else
-        bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
-               "exec: child '%s' (pid %ld) %s%s%s; restarting in %lld ms",
-               st->command, (long)pid, how ? how : "exited", why ? " after: " : "",
-               why ? why : "", (long long)st->backoff_ms);
-    free(how);
-    arm_backoff(st);
-}
-
-/* Makes sure a child runs, unless the restart back-off has not passed
- * (the caller answers UNAVAILABLE and the runtime waits: no sleep here).
- * @returns 0, or -1 with down_reason saying why not. */
-static int child_ensure(exec_state_t *st)
-{
-    int err;
-    char ebuf[128];
-
-    if (st->pid)
-        return 0;
-    if (st->restart_at_ms > bl_now_ms())
-        return -1;
-    if ((err = child_spawn(st))) {
-        set_down_reason(st, "exec: cannot restart '%s': %s", st->argv[0],
-                        errtext(err, ebuf, sizeof(ebuf)));
-        bl_log(&st->log, st->losses++ ? BALLAST_LOG_DEBUG : BALLAST_LOG_WARN,
-               "%s; next attempt in %lld ms", down_reason(st), (long long)st->backoff_ms);
-        arm_backoff(st);
-        return -1;
-    }
-    bl_log(&st->log, st->losses > 1 ? BALLAST_LOG_DEBUG : BALLAST_LOG_INFO,
-           "exec: restarted '%s' (pid %ld)", st->command, (long)st->pid);
-    return 0;
-}
-
-/* ---- reading replies ---------------------------------------------------- */
-
-/* Reads what the child has written. @returns >0 bytes read, 0 at EOF,
- * -1 when nothing is available now, -2 when out of memory or on a read
- * error (errno set). */
-static ssize_t read_some(exec_state_t *st)
-{
-    linebuf_t *b = &st->in;
-    ssize_t n;
-
-    if (b->start && b->start + b->len + READ_CHUNK > b->cap) {
-        memmove(b->p, b->p + b->start, b->len);
-        b->start = 0;
-    }
-    if (b->start + b->len + READ_CHUNK > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : READ_CHUNK * 2;
-        char *grown;
-        while (cap < b->len + READ_CHUNK)
-            cap *= 2;
-        if (!(grown = realloc(b->p, cap))) {
-            errno = ENOMEM;
-            return -2;
-        }
-        b->p = grown;
-        b->cap = cap;
-    }
-    do
-        n = read(st->from_child, b->p + b->start + b->len, READ_CHUNK);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
-    b->len += (size_t)n;
-    return n;
-}
-
-/* The next complete line, without its '\n' (consumed), or NULL. */
-static const char *next_line(linebuf_t *b, size_t *lenp)
-{
-    char *start = b->p + b->start, *nl;
-
-    if (b->len == b->scanned)
-        return NULL;
-    nl = memchr(start + b->scanned, '\n', b->len - b->scanned);
-    if (!nl) {
-        b->scanned = b->len;
-        return NULL;
-    }
-    *lenp = (size_t)(nl - start);
-    b->start += *lenp + 1;
-    b->len -= *lenp + 1;
-    b->scanned = 0;
-    return start;
-}
-
-/* Output that arrived between calls answers no request: the pairing of
- * requests and replies can no longer be trusted, so the child is
- * restarted. EOF there means it died while idle. Holds no message. */
-static void check_idle_child(exec_state_t *st)
-{
-    ssize_t n;
-
-    if (!st->pid)
-        return;
-    while ((n = read_some(st)) > 0)
-        ;
-    if (n == 0 && !st->in.len) {
-        child_lost(st, NULL);
-    } else if (st->in.len) {
-        size_t show = st->in.len < 60 ? st->in.len : 60;
-        char *why = fmt_alloc("unrequested output on stdout ('%.*s%s')",
-                              (int)show, st->in.p + st->in.start,
-                              show < st->in.len ? "..." : "");
-        for (char *c = why; c && *c; c++)
-            if ((unsigned char)*c < 0x20)
-                *c = ' ';
-        child_lost(st, why ? why : "unrequested output on stdout");
-        free(why);
-        st->restart_at_ms = bl_now_ms(); /* no message waits on it: now */
-    } else if (n == -2) {
-        child_lost(st, "cannot read its stdout");
-    }
-}
 
 /* ---- the exchange ------------------------------------------------------- */
 
@@ -623,7 +194,7 @@ static void take_replies(exchange_t *x)
     const char *line;
     size_t len;
 
-    while (!x->lost && x->done < x->limit && (line = next_line(&st->in, &len))) {
+    while (!x->lost && x->done < x->limit && (line = bl_exec_next_line(&st->in, &len))) {
         char *why = NULL;
         switch (bl_exec_decode_routed(line, len, route_in_order, x, &why)) {
         case BL_EXEC_DECODED:
@@ -656,7 +227,7 @@ static void take_output(exchange_t *x)
 {
     ssize_t n;
 
-    while ((n = read_some(x->st)) > 0) {
+    while ((n = bl_exec_read_some(x->st)) > 0) {
         take_replies(x);
         if (x->lost)
             return;
@@ -691,7 +262,7 @@ static void step(exchange_t *x)
         protocol_error(x, "poll failed");
         return;
     }
-    if (rc == 0 && child_exited(st)) {
+    if (rc == 0 && bl_exec_child_exited(st)) {
         take_output(x); /* what it wrote before it went */
         if (!x->lost)
             x->lost = LOST_DIED;
@@ -726,7 +297,8 @@ static void settle_lost(exchange_t *x)
     char why[640];
 
     if (x->lost == LOST_PROTOCOL || x->lost == LOST_TIMEOUT) {
-        child_lost(st, x->lost == LOST_PROTOCOL ? x->why : timeout_text(st, why, sizeof(why)));
+        bl_exec_child_lost(st, x->lost == LOST_PROTOCOL ? x->why
+                                                        : timeout_text(st, why, sizeof(why)));
         /* A child that lied once is replaced at once; one that keeps doing
          * it waits out the back-off like any lost child. */
         if (st->losses == 1)
@@ -755,17 +327,21 @@ static void settle_lost(exchange_t *x)
                      BALLAST_OUTCOME_UNAVAILABLE, why);
         return;
     case LOST_TIMEOUT:
-        settle_range(x, x->done, x->done + 1, BALLAST_OUTCOME_RETRY, down_reason(st));
-        settle_range(x, x->done + 1, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        settle_range(x, x->done, x->done + 1, BALLAST_OUTCOME_RETRY,
+                     bl_exec_down_reason(st));
+        settle_range(x, x->done + 1, x->count, BALLAST_OUTCOME_UNAVAILABLE,
+                     bl_exec_down_reason(st));
         return;
     case LOST_CANCELLED:
-        child_lost(st, CANCELLED);
-        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        bl_exec_child_lost(st, bl_exec_cancelled);
+        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE,
+                     bl_exec_down_reason(st));
         return;
     case LOST_DIED:
     default:
-        child_lost(st, NULL);
-        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
+        bl_exec_child_lost(st, NULL);
+        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE,
+                     bl_exec_down_reason(st));
         return;
     }
 }
@@ -784,11 +360,11 @@ static void exchange_run(exec_state_t *st, const ballast_message_t *const *msgs,
     /* A cancel meant for a call that has ended since must not end this one. */
     while (read(st->cancel_fd, &stale, sizeof(stale)) > 0)
         ;
-    sigpipe_block(&x.guard);
-    check_idle_child(st);
-    if (child_ensure(st)) {
-        settle_range(&x, 0, count, BALLAST_OUTCOME_UNAVAILABLE, down_reason(st));
-        sigpipe_restore(&x.guard);
+    bl_exec_sigpipe_block(&x.guard);
+    bl_exec_check_idle(st);
+    if (bl_exec_child_ensure(st)) {
+        settle_range(&x, 0, count, BALLAST_OUTCOME_UNAVAILABLE, bl_exec_down_reason(st));
+        bl_exec_sigpipe_restore(&x.guard);
         return;
     }
     x.first_id = st->next_id;
@@ -812,7 +388,7 @@ static void exchange_run(exec_state_t *st, const ballast_message_t *const *msgs,
     else if (x.limit < count)
         settle_range(&x, x.limit, count, BALLAST_OUTCOME_RETRY,
                      "exec: out of memory encoding the message");
-    sigpipe_restore(&x.guard);
+    bl_exec_sigpipe_restore(&x.guard);
 }
 
 void bl_exec_cancel(void *state)
@@ -834,7 +410,7 @@ static size_t running_children(exec_state_t *const *states, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         int status;
-        if (states[i] && states[i]->pid && child_reap(states[i]->pid, 0, &status))
+        if (states[i] && states[i]->pid && bl_exec_child_reap(states[i]->pid, 0, &status))
             states[i]->pid = 0;
         left += states[i] && states[i]->pid;
     }
@@ -875,8 +451,8 @@ void bl_exec_close(void *const *states, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!sts[i])
             continue;
-        close_fd(&sts[i]->to_child);
-        close_fd(&sts[i]->from_child);
+        bl_exec_close_fd(&sts[i]->to_child);
+        bl_exec_close_fd(&sts[i]->from_child);
     }
     if (!wait_children(sts, n, bl_now_ms() + CLOSE_GRACE_MS))
         return;
@@ -895,7 +471,7 @@ static void exec_destroy(void *state)
         return;
     bl_exec_close(&state, 1);
     bl_words_free(st->argv);
-    close_fd(&st->cancel_fd);
+    bl_exec_close_fd(&st->cancel_fd);
     free(st->command);
     free(st->in.p);
     free(st->down_reason);
@@ -932,7 +508,8 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
     st->next_id = 1;
     st->log = bl_conf_logger(params->conf);
     if ((st->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        bl_fmt(errbuf, errsize, "handler exec: eventfd: %s", errtext(errno, ebuf, sizeof(ebuf)));
+        bl_fmt(errbuf, errsize, "handler exec: eventfd: %s",
+               bl_exec_errtext(errno, ebuf, sizeof(ebuf)));
         exec_destroy(st);
         return BALLAST_ERR_IO;
     }
@@ -943,11 +520,11 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
         exec_destroy(st);
         return BALLAST_ERR_CONFIG;
     }
-    if ((err = child_spawn(st))) {
+    if ((err = bl_exec_child_spawn(st))) {
         bool resources = err == ENOMEM || err == EAGAIN || err == EMFILE ||
                          err == ENFILE;
         bl_fmt(errbuf, errsize, "handler.exec.command: cannot run '%s': %s",
-               st->argv[0], errtext(err, ebuf, sizeof(ebuf)));
+               st->argv[0], bl_exec_errtext(err, ebuf, sizeof(ebuf)));
         exec_destroy(st);
         return resources ? BALLAST_ERR_IO : BALLAST_ERR_CONFIG;
     }

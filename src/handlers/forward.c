@@ -33,15 +33,3 @@ oom:
 
 const ballast_handler_t bl_handler_forward = {
     BALLAST_HANDLER_ABI_VERSION, "forward", NULL, forward_handle, NULL, NULL};
-
-const ballast_handler_t *bl_handler_by_name(const char *name)
-{
-    static const ballast_handler_t *const all[] = {
-        &bl_handler_sqlite, &bl_handler_postgres, &bl_handler_exec,
-        &bl_handler_plugin, &bl_handler_forward};
-
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (!strcmp(all[i]->name, name))
-            return all[i];
-    return NULL;
-}

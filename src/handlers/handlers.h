@@ -48,14 +48,14 @@ void bl_exec_close(void *const *states, size_t n);
  * transaction markers): a batch may legitimately start above the stored
  * offset. No row yet: the upsert inserts.
  */
-typedef struct bl_offset {
+typedef struct bl_dbtxn_offset {
     const char *topic;
     int32_t partition;
     int64_t first_offset; /* the batch's first offset of the partition */
     int64_t next_offset;  /* one past its last */
-} bl_offset_t;
+} bl_dbtxn_offset_t;
 
-typedef struct bl_txn_ops {
+typedef struct bl_dbtxn_ops {
     /** Opens a transaction. @returns BALLAST_OUTCOME_OK, or _RETRY with a
      *  reason (connection lost, ...). */
     ballast_outcome_t (*begin)(void *state, char *errbuf, size_t errsize);
@@ -63,9 +63,9 @@ typedef struct bl_txn_ops {
      *  and COMMITs. _OK; _RETRY: rolled back, or the COMMIT's outcome is
      *  unknown (errbuf says so; the stored offsets tell); _FAIL: a stored
      *  offset is past the batch's first one (errbuf from
-     *  bl_txn_stale_error), rolled back, never to be redone. */
+     *  bl_dbtxn_stale_error), rolled back, never to be redone. */
     ballast_outcome_t (*commit)(void *state, const char *group,
-                                const bl_offset_t *offsets, size_t count,
+                                const bl_dbtxn_offset_t *offsets, size_t count,
                                 char *errbuf, size_t errsize);
     /** Rolls back the open transaction, if any. */
     void (*rollback)(void *state);
@@ -74,14 +74,14 @@ typedef struct bl_txn_ops {
     int (*load_offset)(void *state, const char *group, const char *topic,
                        int32_t partition, int64_t *next, char *errbuf,
                        size_t errsize);
-} bl_txn_ops_t;
+} bl_dbtxn_ops_t;
 
 /** Formats the error of a batch whose range of @p off another member
  *  committed already (see Fencing above). */
-void bl_txn_stale_error(char *errbuf, size_t errsize, const bl_offset_t *off);
+void bl_dbtxn_stale_error(char *errbuf, size_t errsize, const bl_dbtxn_offset_t *off);
 
 /** The transaction operations of a built-in database handler, or NULL. */
-const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler);
+const bl_dbtxn_ops_t *bl_handler_dbtxn_ops(const ballast_handler_t *handler);
 
 /** The built-in handler called @p name (the `handler` key), or NULL. */
 const ballast_handler_t *bl_handler_by_name(const char *name);

@@ -837,11 +837,11 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
             active[i] = i;
     }
     if (!active || !sg.what) {
-        bl_txn_retry_rest(results, count, outcomes, "postgres: out of memory");
+        bl_sqltxn_retry_rest(results, count, outcomes, "postgres: out of memory");
         goto out;
     }
     if (!pg_ready(st, run.err, sizeof(run.err))) {
-        bl_txn_unavailable_rest(results, count, outcomes, run.err);
+        bl_sqltxn_unavailable_rest(results, count, outcomes, run.err);
         goto out;
     }
     for (int round = 0; n; round++) {
@@ -857,9 +857,9 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
         if (run.cls == PG_TRANSIENT) {
             /* A lost server gives no verdict on the messages. */
             if (!st->conn)
-                bl_txn_unavailable_rest(results, count, outcomes, run.err);
+                bl_sqltxn_unavailable_rest(results, count, outcomes, run.err);
             else
-                bl_txn_retry_rest(results, count, outcomes, run.err);
+                bl_sqltxn_retry_rest(results, count, outcomes, run.err);
             break;
         }
         if ((bad = seg_blame(&sg, &run)) == CHUNK && multi) {
@@ -873,7 +873,7 @@ static void pg_handle_batch(void *state, const ballast_message_t *const *msgs,
             drop_active(active, &n, bad);
         }
         if (!st->conn && !pg_ready(st, run.err, sizeof(run.err))) {
-            bl_txn_unavailable_rest(results, count, outcomes, run.err);
+            bl_sqltxn_unavailable_rest(results, count, outcomes, run.err);
             break;
         }
     }
@@ -1033,17 +1033,17 @@ static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
             active[i] = i;
     }
     if (st->doomed) {
-        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        bl_sqltxn_retry_all(results, count, outcomes, st->doom_err);
         goto out;
     }
     if (!active || !sg.what) {
         eo_doom(st, "postgres: out of memory");
-        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        bl_sqltxn_retry_all(results, count, outcomes, st->doom_err);
         goto out;
     }
     if (!st->conn || PQstatus(st->conn) != CONNECTION_OK) {
         eo_doom(st, "postgres: connection lost: the transaction is gone");
-        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        bl_sqltxn_retry_all(results, count, outcomes, st->doom_err);
         goto out;
     }
     for (int round = 0; n && round < MAX_PIPELINE_ROUNDS; round++) {
@@ -1064,7 +1064,7 @@ static void eo_batch(pg_state_t *st, const ballast_message_t *const *msgs,
         step = eo_careful(st, msgs, results, outcomes, active, n, &sg, &run);
     if (step == EO_DOOM) {
         eo_doom(st, run.err);
-        bl_txn_retry_all(results, count, outcomes, run.err);
+        bl_sqltxn_retry_all(results, count, outcomes, run.err);
     }
 out:
     free(active);
@@ -1102,10 +1102,8 @@ static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
 {
     pg_state_t *st = state;
 
-    if (!st->eo) {
-        bl_fmt(errbuf, errsize, "postgres: begin needs semantics = exactly-once");
+    if (!bl_sqltxn_usable(st->eo, "postgres", "begin", errbuf, errsize))
         return BALLAST_OUTCOME_RETRY;
-    }
     pg_rollback(st); /* one left open: it can only be given up */
     /* A connection the server closed while idle still looks fine until
      * used: when BEGIN finds it gone, one fresh attempt follows at once. */
@@ -1125,8 +1123,8 @@ static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
 
 static int cmp_offset(const void *a, const void *b)
 {
-    const bl_offset_t *x = *(const bl_offset_t *const *)a;
-    const bl_offset_t *y = *(const bl_offset_t *const *)b;
+    const bl_dbtxn_offset_t *x = *(const bl_dbtxn_offset_t *const *)a;
+    const bl_dbtxn_offset_t *y = *(const bl_dbtxn_offset_t *const *)b;
     int c = strcmp(x->topic, y->topic);
 
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
@@ -1141,7 +1139,7 @@ static int cmp_offset(const void *a, const void *b)
  * @returns _OK; _FAIL: a row is past the batch (rolled back); _RETRY: it
  * failed, or the connection broke and nobody knows whether it committed. */
 static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
-                                        const bl_offset_t *const *order, size_t count,
+                                        const bl_dbtxn_offset_t *const *order, size_t count,
                                         char *errbuf, size_t errsize)
 {
     seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
@@ -1170,7 +1168,7 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
     if (run.cls == PG_OK)
         return BALLAST_OUTCOME_OK;
     if (run.bad < count && !strcmp(run.state, "22012")) {
-        bl_txn_stale_error(errbuf, errsize, order[run.bad]);
+        bl_dbtxn_stale_error(errbuf, errsize, order[run.bad]);
         return BALLAST_OUTCOME_FAIL;
     }
     if (st->conn)
@@ -1186,11 +1184,11 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
 
 /* Advances the offsets and COMMITs in one round trip. */
 static ballast_outcome_t pg_commit(void *state, const char *group,
-                                   const bl_offset_t *offsets, size_t count,
+                                   const bl_dbtxn_offset_t *offsets, size_t count,
                                    char *errbuf, size_t errsize)
 {
     pg_state_t *st = state;
-    const bl_offset_t **order = malloc((count ? count : 1) * sizeof(*order));
+    const bl_dbtxn_offset_t **order = malloc((count ? count : 1) * sizeof(*order));
     ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
 
     if (!st->in_txn)
@@ -1223,10 +1221,8 @@ static int pg_load_offset(void *state, const char *group, const char *topic,
     char part[16];
     const char *vals[3] = {group, topic, part};
 
-    if (!st->eo) {
-        bl_fmt(errbuf, errsize, "postgres: load_offset needs semantics = exactly-once");
+    if (!bl_sqltxn_usable(st->eo, "postgres", "load_offset", errbuf, errsize))
         return -1;
-    }
     bl_fmt(part, sizeof(part), "%" PRId32, partition);
     for (int attempt = 0; attempt < 2; attempt++) {
         PGresult *res;
@@ -1256,9 +1252,9 @@ static int pg_load_offset(void *state, const char *group, const char *topic,
     return -1;
 }
 
-/* The transaction operations of `postgres`; see bl_txn_ops_t. */
-const bl_txn_ops_t bl_postgres_txn_ops = {pg_begin, pg_commit, pg_rollback,
-                                          pg_load_offset};
+/* The transaction operations of `postgres`; see bl_dbtxn_ops_t. */
+const bl_dbtxn_ops_t bl_postgres_dbtxn_ops = {pg_begin, pg_commit, pg_rollback,
+                                             pg_load_offset};
 
 /* ---- start-up ------------------------------------------------------------ */
 
@@ -1376,9 +1372,9 @@ static pg_class_t create_offsets(pg_state_t *st, char *err, size_t errsize)
 
     if (cls == PG_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t")) {
         PQclear(res);
-        res = PQexec(st->conn, in_txn ? BL_TXN_OFFSETS_DDL
+        res = PQexec(st->conn, in_txn ? BL_SQLTXN_OFFSETS_DDL
                                       : "BEGIN; SELECT pg_advisory_xact_lock(" OFF_LOCK_KEY
-                                        "); " BL_TXN_OFFSETS_DDL "; COMMIT");
+                                        "); " BL_SQLTXN_OFFSETS_DDL "; COMMIT");
         cls = pg_classify(st->conn, res);
     }
     if (cls != PG_OK)
@@ -1495,7 +1491,7 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
         bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
-    st->eo = bl_txn_exactly_once(params->conf);
+    st->eo = bl_conf_exactly_once(params->conf);
     st->stop = bl_conf_stop_flag(params->conf);
     if ((rc = pg_setup(st, params->conf, sql, errbuf, errsize)) != 0) {
         pg_destroy(st);
@@ -1532,7 +1528,7 @@ void bl_postgres_check(const ballast_conf_t *conf, bl_check_t *ck)
         bl_check_report(ck, "database", BALLAST_ERR_INTERNAL, "handler.postgres: out of memory");
         return;
     }
-    st->eo = bl_txn_exactly_once(conf);
+    st->eo = bl_conf_exactly_once(conf);
     sql_rc = parse_sql(st, bl_conf_str(conf, "handler.postgres.sql"), sql_err,
                        sizeof(sql_err));
     db_rc = check_dsn(st->dsn, db_err, sizeof(db_err));

@@ -161,42 +161,6 @@ static void leave_transaction(sqlite_state_t *st)
         run_ctl(st, CTL_ROLLBACK, ignored, sizeof(ignored));
 }
 
-/* ---- handler callbacks --------------------------------------------------- */
-
-static ballast_outcome_t txn_handle(sqlite_state_t *st, const ballast_message_t *msg,
-                                    ballast_result_t *res);
-static void txn_batch(sqlite_state_t *st, const ballast_message_t *const *msgs,
-                      ballast_result_t *const *results, size_t count,
-                      ballast_outcome_t *outcomes);
-
-static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg,
-                                       ballast_result_t *res)
-{
-    sqlite_state_t *st = state;
-    char err[ERRLEN];
-    int rc;
-
-    if (st->in_txn)
-        return txn_handle(st, msg, res);
-    leave_transaction(st);
-    rc = run_message(st, msg, err, sizeof(err));
-    if (rc == SQLITE_OK)
-        return BALLAST_OUTCOME_OK;
-    ballast_result_set_error(res, err);
-    return sqlite_transient(rc) ? BALLAST_OUTCOME_RETRY : BALLAST_OUTCOME_FAIL;
-}
-
-/* The batch's transaction is gone and some message failed for good in a
- * way no savepoint could isolate: run each message in its own autocommit
- * transaction so that exactly the bad ones fail. */
-static void run_singly(sqlite_state_t *st, const ballast_message_t *const *msgs,
-                       ballast_result_t *const *results, size_t count,
-                       ballast_outcome_t *outcomes)
-{
-    for (size_t i = 0; i < count; i++)
-        outcomes[i] = sqlite_handle(st, msgs[i], results[i]);
-}
-
 typedef enum step_result { STEP_OK, STEP_FAILED, STEP_ABORT, STEP_REDO } step_result_t;
 
 /* Runs one message of a batch inside its own savepoint, so that a
@@ -225,49 +189,20 @@ static step_result_t batch_step(sqlite_state_t *st, const ballast_message_t *msg
     return STEP_FAILED;
 }
 
-static void sqlite_handle_batch(void *state, const ballast_message_t *const *msgs,
-                                ballast_result_t *const *results, size_t count,
-                                ballast_outcome_t *outcomes)
+/* batch_step() for message @p i of a batch, whose outcome becomes FAIL
+ * (with its error) when it failed. */
+static step_result_t batch_step_at(sqlite_state_t *st, const ballast_message_t *const *msgs,
+                                   ballast_result_t *const *results,
+                                   ballast_outcome_t *outcomes, size_t i, char *err,
+                                   size_t errsize)
 {
-    sqlite_state_t *st = state;
-    char err[ERRLEN];
-    int rc;
+    step_result_t step = batch_step(st, msgs[i], err, errsize);
 
-    if (st->in_txn) {
-        txn_batch(st, msgs, results, count, outcomes);
-        return;
+    if (step == STEP_FAILED) {
+        outcomes[i] = BALLAST_OUTCOME_FAIL;
+        ballast_result_set_error(results[i], err);
     }
-    for (size_t i = 0; i < count; i++)
-        outcomes[i] = BALLAST_OUTCOME_OK;
-    leave_transaction(st);
-    if (run_ctl(st, CTL_BEGIN, err, sizeof(err)) != SQLITE_OK) {
-        bl_txn_retry_rest(results, count, outcomes, err);
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        switch (batch_step(st, msgs[i], err, sizeof(err))) {
-        case STEP_OK:
-            break;
-        case STEP_FAILED:
-            outcomes[i] = BALLAST_OUTCOME_FAIL;
-            ballast_result_set_error(results[i], err);
-            break;
-        case STEP_ABORT:
-            leave_transaction(st);
-            bl_txn_retry_rest(results, count, outcomes, err);
-            return;
-        case STEP_REDO:
-            run_singly(st, msgs, results, count, outcomes);
-            return;
-        }
-    }
-    if ((rc = run_ctl(st, CTL_COMMIT, err, sizeof(err))) == SQLITE_OK)
-        return;
-    leave_transaction(st);
-    if (sqlite_transient(rc))
-        bl_txn_retry_rest(results, count, outcomes, err);
-    else /* e.g. a deferred foreign key: checked only at COMMIT */
-        run_singly(st, msgs, results, count, outcomes);
+    return step;
 }
 
 /* ---- exactly-once: the consumer's transaction ---------------------------- */
@@ -399,7 +334,7 @@ static void txn_batch(sqlite_state_t *st, const ballast_message_t *const *msgs,
             ballast_result_set_error(results[i], k->err);
     }
     if (st->doomed) {
-        bl_txn_retry_all(results, count, outcomes, st->doom_err);
+        bl_sqltxn_retry_all(results, count, outcomes, st->doom_err);
         return;
     }
     /* Each pass that starts again has one more FAIL: it ends. */
@@ -408,22 +343,19 @@ static void txn_batch(sqlite_state_t *st, const ballast_message_t *const *msgs,
         for (size_t i = 0; i < count && !again; i++) {
             if (outcomes[i] == BALLAST_OUTCOME_FAIL)
                 continue;
-            switch (batch_step(st, msgs[i], err, sizeof(err))) {
+            switch (batch_step_at(st, msgs, results, outcomes, i, err, sizeof(err))) {
             case STEP_OK:
-                break;
             case STEP_FAILED:
-                outcomes[i] = BALLAST_OUTCOME_FAIL;
-                ballast_result_set_error(results[i], err);
                 break;
             case STEP_ABORT:
                 txn_doom(st, err);
-                bl_txn_retry_all(results, count, outcomes, err);
+                bl_sqltxn_retry_all(results, count, outcomes, err);
                 return;
             case STEP_REDO:
                 outcomes[i] = BALLAST_OUTCOME_FAIL;
                 ballast_result_set_error(results[i], err);
                 if (!txn_killed(st, msgs[i], err)) {
-                    bl_txn_retry_all(results, count, outcomes, st->doom_err);
+                    bl_sqltxn_retry_all(results, count, outcomes, st->doom_err);
                     return;
                 }
                 again = true; /* the good messages before it, once more */
@@ -448,22 +380,18 @@ static ballast_outcome_t sqlite_begin(void *state, char *errbuf, size_t errsize)
 {
     sqlite_state_t *st = state;
 
-    if (!st->eo) {
-        bl_fmt(errbuf, errsize, "sqlite: begin needs semantics = exactly-once");
-        return BALLAST_OUTCOME_RETRY;
+    if (bl_sqltxn_usable(st->eo, "sqlite", "begin", errbuf, errsize)) {
+        sqlite_rollback(st); /* one left open: it can only be given up */
+        st->in_txn = run_ctl(st, CTL_BEGIN, errbuf, errsize) == SQLITE_OK;
     }
-    sqlite_rollback(st); /* one left open: it can only be given up */
-    if (run_ctl(st, CTL_BEGIN, errbuf, errsize) != SQLITE_OK)
-        return BALLAST_OUTCOME_RETRY;
-    st->in_txn = true;
-    return BALLAST_OUTCOME_OK;
+    return st->in_txn ? BALLAST_OUTCOME_OK : BALLAST_OUTCOME_RETRY;
 }
 
 /* Advances one partition's stored offset, fenced (see handlers.h): no row
  * changed means another member committed past the batch's first offset.
  * @returns _OK, _RETRY (an error) or _FAIL (stale), errbuf set unless _OK. */
 static ballast_outcome_t upsert_offset(sqlite_state_t *st, const char *group,
-                                       const bl_offset_t *off, char *errbuf,
+                                       const bl_dbtxn_offset_t *off, char *errbuf,
                                        size_t errsize)
 {
     sqlite3_stmt *s = st->off_upsert;
@@ -484,7 +412,7 @@ static ballast_outcome_t upsert_offset(sqlite_state_t *st, const char *group,
         bl_fmt(errbuf, errsize, "sqlite: ballast_offsets: %s", sqlite3_errmsg(st->db));
         out = BALLAST_OUTCOME_RETRY;
     } else if (sqlite3_changes(st->db) == 0) {
-        bl_txn_stale_error(errbuf, errsize, off);
+        bl_dbtxn_stale_error(errbuf, errsize, off);
         out = BALLAST_OUTCOME_FAIL;
     }
     sqlite3_reset(s);
@@ -493,7 +421,7 @@ static ballast_outcome_t upsert_offset(sqlite_state_t *st, const char *group,
 }
 
 static ballast_outcome_t sqlite_commit(void *state, const char *group,
-                                       const bl_offset_t *offsets, size_t count,
+                                       const bl_dbtxn_offset_t *offsets, size_t count,
                                        char *errbuf, size_t errsize)
 {
     sqlite_state_t *st = state;
@@ -537,10 +465,8 @@ static int sqlite_load_offset(void *state, const char *group, const char *topic,
     sqlite3_stmt *s = st->off_select;
     int rc, found = -1;
 
-    if (!st->eo) {
-        bl_fmt(errbuf, errsize, "sqlite: load_offset needs semantics = exactly-once");
+    if (!bl_sqltxn_usable(st->eo, "sqlite", "load_offset", errbuf, errsize))
         return -1;
-    }
     rc = sqlite3_bind_text(s, 1, group, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(s, 2, topic, -1, SQLITE_STATIC);
@@ -561,25 +487,80 @@ static int sqlite_load_offset(void *state, const char *group, const char *topic,
     return found;
 }
 
-/* The transaction operations of `sqlite`; see bl_txn_ops_t. */
-const bl_txn_ops_t bl_sqlite_txn_ops = {sqlite_begin, sqlite_commit, sqlite_rollback,
-                                        sqlite_load_offset};
+/* The transaction operations of `sqlite`; see bl_dbtxn_ops_t. */
+const bl_dbtxn_ops_t bl_sqlite_dbtxn_ops = {sqlite_begin, sqlite_commit, sqlite_rollback,
+                                           sqlite_load_offset};
 
-static void sqlite_destroy(void *state)
+/* ---- handler callbacks --------------------------------------------------- */
+
+static ballast_outcome_t sqlite_handle(void *state, const ballast_message_t *msg,
+                                       ballast_result_t *res)
 {
     sqlite_state_t *st = state;
+    char err[ERRLEN];
+    int rc;
 
-    if (!st)
+    if (st->in_txn)
+        return txn_handle(st, msg, res);
+    leave_transaction(st);
+    rc = run_message(st, msg, err, sizeof(err));
+    if (rc == SQLITE_OK)
+        return BALLAST_OUTCOME_OK;
+    ballast_result_set_error(res, err);
+    return sqlite_transient(rc) ? BALLAST_OUTCOME_RETRY : BALLAST_OUTCOME_FAIL;
+}
+
+/* The batch's transaction is gone and some message failed for good in a
+ * way no savepoint could isolate: run each message in its own autocommit
+ * transaction so that exactly the bad ones fail. */
+static void run_singly(sqlite_state_t *st, const ballast_message_t *const *msgs,
+                       ballast_result_t *const *results, size_t count,
+                       ballast_outcome_t *outcomes)
+{
+    for (size_t i = 0; i < count; i++)
+        outcomes[i] = sqlite_handle(st, msgs[i], results[i]);
+}
+
+static void sqlite_handle_batch(void *state, const ballast_message_t *const *msgs,
+                                ballast_result_t *const *results, size_t count,
+                                ballast_outcome_t *outcomes)
+{
+    sqlite_state_t *st = state;
+    char err[ERRLEN];
+    int rc;
+
+    if (st->in_txn) {
+        txn_batch(st, msgs, results, count, outcomes);
         return;
-    sqlite3_finalize(st->stmt);
-    for (int i = 0; i < CTL_COUNT; i++)
-        sqlite3_finalize(st->ctl[i]);
-    sqlite3_finalize(st->off_upsert);
-    sqlite3_finalize(st->off_select);
-    killers_clear(st);
-    sqlite3_close(st->db);
-    bl_sqltmpl_free(&st->tmpl);
-    free(st);
+    }
+    for (size_t i = 0; i < count; i++)
+        outcomes[i] = BALLAST_OUTCOME_OK;
+    leave_transaction(st);
+    if (run_ctl(st, CTL_BEGIN, err, sizeof(err)) != SQLITE_OK) {
+        bl_sqltxn_retry_rest(results, count, outcomes, err);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        switch (batch_step_at(st, msgs, results, outcomes, i, err, sizeof(err))) {
+        case STEP_OK:
+        case STEP_FAILED:
+            break;
+        case STEP_ABORT:
+            leave_transaction(st);
+            bl_sqltxn_retry_rest(results, count, outcomes, err);
+            return;
+        case STEP_REDO:
+            run_singly(st, msgs, results, count, outcomes);
+            return;
+        }
+    }
+    if ((rc = run_ctl(st, CTL_COMMIT, err, sizeof(err))) == SQLITE_OK)
+        return;
+    leave_transaction(st);
+    if (sqlite_transient(rc))
+        bl_sqltxn_retry_rest(results, count, outcomes, err);
+    else /* e.g. a deferred foreign key: checked only at COMMIT */
+        run_singly(st, msgs, results, count, outcomes);
 }
 
 /* ---- start-up ------------------------------------------------------------ */
@@ -646,7 +627,7 @@ static int setup_offsets(sqlite_state_t *st, char *errbuf, size_t errsize)
         "WHERE ballast_offsets.next_offset <= ?5"; /* fenced: see handlers.h */
     static const char select[] = "SELECT next_offset FROM ballast_offsets WHERE "
                                  "group_id = ?1 AND topic = ?2 AND partition = ?3";
-    int rc = sqlite3_exec(st->db, BL_TXN_OFFSETS_DDL, NULL, NULL, NULL);
+    int rc = sqlite3_exec(st->db, BL_SQLTXN_OFFSETS_DDL, NULL, NULL, NULL);
 
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v3(st->db, upsert, -1, SQLITE_PREPARE_PERSISTENT,
@@ -691,40 +672,21 @@ static int prepare_all(sqlite_state_t *st, char *errbuf, size_t errsize)
     return 0;
 }
 
-static int sqlite_init(void **statep, const ballast_handler_params_t *params,
-                       char *errbuf, size_t errsize)
+static void sqlite_destroy(void *state)
 {
-    const char *path = bl_conf_str(params->conf, "handler.sqlite.path");
-    const char *sql = bl_conf_str(params->conf, "handler.sqlite.sql");
-    char err[ERRLEN];
-    sqlite_state_t *st;
-    int rc;
+    sqlite_state_t *st = state;
 
-    *statep = NULL;
-    if (!*path || !*sql) {
-        bl_fmt(errbuf, errsize, "%s: missing (required by handler = sqlite)",
-               *path ? "handler.sqlite.sql" : "handler.sqlite.path");
-        return BALLAST_ERR_CONFIG;
-    }
-    if (!(st = calloc(1, sizeof(*st)))) {
-        bl_fmt(errbuf, errsize, "handler.sqlite: out of memory");
-        return BALLAST_ERR_INTERNAL;
-    }
-    st->eo = bl_txn_exactly_once(params->conf);
-    if (bl_sqltmpl_parse(sql, BL_SQL_SQLITE, &st->tmpl, err, sizeof(err))) {
-        bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", err);
-        rc = BALLAST_ERR_CONFIG;
-    } else if (!(rc = open_db(st, path, false, errbuf, errsize)) &&
-               !(rc = st->eo ? setup_offsets(st, errbuf, errsize) : 0)) {
-        rc = prepare_all(st, errbuf, errsize); /* the table first: the
-                                                  statement may use it */
-    }
-    if (rc) {
-        sqlite_destroy(st);
-        return rc;
-    }
-    *statep = st;
-    return 0;
+    if (!st)
+        return;
+    sqlite3_finalize(st->stmt);
+    for (int i = 0; i < CTL_COUNT; i++)
+        sqlite3_finalize(st->ctl[i]);
+    sqlite3_finalize(st->off_upsert);
+    sqlite3_finalize(st->off_select);
+    killers_clear(st);
+    sqlite3_close(st->db);
+    bl_sqltmpl_free(&st->tmpl);
+    free(st);
 }
 
 /* `ballast check` with a file that does not exist yet: start-up creates it
@@ -776,7 +738,7 @@ void bl_sqlite_check(const ballast_conf_t *conf, bl_check_t *ck)
         bl_check_report(ck, "SQL statement", BALLAST_ERR_INTERNAL, "handler.sqlite: out of memory");
         return;
     }
-    st->eo = bl_txn_exactly_once(conf);
+    st->eo = bl_conf_exactly_once(conf);
     if (bl_sqltmpl_parse(bl_conf_str(conf, "handler.sqlite.sql"), BL_SQL_SQLITE, &st->tmpl,
                          err, sizeof(err))) {
         bl_fmt(sql_err, sizeof(sql_err), "handler.sqlite.sql: %s", err);
@@ -801,6 +763,42 @@ void bl_sqlite_check(const ballast_conf_t *conf, bl_check_t *ck)
     }
     bl_check_report(ck, "SQL statement", sql_rc, "%s", sql_err);
     sqlite_destroy(st);
+}
+
+static int sqlite_init(void **statep, const ballast_handler_params_t *params,
+                       char *errbuf, size_t errsize)
+{
+    const char *path = bl_conf_str(params->conf, "handler.sqlite.path");
+    const char *sql = bl_conf_str(params->conf, "handler.sqlite.sql");
+    char err[ERRLEN];
+    sqlite_state_t *st;
+    int rc;
+
+    *statep = NULL;
+    if (!*path || !*sql) {
+        bl_fmt(errbuf, errsize, "%s: missing (required by handler = sqlite)",
+               *path ? "handler.sqlite.sql" : "handler.sqlite.path");
+        return BALLAST_ERR_CONFIG;
+    }
+    if (!(st = calloc(1, sizeof(*st)))) {
+        bl_fmt(errbuf, errsize, "handler.sqlite: out of memory");
+        return BALLAST_ERR_INTERNAL;
+    }
+    st->eo = bl_conf_exactly_once(params->conf);
+    if (bl_sqltmpl_parse(sql, BL_SQL_SQLITE, &st->tmpl, err, sizeof(err))) {
+        bl_fmt(errbuf, errsize, "handler.sqlite.sql: %s", err);
+        rc = BALLAST_ERR_CONFIG;
+    } else if (!(rc = open_db(st, path, false, errbuf, errsize)) &&
+               !(rc = st->eo ? setup_offsets(st, errbuf, errsize) : 0)) {
+        rc = prepare_all(st, errbuf, errsize); /* the table first: the
+                                                  statement may use it */
+    }
+    if (rc) {
+        sqlite_destroy(st);
+        return rc;
+    }
+    *statep = st;
+    return 0;
 }
 
 /* Built-in handler `sqlite`; see ballast_handler_t for the threading rules. */

@@ -1,15 +1,18 @@
-/* sqltxn.c - exactly-once glue and batch outcomes shared by the sqlite and
- * postgres handlers. */
+/* sqltxn.c - what the sqlite and postgres handlers share: the outcomes of a
+ * batch whose transaction is gone, and the error of a fenced batch. */
 #include "sqltxn.h"
 
 #include <string.h>
 
-bool bl_txn_exactly_once(const ballast_conf_t *conf)
+bool bl_sqltxn_usable(bool eo, const char *name, const char *op, char *errbuf,
+                      size_t errsize)
 {
-    return !strcmp(bl_conf_str(conf, "semantics"), "exactly-once");
+    if (!eo)
+        bl_fmt(errbuf, errsize, "%s: %s needs semantics = exactly-once", name, op);
+    return eo;
 }
 
-void bl_txn_retry_all(ballast_result_t *const *results, size_t count,
+void bl_sqltxn_retry_all(ballast_result_t *const *results, size_t count,
                       ballast_outcome_t *outcomes, const char *err)
 {
     for (size_t i = 0; i < count; i++) {
@@ -30,29 +33,20 @@ static void settle_rest(ballast_result_t *const *results, size_t count,
     }
 }
 
-void bl_txn_retry_rest(ballast_result_t *const *results, size_t count,
+void bl_sqltxn_retry_rest(ballast_result_t *const *results, size_t count,
                        ballast_outcome_t *outcomes, const char *err)
 {
     settle_rest(results, count, outcomes, BALLAST_OUTCOME_RETRY, err);
 }
 
-void bl_txn_unavailable_rest(ballast_result_t *const *results, size_t count,
+void bl_sqltxn_unavailable_rest(ballast_result_t *const *results, size_t count,
                              ballast_outcome_t *outcomes, const char *err)
 {
     settle_rest(results, count, outcomes, BALLAST_OUTCOME_UNAVAILABLE, err);
 }
 
-void bl_txn_stale_error(char *errbuf, size_t errsize, const bl_offset_t *off)
+void bl_dbtxn_stale_error(char *errbuf, size_t errsize, const bl_dbtxn_offset_t *off)
 {
     bl_fmt(errbuf, errsize, "%s [%d] was committed past offset %lld by another member",
            off->topic, (int)off->partition, (long long)off->first_offset);
-}
-
-const bl_txn_ops_t *bl_handler_txn_ops(const ballast_handler_t *handler)
-{
-    if (handler == &bl_handler_sqlite)
-        return &bl_sqlite_txn_ops;
-    if (handler == &bl_handler_postgres)
-        return &bl_postgres_txn_ops;
-    return NULL;
 }

@@ -32,11 +32,10 @@ bool bl_lag_coordinator_moving(rd_kafka_resp_err_t err)
 
 void bl_lag_offsets_free(bl_lag_offsets_t *o)
 {
-    for (size_t i = 0; i < o->n; i++)
-        free(o->c[i].topic);
+    while (o->n)
+        free(o->c[--o->n].topic);
     free(o->c);
     o->c = NULL;
-    o->n = 0;
 }
 
 /* Copies the offsets of @p parts that are set into @p out. */

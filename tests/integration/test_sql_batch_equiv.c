@@ -71,7 +71,7 @@ static void pg_run(run_mode_t mode, const char *sql, const char *group, bt_batch
     const char *kv[] = {"handler.postgres.dsn", bt_pg_dsn, "handler.postgres.sql", sql,
                         "startup.timeout.ms", "5000", "semantics",
                         mode == BY_EO_BATCH ? "exactly-once" : "at-least-once", NULL};
-    const bl_txn_ops_t *ops = bl_handler_txn_ops(&bl_handler_postgres);
+    const bl_dbtxn_ops_t *ops = bl_handler_dbtxn_ops(&bl_handler_postgres);
     char err[512] = "";
     void *st = NULL;
 
@@ -86,7 +86,7 @@ static void pg_run(run_mode_t mode, const char *sql, const char *group, bt_batch
         bl_handler_postgres.handle_batch(st, b->mp, b->rp, b->n, b->out);
         break;
     default: {
-        bl_offset_t off = {"orders", 2, 0, (int64_t)b->n};
+        bl_dbtxn_offset_t off = {"orders", 2, 0, (int64_t)b->n};
         if (ops->begin(st, err, sizeof(err)) != BALLAST_OUTCOME_OK)
             fail_msg("begin: %s", err);
         bl_handler_postgres.handle_batch(st, b->mp, b->rp, b->n, b->out);

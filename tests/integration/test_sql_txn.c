@@ -57,7 +57,7 @@ static void *open_handler(const ballast_handler_t *h, const char *const *kv, int
 }
 
 /* The stored next offset of orders/2 for GROUP via @p loader, or -1 if none. */
-static int64_t stored_offset(const bl_txn_ops_t *ops, void *loader)
+static int64_t stored_offset(const bl_dbtxn_ops_t *ops, void *loader)
 {
     char err[512] = "";
     int64_t next = -12345;
@@ -69,16 +69,16 @@ static int64_t stored_offset(const bl_txn_ops_t *ops, void *loader)
 }
 
 /* Commits orders/2 and audit/0, each as the range [first, next). */
-static void commit_ok(const bl_txn_ops_t *ops, void *st, int64_t first, int64_t next)
+static void commit_ok(const bl_dbtxn_ops_t *ops, void *st, int64_t first, int64_t next)
 {
-    bl_offset_t off[2] = {{"orders", 2, first, next}, {"audit", 0, first, next}};
+    bl_dbtxn_offset_t off[2] = {{"orders", 2, first, next}, {"audit", 0, first, next}};
     char err[512] = "";
 
     if (ops->commit(st, GROUP, off, 2, err, sizeof(err)) != BALLAST_OUTCOME_OK)
         fail_msg("commit: %s", err);
 }
 
-static void begin_ok(const bl_txn_ops_t *ops, void *st)
+static void begin_ok(const bl_dbtxn_ops_t *ops, void *st)
 {
     char err[512] = "";
 
@@ -87,9 +87,9 @@ static void begin_ok(const bl_txn_ops_t *ops, void *st)
 }
 
 /* A zombie's commit of orders/2 over [first, next): refused, and named. */
-static void commit_stale(const bl_txn_ops_t *ops, void *st, int64_t first, int64_t next)
+static void commit_stale(const bl_dbtxn_ops_t *ops, void *st, int64_t first, int64_t next)
 {
-    bl_offset_t off = {"orders", 2, first, next};
+    bl_dbtxn_offset_t off = {"orders", 2, first, next};
     char err[512] = "", want[128];
 
     assert_int_equal(ops->commit(st, GROUP, &off, 1, err, sizeof(err)),
@@ -105,14 +105,14 @@ static void commit_stale(const bl_txn_ops_t *ops, void *st, int64_t first, int64
  * database play the member that took a partition over and the zombie. */
 typedef struct fence_case {
     const ballast_handler_t *h;
-    const bl_txn_ops_t *ops;
+    const bl_dbtxn_ops_t *ops;
     void *winner, *zombie, *loader;
     long (*rows)(const struct fence_case *fc); /* rows in the output table */
     const char *path; /* sqlite: the file */
 } fence_case_t;
 
 /* Opens a transaction on @p st and handles messages [first, first+n). */
-static void handle_range(const ballast_handler_t *h, const bl_txn_ops_t *ops, void *st,
+static void handle_range(const ballast_handler_t *h, const bl_dbtxn_ops_t *ops, void *st,
                          size_t n, int64_t first)
 {
     bt_batch_t b;
@@ -157,14 +157,14 @@ static void fence_scenario(const fence_case_t *fc)
 static void test_ops_lookup(void **unused)
 {
     (void)unused;
-    assert_non_null(bl_handler_txn_ops(&bl_handler_sqlite));
-    assert_non_null(bl_handler_txn_ops(&bl_handler_postgres));
-    assert_ptr_not_equal(bl_handler_txn_ops(&bl_handler_sqlite),
-                         bl_handler_txn_ops(&bl_handler_postgres));
-    assert_null(bl_handler_txn_ops(&bl_handler_exec));
-    assert_null(bl_handler_txn_ops(&bl_handler_plugin));
-    assert_null(bl_handler_txn_ops(&bl_handler_forward));
-    assert_null(bl_handler_txn_ops(NULL));
+    assert_non_null(bl_handler_dbtxn_ops(&bl_handler_sqlite));
+    assert_non_null(bl_handler_dbtxn_ops(&bl_handler_postgres));
+    assert_ptr_not_equal(bl_handler_dbtxn_ops(&bl_handler_sqlite),
+                         bl_handler_dbtxn_ops(&bl_handler_postgres));
+    assert_null(bl_handler_dbtxn_ops(&bl_handler_exec));
+    assert_null(bl_handler_dbtxn_ops(&bl_handler_plugin));
+    assert_null(bl_handler_dbtxn_ops(&bl_handler_forward));
+    assert_null(bl_handler_dbtxn_ops(NULL));
 }
 
 /* ======================================================================= */
@@ -173,7 +173,7 @@ static void test_ops_lookup(void **unused)
 
 typedef struct sq {
     char path[300];
-    const bl_txn_ops_t *ops;
+    const bl_dbtxn_ops_t *ops;
     void *st, *loader;
 } sq_t;
 
@@ -184,7 +184,7 @@ static void sq_open(sq_t *s, const char *file, const char *table_sql, const char
 
     bt_sqlite_path(file, s->path, sizeof(s->path));
     bt_sqlite_exec(s->path, table_sql);
-    s->ops = bl_handler_txn_ops(&bl_handler_sqlite);
+    s->ops = bl_handler_dbtxn_ops(&bl_handler_sqlite);
     assert_non_null(s->ops);
     s->st = open_handler(&bl_handler_sqlite, kv, 0);
     s->loader = open_handler(&bl_handler_sqlite, kv, -1);
@@ -366,7 +366,7 @@ static void test_sqlite_txn_commit_fails(void **unused)
     bt_batch_t b;
     sqlite3 *db;
     char err[512] = "";
-    bl_offset_t off = {"orders", 2, 0, 999};
+    bl_dbtxn_offset_t off = {"orders", 2, 0, 999};
 
     (void)unused;
     sq_open(&s, "commitfail.db", sq_table, sq_insert);
@@ -412,7 +412,7 @@ static void test_sqlite_txn_init_errors(void **unused)
                         "semantics", "exactly-once", NULL};
     const char *alo[] = {"handler.sqlite.path", path, "handler.sqlite.sql", sq_insert,
                          NULL};
-    const bl_txn_ops_t *ops = bl_handler_txn_ops(&bl_handler_sqlite);
+    const bl_dbtxn_ops_t *ops = bl_handler_dbtxn_ops(&bl_handler_sqlite);
 
     (void)unused;
     bt_sqlite_path("plain.db", path, sizeof(path));
@@ -466,7 +466,7 @@ static void test_sqlite_txn_fence(void **unused)
 /* ======================================================================= */
 
 typedef struct pgh {
-    const bl_txn_ops_t *ops;
+    const bl_dbtxn_ops_t *ops;
     void *st, *loader;
 } pgh_t;
 
@@ -476,7 +476,7 @@ static void pgh_open(pgh_t *h, const char *sql)
                         "startup.timeout.ms", "5000", "semantics", "exactly-once",
                         NULL};
 
-    h->ops = bl_handler_txn_ops(&bl_handler_postgres);
+    h->ops = bl_handler_dbtxn_ops(&bl_handler_postgres);
     assert_non_null(h->ops);
     h->st = open_handler(&bl_handler_postgres, kv, 0);
     h->loader = open_handler(&bl_handler_postgres, kv, -1);
@@ -677,7 +677,7 @@ static void test_pg_txn_commit_terminated(void **unused)
     pgh_t h;
     bt_batch_t b;
     char err[512] = "";
-    bl_offset_t off = {"orders", 2, 0, 6};
+    bl_dbtxn_offset_t off = {"orders", 2, 0, 6};
 
     (void)unused;
     BT_NEED_PG();
@@ -801,9 +801,9 @@ static void test_pg_txn_fence(void **unused)
 }
 
 typedef struct racer {
-    const bl_txn_ops_t *ops;
+    const bl_dbtxn_ops_t *ops;
     void *st;
-    bl_offset_t off;
+    bl_dbtxn_offset_t off;
     ballast_outcome_t out;
     char err[512];
 } racer_t;
@@ -820,7 +820,7 @@ static void *race_commit(void *arg)
  * open); our commit of @p off then waits for its row lock; the other
  * transaction ends with @p end. @returns our commit's outcome. */
 static ballast_outcome_t commit_racing(pgh_t *h, const char *other, const char *end,
-                                       bl_offset_t off)
+                                       bl_dbtxn_offset_t off)
 {
     PGconn *conn = PQconnectdb(bt_pg_dsn);
     racer_t r = {h->ops, h->st, off, BALLAST_OUTCOME_OK, ""};
@@ -874,14 +874,14 @@ static void test_pg_txn_fence_race(void **unused)
 
     /* The other member commits past our batch while we wait: refused. */
     snprintf(sql, sizeof(sql), upd, 9);
-    assert_int_equal(commit_racing(&h, sql, "COMMIT", (bl_offset_t){"orders", 2, 5, 8}),
+    assert_int_equal(commit_racing(&h, sql, "COMMIT", (bl_dbtxn_offset_t){"orders", 2, 5, 8}),
                      BALLAST_OUTCOME_FAIL);
     assert_int_equal(stored_offset(h.ops, h.loader), 9);
     assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_f"), 5);
 
     /* It rolls back instead: ours lands. */
     snprintf(sql, sizeof(sql), upd, 20);
-    assert_int_equal(commit_racing(&h, sql, "ROLLBACK", (bl_offset_t){"orders", 2, 9, 12}),
+    assert_int_equal(commit_racing(&h, sql, "ROLLBACK", (bl_dbtxn_offset_t){"orders", 2, 9, 12}),
                      BALLAST_OUTCOME_OK);
     assert_int_equal(stored_offset(h.ops, h.loader), 12);
     assert_int_equal(bt_pg_admin_long("SELECT count(*) FROM txn_f"), 8);
@@ -890,7 +890,7 @@ static void test_pg_txn_fence_race(void **unused)
     assert_int_equal(commit_racing(&h,
                                    "INSERT INTO ballast_offsets VALUES ('g-txn', "
                                    "'orders', 3, 7)",
-                                   "COMMIT", (bl_offset_t){"orders", 3, 0, 3}),
+                                   "COMMIT", (bl_dbtxn_offset_t){"orders", 3, 0, 3}),
                      BALLAST_OUTCOME_FAIL);
     assert_int_equal(bt_pg_admin_long("SELECT next_offset FROM ballast_offsets WHERE "
                                       "topic = 'orders' AND partition = 3"),

@@ -3,7 +3,7 @@
  */
 #include "support.h"
 
-#include "runtime.h"
+#include "clients.h"
 
 #include <librdkafka/rdkafka_mock.h>
 

@@ -1,9 +1,9 @@
 /*
- * dlq_replay.h - what the parts of `ballast dlq replay` share: the replay's
- * state (dlq_replay.c) and its consumer group on the DLQ (dlq_group.c).
+ * dlq_group.h - `ballast dlq replay`'s state (dlq_replay.c), and its
+ * consumer group on the DLQ (dlq_group.c), which the replay calls.
  */
-#ifndef BALLAST_DLQ_REPLAY_H
-#define BALLAST_DLQ_REPLAY_H
+#ifndef BALLAST_DLQ_GROUP_H
+#define BALLAST_DLQ_GROUP_H
 
 #include "dlq.h"
 #include "dlq_track.h"

@@ -1,18 +1,24 @@
 /*
- * txn.c - exactly-once with Kafka outputs: every record a handler emits,
+ * ktxn.c - exactly-once with Kafka outputs: every record a handler emits,
  * every dead-letter record and the consumed offsets go into one Kafka
- * transaction, committed every `transaction.interval.ms`.
+ * transaction, committed every `transaction.interval.ms`. (Exactly-once
+ * into a database is dbtxn.c; the two engines have one shape: the
+ * transaction is this file's, an abort flags the partitions to rewind, and
+ * the poll loop performs every rewind, rebalance.c's bl_rewind().)
  *
  * Only the poll thread calls these functions and only it uses the
  * transactional producer: workers leave their records on the message, and
- * the poll thread produces them when it takes the message back, so a
- * transaction holds exactly the records of messages whose offsets it
- * commits.
+ * the poll thread holds the message (bl_ktxn_hold) until every earlier
+ * offset of its partition finished, then produces its records (in offset
+ * order), so a transaction holds exactly the records of messages whose
+ * offsets it commits.
  *
  * Failure handling follows librdkafka's transaction state machine, with
  * the 2.0.2 pitfall in mind (a producer may turn fatal after a timeout):
- *   - abortable error: abort, then rewind every partition to its
- *     committed offset and drop what was in flight;
+ *   - abortable error: abort, then flag every partition to be rewound to
+ *     its committed offset, dropping what was in flight; until the poll
+ *     loop has rewound them, nothing of theirs is held, produced or
+ *     committed;
  *   - retriable error or timeout (outcome unknown): throw the producer
  *     away, make a new one with the same transactional.id (whose
  *     init_transactions settles the old transaction), then rewind;
@@ -26,21 +32,21 @@
  * note of a dead letter or retry-tier move (bl_failure_note), which is
  * logged once the broker acknowledged the record.
  */
-#include "runtime.h"
+#include "ktxn.h"
+
+#include "clients.h"
+#include "emit.h"
+#include "parts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define TXN_TIMEOUT_MS 30000
 
 /* A newer producer with our transactional.id exists: we are the zombie. */
 static bool is_fenced(const rd_kafka_error_t *error)
 {
-    rd_kafka_resp_err_t code = rd_kafka_error_code(error);
-    return code == RD_KAFKA_RESP_ERR__FENCED ||
-           code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    return bl_kafka_fenced(rd_kafka_error_code(error));
 }
 
 static ballast_error_t *txn_error(rd_kafka_error_t *error, const char *what)
@@ -49,13 +55,12 @@ static ballast_error_t *txn_error(rd_kafka_error_t *error, const char *what)
     ballast_error_t *err = bl_error_new(
         fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA, false, true,
         "%s: %s%s", what, rd_kafka_error_string(error),
-        fenced ? " (another instance with the same transactional.id took over)"
-               : "");
+        fenced ? BL_FENCED_NOTE : "");
     rd_kafka_error_destroy(error);
     return err;
 }
 
-ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms)
+ballast_error_t *bl_ktxn_init(ballast_consumer_t *c, int64_t timeout_ms)
 {
     int64_t deadline = bl_now_ms() + timeout_ms;
     rd_kafka_error_t *error;
@@ -91,18 +96,13 @@ static bool producer_dead(ballast_consumer_t *c)
 {
     char reason[512];
     rd_kafka_resp_err_t code = rd_kafka_fatal_error(c->producer, reason, sizeof(reason));
-    bool fenced = code == RD_KAFKA_RESP_ERR__FENCED ||
-                  code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-                  code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+    bool fenced = bl_kafka_fenced(code);
 
     if (!code)
         return false;
     bl_set_fatal(c, bl_error_new(fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA, false,
                                  true, "kafka: transactional producer failed: %s%s",
-                                 reason,
-                                 fenced ? " (another instance with the same "
-                                          "transactional.id took over)"
-                                        : ""));
+                                 reason, fenced ? BL_FENCED_NOTE : ""));
     return true;
 }
 
@@ -122,43 +122,21 @@ static bool txn_reinit(ballast_consumer_t *c)
     rd_kafka_destroy(c->producer);
     c->producer = NULL;
     if ((err = bl_make_client(c, true, &c->producer)) ||
-        (err = bl_txn_init(c, TXN_TIMEOUT_MS))) {
+        (err = bl_ktxn_init(c, TXN_TIMEOUT_MS))) {
         bl_set_fatal(c, err);
         return false;
     }
-    bl_producer_warm(c, WARM_TIMEOUT_MS);
+    bl_emit_warm(c, WARM_TIMEOUT_MS);
     return true;
 }
 
-/* Drops everything in flight and seeks every assigned partition back to
- * the offset the group has committed. */
+/* The transaction was aborted: every partition goes back to its committed
+ * offset, and what was in flight is dropped. The poll loop does it
+ * (rebalance.c's bl_rewind()); until then nothing of the partitions is
+ * held, produced or committed. */
 static void txn_rewind(ballast_consumer_t *c)
 {
-    rd_kafka_topic_partition_list_t *list;
-    rd_kafka_resp_err_t err;
-
-    bl_flush_staged(c);
-    list = bl_reset_parts(c, false);
-    err = bl_committed(c->rk, list, TXN_TIMEOUT_MS);
-    if (err) {
-        bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
-                                     "kafka: cannot read committed offsets to "
-                                     "rewind after an aborted transaction: %s",
-                                     rd_kafka_err2str(err)));
-        rd_kafka_topic_partition_list_destroy(list);
-        return;
-    }
-    for (int i = 0; i < list->cnt; i++) {
-        const rd_kafka_topic_partition_t *tp = &list->elems[i];
-        bl_part_t *p = bl_part_find(c, tp->topic, tp->partition);
-        if (p && tp->offset >= 0)
-            p->committed = tp->offset;
-    }
-    bl_seek_parts(c, list);
-    bl_log(&c->log, BALLAST_LOG_WARN,
-           "transaction aborted: %d partition(s) rewound to their committed "
-           "offsets", list->cnt);
-    rd_kafka_topic_partition_list_destroy(list);
+    bl_parts_flag_all(c);
 }
 
 /* A record of the open transaction was refused for good: aborts the
@@ -168,12 +146,12 @@ static void txn_halt(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    if (c->txn_halted || !c->txn_open) {
-        c->txn_halted = true;
+    if (c->ktxn.halted || !c->ktxn.open) {
+        c->ktxn.halted = true;
         return;
     }
-    c->txn_halted = true;
-    c->txn_open = false;
+    c->ktxn.halted = true;
+    c->ktxn.open = false;
     if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
         bl_log(&c->log, BALLAST_LOG_WARN, "kafka: abort transaction failed: %s",
                rd_kafka_error_string(error));
@@ -181,15 +159,17 @@ static void txn_halt(ballast_consumer_t *c)
     }
 }
 
-void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm)
+void bl_ktxn_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
+    ballast_consumer_t *c = opaque;
     bl_failure_note_t *note = rkm->_private;
     const char *topic = rd_kafka_topic_name(rkm->rkt);
 
-    if (rkm->err && bl_record_refused(rkm->err) && !c->txn_doomed) {
+    (void)rk;
+    if (rkm->err && bl_record_refused(rkm->err) && !c->ktxn.doomed) {
         /* Not served inside a transactional call: txn_halt() runs when the
          * commit or the next record sees the flag. */
-        c->txn_doomed = true;
+        c->ktxn.doomed = true;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
                                      "topic %s: the broker refused a record of the "
                                      "transaction: %s; the transaction is aborted and "
@@ -198,13 +178,13 @@ void bl_txn_delivered(ballast_consumer_t *c, const rd_kafka_message_t *rkm)
     } else if (rkm->err) {
         bl_log(&c->log, BALLAST_LOG_WARN, "topic %s: transactional record failed: %s",
                topic, rd_kafka_err2str(rkm->err));
-    } else if (c->dlq_topic && !strcmp(topic, c->dlq_topic)) {
+    } else if (c->set.dlq_topic && !strcmp(topic, c->set.dlq_topic)) {
         atomic_fetch_add(&c->stats.dead_lettered, 1);
     } else {
         atomic_fetch_add(&c->stats.emitted, 1);
     }
     if (note && !rkm->err)
-        bl_log_failure_note(c, note);
+        bl_failure_note_log(c, note);
     free(note);
 }
 
@@ -214,14 +194,14 @@ static bool txn_fail(ballast_consumer_t *c, rd_kafka_error_t *error, const char 
 {
     bool rewind = true;
 
-    if (c->txn_doomed) {
+    if (c->ktxn.doomed) {
         /* A record was refused for good: redoing the transaction would
          * meet it again. */
         rd_kafka_error_destroy(error);
         txn_halt(c);
         return false;
     }
-    c->txn_open = false;
+    c->ktxn.open = false;
     bl_log(&c->log, BALLAST_LOG_WARN, "%s: %s", what, rd_kafka_error_string(error));
     /* Never re-initialise when fenced: that would fence the newer, rightful
      * instance in turn, and the two would take turns doubling work. */
@@ -252,20 +232,23 @@ static bool txn_begin(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    if (c->txn_open)
+    if (c->ktxn.open)
         return true;
     if ((error = rd_kafka_begin_transaction(c->producer)))
         return txn_fail(c, error, "kafka: begin transaction failed");
-    c->txn_open = true;
-    c->txn_deadline_ms = bl_now_ms() + c->txn_interval_ms;
+    c->ktxn.open = true;
+    c->ktxn.deadline_ms = bl_now_ms() + c->set.txn_interval_ms;
     return true;
 }
 
-bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
+/* Produces a finished message's records in the open transaction (opening
+ * one if needed). @returns false when the transaction was aborted (its
+ * partitions flagged for a rewind) or halted. */
+static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
 {
-    if (c->txn_doomed)
+    if (c->ktxn.doomed)
         txn_halt(c);
-    if (c->txn_halted || !txn_begin(c))
+    if (c->ktxn.halted || !txn_begin(c))
         return false;
     for (size_t i = 0; i < m->result.record_count; i++) {
         /* A dead letter's or tier move's log line waits for its
@@ -273,7 +256,7 @@ bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
         bl_failure_note_t *note = m->failed_over ? bl_failure_note(c, m) : NULL;
         rd_kafka_resp_err_t err;
         while ((err = bl_produce_record(c->producer, &m->result.records[i],
-                                        c->output_topic, note)) ==
+                                        c->set.output_topic, note)) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(c->producer, 10);
         if (err)
@@ -296,7 +279,7 @@ bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
                                          (long long)m->offset,
                                          m->result.records[i].topic
                                              ? m->result.records[i].topic
-                                             : c->output_topic,
+                                             : c->set.output_topic,
                                          rd_kafka_err2str(err)));
             txn_halt(c);
             return false;
@@ -308,36 +291,94 @@ bool bl_txn_add(ballast_consumer_t *c, bl_msg_t *m)
                    "%s [%d] offset %lld: cannot produce in the transaction: %s",
                    m->topic, (int)m->partition, (long long)m->offset,
                    rd_kafka_err2str(err));
-            bl_txn_abort(c);
+            bl_ktxn_abort(c);
             return false;
         }
     }
     return true;
 }
 
-bool bl_txn_commit(ballast_consumer_t *c)
+/* Messages finish out of order (ordering = key, none), so a finished
+ * message's records wait, in offset order, until every earlier offset of
+ * its partition finished too. */
+void bl_ktxn_hold(ballast_consumer_t *c, bl_msg_t *m)
+{
+    bl_part_t *p = m->part;
+    bl_msg_t **pp = &p->held.head;
+
+    if (p->orphan || atomic_load(&p->revoked) || atomic_load(&p->rewind)) {
+        m->fate = BL_FATE_DROPPED;
+        bl_msg_release(c, m);
+        return;
+    }
+    bl_part_done(c, p, m->seq);
+    /* Usually the newest: walk from the head only when out of order. */
+    if (p->held.tail && p->held.tail->offset < m->offset)
+        pp = &p->held.tail->next;
+    else
+        while (*pp && (*pp)->offset < m->offset)
+            pp = &(*pp)->next;
+    m->next = *pp;
+    *pp = m;
+    if (!m->next)
+        p->held.tail = m;
+    p->held.len++;
+}
+
+void bl_ktxn_flush(ballast_consumer_t *c)
+{
+    BL_PARTS_EACH(c, p) {
+        int64_t next;
+        if (c->ktxn.halted) {
+            /* Nothing commits any more: nothing waits for a transaction. */
+            bl_part_drop_held(c, p);
+            continue;
+        }
+        if (atomic_load(&p->rewind))
+            continue; /* its held messages go with the rewind */
+        next = bl_tracker_committable(&p->tracker);
+        while (p->held.head && p->held.head->offset < next) {
+            bl_msg_t *m = bl_queue_pop(&p->held);
+            if (!txn_add(c, m)) {
+                /* Aborted: every partition is flagged for a rewind, so
+                 * nothing more goes out. Or halted: drop the rest. */
+                m->fate = BL_FATE_DROPPED;
+                bl_msg_release(c, m);
+                if (c->ktxn.halted)
+                    bl_ktxn_flush(c);
+                return;
+            }
+            bl_msg_release(c, m);
+        }
+    }
+}
+
+
+bool bl_ktxn_commit(ballast_consumer_t *c)
 {
     rd_kafka_topic_partition_list_t *list;
     rd_kafka_consumer_group_metadata_t *cgmd;
     rd_kafka_error_t *error = NULL;
 
-    if (c->txn_doomed)
+    if (c->ktxn.doomed)
         txn_halt(c);
-    if (c->txn_halted)
+    if (c->ktxn.halted)
         return false;
     /* Records first, then the offsets that cover them. */
-    bl_flush_held(c);
-    if (!c->txn_open && !c->offsets_dirty)
+    bl_ktxn_flush(c);
+    if (!c->ktxn.open && !bl_parts_dirty(c))
         return true;
     if (!txn_begin(c))
         return false;
     list = rd_kafka_topic_partition_list_new(8);
-    for (bl_part_t *p = c->parts; p; p = p->next) {
+    BL_PARTS_EACH(c, p) {
         int64_t next = bl_tracker_committable(&p->tracker);
-        if (next > p->stored)
+        /* A partition waiting for its rewind holds offsets of an aborted
+         * transaction. */
+        if (next > p->stored && !atomic_load(&p->rewind))
             rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
     }
-    c->offsets_dirty = false;
+    bl_parts_set_dirty(c, false);
     if (list->cnt) {
         cgmd = rd_kafka_consumer_group_metadata(c->rk);
         error = rd_kafka_send_offsets_to_transaction(c->producer, list, cgmd,
@@ -350,7 +391,7 @@ bool bl_txn_commit(ballast_consumer_t *c)
         rd_kafka_topic_partition_list_destroy(list);
         return txn_fail(c, error, "kafka: commit transaction failed");
     }
-    c->txn_open = false;
+    c->ktxn.open = false;
     atomic_fetch_add(&c->stats.commits, 1);
     for (int i = 0; i < list->cnt; i++) {
         bl_part_t *p = bl_part_find(c, list->elems[i].topic, list->elems[i].partition);
@@ -361,13 +402,13 @@ bool bl_txn_commit(ballast_consumer_t *c)
     return true;
 }
 
-void bl_txn_abort(ballast_consumer_t *c)
+void bl_ktxn_abort(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    if (!c->txn_open || c->txn_halted)
+    if (!c->ktxn.open || c->ktxn.halted)
         return;
-    c->txn_open = false;
+    c->ktxn.open = false;
     if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
         if (rd_kafka_error_is_fatal(error) || is_fenced(error)) {
             bl_set_fatal(c, txn_error(error, "kafka: abort transaction failed"));
@@ -381,8 +422,8 @@ void bl_txn_abort(ballast_consumer_t *c)
     txn_rewind(c);
 }
 
-void bl_txn_tick(ballast_consumer_t *c)
+void bl_ktxn_tick(ballast_consumer_t *c)
 {
-    if (c->txn_open && bl_now_ms() >= c->txn_deadline_ms)
-        bl_txn_commit(c);
+    if (c->ktxn.open && bl_now_ms() >= c->ktxn.deadline_ms)
+        bl_ktxn_commit(c);
 }

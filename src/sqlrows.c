@@ -1,0 +1,443 @@
+/*
+ * sqlrows.c - which rewritten statements may run over many messages at once
+ * (bl_sqltmpl_multirow, sqltmpl.h), and how: the grammar and why it is
+ * safe are below.
+ */
+#include "sqltmpl.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/*
+ * A batch runs as one statement over many messages (a tuple each) only
+ * when that statement is sure to write what the single-row statements, run
+ * one after another in the same transaction, would. The test is a
+ * whitelist grammar over the rewritten statement; anything outside it runs
+ * one statement a message:
+ *
+ *   INSERT INTO name[.name[.name]] [AS name] [(name, ...)]
+ *       [OVERRIDING {SYSTEM | USER} VALUE]
+ *       VALUES (elem, ...)
+ *       [ON CONFLICT [(target) [WHERE predicate] | ON CONSTRAINT name]
+ *        DO NOTHING]
+ *
+ *   elem    = operand {:: type}
+ *   operand = $N | 'text' (also E'', B'', X'', N'', $tag$..$tag$) | number
+ *           | -number | NULL | TRUE | FALSE | (elem) | CAST(elem AS type)
+ *   type    = name[.name] [(number, ...)] [WITH[OUT] TIME ZONE] {[[number]]}
+ *             (and DOUBLE PRECISION, CHARACTER / CHAR / NCHAR / BIT VARYING,
+ *             NATIONAL CHARACTER [VARYING])
+ *
+ * Why that is equivalent. Each row's values are a function of its own
+ * message alone: the tuple reads no table (every row of one statement reads
+ * the statement's one snapshot, so a subquery counting or summing earlier
+ * rows would see none of the batch's), and calls no function (now(),
+ * nextval(), random() or a user's function may depend on time, on order or
+ * on what earlier rows wrote); a cast only converts its operand. PostgreSQL
+ * inserts the rows of a VALUES list in order and checks each row's NOT NULL,
+ * CHECK and (non-deferrable) unique constraints as it inserts it; a failed
+ * many-row statement is run again a statement a message, which pins the
+ * failure on its message. DO NOTHING skips a row that conflicts with one
+ * already there, an earlier row of the same statement included, as that
+ * row's own statement would. The conflict target and its WHERE hold no
+ * parameter: they only pick the arbiter index, the same one for every row.
+ *
+ * Outside the grammar, among others: DO UPDATE (two rows of one statement
+ * with the same key are an error, "cannot affect row a second time", and
+ * its SET may read the table), RETURNING, WITH, INSERT ... SELECT, more than
+ * one tuple, DEFAULT (leave the column out of the list instead: its default
+ * is then computed row by row), operators and function calls, a parameter
+ * outside the tuple.
+ *
+ * What no statement text shows is the table's triggers, rules, foreign keys,
+ * column defaults and domain checks. Column defaults and row-level BEFORE
+ * triggers run row by row, and when volatile they see the statement's
+ * earlier rows, as separate statements would. Row-level AFTER triggers,
+ * foreign key checks among them, run when the statement ends, so they see
+ * all of its rows; statement-level triggers fire once a statement. A user
+ * whose AFTER trigger reads the table it fires on needs processing =
+ * message (docs/design.md, "Database batches").
+ */
+
+typedef enum tok_kind {
+    TK_END,    /* the end of the statement */
+    TK_WORD,   /* a keyword or an unquoted identifier */
+    TK_QIDENT, /* "quoted identifier" */
+    TK_STRING, /* '..', E'..', B'..', X'..', N'..', $tag$..$tag$ */
+    TK_NUMBER, /* 12, 1.5, .5e3 */
+    TK_PARAM,  /* $N */
+    TK_CAST,   /* :: */
+    TK_PUNCT,  /* one of ( ) , . [ ] */
+    TK_OTHER   /* an operator or anything else: never part of the grammar */
+} tok_kind_t;
+
+#define FOLD_MAX_DEPTH 32 /* nested parentheses in one element */
+
+typedef struct fold {
+    parser_t p;                    /* the scanner over the rewritten SQL */
+    tok_kind_t kind;               /* the current token, */
+    size_t start, end;             /* ... s[start, end) */
+    size_t tuple_start, tuple_end; /* the tuple: "(" .. past ")" */
+    size_t *param_at;              /* offsets of the tuple's `$N` */
+    size_t nparams;
+    int depth;
+} fold_t;
+
+static tok_kind_t scan_number(parser_t *p)
+{
+    while (isdigit((unsigned char)bl_sql_peek(p, 0)))
+        p->pos++;
+    if (bl_sql_peek(p, 0) == '.')
+        for (p->pos++; isdigit((unsigned char)bl_sql_peek(p, 0));)
+            p->pos++;
+    if ((bl_sql_peek(p, 0) == 'e' || bl_sql_peek(p, 0) == 'E') &&
+        (isdigit((unsigned char)bl_sql_peek(p, 1)) ||
+         ((bl_sql_peek(p, 1) == '+' || bl_sql_peek(p, 1) == '-') &&
+          isdigit((unsigned char)bl_sql_peek(p, 2)))))
+        for (p->pos += 2; isdigit((unsigned char)bl_sql_peek(p, 0));)
+            p->pos++;
+    /* 0x1F, 1_000, 12abc: not a number of this grammar. */
+    return bl_sql_ident_char((unsigned char)bl_sql_peek(p, 0)) ? TK_OTHER : TK_NUMBER;
+}
+
+/* A word, or a string with a one-letter prefix (E'', B'', X'', N''). */
+static tok_kind_t scan_word(parser_t *p)
+{
+    size_t start = p->pos;
+
+    while (p->pos < p->len && bl_sql_ident_char((unsigned char)p->s[p->pos]))
+        p->pos++;
+    if (p->pos - start == 1 && bl_sql_peek(p, 0) == '\'' && strchr("eEbBxXnN", p->s[start]))
+        return bl_sql_copy_quoted(p, '\'', bl_sql_escape_string(p), "string literal") ? TK_OTHER
+                                                                          : TK_STRING;
+    return TK_WORD;
+}
+
+static tok_kind_t scan_token(parser_t *p)
+{
+    unsigned char c;
+    bool matched;
+
+    if (p->failed)
+        return TK_OTHER;
+    if (p->pos >= p->len)
+        return TK_END;
+    c = (unsigned char)p->s[p->pos];
+    if (bl_sql_ident_start(c))
+        return scan_word(p);
+    if (isdigit(c) || (c == '.' && isdigit((unsigned char)bl_sql_peek(p, 1))))
+        return scan_number(p);
+    switch (c) {
+    case '\'':
+        return bl_sql_copy_quoted(p, '\'', bl_sql_escape_string(p), "string literal") ? TK_OTHER
+                                                                          : TK_STRING;
+    case '"':
+        return bl_sql_copy_quoted(p, '"', false, "quoted identifier") ? TK_OTHER : TK_QIDENT;
+    case '$':
+        if (isdigit((unsigned char)bl_sql_peek(p, 1))) {
+            for (p->pos++; isdigit((unsigned char)bl_sql_peek(p, 0));)
+                p->pos++;
+            return TK_PARAM;
+        }
+        if (!bl_sql_copy_dollar_quote(p, &matched) && matched)
+            return TK_STRING;
+        break;
+    case ':':
+        if (bl_sql_peek(p, 1) != ':')
+            break;
+        p->pos += 2;
+        return TK_CAST;
+    case '(':
+    case ')':
+    case ',':
+    case '.':
+    case '[':
+    case ']':
+        p->pos++;
+        return TK_PUNCT;
+    default:
+        break;
+    }
+    p->pos++;
+    return TK_OTHER;
+}
+
+/* Moves to the next token, past blanks and comments. */
+static void fold_next(fold_t *f)
+{
+    parser_t *p = &f->p;
+    size_t end;
+
+    for (;;) {
+        while (p->pos < p->len && isspace((unsigned char)p->s[p->pos]))
+            p->pos++;
+        if (bl_sql_comment_at(p, &end) <= 0)
+            break;
+        p->pos = end;
+    }
+    f->start = p->pos;
+    f->kind = scan_token(p);
+    f->end = p->pos;
+}
+
+static bool is_word(const fold_t *f, const char *word)
+{
+    size_t n = f->end - f->start;
+
+    return f->kind == TK_WORD && strlen(word) == n &&
+           !strncasecmp(f->p.s + f->start, word, n);
+}
+
+static bool is_punct(const fold_t *f, char c)
+{
+    return f->kind == TK_PUNCT && f->p.s[f->start] == c;
+}
+
+static bool accept_word(fold_t *f, const char *word)
+{
+    if (!is_word(f, word))
+        return false;
+    fold_next(f);
+    return true;
+}
+
+static bool accept_punct(fold_t *f, char c)
+{
+    if (!is_punct(f, c))
+        return false;
+    fold_next(f);
+    return true;
+}
+
+static bool accept_kind(fold_t *f, tok_kind_t kind)
+{
+    if (f->kind != kind)
+        return false;
+    fold_next(f);
+    return true;
+}
+
+static bool fold_name(fold_t *f)
+{
+    return accept_kind(f, TK_WORD) || accept_kind(f, TK_QIDENT);
+}
+
+/* name[.name ...], at most @p parts of them. */
+static bool fold_qname(fold_t *f, int parts)
+{
+    if (!fold_name(f))
+        return false;
+    while (--parts && accept_punct(f, '.'))
+        if (!fold_name(f))
+            return false;
+    return true;
+}
+
+/* (number, ...) after a type name, if there. */
+static bool fold_typmods(fold_t *f)
+{
+    if (!accept_punct(f, '('))
+        return true;
+    do {
+        if (!accept_kind(f, TK_NUMBER))
+            return false;
+    } while (accept_punct(f, ','));
+    return accept_punct(f, ')');
+}
+
+static bool fold_type(fold_t *f)
+{
+    bool zoned = is_word(f, "TIME") || is_word(f, "TIMESTAMP");
+    bool varying = is_word(f, "CHARACTER") || is_word(f, "CHAR") ||
+                   is_word(f, "NCHAR") || is_word(f, "BIT");
+
+    if (accept_word(f, "DOUBLE")) {
+        if (!accept_word(f, "PRECISION"))
+            return false;
+    } else if (accept_word(f, "NATIONAL")) {
+        if (!accept_word(f, "CHARACTER") && !accept_word(f, "CHAR"))
+            return false;
+        varying = true;
+    } else if (!fold_qname(f, 2)) {
+        return false;
+    }
+    if (varying)
+        accept_word(f, "VARYING");
+    if (!fold_typmods(f))
+        return false;
+    if (zoned && (accept_word(f, "WITH") || accept_word(f, "WITHOUT")) &&
+        !(accept_word(f, "TIME") && accept_word(f, "ZONE")))
+        return false;
+    while (accept_punct(f, '[')) {
+        accept_kind(f, TK_NUMBER);
+        if (!accept_punct(f, ']'))
+            return false;
+    }
+    return true;
+}
+
+static bool fold_param(fold_t *f)
+{
+    size_t *at = realloc(f->param_at, (f->nparams + 1) * sizeof(*at));
+
+    if (!at)
+        return false; /* out of memory: no multi-row form */
+    f->param_at = at;
+    at[f->nparams++] = f->start;
+    fold_next(f);
+    return true;
+}
+
+static bool fold_elem(fold_t *f);
+
+static bool fold_operand(fold_t *f)
+{
+    if (f->kind == TK_PARAM)
+        return fold_param(f);
+    if (accept_kind(f, TK_STRING) || accept_kind(f, TK_NUMBER) || accept_word(f, "NULL") ||
+        accept_word(f, "TRUE") || accept_word(f, "FALSE"))
+        return true;
+    if (f->kind == TK_OTHER && f->end - f->start == 1 && f->p.s[f->start] == '-') {
+        fold_next(f); /* a negative number is a constant, not an operator call */
+        return accept_kind(f, TK_NUMBER);
+    }
+    if (accept_punct(f, '('))
+        return fold_elem(f) && accept_punct(f, ')');
+    return accept_word(f, "CAST") && accept_punct(f, '(') && fold_elem(f) &&
+           accept_word(f, "AS") && fold_type(f) && accept_punct(f, ')');
+}
+
+static bool fold_elem(fold_t *f)
+{
+    bool ok = ++f->depth <= FOLD_MAX_DEPTH && fold_operand(f);
+
+    while (ok && accept_kind(f, TK_CAST))
+        ok = fold_type(f);
+    f->depth--;
+    return ok;
+}
+
+static bool fold_tuple(fold_t *f)
+{
+    if (!is_punct(f, '('))
+        return false;
+    f->tuple_start = f->start;
+    fold_next(f);
+    do {
+        if (!fold_elem(f))
+            return false;
+    } while (accept_punct(f, ','));
+    if (!is_punct(f, ')'))
+        return false;
+    f->tuple_end = f->end;
+    fold_next(f);
+    return true;
+}
+
+/* ON CONFLICT's target, up to DO: ON CONSTRAINT name, or a parenthesised
+ * index inference with an optional WHERE. Its tokens are not checked one
+ * by one (index expressions and predicates can only be immutable), but it
+ * may hold no parameter, which would be row 0's alone. */
+static bool fold_conflict_target(fold_t *f)
+{
+    size_t depth = 0;
+
+    if (accept_word(f, "ON"))
+        return accept_word(f, "CONSTRAINT") && fold_name(f);
+    if (!is_punct(f, '('))
+        return true; /* no target: any conflict */
+    do {
+        if (f->kind == TK_END || f->kind == TK_PARAM)
+            return false;
+        depth += is_punct(f, '(');
+        depth -= is_punct(f, ')');
+        fold_next(f);
+    } while (depth);
+    if (!accept_word(f, "WHERE"))
+        return true;
+    while (depth || !is_word(f, "DO")) {
+        if (f->kind == TK_END || f->kind == TK_PARAM || (!depth && is_punct(f, ')')))
+            return false;
+        depth += is_punct(f, '(');
+        depth -= is_punct(f, ')');
+        fold_next(f);
+    }
+    return true;
+}
+
+/* The grammar above, over the whole statement. */
+static bool fold_statement(fold_t *f)
+{
+    if (!accept_word(f, "INSERT") || !accept_word(f, "INTO") || !fold_qname(f, 3))
+        return false;
+    if (accept_word(f, "AS") && !fold_name(f))
+        return false;
+    if (accept_punct(f, '(')) {
+        do {
+            if (!fold_name(f))
+                return false;
+        } while (accept_punct(f, ','));
+        if (!accept_punct(f, ')'))
+            return false;
+    }
+    if (accept_word(f, "OVERRIDING") &&
+        !((accept_word(f, "SYSTEM") || accept_word(f, "USER")) && accept_word(f, "VALUE")))
+        return false;
+    if (!accept_word(f, "VALUES") || !fold_tuple(f))
+        return false;
+    if (accept_word(f, "ON") &&
+        !(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO") &&
+          accept_word(f, "NOTHING")))
+        return false;
+    return f->kind == TK_END;
+}
+
+/* Appends the tuple once, its parameters shifted by @p shift. */
+static void put_tuple(sbuf_t *b, const char *sql, const fold_t *f, size_t shift)
+{
+    size_t pos = f->tuple_start;
+    char num[32];
+
+    for (size_t i = 0; i < f->nparams; i++) {
+        size_t at = f->param_at[i], end = at + 1;
+        while (isdigit((unsigned char)sql[end]))
+            end++;
+        bl_sqlbuf_put(b, sql + pos, at - pos);
+        bl_fmt(num, sizeof(num), "$%zu", strtoul(sql + at + 1, NULL, 10) + shift);
+        bl_sqlbuf_put(b, num, strlen(num));
+        pos = end;
+    }
+    bl_sqlbuf_put(b, sql + pos, f->tuple_end - pos);
+}
+
+char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
+{
+    fold_t f = {.p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
+                      .dialect = BL_SQL_POSTGRES}};
+    sbuf_t b = {0};
+    bool ok;
+
+    if (!rows || !t->sql || (t->count && rows > 65535 / t->count))
+        return NULL;
+    fold_next(&f);
+    ok = fold_statement(&f);
+    free(f.p.out.p); /* the scanner's copies of quoted text: not needed */
+    if (ok) {
+        bl_sqlbuf_put(&b, t->sql, f.tuple_start);
+        for (size_t r = 0; r < rows; r++) {
+            if (r)
+                bl_sqlbuf_put(&b, ", ", 2);
+            put_tuple(&b, t->sql, &f, r * t->count);
+        }
+        bl_sqlbuf_put(&b, t->sql + f.tuple_end, strlen(t->sql + f.tuple_end));
+    }
+    free(f.param_at);
+    if (!ok || b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
