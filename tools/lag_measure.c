@@ -232,35 +232,19 @@ static rd_kafka_resp_err_t describe_group(monitor_t *m, rd_kafka_t *reached, cha
     const lag_opts_t *o = m->o;
     group_view_t *g = &m->group;
     const char *groups[1] = {o->group};
-    rd_kafka_AdminOptions_t *opts;
     rd_kafka_resp_err_t err;
-    rd_kafka_queue_t *q;
-    rd_kafka_event_t *ev;
+    bl_admin_t a;
     rd_kafka_t *rk;
 
     if (g->unsupported || (g->unsupported = cli_cannot_describe_groups(reached, o->timeout_ms)))
         return RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!(rk = new_client(o, false, errbuf, errsize)))
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
-    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-    q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_set_request_timeout(opts, o->timeout_ms, NULL, 0);
-    rd_kafka_DescribeConsumerGroups(rk, groups, 1, opts, q);
-    ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
-    if (!ev) {
-        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        snprintf(errbuf, errsize, "no answer to DescribeConsumerGroups within %d ms",
-                 o->timeout_ms);
-    } else if ((err = rd_kafka_event_error(ev))) {
-        snprintf(errbuf, errsize, "DescribeConsumerGroups: %s",
-                 rd_kafka_event_error_string(ev));
-    } else {
-        err = read_description(g, o, ev, errbuf, errsize);
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
+    bl_admin_start(&a, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, o->timeout_ms);
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, a.opts, a.q);
+    if (bl_admin_answer(&a, "DescribeConsumerGroups", &err, errbuf, errsize))
+        err = read_description(g, o, a.ev, errbuf, errsize);
+    bl_admin_end(&a);
     rd_kafka_destroy(rk);
     return err;
 }
@@ -488,8 +472,9 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
     }
     if (o->topic && !add_topic(m, o->topic))
         goto oom;
+    /* A partition whose offset the broker could not read is left out. */
     for (size_t i = 0; i < committed.n; i++)
-        if (!o->topic || !strcmp(committed.c[i].topic, o->topic))
+        if (!committed.c[i].err && (!o->topic || !strcmp(committed.c[i].topic, o->topic)))
             if (!add_topic(m, committed.c[i].topic))
                 goto oom;
     /* The topics the members hold, committed or not yet. */

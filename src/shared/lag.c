@@ -38,7 +38,41 @@ void bl_lag_offsets_free(bl_lag_offsets_t *o)
     o->c = NULL;
 }
 
-/* Copies the offsets of @p parts that are set into @p out. */
+void bl_admin_start(bl_admin_t *a, rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
+{
+    a->opts = rd_kafka_AdminOptions_new(rk, op);
+    rd_kafka_AdminOptions_set_request_timeout(a->opts, timeout_ms, NULL, 0);
+    a->q = rd_kafka_queue_new(rk);
+    a->ev = NULL;
+    a->timeout_ms = timeout_ms;
+}
+
+rd_kafka_event_t *bl_admin_answer(bl_admin_t *a, const char *what, rd_kafka_resp_err_t *errp,
+                                  char *errbuf, size_t errsize)
+{
+    *errp = RD_KAFKA_RESP_ERR_NO_ERROR;
+    a->ev = rd_kafka_queue_poll(a->q, a->timeout_ms + 2000);
+    if (!a->ev) {
+        *errp = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(errbuf, errsize, "no answer to %s within %d ms", what, a->timeout_ms);
+    } else if ((*errp = rd_kafka_event_error(a->ev))) {
+        snprintf(errbuf, errsize, "%s: %s", what, rd_kafka_event_error_string(a->ev));
+        rd_kafka_event_destroy(a->ev);
+        a->ev = NULL;
+    }
+    return a->ev;
+}
+
+void bl_admin_end(bl_admin_t *a)
+{
+    if (a->ev)
+        rd_kafka_event_destroy(a->ev);
+    rd_kafka_queue_destroy(a->q);
+    rd_kafka_AdminOptions_destroy(a->opts);
+}
+
+/* Copies the committed offsets of @p parts, and the partitions whose offset
+ * the broker could not read, into @p out. */
 static rd_kafka_resp_err_t copy_offsets(const rd_kafka_topic_partition_list_t *parts,
                                         bl_lag_offsets_t *out, char *errbuf, size_t errsize)
 {
@@ -50,10 +84,11 @@ static rd_kafka_resp_err_t copy_offsets(const rd_kafka_topic_partition_list_t *p
     }
     for (int i = 0; i < parts->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &parts->elems[i];
-        if (p->err || p->offset < 0 || !(out->c[out->n].topic = bl_strdup(p->topic)))
+        if ((!p->err && p->offset < 0) || !(out->c[out->n].topic = bl_strdup(p->topic)))
             continue;
         out->c[out->n].partition = p->partition;
-        out->c[out->n].offset = p->offset;
+        out->c[out->n].offset = p->err ? -1 : p->offset;
+        out->c[out->n].err = p->err;
         out->n++;
     }
     return RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -68,44 +103,28 @@ static rd_kafka_resp_err_t read_committed_once(rd_kafka_t *rk, const char *group
 {
     rd_kafka_ListConsumerGroupOffsets_t *req =
         rd_kafka_ListConsumerGroupOffsets_new(group, want);
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    rd_kafka_event_t *ev;
+    rd_kafka_resp_err_t err;
+    bl_admin_t a;
 
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, opts, q);
-    ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
-    if (!ev) {
-        err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        snprintf(errbuf, errsize, "no answer to ListConsumerGroupOffsets within %d ms",
-                 timeout_ms);
-    } else if ((err = rd_kafka_event_error(ev))) {
-        snprintf(errbuf, errsize, "ListConsumerGroupOffsets: %s",
-                 rd_kafka_event_error_string(ev));
-    } else {
-        const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-            rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-        size_t ngroups = 0;
-        const rd_kafka_group_result_t **groups =
-            res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &ngroups) : NULL;
-        const rd_kafka_error_t *gerr = ngroups ? rd_kafka_group_result_error(groups[0]) : NULL;
+    bl_admin_start(&a, rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, a.opts, a.q);
+    if (bl_admin_answer(&a, "ListConsumerGroupOffsets", &err, errbuf, errsize)) {
+        size_t n = 0;
+        const rd_kafka_group_result_t **groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+            rd_kafka_event_ListConsumerGroupOffsets_result(a.ev), &n);
+        const rd_kafka_error_t *gerr = n ? rd_kafka_group_result_error(groups[0]) : NULL;
 
         /* A broker may answer "no such group" here rather than with no
          * offsets: the caller decides whether the group exists. */
         if (gerr && rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
             err = rd_kafka_error_code(gerr);
             snprintf(errbuf, errsize, "group %s: %s", group, rd_kafka_error_string(gerr));
-        } else if (!gerr && ngroups) {
+        } else if (!gerr && n) {
             err = copy_offsets(rd_kafka_group_result_partitions(groups[0]), out, errbuf,
                                errsize);
         }
     }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
+    bl_admin_end(&a);
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
     return err;
 }

@@ -74,15 +74,36 @@ int64_t bl_lag_of(int64_t committed, int64_t low, int64_t high);
  *  instead of waiting, and asking again shortly is the cure. */
 bool bl_lag_coordinator_moving(rd_kafka_resp_err_t err);
 
+/** One admin call (librdkafka's admin API): its options and the queue its
+ *  answer comes on. */
+typedef struct bl_admin {
+    rd_kafka_AdminOptions_t *opts;
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev; /* the answer, once there */
+    int timeout_ms;
+} bl_admin_t;
+
+/** Prepares a call of @p op on @p rk with a request timeout of
+ *  @p timeout_ms; the call itself takes a->opts and a->q. */
+void bl_admin_start(bl_admin_t *a, rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms);
+/** Waits for the answer of the call @p what (its timeout and 2 s more).
+ *  @returns it (a->ev), or NULL with the error in *errp and a reason in
+ *  @p errbuf. */
+rd_kafka_event_t *bl_admin_answer(bl_admin_t *a, const char *what, rd_kafka_resp_err_t *errp,
+                                  char *errbuf, size_t errsize);
+/** Frees what the call holds. */
+void bl_admin_end(bl_admin_t *a);
+
 /** One committed offset of a group. */
 typedef struct bl_lag_committed {
     char *topic;
     int32_t partition;
-    int64_t offset;
+    int64_t offset;          /* -1 with err */
+    rd_kafka_resp_err_t err; /* the broker could not say, for this partition */
 } bl_lag_committed_t;
 
-/** A group's committed offsets (those it has; partitions without one are
- *  left out). */
+/** A group's committed offsets (those it has, and the partitions the broker
+ *  could not answer for; partitions without a commit are left out). */
 typedef struct bl_lag_offsets {
     bl_lag_committed_t *c;
     size_t n;
