@@ -773,7 +773,10 @@ void bt_assert_options_documented(const char *const *argv, const char *doc)
                  argv[i]);
     if (c.rc != 0)
         fail_msg("`%s` exited %d: %s", command, c.rc, c.err);
-    snprintf(path, sizeof(path), "%s/%s", BALLAST_SRC_DIR, doc);
+    if (doc[0] == '/')
+        snprintf(path, sizeof(path), "%s", doc);
+    else
+        snprintf(path, sizeof(path), "%s/%s", BALLAST_SRC_DIR, doc);
     if (!(text = bt_read_file(path)))
         fail_msg("cannot read %s", path);
     for (const char *p = c.out; *p; p++) {
