@@ -11,43 +11,17 @@
  */
 #include "support.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
-
-/* Runs a shell command line built from @p fmt with stdout and stderr in
- * files of the test directory, read back into *out and *err (caller frees).
- * @returns its exit status. */
-static int sh(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sh(char **out, char **err, const char *fmt, ...)
-{
-    char cmd[2048], line[3000], out_path[400], err_path[400];
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    snprintf(out_path, sizeof(out_path), "%s/sh.out", bt_tmpdir());
-    snprintf(err_path, sizeof(err_path), "%s/sh.err", bt_tmpdir());
-    snprintf(line, sizeof(line), "{ %s ; } </dev/null >'%s' 2>'%s'", cmd, out_path, err_path);
-    rc = system(line);
-    *out = bt_read_file(out_path);
-    *err = bt_read_file(err_path);
-    assert_non_null(*out);
-    assert_non_null(*err);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
 
 static void require_tool(const char *tool)
 {
     char *out, *err;
 
-    if (sh(&out, &err, "command -v %s", tool) != 0)
+    if (bt_sh(&out, &err, "command -v %s", tool) != 0)
         fail_msg("%s is missing: run scripts/install-deps --test (it installs man-db)", tool);
     free(out);
     free(err);
@@ -61,7 +35,7 @@ static char *render(const char *page)
     int rc;
 
     require_tool("man");
-    rc = sh(&out, &err, "MANWIDTH=200 MANPAGER=cat PAGER=cat man --warnings -E UTF-8 -l '%s/%s'",
+    rc = bt_sh(&out, &err, "MANWIDTH=200 MANPAGER=cat PAGER=cat man --warnings -E UTF-8 -l '%s/%s'",
             BALLAST_MAN_DIR, page);
     if (rc != 0 || *err)
         fail_msg("man --warnings -l %s: exit %d: %s", page, rc, err);
@@ -99,7 +73,7 @@ static void test_pages_render_without_warnings_and_index(void **state)
         int rc;
 
         free(render(pages[i].page));
-        rc = sh(&out, &err, "lexgrog '%s/%s'", BALLAST_MAN_DIR, pages[i].page);
+        rc = bt_sh(&out, &err, "lexgrog '%s/%s'", BALLAST_MAN_DIR, pages[i].page);
         if (rc != 0 || !strstr(out, pages[i].name_line))
             fail_msg("lexgrog %s: exit %d: %s%s", pages[i].page, rc, out, err);
         free(out);
