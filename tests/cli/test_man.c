@@ -147,7 +147,7 @@ static void test_command_page_documents_every_command_and_option(void **state)
             fail_msg("ballast(1) has no section for `ballast %s`", commands[i]);
     }
     /* run's only option, -X, is check's too (run --help names too few
-     * options for the helper's own sanity check). */
+     * options for bt_assert_options_documented's own check). */
     bt_assert_options_documented(ARGV("check", "--help"), path);
     bt_assert_options_documented(ARGV("demo", "--help"), path);
     bt_assert_options_documented(ARGV("lag", "--help"), path);
