@@ -51,7 +51,9 @@ void sdnotify_from_env(sdnotify_target_t *t);
  *  (a target without a socket: 0, nothing sent). Thread-safe. */
 int sdnotify_send(const sdnotify_target_t *t, const char *text);
 
-/** The notifier thread of one `ballast run`. */
+/** The notifier thread of one `ballast run`. start, watch and stop are
+ *  called from one thread (the command's main thread); the notifier owns
+ *  its copy of the target. */
 typedef struct sdnotify_service sdnotify_service_t;
 
 /**
