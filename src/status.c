@@ -328,6 +328,8 @@ static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health, char *r
     v->ready = check_ready(c, ready, size);
     v->health_reason = health;
     v->ready_reason = ready;
+    v->breaker_open = bl_breaker_tripped(&c->breaker);
+    v->handler_unavailable = bl_handler_unavailable(c);
     v->processed_per_second = -1;
     pthread_mutex_lock(&c->status.mtx);
     parts = calloc(c->status.count + 1, sizeof(*parts));
