@@ -269,8 +269,12 @@ int cmd_config_reference(int argc, char **argv)
            "property table; do not edit by hand.\n\n"
            "A config file is Java-properties style: `key = value`, `#` "
            "comments, `\\` continues a line, `${ENV_VAR}` (or "
-           "`${ENV_VAR:-default}`) expands an environment variable. Unknown "
-           "keys and invalid values are errors (exit 78).\n\n"
+           "`${ENV_VAR:-default}`) expands an environment variable, and "
+           "`${file:PATH}` the contents of a file less its trailing newlines "
+           "(a secret mounted at /run/secrets/..., which then never appears "
+           "in `ps`; a file that cannot be read is an error naming the key "
+           "and the file). Unknown keys and invalid values are errors (exit "
+           "78).\n\n"
            "| key | type | default | meaning |\n|---|---|---|---|\n");
     ballast_conf_properties(print_property, NULL);
     return 0;
