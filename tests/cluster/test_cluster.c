@@ -266,8 +266,8 @@ static long bounce(run_t *r, long progress, long after, const char *what, int br
     progress = bt_wait_progress(r->bs, r->group, r->in, PARTS, progress + after, 180000,
                                 "before the next bounce");
     bt_in_flight_moment(r->bs, r->group, r->in, PARTS, r->feeder, &processed, &produced);
-    snprintf(note, sizeof(note), "%s %s (broker %d)", hard ? "kill -9 of the" : "restart of",
-             what, broker);
+    snprintf(note, sizeof(note), "%s%s (broker %d)", hard ? "kill -9 of the " : "", what,
+             broker);
     bt_fault_note(&r->log, note, processed, produced);
     restart_broker(broker, hard);
     wait_in_sync(r);
@@ -294,7 +294,7 @@ static void run_bounces(run_t *r, uint64_t seed)
         progress = bounce(r, progress, plan[i].after, bounce_names[plan[i].kind],
                           victim_of(r, plan[i].kind), true);
     for (int b = 1; b <= BROKERS; b++) /* the rolling restart */
-        progress = bounce(r, progress, 1000, "a rolling restart,", b, false);
+        progress = bounce(r, progress, 1000, "rolling restart", b, false);
     free(plan);
 }
 
