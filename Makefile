@@ -54,13 +54,19 @@ fuzz-smoke: test-deps
 bench: test-deps build
 	bench/run
 
-# The long form of the chaos test (tests/integration/test_chaos.c): faults
-# for CHAOS_SECONDS in each delivery mode, then the history check.
+# The long form of the fault suites (scripts/run-faults), each in an environment
+# of its own: the chaos test (tests/integration/test_chaos.c: process kills and
+# stops, broker and PostgreSQL restarts), the network faults
+# (tests/netlab/test_netfault.c) and the 3-broker cluster
+# (tests/cluster/test_cluster.c), with seeded schedules CHAOS_SECONDS long in
+# each delivery mode, then the history check. CHAOS_SEED=N replays a run's
+# schedule; CHAOS_SUITES picks suites.
 CHAOS_SECONDS ?= 1800
 CHAOS_MODES ?=
+CHAOS_SUITES ?= chaos netfault cluster
 chaos: test-deps build
-	@eval "$$(scripts/testenv up)" && trap 'scripts/testenv down' EXIT && \
-	  CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_MODES=$(CHAOS_MODES) $(BUILD)/tests/integration_test_chaos
+	@CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_MODES=$(CHAOS_MODES) \
+	  scripts/run-faults $(BUILD) $(CHAOS_SUITES)
 
 # The long form of the resource-hygiene test (tests/integration/test_hygiene.c):
 # fds, threads, RSS and children of `ballast run` flat across

@@ -7,6 +7,13 @@
  * environment variable, `${VAR:-default}` gives a default, `$$` is a literal
  * dollar. An unset variable without default is an error: a secret silently
  * replaced by "" would fail far from its cause.
+ *
+ * `${file:PATH}` expands to the contents of the file PATH (relative to the
+ * current directory), without its trailing newlines: a secret mounted as a
+ * file (/run/secrets/...) then never appears on a command line or in the
+ * environment, where `ps` and /proc would show it. A file that cannot be read
+ * is a configuration error naming the key and the file; the error never
+ * quotes the file's contents.
  */
 #include "internal.h"
 
@@ -44,8 +51,63 @@ static void sb_add(sbuf_t *sb, const char *p, size_t n)
     sb->s[sb->len] = '\0';
 }
 
-/* Expands ${VAR} and ${VAR:-default} in @p in. */
-static ballast_error_t *expand_env(const char *in, sbuf_t *out,
+/* The largest file ${file:PATH} reads. Secrets, certificates and keys are
+ * far smaller; a bigger file is a mistake (a log, a device). */
+#define FILE_REF_MAX (1024 * 1024)
+
+/* The "file:" prefix of a ${file:PATH} reference. */
+#define FILE_REF "file:"
+
+/* Appends the contents of file @p name, less its trailing newlines, to
+ * @p out. The errors name @p key (whose value it is) and the file, and never
+ * quote what the file holds. */
+static ballast_error_t *expand_file(const char *name, sbuf_t *out, const char *key,
+                                    const char *path, int lineno)
+{
+    FILE *fp;
+    sbuf_t text = {0};
+    char buf[8192];
+    size_t n;
+    const char *problem = NULL;
+    int saved = 0;
+
+    if (!*name)
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s:%d: %s: ${file:} names no file", path, lineno, key);
+    if (!(fp = fopen(name, "rb")))
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                            "%s:%d: %s: cannot read ${file:%s}: %s", path, lineno, key,
+                            name, strerror(errno));
+    while (text.len <= FILE_REF_MAX && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        sb_add(&text, buf, n);
+    if (ferror(fp)) {
+        saved = errno;
+        problem = "cannot read";
+    } else if (text.len > FILE_REF_MAX) {
+        problem = "larger than 1 MiB";
+    } else if (text.len && memchr(text.s, '\0', text.len)) {
+        problem = "contains a NUL byte";
+    }
+    fclose(fp);
+    if (problem) {
+        free(text.s);
+        return bl_error_new(BALLAST_ERR_CONFIG, false, false, "%s:%d: %s: ${file:%s}: %s%s%s",
+                            path, lineno, key, name, problem, saved ? ": " : "",
+                            saved ? strerror(saved) : "");
+    }
+    while (text.len && (text.s[text.len - 1] == '\n' || text.s[text.len - 1] == '\r'))
+        text.len--;
+    if (text.oom)
+        out->oom = true;
+    else if (text.len)
+        sb_add(out, text.s, text.len);
+    free(text.s);
+    return NULL;
+}
+
+/* Expands ${VAR}, ${VAR:-default} and ${file:PATH} in @p in, the value of
+ * @p key. */
+static ballast_error_t *expand_env(const char *in, sbuf_t *out, const char *key,
                                    const char *path, int lineno)
 {
     for (const char *p = in; *p;) {
@@ -63,6 +125,22 @@ static ballast_error_t *expand_env(const char *in, sbuf_t *out,
                 return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                                     "%s:%d: unterminated ${ in value", path,
                                     lineno);
+            /* (${file:-x} is the variable "file" with a default.) */
+            if (!strncmp(p + 2, FILE_REF, strlen(FILE_REF)) &&
+                p[2 + strlen(FILE_REF)] != '-') {
+                const char *from = p + 2 + strlen(FILE_REF);
+                char *file = strndup(from, (size_t)(end - from));
+                ballast_error_t *err;
+
+                if (!file)
+                    return bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");
+                err = expand_file(file, out, key, path, lineno);
+                free(file);
+                if (err)
+                    return err;
+                p = end + 1;
+                continue;
+            }
             dflt = strstr(p + 2, ":-");
             if (dflt && dflt > end)
                 dflt = NULL;
@@ -149,7 +227,7 @@ static ballast_error_t *apply_line(ballast_conf_t *conf, char *line,
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "%s:%d: missing key before '='", path, lineno);
     sb_add(&expanded, "", 0);
-    if ((err = expand_env(value, &expanded, path, lineno))) {
+    if ((err = expand_env(value, &expanded, key, path, lineno))) {
         free(expanded.s);
         return err;
     }

@@ -22,7 +22,10 @@ static const char usage[] =
 #define SYNTAX_MD                                                                   \
     "A config file is Java-properties style: `key = value`, `#` comments, `\\` "   \
     "continues a line, `${ENV_VAR}` (or `${ENV_VAR:-default}`) expands an "         \
-    "environment variable. Unknown keys and invalid values are errors (exit 78)."
+    "environment variable, and `${file:PATH}` the contents of a file less its "      \
+    "trailing newlines (a secret mounted at /run/secrets/..., which then never "     \
+    "appears in `ps`; a file that cannot be read is an error naming the key and "   \
+    "the file). Unknown keys and invalid values are errors (exit 78)."
 
 static void print_markdown_row(const char *key, const char *type, const char *def,
                                const char *desc, void *opaque)
@@ -110,6 +113,12 @@ static void print_man(void)
            "uses\n"
            ".I default\n"
            "when it is unset; an unset variable without a default is an error.\n"
+           ".BI ${file: PATH }\n"
+           "is the contents of the file\n"
+           ".I PATH\n"
+           "less its trailing newlines (a secret mounted as a file, which then\n"
+           "never appears in the process list); a file that cannot be read is an\n"
+           "error naming the key and the file.\n"
            "Unknown keys and invalid values are configuration errors (exit 78),\n"
            "never silently ignored.\n"
            ".B \\-X\n"

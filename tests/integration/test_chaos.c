@@ -2,16 +2,21 @@
  * test_chaos.c - the chaos driver and history checker.
  *
  * Three `ballast run` instances in one group copy a topic while a producer
- * keeps writing sequenced messages, in one of three modes: handler =
- * forward at-least-once, forward exactly-once (Kafka transactions), or
- * handler = postgres exactly-once (offsets in the database) into a table
- * with no unique constraint. At random the driver kill -9's an instance,
- * SIGTERMs one, SIGSTOPs one for longer than the session timeout, or
- * hard-restarts the broker; in the postgres mode also stops PostgreSQL in
- * immediate mode. A killed or stopped instance is started again. Then the
- * input stops, the group drains, and the checker reads the whole output
- * history (the topic read_committed, or the table in insertion order) and
- * reports:
+ * keeps writing sequenced messages (about FEED_RATE a second), in one of
+ * three modes: handler = forward at-least-once, forward exactly-once (Kafka
+ * transactions), or handler = postgres exactly-once (offsets in the
+ * database) into a table with no unique constraint. The driver follows a
+ * seeded schedule of faults (tests/support/chaos.h): kill -9 of an
+ * instance, SIGTERM of one, SIGSTOP of one for longer than the session
+ * timeout, a hard restart of the broker, and in the postgres mode an
+ * immediate stop of PostgreSQL. Every schedule holds each kind at least
+ * once, in an order the seed picks, each fired once the group has processed
+ * a seeded number of messages more; the run prints its seed, and
+ * CHAOS_SEED=N (with the same CHAOS_SECONDS) replays the same schedule:
+ * which fault, which instance, how long, and when relative to progress. A
+ * killed or stopped instance is started again. Then the input stops, the
+ * group drains, and the checker reads the whole output history (the topic
+ * read_committed, or the table in insertion order) and reports:
  *   - loss: an input sequence number with no output record;
  *   - duplicates: more than one output record for an input (an error in
  *     exactly-once mode, counted in at-least-once mode);
@@ -20,7 +25,9 @@
  *   - commits beyond what was processed: every input offset below the
  *     group's committed offset must have its output record (checked as
  *     no loss once the group has committed everything); in the postgres
- *     mode also ballast_offsets must sum to exactly what was produced.
+ *     mode also ballast_offsets must sum to exactly what was produced;
+ *   - each fault hit while messages were being processed: after the group
+ *     had committed something, with messages produced and not yet committed.
  * Each output record carries its origin: forward copies the key and the
  * value, and the value is the input's sequence number; the postgres rows
  * keep the key and the value, in an identity column's order.
@@ -30,10 +37,11 @@
  * closes during a rebalance (rdkafka_sticky_assignor.c:1896), which the
  * chaos here provokes; see docs/design.md.
  *
- * CHAOS_SECONDS sets how long faults are injected per mode (default 45: the
- * short form `make test` runs); `make chaos` runs the long form.
+ * CHAOS_SECONDS sets the length of the schedule per mode (one fault per 9
+ * seconds, at least one of each kind; default 45: the short form `make
+ * test` runs); `make chaos` runs the long form.
  */
-#include "support.h"
+#include "chaos.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -43,10 +51,17 @@
 #define PARTS 4
 #define KEYS 64
 #define INSTANCES 3
+#define FEED_RATE 1500      /* input messages a second */
+#define SESSION_TIMEOUT_MS 6000
 
 typedef enum chaos_mode { AT_LEAST_ONCE, EXACTLY_ONCE, POSTGRES } chaos_mode_t;
 
 static const char *const mode_names[] = {"at-least-once", "exactly-once", "postgres"};
+
+/* The fault kinds, in schedule numbering; PG_RESTART only in the postgres mode. */
+enum { KILL9, TERM, STOP, BROKER_RESTART, PG_RESTART, FAULT_KINDS };
+static const char *const fault_names[] = {"kill -9", "SIGTERM", "SIGSTOP", "broker restart",
+                                          "PostgreSQL restart"};
 
 typedef struct chaos {
     chaos_mode_t mode;
@@ -54,8 +69,9 @@ typedef struct chaos {
     char table[160];
     char conf[INSTANCES][300], err[INSTANCES][256];
     pid_t pid[INSTANCES];
-    int produced;
-    int faults[5]; /* kill9, term, stop, broker, postgres */
+    bt_feeder_t *feeder;
+    long produced;
+    bt_fault_log_t log;
 } chaos_t;
 
 static void start(chaos_t *c, int i)
@@ -73,33 +89,34 @@ static void testenv_restart(const char *what)
     assert_int_equal(system(cmd), 0);
 }
 
-/* One random fault, then the victim comes back. */
-static void inject(chaos_t *c)
+/* Fault @p f, then the victim comes back. */
+static void inject(chaos_t *c, const bt_fault_t *f)
 {
-    int i = rand() % INSTANCES, what = rand() % (c->mode == POSTGRES ? 11 : 10);
+    int i = f->victim;
 
-    if (what < 4) { /* kill -9 */
+    switch (f->kind) {
+    case KILL9:
         kill(c->pid[i], SIGKILL);
         bt_wait(c->pid[i], 10000);
         start(c, i);
-        c->faults[0]++;
-    } else if (what < 7) { /* graceful stop and restart */
+        break;
+    case TERM: /* graceful stop and restart */
         bt_term(c->pid[i]);
         if (bt_wait(c->pid[i], 60000) != 0)
             fail_msg("instance %d did not stop cleanly: %s", i, bt_read_file(c->err[i]));
         start(c, i);
-        c->faults[1]++;
-    } else if (what < 9) { /* a pause longer than the session timeout */
+        break;
+    case STOP: /* a pause longer than the session timeout */
         kill(c->pid[i], SIGSTOP);
-        usleep((useconds_t)(2000 + rand() % 6000) * 1000);
+        usleep((useconds_t)f->param_ms * 1000);
         kill(c->pid[i], SIGCONT);
-        c->faults[2]++;
-    } else if (what < 10) {
+        break;
+    case BROKER_RESTART:
         testenv_restart("kafka");
-        c->faults[3]++;
-    } else {
+        break;
+    default:
         testenv_restart("pg");
-        c->faults[4]++;
+        break;
     }
 }
 
@@ -114,46 +131,18 @@ static bt_record_t *read_history(const chaos_t *c, size_t *n)
     return bt_pg_records(sql, n);
 }
 
-/* The history checker. @returns the number of duplicates. */
-static long check_history(chaos_t *c)
+/* The history checker. */
+static void check_history(chaos_t *c)
 {
-    bool exactly_once = c->mode != AT_LEAST_ONCE;
     size_t n;
     bt_record_t *recs = read_history(c, &n);
-    int *count = calloc((size_t)c->produced, sizeof(int));
-    long *last = malloc(KEYS * sizeof(long));
-    long dups = 0, lost = 0, reorders = 0;
+    bt_verdict_t v = bt_check_history(recs, n, c->produced, KEYS);
+    char label[160];
 
-    assert_non_null(count);
-    assert_non_null(last);
-    for (int k = 0; k < KEYS; k++)
-        last[k] = -1;
-    for (size_t i = 0; i < n; i++) {
-        long v = strtol(recs[i].value, NULL, 10), k = strtol(recs[i].key + 1, NULL, 10);
-        if (v < 0 || v >= c->produced || k < 0 || k >= KEYS)
-            fail_msg("output record %zu has no valid origin: %s", i, recs[i].value);
-        if (count[v]++)
-            dups++;
-        else if (v < last[k])
-            reorders++; /* a first delivery older than one already seen */
-        if (v > last[k])
-            last[k] = v;
-    }
-    for (int v = 0; v < c->produced; v++)
-        lost += count[v] == 0;
-    print_message("chaos (%s): %d produced, %zu output records, %ld lost, %ld duplicates, "
-                  "%ld out of order; faults: %d kill -9, %d SIGTERM, %d SIGSTOP, %d broker "
-                  "restarts, %d PostgreSQL restarts\n",
-                  mode_names[c->mode], c->produced, n, lost, dups, reorders, c->faults[0],
-                  c->faults[1], c->faults[2], c->faults[3], c->faults[4]);
-    assert_int_equal(lost, 0);
-    assert_int_equal(reorders, 0);
-    if (exactly_once)
-        assert_int_equal(dups, 0);
-    free(count);
-    free(last);
+    snprintf(label, sizeof(label), "chaos (%s): %ld produced, %d faults", mode_names[c->mode],
+             c->produced, c->log.count);
+    bt_assert_verdict(&v, c->mode != AT_LEAST_ONCE, label);
     bt_records_free(recs, n);
-    return dups;
 }
 
 /* CHAOS_MODES (a comma list of at-least-once, exactly-once, postgres;
@@ -233,24 +222,49 @@ static void check_db_offsets(const chaos_t *c)
     assert_int_equal(bt_pg_long(sql), c->produced);
 }
 
+/* Follows the seeded schedule: each fault once the group has processed its
+ * share more, noted with the progress and production at that moment. */
+static void run_schedule(chaos_t *c, uint64_t seed)
+{
+    int kinds = c->mode == POSTGRES ? FAULT_KINDS : PG_RESTART;
+    bt_rng_t rng = bt_rng(seed, (uint64_t)c->mode);
+    int count = bt_schedule_count("CHAOS_SECONDS", 45, 9, kinds);
+    /* Stops of 8-12 s: always past the 6 s session timeout. */
+    bt_fault_t *plan = bt_schedule(&rng, kinds, count, INSTANCES, SESSION_TIMEOUT_MS + 2000,
+                                   SESSION_TIMEOUT_MS + 6000, 500, 3000);
+    long progress = 0, processed, produced;
+
+    bt_schedule_print(plan, count, fault_names);
+    for (int i = 0; i < count; i++) {
+        char what[96];
+        progress = bt_wait_progress(c->bs, c->group, c->in, PARTS, progress + plan[i].after,
+                                    180000, "before the next fault");
+        snprintf(what, sizeof(what), "%s of instance %d (%d ms)", fault_names[plan[i].kind],
+                 plan[i].victim, plan[i].param_ms);
+        bt_in_flight_moment(c->bs, c->group, c->in, PARTS, c->feeder, &processed, &produced);
+        bt_fault_note(&c->log, what, processed, produced);
+        inject(c, &plan[i]);
+    }
+    free(plan);
+}
+
 static void run_chaos(chaos_mode_t mode)
 {
     if (!mode_wanted(mode))
         skip();
     BT_REQUIRE_ENV();
-    const char *env = getenv("CHAOS_SECONDS");
-    int seconds = env ? (int)strtol(env, NULL, 10) : 45;
     chaos_t c = {.mode = mode};
     const char *dir = bt_tmpdir();
-    char extra[600];
-    int64_t end;
+    char extra[600], what[64];
+    uint64_t seed;
 
     if (mode == POSTGRES && !bt_pg())
         fail_msg("BALLAST_TEST_PG is unset: run via make test");
+    snprintf(what, sizeof(what), "chaos (%s)", mode_names[mode]);
+    seed = bt_chaos_seed(what);
     c.bs = bt_bootstrap();
     c.in = bt_unique("chaos-in");
     c.group = bt_unique("chaos-g");
-    srand((unsigned)getpid());
     bt_create_topic(c.bs, c.in, PARTS);
     make_output(&c);
     for (int i = 0; i < INSTANCES; i++) {
@@ -260,23 +274,18 @@ static void run_chaos(chaos_mode_t mode)
         bt_write_file(c.conf[i],
                       "kafka.bootstrap.servers = %s\n"
                       "kafka.group.id = %s\n"
-                      "kafka.session.timeout.ms = 6000\n"
+                      "kafka.session.timeout.ms = %d\n"
                       "kafka.auto.commit.interval.ms = 500\n"
                       "topics = %s\n"
                       "%s"
                       "shutdown.timeout.ms = 5000\n"
                       "log.level = warn\n",
-                      c.bs, c.group, c.in, extra);
+                      c.bs, c.group, SESSION_TIMEOUT_MS, c.in, extra);
         start(&c, i);
     }
-    end = bt_now_ms() + (int64_t)seconds * 1000;
-    while (bt_now_ms() < end) {
-        bt_produce_seq(c.bs, c.in, 0, c.produced, 2000, KEYS);
-        c.produced += 2000;
-        inject(&c);
-    }
-    bt_produce_seq(c.bs, c.in, 0, c.produced, 2000, KEYS);
-    c.produced += 2000;
+    c.feeder = bt_feeder_start(c.bs, c.in, PARTS, KEYS, FEED_RATE);
+    run_schedule(&c, seed);
+    c.produced = bt_feeder_stop(c.feeder);
     if (!bt_wait_committed_to_end(c.bs, c.group, c.in, PARTS, 300000))
         fail_msg("the group did not drain after the chaos");
     for (int i = 0; i < INSTANCES; i++) {
@@ -285,6 +294,7 @@ static void run_chaos(chaos_mode_t mode)
     }
     check_history(&c);
     check_db_offsets(&c);
+    bt_fault_log_check(&c.log);
 }
 
 static void test_chaos_at_least_once(void **state)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -159,7 +160,8 @@ void bt_create_topic_conf(const char *bootstrap, const char *topic, int partitio
                           const char *const *config)
 {
     rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, 1, NULL, 0);
+    /* -1: the broker's default.replication.factor (1, or 3 on a cluster). */
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, NULL, 0);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_event_t *ev;
     const rd_kafka_CreateTopics_result_t *res;
@@ -657,6 +659,34 @@ static void redirect(int target, const char *path, int flags)
     close(fd);
 }
 
+/* The network namespace of the processes spawned (NULL: ours). */
+static const char *spawn_netns;
+
+/* Joins network namespace @p name; @returns 0 or -1 with errno set. */
+static int join_netns(const char *name)
+{
+    char path[300];
+    int fd, rc;
+
+    snprintf(path, sizeof(path), "/run/netns/%s", name);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    rc = setns(fd, CLONE_NEWNET);
+    close(fd);
+    return rc;
+}
+
+void bt_netns_enter(const char *name)
+{
+    if (join_netns(name))
+        fail_msg("cannot enter network namespace %s: %s", name, strerror(errno));
+}
+
+void bt_spawn_netns(const char *name)
+{
+    spawn_netns = name;
+}
+
 pid_t bt_spawn_ballast_io(const char *const *argv, const char *stdout_path,
                           const char *stderr_path)
 {
@@ -674,6 +704,8 @@ pid_t bt_spawn_ballast_io(const char *const *argv, const char *stdout_path,
                  O_WRONLY | O_CREAT | O_TRUNC);
         if (stderr_path)
             redirect(2, stderr_path, O_WRONLY | O_CREAT | O_TRUNC);
+        if (spawn_netns && join_netns(spawn_netns))
+            _exit(125);
         execv(BALLAST_BIN, (char *const *)argv);
         _exit(127);
     }

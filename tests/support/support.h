@@ -57,7 +57,8 @@ int bt_run_group(const char *name, const struct CMUnitTest *tests, size_t count,
  *  in a static ring of buffers (valid for the next 16 calls). */
 const char *bt_unique(const char *prefix);
 
-/** Creates a topic on @p bootstrap with the admin API; asserts success. */
+/** Creates a topic on @p bootstrap with the admin API, replicated as the
+ *  broker's default.replication.factor says; asserts success. */
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
 /** As bt_create_topic(), with topic configs: @p config is NULL or a
  *  NULL-terminated list of name, value pairs (e.g. "max.message.bytes",
@@ -135,6 +136,14 @@ long bt_sqlite_long(const char *path, const char *sql);
 /** A new temporary directory (in $TMPDIR, else /tmp), removed with its
  *  contents when the suite exits (kept with BALLAST_TEST_KEEP_TMP=1). */
 const char *bt_tmpdir(void);
+
+/** Moves this process into network namespace @p name (/run/netns/NAME, as
+ *  `ip netns exec` names them); fails the test when it cannot. Call before
+ *  any thread starts: threads made later inherit it. */
+void bt_netns_enter(const char *name);
+/** The `ballast` processes spawned from now on run in network namespace
+ *  @p name (NULL: this process's). */
+void bt_spawn_netns(const char *name);
 
 /** Starts `ballast` with @p argv (argv[0] is ignored), stdin from
  *  /dev/null, stdout to @p stdout_path (NULL: /dev/null) and stderr to

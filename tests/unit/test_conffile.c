@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #define PATH "test.conf"
+/* A file one byte over what ${file:PATH} reads (1 MiB). */
+#define FILE_SIZE_OVER (1024 * 1024 + 1)
 
 /* Variables the cases rely on (set in setup). */
 static int setup_env(void **state)
@@ -511,6 +513,133 @@ static void test_load_binary_file(void **state)
     ballast_conf_destroy(conf);
 }
 
+/* ---- ${file:PATH} ------------------------------------------------------- */
+
+/* Loads @p fmt (with the one %s replaced by @p file) and returns the value of
+ * @p key (caller frees), or NULL with *errp set. */
+static char *load_with_file(const char *fmt, const char *file, const char *key,
+                            ballast_error_t **errp)
+{
+    char text[1024];
+    ballast_conf_t *conf = ballast_conf_new();
+    char *value = NULL;
+
+    snprintf(text, sizeof(text), fmt, file);
+    *errp = bl_conf_load_text(conf, text, strlen(text), PATH);
+    if (!*errp)
+        value = strdup(ballast_conf_get(conf, key));
+    ballast_conf_destroy(conf);
+    return value;
+}
+
+typedef struct file_case {
+    const char *what;
+    const char *contents; /* of the secret file */
+    size_t len;           /* 0: strlen(contents) */
+    const char *line;     /* a config line with one %s for the file's path */
+    const char *key, *value;
+} file_case_t;
+
+static const file_case_t file_cases[] = {
+    {"a password with its newline stripped", "s3cret\n", 0,
+     "kafka.sasl.password = ${file:%s}\n", "kafka.sasl.password", "s3cret"},
+    {"CRLF and several newlines stripped", "s3cret\r\n\n", 0,
+     "kafka.sasl.password = ${file:%s}\n", "kafka.sasl.password", "s3cret"},
+    {"no newline at all", "s3cret", 0, "kafka.sasl.password = ${file:%s}\n",
+     "kafka.sasl.password", "s3cret"},
+    {"inner newlines kept (a PEM key)", "-----BEGIN-----\nabc\n-----END-----\n", 0,
+     "kafka.ssl.key.pem = ${file:%s}\n", "kafka.ssl.key.pem",
+     "-----BEGIN-----\nabc\n-----END-----"},
+    {"inside a longer value", "pw\n", 0,
+     "handler.postgres.dsn = host=h password=${file:%s} user=${BALLAST_T_USER}\n",
+     "handler.postgres.dsn", "host=h password=pw user=alice"},
+    {"contents not expanded again", "${BALLAST_T_UNSET} $$ ${file:/x}\n", 0,
+     "handler.exec.command = ${file:%s}\n", "handler.exec.command",
+     "${BALLAST_T_UNSET} $$ ${file:/x}"},
+    {"an empty file is an empty value", "", 0, "output.topic = [${file:%s}]\n",
+     "output.topic", "[]"},
+};
+
+static void test_file_reference(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(file_cases) / sizeof(file_cases[0]); i++) {
+        const file_case_t *c = &file_cases[i];
+        char path[64];
+        ballast_error_t *err;
+        char *value;
+
+        temp_path(path, sizeof(path));
+        write_file(path, c->contents, c->len ? c->len : strlen(c->contents));
+        value = load_with_file(c->line, path, c->key, &err);
+        unlink(path);
+        if (err)
+            fail_msg("%s: %s", c->what, ballast_error_message(err));
+        if (strcmp(value, c->value))
+            fail_msg("%s: got \"%s\", expected \"%s\"", c->what, value, c->value);
+        free(value);
+    }
+}
+
+/* ${file:-x} stays the variable "file" with a default. */
+static void test_file_variable_with_default(void **state)
+{
+    ballast_error_t *err;
+    char *value;
+    (void)state;
+
+    unsetenv("file");
+    value = load_with_file("output.topic = ${file:-fallback}%s\n", "", "output.topic", &err);
+    assert_null(err);
+    assert_string_equal(value, "fallback");
+    free(value);
+}
+
+/* A file that cannot be used is a one-line configuration error that names
+ * the key and the file, and never shows what the file holds. */
+static void test_file_reference_refused(void **state)
+{
+    static const char secret[] = "do-not-print-me";
+    char dir[64], big[64], nul[64], missing[80];
+    char *text = malloc(FILE_SIZE_OVER);
+    const char *paths[4];
+    (void)state;
+
+    assert_non_null(text);
+    temp_path(big, sizeof(big));
+    memset(text, 'x', FILE_SIZE_OVER);
+    memcpy(text, secret, strlen(secret));
+    write_file(big, text, FILE_SIZE_OVER);
+    free(text);
+    temp_path(nul, sizeof(nul));
+    write_file(nul, "do-not-print-me\0rest\n", 21);
+    snprintf(dir, sizeof(dir), "/tmp");
+    snprintf(missing, sizeof(missing), "%s.missing", nul);
+    paths[0] = missing;
+    paths[1] = dir;
+    paths[2] = big;
+    paths[3] = nul;
+    for (size_t i = 0; i < 4; i++) {
+        ballast_error_t *err;
+        char *value = load_with_file("topics = a\nkafka.sasl.password = ${file:%s}\n",
+                                     paths[i], "kafka.sasl.password", &err);
+        const char *msg;
+
+        if (!err)
+            fail_msg("${file:%s} was accepted as \"%.40s\"", paths[i], value);
+        msg = ballast_error_message(err);
+        assert_int_equal(ballast_error_code(err), BALLAST_ERR_CONFIG);
+        if (!strstr(msg, "test.conf:2: ") || !strstr(msg, "kafka.sasl.password") ||
+            !strstr(msg, paths[i]))
+            fail_msg("\"%s\" does not name the line, the key and %s", msg, paths[i]);
+        if (strstr(msg, secret) || strchr(msg, '\n'))
+            fail_msg("the error shows the file's contents or is not one line: %s", msg);
+        ballast_error_destroy(err);
+    }
+    unlink(big);
+    unlink(nul);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +657,9 @@ int main(void)
         cmocka_unit_test(test_load_directory),
         cmocka_unit_test(test_load_empty_file),
         cmocka_unit_test(test_load_binary_file),
+        cmocka_unit_test(test_file_reference),
+        cmocka_unit_test(test_file_variable_with_default),
+        cmocka_unit_test(test_file_reference_refused),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }
