@@ -326,6 +326,10 @@ bool bl_topic_exists(ballast_consumer_t *c, const char *topic);
  *  @p timeout_ms in all. */
 rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *list,
                                  int timeout_ms);
+/** Stops the pipeline on @p rk's fatal error (librdkafka's error_cb for the
+ *  producer, a consumer error event for the consumer), with the error kind
+ *  it calls for. Any thread. */
+void bl_on_fatal(ballast_consumer_t *c, rd_kafka_t *rk);
 /** Splits `topics` into a subscription list. */
 rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics);
 
