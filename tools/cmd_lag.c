@@ -62,6 +62,7 @@ static const char lag_usage[] =
     "                  the member that holds the partition (null: none)\n"
     "  group_state, group_members\n"
     "                  Stable, Empty, PreparingRebalance, ...; how many members\n"
+    "  group_protocol  classic, or consumer for a KIP-848 group\n"
     "  status          over a window of the last N evaluations (Burrow's rules\n"
     "                  without its false alarms):\n"
     "    OK      some evaluation in the window saw zero lag (an idle partition\n"
@@ -170,6 +171,7 @@ typedef struct group_view {
     bool unsupported; /* the broker cannot describe groups: not asked again */
     bool not_found;  /* described as Dead, or unknown to the broker */
     char state[40];  /* "Stable", "Empty", ...; "" when not described */
+    const char *protocol; /* "classic" or "consumer" (KIP-848); NULL: not known */
     member_t *members;
     size_t nmembers;
     assigned_t *assigned;
@@ -563,6 +565,7 @@ static void group_view_clear(group_view_t *g)
     g->nmembers = g->nassigned = 0;
     g->described = g->not_found = false;
     g->state[0] = '\0';
+    g->protocol = NULL;
 }
 
 static char *copy_or_empty(const char *s)
@@ -609,6 +612,15 @@ static bool copy_members(group_view_t *g, const rd_kafka_ConsumerGroupDescriptio
     return true;
 }
 
+/* The group protocol of a described group, as the status document names
+ * it; NULL when the broker does not say. */
+static const char *group_protocol(rd_kafka_consumer_group_type_t type)
+{
+    return type == RD_KAFKA_CONSUMER_GROUP_TYPE_CONSUMER  ? "consumer"
+           : type == RD_KAFKA_CONSUMER_GROUP_TYPE_CLASSIC ? "classic"
+                                                          : NULL;
+}
+
 /* Reads DescribeConsumerGroups' answer for the group into @p g. */
 static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o,
                                             rd_kafka_event_t *ev, char *errbuf,
@@ -649,6 +661,7 @@ static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o
     /* Newer states (a consumer-protocol group's Assigning, Reconciling)
      * have no code of their own in librdkafka: Unknown. */
     snprintf(g->state, sizeof(g->state), "%s", name ? name : "Unknown");
+    g->protocol = group_protocol(rd_kafka_ConsumerGroupDescription_type(d[0]));
     g->not_found = state == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD;
     g->described = !g->not_found;
     if (!copy_members(g, d[0])) {
@@ -1191,6 +1204,8 @@ static void print_table(const monitor_t *m, bool colour, bool redraw)
         printf("  state %s", g->state);
     if (g->described)
         printf("  members %zu", g->nmembers);
+    if (g->protocol)
+        printf("  protocol %s", g->protocol);
     printf("  status %s%s%s  total lag %lld  partitions %zu  %s\n",
            colour ? status_colour(m->status) : "", lag_status_name(m->status),
            colour ? "\033[0m" : "", (long long)total_lag(m), m->nparts, when);
@@ -1232,6 +1247,7 @@ static void put_membership(json_t *o, const group_view_t *g, const part_state_t 
     const member_t *mb = p->member >= 0 ? &g->members[p->member] : NULL;
 
     json_object_set_new(o, "group_state", string_or_null(g->state));
+    json_object_set_new(o, "group_protocol", string_or_null(g->protocol));
     json_object_set_new(o, "group_members",
                         g->described ? json_integer((json_int_t)g->nmembers) : json_null());
     json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));
