@@ -260,13 +260,13 @@ static void run_chaos(chaos_mode_t mode)
         bt_write_file(c.conf[i],
                       "kafka.bootstrap.servers = %s\n"
                       "kafka.group.id = %s\n"
-                      "kafka.session.timeout.ms = 6000\n"
+                      "%s"
                       "kafka.auto.commit.interval.ms = 500\n"
                       "topics = %s\n"
                       "%s"
                       "shutdown.timeout.ms = 5000\n"
                       "log.level = warn\n",
-                      c.bs, c.group, c.in, extra);
+                      c.bs, c.group, bt_group_lines(), c.in, extra);
         start(&c, i);
     }
     end = bt_now_ms() + (int64_t)seconds * 1000;
