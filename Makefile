@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 CMAKE_BUILD_TYPE ?= RelWithDebInfo
 
 .PHONY: all build asan deps test-deps demo test bench docs install clean fuzz fuzz-smoke chaos \
-        soak leakcheck
+        soak leakcheck deb package-test
 
 all: build
 
@@ -83,6 +83,16 @@ docs: build
 
 install: build
 	cmake --install $(BUILD)
+
+# The Debian package for Debian 12 (scripts/make-deb): $(BUILD)/ballast_VERSION-1_ARCH.deb.
+deb: build
+	@scripts/make-deb $(BUILD)
+
+# The package installed and run in a clean, minimal Debian 12 root made with
+# debootstrap (scripts/package-test; needs root). `make test` runs it too, and
+# says so when it has to skip it.
+package-test: test-deps build
+	@scripts/package-test "$$(scripts/make-deb $(BUILD))"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

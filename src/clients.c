@@ -139,7 +139,7 @@ static bool consumer_only(const char *name)
         "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type",
         "group.protocol", "group.remote.assignor",
         "coordinator.query.interval.ms", "max.poll.interval.ms",
-        "auto.commit.interval.ms", "queued.min.messages",
+        "auto.commit.interval.ms", "queued.min.messages", "fetch.queue.backoff.ms",
         "queued.max.messages.kbytes", "fetch.wait.max.ms",
         "fetch.message.max.bytes", "max.partition.fetch.bytes",
         "fetch.max.bytes", "fetch.min.bytes", "fetch.error.backoff.ms",
@@ -203,8 +203,9 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
 {
     /* librdkafka's prefetch queue follows the in-flight byte limit, so
      * that memory stays bounded by max.inflight.bytes twice over plus a
-     * fixed overhead; within that, fetch deep (throughput in 2.0.2
-     * depends on queued.min.messages). */
+     * fixed overhead; within that, fetch deep. A fetcher that found its
+     * queue full looks again fetch.queue.backoff.ms later (librdkafka's
+     * default is a second, which a fast handler empties many times over). */
     char kbytes[32];
     int64_t kb = bl_conf_int(conf, "max.inflight.bytes") / 1024;
     ballast_error_t *err;
@@ -214,6 +215,8 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
     err = set_prop(rkconf, "queued.max.messages.kbytes", kbytes);
     if (!err)
         err = set_prop(rkconf, "queued.min.messages", "1000000");
+    if (!err)
+        err = set_prop(rkconf, "fetch.queue.backoff.ms", "20");
     if (!err)
         err = set_prop(rkconf, "auto.offset.reset", "earliest");
     if (!err)
@@ -427,8 +430,7 @@ rd_kafka_resp_err_t bl_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t
 
     while (coordinator_moving(err = rd_kafka_committed(rk, list, timeout_ms)) &&
            bl_now_ms() + 100 < deadline) {
-        struct timespec ts = {0, 100 * 1000000L};
-        nanosleep(&ts, NULL);
+        bl_sleep_ms(100);
         timeout_ms = (int)(deadline - bl_now_ms());
     }
     return err;

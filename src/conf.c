@@ -511,6 +511,11 @@ bool bl_conf_stop_requested(const ballast_conf_t *conf)
     return conf->stop_flag && *conf->stop_flag;
 }
 
+const volatile sig_atomic_t *bl_conf_stop_flag(const ballast_conf_t *conf)
+{
+    return conf->stop_flag;
+}
+
 void ballast_conf_set_log_cb(ballast_conf_t *conf, ballast_log_cb *cb,
                              void *opaque)
 {

@@ -948,10 +948,8 @@ static bool load_db_offsets(ballast_consumer_t *c, rd_kafka_topic_partition_list
         while ((rc = c->txn_ops->load_offset(c->loader_state, c->group, tp->topic,
                                              tp->partition, &next, err,
                                              sizeof(err))) < 0 &&
-               bl_now_ms() < deadline && !bl_stopping(c)) {
-            struct timespec ts = {0, 500 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
+               bl_now_ms() < deadline && !bl_stopping(c))
+            bl_sleep_ms(500);
         if (rc < 0) {
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_DATABASE, true, false,
                                          "%s [%d]: cannot read the stored offset "
@@ -1320,8 +1318,10 @@ static ballast_error_t *init_handler(ballast_consumer_t *c, int worker, void **s
         rc = c->handler->init(statep, &params, errbuf, sizeof(errbuf));
     if (!rc)
         return NULL;
-    code = rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL ? (ballast_err_code_t)rc
-                                                                  : BALLAST_ERR_HANDLER;
+    /* A stop during start-up (a database wait cut short) is one too. */
+    code = (rc >= BALLAST_ERR_CONFIG && rc <= BALLAST_ERR_INTERNAL) || rc == BALLAST_ERR_STOPPED
+               ? (ballast_err_code_t)rc
+               : BALLAST_ERR_HANDLER;
     return bl_error_new(code, code == BALLAST_ERR_UNREACHABLE, false, "handler %s: %s",
                         c->handler->name, *errbuf ? errbuf : "init failed");
 }
@@ -1686,47 +1686,6 @@ static void stop_workers(ballast_consumer_t *c, int grace_ms)
     }
 }
 
-/* librdkafka 2.0.2's fetcher stops fetching once its queue reaches
- * queued.max.messages.kbytes (or queued.min.messages) and looks again only
- * at its broker thread's next wake-up, up to a second later, however soon
- * the queue drains. So when a poll finds the queue empty while a partition
- * is known to be behind its high watermark, ballast wakes that thread with
- * a ListOffsets request to the partition's leader (an op on the thread),
- * at most every KICK_INTERVAL_MS, taking the lagging partitions in turn so
- * that every leader is reached. */
-static bool fetch_behind(ballast_consumer_t *c, const bl_part_t *p)
-{
-    int64_t lo, hi;
-
-    return !p->paused && p->tracker.last_offset >= 0 &&
-           !rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) &&
-           hi > p->tracker.last_offset + 1;
-}
-
-static void kick_fetcher(ballast_consumer_t *c)
-{
-    int64_t now = bl_now_ms(), lo, hi;
-    bl_part_t *pick = NULL;
-    size_t i = 0, pick_i = 0;
-
-    if (now < c->next_kick_ms)
-        return;
-    c->next_kick_ms = now + KICK_INTERVAL_MS;
-    /* The first lagging partition after the one kicked last, else the
-     * first lagging one. */
-    for (bl_part_t *p = c->parts; p && !(pick && pick_i > c->kick_turn); p = p->next, i++) {
-        if (fetch_behind(c, p) && (!pick || i > c->kick_turn)) {
-            pick = p;
-            pick_i = i;
-        }
-    }
-    if (pick) {
-        rd_kafka_query_watermark_offsets(c->rk, pick->topic, pick->partition, &lo,
-                                         &hi, KICK_TIMEOUT_MS);
-        c->kick_turn = pick_i;
-    }
-}
-
 /* Polls up to a chunk of messages and hands them to the workers; the
  * loop's bookkeeping then runs once per chunk, not per message. */
 static void poll_burst(ballast_consumer_t *c)
@@ -1735,10 +1694,8 @@ static void poll_burst(ballast_consumer_t *c)
 
     for (int n = 0; n < STAGE_CHUNK && !over_limit(c); n++) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, 0);
-        if (!rkm && !n) {
-            kick_fetcher(c);
+        if (!rkm && !n)
             rkm = rd_kafka_consumer_poll(c->rk, timeout);
-        }
         if (!rkm)
             break;
         if (rkm->err)
@@ -1885,6 +1842,15 @@ static void destroy_client(ballast_consumer_t *c, rd_kafka_t *rk, const char *wh
 /* Frees everything; no worker runs any more. */
 static void consumer_free(ballast_consumer_t *c)
 {
+    if (c->workers && c->handler == &bl_handler_exec) {
+        /* Their children end together, not one grace after another. */
+        void **states = calloc((size_t)c->nworkers, sizeof(*states));
+        for (int i = 0; states && i < c->nworkers; i++)
+            states[i] = c->workers[i].state_ok ? c->workers[i].state : NULL;
+        if (states)
+            bl_exec_close(states, (size_t)c->nworkers);
+        free(states);
+    }
     if (c->workers) {
         for (int i = 0; i < c->nworkers; i++) {
             bl_worker_t *w = &c->workers[i];

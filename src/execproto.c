@@ -338,7 +338,8 @@ static int add_emit(decoder_t *d, json_t *emit, size_t idx)
         return -1;
     }
     if (topic && !json_is_null(topic) &&
-        (!json_is_string(topic) || !json_string_length(topic))) {
+        (!json_is_string(topic) || !json_string_length(topic) ||
+         strlen(json_string_value(topic)) != json_string_length(topic))) {
         d->status = malformed(d->whyp, "emit[%zu].topic is not a non-empty string",
                               idx);
         return -1;
@@ -377,6 +378,8 @@ static int parse_status(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep
         return -1;
     }
     s = json_string_value(status);
+    if (strlen(s) != json_string_length(status))
+        s = ""; /* a NUL inside: no status we know */
     if (!strcmp(s, "ok"))
         *outcomep = BALLAST_OUTCOME_OK;
     else if (!strcmp(s, "retry"))
@@ -466,7 +469,9 @@ bl_exec_decode_status_t bl_exec_decode_routed(const char *line, size_t len,
 
     *whyp = NULL;
     /* DECODE_ANY: a bare "ok" is JSON, just not an object; say so. */
-    if (!(reply = json_loadb(line, len, JSON_DECODE_ANY, &jerr))) {
+    /* JSON_ALLOW_NUL: "\u0000" is valid JSON (what JSON.stringify and
+     * json.dumps write for a NUL byte); values are taken by length. */
+    if (!(reply = json_loadb(line, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return BL_EXEC_NOMEM;
         return malformed(whyp, "not JSON: %s (at byte %d)", jerr.text,

@@ -63,6 +63,9 @@ bl_logger_t bl_conf_logger(const ballast_conf_t *conf);
 /** True once the stop flag of ballast_conf_set_stop_flag() is set. Any
  *  thread; async-signal-safe. */
 bool bl_conf_stop_requested(const ballast_conf_t *conf);
+/** The stop flag itself (NULL: none), for a handler to keep: it outlives
+ *  the consumers made from the configuration. */
+const volatile sig_atomic_t *bl_conf_stop_flag(const ballast_conf_t *conf);
 
 /* ---- messages and results (message.c) ----------------------------------- */
 

@@ -182,6 +182,13 @@ char *bl_render_metrics(const bl_view_t *v)
           (double)v->poll_headroom_ms / 1000.0);
     gauge(fp, v, "ballast_up", "1 while healthy (see /healthz).", v->healthy ? 1 : 0);
     gauge(fp, v, "ballast_ready", "1 while ready (see /readyz).", v->ready ? 1 : 0);
+    gauge(fp, v, "ballast_dlq_breaker_open",
+          "1 once the DLQ breaker tripped: consumption is paused until a restart.",
+          v->breaker_open ? 1 : 0);
+    gauge(fp, v, "ballast_handler_unavailable",
+          "1 while the handler cannot run (its process or database is down): "
+          "consumption is paused and its messages wait.",
+          v->handler_unavailable ? 1 : 0);
     gauge(fp, v, "ballast_uptime_seconds", "Seconds since the consumer started.",
           (double)v->uptime_ms / 1000.0);
     render_latency(fp, v);
@@ -223,12 +230,14 @@ char *bl_render_status(const bl_view_t *v)
                       "processed_per_second", opt_rate(p->rate)));
     }
     root = json_pack(
-        "{s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:b, s:s, s:f, s:o, s:o, s:{s:I, s:I, s:I, "
+        "{s:s, s:s, s:s, s:s, s:f, s:b, s:s, s:b, s:s, s:b, s:b, s:f, s:o, s:o, s:{s:I, s:I, "
+        "s:I, "
         "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
         "group", v->group, "group_protocol", v->group_protocol, "topics", v->topics,
         "semantics", v->semantics, "uptime_seconds", (double)v->uptime_ms / 1000.0,
         "healthy", v->healthy, "health_reason", v->health_reason, "ready", v->ready,
-        "ready_reason", v->ready_reason, "poll_headroom_seconds",
+        "ready_reason", v->ready_reason, "dlq_breaker_open", v->breaker_open,
+        "handler_unavailable", v->handler_unavailable, "poll_headroom_seconds",
         (double)v->poll_headroom_ms / 1000.0, "processed_per_second",
         opt_rate(v->processed_per_second), "partitions", parts, "stats", "consumed",
         (json_int_t)s->consumed, "processed_ok", (json_int_t)s->processed_ok, "retried",

@@ -52,6 +52,8 @@ typedef struct bl_view {
     int64_t uptime_ms;
     bool healthy, ready;
     const char *health_reason, *ready_reason;
+    bool breaker_open;        /* the DLQ breaker tripped: consumption paused */
+    bool handler_unavailable; /* some worker's handler is UNAVAILABLE */
 } bl_view_t;
 
 /** Prometheus text format 0.0.4. Caller frees. NULL when out of memory. */

@@ -36,8 +36,6 @@
 #define FREE_MSGS_MAX 4096   /* message structs kept for reuse */
 #define REWIND_TIMEOUT_MS 30000 /* each blocking call of a rewind */
 #define COMMIT_WAIT_MS 5000  /* a sync commit waits this long for an async one */
-#define KICK_INTERVAL_MS 20  /* kick_fetcher() at most this often */
-#define KICK_TIMEOUT_MS 100  /* its ListOffsets request */
 #define WARM_TIMEOUT_MS 5000  /* each topic lookup of bl_producer_warm() */
 #define UNAVAILABLE_RETRY_MAX_MS 5000 /* the longest wait for an unavailable handler */
 #define STOP_GRACE_MS 5000    /* a handler call may outlive the drain by this much */
@@ -127,8 +125,6 @@ struct ballast_consumer_s {
     int64_t handler_timeout_ms;
     int64_t commit_interval_ms, next_commit_ms, last_commit_ms; /* Kafka commits */
     rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
-    int64_t next_kick_ms;       /* kick_fetcher() */
-    size_t kick_turn;           /* index in parts of the one it kicked last */
     int commits_pending;        /* asynchronous commits in flight (0 or 1) */
     bl_tiers_t tiers;     /* retry.topics */
     bool draining;        /* poll thread: shutting down, every partition paused */

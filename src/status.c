@@ -293,6 +293,8 @@ static void make_view(ballast_consumer_t *c, bl_view_t *v, char *health, char *r
     v->ready = check_ready(c, ready, size);
     v->health_reason = health;
     v->ready_reason = ready;
+    v->breaker_open = atomic_load(&c->breaker);
+    v->handler_unavailable = atomic_load(&c->unavailable_workers) > 0;
     v->processed_per_second = -1;
     pthread_mutex_lock(&c->obs_mtx);
     parts = calloc(c->snapshot_count + 1, sizeof(*parts));

@@ -61,9 +61,11 @@ ballast_error_t *bl_txn_init(ballast_consumer_t *c, int64_t timeout_ms)
     rd_kafka_error_t *error;
 
     /* In rounds of a second, so that a stop during start-up is prompt; a
-     * call that timed out may be repeated. */
+     * call that timed out, or ended on a retriable error (a coordinator
+     * still loading), may be repeated. */
     while ((error = rd_kafka_init_transactions(c->producer, 1000)) &&
-           rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT &&
+           (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+            rd_kafka_error_is_retriable(error)) &&
            bl_now_ms() < deadline && !bl_conf_stop_requested(c->conf))
         rd_kafka_error_destroy(error);
     if (!error)
@@ -168,9 +170,11 @@ static void txn_halt(ballast_consumer_t *c)
 {
     rd_kafka_error_t *error;
 
-    c->txn_halted = true;
-    if (!c->txn_open || c->txn_halted)
+    if (c->txn_halted || !c->txn_open) {
+        c->txn_halted = true;
         return;
+    }
+    c->txn_halted = true;
     c->txn_open = false;
     if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
         bl_log(&c->log, BALLAST_LOG_WARN, "kafka: abort transaction failed: %s",

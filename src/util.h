@@ -24,6 +24,8 @@ void bl_fmt(char *buf, size_t size, const char *fmt, ...) BL_PRINTF(3, 4);
 int64_t bl_now_ms(void);
 /** Milliseconds since the epoch. */
 int64_t bl_wall_ms(void);
+/** Sleeps @p ms (nothing when <= 0), resuming after signals. */
+void bl_sleep_ms(int64_t ms);
 /** Formats epoch milliseconds as ISO-8601 UTC ("2026-11-26T20:35:01.123Z").
  *  Each thread keeps the text of the last second it formatted. */
 void bl_iso8601(int64_t epoch_ms, char *buf, size_t size);

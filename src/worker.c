@@ -242,11 +242,10 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
     while ((err = rec ? bl_produce_record(c->producer, rec, c->output_topic, m)
                       : bl_produce_failure(c->producer, m, f, m)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        struct timespec ts = {0, 5 * 1000000L};
         if (poll_thread)
             rd_kafka_poll(c->producer, 5);
         else
-            nanosleep(&ts, NULL);
+            bl_sleep_ms(5);
     }
     if (!err)
         return true;
@@ -723,6 +722,31 @@ static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
            atomic_load(&c->failed) || atomic_load(&c->breaker);
 }
 
+/* Whether @p a and @p b must be handled in order (ordering = partition:
+ * one partition; key: one key, or one partition for messages without a
+ * key; none: never). */
+static bool ordered_together(const ballast_consumer_t *c, const bl_msg_t *a, const bl_msg_t *b)
+{
+    if (c->ordering == ORDER_NONE)
+        return false;
+    if (a->part != b->part && (c->ordering == ORDER_PARTITION || !a->key || !b->key))
+        return false;
+    if (c->ordering == ORDER_PARTITION || !a->key || !b->key)
+        return true;
+    return a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len);
+}
+
+/* Whether @p m, in a batch, comes after one of the @p n messages of
+ * @p waiting (which run again) that it must follow. */
+static bool behind_a_retry(const ballast_consumer_t *c, bl_msg_t *const *waiting, size_t n,
+                           const bl_msg_t *m)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ordered_together(c, waiting[i], m))
+            return true;
+    return false;
+}
+
 /* Counts the @p retried RETRY messages among @p group's first @p left and
  * logs the first of them. */
 static void log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, size_t retried)
@@ -758,6 +782,11 @@ static void run_with_retries(bl_worker_t *w, bl_msg_t **group, size_t count)
             } else if (m->outcome == BALLAST_OUTCOME_RETRY && m->attempt < c->max_attempts) {
                 retried++;
                 group[left++] = m; /* retry these, in order */
+            } else if (behind_a_retry(c, group, left, m)) {
+                /* Its key (or partition) waits for an earlier message:
+                 * its result is dropped, and it runs again after that one,
+                 * without counting an attempt. */
+                group[left++] = m;
             } else {
                 finish_outcome(w, m);
             }
@@ -772,7 +801,8 @@ static void run_with_retries(bl_worker_t *w, bl_msg_t **group, size_t count)
             return;
         }
         for (size_t i = 0; i < left; i++)
-            if (group[i]->outcome == BALLAST_OUTCOME_RETRY)
+            if (group[i]->outcome == BALLAST_OUTCOME_RETRY &&
+                group[i]->attempt < c->max_attempts)
                 group[i]->attempt++;
         count = left;
     }

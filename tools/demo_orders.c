@@ -410,6 +410,16 @@ int demo_orders(demo_t *d)
                                            "dlq.topic", DLQ,
                                            "dlq.max.consecutive", "5",
                                            "dlq.max.ratio", "0.5",
+                                           /* The mock broker does not check an
+                                            * idempotent producer's sequence
+                                            * numbers: with several requests in
+                                            * flight, a later batch it accepts
+                                            * while a refused one waits for its
+                                            * retry makes librdkafka count the
+                                            * refused one as written (a real
+                                            * broker refuses the gap). */
+                                           "kafka.max.in.flight.requests.per.connection",
+                                           "1",
                                            NULL});
     if (conf) {
         ballast_conf_set_log_cb(conf, on_log, &dead_letter_lines);

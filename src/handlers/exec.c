@@ -81,6 +81,7 @@ static const char CANCELLED[] = "the stop's drain timed out";
 #define EOF_GRACE_MS 1000   /* after EOF, for the exit status to appear */
 #define CLOSE_GRACE_MS 5000 /* destroy: after closing stdin */
 #define TERM_GRACE_MS 2000  /* destroy: after SIGTERM */
+#define EXIT_CHECK_MS 200   /* a call looks for its child's exit this often */
 /* A reply longer than this is a runaway child, not a record. */
 #define MAX_REPLY_BYTES ((size_t)64 << 20)
 #define READ_CHUNK 65536
@@ -145,14 +146,6 @@ static char *fmt_alloc(const char *fmt, ...)
 static const char *errtext(int err, char *buf, size_t size)
 {
     return strerror_r(err, buf, size); /* GNU variant: thread-safe */
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 static void close_fd(int *fd)
@@ -286,10 +279,20 @@ static int child_reap(pid_t pid, int64_t grace_ms, int *statusp)
         if (r == 0 && bl_now_ms() >= until)
             return 0;
         if (r == 0) {
-            sleep_ms(nap);
+            bl_sleep_ms(nap);
             nap = nap < 50 ? nap * 2 : 50;
         }
     }
+}
+
+/* Whether the child has exited (it is left to be reaped). */
+static bool child_exited(const exec_state_t *st)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    return !waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) &&
+           si.si_pid == st->pid;
 }
 
 /* Kills the child's process group and reaps it. */
@@ -363,6 +366,8 @@ static void child_lost(exec_state_t *st, const char *why)
         child_kill(pid, SIGKILL, 1000, &status);
     else if (!child_reap(pid, EOF_GRACE_MS, &status))
         child_kill(pid, SIGKILL, 1000, &status);
+    else
+        kill(-pid, SIGKILL); /* what it forked may still hold its stdout */
     how = describe_status(status);
     if (why)
         set_down_reason(st, "exec: %s; child killed", why);
@@ -679,9 +684,17 @@ static void step(exchange_t *x)
         x->lost = LOST_TIMEOUT;
         return;
     }
-    rc = poll(pfd, writing ? 3 : 2, left > 1000000 ? 1000000 : (int)left);
+    /* In rounds: a child that exited while something it forked holds its
+     * stdout gives no EOF, so its exit is looked for between rounds. */
+    rc = poll(pfd, writing ? 3 : 2, left > EXIT_CHECK_MS ? EXIT_CHECK_MS : (int)left);
     if (rc < 0 && errno != EINTR) {
         protocol_error(x, "poll failed");
+        return;
+    }
+    if (rc == 0 && child_exited(st)) {
+        take_output(x); /* what it wrote before it went */
+        if (!x->lost)
+            x->lost = LOST_DIED;
         return;
     }
     if (rc <= 0)
@@ -814,23 +827,73 @@ void bl_exec_cancel(void *state)
 
 /* ---- the handler -------------------------------------------------------- */
 
+/* The pids of @p states' children still running, for bl_exec_close(). */
+static size_t running_children(exec_state_t *const *states, size_t n)
+{
+    size_t left = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int status;
+        if (states[i] && states[i]->pid && child_reap(states[i]->pid, 0, &status))
+            states[i]->pid = 0;
+        left += states[i] && states[i]->pid;
+    }
+    return left;
+}
+
+/* Waits until @p deadline (bl_now_ms) for every child to exit. */
+static size_t wait_children(exec_state_t *const *states, size_t n, int64_t deadline)
+{
+    size_t left;
+
+    while ((left = running_children(states, n)) && bl_now_ms() < deadline)
+        bl_sleep_ms(20);
+    return left;
+}
+
+/* Sends @p sig to the process group of every child still running. */
+static void signal_children(exec_state_t *const *states, size_t n, int sig)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!states[i] || !states[i]->pid)
+            continue;
+        if (sig == SIGTERM)
+            bl_log(&states[i]->log, BALLAST_LOG_WARN,
+                   "exec: child '%s' (pid %ld) still running %d ms after its stdin "
+                   "closed; sending SIGTERM",
+                   states[i]->command, (long)states[i]->pid, CLOSE_GRACE_MS);
+        kill(-states[i]->pid, sig);
+    }
+}
+
+void bl_exec_close(void *const *states, size_t n)
+{
+    exec_state_t *const *sts = (exec_state_t *const *)states;
+
+    /* EOF on stdin is every child's cue to finish and exit; they are all
+     * given it at once, and waited for together. */
+    for (size_t i = 0; i < n; i++) {
+        if (!sts[i])
+            continue;
+        close_fd(&sts[i]->to_child);
+        close_fd(&sts[i]->from_child);
+    }
+    if (!wait_children(sts, n, bl_now_ms() + CLOSE_GRACE_MS))
+        return;
+    signal_children(sts, n, SIGTERM);
+    if (!wait_children(sts, n, bl_now_ms() + TERM_GRACE_MS))
+        return;
+    signal_children(sts, n, SIGKILL);
+    wait_children(sts, n, bl_now_ms() + 60000);
+}
+
 static void exec_destroy(void *state)
 {
     exec_state_t *st = state;
-    int status;
 
     if (!st)
         return;
-    /* EOF on stdin is the child's cue to finish and exit. */
-    close_fd(&st->to_child);
-    close_fd(&st->from_child);
-    if (st->pid && !child_reap(st->pid, CLOSE_GRACE_MS, &status)) {
-        bl_log(&st->log, BALLAST_LOG_WARN,
-               "exec: child '%s' (pid %ld) still running %d ms after its "
-               "stdin closed; sending SIGTERM",
-               st->command, (long)st->pid, CLOSE_GRACE_MS);
-        child_kill(st->pid, SIGTERM, TERM_GRACE_MS, &status);
-    }
+    bl_exec_close(&state, 1);
     bl_cmdline_free(st->argv);
     close_fd(&st->cancel_fd);
     free(st->command);

@@ -19,6 +19,10 @@ extern const ballast_handler_t bl_handler_forward;  /* forward.c */
  *  A cancel with no call running is forgotten by the next call.
  *  Async-safe: one write(2). */
 void bl_exec_cancel(void *state);
+/** Ends the children of @p n exec handler states together: closes their
+ *  stdin, waits up to 5 s for them, then SIGTERM, 2 s, then SIGKILL. The
+ *  states stay to be destroyed (which then finds no child). */
+void bl_exec_close(void *const *states, size_t n);
 
 /* ---- exactly-once into a database ----------------------------------------
  *

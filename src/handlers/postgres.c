@@ -36,6 +36,7 @@
 #define OFF_SELECT "ballast_off_select"
 #define OFF_LOCK_KEY "7305812294419734853" /* advisory lock: creating the table */
 #define RETRY_INTERVAL_MS 500  /* between connection attempts at start-up */
+#define STOP_POLL_MS 200       /* a wait to connect looks at the stop flag this often */
 #define ATTEMPT_MAX_MS 5000    /* longest single connection attempt at run time */
 #define BYTEA_OID 17
 #define MAX_PIPELINE_ROUNDS 3  /* then a poisoned batch runs one by one */
@@ -69,6 +70,7 @@ typedef struct pg_state {
     bool in_txn;  /* a transaction opened by begin is open */
     bool doomed;  /* ... but can only be rolled back, because of doom_err */
     char doom_err[ERRLEN];
+    const volatile sig_atomic_t *stop; /* the stop flag: ends a wait to connect */
 } pg_state_t;
 
 typedef enum pg_class { PG_OK, PG_TRANSIENT, PG_PERMANENT } pg_class_t;
@@ -150,18 +152,35 @@ static void quiet_notices(void *arg, const char *message)
     (void)message; /* NOTICEs (e.g. from triggers) are not ballast's to log */
 }
 
-/* Waits for the socket as PQconnectPoll asked, until @p deadline. */
-static int wait_socket(PGconn *conn, PostgresPollingStatusType want, int64_t deadline)
+/* True once a stop was asked for (ballast_conf_set_stop_flag). */
+static bool stopping(const pg_state_t *st)
+{
+    return st->stop && *st->stop;
+}
+
+/* Waits for the socket as PQconnectPoll asked, until @p deadline or, in
+ * rounds of STOP_POLL_MS, a stop. */
+static int wait_socket(const pg_state_t *st, PGconn *conn, PostgresPollingStatusType want,
+                       int64_t deadline)
 {
     struct pollfd pfd = {PQsocket(conn),
                          want == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
     int64_t left = deadline - bl_now_ms();
     int n;
 
-    if (left <= 0)
+    if (left <= 0 || stopping(st))
         return 0;
-    n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+    n = poll(&pfd, 1, left > STOP_POLL_MS ? STOP_POLL_MS : (int)left);
     return n < 0 && errno == EINTR ? 0 : n;
+}
+
+/* Sleeps @p ms, in rounds of STOP_POLL_MS, unless a stop comes first. */
+static void nap(const pg_state_t *st, int64_t ms)
+{
+    int64_t until = bl_now_ms() + ms, left;
+
+    while (!stopping(st) && (left = until - bl_now_ms()) > 0)
+        bl_sleep_ms(left < STOP_POLL_MS ? left : STOP_POLL_MS);
 }
 
 static bool is_sqlstate(const char *p)
@@ -251,9 +270,10 @@ static pg_class_t connect_failure(PGconn *conn, char *err, size_t errsize)
  * @returns the connection, or NULL with a line in @p err and in @p clsp
  * whether trying again can help (PG_TRANSIENT) or not (PG_PERMANENT).
  */
-static PGconn *connect_once(const char *dsn, int64_t deadline, char *err,
+static PGconn *connect_once(const pg_state_t *st, int64_t deadline, char *err,
                             size_t errsize, pg_class_t *clsp)
 {
+    const char *dsn = st->dsn;
     const char *const keys[] = {"application_name", "client_encoding", "dbname", NULL};
     const char *const vals[] = {"ballast", "UTF8", dsn, NULL};
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
@@ -268,13 +288,14 @@ static PGconn *connect_once(const char *dsn, int64_t deadline, char *err,
     PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
     while (PQstatus(conn) != CONNECTION_BAD && ps != PGRES_POLLING_OK &&
            ps != PGRES_POLLING_FAILED) {
-        int n = wait_socket(conn, ps, deadline);
+        int n = wait_socket(st, conn, ps, deadline);
         if (n < 0)
             break;
         if (n > 0)
             ps = PQconnectPoll(conn);
-        else if (bl_now_ms() >= deadline) {
-            bl_fmt(err, errsize, "connection attempt timed out");
+        else if (bl_now_ms() >= deadline || stopping(st)) {
+            bl_fmt(err, errsize, "%s", stopping(st) ? "stopped while connecting"
+                                                     : "connection attempt timed out");
             PQfinish(conn);
             return NULL;
         }
@@ -398,7 +419,7 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
     drop_conn(st);
     /* A refusal is retried too: a password can be fixed on the server while
      * we run, and the message is not to blame for it. */
-    st->conn = connect_once(st->dsn, bl_now_ms() + st->attempt_ms, why, sizeof(why),
+    st->conn = connect_once(st, bl_now_ms() + st->attempt_ms, why, sizeof(why),
                             &cls);
     if (!st->conn) {
         bl_fmt(err, errsize, "postgres: not connected: %s", why);
@@ -1259,14 +1280,6 @@ static void pg_destroy(void *state)
     free(st);
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
 /* A malformed DSN is a configuration error, not an unreachable server.
  * libpq's parse errors can quote parts of the string (a password among
  * them), so only the safe "invalid connection option" one is passed on. */
@@ -1301,8 +1314,12 @@ static int connect_startup(pg_state_t *st, int64_t deadline, int64_t timeout_ms,
 
     for (;;) {
         int64_t left;
-        if ((st->conn = connect_once(st->dsn, deadline, last, sizeof(last), &cls)))
+        if ((st->conn = connect_once(st, deadline, last, sizeof(last), &cls)))
             return 0;
+        if (stopping(st)) {
+            bl_fmt(errbuf, errsize, "stopped while connecting to the database");
+            return BALLAST_ERR_STOPPED;
+        }
         if (cls == PG_PERMANENT) {
             bl_fmt(errbuf, errsize, "handler.postgres.dsn: %s", last);
             return BALLAST_ERR_CONFIG;
@@ -1313,7 +1330,7 @@ static int connect_startup(pg_state_t *st, int64_t deadline, int64_t timeout_ms,
             bl_fmt(why, sizeof(why), "%s", last);
         if ((left = deadline - bl_now_ms()) <= 0)
             break;
-        sleep_ms(left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
+        nap(st, left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
     }
     bl_fmt(errbuf, errsize, "handler.postgres.dsn: cannot connect within %lld "
                             "ms (startup.timeout.ms): %s",
@@ -1455,7 +1472,7 @@ static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
             (left = deadline - bl_now_ms()) <= 0)
             return rc;
         drop_conn(st);
-        sleep_ms(left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
+        nap(st, left < RETRY_INTERVAL_MS ? left : RETRY_INTERVAL_MS);
     }
 }
 
@@ -1479,6 +1496,7 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
         return BALLAST_ERR_INTERNAL;
     }
     st->eo = bl_txn_exactly_once(params->conf);
+    st->stop = bl_conf_stop_flag(params->conf);
     if ((rc = pg_setup(st, params->conf, sql, errbuf, errsize)) != 0) {
         pg_destroy(st);
         return rc;

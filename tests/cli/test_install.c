@@ -6,35 +6,17 @@
  * links, loads exactly one librdkafka (with every symbol bound at start),
  * and runs against the real broker. When the build uses a librdkafka that scripts/install-deps built
  * (not the system's), the installed programs load the copy installed beside
- * libballast, so the install does not depend on the build cache.
+ * libballast, so the install does not depend on the build cache. The
+ * manual pages, the systemd unit, an example config and contrib/'s files
+ * are installed too.
  */
 #include "support.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char g_dir[512], g_prefix[600];
-
-/* Runs a shell command line built from @p fmt; its stdout and stderr are
- * kept in *output (caller frees). @returns its exit status. */
-static int sh(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sh(char **output, const char *fmt, ...)
-{
-    char cmd[4096], line[4200], out_path[600];
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    snprintf(out_path, sizeof(out_path), "%s/sh.out", g_dir);
-    snprintf(line, sizeof(line), "{ %s ; } </dev/null >'%s' 2>&1", cmd, out_path);
-    rc = system(line);
-    *output = bt_read_file(out_path);
-    assert_non_null(*output);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
 
 static int group_setup(void **state)
 {
@@ -43,7 +25,7 @@ static int group_setup(void **state)
     (void)state;
     snprintf(g_dir, sizeof(g_dir), "%s", bt_tmpdir());
     snprintf(g_prefix, sizeof(g_prefix), "%s/prefix", g_dir);
-    if (sh(&out, "'%s' --install '%s' --prefix '%s'", CMAKE_COMMAND, BALLAST_BUILD_DIR,
+    if (bt_sh(&out, NULL, "'%s' --install '%s' --prefix '%s'", CMAKE_COMMAND, BALLAST_BUILD_DIR,
            g_prefix) != 0) {
         fprintf(stderr, "cmake --install failed: %s\n", out);
         free(out);
@@ -59,7 +41,7 @@ static void test_installed_command_runs(void **state)
     char *out, want[64];
 
     (void)state;
-    if (sh(&out, "'%s/bin/ballast' --version", g_prefix) != 0)
+    if (bt_sh(&out, NULL, "'%s/bin/ballast' --version", g_prefix) != 0)
         fail_msg("the installed ballast does not run: %s", out);
     snprintf(want, sizeof(want), "\nlibrdkafka %s\n", rd_kafka_version_str());
     if (!strstr(out, want))
@@ -87,7 +69,7 @@ static void test_pkg_config_program_links_one_librdkafka(void **state)
     snprintf(prog, sizeof(prog), "%s/consumer", g_prefix);
     /* -Wl,-rpath: a temporary prefix is not on the loader's path (the
      * program finds libballast there, and libballast its librdkafka). */
-    if (sh(&out,
+    if (bt_sh(&out, NULL,
            "cc -o '%s' '%s/examples/consumer.c' "
            "$(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs ballast) "
            "-Wl,-rpath,'%s/lib'",
@@ -95,7 +77,7 @@ static void test_pkg_config_program_links_one_librdkafka(void **state)
         fail_msg("building against the installed libballast failed: %s", out);
     free(out);
 
-    if (sh(&out, "ldd '%s'", prog) != 0)
+    if (bt_sh(&out, NULL, "ldd '%s'", prog) != 0)
         fail_msg("ldd failed: %s", out);
     /* ldd prints one line per library, each starting with a tab. */
     if (count_of(out, "\tlibrdkafka") != 1)
@@ -113,10 +95,68 @@ static void test_pkg_config_program_links_one_librdkafka(void **state)
     /* Every symbol bound at start; the library talks to the real broker
      * and reports a missing topic as one line. */
     const char *topic = bt_unique("install-test-missing");
-    if (sh(&out, "LD_BIND_NOW=1 '%s' '%s' '%s' '%s'", prog, bt_bootstrap(), topic, topic) != 1)
+    if (bt_sh(&out, NULL, "LD_BIND_NOW=1 '%s' '%s' '%s' '%s'", prog, bt_bootstrap(), topic, topic) != 1)
         fail_msg("the program did not fail as expected on a missing topic: %s", out);
     if (count_of(out, "\n") != 1 || strncmp(out, "consumer: ", 10) != 0 || !strstr(out, topic))
         fail_msg("expected one error line naming %s: %s", topic, out);
+    free(out);
+}
+
+/* What an operator needs comes with the install: the manual pages (man
+ * finds them under the prefix), the systemd unit naming the installed
+ * command (and valid for systemd-analyze, where there is one), an example
+ * config that `ballast check` accepts, and the dashboard, alert rules and
+ * Kubernetes manifests of contrib/. */
+static void test_operator_files_installed(void **state)
+{
+    static const char *const files[] = {
+        "share/man/man1/ballast.1",
+        "share/man/man5/ballast.conf.5",
+        "lib/systemd/system/ballast@.service",
+        "etc/ballast/example.conf",
+        "share/ballast/grafana/ballast.json",
+        "share/ballast/prometheus/ballast-alerts.yml",
+        "share/ballast/kubernetes/deployment.yaml",
+        "share/ballast/kubernetes/scaledobject-kafka.yaml",
+        "share/ballast/kubernetes/scaledobject-prometheus.yaml",
+    };
+    char path[800], *out, *unit;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", g_prefix, files[i]);
+        if (access(path, R_OK))
+            fail_msg("make install did not install %s", files[i]);
+    }
+    if (bt_sh(&out, NULL, "MANPATH='%s/share/man' man -w ballast.conf", g_prefix) != 0)
+        fail_msg("man does not find ballast.conf(5) under the prefix: %s", out);
+    free(out);
+    if (bt_sh(&out, NULL, "'%s/bin/ballast' check '%s/etc/ballast/example.conf'", g_prefix,
+              g_prefix) != 0)
+        fail_msg("ballast check refuses the installed example config: %s", out);
+    free(out);
+
+    snprintf(path, sizeof(path), "%s/lib/systemd/system/ballast@.service", g_prefix);
+    unit = bt_read_file(path);
+    snprintf(path, sizeof(path), "\nExecStart=%s/bin/ballast run /etc/ballast/%%i.conf\n",
+             g_prefix);
+    if (!strstr(unit, path))
+        fail_msg("the unit does not run the installed command:\n%s", unit);
+    free(unit);
+    if (bt_sh(&out, NULL, "command -v systemd-analyze") != 0) {
+        print_message("skipped: systemd-analyze verify (systemd-analyze is not installed)\n");
+    } else {
+        /* A template is verified through an instance of it. */
+        free(out);
+        if (bt_sh(&out, NULL,
+                  "d=$(mktemp -d) && cp '%s/lib/systemd/system/ballast@.service' "
+                  "\"$d/ballast@example.service\" && "
+                  "systemd-analyze verify --man=no \"$d/ballast@example.service\"; "
+                  "rc=$?; rm -rf \"$d\"; exit $rc",
+                  g_prefix) != 0 ||
+            *out)
+            fail_msg("systemd-analyze verify ballast@.service: %s", out);
+    }
     free(out);
 }
 
@@ -125,6 +165,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_installed_command_runs),
         cmocka_unit_test(test_pkg_config_program_links_one_librdkafka),
+        cmocka_unit_test(test_operator_files_installed),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

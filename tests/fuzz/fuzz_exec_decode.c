@@ -109,7 +109,7 @@ static void check_decoded(const struct ballast_result_s *res, size_t before,
                           const uint8_t *data, size_t size)
 {
     json_error_t jerr;
-    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
+    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     json_t *emit;
     size_t n;
 
@@ -147,9 +147,10 @@ static void check_decoded(const struct ballast_result_s *res, size_t before,
 static int status_of(const uint8_t *data, size_t size)
 {
     json_error_t jerr;
-    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
-    const char *s = json_string_value(json_object_get(reply, "status"));
-    int outcome = !s                   ? -1
+    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    json_t *status = json_object_get(reply, "status");
+    const char *s = json_string_value(status);
+    int outcome = !s || strlen(s) != json_string_length(status) ? -1
                   : !strcmp(s, "ok")    ? BALLAST_OUTCOME_OK
                   : !strcmp(s, "retry") ? BALLAST_OUTCOME_RETRY
                   : !strcmp(s, "fail")  ? BALLAST_OUTCOME_FAIL
@@ -165,7 +166,7 @@ static void check_error_text(const struct ballast_result_s *res, const uint8_t *
                              size_t size)
 {
     json_error_t jerr;
-    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY, &jerr);
+    json_t *reply = json_loadb((const char *)data, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     const char *error = json_string_value(json_object_get(reply, "error"));
 
     FUZZ_CHECK(res->error && *res->error, "non-ok reply without error text");

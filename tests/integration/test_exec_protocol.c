@@ -18,6 +18,15 @@
  * Then, in message and batch mode: every input offset is in the sink
  * exactly once or in the DLQ exactly once, never both, offsets ending in 6
  * and 7 are in the DLQ, and the committed offsets reach the end.
+ *
+ * Two children that keep the rules, in ways the codec or the loss
+ * detection must not mistake for breaking them (nothing may be
+ * dead-lettered):
+ *   - one that starts a helper process, which inherits its stdout, and
+ *     then dies before answering offset 3 three times: a child that exits
+ *     is unavailable, whoever else still holds the pipe;
+ *   - one whose reply for offset 2 emits a value with a NUL byte, written
+ *     as the valid JSON escape \u0000.
  */
 #include "support.h"
 
@@ -229,6 +238,108 @@ static void run_misbehaving_child(const char *processing)
     }
 }
 
+/* A child that forks a helper (it keeps the stdout pipe open after the
+ * child is gone) and exits without answering on its first three
+ * deliveries of [0] offset 3; a file in @p dir counts them. */
+static const char forking_child_py[] =
+    "import json, os, sys, time\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(30)\n"
+    "    os._exit(0)\n"
+    "count = os.path.join(sys.argv[1], 'crashes')\n"
+    "for line in sys.stdin:\n"
+    "    req = json.loads(line)\n"
+    "    p, off = req['partition'], req['offset']\n"
+    "    if (p, off) == (0, 3):\n"
+    "        n = int(open(count).read()) if os.path.exists(count) else 0\n"
+    "        if n < 3:\n"
+    "            open(count, 'w').write(str(n + 1))\n"
+    "            os._exit(1)\n"
+    "    r = {'id': req['id'], 'status': 'ok', 'emit': [{'value': '%d:%d' % (p, off)}]}\n"
+    "    sys.stdout.write(json.dumps(r) + '\\n')\n"
+    "    sys.stdout.flush()\n";
+
+/* A child whose "ok" for [0] offset 2 emits "0:2", a NUL byte and "nul":
+ * json.dumps writes the NUL as \u0000, which is valid JSON. */
+static const char nul_child_py[] =
+    "import json, sys\n"
+    "for line in sys.stdin:\n"
+    "    req = json.loads(line)\n"
+    "    p, off = req['partition'], req['offset']\n"
+    "    v = '%d:%d' % (p, off) + ('\\x00nul' if (p, off) == (0, 2) else '')\n"
+    "    r = {'id': req['id'], 'status': 'ok', 'emit': [{'value': v}]}\n"
+    "    sys.stdout.write(json.dumps(r) + '\\n')\n"
+    "    sys.stdout.flush()\n";
+
+/* Runs @p script_text (given its temporary directory as argv[1]) over 10
+ * messages per partition, at-least-once with a DLQ and 3 attempts, until
+ * every offset is committed; then every offset must be in the sink exactly
+ * once and none in the DLQ. */
+static void run_rule_keeping_child(const char *name, const char *script_text)
+{
+    const char *bs = bt_bootstrap();
+    const char *in = bt_unique("xk-in"), *sink_topic = bt_unique("xk-sink");
+    const char *dlq = bt_unique("xk-dlq"), *group = bt_unique("xk-g");
+    const char *dir = bt_tmpdir();
+    char script[512], cmd[1100];
+    int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
+    bool protocol_reason[PARTS][TOTAL] = {{false}};
+    progress_t prog = {bs, group, in};
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+
+    BT_REQUIRE_ENV();
+    snprintf(script, sizeof(script), "%s/%s.py", dir, name);
+    bt_write_file(script, "%s", script_text);
+    snprintf(cmd, sizeof(cmd), "python3 '%s' '%s'", script, dir);
+    bt_create_topic(bs, in, PARTS);
+    bt_create_topic(bs, sink_topic, 1);
+    bt_create_topic(bs, dlq, 1);
+    bt_produce_seq(bs, in, PARTS, 0, 10 * PARTS, 0);
+
+    conf = bt_conf_recording(bs, group, in, NULL);
+    ballast_conf_set_handler(conf, NULL, NULL);
+    bt_set(conf, "handler", "exec");
+    bt_set(conf, "handler.exec.command", cmd);
+    bt_set(conf, "handler.timeout.ms", "2000");
+    bt_set(conf, "output.topic", sink_topic);
+    bt_set(conf, "dlq.topic", dlq);
+    bt_set(conf, "retry.max.attempts", "3");
+    run = bt_runner_start(conf);
+    ballast_conf_destroy(conf);
+    if (!bt_wait_for(all_committed, &prog, 120000))
+        fail_msg("%s: the committed offsets did not reach the end", name);
+    assert_null(bt_runner_stop(run));
+
+    tally_sink(bs, sink_topic, sink);
+    tally_dlq(bs, dlq, dead, protocol_reason);
+    for (int p = 0; p < PARTS; p++)
+        for (int o = 0; o < 10; o++)
+            if (sink[p][o] != 1 || dead[p][o])
+                fail_msg("%s: [%d] offset %d: %d sink record(s) and %d dead letter(s), "
+                         "want one sink record and no dead letter%s",
+                         name, p, o, sink[p][o], dead[p][o],
+                         protocol_reason[p][o] ? " (dead-lettered as a protocol error)"
+                                               : "");
+}
+
+/* The child exits before answering, but its helper still holds the pipe,
+ * so no EOF comes: today each loss is taken for a reply timeout, which
+ * counts an attempt, and offset 3 is dead-lettered after three. */
+static void test_child_exits_while_its_helper_holds_stdout(void **state)
+{
+    (void)state;
+    run_rule_keeping_child("forking-child", forking_child_py);
+}
+
+/* Today "\u0000" fails the whole reply as "not JSON", so a message the
+ * child handled is retried as a protocol error and dead-lettered. */
+static void test_reply_with_an_escaped_nul_is_a_reply(void **state)
+{
+    (void)state;
+    run_rule_keeping_child("nul-child", nul_child_py);
+}
+
 static void test_message_mode(void **state)
 {
     (void)state;
@@ -246,6 +357,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_message_mode),
         cmocka_unit_test(test_batch_mode),
+        cmocka_unit_test(test_child_exits_while_its_helper_holds_stdout),
+        cmocka_unit_test(test_reply_with_an_escaped_nul_is_a_reply),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return bt_run_group_tests(tests, NULL, NULL);
 }

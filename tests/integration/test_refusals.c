@@ -114,7 +114,10 @@ static void produce_input(const char *bs, const char *topic, refusal_t refusal)
     rd_kafka_destroy(p);
 }
 
-static void run_refusal(refusal_t refusal, const char *semantics, const char *expect_text)
+/* Runs the pipeline until the refusal stops it and checks what committed;
+ * @p out_copy (NULL, or 256 bytes) receives the output topic's name. */
+static void run_refusal(refusal_t refusal, const char *semantics, const char *expect_text,
+                        char *out_copy)
 {
     const char *bs = bt_bootstrap();
     const char *in = bt_unique("refuse-in"), *out = bt_unique("refuse-out");
@@ -128,6 +131,8 @@ static void run_refusal(refusal_t refusal, const char *semantics, const char *ex
     size_t n;
 
     BT_REQUIRE_ENV();
+    if (out_copy)
+        snprintf(out_copy, 256, "%s", out);
     bt_create_topic(bs, in, 1);
     bt_create_topic(bs, out, 1);
     bt_create_topic(bs, dlq, 1);
@@ -181,49 +186,75 @@ static void run_refusal(refusal_t refusal, const char *semantics, const char *ex
 static void test_size_alo(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_SIZE, "at-least-once", NULL);
+    run_refusal(REFUSE_SIZE, "at-least-once", NULL, NULL);
 }
 
 static void test_size_eos(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_SIZE, "exactly-once", NULL);
+    run_refusal(REFUSE_SIZE, "exactly-once", NULL, NULL);
 }
 
 static void test_no_topic_alo(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_NO_TOPIC, "at-least-once", "no topic");
+    run_refusal(REFUSE_NO_TOPIC, "at-least-once", "no topic", NULL);
 }
 
 static void test_no_topic_eos(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_NO_TOPIC, "exactly-once", "no topic");
+    run_refusal(REFUSE_NO_TOPIC, "exactly-once", "no topic", NULL);
 }
 
 static void test_unknown_topic_alo(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_UNKNOWN_TOPIC, "at-least-once", "no-such-topic-here");
+    run_refusal(REFUSE_UNKNOWN_TOPIC, "at-least-once", "no-such-topic-here", NULL);
 }
 
 static void test_unknown_topic_eos(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_UNKNOWN_TOPIC, "exactly-once", "no-such-topic-here");
+    run_refusal(REFUSE_UNKNOWN_TOPIC, "exactly-once", "no-such-topic-here", NULL);
 }
 
 static void test_dlq_size_alo(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_DLQ_SIZE, "at-least-once", NULL);
+    run_refusal(REFUSE_DLQ_SIZE, "at-least-once", NULL, NULL);
 }
 
 static void test_dlq_size_eos(void **state)
 {
     (void)state;
-    run_refusal(REFUSE_DLQ_SIZE, "exactly-once", NULL);
+    run_refusal(REFUSE_DLQ_SIZE, "exactly-once", NULL, NULL);
+}
+
+/* The refusal's error says the transaction is aborted. Left open instead,
+ * it holds the output partition's last stable offset, so every
+ * read_committed reader of the output stops at it, later records of other
+ * producers included, until the broker times the transaction out
+ * (transaction.timeout.ms, 60 s by default). A record produced after the
+ * run must be readable at once. */
+static void test_refused_transaction_is_aborted(void **state)
+{
+    const char *bs = bt_bootstrap();
+    char out[256];
+    bt_record_t *recs;
+    size_t n;
+    bool marker = false;
+
+    (void)state;
+    run_refusal(REFUSE_SIZE, "exactly-once", NULL, out);
+    bt_produce_seq(bs, out, 1, 100, 1, 0); /* the value "100" */
+    recs = bt_consume_to_end(bs, out, 60000, &n);
+    for (size_t i = 0; i < n; i++)
+        marker |= recs[i].value && !strcmp(recs[i].value, "100");
+    bt_records_free(recs, n);
+    if (!marker)
+        fail_msg("a record produced after the run is not readable (read_committed): the "
+                 "refused transaction is still open");
 }
 
 int main(void)
@@ -233,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_no_topic_alo),     cmocka_unit_test(test_no_topic_eos),
         cmocka_unit_test(test_unknown_topic_alo), cmocka_unit_test(test_unknown_topic_eos),
         cmocka_unit_test(test_dlq_size_alo),     cmocka_unit_test(test_dlq_size_eos),
+        cmocka_unit_test(test_refused_transaction_is_aborted),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return bt_run_group_tests(tests, NULL, NULL);
 }

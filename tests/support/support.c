@@ -546,6 +546,31 @@ void bt_write_file(const char *path, const char *fmt, ...)
     assert_int_equal(fclose(fp), 0);
 }
 
+int bt_sh(char **out, char **err, const char *fmt, ...)
+{
+    char cmd[4096], line[5000], out_path[600], err_path[600];
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    snprintf(out_path, sizeof(out_path), "%s/sh.out", bt_tmpdir());
+    snprintf(err_path, sizeof(err_path), "%s/sh.err", bt_tmpdir());
+    if (err)
+        snprintf(line, sizeof(line), "{ %s ; } </dev/null >'%s' 2>'%s'", cmd, out_path, err_path);
+    else
+        snprintf(line, sizeof(line), "{ %s ; } </dev/null >'%s' 2>&1", cmd, out_path);
+    rc = system(line);
+    *out = bt_read_file(out_path);
+    assert_non_null(*out);
+    if (err) {
+        *err = bt_read_file(err_path);
+        assert_non_null(*err);
+    }
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
 char *bt_read_file(const char *path)
 {
     FILE *fp = fopen(path, "rb");
@@ -835,7 +860,10 @@ void bt_assert_options_documented(const char *const *argv, const char *doc)
                  argv[i]);
     if (c.rc != 0)
         fail_msg("`%s` exited %d: %s", command, c.rc, c.err);
-    snprintf(path, sizeof(path), "%s/%s", BALLAST_SRC_DIR, doc);
+    if (doc[0] == '/')
+        snprintf(path, sizeof(path), "%s", doc);
+    else
+        snprintf(path, sizeof(path), "%s/%s", BALLAST_SRC_DIR, doc);
     if (!(text = bt_read_file(path)))
         fail_msg("cannot read %s", path);
     for (const char *p = c.out; *p; p++) {

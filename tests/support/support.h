@@ -190,8 +190,14 @@ bt_captured_t bt_run_captured(const char *const *argv, int timeout_ms);
 void bt_captured_free(bt_captured_t *c);
 /** Runs `ballast ... --help` (@p argv) and fails the test unless every
  *  long option it names (--name) and -X appear, as whole words, in the
- *  document @p doc (a path under the source tree, e.g. "docs/operations.md"). */
+ *  document @p doc (a path under the source tree, e.g. "docs/operations.md",
+ *  or an absolute path: a rendered manual page, say). */
 void bt_assert_options_documented(const char *const *argv, const char *doc);
+/** Runs the shell command line built from @p fmt (stdin /dev/null) and
+ *  reads back its stdout into *out and its stderr into *err (caller frees
+ *  both); with @p err NULL, stderr goes into *out too. @returns its exit
+ *  status (128 when it did not exit). */
+int bt_sh(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 

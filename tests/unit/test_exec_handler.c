@@ -805,17 +805,18 @@ static void test_destroy_is_prompt(void **state)
 }
 
 /* A child that stops answering is killed after the reply deadline
- * (`handler.timeout.ms`). */
+ * (`handler.timeout.ms`; the "sleep" action takes 5 s, and the deadline
+ * leaves a fresh child, started on a loaded machine, time to answer). */
 static void test_timeout_kills_child(void **state)
 {
     char *cmd = python_command("child.py"), errbuf[512];
     void *st = NULL;
-    int rc = exec_start(cmd, "300", &st, errbuf, sizeof(errbuf));
+    int rc = exec_start(cmd, "2500", &st, errbuf, sizeof(errbuf));
 
     (void)state;
     free(cmd);
     assert_int_equal(rc, 0);
-    expect(st, "sleep", BALLAST_OUTCOME_RETRY, "exec: no reply within 300 ms");
+    expect(st, "sleep", BALLAST_OUTCOME_RETRY, "exec: no reply within 2500 ms");
     expect_after_restart(st, NULL, BALLAST_OUTCOME_OK, NULL);
     bl_handler_exec.destroy(st);
     assert_no_children();
