@@ -2,11 +2,13 @@
  * kafka_util.c - small, fast Kafka helpers for the benchmark driver
  * (bench/run), built as `bench_kafka`:
  *
- *   bench_kafka produce   -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS]
+ *   bench_kafka produce   -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS] [-r RATE]
  *       Produces COUNT deterministic records: value i is VALUE_BYTES (default
  *       100) bytes, "%012llu" of i followed by a fixed pattern; record i goes
  *       to partition i % partitions (so partitions get equal shares); with
  *       -k KEYS > 0 record i has key "key-%08u" of i % KEYS, else no key.
+ *       With -r RATE, record i is sent at i/RATE seconds after the start (a
+ *       steady load; linger 5 ms), and -n 0 means until SIGTERM or SIGINT.
  *       Prints {"produced":N,"seconds":S}.
  *   bench_kafka count     -b BOOTSTRAP -t TOPIC
  *       Prints {"partitions":P,"messages":sum(high-low),"end":sum(high)}.
@@ -31,11 +33,16 @@
  *       hold COUNT records (-n), then writes MARKER like the no-op plugin
  *       ("<count> <CLOCK_REALTIME ns> <CLOCK_MONOTONIC ns>") and exits 0.
  *       Used by bench/run to learn when a system without the plugin is done.
+ *   bench_kafka alter-group -b BOOTSTRAP -g GROUP -c NAME=VALUE[,NAME=VALUE...]
+ *       Sets the group's own configs (IncrementalAlterConfigs on the GROUP
+ *       resource, Kafka 4.x), e.g. consumer.heartbeat.interval.ms for a
+ *       consumer-protocol group.
  *
  * Exit 0 on success, 1 on failure (one line on stderr), 2 on bad usage.
  */
 #include <librdkafka/rdkafka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +55,11 @@ static unsigned long long count;
 static size_t value_bytes = 100;
 static unsigned keys;
 static unsigned long long delivery_failures;
-static const char *isolation = "uncommitted", *marker_path;
+static const char *isolation = "uncommitted", *marker_path, *group_configs;
 static int partitions_opt = 4;
 static long interval_ms = 20, timeout_s = 600;
+static double rate; /* produce: records per second; 0: as fast as possible */
+static volatile sig_atomic_t stop_producing;
 
 static void die(const char *what, const char *why)
 {
@@ -60,13 +69,15 @@ static void die(const char *what, const char *why)
 
 static void usage(void)
 {
-    fputs("usage: bench_kafka produce -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS]\n"
+    fputs("usage: bench_kafka produce -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS] "
+          "[-r RATE]\n"
           "       bench_kafka count -b BOOTSTRAP -t TOPIC\n"
           "       bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP\n"
           "       bench_kafka delete-topic -b BOOTSTRAP -t TOPIC\n"
           "       bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]\n"
           "       bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]\n"
-          "       bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T S]\n",
+          "       bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T S]\n"
+          "       bench_kafka alter-group -b BOOTSTRAP -g GROUP -c NAME=VALUE[,NAME=VALUE...]\n",
           stderr);
     exit(2);
 }
@@ -129,20 +140,40 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
         fprintf(stderr, "bench_kafka: delivery failed: %s\n", rd_kafka_err2str(rkm->err));
 }
 
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_producing = 1;
+}
+
+/* With -r: polls the producer until record @p i is due. */
+static void pace(rd_kafka_t *rk, double t0, unsigned long long i)
+{
+    double due = t0 + (double)i / rate, now;
+
+    while (!stop_producing && (now = now_s()) < due)
+        rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+}
+
 static int cmd_produce(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
     char *value, key[32];
     double t0 = now_s();
+    unsigned long long produced = 0;
     int parts;
 
-    if (!count || value_bytes < 12)
+    if ((!count && !rate) || value_bytes < 12)
         usage();
+    if (rate) {
+        signal(SIGTERM, on_stop_signal);
+        signal(SIGINT, on_stop_signal);
+    }
     set(conf, "acks", "all");
     set(conf, "enable.idempotence", "false");
     set(conf, "compression.type", "none");
-    set(conf, "linger.ms", "20");
+    set(conf, "linger.ms", rate ? "5" : "20");
     set(conf, "batch.num.messages", "10000");
     set(conf, "batch.size", "1000000");
     set(conf, "queue.buffering.max.messages", "1000000");
@@ -155,10 +186,14 @@ static int cmd_produce(void)
     for (size_t j = 0; j < value_bytes; j++)
         value[j] = (char)('a' + j % 26);
 
-    for (unsigned long long i = 0; i < count; i++) {
+    for (unsigned long long i = 0; (!count || i < count) && !stop_producing; i++) {
         rd_kafka_resp_err_t err;
         char head[24];
         size_t key_len = 0;
+        if (rate)
+            pace(rk, t0, i);
+        if (stop_producing)
+            break;
         snprintf(head, sizeof(head), "%012llu", i);
         memcpy(value, head, 12);
         if (keys)
@@ -174,6 +209,7 @@ static int cmd_produce(void)
         }
         if (err)
             die("produce", rd_kafka_err2str(err));
+        produced++;
         if ((i & 0xffff) == 0)
             rd_kafka_poll(rk, 0);
     }
@@ -185,7 +221,7 @@ static int cmd_produce(void)
         fprintf(stderr, "bench_kafka: %llu deliveries failed\n", delivery_failures);
         return 1;
     }
-    printf("{\"produced\":%llu,\"seconds\":%.3f}\n", count, now_s() - t0);
+    printf("{\"produced\":%llu,\"seconds\":%.3f}\n", produced, now_s() - t0);
     return 0;
 }
 
@@ -298,6 +334,50 @@ static int cmd_delete_topic(void)
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
     return rc;
+}
+
+/* ---- alter-group -------------------------------------------------------- */
+
+static int cmd_alter_group(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group);
+    char *list = strdup(group_configs), *save = NULL;
+    const rd_kafka_ConfigResource_t **results;
+    rd_kafka_event_t *ev;
+    size_t n;
+
+    if (!list)
+        die("alter-group", "out of memory");
+    for (char *kv = strtok_r(list, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        rd_kafka_error_t *err;
+        if (!eq)
+            usage();
+        *eq = '\0';
+        if ((err = rd_kafka_ConfigResource_add_incremental_config(
+                 res, kv, RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, eq + 1)))
+            die(kv, rd_kafka_error_string(err));
+    }
+    free(list);
+    rd_kafka_IncrementalAlterConfigs(rk, &res, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
+    if (!ev)
+        die("alter-group", "timed out");
+    if (rd_kafka_event_error(ev))
+        die("alter-group", rd_kafka_event_error_string(ev));
+    results = rd_kafka_IncrementalAlterConfigs_result_resources(
+        rd_kafka_event_IncrementalAlterConfigs_result(ev), &n);
+    for (size_t i = 0; i < n; i++)
+        if (rd_kafka_ConfigResource_error(results[i]))
+            die("alter-group", rd_kafka_ConfigResource_error_string(results[i]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(res);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    printf("{\"altered\":\"%s\"}\n", group);
+    return 0;
 }
 
 /* ---- create-topic ------------------------------------------------------- */
@@ -559,8 +639,17 @@ int main(int argc, char **argv)
             interval_ms = atol(arg);
         else if (!strcmp(opt, "-T"))
             timeout_s = atol(arg);
+        else if (!strcmp(opt, "-r"))
+            rate = strtod(arg, NULL);
+        else if (!strcmp(opt, "-c"))
+            group_configs = arg;
         else
             usage();
+    }
+    if (!strcmp(cmd, "alter-group")) {
+        if (!bootstrap || !group || !group_configs)
+            usage();
+        return cmd_alter_group();
     }
     if (!bootstrap || !topic)
         usage();

@@ -16,6 +16,11 @@
  *                                   fail_every - 1, i.e. 1/fail_every of the
  *                                   messages, the same ones on every run
  *                                   (default 0: never)
+ *   handler.plugin.param.trace_file append one line per message to this file:
+ *                                   "<partition> <offset> <CLOCK_MONOTONIC ns>",
+ *                                   one write() each, so that a kill -9 loses
+ *                                   nothing handled (the rebalance scenario's
+ *                                   handler-side timeline; default: none)
  *
  * The plugin never stops the consumer itself: the driver (bench/run) waits for
  * the marker and then sends SIGTERM, which `ballast run` turns into a clean
@@ -43,6 +48,7 @@ typedef struct noop {
     unsigned long sleep_us;
     unsigned long fail_every;
     unsigned long long period; /* fail_every, or ULLONG_MAX when 0 */
+    int trace_fd;              /* trace_file, or -1 */
 } noop_t;
 
 static int parse_count(const ballast_handler_params_t *params, const char *key,
@@ -67,12 +73,14 @@ static int noop_init(void **statep, const ballast_handler_params_t *params,
 {
     const char *expect = ballast_conf_get(params->conf, "handler.plugin.param.expect");
     const char *done = ballast_conf_get(params->conf, "handler.plugin.param.done_file");
+    const char *trace = ballast_conf_get(params->conf, "handler.plugin.param.trace_file");
     noop_t *n = calloc(1, sizeof(*n));
 
     if (!n) {
         snprintf(errbuf, errsize, "out of memory");
         return BALLAST_ERR_INTERNAL;
     }
+    n->trace_fd = -1;
     if (expect && *expect) {
         char *end;
         errno = 0;
@@ -101,6 +109,14 @@ static int noop_init(void **statep, const ballast_handler_params_t *params,
         free(n);
         snprintf(errbuf, errsize, "out of memory");
         return BALLAST_ERR_INTERNAL;
+    }
+    if (trace && *trace &&
+        (n->trace_fd = open(trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
+        snprintf(errbuf, errsize, "handler.plugin.param.trace_file: %s: %s", trace,
+                 strerror(errno));
+        free(n->done_file);
+        free(n);
+        return BALLAST_ERR_CONFIG;
     }
     *statep = n;
     return 0;
@@ -163,6 +179,15 @@ static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
             outcome = BALLAST_OUTCOME_FAIL;
         }
     }
+    if (n->trace_fd >= 0) {
+        char line[64];
+        int w = snprintf(line, sizeof(line), "%d %lld %lld\n", (int)ballast_message_partition(msg),
+                         (long long)ballast_message_offset(msg),
+                         (long long)now_ns(CLOCK_MONOTONIC));
+        /* A line that could not be written shows as a gap in the timeline. */
+        ssize_t written = write(n->trace_fd, line, (size_t)w);
+        (void)written;
+    }
     count = atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed) + 1;
     if (n->expect && count >= n->expect &&
         !atomic_exchange(&marker_done, 1))
@@ -175,6 +200,8 @@ static void noop_destroy(void *state)
     noop_t *n = state;
     if (!n)
         return;
+    if (n->trace_fd >= 0)
+        close(n->trace_fd);
     free(n->done_file);
     free(n);
 }

@@ -51,6 +51,10 @@ bool bl_kafka_fenced(rd_kafka_resp_err_t err)
 #error "librdkafka 2.12 or later is needed: run scripts/install-deps"
 #endif
 
+/* What librdkafka's cgrp debug log says when the broker lacks the consumer
+ * group protocol (see watch_group_protocol). */
+#define NO_CONSUMER_PROTOCOL "ConsumerGroupHeartbeatRequest not supported by broker"
+
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     ballast_consumer_t *c = rd_kafka_opaque(rk);
@@ -62,6 +66,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                                           : BALLAST_LOG_DEBUG;
     if (!c)
         return;
+    /* A fatal error ends the run, which reports it (bl_on_fatal). */
+    if (!strcmp(fac, "FATAL"))
+        lv = BALLAST_LOG_DEBUG;
+    /* Only librdkafka's main thread says it, so it is reported once. */
+    if (strstr(buf, NO_CONSUMER_PROTOCOL) && !atomic_load(&c->run.failed))
+        bl_set_fatal(c, bl_group_protocol_refused(c->conf, NO_CONSUMER_PROTOCOL));
     if (atomic_load(&c->clients.starting) && lv < BALLAST_LOG_DEBUG)
         lv = BALLAST_LOG_DEBUG;
     bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
@@ -77,17 +87,39 @@ static bool refused_by_broker(int err)
            err == RD_KAFKA_RESP_ERR__SSL;
 }
 
+void bl_on_fatal(ballast_consumer_t *c, rd_kafka_t *rk)
+{
+    char fatal[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+    bool fenced = bl_kafka_fenced(orig);
+
+    /* A broker that lists the consumer group protocol's API but refuses
+     * its version: no member can join. */
+    if ((orig == RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION ||
+         orig == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) &&
+        strstr(fatal, "ConsumerGroupHeartbeat")) {
+        bl_set_fatal(c, bl_group_protocol_refused(c->conf, fatal));
+        return;
+    }
+    if (orig == RD_KAFKA_RESP_ERR_UNSUPPORTED_ASSIGNOR) {
+        bl_set_fatal(c, bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                                     "kafka.group.remote.assignor: the broker has no "
+                                     "assignor \"%s\" (%s)",
+                                     bl_conf_str(c->conf, "kafka.group.remote.assignor"),
+                                     fatal));
+        return;
+    }
+    bl_set_fatal(c, bl_error_new(fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA, false, true,
+                                 "kafka: fatal error: %s%s", fatal,
+                                 fenced ? BL_FENCED_NOTE : ""));
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     ballast_consumer_t *c = opaque;
-    char fatal[512];
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-        bool fenced = bl_kafka_fenced(orig);
-        bl_set_fatal(c, bl_error_new(fenced ? BALLAST_ERR_FENCED : BALLAST_ERR_KAFKA,
-                                     false, true, "kafka: fatal error: %s%s", fatal,
-                                     fenced ? BL_FENCED_NOTE : ""));
+        bl_on_fatal(c, rk);
         return;
     }
     if (atomic_load(&c->clients.starting)) {
@@ -129,6 +161,7 @@ static bool consumer_only(const char *name)
     static const char *const names[] = {
         "group.id", "group.instance.id", "partition.assignment.strategy",
         "session.timeout.ms", "heartbeat.interval.ms", "group.protocol.type",
+        "group.protocol", "group.remote.assignor",
         "coordinator.query.interval.ms", "max.poll.interval.ms",
         "auto.commit.interval.ms", "queued.min.messages", "fetch.queue.backoff.ms",
         "queued.max.messages.kbytes", "fetch.wait.max.ms",
@@ -224,6 +257,28 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
     return err;
 }
 
+/* librdkafka (2.14) does not report a broker that lacks the consumer group
+ * protocol as an error: it marks the coordinator dead and looks for one
+ * again, every second, forever, and says why only in its cgrp debug log.
+ * So under that protocol the consumer logs cgrp debug lines (a few per
+ * heartbeat), and log_cb turns that one into a start-up error. */
+static ballast_error_t *watch_group_protocol(rd_kafka_conf_t *rkconf)
+{
+    char protocol[32], debug[480], both[512];
+    size_t len = sizeof(protocol);
+
+    if (rd_kafka_conf_get(rkconf, "group.protocol", protocol, &len) != RD_KAFKA_CONF_OK ||
+        strcmp(protocol, "consumer"))
+        return NULL;
+    len = sizeof(debug);
+    if (rd_kafka_conf_get(rkconf, "debug", debug, &len) != RD_KAFKA_CONF_OK)
+        debug[0] = '\0';
+    if (strstr(debug, "cgrp") || strstr(debug, "all"))
+        return NULL;
+    bl_fmt(both, sizeof(both), "%s%scgrp", debug, *debug ? "," : "");
+    return set_prop(rkconf, "debug", both);
+}
+
 ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
                                       rd_kafka_conf_t **rkconfp)
 {
@@ -232,6 +287,8 @@ ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
     b.err = consumer_defaults(b.rkconf, conf);
     if (!b.err)
         bl_conf_each_prefixed(conf, "kafka.", apply_kafka_prop, &b);
+    if (!b.err)
+        b.err = watch_group_protocol(b.rkconf);
     if (b.err) {
         rd_kafka_conf_destroy(b.rkconf);
         return b.err;

@@ -36,6 +36,11 @@ ballast_error_t *bl_clients_check_cluster(ballast_consumer_t *c);
  *  this one. */
 bool bl_kafka_fenced(rd_kafka_resp_err_t err);
 
+/** Stops the pipeline on @p rk's fatal error (librdkafka's error_cb for the
+ *  producer, a consumer error event for the consumer), with the error kind
+ *  it calls for. Any thread. */
+void bl_on_fatal(ballast_consumer_t *c, rd_kafka_t *rk);
+
 /** rd_kafka_committed(), asked again while the group coordinator is
  *  loading or moving (librdkafka reports that instead of waiting), within
  *  @p timeout_ms in all. */

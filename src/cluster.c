@@ -91,3 +91,12 @@ rd_kafka_topic_partition_list_t *bl_topic_list(const char *topics)
     }
     return list;
 }
+
+ballast_error_t *bl_group_protocol_refused(const ballast_conf_t *conf, const char *reason)
+{
+    return bl_error_new(BALLAST_ERR_UNREACHABLE, false, false,
+                        "kafka.group.protocol: the broker at \"%s\" does not serve the "
+                        "consumer group protocol (KIP-848: Kafka 4.0 or later), so no "
+                        "member can join; use kafka.group.protocol = classic with it (%s)",
+                        bl_conf_str(conf, "kafka.bootstrap.servers"), reason);
+}

@@ -40,4 +40,9 @@ bool bl_kafka_waitable(rd_kafka_resp_err_t err);
 ballast_error_t *bl_kafka_unreachable(const ballast_conf_t *conf, int64_t timeout_ms,
                                       const char *reason);
 
+/** The error for a broker that does not serve the consumer group protocol
+ *  (kafka.group.protocol = consumer: KIP-848, Kafka 4.0 or later); @p reason
+ *  is librdkafka's. */
+ballast_error_t *bl_group_protocol_refused(const ballast_conf_t *conf, const char *reason);
+
 #endif

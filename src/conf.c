@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef enum { T_STR, T_INT, T_DOUBLE, T_ENUM, T_LIST } prop_type_t;
 
@@ -579,6 +580,45 @@ static ballast_error_t *validate_tiers(const ballast_conf_t *conf, const char *t
     return NULL;
 }
 
+/* What the consumer group protocol (KIP-848) leaves to the broker: the
+ * classic protocol's keys for it are refused, each with where it went.
+ * librdkafka would refuse them too, but only when the consumer is made and
+ * one at a time; `ballast check` names them all at once. */
+static const struct {
+    const char *key, *why;
+} classic_only[] = {
+    {"kafka.partition.assignment.strategy",
+     "the broker assigns partitions (kafka.group.remote.assignor picks its assignor)"},
+    {"kafka.session.timeout.ms",
+     "the broker sets the session timeout (group.consumer.session.timeout.ms, or the "
+     "group's consumer.session.timeout.ms)"},
+    {"kafka.heartbeat.interval.ms",
+     "the broker sets the heartbeat interval (group.consumer.heartbeat.interval.ms, or "
+     "the group's consumer.heartbeat.interval.ms)"},
+};
+
+static ballast_error_t *validate_group_protocol(const ballast_conf_t *conf)
+{
+    const char *protocol = extra_get(conf, "kafka.group.protocol");
+    char keys[256] = "", why[768] = "";
+
+    if (!protocol || strcasecmp(protocol, "consumer"))
+        return NULL;
+    for (size_t i = 0; i < sizeof(classic_only) / sizeof(classic_only[0]); i++) {
+        size_t klen = strlen(keys), wlen = strlen(why);
+        if (!extra_get(conf, classic_only[i].key))
+            continue;
+        bl_fmt(keys + klen, sizeof(keys) - klen, "%s%s", klen ? ", " : "",
+               classic_only[i].key);
+        bl_fmt(why + wlen, sizeof(why) - wlen, "%s%s", wlen ? "; " : "", classic_only[i].why);
+    }
+    if (!*keys)
+        return NULL;
+    return bl_error_new(BALLAST_ERR_CONFIG, false, false,
+                        "%s: not supported with kafka.group.protocol = consumer: %s", keys,
+                        why);
+}
+
 ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
 {
     ballast_error_t *err;
@@ -630,6 +670,8 @@ ballast_error_t *ballast_conf_validate(const ballast_conf_t *conf)
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "dlq.topic: \"%s\" is also an input topic", dlq);
     if ((err = validate_tiers(conf, topics, dlq, out)))
+        return err;
+    if ((err = validate_group_protocol(conf)))
         return err;
     /* A transactional producer refuses records outside a transaction. */
     if (extra_get(conf, "kafka.transactional.id") && !bl_conf_exactly_once(conf))

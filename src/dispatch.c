@@ -11,6 +11,7 @@
  */
 #include "dispatch.h"
 
+#include "clients.h"
 #include "emit.h"
 #include "ktxn.h"
 #include "outcome.h"
@@ -145,6 +146,12 @@ static void handle_consumer_error(ballast_consumer_t *c, rd_kafka_message_t *rkm
 
     switch (rkm->err) {
     case RD_KAFKA_RESP_ERR__PARTITION_EOF:
+        break;
+    case RD_KAFKA_RESP_ERR__FATAL:
+        /* The consumer is of no more use (a consumer group protocol
+         * heartbeat refused for good, say): librdkafka reports it here,
+         * not to the error callback. */
+        bl_on_fatal(c, c->rk);
         break;
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:

@@ -39,6 +39,7 @@ static const char lag_usage[] =
     "                  the member that holds the partition (null: none)\n"
     "  group_state, group_members\n"
     "                  Stable, Empty, PreparingRebalance, ...; how many members\n"
+    "  group_protocol  classic, or consumer for a KIP-848 group\n"
     "  status          over a window of the last N evaluations (Burrow's rules\n"
     "                  without its false alarms):\n"
     "    OK      some evaluation in the window saw zero lag (an idle partition\n"

@@ -123,6 +123,7 @@ static void group_view_clear(group_view_t *g)
     g->nmembers = g->nassigned = 0;
     g->described = g->not_found = false;
     g->state[0] = '\0';
+    g->protocol = NULL;
 }
 
 static char *copy_or_empty(const char *s)
@@ -169,6 +170,15 @@ static bool copy_members(group_view_t *g, const rd_kafka_ConsumerGroupDescriptio
     return true;
 }
 
+/* The group protocol of a described group, as the status document names
+ * it; NULL when the broker does not say. */
+static const char *group_protocol(rd_kafka_consumer_group_type_t type)
+{
+    return type == RD_KAFKA_CONSUMER_GROUP_TYPE_CONSUMER  ? "consumer"
+           : type == RD_KAFKA_CONSUMER_GROUP_TYPE_CLASSIC ? "classic"
+                                                          : NULL;
+}
+
 /* Reads DescribeConsumerGroups' answer for the group into @p g. */
 static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o,
                                             rd_kafka_event_t *ev, char *errbuf,
@@ -209,6 +219,7 @@ static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o
     /* Newer states (a consumer-protocol group's Assigning, Reconciling)
      * have no code of their own in librdkafka: Unknown. */
     snprintf(g->state, sizeof(g->state), "%s", name ? name : "Unknown");
+    g->protocol = group_protocol(rd_kafka_ConsumerGroupDescription_type(d[0]));
     g->not_found = state == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD;
     g->described = !g->not_found;
     if (!copy_members(g, d[0])) {

@@ -156,6 +156,8 @@ void lag_print_table(const monitor_t *m, bool colour, bool redraw)
         printf("  state %s", g->state);
     if (g->described)
         printf("  members %zu", g->nmembers);
+    if (g->protocol)
+        printf("  protocol %s", g->protocol);
     printf("  status %s%s%s  total lag %lld  partitions %zu  %s\n",
            colour ? status_colour(m->status) : "", bl_lag_status_name(m->status),
            colour ? "\033[0m" : "", (long long)lag_total(m), m->nparts, when);
@@ -197,6 +199,7 @@ static void put_membership(json_t *o, const group_view_t *g, const part_state_t 
     const member_t *mb = p->member >= 0 ? &g->members[p->member] : NULL;
 
     json_object_set_new(o, "group_state", string_or_null(g->state));
+    json_object_set_new(o, "group_protocol", string_or_null(g->protocol));
     json_object_set_new(o, "group_members",
                         g->described ? json_integer((json_int_t)g->nmembers) : json_null());
     json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));

@@ -62,6 +62,7 @@ typedef struct group_view {
     bool unsupported; /* the broker cannot describe groups: not asked again */
     bool not_found;  /* described as Dead, or unknown to the broker */
     char state[40];  /* "Stable", "Empty", ...; "" when not described */
+    const char *protocol; /* "classic" or "consumer" (KIP-848); NULL: not known */
     member_t *members;
     size_t nmembers;
     assigned_t *assigned;

@@ -262,13 +262,14 @@ static int setup_daemon(void **state)
     snprintf(conf, sizeof(conf),
              "kafka.bootstrap.servers = %s\n"
              "kafka.group.id = %s\n"
+             "%s"
              "topics = %s\n"
              "handler = plugin\n"
              "handler.plugin.path = %s\n"
              "handler.plugin.param.sleep_ms = 2500\n"
              "handler.timeout.ms = 1000\n"
              "metrics.listen = 127.0.0.1:0\n",
-             bt_bootstrap(), dut.group, dut.topic, BALLAST_TEST_PLUGIN);
+             bt_bootstrap(), dut.group, bt_group_lines(), dut.topic, BALLAST_TEST_PLUGIN);
     start_daemon(&dut, conf);
     return 0;
 }
@@ -384,6 +385,8 @@ static void test_health_ready_status_and_routes(void **state)
     status = json_loads(r.body, 0, NULL);
     assert_non_null(status);
     assert_string_equal(json_string_value(json_object_get(status, "group")), dut.group);
+    assert_string_equal(json_string_value(json_object_get(status, "group_protocol")),
+                        bt_group_protocol());
     assert_true(json_is_true(json_object_get(status, "healthy")));
     assert_true(json_is_true(json_object_get(status, "ready")));
     parts = json_object_get(status, "partitions");
@@ -689,11 +692,11 @@ static void test_dashboard_tiles_match_status(void **state)
     bt_create_topic(bt_bootstrap(), topic, BUSY_PARTITIONS);
     bt_produce_seq(bt_bootstrap(), topic, BUSY_PARTITIONS, 0, BUSY_MESSAGES, 0);
     snprintf(conf, sizeof(conf),
-             "kafka.bootstrap.servers = %s\nkafka.group.id = %s\ntopics = %s\n"
+             "kafka.bootstrap.servers = %s\nkafka.group.id = %s\n%stopics = %s\n"
              "handler = plugin\nhandler.plugin.path = %s\n"
              "handler.plugin.param.every_ms = 2\nconcurrency = 2\n"
              "shutdown.timeout.ms = 1000\nmetrics.listen = 127.0.0.1:0\n",
-             bt_bootstrap(), group, topic, BALLAST_TEST_PLUGIN);
+             bt_bootstrap(), group, bt_group_lines(), topic, BALLAST_TEST_PLUGIN);
     start_daemon(&d, conf);
     snprintf(url, sizeof(url), "http://%s/", d.addr);
     busy.addr = d.addr;
@@ -747,6 +750,7 @@ static void test_dashboard_tiles_match_status(void **state)
     assert_true(inflight == table + (double)doc_stat(shown, "inflight_revoked"));
     text = dom_text(dom, "protocol");
     assert_string_equal(text, json_string_value(json_object_get(shown, "group_protocol")));
+    assert_string_equal(text, bt_group_protocol());
     free(text);
     json_decref(before);
     json_decref(after);

@@ -5,10 +5,13 @@
  * rules over --watch evaluations (a dead consumer's frozen lag becomes STOP,
  * an idle caught-up partition stays OK) and --on-change runs its command
  * without a shell; a watcher started on a busy, healthy group reports no
- * WARN; the group's state and members, and who holds each partition, as the
- * broker describes them; a group the broker does not know is an error, a
- * group whose members have committed nothing yet is not; it never joins the
- * group it watches; exit codes; every option of --help is documented.
+ * WARN; the group's state, protocol and members, and who holds each
+ * partition, as the broker describes them (for a consumer-protocol group
+ * too, which DescribeGroups alone shows as Dead: tests/CMakeLists.txt runs
+ * the suite again with BALLAST_TEST_GROUP_PROTOCOL=consumer); a group the
+ * broker does not know is an error, a group whose members have committed
+ * nothing yet is not; it never joins the group it watches; exit codes;
+ * every option of --help is documented.
  */
 #include "support.h"
 
@@ -143,6 +146,8 @@ static void test_json_agrees_with_broker(void **state)
             /* Offsets committed without joining: an Empty group that no
              * member consumes, so one evaluation is OK only without lag. */
             assert_string_equal(json_string_value(json_object_get(r, "group_state")), "Empty");
+            assert_string_equal(json_string_value(json_object_get(r, "group_protocol")),
+                                "classic");
             assert_true(json_is_integer(json_object_get(r, "group_members")));
             assert_int_equal(json_integer_value(json_object_get(r, "group_members")), 0);
             assert_true(json_is_null(json_object_get(r, "consumer_id")));
@@ -471,6 +476,8 @@ static void test_busy_healthy_group_has_no_warn(void **state)
         if (strcmp(status, "OK"))
             fail_msg("a busy, healthy group reported %s: %s", status, line);
         assert_string_equal(json_string_value(json_object_get(o, "group_state")), "Stable");
+        assert_string_equal(json_string_value(json_object_get(o, "group_protocol")),
+                            bt_group_protocol());
         assert_int_equal(json_integer_value(json_object_get(o, "group_members")), 1);
         if (!consumer || !*consumer)
             fail_msg("no member holds the partition: %s", line);
@@ -551,6 +558,7 @@ static void test_members_without_commits(void **state)
     rd_kafka_conf_set(conf, "client.id", "lag-test-member", NULL, 0);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_conf_set(conf, "group.protocol", bt_group_protocol(), NULL, 0);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     assert_non_null(rk);
     rd_kafka_poll_set_consumer(rk);
@@ -585,6 +593,8 @@ static void test_members_without_commits(void **state)
         assert_int_equal(json_integer_value(json_object_get(rows[p], "lag")), 5);
         assert_string_equal(json_string_value(json_object_get(rows[p], "group_state")),
                             "Stable");
+        assert_string_equal(json_string_value(json_object_get(rows[p], "group_protocol")),
+                            bt_group_protocol());
         assert_int_equal(json_integer_value(json_object_get(rows[p], "group_members")), 1);
         assert_string_equal(json_string_value(json_object_get(rows[p], "consumer_id")),
                             member_id);

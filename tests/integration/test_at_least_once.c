@@ -241,8 +241,8 @@ static void test_two_members_split_and_hand_over(void **state)
     cb = bt_conf_recording(bs, group, topic, rec);
     ballast_conf_set_rebalance_cb(ca, on_rebalance, &ma);
     ballast_conf_set_rebalance_cb(cb, on_rebalance, &mb);
-    bt_set(ca, "kafka.partition.assignment.strategy", "cooperative-sticky");
-    bt_set(cb, "kafka.partition.assignment.strategy", "cooperative-sticky");
+    bt_set_cooperative(ca);
+    bt_set_cooperative(cb);
     ra = bt_runner_start(ca);
     rb = bt_runner_start(cb);
     if (!bt_wait_for(split_done, &split, WAIT_MS))

@@ -52,7 +52,7 @@
 #define KEYS 64
 #define INSTANCES 3
 #define FEED_RATE 1500      /* input messages a second */
-#define SESSION_TIMEOUT_MS 6000
+#define SESSION_TIMEOUT_MS 6000 /* bt_group_lines() gives both protocols this session */
 
 typedef enum chaos_mode { AT_LEAST_ONCE, EXACTLY_ONCE, POSTGRES } chaos_mode_t;
 
@@ -274,13 +274,13 @@ static void run_chaos(chaos_mode_t mode)
         bt_write_file(c.conf[i],
                       "kafka.bootstrap.servers = %s\n"
                       "kafka.group.id = %s\n"
-                      "kafka.session.timeout.ms = %d\n"
+                      "%s"
                       "kafka.auto.commit.interval.ms = 500\n"
                       "topics = %s\n"
                       "%s"
                       "shutdown.timeout.ms = 5000\n"
                       "log.level = warn\n",
-                      c.bs, c.group, SESSION_TIMEOUT_MS, c.in, extra);
+                      c.bs, c.group, bt_group_lines(), c.in, extra);
         start(&c, i);
     }
     c.feeder = bt_feeder_start(c.bs, c.in, PARTS, KEYS, FEED_RATE);

@@ -110,14 +110,14 @@ static void test_kill9_twice_then_restart(void **state)
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
                   "kafka.auto.commit.interval.ms = 100\n"
-                  "kafka.session.timeout.ms = 6000\n"
+                  "%s"
                   "topics = %s\n"
                   "handler = sqlite\n"
                   "handler.sqlite.path = %s\n"
                   "handler.sqlite.sql = INSERT INTO seen(part, off, value) "
                   "VALUES (:partition, :offset, :value)\n"
                   "log.level = warn\n",
-                  bs, group, topic, db_path);
+                  bs, group, bt_group_lines(), topic, db_path);
 
     for (int k = 0; k < 2; k++) {
         db_arg_t progress = {db_path, (long)TOTAL * (k + 1) / 4, false};

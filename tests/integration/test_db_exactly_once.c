@@ -56,7 +56,7 @@ static void test_postgres_exactly_once_through_kills_and_db_restart(void **state
     bt_write_file(conf,
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
-                  "kafka.session.timeout.ms = 6000\n"
+                  "%s"
                   "topics = %s\n"
                   "semantics = exactly-once\n"
                   "processing = batch\n"
@@ -69,7 +69,7 @@ static void test_postgres_exactly_once_through_kills_and_db_restart(void **state
                   "VALUES (:partition, :offset, :value)\n"
                   "retry.backoff.max.ms = 500\n"
                   "log.level = warn\n",
-                  bs, group, topic, bt_pg(), table);
+                  bs, group, bt_group_lines(), topic, bt_pg(), table);
     progress.table = table;
 
     for (int k = 1; k <= 2; k++) {

@@ -151,7 +151,7 @@ static void fence_setup(fence_t *f)
     bt_write_file(f->conf,
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
-                  "kafka.session.timeout.ms = 6000\n"
+                  "%s"
                   "kafka.auto.commit.interval.ms = 200\n"
                   "topics = %s\n"
                   "semantics = exactly-once\n"
@@ -163,7 +163,7 @@ static void fence_setup(fence_t *f)
                   "VALUES (:partition, :offset, %s(:value))\n"
                   "retry.backoff.max.ms = 500\n"
                   "log.level = warn\n",
-                  bs, f->group, f->topic, f->table, f->gate);
+                  bs, f->group, bt_group_lines(), f->topic, f->table, f->gate);
 }
 
 /* Opens the gate: A's statements go on (on the server). */

@@ -247,7 +247,7 @@ static void test_dlq_records_exactly_once_through_kills(void **state)
     bt_write_file(conf,
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
-                  "kafka.session.timeout.ms = 6000\n"
+                  "%s"
                   "kafka.transactional.id = %s\n"
                   "kafka.transaction.timeout.ms = 20000\n"
                   "kafka.max.partition.fetch.bytes = 2048\n"
@@ -261,7 +261,7 @@ static void test_dlq_records_exactly_once_through_kills(void **state)
                   "dlq.topic = %s\n"
                   "concurrency = 2\n"
                   "log.level = warn\n",
-                  bs, group, txn_id, in, BALLAST_EXAMPLE_PLUGIN, dlq);
+                  bs, group, bt_group_lines(), txn_id, in, BALLAST_EXAMPLE_PLUGIN, dlq);
 
     /* Three hard kills, at 25%, 50% and 75% of the dead letters written. */
     watch.uncommitted = watch_client(bs, "read_uncommitted");

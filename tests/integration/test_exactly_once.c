@@ -83,7 +83,7 @@ static void write_conf(const char *path, const char *bs, const char *group,
     bt_write_file(path,
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
-                  "kafka.session.timeout.ms = 6000\n"
+                  "%s"
                   "kafka.transactional.id = %s\n"
                   "kafka.transaction.timeout.ms = 20000\n"
                   "topics = %s\n"
@@ -94,7 +94,7 @@ static void write_conf(const char *path, const char *bs, const char *group,
                   "ordering = key\n"
                   "concurrency = 4\n"
                   "log.level = warn\n",
-                  bs, group, txn_id, in, out);
+                  bs, group, bt_group_lines(), txn_id, in, out);
 }
 
 static void test_copy_exactly_once_through_kills_and_restarts(void **state)

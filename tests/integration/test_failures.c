@@ -486,6 +486,7 @@ static void test_sqlite_handler_moves_a_failure_to_a_tier(void **state)
     snprintf(tiers, sizeof(tiers), "%s:100", t1);
     bt_set(conf, "kafka.bootstrap.servers", bs);
     bt_set(conf, "kafka.group.id", bt_unique("sqltier-g"));
+    bt_set_group(conf);
     bt_set(conf, "topics", topic);
     bt_set(conf, "log.level", "error");
     bt_set(conf, "handler", "sqlite");

@@ -289,7 +289,7 @@ static void test_rebalance_storm_loses_nothing(void **state)
     bt_create_topic(bs, topic, 4);
     bt_set(conf, "ordering", "key");
     bt_set(conf, "concurrency", "8");
-    bt_set(conf, "kafka.partition.assignment.strategy", "cooperative-sticky");
+    bt_set_cooperative(conf);
     members[0] = bt_runner_start(conf);
     for (int round = 0; round < 8; round++) {
         int slot = 1 + round % 2;

@@ -153,8 +153,7 @@ static pid_t start(const pipeline_t *pl, const char *name, int every_ms, const c
     bt_write_file(conf_path,
                   "kafka.bootstrap.servers = %s\n"
                   "kafka.group.id = %s\n"
-                  "kafka.session.timeout.ms = 6000\n"
-                  "kafka.heartbeat.interval.ms = 500\n"
+                  "%s"
                   "topics = %s\n"
                   "handler = plugin\n"
                   "handler.plugin.path = %s\n"
@@ -163,8 +162,8 @@ static pid_t start(const pipeline_t *pl, const char *name, int every_ms, const c
                   "concurrency = %d\n"
                   "log.level = info\n"
                   "%s",
-                  pl->bs, pl->group, pl->topic, BALLAST_TEST_PLUGIN, every_ms, pl->rows,
-                  PARTS, extra);
+                  pl->bs, pl->group, bt_group_lines(), pl->topic, BALLAST_TEST_PLUGIN,
+                  every_ms, pl->rows, PARTS, extra);
     return bt_spawn_ballast(ARGV("run", conf_path), log_path);
 }
 
@@ -261,7 +260,7 @@ static void test_cooperative_revoke_redelivers_nothing(void **state)
 {
     (void)state;
     BT_REQUIRE_ENV();
-    const char *coop = "kafka.partition.assignment.strategy = cooperative-sticky\n";
+    const char *coop = bt_cooperative_lines();
     pipeline_t pl;
     char log_a[320], log_b[320];
     int64_t hwm[PARTS];

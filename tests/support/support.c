@@ -50,6 +50,68 @@ const char *bt_pg_pw_dsn(void)
     return v;
 }
 
+bool bt_consumer_protocol(void)
+{
+    const char *v = getenv("BALLAST_TEST_GROUP_PROTOCOL");
+
+    if (!v || !*v || !strcmp(v, "classic"))
+        return false;
+    if (strcmp(v, "consumer"))
+        fail_msg("BALLAST_TEST_GROUP_PROTOCOL=%s: expected classic or consumer", v);
+    return true;
+}
+
+const char *bt_group_protocol(void)
+{
+    return bt_consumer_protocol() ? "consumer" : "classic";
+}
+
+const char *bt_group_lines(void)
+{
+    static char lines[256];
+    const char *assignor = getenv("BALLAST_TEST_ASSIGNOR");
+
+    if (bt_consumer_protocol())
+        return "kafka.group.protocol = consumer\n";
+    snprintf(lines, sizeof(lines),
+             "kafka.session.timeout.ms = 6000\n"
+             "kafka.heartbeat.interval.ms = 500\n"
+             "%s%s%s",
+             assignor && *assignor ? "kafka.partition.assignment.strategy = " : "",
+             assignor && *assignor ? assignor : "", assignor && *assignor ? "\n" : "");
+    return lines;
+}
+
+/* Sets each "key = value" line of @p lines on @p conf. */
+static void set_lines(ballast_conf_t *conf, const char *lines)
+{
+    char key[128], value[128];
+
+    for (const char *line = lines; *line;) {
+        const char *nl = strchr(line, '\n');
+        if (sscanf(line, "%127s = %127[^\n]", key, value) != 2)
+            fail_msg("not a key = value line: %s", line);
+        bt_set(conf, key, value);
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+}
+
+void bt_set_group(ballast_conf_t *conf)
+{
+    set_lines(conf, bt_group_lines());
+}
+
+const char *bt_cooperative_lines(void)
+{
+    return bt_consumer_protocol() ? ""
+                                  : "kafka.partition.assignment.strategy = cooperative-sticky\n";
+}
+
+void bt_set_cooperative(ballast_conf_t *conf)
+{
+    set_lines(conf, bt_cooperative_lines());
+}
+
 void bt_assert_one_line(const char *text, const char *fragment)
 {
     const char *nl;
@@ -1301,8 +1363,7 @@ ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
     assert_non_null(conf);
     bt_set(conf, "kafka.bootstrap.servers", bootstrap);
     bt_set(conf, "kafka.group.id", group);
-    bt_set(conf, "kafka.session.timeout.ms", "6000");
-    bt_set(conf, "kafka.heartbeat.interval.ms", "500");
+    bt_set_group(conf);
     bt_set(conf, "topics", topics);
     /* BALLAST_TEST_LOG=debug shows what a failing test's consumer did. */
     bt_set(conf, "log.level", getenv("BALLAST_TEST_LOG") ? getenv("BALLAST_TEST_LOG") : "warn");

@@ -38,6 +38,33 @@ void bt_assert_one_line(const char *text, const char *fragment);
                      "`make test` (it starts scripts/testenv)");             \
     } while (0)
 
+/* ---- the consumer group protocol ------------------------------------------ */
+
+/** Whether the suite runs its groups on the consumer group protocol
+ *  (KIP-848): BALLAST_TEST_GROUP_PROTOCOL=consumer. The default, classic,
+ *  uses librdkafka's default assignor, or BALLAST_TEST_ASSIGNOR
+ *  (partition.assignment.strategy) when set. tests/CMakeLists.txt runs the
+ *  suites about group membership a second time with the consumer protocol. */
+bool bt_consumer_protocol(void);
+/** That protocol's name, as librdkafka's group.protocol, the status
+ *  document and `ballast lag` give it: "classic" or "consumer". */
+const char *bt_group_protocol(void);
+/** Config-file lines ("key = value\n") for a member of a test group under
+ *  that protocol. Classic: a 6 s session with 500 ms heartbeats, so that a
+ *  killed member's partitions move within seconds, and the assignor of
+ *  BALLAST_TEST_ASSIGNOR. Consumer: kafka.group.protocol = consumer (the
+ *  broker sets the session and heartbeat; scripts/testenv gives it the
+ *  same 6 s and 500 ms). */
+const char *bt_group_lines(void);
+/** Sets the keys of bt_group_lines() on @p conf. */
+void bt_set_group(ballast_conf_t *conf);
+/** Config-file lines for incremental (cooperative) rebalancing: the
+ *  cooperative-sticky assignor under classic, nothing under the consumer
+ *  protocol, which always is. */
+const char *bt_cooperative_lines(void);
+/** Sets the keys of bt_cooperative_lines() on @p conf. */
+void bt_set_cooperative(ballast_conf_t *conf);
+
 /* ---- tests of bugs not fixed yet ------------------------------------------ */
 
 /** A test that shows a bug not fixed yet, in a suite's table instead of

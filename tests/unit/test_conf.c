@@ -271,6 +271,10 @@ static const bad_case_t bad_cases[] = {
      "cannot be set"},
     {"kafka.isolation.level", "read_committed", "kafka.isolation.level", "semantics"},
     {"kafka.enable.partition.eof", "true", "kafka.enable.partition.eof", "cannot be set"},
+    /* the consumer group protocol: classic or consumer (KIP-848) */
+    {"kafka.group.protocol", "kip848", "kafka.group.protocol", "invalid value"},
+    {"kafka.group.protocol", "", "kafka.group.protocol", "invalid value"},
+    {"kafka.group.protocol.type", "consumer", "kafka.group.protocol.type", "cannot be set"},
 };
 
 static void test_bad_values(void **state)
@@ -638,6 +642,33 @@ static const validate_case_t validate_cases[] = {
     {"backoff max equal initial", NULL,
      {"retry.backoff.initial.ms=5000", "retry.backoff.max.ms=5000", NULL}, NULL,
      NULL},
+    /* The consumer group protocol leaves assignment, session and heartbeat
+     * to the broker: the classic keys for them are refused, all named. */
+    {"classic protocol with its own keys", NULL,
+     {"kafka.group.protocol=classic", "kafka.session.timeout.ms=6000",
+      "kafka.heartbeat.interval.ms=500",
+      "kafka.partition.assignment.strategy=cooperative-sticky", NULL},
+     NULL, NULL},
+    {"consumer protocol", NULL,
+     {"kafka.group.protocol=consumer", "kafka.group.remote.assignor=uniform", NULL}, NULL,
+     NULL},
+    {"consumer protocol with an assignor", NULL,
+     {"kafka.group.protocol=consumer", "kafka.partition.assignment.strategy=range", NULL},
+     "kafka.partition.assignment.strategy: not supported with kafka.group.protocol = "
+     "consumer",
+     "kafka.group.remote.assignor"},
+    {"consumer protocol with a session timeout", NULL,
+     {"kafka.session.timeout.ms=6000", "kafka.group.protocol=consumer", NULL},
+     "kafka.session.timeout.ms: not supported", "group.consumer.session.timeout.ms"},
+    {"consumer protocol with a heartbeat", NULL,
+     {"kafka.group.protocol=consumer", "kafka.heartbeat.interval.ms=500", NULL},
+     "kafka.heartbeat.interval.ms: not supported", "group.consumer.heartbeat.interval.ms"},
+    {"consumer protocol with all three", NULL,
+     {"kafka.group.protocol=consumer", "kafka.heartbeat.interval.ms=500",
+      "kafka.session.timeout.ms=6000", "kafka.partition.assignment.strategy=range", NULL},
+     "kafka.partition.assignment.strategy, kafka.session.timeout.ms, "
+     "kafka.heartbeat.interval.ms: not supported with kafka.group.protocol = consumer",
+     "heartbeat interval"},
     {"everything set", NULL,
      {"processing=batch", "ordering=key", "concurrency=4", "dlq.topic=dlq",
       "kafka.auto.offset.reset=earliest", NULL},
