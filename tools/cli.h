@@ -50,9 +50,23 @@ void *cli_slots(int argc, size_t size);
  *  option; sets *missing when the value is absent. */
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
                           const char *alias, bool *missing);
+/** The most client settings `--config FILE` adds to a command's -X list. */
+#define CLI_CONFIG_KEYS 128
+/** Room for the client settings of a command line of @p argc arguments:
+ *  each -X, and those of one --config file. NULL after printing why. */
+const char **cli_props_new(int argc);
+/** @returns the value of the last "name=value" of @p props, or NULL. */
+const char *cli_props_get(const char *const *props, size_t nprops, const char *name);
 /** Takes argv[*i] when it is an option of every subcommand that reads
- *  Kafka itself: "--timeout SECONDS" (0.1 to 3600, into *timeout_ms) or
- *  "-X PROP=VALUE" (appended to @p props, which has room for argc).
+ *  Kafka itself: "--timeout SECONDS" (0.1 to 3600, into *timeout_ms),
+ *  "-X PROP=VALUE" (appended to @p props, from cli_props_new()), or
+ *  "--config FILE": a ballast config file (the `run` file itself will do),
+ *  whose connection and security keys (kafka.bootstrap.servers,
+ *  kafka.security.protocol, kafka.sasl.*, kafka.ssl.*, ...: those a
+ *  pipeline's clients share with the tools') are appended to @p props, with
+ *  ${ENV} and ${file:PATH} expanded, so that no secret need be on the
+ *  command line; a later -X overrides them. A file that cannot be read or
+ *  parsed is EX_CONFIG.
  *  @returns 1 when it took it, 0 when argv[*i] is another argument (or
  *  *missing was set, as by cli_opt_value()), or EX_USAGE after printing
  *  why. */
@@ -61,9 +75,9 @@ int cli_client_option(int argc, char **argv, int *i, bool *missing, int *timeout
 /** Checks the -X properties ("key=value") once, so that a typo is a clear
  *  error at start. @returns 0 or EX_CONFIG after printing why. */
 int cli_check_props(const char *const *props, size_t nprops);
-/** A client configuration: bootstrap.servers, socket.timeout.ms, then
- *  @p settings (name, value, ..., NULL), then the -X properties, which may
- *  override any of them. librdkafka's log stays quiet unless -X debug is
+/** A client configuration: socket.timeout.ms, then @p settings (name,
+ *  value, ..., NULL), then the -X properties (and --config's), which may
+ *  override any of them, then @p bootstrap (-b wins over both). librdkafka's log stays quiet unless -X debug is
  *  set: the tools report failures through results, once. @returns NULL
  *  with a reason on failure. */
 rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,

@@ -117,6 +117,112 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
     return argv[++*i];
 }
 
+const char **cli_props_new(int argc)
+{
+    return cli_slots(argc + CLI_CONFIG_KEYS, sizeof(const char *));
+}
+
+const char *cli_props_get(const char *const *props, size_t nprops, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = nprops; i-- > 0;)
+        if (!strncmp(props[i], name, n) && props[i][n] == '=')
+            return props[i] + n + 1;
+    return NULL;
+}
+
+/* The librdkafka properties of a client's connection and its security:
+ * what a pipeline's consumer and producer share with the tools' clients.
+ * A config file's other kafka.* keys (a consumer's group, a producer's
+ * transactions) belong to the run, and the tools leave them alone. */
+static bool connection_property(const char *name)
+{
+    static const char *const prefixes[] = {"sasl.", "ssl.", "ssl_", "socket.",
+                                            "broker.", "reconnect.backoff",
+                                            "enable.ssl.", "https."};
+    static const char *const names[] = {
+        "bootstrap.servers", "security.protocol", "client.id", "client.dns.lookup",
+        "client.rack", "connections.max.idle.ms", "metadata.max.age.ms",
+        "topic.metadata.refresh.interval.ms", "api.version.request",
+        "api.version.request.timeout.ms", "retry.backoff.ms", "retry.backoff.max.ms"};
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+            return true;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(name, names[i]))
+            return true;
+    return false;
+}
+
+/* The "name=value" strings --config made; they live until exit. */
+static struct {
+    char *kv[CLI_CONFIG_KEYS];
+    size_t n;
+    bool loaded;
+} config_props;
+
+static void free_config_props(void)
+{
+    for (size_t i = 0; i < config_props.n; i++)
+        free(config_props.kv[i]);
+    config_props.n = 0;
+}
+
+static void take_config_prop(const char *key, const char *value, void *opaque)
+{
+    bool *full = opaque;
+    size_t len;
+
+    if (strncmp(key, "kafka.", 6) || !connection_property(key + 6))
+        return;
+    if (config_props.n == CLI_CONFIG_KEYS) {
+        *full = true;
+        return;
+    }
+    len = strlen(key + 6) + strlen(value) + 2;
+    if ((config_props.kv[config_props.n] = malloc(len)))
+        snprintf(config_props.kv[config_props.n++], len, "%s=%s", key + 6, value);
+    else
+        *full = true;
+}
+
+/* Appends the connection settings of the config file @p path to @p props. */
+static int load_client_config(const char *path, const char **props, size_t *nprops)
+{
+    ballast_conf_t *conf = ballast_conf_new();
+    ballast_error_t *err;
+    size_t first = config_props.n;
+    bool full = false;
+
+    if (config_props.loaded) {
+        ballast_conf_destroy(conf);
+        cli_error("--config: given twice");
+        return EX_USAGE;
+    }
+    if (!conf) {
+        cli_error("out of memory");
+        return EX_SOFTWARE;
+    }
+    config_props.loaded = true;
+    if ((err = ballast_conf_load_file(conf, path))) {
+        ballast_conf_destroy(conf);
+        return cli_fail(err);
+    }
+    atexit(free_config_props);
+    ballast_conf_dump(conf, 0, take_config_prop, &full);
+    ballast_conf_destroy(conf);
+    if (full) {
+        cli_error("--config %s: more than %d client settings, or out of memory", path,
+                  CLI_CONFIG_KEYS);
+        return EX_CONFIG;
+    }
+    for (size_t i = first; i < config_props.n; i++)
+        props[(*nprops)++] = config_props.kv[i];
+    return 1;
+}
+
 int cli_client_option(int argc, char **argv, int *i, bool *missing, int *timeout_ms,
                       const char **props, size_t *nprops)
 {
@@ -124,6 +230,8 @@ int cli_client_option(int argc, char **argv, int *i, bool *missing, int *timeout
 
     if (*missing)
         return 0;
+    if ((v = cli_opt_value(argc, argv, i, "--config", NULL, missing)))
+        return load_client_config(v, props, nprops);
     if ((v = cli_opt_value(argc, argv, i, "--timeout", NULL, missing))) {
         double secs;
         if (!bl_parse_double(v, 0.1, &secs) || secs > 3600) {
@@ -202,14 +310,14 @@ rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,
     bool ok;
 
     snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
-    ok = rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errbuf, errsize) ==
-             RD_KAFKA_CONF_OK &&
-         rd_kafka_conf_set(conf, "socket.timeout.ms", timeout, errbuf, errsize) ==
-             RD_KAFKA_CONF_OK;
+    ok = rd_kafka_conf_set(conf, "socket.timeout.ms", timeout, errbuf, errsize) ==
+         RD_KAFKA_CONF_OK;
     for (size_t i = 0; ok && settings[i]; i += 2)
         ok = rd_kafka_conf_set(conf, settings[i], settings[i + 1], errbuf, errsize) ==
              RD_KAFKA_CONF_OK;
-    if (ok && !apply_props(conf, props, nprops, errbuf, errsize))
+    if (ok && !apply_props(conf, props, nprops, errbuf, errsize) &&
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errbuf, errsize) ==
+            RD_KAFKA_CONF_OK)
         return conf;
     rd_kafka_conf_destroy(conf);
     return NULL;

@@ -11,11 +11,13 @@
 #include <string.h>
 
 static const char dlq_usage[] =
-    "usage: ballast dlq inspect -b BOOTSTRAP -t DLQ_TOPIC [--json] [--limit N]\n"
-    "                           [--where EXPR]... [-X PROP=VALUE]...\n"
-    "       ballast dlq replay  -b BOOTSTRAP --from DLQ_TOPIC [--to TOPIC]\n"
-    "                           [--group NAME] [--where EXPR]... [--rate N/s]\n"
-    "                           [--dry-run] [--limit N] [--max-replays N]\n"
+    "usage: ballast dlq inspect {-b BOOTSTRAP | --config FILE} -t DLQ_TOPIC\n"
+    "                           [--json] [--limit N] [--where EXPR]...\n"
+    "                           [-X PROP=VALUE]...\n"
+    "       ballast dlq replay  {-b BOOTSTRAP | --config FILE} --from DLQ_TOPIC\n"
+    "                           [--to TOPIC] [--group NAME] [--where EXPR]...\n"
+    "                           [--rate N/s] [--dry-run] [--limit N]\n"
+    "                           [--max-replays N]\n"
     "                           [-X PROP=VALUE]...\n"
     "\n"
     "Tools for a dead-letter topic (dlq.topic). Both read it without joining\n"
@@ -27,8 +29,9 @@ static const char dlq_usage[] =
     "options.\n";
 
 static const char inspect_usage[] =
-    "usage: ballast dlq inspect -b BOOTSTRAP -t DLQ_TOPIC [--json] [--limit N]\n"
-    "                           [--where EXPR]... [--timeout SECONDS]\n"
+    "usage: ballast dlq inspect {-b BOOTSTRAP | --config FILE} -t DLQ_TOPIC\n"
+    "                           [--json] [--limit N] [--where EXPR]...\n"
+    "                           [--timeout SECONDS]\n"
     "                           [-X PROP=VALUE]...\n"
     "\n"
     "Lists the records of a dead-letter topic, then counts them by error\n"
@@ -71,15 +74,21 @@ static const char inspect_usage[] =
     "                             match (the filters of `ballast dlq replay --help`)\n"
     "  --timeout SECONDS          per broker request, and the longest wait for the\n"
     "                             next record (default 10)\n"
+    "  --config FILE              client settings from a ballast config file: its\n"
+    "                             kafka.bootstrap.servers and connection and\n"
+    "                             security keys (kafka.security.protocol, kafka.sasl.*,\n"
+    "                             kafka.ssl.*, ...), ${ENV} and ${file:PATH} expanded;\n"
+    "                             -b and -X override it\n"
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
     "Exit codes: 0 done, 64 usage, 69 broker unreachable at start-up, 78 the\n"
-    "topic does not exist or a bad -X property, 1 other failure.\n";
+    "topic does not exist, a bad -X property or --config file, 1 other failure.\n";
 
 static const char replay_usage[] =
-    "usage: ballast dlq replay -b BOOTSTRAP --from DLQ_TOPIC [--to TOPIC]\n"
-    "                          [--group NAME] [--where EXPR]... [--rate N[/s]]\n"
+    "usage: ballast dlq replay {-b BOOTSTRAP | --config FILE} --from DLQ_TOPIC\n"
+    "                          [--to TOPIC] [--group NAME] [--where EXPR]...\n"
+    "                          [--rate N[/s]]\n"
     "                          [--dry-run] [--limit N] [--max-replays N]\n"
     "                          [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "\n"
@@ -164,6 +173,11 @@ static const char replay_usage[] =
     "                             (default 3)\n"
     "  --timeout SECONDS          per broker request, and the longest wait for the\n"
     "                             next record (default 10)\n"
+    "  --config FILE              client settings from a ballast config file: its\n"
+    "                             kafka.bootstrap.servers and connection and\n"
+    "                             security keys (kafka.security.protocol, kafka.sasl.*,\n"
+    "                             kafka.ssl.*, ...), ${ENV} and ${file:PATH} expanded;\n"
+    "                             -b and -X override it\n"
     "  -X PROP=VALUE              a librdkafka property for the reading and the\n"
     "                             producing client (security.protocol, sasl.*)\n"
     "  -h, --help\n"
@@ -178,7 +192,7 @@ static const char replay_usage[] =
     "group's offsets could not be committed (the summary says) or the run\n"
     "was interrupted, 64 usage, 69 broker unreachable at start-up, 78 the\n"
     "DLQ or --to topic does not exist, --group names a group with members, or\n"
-    "a bad -X property.\n";
+    "a bad -X property or --config file.\n";
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -203,7 +217,7 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
     o->replay = replay;
     o->max_replays = 3;
     o->timeout_ms = 10000;
-    o->props = cli_slots(argc, sizeof(*o->props));
+    o->props = cli_props_new(argc);
     o->where = o->props ? cli_slots(argc, sizeof(*o->where)) : NULL;
     if (!o->where)
         return EX_SOFTWARE;
@@ -277,11 +291,13 @@ static int parse_dlq_args(int argc, char **argv, bool replay, dlq_opts_t *o)
             return EX_USAGE;
         }
     }
+    if (!o->bootstrap)
+        o->bootstrap = cli_props_get(o->props, o->nprops, "bootstrap.servers");
     if (!o->bootstrap || !*o->bootstrap || !o->topic || !*o->topic) {
-        cli_error(replay ? "dlq replay needs -b BOOTSTRAP and --from DLQ_TOPIC (see "
-                           "ballast dlq replay --help)"
-                         : "dlq inspect needs -b BOOTSTRAP and -t DLQ_TOPIC (see "
-                           "ballast dlq inspect --help)");
+        cli_error(replay ? "dlq replay needs -b BOOTSTRAP (or --config FILE) and --from "
+                           "DLQ_TOPIC (see ballast dlq replay --help)"
+                         : "dlq inspect needs -b BOOTSTRAP (or --config FILE) and -t "
+                           "DLQ_TOPIC (see ballast dlq inspect --help)");
         return EX_USAGE;
     }
     if (o->to && !strcmp(o->to, o->topic)) {

@@ -20,7 +20,8 @@
 #include <unistd.h>
 
 static const char lag_usage[] =
-    "usage: ballast lag -b BOOTSTRAP -g GROUP [-t TOPIC] [--json | --prometheus]\n"
+    "usage: ballast lag {-b BOOTSTRAP | --config FILE} -g GROUP [-t TOPIC]\n"
+    "                   [--json | --prometheus]\n"
     "                   [--watch SECONDS] [--listen HOST:PORT] [--on-change CMD]\n"
     "                   [--window N] [--warn-lag N] [--warn-lag-seconds S]\n"
     "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
@@ -94,12 +95,17 @@ static const char lag_usage[] =
     "  --warn-lag N               lag above N messages is at least WARN\n"
     "  --warn-lag-seconds S       time lag above S seconds is at least WARN\n"
     "  --timeout SECONDS          per broker request (default 10)\n"
+    "  --config FILE              client settings from a ballast config file: its\n"
+    "                             kafka.bootstrap.servers and connection and\n"
+    "                             security keys (kafka.security.protocol, kafka.sasl.*,\n"
+    "                             kafka.ssl.*, ...), ${ENV} and ${file:PATH} expanded;\n"
+    "                             -b and -X override it\n"
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
     "at start-up, 78 the group or the -t topic does not exist, or a bad -X\n"
-    "property or --listen address, 1 other failure.\n";
+    "property, --config file or --listen address, 1 other failure.\n";
 
 /* ---- command line -------------------------------------------------------- */
 
@@ -117,7 +123,7 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
     o->th.warn_lag = -1;
     o->th.warn_lag_seconds = -1;
     o->timeout_ms = 10000;
-    if (!(o->props = cli_slots(argc, sizeof(*o->props))))
+    if (!(o->props = cli_props_new(argc)))
         return EX_SOFTWARE;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -179,8 +185,11 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
             return EX_USAGE;
         }
     }
+    if (!o->bootstrap)
+        o->bootstrap = cli_props_get(o->props, o->nprops, "bootstrap.servers");
     if (!o->bootstrap || !*o->bootstrap || !o->group || !*o->group) {
-        cli_error("lag needs -b BOOTSTRAP and -g GROUP (see ballast lag --help)");
+        cli_error("lag needs -b BOOTSTRAP (or --config FILE) and -g GROUP (see ballast lag "
+                  "--help)");
         return EX_USAGE;
     }
     if (o->topic && !*o->topic) {

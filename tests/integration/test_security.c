@@ -29,7 +29,10 @@
  *     another CA, or none, ends start-up with exit 78 and one line naming
  *     kafka.ssl.* (known bugs: the broker's refusal reaches librdkafka as a
  *     transport error, and ballast waits out startup.timeout.ms to exit 69,
- *     "no broker reachable").
+ *     "no broker reachable");
+ *   - `ballast lag` and `ballast dlq` take their client settings from the
+ *     run's config file (--config), password read from a file, and leave
+ *     its other keys alone; a file the parser refuses is exit 78.
  * (A relative handler.plugin.path is refused in tests/cli/test_cli.c.)
  *
  * Needs the exports of `scripts/testenv up`: BALLAST_TEST_BOOTSTRAP,
@@ -762,6 +765,79 @@ static void test_password_from_a_file_stays_out_of_ps(void **state)
     free(saved);
 }
 
+/* `ballast lag` and `ballast dlq` take their client settings from a config
+ * file (the run's own, whose other keys they leave alone: a
+ * transactional.id there would make the replay's producer transactional),
+ * with the password read from a file: nothing secret on the command line
+ * or in the environment. */
+static void test_tools_take_client_settings_from_a_config_file(void **state)
+{
+    (void)state;
+    require_env();
+    const char *topic = bt_unique("sec-cfg"), *group = bt_unique("sec-cfg-g");
+    const char *to = bt_unique("sec-cfg-to"), *dir = bt_tmpdir();
+    char *out = path_in(dir, "out"), *err = path_in(dir, "err"), *text, *errs;
+    char *secret = path_in(dir, "pw"), *conf = path_in(dir, "run.conf");
+    char *bad = path_in(dir, "bad.conf"), *saved = strdup(env.password), line[128];
+    int rc;
+
+    assert_non_null(saved);
+    bt_create_topic(env.plain, topic, 1);
+    bt_create_topic(env.plain, to, 1);
+    bt_produce_seq(env.plain, topic, 1, 0, 5, 0);
+    bt_commit(env.plain, group, topic, (int64_t[]){2}, 1);
+    bt_write_file(secret, "%s\n", env.password);
+    bt_write_file(conf,
+                  "kafka.bootstrap.servers = %s\nkafka.security.protocol = sasl_ssl\n"
+                  "kafka.ssl.ca.location = %s\nkafka.sasl.mechanism = SCRAM-SHA-512\n"
+                  "kafka.sasl.username = %s\nkafka.sasl.password = ${file:%s}\n"
+                  "kafka.group.id = %s\nkafka.transactional.id = %s\n"
+                  "semantics = exactly-once\ntopics = %s\nhandler = forward\n"
+                  "output.topic = %s\n",
+                  env.sasl, env.ca, env.user, secret, group, group, topic, to);
+    unsetenv("BALLAST_TEST_SCRAM_PASSWORD");
+
+    rc = run_capture(ARGV("lag", "--config", conf, "-g", group, "-t", topic, "--json"), out,
+                     err, 60000);
+    text = bt_read_file(out);
+    errs = bt_read_file(err);
+    if (rc != 0)
+        fail_msg("ballast lag --config exited %d: %s", rc, errs ? errs : "");
+    snprintf(line, sizeof(line), "\"topic\":\"%s\"", topic);
+    if (!text || !strstr(text, line) || !strstr(text, "\"high_watermark\":5") ||
+        !strstr(text, "\"committed\":2"))
+        fail_msg("ballast lag --config: %s", text ? text : "(nothing)");
+    free(text);
+    free(errs);
+
+    rc = run_capture(ARGV("dlq", "replay", "--config", conf, "--from", topic, "--to", to), out,
+                     err, 60000);
+    errs = bt_read_file(err);
+    if (rc != 0)
+        fail_msg("ballast dlq replay --config exited %d: %s", rc, errs ? errs : "");
+    free(errs);
+    assert_int_equal(bt_total_watermark(env.plain, to, 1), 5);
+
+    /* A file the parser refuses: exit 78 and one line naming it. */
+    bt_write_file(bad, "kafka.bootstrap.servers = %s\nno equals sign here\n", env.sasl);
+    rc = run_capture(ARGV("dlq", "inspect", "--config", bad, "-t", topic), out, err, 60000);
+    errs = bt_read_file(err);
+    if (rc != 78 || !one_line(errs) || !strstr(errs, "bad.conf"))
+        fail_msg("dlq inspect with a bad --config file: exit %d (expected 78 and one line "
+                 "naming the file): %s",
+                 rc, errs ? errs : "");
+    free(errs);
+
+    setenv("BALLAST_TEST_SCRAM_PASSWORD", saved, 1);
+    env.password = getenv("BALLAST_TEST_SCRAM_PASSWORD");
+    free(saved);
+    free(bad);
+    free(conf);
+    free(secret);
+    free(out);
+    free(err);
+}
+
 static void test_unreadable_secret_file_fails_clearly(void **state)
 {
     (void)state;
@@ -893,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_metrics_listen_without_host_binds_loopback),
         cmocka_unit_test(test_password_from_a_file_stays_out_of_ps),
         cmocka_unit_test(test_unreadable_secret_file_fails_clearly),
+        cmocka_unit_test(test_tools_take_client_settings_from_a_config_file),
         cmocka_unit_test(test_forward_over_mutual_tls),
         bt_known_bug(test_untrusted_client_certificate_fails_clearly),
         bt_known_bug(test_missing_client_certificate_fails_clearly),
