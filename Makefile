@@ -59,11 +59,12 @@ bench: test-deps build
 # stops, broker and PostgreSQL restarts), the network faults
 # (tests/netlab/test_netfault.c) and the 3-broker cluster
 # (tests/cluster/test_cluster.c), with seeded schedules CHAOS_SECONDS long in
-# each delivery mode, then the history check. CHAOS_SEED=N replays a run's
+# each delivery mode, then the history check; and the longest group-membership
+# suites on the consumer group protocol (ctest label consumer-protocol-long). CHAOS_SEED=N replays a run's
 # schedule; CHAOS_SUITES picks suites.
 CHAOS_SECONDS ?= 1800
 CHAOS_MODES ?=
-CHAOS_SUITES ?= chaos netfault cluster
+CHAOS_SUITES ?= chaos netfault cluster consumer-protocol
 chaos: test-deps build
 	@CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_MODES=$(CHAOS_MODES) \
 	  scripts/run-faults $(BUILD) $(CHAOS_SUITES)
