@@ -74,6 +74,27 @@ typedef struct chaos {
     bt_fault_log_t log;
 } chaos_t;
 
+/* The group did not drain: says where each partition stands and what each
+ * instance logged last, so that a failure in CI can be read from its log. */
+static void fail_stalled(const chaos_t *c)
+{
+    int64_t hwm[PARTS], committed[PARTS];
+
+    bt_high_watermarks(c->bs, c->in, PARTS, hwm);
+    bt_committed(c->bs, c->group, c->in, PARTS, committed);
+    for (int p = 0; p < PARTS; p++)
+        print_message("partition %d: committed %lld of %lld\n", p, (long long)committed[p],
+                      (long long)hwm[p]);
+    for (int i = 0; i < INSTANCES; i++) {
+        char *log = bt_read_file(c->err[i]);
+        size_t len = log ? strlen(log) : 0;
+        print_message("instance %d (pid %d), the end of its log:\n%s\n", i, (int)c->pid[i],
+                      log ? log + (len > 3000 ? len - 3000 : 0) : "(none)");
+        free(log);
+    }
+    fail_msg("the group did not drain after the chaos");
+}
+
 static void start(chaos_t *c, int i)
 {
     const char *const argv[] = {"ballast", "run", c->conf[i], NULL};
@@ -287,7 +308,7 @@ static void run_chaos(chaos_mode_t mode)
     run_schedule(&c, seed);
     c.produced = bt_feeder_stop(c.feeder);
     if (!bt_wait_committed_to_end(c.bs, c.group, c.in, PARTS, 300000))
-        fail_msg("the group did not drain after the chaos");
+        fail_stalled(&c);
     for (int i = 0; i < INSTANCES; i++) {
         bt_term(c.pid[i]);
         bt_wait(c.pid[i], 60000);
