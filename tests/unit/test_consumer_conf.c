@@ -71,7 +71,10 @@ static void test_users_assignor_wins(void **state)
 
 static void quiet(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk, (void)level, (void)fac, (void)buf;
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
 }
 
 /* librdkafka refuses partition.assignment.strategy once it is set at all
