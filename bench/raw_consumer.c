@@ -11,7 +11,7 @@
  *
  * Prints one JSON object on stdout:
  *   {"messages":N,"seconds":S,"drain_seconds":D,"first_to_last_seconds":F,
- *    "librdkafka_version":"2.0.2"}
+ *    "librdkafka_version":"2.14.2"}
  * where S is start to exit, D start to the N-th message and F first to N-th
  * message. Exit 0 when N messages were consumed, 1 on timeout or error.
  */

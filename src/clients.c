@@ -257,6 +257,30 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
     return err;
 }
 
+/* Whether @p rkconf joins its group with the consumer group protocol
+ * (KIP-848) rather than the classic one. */
+static bool consumer_protocol(rd_kafka_conf_t *rkconf)
+{
+    char protocol[32];
+    size_t len = sizeof(protocol);
+
+    return rd_kafka_conf_get(rkconf, "group.protocol", protocol, &len) == RD_KAFKA_CONF_OK &&
+           !strcmp(protocol, "consumer");
+}
+
+/* The classic protocol's assignor, unless kafka.partition.assignment.strategy
+ * names one: cooperative-sticky, so that a rebalance moves only the
+ * partitions that change owner and the others keep being consumed
+ * (librdkafka's default, range,roundrobin, is eager: every member gives up
+ * everything). The consumer protocol refuses the key: the broker assigns. */
+static ballast_error_t *default_assignor(rd_kafka_conf_t *rkconf, const ballast_conf_t *conf)
+{
+    if (consumer_protocol(rkconf) ||
+        ballast_conf_get(conf, "kafka.partition.assignment.strategy"))
+        return NULL;
+    return set_prop(rkconf, "partition.assignment.strategy", "cooperative-sticky");
+}
+
 /* librdkafka (2.14) does not report a broker that lacks the consumer group
  * protocol as an error: it marks the coordinator dead and looks for one
  * again, every second, forever, and says why only in its cgrp debug log.
@@ -264,11 +288,10 @@ static ballast_error_t *consumer_defaults(rd_kafka_conf_t *rkconf,
  * heartbeat), and log_cb turns that one into a start-up error. */
 static ballast_error_t *watch_group_protocol(rd_kafka_conf_t *rkconf)
 {
-    char protocol[32], debug[480], both[512];
-    size_t len = sizeof(protocol);
+    char debug[480], both[512];
+    size_t len;
 
-    if (rd_kafka_conf_get(rkconf, "group.protocol", protocol, &len) != RD_KAFKA_CONF_OK ||
-        strcmp(protocol, "consumer"))
+    if (!consumer_protocol(rkconf))
         return NULL;
     len = sizeof(debug);
     if (rd_kafka_conf_get(rkconf, "debug", debug, &len) != RD_KAFKA_CONF_OK)
@@ -287,6 +310,8 @@ ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf,
     b.err = consumer_defaults(b.rkconf, conf);
     if (!b.err)
         bl_conf_each_prefixed(conf, "kafka.", apply_kafka_prop, &b);
+    if (!b.err)
+        b.err = default_assignor(b.rkconf, conf);
     if (!b.err)
         b.err = watch_group_protocol(b.rkconf);
     if (b.err) {
@@ -322,15 +347,15 @@ ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer,
         b.err = set_prop(b.rkconf, "message.max.bytes", "1048588");
         if (!b.err)
             b.err = set_prop(b.rkconf, "enable.idempotence", "true");
-        /* librdkafka 2.0.2's idempotent producer has one request in flight
-         * per partition, and its broker thread busy-loops while it waits
-         * for the response once the next batch's linger has passed. With
-         * 5 ms (its default) that is most of every round trip longer than
-         * 5 ms; with 100 ms (Kafka Streams' choice, for the same kind of
-         * consume-transform-produce work) it is rare. A flush, a stop and
-         * a transaction commit send at once regardless. Exactly-once into
-         * a database keeps 5 ms: a worker waits there for each dead
-         * letter's acknowledgement before its transaction commits. */
+        /* librdkafka's idempotent producer (2.14 too) busy-loops its broker
+         * thread while a produce request is outstanding once the next
+         * batch's linger has passed. With 5 ms (its default) that is most
+         * of every round trip longer than 5 ms; with 100 ms (Kafka
+         * Streams' choice, for the same kind of consume-transform-produce
+         * work) it is rare. A flush, a stop and a transaction commit send
+         * at once regardless. Exactly-once into a database keeps 5 ms: a
+         * worker waits there for each dead letter's acknowledgement before
+         * its transaction commits. */
         if (!b.err && c->set.semantics != BL_EXACTLY_ONCE_DB)
             b.err = set_prop(b.rkconf, "linger.ms", "100");
         if (!b.err && c->set.semantics == BL_EXACTLY_ONCE_KAFKA)

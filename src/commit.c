@@ -106,8 +106,10 @@ void bl_commit_serve(ballast_consumer_t *c, int timeout_ms)
     }
 }
 
-/* Explicit commits rather than librdkafka's auto-commit, which drops
- * stored metadata (in 2.0.2). */
+/* Explicit commits rather than librdkafka's auto-commit: ballast commits at
+ * once when nothing is in flight any more (so lag reads 0 when the work is
+ * done), keeps one commit in flight, and commits on revoke only after the
+ * drain. */
 void bl_commit_due(ballast_consumer_t *c)
 {
     rd_kafka_topic_partition_list_t *list;

@@ -800,7 +800,9 @@ void ballast_conf_properties(ballast_conf_property_cb *cb, void *opaque)
        "are required. They override ballast's own defaults: for the "
        "producer linger.ms=100 (5 with a database exactly-once handler), "
        "enable.idempotence=true and "
-       "message.max.bytes=1048588; for the consumer auto.offset.reset=earliest. "
+       "message.max.bytes=1048588; for the consumer auto.offset.reset=earliest, "
+       "and partition.assignment.strategy=cooperative-sticky under the classic "
+       "group protocol. "
        "Keys that would break the delivery guarantee are refused.",
        opaque);
     for (size_t i = 0; i < NPROPS; i++) {

@@ -32,10 +32,9 @@ void bl_dispatch_take_back(ballast_consumer_t *c);
  *  at the high-water mark (see pause.h). @returns true when this iteration
  *  held back (waiting for completions) instead of polling. */
 bool bl_dispatch_hold_back(ballast_consumer_t *c, int64_t now);
-/** Pauses and resumes partitions to match the pause rule (pause.h). Only
- *  partitions ballast paused are ever resumed: in librdkafka 2.0.2,
- *  resuming a partition that is not paused can rewind its fetch
- *  position. */
+/** Pauses and resumes partitions to match the pause rule (pause.h): only
+ *  the partitions whose state changes, so a pause, which throws away what
+ *  librdkafka prefetched for the partition, happens once per change. */
 void bl_dispatch_sync_pause(ballast_consumer_t *c);
 /** A stop: pauses every partition for good. */
 void bl_dispatch_stop_fetching(ballast_consumer_t *c);

@@ -15,10 +15,11 @@ void bl_emit_init(ballast_consumer_t *c);
 void bl_emit_free(ballast_consumer_t *c);
 
 /** Looks up the output, dead-letter and retry-tier topics with the
- *  producer, so that its first record to each does not wait for
- *  librdkafka's periodic scan for unknown topics (about 1 s, while every
- *  record to the topic queues). Best effort: a topic still unknown after
- *  @p timeout_ms is found by that scan. */
+ *  producer, so that its first record to each does not wait for the
+ *  topic's metadata: librdkafka 2.14 asks for it at once, yet the first
+ *  record waited about 0.5 s in one run of six (docs/design.md, Known
+ *  limits). Best effort: a topic still unknown after @p timeout_ms is
+ *  looked up when its first record is produced. */
 void bl_emit_warm(ballast_consumer_t *c, int timeout_ms);
 
 /** Whether the producer can take every record @p m's handler emitted: each

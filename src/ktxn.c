@@ -14,7 +14,8 @@
  * offsets it commits.
  *
  * Failure handling follows librdkafka's transaction state machine, with
- * the 2.0.2 pitfall in mind (a producer may turn fatal after a timeout):
+ * its pitfall in mind (2.14 too: a transaction the broker aborted for
+ * outliving transaction.timeout.ms makes the producer fatally fenced):
  *   - abortable error: abort, then flag every partition to be rewound to
  *     its committed offset, dropping what was in flight; until the poll
  *     loop has rewound them, nothing of theirs is held, produced or

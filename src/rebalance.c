@@ -5,7 +5,7 @@
  *
  * Assign: a state per partition, its start offset (the database's under
  * exactly-once into a database, else the group's committed one, else the
- * position auto.offset.reset names, looked up at once), and the pauses in
+ * position auto.offset.reset names, given to assign at once), and the pauses in
  * force. Revoke: workers drop what has not started; what runs gets up to
  * shutdown.timeout.ms; what finished is committed (or its transaction
  * committed); only then are the partitions given up. Lost: nothing is
@@ -52,9 +52,9 @@ static bool cooperative(ballast_consumer_t *c)
     return proto && !strcmp(proto, "COOPERATIVE");
 }
 
-/* ListOffsets' timestamp for the position auto.offset.reset names, or 0
- * (`error`: librdkafka reports it). */
-static int64_t reset_timestamp(const ballast_consumer_t *c)
+/* The logical offset auto.offset.reset names, or 0 (`error`: librdkafka
+ * reports it). */
+static int64_t reset_offset(const ballast_consumer_t *c)
 {
     const char *v = bl_conf_str(c->conf, "kafka.auto.offset.reset");
 
@@ -65,40 +65,22 @@ static int64_t reset_timestamp(const ballast_consumer_t *c)
     return 0;
 }
 
-/* Sets the start offset of the partitions of @p list that the group never
- * committed (per @p committed, rd_kafka_committed's answer for the same
- * list) and nothing else placed, to the position auto.offset.reset names,
- * looked up in one ListOffsets round trip. librdkafka (2.0.2 and later)
- * would look it up itself, but only after a 100 ms back-off, as it treats
- * the missing offset as an error; and a logical start offset given to
- * assign waits 500 ms when the partition has not joined its leader's
- * thread yet, as on a first assignment. On failure the offsets stay unset
- * and librdkafka resets them as usual. */
+/* Starts the partitions of @p list that the group never committed (per
+ * @p committed, rd_kafka_committed's answer for the same list) and nothing
+ * else placed at the logical offset auto.offset.reset names. Left unset,
+ * librdkafka (2.14 too) asks for the committed offset again, treats "none"
+ * as an error and resets only after a 100 ms back-off. */
 static void start_fresh(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list,
                         const rd_kafka_topic_partition_list_t *committed)
 {
-    int64_t ts = reset_timestamp(c);
-    rd_kafka_topic_partition_list_t *q;
+    int64_t logical = reset_offset(c);
 
-    if (!ts)
+    if (!logical)
         return;
-    q = rd_kafka_topic_partition_list_new(list->cnt);
-    for (int i = 0; i < list->cnt; i++) {
-        rd_kafka_topic_partition_t *tp = &list->elems[i];
+    for (int i = 0; i < list->cnt; i++)
         if (committed->elems[i].offset < 0 && !committed->elems[i].err &&
-            tp->offset == RD_KAFKA_OFFSET_INVALID) {
-            rd_kafka_topic_partition_t *qp =
-                rd_kafka_topic_partition_list_add(q, tp->topic, tp->partition);
-            qp->offset = ts;
-            qp->opaque = tp; /* where the answer goes */
-        }
-    }
-    if (q->cnt && !rd_kafka_offsets_for_times(c->rk, q, 5000))
-        for (int j = 0; j < q->cnt; j++)
-            if (!q->elems[j].err && q->elems[j].offset >= 0)
-                ((rd_kafka_topic_partition_t *)q->elems[j].opaque)->offset =
-                    q->elems[j].offset;
-    rd_kafka_topic_partition_list_destroy(q);
+            list->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+            list->elems[i].offset = logical;
 }
 
 /* Learns the group's committed offsets of newly assigned partitions, so

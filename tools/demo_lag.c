@@ -14,8 +14,8 @@
  * --on-change examples/lag-alert.sh, to show it reports the same numbers
  * and fires. (On the mock cluster it sees no committed offsets: it asks
  * ListConsumerGroupOffsets for all of the group's partitions, which
- * librdkafka 2.0.2's mock answers with none; the monitor here names the
- * partitions, which both the mock and a real broker answer.)
+ * librdkafka's mock cluster (2.14 too) answers with none; the monitor here
+ * names the partitions, which both the mock and a real broker answer.)
  *
  * The story: lag stays far below the article's alert threshold (10,000),
  * yet the stopped consumer is caught: OK -> STALL -> STOP as the committed
@@ -77,9 +77,9 @@ static int list_committed(demo_t *d, int64_t *committed)
         committed[p] = -1;
         rd_kafka_topic_partition_list_add(want, TOPIC, p);
     }
-    /* The partitions are named: librdkafka 2.0.2's mock cluster answers a
-     * request for all of a group's partitions (NULL) with none, a real
-     * broker with all of them. */
+    /* The partitions are named: librdkafka's mock cluster answers a request
+     * for all of a group's partitions (NULL) with none, a real broker with
+     * all of them. */
     if (rk && bl_lag_read_committed(rk, GROUP, want, 5000, &offs, errbuf, sizeof(errbuf))) {
         cli_error("demo: %s", errbuf);
     } else if (rk) {
@@ -312,7 +312,7 @@ static int run_real_command(demo_t *d, monitor_t *m)
     if (no_commit == PARTITIONS)
         demo_say("note      it saw no committed offsets: it asks "
                  "ListConsumerGroupOffsets for all of the group's partitions, "
-                 "which librdkafka 2.0.2's mock cluster answers with none (a "
+                 "which librdkafka's mock cluster answers with none (a "
                  "real broker answers; the monitor above names the "
                  "partitions), so its lag counts from the low watermark");
     else

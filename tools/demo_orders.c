@@ -152,8 +152,8 @@ static int add_record(records_t *rs, const rd_kafka_message_t *m)
 }
 
 /* Reads partitions 0..partitions-1 of @p topic from the beginning to their
- * high watermarks. (The handle needs a group.id for assign() in librdkafka
- * 2.0.2, but assign() never joins that group, and nothing is committed.)
+ * high watermarks. (librdkafka's assign() needs a group.id on the handle,
+ * but assign() never joins that group, and nothing is committed.)
  * @returns 0, or -1 (printed). */
 static int read_topic(demo_t *d, const char *topic, int partitions,
                       records_t *out)

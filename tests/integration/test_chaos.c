@@ -32,10 +32,10 @@
  * value, and the value is the input's sequence number; the postgres rows
  * keep the key and the value, in an identity column's order.
  *
- * The group uses the default (eager) assignor: librdkafka 2.0.2's
- * cooperative-sticky assignor can abort on an assertion when a member
- * closes during a rebalance (rdkafka_sticky_assignor.c:1896), which the
- * chaos here provokes; see docs/design.md.
+ * Under the classic protocol the group uses ballast's default assignor,
+ * cooperative-sticky (BALLAST_TEST_ASSIGNOR names another): members close
+ * while rebalances are in progress here, which librdkafka before 2.3
+ * could abort on; see docs/design.md.
  *
  * CHAOS_SECONDS sets the length of the schedule per mode (one fault per 9
  * seconds, at least one of each kind; default 45: the short form `make

@@ -312,6 +312,11 @@ static void start_sqlite_daemon(daemon_t *d, const char *dir, const char *topic,
              "kafka.group.id = %s\n"
              "kafka.session.timeout.ms = 6000\n"
              "kafka.heartbeat.interval.ms = 100\n"
+             /* Eager, as the churner (librdkafka's default): every churn
+              * cycle revokes and assigns every partition, the most work a
+              * rebalance can make, and a group must not mix the two kinds
+              * of assignor. */
+             "kafka.partition.assignment.strategy = range,roundrobin\n"
              "kafka.auto.commit.interval.ms = 200\n"
              "topics = %s\n"
              "handler = sqlite\n"

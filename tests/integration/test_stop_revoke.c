@@ -274,9 +274,8 @@ static void test_cooperative_revoke_redelivers_nothing(void **state)
     wait_rows(pl.rows, 4 * PARTS); /* every partition under way at A */
     b = start(&pl, "b", 50, coop, log_b, sizeof(log_b));
     wait_rows(pl.rows, total);
-    /* librdkafka 2.0.2 can abort a cooperative member that closes during a
-     * rebalance (docs/design.md): stop B, let A take its partitions back,
-     * then stop A. */
+    /* The hand-over back: stop B, and A takes B's partitions back in an
+     * incremental assignment; then stop A. */
     stop_clean(b, log_b);
     regained = (log_arg_t){log_a, "assigned 2 partition(s)"};
     if (!bt_wait_for(log_has, &regained, WAIT_MS))

@@ -6,7 +6,7 @@
  *     NOT_COORDINATOR, CONCURRENT_TRANSACTIONS, ...) on every transactional
  *     request are retried: every message is handled exactly once, nothing
  *     is aborted, no producer is re-created, the run ends cleanly;
- *   - abortable errors (what librdkafka 2.0.2's rdkafka_txnmgr.c classifies
+ *   - abortable errors (what librdkafka 2.14's rdkafka_txnmgr.c classifies
  *     as PERMANENT: TOPIC_AUTHORIZATION_FAILED on Produce or
  *     AddPartitionsToTxn, GROUP_AUTHORIZATION_FAILED on AddOffsetsToTxn,
  *     UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION on TxnOffsetCommit,
@@ -624,7 +624,7 @@ static void test_retriable_errors_are_retried(void **state)
 static void test_abortable_errors_abort_and_rewind(void **state)
 {
     (void)state;
-    /* What librdkafka 2.0.2 classifies as abortable (PERMANENT, not
+    /* What librdkafka 2.14 classifies as abortable (PERMANENT, not
      * FATAL) in rdkafka_txnmgr.c and rd_kafka_handle_Produce_error(). */
     txn_case_t cases[] = {
         {.name = "TxnOffsetCommit UNKNOWN_MEMBER_ID",

@@ -42,9 +42,10 @@ void bt_assert_one_line(const char *text, const char *fragment);
 
 /** Whether the suite runs its groups on the consumer group protocol
  *  (KIP-848): BALLAST_TEST_GROUP_PROTOCOL=consumer. The default, classic,
- *  uses librdkafka's default assignor, or BALLAST_TEST_ASSIGNOR
- *  (partition.assignment.strategy) when set. tests/CMakeLists.txt runs the
- *  suites about group membership a second time with the consumer protocol. */
+ *  uses ballast's default assignor (cooperative-sticky), or
+ *  BALLAST_TEST_ASSIGNOR (partition.assignment.strategy) when set.
+ *  tests/CMakeLists.txt runs the suites about group membership a second
+ *  time with the consumer protocol. */
 bool bt_consumer_protocol(void);
 /** That protocol's name, as librdkafka's group.protocol, the status
  *  document and `ballast lag` give it: "classic" or "consumer". */
