@@ -50,6 +50,13 @@ void *cli_slots(int argc, size_t size);
  *  option; sets *missing when the value is absent. */
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
                           const char *alias, bool *missing);
+/** --config's line in a command's --help. */
+#define CLI_CONFIG_HELP                                                             \
+    "  --config FILE              client settings from a ballast config file: its\n" \
+    "                             kafka.bootstrap.servers and connection and\n"      \
+    "                             security keys (kafka.security.protocol, kafka.sasl.*,\n" \
+    "                             kafka.ssl.*, ...), ${ENV} and ${file:PATH} expanded;\n" \
+    "                             -b and -X override it\n"
 /** The most client settings `--config FILE` adds to a command's -X list. */
 #define CLI_CONFIG_KEYS 128
 /** Room for the client settings of a command line of @p argc arguments:

@@ -95,11 +95,7 @@ static const char lag_usage[] =
     "  --warn-lag N               lag above N messages is at least WARN\n"
     "  --warn-lag-seconds S       time lag above S seconds is at least WARN\n"
     "  --timeout SECONDS          per broker request (default 10)\n"
-    "  --config FILE              client settings from a ballast config file: its\n"
-    "                             kafka.bootstrap.servers and connection and\n"
-    "                             security keys (kafka.security.protocol, kafka.sasl.*,\n"
-    "                             kafka.ssl.*, ...), ${ENV} and ${file:PATH} expanded;\n"
-    "                             -b and -X override it\n"
+    CLI_CONFIG_HELP
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
