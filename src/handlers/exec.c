@@ -20,30 +20,40 @@
 
 /*
  * Life of a child. init starts it (a command that cannot be run is a
- * configuration error). Each call writes request lines and reads as many
- * reply lines, pipelined, with both pipe ends non-blocking and poll()ed so
- * that neither side can deadlock on a full pipe. Requests carry an "id"
- * (consecutive per child) and the message's "attempt"; a reply answers the
- * oldest request still open, and one that names an "id" must name that one
- * (docs/exec-protocol.md is the contract).
+ * configuration error). An exchange writes request lines and reads reply
+ * lines, pipelined, with both pipe ends non-blocking and poll()ed so that
+ * neither side can deadlock on a full pipe: a call (handle, handle_batch)
+ * sends its messages, a pipeline (bl_exec_pipeline, handler.exec.max.inflight
+ * above 1) sends what its feed gives while the window has room. Requests
+ * carry an "id" (consecutive per child) and the message's "attempt"
+ * (docs/exec-protocol.md is the contract). A child's first line may be its
+ * hello (version 2): its replies then name their request's id and come in
+ * any order, and a batch call goes as one batch request. Otherwise it is a
+ * version 1 child: a reply answers the oldest open request, and one that
+ * names an "id" must name that one, and a pipeline keeps one request open.
  *
- * What goes wrong, and what each message of the call gets then:
- *   - a line that is not a well-formed reply for the request it would
- *     answer (stray output, junk, a wrong id, a runaway line), or output
- *     between calls: the pairing can no longer be trusted, so the child is
- *     killed. The request the line would have answered gets RETRY
- *     ("handler protocol error"), which counts as an attempt: only
- *     retry.max.attempts of them send a message to the DLQ. A reply is
- *     never matched to a request it does not answer.
- *   - no reply for handler.timeout.ms: killed; the oldest open request
- *     gets RETRY.
+ * What goes wrong, and what each open message gets then (bl_exec_blame()
+ * decides who is blamed):
+ *   - a line that is not a well-formed reply to a request it may answer
+ *     (stray output, junk, an unknown or repeated id, a runaway line), or
+ *     output between exchanges: the pairing can no longer be trusted, so the
+ *     child is killed. The request the line is pinned on (the one it names,
+ *     in version 2, or the only one open) gets RETRY ("handler protocol
+ *     error"), which counts as an attempt: only retry.max.attempts of them
+ *     send a message to the DLQ. A reply is never matched to a request it
+ *     does not answer, and an id is answered once.
+ *   - no reply for handler.timeout.ms (version 2: counted per request from
+ *     its writing; version 1: from the later of that and the last reply):
+ *     killed; the request that timed out gets RETRY.
+ *   - a batch request of several messages is never blamed as a whole: its
+ *     messages are UNAVAILABLE and go again one per request.
  *   - in both cases the other requests the child had read got no verdict:
- *     UNAVAILABLE (below). When several requests were open, a stray line
- *     cannot be pinned on one of them: none takes an attempt, and the
- *     next ones go one at a time (`solo`) until those have been answered,
- *     so that a child which keeps breaking the protocol on one message is
- *     caught on that message alone.
- *   - the child dies (EOF on its stdout) or cannot be started: the handler
+ *     UNAVAILABLE (below). When no request can be pinned and several were
+ *     open, none takes an attempt, and the next ones go one at a time
+ *     (`solo`) until those have been answered, so that a child which keeps
+ *     breaking the protocol on one message is caught on that message alone.
+ *   - a hello ballast cannot honour (another protocol, a bad max_inflight),
+ *     the child dies (EOF on its stdout) or cannot be started: the handler
  *     is UNAVAILABLE, which is no verdict on any message: the runtime
  *     retries without counting an attempt, pauses consumption and fails
  *     readiness until a child answers again. Requests not yet written are
