@@ -14,9 +14,13 @@
  *     hello, and silence until handler.timeout.ms. Each costs a restart of the child, and its
  *     open messages are sent again: every message must be emitted to the sink exactly once
  *     (no message lost, no reply applied twice), none dead-lettered, every offset committed.
+ *     Its hello says max_inflight 8 (ballast's is 16): it records it if it ever has more
+ *     than 8 requests open, and must not.
  *   - A version 1 child (no hello) under max.inflight 16: it gets one request at a time (it
  *     looks for a second request before answering each, and records any it sees), and every
- *     message is handled.
+ *     message is handled; the one before which it writes a hello (a version 2 line from a
+ *     version 1 child) is handled twice (the child is restarted and it is sent again), every
+ *     other one once.
  */
 #include "support.h"
 
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PARTS 4
 #define KEYS 40
@@ -179,7 +184,8 @@ static void expect_sink_once(const char *name, const char *sink, const char *dlq
 
 /* A version 2 child that collects what requests are there, answers them in reverse
  * order, and on messages 5, 15, 25, 35 and 45 of each 50 breaks the protocol once (a
- * marker file in argv[1] remembers which it did). */
+ * marker file in argv[1] remembers which it did). It creates argv[1]/overflow if it ever
+ * has more requests open than the 8 its hello allows. */
 static const char rogue_child_py[] =
     "import json, os, select, sys\n"
     "marks = sys.argv[1]\n"
@@ -193,6 +199,7 @@ static const char rogue_child_py[] =
     "    os.write(1, text.encode())\n"
     "out(json.dumps({'hello': {'protocol': 2, 'max_inflight': 8, 'sdk': 'rogue'}}) + '\\n')\n"
     "buf = b''\n"
+    "silent = 0\n"
     "while True:\n"
     "    chunk = os.read(0, 65536)\n"
     "    if not chunk:\n"
@@ -204,6 +211,8 @@ static const char rogue_child_py[] =
     "            break\n"
     "        buf += more\n"
     "    *lines, buf = buf.split(b'\\n')\n"
+    "    if len(lines) + silent > 8:\n"
+    "        open(os.path.join(marks, 'overflow'), 'w').close()\n"
     "    for line in reversed(lines):\n"
     "        req = json.loads(line)\n"
     "        i = int(req['value'])\n"
@@ -218,7 +227,7 @@ static const char rogue_child_py[] =
     "        elif kind == 35 and once(i):\n"
     "            out(json.dumps({'status': 'ok'}) + '\\n')\n"
     "        elif kind == 45 and once(i):\n"
-    "            pass\n"
+    "            silent += 1\n"
     "        else:\n"
     "            out(json.dumps(ok) + '\\n')\n";
 
@@ -240,14 +249,20 @@ static void test_misbehaving_v2_child(void **state)
     bt_create_topic(bs, dlq, 1);
     run_child("rogue", cmd, sink, dlq, "16");
     expect_sink_once("rogue", sink, dlq);
+    snprintf(marks, sizeof(marks), "%s/marks/overflow", dir);
+    if (access(marks, F_OK) == 0)
+        fail_msg("the child had more requests open than its hello's max_inflight");
 }
 
 /* A version 1 child: no hello; before answering a request it looks 20 ms for another one,
- * and writes "overlap" to its log if one came. */
+ * and writes "overlap" to its log if one came. Before its reply to one message (its
+ * second, once: the message goes into the file <log>.hello) it writes a hello, which a
+ * version 1 child, whose first line was a reply, may not. */
 static const char v1_child_py[] =
     "import json, os, select, sys\n"
     "log = open(sys.argv[1], 'a', buffering=1)\n"
     "buf = b''\n"
+    "answered = 0\n"
     "while True:\n"
     "    while b'\\n' not in buf:\n"
     "        chunk = os.read(0, 65536)\n"
@@ -259,13 +274,18 @@ static const char v1_child_py[] =
     "        log.write('overlap\\n')\n"
     "    req = json.loads(line)\n"
     "    log.write('E %s %s\\n' % (req['key'], req['value']))\n"
+    "    mark = sys.argv[1] + '.hello'\n"
+    "    answered += 1\n"
+    "    if answered == 2 and not os.path.exists(mark):\n"
+    "        open(mark, 'w').write(req['value'])\n"
+    "        os.write(1, b'{\"hello\": {\"protocol\": 2, \"max_inflight\": 4}}\\n')\n"
     "    os.write(1, (json.dumps({'status': 'ok'}) + '\\n').encode())\n";
 
 static void test_v1_child_gets_one_at_a_time(void **state)
 {
     const char *dir = bt_tmpdir();
-    char script[512], logf[512], cmd[1200], *text;
-    int ended = 0;
+    char script[512], logf[512], mark[600], cmd[1200], *text, *line, *save = NULL, *twice;
+    int ended[TOTAL] = {0}, redone;
 
     (void)state;
     BT_REQUIRE_ENV();
@@ -279,10 +299,21 @@ static void test_v1_child_gets_one_at_a_time(void **state)
     assert_non_null(text);
     if (strstr(text, "overlap"))
         fail_msg("a version 1 child was sent a request while another was open");
-    for (const char *p = text; (p = strstr(p, "E k")); p++)
-        ended++;
-    if (ended != TOTAL)
-        fail_msg("the version 1 child handled %d messages, want %d", ended, TOTAL);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int key, i;
+        if (sscanf(line, "E k%d %d", &key, &i) != 2 || i < 0 || i >= TOTAL)
+            fail_msg("v1: a log line no message explains: '%s'", line);
+        ended[i]++;
+    }
+    snprintf(mark, sizeof(mark), "%s.hello", logf);
+    twice = bt_read_file(mark);
+    if (!twice)
+        fail_msg("v1: the child never wrote its late hello");
+    redone = atoi(twice);
+    for (int i = 0; i < TOTAL; i++)
+        if (ended[i] != (i == redone ? 2 : 1))
+            fail_msg("v1: message %d was handled %d times", i, ended[i]);
+    free(twice);
     free(text);
 }
 
