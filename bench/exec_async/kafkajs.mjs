@@ -17,7 +17,6 @@ const handled = new Map(); // partition -> highest offset handled
 let count = 0;
 
 process.on('SIGTERM', async () => {
-  await consumer.stop();
   await consumer.commitOffsets([...handled].map(([partition, offset]) => (
     { topic, partition, offset: (BigInt(offset) + 1n).toString() })));
   await consumer.disconnect();
