@@ -284,11 +284,10 @@ static bool route_reply(void *ctx, int64_t id, bl_exec_target_t *t)
 
     if (x->st->proto == 2)
         x->routed = find_open(x, id);
+    else if (x->nopen && open_req(x, 0)->written)
+        x->routed = bl_exec_pair_in_order(open_req(x, 0)->id, x->nopen, 0, id);
     else
-        x->routed = x->nopen && open_req(x, 0)->written &&
-                            (id < 0 || (uint64_t)id == open_req(x, 0)->id)
-                        ? 0
-                        : -1;
+        x->routed = -1;
     if (x->routed < 0)
         return false;
     r = open_req(x, (size_t)x->routed);
