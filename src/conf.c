@@ -71,6 +71,14 @@ static const prop_t props[] = {
      "A long-running child process speaking the exec protocol (JSON lines). "
      "Split into arguments like a shell would (quotes, backslashes), looked "
      "up in PATH, and never run through a shell."},
+    {"handler.exec.max.inflight", T_INT, "1", 1, 1024, NULL, 0,
+     "Requests one exec child may have open at once (protocol version 2, "
+     "docs/exec-protocol.md): above 1, ballast offers the child version 2 "
+     "(BALLAST_EXEC_PROTOCOL=2) and, once it says hello, sends it up to the "
+     "smaller of this and the child's max_inflight messages at once, never "
+     "two of one key (ordering = key) or partition (ordering = partition). A "
+     "child that says no hello gets one at a time. 1: one request at a time, "
+     "version 1."},
     {"handler.plugin.path", T_STR, NULL, 0, 0, NULL, 0,
      "Absolute path of a shared object exporting ballast_plugin_handler()."},
     {"output.topic", T_STR, NULL, 0, 0, NULL, 0,

@@ -81,7 +81,8 @@ static int put_headers(const ballast_message_t *msg, json_t *text, json_t *binar
     return 0;
 }
 
-/* Builds the request object. @returns NULL when out of memory. */
+/* Builds the request object, with "id" unless @p id is 0 (a batch's
+ * element). @returns NULL when out of memory. */
 static json_t *request_new(const ballast_message_t *msg, uint64_t id)
 {
     json_t *req = json_object(), *headers = json_object(),
@@ -96,7 +97,8 @@ static json_t *request_new(const ballast_message_t *msg, uint64_t id)
         goto fail;
     key = ballast_message_key(msg, &klen);
     value = ballast_message_value(msg, &vlen);
-    rc |= json_object_set_new_nocheck(req, "id", json_integer((json_int_t)id));
+    if (id)
+        rc |= json_object_set_new_nocheck(req, "id", json_integer((json_int_t)id));
     rc |= json_object_set_new_nocheck(req, "attempt",
                                       json_integer(ballast_message_attempt(msg)));
     rc |= json_object_set_new_nocheck(req, "topic", topic ? json_string(topic)
@@ -155,9 +157,9 @@ static int dump_cb(const char *chunk, size_t size, void *opaque)
     return 0;
 }
 
-char *bl_exec_encode(const ballast_message_t *msg, uint64_t id, size_t *lenp)
+/* Dumps @p req (consumed) as one line. */
+static char *dump_line(json_t *req, size_t *lenp)
 {
-    json_t *req = request_new(msg, id);
     dumpbuf_t b = {0};
     int rc;
 
@@ -176,6 +178,31 @@ char *bl_exec_encode(const ballast_message_t *msg, uint64_t id, size_t *lenp)
     if (lenp)
         *lenp = b.len;
     return b.p;
+}
+
+char *bl_exec_encode(const ballast_message_t *msg, uint64_t id, size_t *lenp)
+{
+    return dump_line(request_new(msg, id), lenp);
+}
+
+char *bl_exec_encode_batch(const ballast_message_t *const *msgs, size_t count, uint64_t id,
+                           size_t *lenp)
+{
+    json_t *req = json_object(), *batch = json_array();
+
+    if (!req || !batch || json_object_set_new_nocheck(req, "id", json_integer((json_int_t)id)))
+        goto fail;
+    for (size_t i = 0; i < count; i++)
+        if (json_array_append_new(batch, request_new(msgs[i], 0)))
+            goto fail;
+    if (json_object_set_nocheck(req, "batch", batch))
+        goto fail;
+    json_decref(batch);
+    return dump_line(req, lenp);
+fail:
+    json_decref(batch);
+    json_decref(req);
+    return NULL;
 }
 
 /* ---- decoding ----------------------------------------------------------- */
@@ -207,7 +234,7 @@ static bl_exec_decode_status_t malformed(char **whyp, const char *fmt, ...)
 
 /* Context of one decode: where the result goes and why it failed. */
 typedef struct decoder {
-    struct ballast_result_s scratch; /* emits land here until all is valid */
+    struct ballast_result_s *scratch; /* emits land here until all is valid */
     char **whyp;
     bl_exec_decode_status_t status;
 } decoder_t;
@@ -316,7 +343,7 @@ static int add_headers(decoder_t *d, json_t *emit, size_t idx,
                 b.p = b.owned;
             }
         }
-        rc = ballast_result_emit_header(&d->scratch, name, b.p, b.len);
+        rc = ballast_result_emit_header(d->scratch, name, b.p, b.len);
         bytes_clear(&b);
         if (rc) {
             d->status = BL_EXEC_NOMEM;
@@ -350,7 +377,7 @@ static int add_emit(decoder_t *d, json_t *emit, size_t idx)
         bytes_clear(&key);
         return -1;
     }
-    rc = ballast_result_emit(&d->scratch, json_string_value(topic), key.p,
+    rc = ballast_result_emit(d->scratch, json_string_value(topic), key.p,
                              key.len, value.p, value.len);
     bytes_clear(&key);
     bytes_clear(&value);
@@ -395,15 +422,11 @@ static int parse_status(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep
     return 0;
 }
 
-/* Moves the scratch records to the end of res. Reaches into the result's
- * internals (internal.h) so that a reply is applied all or nothing. */
-static int splice_records(struct ballast_result_s *res, struct ballast_result_s *from)
+/* Makes room in @p res for @p from's records. */
+static int reserve_records(struct ballast_result_s *res, const struct ballast_result_s *from)
 {
-    size_t need;
+    size_t need = res->record_count + from->record_count;
 
-    if (!from->record_count)
-        return 0;
-    need = res->record_count + from->record_count;
     if (need > res->record_cap) {
         bl_record_t *grown = realloc(res->records, need * sizeof(*grown));
         if (!grown)
@@ -411,37 +434,48 @@ static int splice_records(struct ballast_result_s *res, struct ballast_result_s 
         res->records = grown;
         res->record_cap = need;
     }
-    memcpy(res->records + res->record_count, from->records,
-           from->record_count * sizeof(*from->records));
-    res->record_count = need;
-    from->record_count = 0; /* the records now belong to res */
     return 0;
 }
 
-/* Decodes a parsed reply into d->scratch; @returns 0 or -1 (d->status). */
-static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep,
-                        const char **errorp, int64_t *idp)
+/* Moves the scratch records to the end of res, which reserve_records()
+ * made room for. Reaches into the result's internals (internal.h) so that
+ * a reply is applied all or nothing. */
+static void move_records(struct ballast_result_s *res, struct ballast_result_s *from)
 {
-    json_t *error, *emit, *id;
+    if (!from->record_count)
+        return;
+    memcpy(res->records + res->record_count, from->records,
+           from->record_count * sizeof(*from->records));
+    res->record_count += from->record_count;
+    from->record_count = 0; /* the records now belong to res */
+}
 
+/* One result decoded, not yet applied. */
+typedef struct decoded {
+    struct ballast_result_s scratch;
+    ballast_outcome_t outcome;
+    const char *error; /* the child's text (in the parsed reply), or NULL */
+} decoded_t;
+
+/* Decodes a result object (a message reply, or an element of "results")
+ * into @p out; @returns 0 or -1 (d->status). */
+static int decode_result(decoder_t *d, json_t *reply, decoded_t *out)
+{
+    json_t *error, *emit;
+
+    d->scratch = &out->scratch;
     if (!json_is_object(reply)) {
         d->status = malformed(d->whyp, "not a JSON object");
         return -1;
     }
-    if (parse_status(d, reply, outcomep))
+    if (parse_status(d, reply, &out->outcome))
         return -1;
-    id = json_object_get(reply, "id");
-    if (id && (!json_is_integer(id) || json_integer_value(id) < 0)) {
-        d->status = malformed(d->whyp, "\"id\" is not a non-negative integer");
-        return -1;
-    }
-    *idp = id ? (int64_t)json_integer_value(id) : -1;
     error = json_object_get(reply, "error");
     if (error && !json_is_null(error) && !json_is_string(error)) {
         d->status = malformed(d->whyp, "\"error\" is not a string");
         return -1;
     }
-    *errorp = json_string_value(error); /* NULL unless a string */
+    out->error = json_string_value(error); /* NULL unless a string */
     emit = json_object_get(reply, "emit");
     if (!emit || json_is_null(emit))
         return 0;
@@ -455,46 +489,121 @@ static int decode_reply(decoder_t *d, json_t *reply, ballast_outcome_t *outcomep
     return 0;
 }
 
+/* Prefixes *d->whyp with "results[i]: ". */
+static void in_results(decoder_t *d, size_t i)
+{
+    char *inner = *d->whyp;
+
+    if (d->status != BL_EXEC_MALFORMED || !inner)
+        return;
+    *d->whyp = NULL;
+    malformed(d->whyp, "results[%zu]: %s", i, inner);
+    free(inner);
+}
+
+/* Decodes the reply to target @p t into @p out (t->count of them). */
+static int decode_for(decoder_t *d, json_t *reply, const bl_exec_target_t *t, decoded_t *out)
+{
+    json_t *results;
+
+    if (!t->batch)
+        return decode_result(d, reply, out);
+    results = json_object_get(reply, "results");
+    if (!json_is_array(results)) {
+        d->status = malformed(d->whyp, "no \"results\" array in the reply to a batch request");
+        return -1;
+    }
+    if (json_array_size(results) != t->count) {
+        d->status = malformed(d->whyp, "\"results\" holds %zu results for a batch of %zu",
+                              json_array_size(results), t->count);
+        return -1;
+    }
+    for (size_t i = 0; i < t->count; i++)
+        if (decode_result(d, json_array_get(results, i), &out[i])) {
+            in_results(d, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* Applies decoded results to the target: all of them, or none. */
+static int apply(const bl_exec_target_t *t, decoded_t *out)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (reserve_records(t->results[i], &out[i].scratch))
+            return -1;
+    for (size_t i = 0; i < t->count; i++) {
+        ballast_outcome_t o = out[i].outcome;
+        const char *error = out[i].error;
+
+        move_records(t->results[i], &out[i].scratch);
+        t->outcomes[i] = o;
+        if (o != BALLAST_OUTCOME_OK)
+            ballast_result_set_error(t->results[i],
+                                     error && *error ? error
+                                     : o == BALLAST_OUTCOME_RETRY
+                                         ? "child replied retry without an error"
+                                         : "child replied fail without an error");
+    }
+    return 0;
+}
+
+/* Reads the reply's "id" into *idp (-1: none). @returns 0, or -1 when it
+ * is there but not a non-negative integer. */
+static int reply_id(json_t *reply, int64_t *idp)
+{
+    json_t *id = json_object_get(reply, "id");
+
+    *idp = -1;
+    if (!id)
+        return 0;
+    if (!json_is_integer(id) || json_integer_value(id) < 0)
+        return -1;
+    *idp = (int64_t)json_integer_value(id);
+    return 0;
+}
+
 bl_exec_decode_status_t bl_exec_decode_routed(const char *line, size_t len,
                                               bl_exec_route_fn *route, void *ctx,
-                                              char **whyp)
+                                              int64_t *idp, char **whyp)
 {
     decoder_t d = {.whyp = whyp, .status = BL_EXEC_DECODED};
-    ballast_outcome_t outcome = BALLAST_OUTCOME_OK, *outcomep = NULL;
-    ballast_result_t *res = NULL;
-    const char *error = NULL;
+    decoded_t one, *out = &one;
+    bl_exec_target_t t = {0};
     int64_t id = -1;
     json_error_t jerr;
     json_t *reply;
 
     *whyp = NULL;
+    if (idp)
+        *idp = -1;
     /* DECODE_ANY: a bare "ok" is JSON, just not an object; say so. */
     /* JSON_ALLOW_NUL: "\u0000" is valid JSON (what JSON.stringify and
      * json.dumps write for a NUL byte); values are taken by length. */
     if (!(reply = json_loadb(line, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr))) {
         if (json_error_code(&jerr) == json_error_out_of_memory)
             return BL_EXEC_NOMEM;
-        return malformed(whyp, "not JSON: %s (at byte %d)", jerr.text,
-                         jerr.position);
+        return malformed(whyp, "not JSON: %s (at byte %d)", jerr.text, jerr.position);
     }
-    if (decode_reply(&d, reply, &outcome, &error, &id) == 0) {
-        if (!(res = route(ctx, id, &outcomep)))
-            d.status = id < 0 ? malformed(whyp, "a reply that answers no request")
-                              : malformed(whyp, "a reply for id %lld, which answers no "
-                                          "request it may answer now", (long long)id);
-        else if (splice_records(res, &d.scratch))
-            d.status = BL_EXEC_NOMEM;
-    }
-    if (d.status == BL_EXEC_DECODED) {
-        *outcomep = outcome;
-        if (outcome != BALLAST_OUTCOME_OK)
-            ballast_result_set_error(res, error && *error
-                                              ? error
-                                              : outcome == BALLAST_OUTCOME_RETRY
-                                                    ? "child replied retry without an error"
-                                                    : "child replied fail without an error");
-    }
-    bl_result_reset(&d.scratch);
+    memset(&one, 0, sizeof(one));
+    if (!json_is_object(reply))
+        d.status = malformed(whyp, "not a JSON object");
+    else if (reply_id(reply, &id))
+        d.status = malformed(whyp, "\"id\" is not a non-negative integer");
+    else if (idp)
+        *idp = id;
+    if (d.status == BL_EXEC_DECODED && !route(ctx, id, &t))
+        d.status = id < 0 ? malformed(whyp, "a reply that answers no request")
+                          : malformed(whyp, "a reply for id %lld, which answers no "
+                                      "request it may answer now", (long long)id);
+    if (d.status == BL_EXEC_DECODED && t.count > 1 && !(out = calloc(t.count, sizeof(*out))))
+        d.status = BL_EXEC_NOMEM;
+    if (d.status == BL_EXEC_DECODED && decode_for(&d, reply, &t, out) == 0 && apply(&t, out))
+        d.status = BL_EXEC_NOMEM;
+    for (size_t i = 0; out && i < (t.count ? t.count : 1); i++)
+        bl_result_reset(&out[i].scratch);
+    if (out != &one)
+        free(out);
     json_decref(reply);
     return d.status;
 }
@@ -512,13 +621,16 @@ typedef struct single_route {
     ballast_outcome_t *outcomep;
 } single_route_t;
 
-static ballast_result_t *route_single(void *ctx, int64_t id, ballast_outcome_t **outcomepp)
+static bool route_single(void *ctx, int64_t id, bl_exec_target_t *t)
 {
     single_route_t *r = ctx;
 
     (void)id;
-    *outcomepp = r->outcomep;
-    return r->res;
+    t->results = &r->res;
+    t->outcomes = r->outcomep;
+    t->count = 1;
+    t->batch = false;
+    return true;
 }
 
 bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
@@ -528,5 +640,65 @@ bl_exec_decode_status_t bl_exec_decode(const char *line, size_t len,
 {
     single_route_t r = {res, outcomep};
 
-    return bl_exec_decode_routed(line, len, route_single, &r, whyp);
+    return bl_exec_decode_routed(line, len, route_single, &r, NULL, whyp);
+}
+
+/* ---- the hello and what a bad line costs -------------------------------- */
+
+bl_exec_hello_status_t bl_exec_hello(const char *line, size_t len, bl_exec_hello_t *h,
+                                     char **whyp)
+{
+    json_t *doc, *hello, *protocol, *inflight, *sdk;
+    bl_exec_hello_status_t st = BL_EXEC_HELLO_OK;
+    json_error_t jerr;
+
+    *whyp = NULL;
+    memset(h, 0, sizeof(*h));
+    if (!(doc = json_loadb(line, len, JSON_DECODE_ANY, &jerr)))
+        return json_error_code(&jerr) == json_error_out_of_memory ? BL_EXEC_HELLO_NOMEM
+                                                                  : BL_EXEC_NOT_HELLO;
+    if (!json_is_object(doc) || !(hello = json_object_get(doc, "hello"))) {
+        json_decref(doc);
+        return BL_EXEC_NOT_HELLO;
+    }
+    protocol = json_object_get(hello, "protocol");
+    inflight = json_object_get(hello, "max_inflight");
+    sdk = json_object_get(hello, "sdk");
+    if (json_is_string(sdk))
+        bl_fmt(h->sdk, sizeof(h->sdk), "%s", json_string_value(sdk));
+    if (!json_is_object(hello))
+        malformed(whyp, "its hello is not an object");
+    else if (!json_is_integer(protocol))
+        malformed(whyp, "its hello's protocol is not an integer");
+    else if (json_integer_value(protocol) != BL_EXEC_PROTOCOL)
+        malformed(whyp, "it speaks protocol %lld, and ballast speaks %d",
+                  (long long)json_integer_value(protocol), BL_EXEC_PROTOCOL);
+    else if (!json_is_integer(inflight) || json_integer_value(inflight) < 1)
+        malformed(whyp, "its hello's max_inflight is not an integer of at least 1");
+    else {
+        h->protocol = json_integer_value(protocol);
+        h->max_inflight = json_integer_value(inflight);
+    }
+    if (!h->protocol)
+        st = *whyp ? BL_EXEC_HELLO_BAD : BL_EXEC_HELLO_NOMEM;
+    json_decref(doc);
+    return st;
+}
+
+bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, const size_t *counts,
+                              size_t nopen)
+{
+    bl_exec_blame_t b = {-1, -1, false};
+    long culprit = named;
+
+    if (fault == BL_EXEC_FAULT_GONE)
+        return b;
+    if (culprit < 0 && nopen == 1)
+        culprit = 0;
+    if (culprit >= 0 && counts[culprit] > 1)
+        b.split = culprit; /* a batch is never pinned as a whole */
+    else
+        b.attempt = culprit;
+    b.one_at_a_time = fault == BL_EXEC_FAULT_PROTOCOL && culprit < 0 && nopen > 1;
+    return b;
 }

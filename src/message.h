@@ -54,6 +54,7 @@ struct ballast_message_s {
     int64_t failure_due_ms; /* retry tiers: when it may run again; else -1 */
     bool failure_pending;   /* the poll thread is to produce the record */
     bool failed_over;       /* its one record is that tier or DLQ copy */
+    int lane;               /* pipeline.c: its lane while a worker holds it */
     struct ballast_message_s *next;
 };
 

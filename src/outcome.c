@@ -174,23 +174,12 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         msgs[i]->outcome = h->handle(w->state, msgs[i], &msgs[i]->result);
 }
 
-void bl_outcome_call(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+void bl_outcome_note(bl_worker_t *w, bl_msg_t **msgs, size_t n, int64_t micros)
 {
     ballast_consumer_t *c = w->cons;
-    struct timespec t0, t1;
-    int64_t start, micros;
     bool transient = false;
     const char *down = NULL;
 
-    /* One clock read for both: bl_now_ms() reads the same clock. */
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    start = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
-    atomic_store(&w->busy_since, start ? start : 1);
-    run_handler(w, msgs, n);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    atomic_store(&w->busy_since, 0);
-    micros = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-             (t1.tv_nsec - t0.tv_nsec) / 1000;
     for (size_t i = 0; i < n; i++) {
         check_outcome(msgs[i]);
         bl_histogram_observe(&c->stats.latency, micros / (int64_t)n);
@@ -206,6 +195,22 @@ void bl_outcome_call(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     }
     atomic_store(&w->transient, transient);
     bl_outcome_available(w, down != NULL, down);
+}
+
+void bl_outcome_call(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+{
+    struct timespec t0, t1;
+    int64_t start;
+
+    /* One clock read for both: bl_now_ms() reads the same clock. */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    start = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
+    atomic_store(&w->busy_since, start ? start : 1);
+    run_handler(w, msgs, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&w->busy_since, 0);
+    bl_outcome_note(w, msgs, n, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+                                    (t1.tv_nsec - t0.tv_nsec) / 1000);
 }
 
 /* ---- outcomes ------------------------------------------------------------------- */
@@ -287,9 +292,7 @@ static bool behind_a_retry(const ballast_consumer_t *c, bl_msg_t *const *waiting
     return false;
 }
 
-/* Counts the @p retried RETRY messages among @p group's first @p left and
- * logs the first of them. */
-static void log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, size_t retried)
+void bl_outcome_log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, size_t retried)
 {
     bl_msg_t *m = group[0];
 
@@ -331,7 +334,7 @@ void bl_outcome_run(bl_worker_t *w, bl_msg_t **group, size_t count)
         if (!left)
             return;
         if (retried)
-            log_retry(c, group, left, retried);
+            bl_outcome_log_retry(c, group, left, retried);
         if ((down && bl_stopping(c)) || !bl_outcome_sleep(w, retry_delay(w, group, down))) {
             for (size_t i = 0; i < left; i++)
                 group[i]->fate = BL_FATE_DROPPED;

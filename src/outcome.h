@@ -18,6 +18,22 @@ void bl_outcome_free(ballast_consumer_t *c);
  *  for the latency histogram and the stuck-handler watchdog, and noting
  *  transient failures and an unavailable handler for readiness. */
 void bl_outcome_call(bl_worker_t *w, bl_msg_t **msgs, size_t n);
+/** Notes the outcomes of @p msgs, handled in @p micros: checks each,
+ *  observes the latency, and notes transient failures and an unavailable
+ *  handler for readiness (bl_outcome_call() does, after its call). */
+void bl_outcome_note(bl_worker_t *w, bl_msg_t **msgs, size_t n, int64_t micros);
+/** Counts the @p retried RETRY messages among @p group's first @p left and
+ *  logs the first of them. */
+void bl_outcome_log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left,
+                          size_t retried);
+/** Whether @p m may not run: its partition is revoked or awaits a rewind,
+ *  or the pipeline is stopping. */
+static inline bool bl_outcome_must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
+{
+    return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
+           atomic_load(&c->run.abandon) || atomic_load(&c->run.failed) ||
+           bl_breaker_tripped(&c->breaker);
+}
 /** Runs the handler over @p group (one message, or a batch) until each
  *  message has a final outcome, settled by bl_outcome_finish(): RETRY again
  *  after a back-off while attempts remain, UNAVAILABLE again for as long as

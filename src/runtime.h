@@ -318,6 +318,7 @@ typedef struct bl_worker {
     bool quit;        /* under sig.mtx */
     void *state;      /* the handler's state for this worker */
     bool state_ok;
+    bool pipelined; /* pipeline.c runs its messages (set before it starts) */
     atomic_int_fast64_t busy_since; /* outcome.c: ms the running call began, 0: idle */
     atomic_bool transient;          /* outcome.c: its latest call said RETRY */
     atomic_bool unavailable;        /* outcome.c: ... or UNAVAILABLE */

@@ -10,6 +10,7 @@
 
 #include "dbtxn.h"
 #include "outcome.h"
+#include "pipeline.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@ void bl_workers_give(ballast_consumer_t *c, int i, bl_queue_t *q)
     bl_queue_append(&w->queue, q);
     pthread_cond_signal(&w->sig.cond);
     pthread_mutex_unlock(&w->sig.mtx);
+    if (w->pipelined)
+        bl_exec_wake(w->state); /* it may be waiting on its child, not on sig */
 }
 
 bool bl_workers_keep_consumer(ballast_consumer_t *c)
@@ -84,15 +87,6 @@ static bool worker_take(bl_worker_t *w, bl_queue_t *out)
     return out->len > 0 || !w->quit;
 }
 
-/* True when @p m may not run: its partition is revoked or awaits a rewind,
- * or the pipeline is stopping. */
-static bool must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
-{
-    return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
-           atomic_load(&c->run.abandon) || atomic_load(&c->run.failed) ||
-           bl_breaker_tripped(&c->breaker);
-}
-
 /* Handles a group of messages: drops revoked ones, runs the handler with
  * blocking retries, and settles each message. */
 static void worker_process(bl_worker_t *w, bl_queue_t *batch)
@@ -107,7 +101,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         return;
     }
     for (bl_msg_t *m = batch->head; m; m = m->next) {
-        if (must_drop(c, m))
+        if (bl_outcome_must_drop(c, m))
             m->fate = BL_FATE_DROPPED;
         else
             todo[n++] = m;
@@ -118,7 +112,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
             bl_dbtxn_process(w, todo, n);
         else
             for (size_t i = 0; i < n; i++)
-                if (must_drop(c, todo[i]))
+                if (bl_outcome_must_drop(c, todo[i]))
                     todo[i]->fate = BL_FATE_DROPPED;
                 else
                     bl_dbtxn_process(w, todo + i, 1);
@@ -167,6 +161,10 @@ static void *worker_main(void *arg)
     bl_queue_t batch, slice;
     size_t per = 1;
 
+    if (w->pipelined && bl_pipeline_run(w) == 0) {
+        worker_exited(w);
+        return NULL;
+    }
     while (worker_take(w, &batch)) {
         if (c->set.batch_mode || c->set.semantics == BL_EXACTLY_ONCE_DB) {
             if (batch.len) {
@@ -225,6 +223,7 @@ ballast_error_t *bl_workers_start(ballast_consumer_t *c)
         if ((err = bl_handler_state_new(c, i, &c->workers.w[i].state)))
             return err;
         c->workers.w[i].state_ok = true;
+        c->workers.w[i].pipelined = bl_pipeline_wanted(c, c->workers.w[i].state);
     }
     for (int i = 0; i < c->set.nworkers; i++) {
         bl_worker_t *w = &c->workers.w[i];

@@ -20,30 +20,40 @@
 
 /*
  * Life of a child. init starts it (a command that cannot be run is a
- * configuration error). Each call writes request lines and reads as many
- * reply lines, pipelined, with both pipe ends non-blocking and poll()ed so
- * that neither side can deadlock on a full pipe. Requests carry an "id"
- * (consecutive per child) and the message's "attempt"; a reply answers the
- * oldest request still open, and one that names an "id" must name that one
- * (docs/exec-protocol.md is the contract).
+ * configuration error). An exchange writes request lines and reads reply
+ * lines, pipelined, with both pipe ends non-blocking and poll()ed so that
+ * neither side can deadlock on a full pipe: a call (handle, handle_batch)
+ * sends its messages, a pipeline (bl_exec_pipeline, handler.exec.max.inflight
+ * above 1) sends what its feed gives while the window has room. Requests
+ * carry an "id" (consecutive per child) and the message's "attempt"
+ * (docs/exec-protocol.md is the contract). A child's first line may be its
+ * hello (version 2): its replies then name their request's id and come in
+ * any order, and a batch call goes as one batch request. Otherwise it is a
+ * version 1 child: a reply answers the oldest open request, and one that
+ * names an "id" must name that one, and a pipeline keeps one request open.
  *
- * What goes wrong, and what each message of the call gets then:
- *   - a line that is not a well-formed reply for the request it would
- *     answer (stray output, junk, a wrong id, a runaway line), or output
- *     between calls: the pairing can no longer be trusted, so the child is
- *     killed. The request the line would have answered gets RETRY
- *     ("handler protocol error"), which counts as an attempt: only
- *     retry.max.attempts of them send a message to the DLQ. A reply is
- *     never matched to a request it does not answer.
- *   - no reply for handler.timeout.ms: killed; the oldest open request
- *     gets RETRY.
+ * What goes wrong, and what each open message gets then (bl_exec_blame()
+ * decides who is blamed):
+ *   - a line that is not a well-formed reply to a request it may answer
+ *     (stray output, junk, an unknown or repeated id, a runaway line), or
+ *     output between exchanges: the pairing can no longer be trusted, so the
+ *     child is killed. The request the line is pinned on (the one it names,
+ *     in version 2, or the only one open) gets RETRY ("handler protocol
+ *     error"), which counts as an attempt: only retry.max.attempts of them
+ *     send a message to the DLQ. A reply is never matched to a request it
+ *     does not answer, and an id is answered once.
+ *   - no reply for handler.timeout.ms (version 2: counted per request from
+ *     its writing; version 1: from the later of that and the last reply):
+ *     killed; the request that timed out gets RETRY.
+ *   - a batch request of several messages is never blamed as a whole: its
+ *     messages are UNAVAILABLE and go again one per request.
  *   - in both cases the other requests the child had read got no verdict:
- *     UNAVAILABLE (below). When several requests were open, a stray line
- *     cannot be pinned on one of them: none takes an attempt, and the
- *     next ones go one at a time (`solo`) until those have been answered,
- *     so that a child which keeps breaking the protocol on one message is
- *     caught on that message alone.
- *   - the child dies (EOF on its stdout) or cannot be started: the handler
+ *     UNAVAILABLE (below). When no request can be pinned and several were
+ *     open, none takes an attempt, and the next ones go one at a time
+ *     (`solo`) until those have been answered, so that a child which keeps
+ *     breaking the protocol on one message is caught on that message alone.
+ *   - a hello ballast cannot honour (another protocol, a bad max_inflight),
+ *     the child dies (EOF on its stdout) or cannot be started: the handler
  *     is UNAVAILABLE, which is no verdict on any message: the runtime
  *     retries without counting an attempt, pauses consumption and fails
  *     readiness until a child answers again. Requests not yet written are
@@ -71,13 +81,32 @@
 /* Why a call had to drop the child. */
 typedef enum lost_kind {
     LOST_NONE = 0,
-    LOST_DIED,     /* EOF, or its stdout cannot be read */
-    LOST_PROTOCOL, /* a line that is no reply to the request it would answer */
-    LOST_TIMEOUT,  /* no reply within timeout_ms */
-    LOST_CANCELLED /* bl_exec_cancel(): the runtime is stopping */
+    LOST_DIED,         /* EOF, or its stdout cannot be read */
+    LOST_PROTOCOL,     /* a line that is no reply to a request it may answer */
+    LOST_TIMEOUT,      /* no reply within timeout_ms */
+    LOST_CANCELLED,    /* bl_exec_cancel(): the runtime is stopping */
+    LOST_INCOMPATIBLE  /* a hello ballast cannot honour */
 } lost_kind_t;
 
-/* One call's pipelined conversation with the child. */
+/* An open request: one message, or (version 2) a batch of them. */
+typedef struct exec_req {
+    uint64_t id;
+    int64_t deadline; /* written + timeout_ms */
+    size_t count;
+    bool batch;       /* sent as one batch request */
+    bool written;     /* its JSON is written: the child may answer it */
+    /* A call's messages... */
+    const ballast_message_t *const *msgs;
+    ballast_result_t *const *results;
+    ballast_outcome_t *outcomes;
+    /* ... or the feed's one. */
+    ballast_message_t *fmsg;
+    ballast_result_t *fres;
+    ballast_outcome_t fout;
+} exec_req_t;
+
+/* One conversation with the child: a call's messages (handle, handle_batch)
+ * or a feed's (bl_exec_pipeline). */
 typedef struct exchange {
     exec_state_t *st;
     const ballast_message_t *const *msgs;
@@ -85,22 +114,45 @@ typedef struct exchange {
     ballast_outcome_t *outcomes;
     size_t count;
     size_t limit;      /* messages that will be sent (count unless encoding fails) */
-    size_t sent;       /* requests whose JSON is fully written */
-    size_t done;       /* replies matched */
-    uint64_t first_id; /* the id of msgs[0]'s request; ids are consecutive */
-    char *wline;       /* request being written */
+    size_t taken;      /* messages put in requests */
+    size_t answered;   /* messages answered */
+    bool batch_call;   /* handle_batch: may go as one batch request */
+    const bl_exec_feed_t *feed;
+    exec_req_t *open;  /* open requests in the order written: [head, head + nopen) */
+    size_t head, nopen, cap;
+    long routed;       /* the open request a reply was routed to */
+    char *wline;       /* the request being written (the last open one) */
     size_t wlen, woff;
     bool write_dead;   /* stdin is closed: only read what is left */
     lost_kind_t lost;  /* set when the child must be dropped */
-    char why[512];     /* LOST_PROTOCOL: what the child did */
-    int64_t deadline;
+    long named;        /* LOST_PROTOCOL, LOST_TIMEOUT: the open request named */
+    char why[512];     /* LOST_PROTOCOL, LOST_INCOMPATIBLE: what the child did */
+    int64_t progress;  /* version 1: the last reply (its deadline counts from it) */
     bool healthy;      /* a well-formed reply was seen */
     sigpipe_guard_t guard;
 } exchange_t;
 
+static exec_req_t *open_req(exchange_t *x, size_t i)
+{
+    return &x->open[x->head + i];
+}
+
+static ballast_result_t *req_res(exec_req_t *r, size_t i)
+{
+    return r->msgs ? r->results[i] : r->fres;
+}
+
+static void req_settle(exchange_t *x, exec_req_t *r, size_t i, ballast_outcome_t o)
+{
+    if (r->msgs)
+        r->outcomes[i] = o;
+    else
+        x->feed->done(x->feed->ctx, r->fmsg, o);
+}
+
 /* The child broke the protocol: its state is unknown from here on. */
-static void protocol_error(exchange_t *x, const char *fmt, ...) BL_PRINTF(2, 3);
-static void protocol_error(exchange_t *x, const char *fmt, ...)
+static void protocol_error(exchange_t *x, long named, const char *fmt, ...) BL_PRINTF(3, 4);
+static void protocol_error(exchange_t *x, long named, const char *fmt, ...)
 {
     va_list ap;
 
@@ -111,45 +163,85 @@ static void protocol_error(exchange_t *x, const char *fmt, ...)
         if ((unsigned char)*c < 0x20)
             *c = ' ';
     x->lost = LOST_PROTOCOL;
+    x->named = named;
 }
 
-/* Gives @p outcome with @p why to every message in [from, to). */
-static void settle_range(exchange_t *x, size_t from, size_t to, ballast_outcome_t outcome,
-                         const char *why)
+/* How many requests may be open at once: one while requests are being
+ * isolated after a protocol error; with a feed, one until the child said
+ * hello, then the smaller of its and our max_inflight; a call pipelines
+ * all of its requests (version 1's rule). */
+static size_t window(const exchange_t *x)
 {
-    for (size_t i = from; i < to; i++) {
-        x->outcomes[i] = outcome;
-        ballast_result_set_error(x->results[i], why);
+    const exec_state_t *st = x->st;
+
+    if (st->solo)
+        return 1;
+    if (!x->feed)
+        return x->count;
+    if (st->proto != 2)
+        return 1;
+    return st->child_inflight < st->max_inflight ? st->child_inflight : st->max_inflight;
+}
+
+/* Opens the next request, encoded into wline: the call's next message, or
+ * the rest of a batch call as one batch request (version 2), or the feed's
+ * next message. @returns false when there is none to send now. */
+static bool open_next(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+    exec_req_t r = {.id = st->next_id, .count = 1};
+
+    if (x->nopen >= window(x) || x->nopen >= x->cap)
+        return false;
+    if (x->feed) {
+        if (!(r.fmsg = x->feed->next(x->feed->ctx, &r.fres)))
+            return false;
+        x->wline = bl_exec_encode(r.fmsg, r.id, &x->wlen);
+    } else {
+        if (x->taken >= x->limit)
+            return false;
+        r.msgs = x->msgs + x->taken;
+        r.results = x->results + x->taken;
+        r.outcomes = x->outcomes + x->taken;
+        if (x->batch_call && st->proto == 2 && !st->solo && !x->taken && x->count > 1) {
+            r.batch = true;
+            r.count = x->count;
+            x->wline = bl_exec_encode_batch(r.msgs, r.count, r.id, &x->wlen);
+        } else {
+            x->wline = bl_exec_encode(r.msgs[0], r.id, &x->wlen);
+        }
     }
+    if (!x->wline) {
+        if (x->feed) {
+            ballast_result_set_error(r.fres, "exec: out of memory encoding the message");
+            x->feed->done(x->feed->ctx, r.fmsg, BALLAST_OUTCOME_RETRY);
+        } else {
+            x->limit = x->taken; /* the rest is RETRYed after the replies */
+        }
+        return false;
+    }
+    if (x->head + x->nopen == x->cap) {
+        memmove(x->open, x->open + x->head, x->nopen * sizeof(*x->open));
+        x->head = 0;
+    }
+    st->next_id++;
+    x->taken += r.msgs ? r.count : 0;
+    r.deadline = bl_now_ms() + st->timeout_ms;
+    x->open[x->head + x->nopen++] = r;
+    x->woff = 0;
+    return true;
 }
 
-/* Whether a request is to be written now: one is half written, or one is
- * due and the child has fewer than the window open (one, while requests
- * are being isolated after a protocol error; else all of the call). */
-static bool want_write(const exchange_t *x)
-{
-    size_t window = x->st->solo ? 1 : x->count;
-
-    return !x->write_dead &&
-           (x->wline || (x->sent < x->limit && x->sent - x->done < window));
-}
-
-/* Writes as much of the current request as the pipe takes. */
+/* Writes requests while the window has room and the pipe takes them. */
 static void pump_writes(exchange_t *x)
 {
     exec_state_t *st = x->st;
 
-    while (want_write(x)) {
+    while (!x->write_dead && !x->lost) {
         ssize_t n;
 
-        if (!x->wline) {
-            if (!(x->wline = bl_exec_encode(x->msgs[x->sent], x->first_id + x->sent,
-                                            &x->wlen))) {
-                x->limit = x->sent; /* the rest is RETRYed after the replies */
-                return;
-            }
-            x->woff = 0;
-        }
+        if (!x->wline && !open_next(x))
+            return;
         do
             n = write(st->to_child, x->wline + x->woff, x->wlen - x->woff);
         while (n < 0 && errno == EINTR);
@@ -162,10 +254,10 @@ static void pump_writes(exchange_t *x)
             x->write_dead = true;
             return;
         }
-        /* The request counts as sent once its JSON is written: a child
+        /* The request may be answered once its JSON is written: a child
          * may answer before reading the final newline. */
-        if (x->woff < x->wlen - 1 && x->woff + (size_t)n >= x->wlen - 1)
-            x->sent++;
+        if (x->woff + (size_t)n >= x->wlen - 1)
+            open_req(x, x->nopen - 1)->written = true;
         x->woff += (size_t)n;
         if (x->woff == x->wlen) {
             free(x->wline);
@@ -174,52 +266,136 @@ static void pump_writes(exchange_t *x)
     }
 }
 
-/* A reply answers the oldest request the child has read and not answered;
- * if it names an id, that request's. */
-static ballast_result_t *route_in_order(void *ctx, int64_t id, ballast_outcome_t **outcomepp)
+/* The open request with id @p id, or -1. */
+static long find_open(exchange_t *x, int64_t id)
 {
-    exchange_t *x = ctx;
-    long i = bl_exec_pair_in_order(x->first_id, x->sent, x->done, id);
-
-    if (i < 0)
-        return NULL;
-    *outcomepp = &x->outcomes[i];
-    return x->results[i];
+    for (size_t i = 0; id >= 0 && i < x->nopen; i++)
+        if (open_req(x, i)->id == (uint64_t)id && open_req(x, i)->written)
+            return (long)i;
+    return -1;
 }
 
-/* Matches complete reply lines with the requests sent. */
+/* Version 2: a reply answers the open request it names. Version 1: the
+ * oldest open one, which a reply that names an id must name. */
+static bool route_reply(void *ctx, int64_t id, bl_exec_target_t *t)
+{
+    exchange_t *x = ctx;
+    exec_req_t *r;
+
+    if (x->st->proto == 2)
+        x->routed = find_open(x, id);
+    else if (x->nopen && open_req(x, 0)->written)
+        x->routed = bl_exec_pair_in_order(open_req(x, 0)->id, x->nopen, 0, id);
+    else
+        x->routed = -1;
+    if (x->routed < 0)
+        return false;
+    r = open_req(x, (size_t)x->routed);
+    t->count = r->count;
+    t->batch = r->batch;
+    t->results = r->msgs ? r->results : &r->fres;
+    t->outcomes = r->msgs ? r->outcomes : &r->fout;
+    return true;
+}
+
+/* Takes open request @p i out of the open list (answered). */
+static void close_req(exchange_t *x, size_t i)
+{
+    exec_req_t r = *open_req(x, i);
+
+    if (i == 0)
+        x->head++;
+    else
+        memmove(open_req(x, i), open_req(x, i + 1), (x->nopen - i - 1) * sizeof(r));
+    if (!--x->nopen)
+        x->head = 0;
+    x->answered += r.count;
+    if (!r.msgs)
+        x->feed->done(x->feed->ctx, r.fmsg, r.fout);
+}
+
+/* A line from a child that has written nothing before: its hello, or the
+ * first reply of a version 1 child. @returns true when the line was its
+ * hello (consumed). */
+static bool first_line(exchange_t *x, const char *line, size_t len)
+{
+    exec_state_t *st = x->st;
+    char why[256];
+
+    switch (bl_exec_take_hello(st, line, len, why, sizeof(why))) {
+    case 1:
+        return true;
+    case -1:
+        bl_fmt(x->why, sizeof(x->why), "%s", why);
+        x->lost = LOST_INCOMPATIBLE;
+        return true;
+    default:
+        break;
+    }
+    st->proto = 1;
+    if (st->max_inflight > 1 && !st->warned_v1) {
+        st->warned_v1 = true;
+        bl_log(&st->log, BALLAST_LOG_WARN,
+               "exec: child '%s' speaks protocol 1 (its first line is no hello): it gets one "
+               "request at a time, not handler.exec.max.inflight = %zu", st->command,
+               st->max_inflight);
+    }
+    return false;
+}
+
+/* A bad reply: version 2 pins it on the open request it names; the error
+ * names the request it would have answered (that one, or the oldest). */
+static void malformed_reply(exchange_t *x, int64_t id, const char *why)
+{
+    long named = x->st->proto == 2 ? find_open(x, id) : -1;
+    long shown = named >= 0 ? named : x->nopen ? 0 : -1;
+    exec_req_t *r = shown >= 0 ? open_req(x, (size_t)shown) : NULL;
+
+    if (!why)
+        why = "(no detail)";
+    if (!r)
+        protocol_error(x, named, "output while no request is open: %s", why);
+    else
+        protocol_error(x, named, "malformed reply to request %llu (offset %lld%s): %s",
+                       (unsigned long long)r->id,
+                       (long long)ballast_message_offset(r->msgs ? r->msgs[0] : r->fmsg),
+                       r->count > 1 ? ", a batch" : "", why);
+}
+
+/* Matches complete reply lines with the open requests. */
 static void take_replies(exchange_t *x)
 {
     exec_state_t *st = x->st;
     const char *line;
     size_t len;
 
-    while (!x->lost && x->done < x->limit && (line = bl_exec_next_line(&st->in, &len))) {
+    while (!x->lost && (x->nopen || !st->proto) && (line = bl_exec_next_line(&st->in, &len))) {
         char *why = NULL;
-        switch (bl_exec_decode_routed(line, len, route_in_order, x, &why)) {
+        int64_t id = -1;
+
+        if (!st->proto && first_line(x, line, len))
+            continue;
+        switch (bl_exec_decode_routed(line, len, route_reply, x, &id, &why)) {
         case BL_EXEC_DECODED:
             x->healthy = true;
-            x->done++;
-            if (x->st->solo)
-                x->st->solo--;
+            close_req(x, (size_t)x->routed);
+            if (st->solo)
+                st->solo--;
+            x->progress = bl_now_ms();
             pump_writes(x); /* the window may have room again */
-            x->deadline = bl_now_ms() + st->timeout_ms;
             break;
         case BL_EXEC_MALFORMED:
-            protocol_error(x, "malformed reply to request %llu (offset %lld): %s",
-                           (unsigned long long)(x->first_id + x->done),
-                           (long long)ballast_message_offset(x->msgs[x->done]),
-                           why ? why : "(no detail)");
+            malformed_reply(x, id, why);
             break;
         case BL_EXEC_NOMEM:
         default:
-            protocol_error(x, "out of memory decoding a reply");
+            protocol_error(x, -1, "out of memory decoding a reply");
             break;
         }
         free(why);
     }
-    if (!x->lost && st->in.len > MAX_REPLY_BYTES && x->done < x->limit)
-        protocol_error(x, "a reply line longer than %zu bytes", MAX_REPLY_BYTES);
+    if (!x->lost && st->in.len > MAX_REPLY_BYTES && x->nopen)
+        protocol_error(x, -1, "a reply line longer than %zu bytes", MAX_REPLY_BYTES);
 }
 
 /* Reads what the child has written and matches the replies. */
@@ -235,31 +411,63 @@ static void take_output(exchange_t *x)
     if (n == 0)
         x->lost = LOST_DIED; /* EOF: the exit status tells the story */
     else if (n == -2)
-        protocol_error(x, "%s", errno == ENOMEM ? "out of memory reading replies"
-                                                : "cannot read its stdout");
+        protocol_error(x, -1, "%s", errno == ENOMEM ? "out of memory reading replies"
+                                                    : "cannot read its stdout");
+}
+
+/* The open request whose deadline comes first, and when (*atp). Version 2
+ * counts each request's time from its writing; version 1, from the later of
+ * that and the last reply (its replies come in order). */
+static long first_deadline(const exchange_t *x, int64_t *atp)
+{
+    long first = -1;
+
+    for (size_t i = 0; i < x->nopen; i++) {
+        const exec_req_t *r = &x->open[x->head + i];
+        int64_t at = r->deadline;
+        if (x->st->proto != 2 && x->progress + x->st->timeout_ms > at)
+            at = x->progress + x->st->timeout_ms;
+        if (first < 0 || at < *atp) {
+            first = (long)i;
+            *atp = at;
+        }
+        if (x->st->proto != 2)
+            break; /* the oldest is answered first */
+    }
+    return first;
 }
 
 /* Waits for the child to be readable (or writable when a request is
- * pending), or for a cancel, then moves data. */
+ * pending), for a cancel, or (a feed) for new messages or a retry's due
+ * time, then moves data. */
 static void step(exchange_t *x)
 {
     exec_state_t *st = x->st;
-    struct pollfd pfd[3] = {{st->from_child, POLLIN, 0},
+    struct pollfd pfd[4] = {{st->from_child, POLLIN, 0},
                             {st->cancel_fd, POLLIN, 0},
+                            {st->wake_fd, POLLIN, 0},
                             {st->to_child, POLLOUT, 0}};
-    bool writing = want_write(x);
-    int64_t left = x->deadline - bl_now_ms();
-    int rc;
+    bool writing = x->wline != NULL;
+    bool room = x->feed && !writing && x->nopen < window(x); /* the feed may send more */
+    int64_t now = bl_now_ms(), at = now + EXIT_CHECK_MS, due;
+    long first = first_deadline(x, &at);
+    int timeout, rc;
 
-    if (left <= 0) {
+    if (first >= 0 && at <= now) {
         x->lost = LOST_TIMEOUT;
+        x->named = first;
         return;
     }
+    if (room && (due = x->feed->due(x->feed->ctx)) > 0 && due < at)
+        at = due;
+    timeout = at - now > EXIT_CHECK_MS ? EXIT_CHECK_MS : (int)(at > now ? at - now : 0);
     /* In rounds: a child that exited while something it forked holds its
      * stdout gives no EOF, so its exit is looked for between rounds. */
-    rc = poll(pfd, writing ? 3 : 2, left > EXIT_CHECK_MS ? EXIT_CHECK_MS : (int)left);
+    if (writing)
+        pfd[2] = pfd[3];
+    rc = poll(pfd, writing || room ? 3 : 2, timeout);
     if (rc < 0 && errno != EINTR) {
-        protocol_error(x, "poll failed");
+        protocol_error(x, -1, "poll failed");
         return;
     }
     if (rc == 0 && bl_exec_child_exited(st)) {
@@ -268,7 +476,7 @@ static void step(exchange_t *x)
             x->lost = LOST_DIED;
         return;
     }
-    if (rc <= 0)
+    if (rc < 0)
         return;
     if (pfd[1].revents) {
         x->lost = LOST_CANCELLED;
@@ -279,8 +487,12 @@ static void step(exchange_t *x)
         if (x->lost)
             return;
     }
-    if (writing && pfd[2].revents)
-        pump_writes(x);
+    if (room && pfd[2].revents) {
+        uint64_t n;
+        while (read(st->wake_fd, &n, sizeof(n)) > 0)
+            ;
+    }
+    pump_writes(x); /* the pipe, or the window, or the feed may take more */
 }
 
 static const char *timeout_text(const exec_state_t *st, char *buf, size_t size)
@@ -290,105 +502,202 @@ static const char *timeout_text(const exec_state_t *st, char *buf, size_t size)
 }
 
 /* Drops the child after x->lost, and settles every message without a
- * reply (see the top of this file). */
+ * reply: the request a bad line or a timeout is pinned on takes an attempt
+ * (RETRY), every other one goes again without one (UNAVAILABLE; see
+ * bl_exec_blame() and the top of this file). */
 static void settle_lost(exchange_t *x)
 {
     exec_state_t *st = x->st;
-    char why[640];
+    bl_exec_fault_t fault = x->lost == LOST_PROTOCOL  ? BL_EXEC_FAULT_PROTOCOL
+                            : x->lost == LOST_TIMEOUT ? BL_EXEC_FAULT_TIMEOUT
+                                                      : BL_EXEC_FAULT_GONE;
+    size_t stack[16], *counts = x->nopen > 16 ? malloc(x->nopen * sizeof(*counts)) : stack;
+    bl_exec_blame_t blame;
+    char why[640], tbuf[64];
+    const char *reason;
 
-    if (x->lost == LOST_PROTOCOL || x->lost == LOST_TIMEOUT) {
+    switch (x->lost) {
+    case LOST_PROTOCOL:
+    case LOST_TIMEOUT:
         bl_exec_child_lost(st, x->lost == LOST_PROTOCOL ? x->why
-                                                        : timeout_text(st, why, sizeof(why)));
+                                                        : timeout_text(st, tbuf, sizeof(tbuf)));
         /* A child that lied once is replaced at once; one that keeps doing
          * it waits out the back-off like any lost child. */
         if (st->losses == 1)
             st->restart_at_ms = bl_now_ms();
-    }
-
-    /* The request the bad line or the silence belongs to (the only one
-     * open, or the oldest) takes the attempt; the others the child had
-     * read got no verdict. */
-    switch (x->lost) {
-    case LOST_PROTOCOL:
-        if (x->sent - x->done > 1) {
-            /* With several requests open, a stray line cannot be pinned on
-             * one of them: none takes an attempt, and they go again one at
-             * a time, where a protocol error can. */
-            st->solo = x->count - x->done;
-            bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted, "
-                   "and its open requests are sent again one at a time", x->why);
-            settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE, why);
-            return;
-        }
-        bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted", x->why);
-        settle_range(x, x->done, x->done < x->sent ? x->done + 1 : x->done,
-                     BALLAST_OUTCOME_RETRY, why);
-        settle_range(x, x->done < x->sent ? x->done + 1 : x->done, x->count,
-                     BALLAST_OUTCOME_UNAVAILABLE, why);
-        return;
-    case LOST_TIMEOUT:
-        settle_range(x, x->done, x->done + 1, BALLAST_OUTCOME_RETRY,
-                     bl_exec_down_reason(st));
-        settle_range(x, x->done + 1, x->count, BALLAST_OUTCOME_UNAVAILABLE,
-                     bl_exec_down_reason(st));
-        return;
+        break;
     case LOST_CANCELLED:
         bl_exec_child_lost(st, bl_exec_cancelled);
-        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE,
-                     bl_exec_down_reason(st));
-        return;
+        break;
+    case LOST_INCOMPATIBLE:
+        bl_exec_child_lost(st, x->why);
+        break;
     case LOST_DIED:
     default:
         bl_exec_child_lost(st, NULL);
-        settle_range(x, x->done, x->count, BALLAST_OUTCOME_UNAVAILABLE,
-                     bl_exec_down_reason(st));
-        return;
+        break;
     }
+    for (size_t i = 0; counts && i < x->nopen; i++)
+        counts[i] = open_req(x, i)->count;
+    /* Out of memory: nothing is pinned, which costs no message anything. */
+    blame = counts ? bl_exec_blame(fault, x->named, counts, x->nopen)
+                   : bl_exec_blame(BL_EXEC_FAULT_GONE, -1, NULL, 0);
+    if (counts != stack)
+        free(counts);
+    if (x->lost == LOST_PROTOCOL) {
+        bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted%s", x->why,
+               blame.one_at_a_time ? ", and its open requests are sent again one at a time"
+                                   : "");
+        reason = why;
+    } else {
+        reason = bl_exec_down_reason(st);
+    }
+    /* Those isolated go again one message per request, one at a time,
+     * where the next bad line can be pinned. */
+    if (blame.one_at_a_time)
+        st->solo = x->feed ? x->nopen : x->count - x->answered;
+    else if (blame.split >= 0)
+        st->solo = open_req(x, (size_t)blame.split)->count;
+    for (size_t i = 0; i < x->nopen; i++) {
+        exec_req_t *r = open_req(x, i);
+        ballast_outcome_t o = (long)i == blame.attempt ? BALLAST_OUTCOME_RETRY
+                                                       : BALLAST_OUTCOME_UNAVAILABLE;
+        for (size_t k = 0; k < r->count; k++) {
+            ballast_result_set_error(req_res(r, k), reason);
+            req_settle(x, r, k, o);
+        }
+    }
+    x->nopen = 0;
+    for (size_t i = x->taken; i < x->count; i++) {
+        ballast_result_set_error(x->results[i], reason);
+        x->outcomes[i] = BALLAST_OUTCOME_UNAVAILABLE;
+    }
+    x->taken = x->count;
+}
+
+/* What every exchange does first and last. @returns false when no child
+ * runs (its down_reason says why). */
+static bool exchange_begin(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+    uint64_t stale;
+
+    /* A cancel meant for a call that has ended since must not end this one. */
+    while (read(st->cancel_fd, &stale, sizeof(stale)) > 0)
+        ;
+    bl_exec_sigpipe_block(&x->guard);
+    bl_exec_check_idle(st);
+    if (bl_exec_child_ensure(st)) {
+        bl_exec_sigpipe_restore(&x->guard);
+        return false;
+    }
+    x->progress = bl_now_ms();
+    return true;
+}
+
+static void exchange_end(exchange_t *x)
+{
+    exec_state_t *st = x->st;
+
+    free(x->wline);
+    x->wline = NULL;
+    if (x->healthy) {
+        st->backoff_ms = BACKOFF_INITIAL_MS;
+        st->losses = 0;
+    }
+    if (x->lost)
+        settle_lost(x);
+    bl_exec_sigpipe_restore(&x->guard);
 }
 
 /* Runs one call: sends msgs, reads their replies into results/outcomes. */
 static void exchange_run(exec_state_t *st, const ballast_message_t *const *msgs,
                          ballast_result_t *const *results, size_t count,
-                         ballast_outcome_t *outcomes)
+                         ballast_outcome_t *outcomes, bool batch_call)
 {
-    exchange_t x = {.st = st, .msgs = msgs, .results = results,
-                    .outcomes = outcomes, .count = count, .limit = count};
-    uint64_t stale;
+    exec_req_t one;
+    exchange_t x = {.st = st, .msgs = msgs, .results = results, .outcomes = outcomes,
+                    .count = count, .limit = count, .batch_call = batch_call,
+                    .cap = count, .named = -1};
 
     if (!count)
         return;
-    /* A cancel meant for a call that has ended since must not end this one. */
-    while (read(st->cancel_fd, &stale, sizeof(stale)) > 0)
-        ;
-    bl_exec_sigpipe_block(&x.guard);
-    bl_exec_check_idle(st);
-    if (bl_exec_child_ensure(st)) {
-        settle_range(&x, 0, count, BALLAST_OUTCOME_UNAVAILABLE, bl_exec_down_reason(st));
-        bl_exec_sigpipe_restore(&x.guard);
+    if (!exchange_begin(&x)) {
+        for (size_t i = 0; i < count; i++) {
+            ballast_result_set_error(results[i], bl_exec_down_reason(st));
+            outcomes[i] = BALLAST_OUTCOME_UNAVAILABLE;
+        }
         return;
     }
-    x.first_id = st->next_id;
-    x.deadline = bl_now_ms() + st->timeout_ms;
-    pump_writes(&x);
-    while (x.done < x.limit && !x.lost) {
-        if (x.write_dead && x.done == x.sent) {
-            x.lost = LOST_DIED; /* stdin closed, nothing more to answer: reap it */
-            break;
+    x.open = count > 1 ? malloc(count * sizeof(*x.open)) : &one;
+    if (!x.open) {
+        x.limit = 0;
+    } else {
+        pump_writes(&x);
+        while (x.answered < x.limit && !x.lost) {
+            if (x.write_dead && !x.nopen) {
+                x.lost = LOST_DIED; /* stdin closed, nothing more to answer: reap it */
+                break;
+            }
+            step(&x);
         }
-        step(&x);
     }
-    st->next_id += x.sent;
-    free(x.wline);
-    if (x.healthy) {
-        st->backoff_ms = BACKOFF_INITIAL_MS;
-        st->losses = 0;
+    exchange_end(&x);
+    if (x.open != &one)
+        free(x.open);
+    for (size_t i = x.limit; !x.lost && i < count; i++) {
+        ballast_result_set_error(results[i], "exec: out of memory encoding the message");
+        outcomes[i] = BALLAST_OUTCOME_RETRY;
     }
-    if (x.lost)
-        settle_lost(&x);
-    else if (x.limit < count)
-        settle_range(&x, x.limit, count, BALLAST_OUTCOME_RETRY,
-                     "exec: out of memory encoding the message");
-    bl_exec_sigpipe_restore(&x.guard);
+}
+
+size_t bl_exec_max_inflight(const void *state)
+{
+    return ((const exec_state_t *)state)->max_inflight;
+}
+
+void bl_exec_pipeline(void *state, const bl_exec_feed_t *feed)
+{
+    exec_state_t *st = state;
+    exchange_t x = {.st = st, .feed = feed, .cap = st->max_inflight, .named = -1};
+    ballast_message_t *m;
+    ballast_result_t *res;
+
+    if (!exchange_begin(&x)) {
+        /* No child: the first message says so (the caller waits). */
+        if ((m = feed->next(feed->ctx, &res))) {
+            ballast_result_set_error(res, bl_exec_down_reason(st));
+            feed->done(feed->ctx, m, BALLAST_OUTCOME_UNAVAILABLE);
+        }
+        return;
+    }
+    if (!(x.open = malloc(x.cap * sizeof(*x.open)))) {
+        if ((m = feed->next(feed->ctx, &res))) {
+            ballast_result_set_error(res, "exec: out of memory");
+            feed->done(feed->ctx, m, BALLAST_OUTCOME_RETRY);
+        }
+    } else {
+        pump_writes(&x);
+        while (!x.lost && (x.nopen || x.wline)) {
+            if (x.write_dead && !x.nopen) {
+                x.lost = LOST_DIED;
+                break;
+            }
+            step(&x);
+        }
+    }
+    exchange_end(&x);
+    free(x.open);
+}
+
+void bl_exec_wake(void *state)
+{
+    exec_state_t *st = state;
+    uint64_t one = 1;
+
+    if (st && write(st->wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: a wake-up is pending already. */
+    }
 }
 
 void bl_exec_cancel(void *state)
@@ -472,6 +781,7 @@ static void exec_destroy(void *state)
     bl_exec_close(&state, 1);
     bl_words_free(st->argv);
     bl_exec_close_fd(&st->cancel_fd);
+    bl_exec_close_fd(&st->wake_fd);
     free(st->command);
     free(st->in.p);
     free(st->down_reason);
@@ -504,10 +814,12 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
         bl_fmt(errbuf, errsize, "handler exec: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
-    st->to_child = st->from_child = -1;
+    st->to_child = st->from_child = st->wake_fd = -1;
     st->next_id = 1;
     st->log = bl_conf_logger(params->conf);
-    if ((st->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+    st->max_inflight = (size_t)bl_conf_int(params->conf, "handler.exec.max.inflight");
+    if ((st->cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        (st->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         bl_fmt(errbuf, errsize, "handler exec: eventfd: %s",
                bl_exec_errtext(errno, ebuf, sizeof(ebuf)));
         exec_destroy(st);
@@ -539,7 +851,7 @@ static ballast_outcome_t exec_handle(void *state, const ballast_message_t *msg,
 {
     ballast_outcome_t outcome = BALLAST_OUTCOME_RETRY;
 
-    exchange_run(state, &msg, &res, 1, &outcome);
+    exchange_run(state, &msg, &res, 1, &outcome, false);
     return outcome;
 }
 
@@ -547,7 +859,7 @@ static void exec_handle_batch(void *state, const ballast_message_t *const *msgs,
                               ballast_result_t *const *results, size_t count,
                               ballast_outcome_t *outcomes)
 {
-    exchange_run(state, msgs, results, count, outcomes);
+    exchange_run(state, msgs, results, count, outcomes, true);
 }
 
 const ballast_handler_t bl_handler_exec = {

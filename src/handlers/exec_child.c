@@ -6,6 +6,8 @@
  */
 #include "exec_child.h"
 
+#include "../execproto.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -93,22 +95,50 @@ void bl_exec_sigpipe_restore(sigpipe_guard_t *g)
 
 /* ---- starting and losing the child -------------------------------------- */
 
+/* The child's environment: ours, plus BALLAST_EXEC_PROTOCOL=2 when more
+ * than one request may be open and ours does not pin a version already
+ * (docs/exec-protocol.md, "Choosing the version"). @returns environ itself,
+ * or a malloc'd array (of environ's strings) the caller frees; NULL when
+ * out of memory. */
+static char **child_environ(const exec_state_t *st)
+{
+    static char offer[] = "BALLAST_EXEC_PROTOCOL=2";
+    size_t n = 0;
+    char **env;
+
+    if (st->max_inflight <= 1 || getenv("BALLAST_EXEC_PROTOCOL"))
+        return environ;
+    while (environ[n])
+        n++;
+    if (!(env = malloc((n + 2) * sizeof(*env))))
+        return NULL;
+    memcpy(env, environ, n * sizeof(*env));
+    env[n] = offer;
+    env[n + 1] = NULL;
+    return env;
+}
+
 /* Starts the child with pipes on its stdin and stdout; stderr and the
  * environment are inherited. @returns 0 or an errno value. */
 int bl_exec_child_spawn(exec_state_t *st)
 {
+    char **env = child_environ(st);
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, def;
     pid_t pid;
 
+    if (!env)
+        return ENOMEM;
     /* O_CLOEXEC: a child started by another worker must not inherit our
      * ends, or this child's EOF would never be seen. */
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC)) {
         err = errno;
         bl_exec_close_fd(&in[0]);
         bl_exec_close_fd(&in[1]);
+        if (env != environ)
+            free(env);
         return err;
     }
     posix_spawn_file_actions_init(&fa);
@@ -141,7 +171,9 @@ int bl_exec_child_spawn(exec_state_t *st)
     /* glibc reports exec failures (ENOENT, EACCES...) here, not as an
      * exit status 127, so "command not found" is detected reliably. */
     if (!err)
-        err = posix_spawnp(&pid, st->argv[0], &fa, &attr, st->argv, environ);
+        err = posix_spawnp(&pid, st->argv[0], &fa, &attr, st->argv, env);
+    if (env != environ)
+        free(env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     bl_exec_close_fd(&in[0]);
@@ -157,6 +189,7 @@ int bl_exec_child_spawn(exec_state_t *st)
     st->to_child = in[1];
     st->from_child = out[0];
     st->in.start = st->in.len = st->in.scanned = 0;
+    st->proto = 0;
     return 0;
 }
 
@@ -372,11 +405,26 @@ const char *bl_exec_next_line(linebuf_t *b, size_t *lenp)
 void bl_exec_check_idle(exec_state_t *st)
 {
     ssize_t n;
+    size_t len;
 
     if (!st->pid)
         return;
     while ((n = bl_exec_read_some(st)) > 0)
         ;
+    if (!st->proto && st->in.len) {
+        /* A version 2 child says hello as soon as it starts. */
+        linebuf_t peek = st->in;
+        const char *line = bl_exec_next_line(&peek, &len);
+        char why[256];
+        int rc = line ? bl_exec_take_hello(st, line, len, why, sizeof(why)) : 0;
+
+        if (rc > 0) {
+            st->in = peek;
+        } else if (rc < 0) {
+            bl_exec_child_lost(st, why);
+            return;
+        }
+    }
     if (n == 0 && !st->in.len) {
         bl_exec_child_lost(st, NULL);
     } else if (st->in.len) {
@@ -395,3 +443,30 @@ void bl_exec_check_idle(exec_state_t *st)
     }
 }
 
+
+int bl_exec_take_hello(exec_state_t *st, const char *line, size_t len, char *why,
+                       size_t whysize)
+{
+    bl_exec_hello_t hello;
+    char *reason = NULL;
+
+    switch (bl_exec_hello(line, len, &hello, &reason)) {
+    case BL_EXEC_HELLO_OK:
+        st->proto = 2;
+        st->child_inflight = (size_t)hello.max_inflight;
+        bl_log(&st->log, BALLAST_LOG_DEBUG, "exec: child '%s' (pid %ld) speaks protocol 2%s%s, "
+               "max_inflight %lld", st->command, (long)st->pid, *hello.sdk ? " with " : "",
+               hello.sdk, (long long)hello.max_inflight);
+        return 1;
+    case BL_EXEC_HELLO_BAD:
+        bl_fmt(why, whysize, "incompatible child: %s", reason ? reason : "a bad hello");
+        free(reason);
+        return -1;
+    case BL_EXEC_HELLO_NOMEM:
+        bl_fmt(why, whysize, "out of memory reading its hello");
+        return -1;
+    case BL_EXEC_NOT_HELLO:
+    default:
+        return 0;
+    }
+}

@@ -50,6 +50,12 @@ typedef struct exec_state {
     linebuf_t in;
 
     uint64_t next_id;      /* the id of the next request */
+    int proto;             /* the child's protocol: 0 until its first line,
+                              then 2 (that line was a hello) or 1 */
+    size_t max_inflight;   /* handler.exec.max.inflight */
+    size_t child_inflight; /* its hello's max_inflight */
+    bool warned_v1;        /* "speaks version 1" was logged */
+    int wake_fd;           /* an eventfd: bl_exec_wake() wakes a pipeline */
     size_t solo;           /* requests still to send one at a time (below) */
     int cancel_fd;         /* an eventfd: bl_exec_cancel() wakes a call */
 
@@ -73,6 +79,13 @@ typedef struct sigpipe_guard {
  * requests and replies can no longer be trusted, so the child is
  * restarted. EOF there means it died while idle. Holds no message. */
 void bl_exec_check_idle(exec_state_t *st);
+
+/** Reads a child's first line as a hello: one ballast can honour sets its
+ *  protocol to 2 and @returns 1; a line that is no hello @returns 0 (and
+ *  changes nothing); a hello ballast cannot honour (another protocol, a bad
+ *  max_inflight) @returns -1 with @p why set. */
+int bl_exec_take_hello(exec_state_t *st, const char *line, size_t len, char *why,
+                       size_t whysize);
 
 /** Makes sure a child runs, unless the restart back-off has not passed
  * (the caller answers UNAVAILABLE and the runtime waits: no sleep here).

@@ -19,6 +19,34 @@ extern const ballast_handler_t bl_handler_forward;  /* forward.c */
  *  A cancel with no call running is forgotten by the next call.
  *  Async-safe: one write(2). */
 void bl_exec_cancel(void *state);
+/**
+ * Pipelining (docs/exec-protocol.md, version 2): what a worker hands one
+ * exec child. The worker decides which messages may be open together (none
+ * of one key, or partition); the handler keeps up to the window open.
+ */
+typedef struct bl_exec_feed {
+    /** The next message to send now, and the result its reply goes into;
+     *  NULL when none may go now. */
+    ballast_message_t *(*next)(void *ctx, ballast_result_t **resp);
+    /** A message sent by next() has its outcome: its reply's, or its
+     *  loss's (UNAVAILABLE: no verdict; RETRY: an attempt), with the error
+     *  text in its result. Called once per message next() gave. */
+    void (*done)(void *ctx, ballast_message_t *msg, ballast_outcome_t outcome);
+    /** When next() may have a message again without a reply or a wake-up
+     *  (a retry's due time, bl_now_ms()), or 0. */
+    int64_t (*due)(void *ctx);
+    void *ctx;
+} bl_exec_feed_t;
+
+/** handler.exec.max.inflight of an exec handler state. */
+size_t bl_exec_max_inflight(const void *state);
+/** Sends @p feed's messages to the state's child, up to the window at once,
+ *  and reads their replies, until none is open and next() has none. A lost
+ *  child settles every open message (done()). Worker thread. */
+void bl_exec_pipeline(void *state, const bl_exec_feed_t *feed);
+/** Wakes a bl_exec_pipeline() running on @p state (another thread's) to ask
+ *  next() again: new messages have arrived. Async-safe: one write(2). */
+void bl_exec_wake(void *state);
 /** Ends the children of @p n exec handler states together: closes their
  *  stdin, waits up to 5 s for them, then SIGTERM, 2 s, then SIGKILL. The
  *  states stay to be destroyed (which then finds no child). */

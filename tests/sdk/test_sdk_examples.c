@@ -12,8 +12,8 @@
  *     exactly once, after retry.max.attempts attempts, with the handler's error text.
  * In both, every input offset is committed: nothing is lost.
  *
- * The children speak protocol version 1 (BALLAST_EXEC_PROTOCOL=1), which this ballast
- * speaks; set it to 2 once the exec handler speaks version 2.
+ * The example configs set handler.exec.max.inflight = 16, so ballast offers the children
+ * protocol version 2 and each works on several messages at once.
  */
 #include "support.h"
 
@@ -169,14 +169,14 @@ static void pg_environment(void)
     free(dsn);
 }
 
-/* The environment the example children run in: the SDKs speak version 1; python3 and
- * node are the interpreters the tests were configured with (whose packages
+/* The environment the example children run in: no BALLAST_EXEC_PROTOCOL of the caller's
+ * (ballast offers version 2 itself); python3 and node are the interpreters the tests were configured with (whose packages
  * scripts/install-deps installed); the database for the payments handlers. */
 static void child_environment(void)
 {
     char path[4096];
 
-    setenv("BALLAST_EXEC_PROTOCOL", "1", 1);
+    unsetenv("BALLAST_EXEC_PROTOCOL");
     snprintf(path, sizeof(path), "%s:%s:%s", BALLAST_PYTHON_DIR, BALLAST_NODE_DIR,
              getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
     setenv("PATH", path, 1);
