@@ -1,7 +1,7 @@
 /*
  * test_eos_dlq_crash.c - exactly-once with Kafka transactions and dead
- * letters, through crashes (issue 4: "A crash between the DLQ write and the
- * commit: exactly-once mode leaves no DLQ duplicate under read_committed").
+ * letters, through crashes: a crash between the DLQ write and the commit
+ * leaves no DLQ duplicate under read_committed.
  *
  * `ballast run` (semantics = exactly-once, handler = plugin with the
  * example plugin, which fails values equal to "poison" permanently and

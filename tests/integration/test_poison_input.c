@@ -1,6 +1,6 @@
 /*
- * test_poison_input.c - poison input into a PostgreSQL pipeline (issue 4,
- * "Poison input"): `INSERT INTO t (v) VALUES (:value::jsonb)` into a
+ * test_poison_input.c - poison input into a PostgreSQL pipeline:
+ * `INSERT INTO t (v) VALUES (:value::jsonb)` into a
  * `v jsonb NOT NULL` column, with a dead-letter topic, against the real
  * broker and PostgreSQL. Interleaved with good messages come invalid JSON,
  * bytes that are not UTF-8, a NUL byte, an empty value, an absent value

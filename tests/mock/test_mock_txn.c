@@ -1,6 +1,6 @@
 /*
  * test_mock_txn.c - the transaction error matrix of exactly-once with Kafka
- * outputs, on librdkafka's mock cluster with injected errors (issue 3):
+ * outputs, on librdkafka's mock cluster with injected errors:
  *
  *   - retriable coordinator errors (COORDINATOR_NOT_AVAILABLE,
  *     NOT_COORDINATOR, CONCURRENT_TRANSACTIONS, ...) on every transactional
