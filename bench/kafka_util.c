@@ -617,9 +617,29 @@ static void fixture_name(char *buf, size_t size, char kind, int i)
     snprintf(buf, size, "%s-%c%04d", topic, kind, i);
 }
 
-/* Waits for @p n answers of @p type on @p q and fails on any error. */
-static void await_results(rd_kafka_queue_t *q, int n, const char *what)
+/* Whether @p err is no failure for what a fixture call meant: the thing
+ * already exists (create) or is already gone (delete). */
+static int fixture_ok(rd_kafka_resp_err_t err)
 {
+    return !err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS ||
+           err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
+static int coordinator_moving(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+}
+
+/* Waits for @p n admin answers on @p q and fails on any error but a group
+ * coordinator that is loading or moving. @returns how many groups got
+ * that one (the caller asks again). */
+static int await_results(rd_kafka_queue_t *q, int n, const char *what)
+{
+    int again = 0;
+
     for (int i = 0; i < n; i++) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS * 4);
         const rd_kafka_group_result_t **groups = NULL;
@@ -645,7 +665,14 @@ static void await_results(rd_kafka_queue_t *q, int n, const char *what)
             const rd_kafka_error_t *e = rd_kafka_group_result_error(groups[k]);
             const rd_kafka_topic_partition_list_t *parts =
                 rd_kafka_group_result_partitions(groups[k]);
-            if (e)
+            int moving = e && coordinator_moving(rd_kafka_error_code(e));
+            for (int p = 0; parts && p < parts->cnt; p++)
+                moving = moving || coordinator_moving(parts->elems[p].err);
+            if (moving) {
+                again++;
+                continue;
+            }
+            if (e && !fixture_ok(rd_kafka_error_code(e)))
                 die(rd_kafka_group_result_name(groups[k]), rd_kafka_error_string(e));
             for (int p = 0; parts && p < parts->cnt; p++)
                 if (parts->elems[p].err)
@@ -653,11 +680,29 @@ static void await_results(rd_kafka_queue_t *q, int n, const char *what)
                         rd_kafka_err2str(parts->elems[p].err));
         }
         for (size_t k = 0; k < nt; k++)
-            if (rd_kafka_topic_result_error(topics[k]) &&
-                rd_kafka_topic_result_error(topics[k]) != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            if (!fixture_ok(rd_kafka_topic_result_error(topics[k])))
                 die(rd_kafka_topic_result_name(topics[k]),
                     rd_kafka_topic_result_error_string(topics[k]));
         rd_kafka_event_destroy(ev);
+    }
+    return again;
+}
+
+/* Runs @p send until await_results() has no group to ask again (for up to
+ * a minute: a restarted broker loads its groups first). */
+static void with_retries(void (*send)(rd_kafka_t *, rd_kafka_queue_t *), rd_kafka_t *rk,
+                         rd_kafka_queue_t *q, int answers, const char *what)
+{
+    double deadline = now_s() + 60;
+
+    for (;;) {
+        send(rk, q);
+        if (!await_results(q, answers, what))
+            return;
+        if (now_s() > deadline)
+            die(what, "the group coordinator is not available");
+        struct timespec ts = {0, 500 * 1000000};
+        nanosleep(&ts, NULL);
     }
 }
 
@@ -686,6 +731,44 @@ static void await_leaders(rd_kafka_t *rk)
         struct timespec ts = {0, 200 * 1000000};
         nanosleep(&ts, NULL);
     }
+}
+
+/* Commits the offsets of every fixture group, one request each. */
+static void send_offsets(rd_kafka_t *rk, rd_kafka_queue_t *q)
+{
+    char name[256];
+
+    for (int g = 0; g < groups_opt; g++) {
+        rd_kafka_topic_partition_list_t *offs =
+            rd_kafka_topic_partition_list_new(partitions_opt);
+        rd_kafka_AlterConsumerGroupOffsets_t *alter;
+        fixture_name(name, sizeof(name), 't', g % topics_opt);
+        for (int p = 0; p < partitions_opt; p++)
+            rd_kafka_topic_partition_list_add(offs, name, p)->offset =
+                (7LL * g + 13LL * p) % (messages_opt + 1);
+        fixture_name(name, sizeof(name), 'g', g);
+        alter = rd_kafka_AlterConsumerGroupOffsets_new(name, offs);
+        rd_kafka_AlterConsumerGroupOffsets(rk, &alter, 1, NULL, q);
+        rd_kafka_AlterConsumerGroupOffsets_destroy(alter);
+        rd_kafka_topic_partition_list_destroy(offs);
+    }
+}
+
+/* Deletes every fixture group in one call. */
+static void send_delete_groups(rd_kafka_t *rk, rd_kafka_queue_t *q)
+{
+    rd_kafka_DeleteGroup_t **dg = calloc((size_t)groups_opt, sizeof(*dg));
+    char name[256];
+
+    if (!dg)
+        die("lag-teardown", "out of memory");
+    for (int g = 0; g < groups_opt; g++) {
+        fixture_name(name, sizeof(name), 'g', g);
+        dg[g] = rd_kafka_DeleteGroup_new(name);
+    }
+    rd_kafka_DeleteGroups(rk, dg, (size_t)groups_opt, NULL, q);
+    rd_kafka_DeleteGroup_destroy_array(dg, (size_t)groups_opt);
+    free(dg);
 }
 
 static int cmd_lag_setup(void)
@@ -727,21 +810,7 @@ static int cmd_lag_setup(void)
     rd_kafka_flush(rk, TIMEOUT_MS * 4);
     if (delivery_failures)
         die("lag-setup", "some records were not delivered");
-    for (int g = 0; g < groups_opt; g++) {
-        rd_kafka_topic_partition_list_t *offs =
-            rd_kafka_topic_partition_list_new(partitions_opt);
-        rd_kafka_AlterConsumerGroupOffsets_t *alter;
-        fixture_name(name, sizeof(name), 't', g % topics_opt);
-        for (int p = 0; p < partitions_opt; p++)
-            rd_kafka_topic_partition_list_add(offs, name, p)->offset =
-                (7LL * g + 13LL * p) % (messages_opt + 1);
-        fixture_name(name, sizeof(name), 'g', g);
-        alter = rd_kafka_AlterConsumerGroupOffsets_new(name, offs);
-        rd_kafka_AlterConsumerGroupOffsets(rk, &alter, 1, NULL, q);
-        rd_kafka_AlterConsumerGroupOffsets_destroy(alter);
-        rd_kafka_topic_partition_list_destroy(offs);
-    }
-    await_results(q, groups_opt, "AlterConsumerGroupOffsets");
+    with_retries(send_offsets, rk, q, groups_opt, "AlterConsumerGroupOffsets");
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
     printf("{\"topics\":%d,\"partitions\":%d,\"groups\":%d,\"group_partitions\":%d}\n",
@@ -753,28 +822,21 @@ static int cmd_lag_teardown(void)
 {
     rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteGroup_t **dg = calloc((size_t)groups_opt, sizeof(*dg));
     rd_kafka_DeleteTopic_t **dt = calloc((size_t)topics_opt, sizeof(*dt));
     char name[256];
 
-    if (!dg || !dt)
+    if (!dt)
         die("lag-teardown", "out of memory");
-    for (int g = 0; g < groups_opt; g++) {
-        fixture_name(name, sizeof(name), 'g', g);
-        dg[g] = rd_kafka_DeleteGroup_new(name);
-    }
     for (int t = 0; t < topics_opt; t++) {
         fixture_name(name, sizeof(name), 't', t);
         dt[t] = rd_kafka_DeleteTopic_new(name);
     }
-    rd_kafka_DeleteGroups(rk, dg, (size_t)groups_opt, NULL, q);
-    await_results(q, 1, "DeleteGroups");
+    /* The topics first: they weigh on a shared broker. */
     rd_kafka_DeleteTopics(rk, dt, (size_t)topics_opt, NULL, q);
     await_results(q, 1, "DeleteTopics");
-    rd_kafka_DeleteGroup_destroy_array(dg, (size_t)groups_opt);
     rd_kafka_DeleteTopic_destroy_array(dt, (size_t)topics_opt);
-    free(dg);
     free(dt);
+    with_retries(send_delete_groups, rk, q, 1, "DeleteGroups");
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
     printf("{\"deleted_groups\":%d,\"deleted_topics\":%d}\n", groups_opt, topics_opt);

@@ -4,6 +4,9 @@
  * no group.id at all) that fetches from each offset asked about and reads
  * the timestamp of the first message there.
  *
+ * Partitions are probed a chunk at a time, each chunk on a consumer of its
+ * own, so that memory stays bounded however many partitions lag.
+ *
  * Several offsets of one partition (several groups reading it) share one
  * fetch: it starts at the lowest, each message answers every offset at or
  * below it, and a gap wider than SEEK_GAP is crossed by a seek rather than
@@ -18,6 +21,10 @@
 /* Offsets closer than this are read through rather than sought: a seek
  * discards what was fetched and fetches again. */
 #define SEEK_GAP 500
+
+/* Partitions one consumer fetches at once: each costs it some KiB, and a
+ * cluster has thousands. */
+#define CHUNK_PARTITIONS 500
 
 /* The asks of one partition: asks[first..first+count) of the sorted asks. */
 typedef struct probe_part {
@@ -132,26 +139,17 @@ static probe_part_t *start_fetches(rd_kafka_t *rk, rd_kafka_queue_t *q, lag_prob
     return parts;
 }
 
-void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t deadline_ms)
+/* Reads the ages of @p n sorted asks on a client of their own. */
+static void probe_chunk(const lag_opts_t *o, lag_probe_t **asks, size_t n, int64_t deadline_ms)
 {
     char errbuf[512];
-    lag_probe_t **asks;
-    probe_part_t *parts = NULL;
+    probe_part_t *parts;
     size_t nparts = 0, pending = 0;
     rd_kafka_queue_t *q;
     rd_kafka_t *rk;
 
-    for (size_t i = 0; i < n; i++)
-        probes[i].lag_seconds = -1;
-    if (!n || !(asks = malloc(n * sizeof(*asks))))
+    if (!(rk = lag_client_new(o, true, errbuf, sizeof(errbuf))))
         return;
-    for (size_t i = 0; i < n; i++)
-        asks[i] = &probes[i];
-    qsort(asks, n, sizeof(*asks), ask_cmp);
-    if (!(rk = lag_client_new(o, true, errbuf, sizeof(errbuf)))) {
-        free(asks);
-        return;
-    }
     q = rd_kafka_queue_new(rk);
     parts = start_fetches(rk, q, asks, n, &nparts, &pending);
     while (parts && pending) {
@@ -170,7 +168,32 @@ void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t 
             rd_kafka_topic_destroy(parts[k].rkt);
         }
     free(parts);
-    free(asks);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
+}
+
+void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t deadline_ms)
+{
+    lag_probe_t **asks;
+
+    for (size_t i = 0; i < n; i++)
+        probes[i].lag_seconds = -1;
+    if (!n || !(asks = malloc(n * sizeof(*asks))))
+        return;
+    for (size_t i = 0; i < n; i++)
+        asks[i] = &probes[i];
+    qsort(asks, n, sizeof(*asks), ask_cmp);
+    /* A chunk of at most CHUNK_PARTITIONS partitions at a time (the asks of
+     * one partition are side by side). */
+    for (size_t first = 0, end; first < n; first = end) {
+        size_t partitions = 1;
+        for (end = first + 1; end < n; end++) {
+            bool same = asks[end]->partition == asks[end - 1]->partition &&
+                        !strcmp(asks[end]->topic, asks[end - 1]->topic);
+            if (!same && ++partitions > CHUNK_PARTITIONS)
+                break;
+        }
+        probe_chunk(o, asks + first, end - first, deadline_ms);
+    }
+    free(asks);
 }
