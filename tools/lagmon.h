@@ -115,7 +115,8 @@ int lag_reach(const lag_opts_t *o, rd_kafka_t *rk, char *errbuf, size_t errsize)
 
 /** Forgets what @p g held (keeps g->unsupported). */
 void lag_view_clear(group_view_t *g);
-/** Reads one group's DescribeConsumerGroups answer into @p g (cleared).
+/** Reads one group's DescribeConsumerGroups answer into @p g, which holds
+ *  nothing yet (new, or lag_view_clear()ed).
  *  @returns 0 (an unknown group is g->not_found, a broker that cannot
  *  describe is g->unsupported), or the group's error with a reason. */
 rd_kafka_resp_err_t lag_view_read(group_view_t *g, const rd_kafka_ConsumerGroupDescription_t *d,
