@@ -59,6 +59,7 @@ static const char *isolation = "uncommitted", *marker_path, *group_configs;
 static int partitions_opt = 4;
 static long interval_ms = 20, timeout_s = 600;
 static double rate; /* produce: records per second; 0: as fast as possible */
+static int topics_opt, groups_opt, messages_opt = 20; /* lag-setup, lag-teardown */
 static volatile sig_atomic_t stop_producing;
 
 static void die(const char *what, const char *why)
@@ -77,7 +78,10 @@ static void usage(void)
           "       bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]\n"
           "       bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]\n"
           "       bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T S]\n"
-          "       bench_kafka alter-group -b BOOTSTRAP -g GROUP -c NAME=VALUE[,NAME=VALUE...]\n",
+          "       bench_kafka alter-group -b BOOTSTRAP -g GROUP -c NAME=VALUE[,NAME=VALUE...]\n"
+          "       bench_kafka lag-setup -b BOOTSTRAP -t PREFIX -n TOPICS -p PARTITIONS -G GROUPS "
+          "[-m MESSAGES]\n"
+          "       bench_kafka lag-teardown -b BOOTSTRAP -t PREFIX -n TOPICS -G GROUPS\n",
           stderr);
     exit(2);
 }
@@ -606,6 +610,239 @@ static int cmd_watch(void)
     return 0;
 }
 
+/* ---- lag-setup, lag-teardown ------------------------------------------- */
+
+static void fixture_name(char *buf, size_t size, char kind, int i)
+{
+    snprintf(buf, size, "%s-%c%04d", topic, kind, i);
+}
+
+/* Whether @p err is no failure for what a fixture call meant: the thing
+ * already exists (create) or is already gone (delete). */
+static int fixture_ok(rd_kafka_resp_err_t err)
+{
+    return !err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS ||
+           err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
+static int coordinator_moving(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+}
+
+/* Waits for @p n admin answers on @p q and fails on any error but a group
+ * coordinator that is loading or moving. @returns how many groups got
+ * that one (the caller asks again). */
+static int await_results(rd_kafka_queue_t *q, int n, const char *what)
+{
+    int again = 0;
+
+    for (int i = 0; i < n; i++) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, TIMEOUT_MS * 4);
+        const rd_kafka_group_result_t **groups = NULL;
+        const rd_kafka_topic_result_t **topics = NULL;
+        size_t ng = 0, nt = 0;
+        if (!ev)
+            die(what, "timed out");
+        if (rd_kafka_event_error(ev))
+            die(what, rd_kafka_event_error_string(ev));
+        if (rd_kafka_event_AlterConsumerGroupOffsets_result(ev))
+            groups = rd_kafka_AlterConsumerGroupOffsets_result_groups(
+                rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &ng);
+        else if (rd_kafka_event_DeleteGroups_result(ev))
+            groups = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(ev),
+                                                         &ng);
+        else if (rd_kafka_event_CreateTopics_result(ev))
+            topics = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev),
+                                                         &nt);
+        else if (rd_kafka_event_DeleteTopics_result(ev))
+            topics = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev),
+                                                         &nt);
+        for (size_t k = 0; k < ng; k++) {
+            const rd_kafka_error_t *e = rd_kafka_group_result_error(groups[k]);
+            const rd_kafka_topic_partition_list_t *parts =
+                rd_kafka_group_result_partitions(groups[k]);
+            int moving = e && coordinator_moving(rd_kafka_error_code(e));
+            for (int p = 0; parts && p < parts->cnt; p++)
+                moving = moving || coordinator_moving(parts->elems[p].err);
+            if (moving) {
+                again++;
+                continue;
+            }
+            if (e && !fixture_ok(rd_kafka_error_code(e)))
+                die(rd_kafka_group_result_name(groups[k]), rd_kafka_error_string(e));
+            for (int p = 0; parts && p < parts->cnt; p++)
+                if (parts->elems[p].err)
+                    die(rd_kafka_group_result_name(groups[k]),
+                        rd_kafka_err2str(parts->elems[p].err));
+        }
+        for (size_t k = 0; k < nt; k++)
+            if (!fixture_ok(rd_kafka_topic_result_error(topics[k])))
+                die(rd_kafka_topic_result_name(topics[k]),
+                    rd_kafka_topic_result_error_string(topics[k]));
+        rd_kafka_event_destroy(ev);
+    }
+    return again;
+}
+
+/* Runs @p send until await_results() has no group to ask again (for up to
+ * a minute: a restarted broker loads its groups first). */
+static void with_retries(void (*send)(rd_kafka_t *, rd_kafka_queue_t *), rd_kafka_t *rk,
+                         rd_kafka_queue_t *q, int answers, const char *what)
+{
+    double deadline = now_s() + 60;
+
+    for (;;) {
+        send(rk, q);
+        if (!await_results(q, answers, what))
+            return;
+        if (now_s() > deadline)
+            die(what, "the group coordinator is not available");
+        struct timespec ts = {0, 500 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Waits until every partition of the fixture's topics has a leader. */
+static void await_leaders(rd_kafka_t *rk)
+{
+    double deadline = now_s() + 300;
+
+    for (;;) {
+        const struct rd_kafka_metadata *md;
+        int ready = 0;
+        if (!rd_kafka_metadata(rk, 1, NULL, &md, TIMEOUT_MS)) {
+            for (int t = 0; t < md->topic_cnt; t++) {
+                int ok = !md->topics[t].err && md->topics[t].partition_cnt == partitions_opt &&
+                         !strncmp(md->topics[t].topic, topic, strlen(topic));
+                for (int p = 0; ok && p < md->topics[t].partition_cnt; p++)
+                    ok = md->topics[t].partitions[p].leader >= 0;
+                ready += ok;
+            }
+            rd_kafka_metadata_destroy(md);
+        }
+        if (ready >= topics_opt)
+            return;
+        if (now_s() > deadline)
+            die("lag-setup", "partitions have no leader after 300 s");
+        struct timespec ts = {0, 200 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Commits the offsets of every fixture group, one request each. */
+static void send_offsets(rd_kafka_t *rk, rd_kafka_queue_t *q)
+{
+    char name[256];
+
+    for (int g = 0; g < groups_opt; g++) {
+        rd_kafka_topic_partition_list_t *offs =
+            rd_kafka_topic_partition_list_new(partitions_opt);
+        rd_kafka_AlterConsumerGroupOffsets_t *alter;
+        fixture_name(name, sizeof(name), 't', g % topics_opt);
+        for (int p = 0; p < partitions_opt; p++)
+            rd_kafka_topic_partition_list_add(offs, name, p)->offset =
+                (7LL * g + 13LL * p) % (messages_opt + 1);
+        fixture_name(name, sizeof(name), 'g', g);
+        alter = rd_kafka_AlterConsumerGroupOffsets_new(name, offs);
+        rd_kafka_AlterConsumerGroupOffsets(rk, &alter, 1, NULL, q);
+        rd_kafka_AlterConsumerGroupOffsets_destroy(alter);
+        rd_kafka_topic_partition_list_destroy(offs);
+    }
+}
+
+/* Deletes every fixture group in one call. */
+static void send_delete_groups(rd_kafka_t *rk, rd_kafka_queue_t *q)
+{
+    rd_kafka_DeleteGroup_t **dg = calloc((size_t)groups_opt, sizeof(*dg));
+    char name[256];
+
+    if (!dg)
+        die("lag-teardown", "out of memory");
+    for (int g = 0; g < groups_opt; g++) {
+        fixture_name(name, sizeof(name), 'g', g);
+        dg[g] = rd_kafka_DeleteGroup_new(name);
+    }
+    rd_kafka_DeleteGroups(rk, dg, (size_t)groups_opt, NULL, q);
+    rd_kafka_DeleteGroup_destroy_array(dg, (size_t)groups_opt);
+    free(dg);
+}
+
+static int cmd_lag_setup(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    rd_kafka_NewTopic_t **nts = calloc((size_t)topics_opt, sizeof(*nts));
+    char name[256], errstr[512];
+
+    set(conf, "linger.ms", "50");
+    set(conf, "queue.buffering.max.messages", "1000000");
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = client(RD_KAFKA_PRODUCER, conf);
+    q = rd_kafka_queue_new(rk);
+    if (!nts)
+        die("lag-setup", "out of memory");
+    for (int t = 0; t < topics_opt; t++) {
+        fixture_name(name, sizeof(name), 't', t);
+        if (!(nts[t] = rd_kafka_NewTopic_new(name, partitions_opt, 1, errstr, sizeof(errstr))))
+            die(name, errstr);
+    }
+    rd_kafka_CreateTopics(rk, nts, (size_t)topics_opt, NULL, q);
+    await_results(q, 1, "CreateTopics");
+    rd_kafka_NewTopic_destroy_array(nts, (size_t)topics_opt);
+    free(nts);
+    await_leaders(rk);
+    for (int t = 0; t < topics_opt; t++) {
+        fixture_name(name, sizeof(name), 't', t);
+        for (int p = 0; p < partitions_opt; p++)
+            for (int m = 0; m < messages_opt; m++)
+                while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(name), RD_KAFKA_V_PARTITION(p),
+                                         RD_KAFKA_V_VALUE("lag-scale", 9),
+                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                         RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    rd_kafka_poll(rk, 10);
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, TIMEOUT_MS * 4);
+    if (delivery_failures)
+        die("lag-setup", "some records were not delivered");
+    with_retries(send_offsets, rk, q, groups_opt, "AlterConsumerGroupOffsets");
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    printf("{\"topics\":%d,\"partitions\":%d,\"groups\":%d,\"group_partitions\":%d}\n",
+           topics_opt, topics_opt * partitions_opt, groups_opt, groups_opt * partitions_opt);
+    return 0;
+}
+
+static int cmd_lag_teardown(void)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t **dt = calloc((size_t)topics_opt, sizeof(*dt));
+    char name[256];
+
+    if (!dt)
+        die("lag-teardown", "out of memory");
+    for (int t = 0; t < topics_opt; t++) {
+        fixture_name(name, sizeof(name), 't', t);
+        dt[t] = rd_kafka_DeleteTopic_new(name);
+    }
+    /* The topics first: they weigh on a shared broker. */
+    rd_kafka_DeleteTopics(rk, dt, (size_t)topics_opt, NULL, q);
+    await_results(q, 1, "DeleteTopics");
+    rd_kafka_DeleteTopic_destroy_array(dt, (size_t)topics_opt);
+    free(dt);
+    with_retries(send_delete_groups, rk, q, 1, "DeleteGroups");
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    printf("{\"deleted_groups\":%d,\"deleted_topics\":%d}\n", groups_opt, topics_opt);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -643,6 +880,10 @@ int main(int argc, char **argv)
             rate = strtod(arg, NULL);
         else if (!strcmp(opt, "-c"))
             group_configs = arg;
+        else if (!strcmp(opt, "-G"))
+            groups_opt = atoi(arg);
+        else if (!strcmp(opt, "-m"))
+            messages_opt = atoi(arg);
         else
             usage();
     }
@@ -653,6 +894,12 @@ int main(int argc, char **argv)
     }
     if (!bootstrap || !topic)
         usage();
+    if (!strcmp(cmd, "lag-setup") || !strcmp(cmd, "lag-teardown")) {
+        topics_opt = (int)count;
+        if (topics_opt <= 0 || groups_opt <= 0 || partitions_opt <= 0 || messages_opt < 0)
+            usage();
+        return !strcmp(cmd, "lag-setup") ? cmd_lag_setup() : cmd_lag_teardown();
+    }
     if (!strcmp(cmd, "produce"))
         return cmd_produce();
     if (!strcmp(cmd, "count"))

@@ -14,6 +14,7 @@
 #include "lagmon.h"
 #include "words.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,11 @@ static const char lag_usage[] =
     "                   [--watch SECONDS] [--listen HOST:PORT] [--on-change CMD]\n"
     "                   [--window N] [--warn-lag N] [--warn-lag-seconds S]\n"
     "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
+    "       ballast lag -b BOOTSTRAP --all-groups [--include REGEX] [--exclude REGEX]\n"
+    "                   [--include-topic REGEX] [--exclude-topic REGEX]\n"
+    "                   [--cluster-name NAME] [--json | --prometheus] [--watch SECONDS]\n"
+    "                   [--listen HOST:PORT] [--window N] [--warn-lag N]\n"
+    "                   [--warn-lag-seconds S] [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "\n"
     "Reports a consumer group's lag per partition without joining the group\n"
     "(admin API and watermarks only), with the group's state and members, as\n"
@@ -63,6 +69,12 @@ static const char lag_usage[] =
     "  --warn-lag-seconds, when given, is OK).\n"
     "  The group's status is its worst partition's.\n"
     "\n"
+    "With --all-groups it watches every consumer group of the cluster (classic\n"
+    "and consumer protocol), found again at each evaluation, by the same rules;\n"
+    "the table then has a row per group, and --listen also serves /groups (each\n"
+    "group's status, total lag and members, worst first) and /groups/NAME (its\n"
+    "partitions) as JSON. Every metric carries a cluster label.\n"
+    "\n"
     "A group the broker does not know (no members, no committed offsets) is an\n"
     "error, exit 78: a typo in -g must not look like a healthy, idle group.\n"
     "\n"
@@ -72,6 +84,13 @@ static const char lag_usage[] =
     "  -t, --topic TOPIC          only this topic, all of its partitions (default:\n"
     "                             every topic the group has committed offsets for\n"
     "                             or its members hold)\n"
+    "  --all-groups               every consumer group of the cluster instead of -g\n"
+    "  --include REGEX            only the groups whose name matches REGEX (POSIX\n"
+    "                             extended; unanchored: use ^...$ for a whole name)\n"
+    "  --exclude REGEX            not the groups whose name matches REGEX\n"
+    "  --include-topic REGEX      only the partitions of topics matching REGEX\n"
+    "  --exclude-topic REGEX      not the partitions of topics matching REGEX\n"
+    "  --cluster-name NAME        the value of the cluster label (default: BOOTSTRAP)\n"
     "  --json                     one JSON object per partition per evaluation\n"
     "  --prometheus               Prometheus text (kafka_exporter's metric names)\n"
     "  --watch SECONDS            evaluate every SECONDS until SIGINT/SIGTERM\n"
@@ -101,9 +120,107 @@ static const char lag_usage[] =
     "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
     "at start-up, 78 the group or the -t topic does not exist, or a bad -X\n"
-    "property, --config file or --listen address, 1 other failure.\n";
+    "property, --config file or --listen address, 1 other failure. With\n"
+    "--all-groups, a cluster that stops answering later is ballast_lag_up 0, not\n"
+    "an exit.\n";
 
 /* ---- command line -------------------------------------------------------- */
+
+/* Compiles @p v into @p f. @returns 0, or EX_USAGE after printing why. */
+static int set_filter(lag_filter_t *f, const char *option, const char *v)
+{
+    char why[256];
+    int err;
+
+    if (f->set) {
+        regfree(&f->re);
+        f->set = false;
+    }
+    if ((err = regcomp(&f->re, v, REG_EXTENDED | REG_NOSUB))) {
+        regerror(err, &f->re, why, sizeof(why));
+        cli_error("%s: not a regular expression: \"%s\": %s", option, v, why);
+        return EX_USAGE;
+    }
+    f->source = v;
+    f->set = true;
+    return 0;
+}
+
+static void free_opts(lag_opts_t *o)
+{
+    lag_filter_t *filters[] = {&o->include, &o->exclude, &o->include_topic, &o->exclude_topic};
+
+    for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++)
+        if (filters[i]->set)
+            regfree(&filters[i]->re);
+    bl_words_free(o->on_change);
+    free(o->props);
+}
+
+/* The options of --all-groups: a filter each. */
+static const struct {
+    const char *name;
+    size_t offset;
+} filter_options[] = {
+    {"--include", offsetof(lag_opts_t, include)},
+    {"--exclude", offsetof(lag_opts_t, exclude)},
+    {"--include-topic", offsetof(lag_opts_t, include_topic)},
+    {"--exclude-topic", offsetof(lag_opts_t, exclude_topic)},
+};
+
+/* Parses a filter option at argv[*i]. @returns 1 when it was one, 0 when
+ * not, or EX_USAGE. */
+static int filter_option(int argc, char **argv, int *i, bool *missing, lag_opts_t *o)
+{
+    for (size_t k = 0; k < sizeof(filter_options) / sizeof(filter_options[0]); k++) {
+        const char *v = cli_opt_value(argc, argv, i, filter_options[k].name, NULL, missing);
+        if (v) {
+            int rc = set_filter((lag_filter_t *)((char *)o + filter_options[k].offset),
+                                filter_options[k].name, v);
+            return rc ? rc : 1;
+        }
+        if (*missing)
+            return 0;
+    }
+    return 0;
+}
+
+/* Checks how the options combine. @returns 0 or EX_USAGE after printing why. */
+static int check_combination(const lag_opts_t *o)
+{
+    if (!o->bootstrap || !*o->bootstrap) {
+        cli_error("lag needs -b BOOTSTRAP or --config FILE (see ballast lag --help)");
+        return EX_USAGE;
+    }
+    if (o->all_groups) {
+        if (o->group || o->topic) {
+            cli_error("--all-groups watches every group: it takes no %s (use --include%s)",
+                      o->group ? "-g" : "-t", o->group ? "" : "-topic");
+            return EX_USAGE;
+        }
+        if (o->on_change) {
+            cli_error("--on-change watches one group's status: it does not go with "
+                      "--all-groups (alert on ballast_lag_group_status instead)");
+            return EX_USAGE;
+        }
+        return 0;
+    }
+    if (o->include.set || o->exclude.set || o->include_topic.set || o->exclude_topic.set ||
+        o->cluster_name) {
+        cli_error("--include, --exclude, --include-topic, --exclude-topic and --cluster-name "
+                  "go with --all-groups");
+        return EX_USAGE;
+    }
+    if (!o->group || !*o->group) {
+        cli_error("lag needs -g GROUP, or --all-groups (see ballast lag --help)");
+        return EX_USAGE;
+    }
+    if (o->topic && !*o->topic) {
+        cli_error("-t needs a topic name");
+        return EX_USAGE;
+    }
+    return 0;
+}
 
 /* @returns 0, -1 for --help, or EX_USAGE after printing why. */
 static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
@@ -127,6 +244,13 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
             return -1;
         if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--all-groups")) {
+            o->all_groups = true;
+        } else if ((rc = filter_option(argc, argv, &i, &missing, o))) {
+            if (rc != 1)
+                return rc;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--cluster-name", NULL, &missing))) {
+            o->cluster_name = v;
         } else if (!strcmp(a, "--prometheus")) {
             prom = true;
         } else if ((v = cli_opt_value(argc, argv, &i, "--bootstrap", "-b", &missing))) {
@@ -183,15 +307,8 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
     }
     if (!o->bootstrap)
         o->bootstrap = cli_props_get(o->props, o->nprops, "bootstrap.servers");
-    if (!o->bootstrap || !*o->bootstrap || !o->group || !*o->group) {
-        cli_error("lag needs -b BOOTSTRAP (or --config FILE) and -g GROUP (see ballast lag "
-                  "--help)");
-        return EX_USAGE;
-    }
-    if (o->topic && !*o->topic) {
-        cli_error("-t needs a topic name");
-        return EX_USAGE;
-    }
+    if ((rc = check_combination(o)))
+        return rc;
     if (json && prom) {
         cli_error("--json and --prometheus exclude each other");
         return EX_USAGE;
@@ -330,19 +447,16 @@ int cmd_lag(int argc, char **argv)
     if (rc) {
         if (rc < 0)
             fputs(lag_usage, stdout);
-        bl_words_free(o.on_change);
-        free(o.props);
+        free_opts(&o);
         return rc < 0 ? 0 : rc;
     }
     if ((rc = cli_check_props(o.props, o.nprops))) {
-        bl_words_free(o.on_change);
-        free(o.props);
+        free_opts(&o);
         return rc;
     }
     cli_catch_stop_signals();
-    rc = run_monitor(&o);
-    bl_words_free(o.on_change);
-    free(o.props);
+    rc = o.all_groups ? lag_cluster_run(&o) : run_monitor(&o);
+    free_opts(&o);
     return rc;
 }
 

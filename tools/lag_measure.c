@@ -28,66 +28,6 @@
 
 /* ---- Kafka clients ------------------------------------------------------- */
 
-/* The last error librdkafka reported on a client: used to tell a broker
- * that refused our credentials or certificate from one that is down. */
-typedef struct client_error {
-    rd_kafka_resp_err_t code;
-    char reason[256];
-} client_error_t;
-
-static bool refused_by_broker(rd_kafka_resp_err_t err)
-{
-    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL;
-}
-
-/* Keeps a refusal once seen: librdkafka follows it with "all brokers are
- * down" and transport errors, its consequences. */
-static void note_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    client_error_t *e = opaque;
-    (void)rk;
-    if (refused_by_broker(e->code) && !refused_by_broker((rd_kafka_resp_err_t)err))
-        return;
-    e->code = (rd_kafka_resp_err_t)err;
-    snprintf(e->reason, sizeof(e->reason), "%s", reason);
-}
-
-static client_error_t last_client_error;
-
-/* A fresh client with the user's -X properties. @p probe: tuned to fetch
- * one message per partition. @returns NULL with a reason on failure. */
-static rd_kafka_t *new_client(const lag_opts_t *o, bool probe, char *errbuf,
-                              size_t errsize)
-{
-    /* The admin client names the watched group although it never joins it
-     * (it never subscribes): librdkafka (2.4 to at least 2.14) dereferences
-     * the client's own group handle when a ListConsumerGroupOffsets answer
-     * says NOT_COORDINATOR, and a client without group.id has none
-     * (librdkafka issue 5040). */
-    const char *const plain[] = {"client.id", "ballast-lag", "group.id", o->group, NULL};
-    static const char *const prober[] = {"client.id", "ballast-lag-probe",
-                                         "enable.partition.eof", "true",
-                                         "enable.auto.commit", "false",
-                                         "fetch.wait.max.ms", "100",
-                                         "queued.max.messages.kbytes", "1024",
-                                         "auto.offset.reset", "error",
-                                         NULL};
-    rd_kafka_conf_t *conf = cli_conf_new(o->bootstrap, o->timeout_ms, probe ? prober : plain,
-                                         o->props, o->nprops, errbuf, errsize);
-    rd_kafka_t *rk;
-
-    if (!conf)
-        return NULL;
-    memset(&last_client_error, 0, sizeof(last_client_error));
-    rd_kafka_conf_set_opaque(conf, &last_client_error);
-    rd_kafka_conf_set_error_cb(conf, note_error);
-    if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errbuf, errsize)))
-        return rk;
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
-
 static bool unreachable_error(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -107,7 +47,7 @@ static bool unreachable_error(rd_kafka_resp_err_t err)
 
 /* ---- the group's members ------------------------------------------------- */
 
-static void group_view_clear(group_view_t *g)
+void lag_view_clear(group_view_t *g)
 {
     for (size_t i = 0; i < g->nmembers; i++) {
         free(g->members[i].consumer_id);
@@ -179,25 +119,13 @@ static const char *group_protocol(rd_kafka_consumer_group_type_t type)
                                                           : NULL;
 }
 
-/* Reads DescribeConsumerGroups' answer for the group into @p g. */
-static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o,
-                                            rd_kafka_event_t *ev, char *errbuf,
-                                            size_t errsize)
+rd_kafka_resp_err_t lag_view_read(group_view_t *g, const rd_kafka_ConsumerGroupDescription_t *d,
+                                  char *errbuf, size_t errsize)
 {
-    const rd_kafka_DescribeConsumerGroups_result_t *res =
-        rd_kafka_event_DescribeConsumerGroups_result(ev);
-    size_t n = 0;
-    const rd_kafka_ConsumerGroupDescription_t **d =
-        res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n) : NULL;
-    const rd_kafka_error_t *gerr = n ? rd_kafka_ConsumerGroupDescription_error(d[0]) : NULL;
+    const rd_kafka_error_t *gerr = rd_kafka_ConsumerGroupDescription_error(d);
     rd_kafka_consumer_group_state_t state;
     const char *name;
 
-    if (!n) {
-        snprintf(errbuf, errsize, "DescribeConsumerGroups: no answer for group %s",
-                 o->group);
-        return RD_KAFKA_RESP_ERR__FAIL;
-    }
     if (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE) {
         g->unsupported = true;
         return RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -211,22 +139,42 @@ static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o
         return RD_KAFKA_RESP_ERR_NO_ERROR;
     }
     if (gerr) {
-        snprintf(errbuf, errsize, "group %s: %s", o->group, rd_kafka_error_string(gerr));
+        snprintf(errbuf, errsize, "group %s: %s", rd_kafka_ConsumerGroupDescription_group_id(d),
+                 rd_kafka_error_string(gerr));
         return rd_kafka_error_code(gerr);
     }
-    state = rd_kafka_ConsumerGroupDescription_state(d[0]);
+    state = rd_kafka_ConsumerGroupDescription_state(d);
     name = rd_kafka_consumer_group_state_name(state);
     /* Newer states (a consumer-protocol group's Assigning, Reconciling)
      * have no code of their own in librdkafka: Unknown. */
     snprintf(g->state, sizeof(g->state), "%s", name ? name : "Unknown");
-    g->protocol = group_protocol(rd_kafka_ConsumerGroupDescription_type(d[0]));
+    g->protocol = group_protocol(rd_kafka_ConsumerGroupDescription_type(d));
     g->not_found = state == RD_KAFKA_CONSUMER_GROUP_STATE_DEAD;
     g->described = !g->not_found;
-    if (!copy_members(g, d[0])) {
+    if (!copy_members(g, d)) {
         snprintf(errbuf, errsize, "out of memory");
         return RD_KAFKA_RESP_ERR__FAIL;
     }
     return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Reads DescribeConsumerGroups' answer for the group into @p g. */
+static rd_kafka_resp_err_t read_description(group_view_t *g, const lag_opts_t *o,
+                                            rd_kafka_event_t *ev, char *errbuf,
+                                            size_t errsize)
+{
+    const rd_kafka_DescribeConsumerGroups_result_t *res =
+        rd_kafka_event_DescribeConsumerGroups_result(ev);
+    size_t n = 0;
+    const rd_kafka_ConsumerGroupDescription_t **d =
+        res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n) : NULL;
+
+    if (!n) {
+        snprintf(errbuf, errsize, "DescribeConsumerGroups: no answer for group %s",
+                 o->group);
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    return lag_view_read(g, d[0], errbuf, errsize);
 }
 
 /* Describes the group (state, members, who holds which partition) on a
@@ -249,7 +197,7 @@ static rd_kafka_resp_err_t describe_group(monitor_t *m, rd_kafka_t *reached, cha
 
     if (g->unsupported || (g->unsupported = cli_cannot_describe_groups(reached, o->timeout_ms)))
         return RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (!(rk = new_client(o, false, errbuf, errsize)))
+    if (!(rk = lag_client_new(o, false, errbuf, errsize)))
         return RD_KAFKA_RESP_ERR__INVALID_ARG;
     bl_admin_start(&a, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, o->timeout_ms);
     rd_kafka_DescribeConsumerGroups(rk, groups, 1, a.opts, a.q);
@@ -260,8 +208,7 @@ static rd_kafka_resp_err_t describe_group(monitor_t *m, rd_kafka_t *reached, cha
     return err;
 }
 
-/* The member that holds @p topic [@p partition]; -1: none. */
-static long holder(const group_view_t *g, const char *topic, int32_t partition)
+long lag_view_holder(const group_view_t *g, const char *topic, int32_t partition)
 {
     for (size_t i = 0; i < g->nassigned; i++)
         if (g->assigned[i].partition == partition && !strcmp(g->assigned[i].topic, topic))
@@ -340,86 +287,27 @@ static void mark_error(part_state_t *p, const char *why)
 
 /* Sets lag_seconds of every partition with committed offsets and lag > 0 to
  * the age of the message at its committed offset (at its low watermark when
- * retention already deleted that one), fetched by a group-less consumer.
- * Partitions whose message does not arrive in time keep an unknown time
- * lag rather than a guessed one. */
+ * retention already deleted that one): lag_probe.c. */
 static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
 {
-    const lag_opts_t *o = m->o;
-    char errbuf[512];
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    rd_kafka_topic_t **rkts;
-    size_t pending = 0;
+    lag_probe_t *probes = calloc(m->nparts ? m->nparts : 1, sizeof(*probes));
+    size_t n = 0;
 
-    for (size_t i = 0; i < m->nparts; i++)
-        if (m->parts[i].ok && m->parts[i].committed >= 0 && m->parts[i].lag > 0)
-            pending++;
-    if (!pending)
+    if (!probes)
         return;
-    if (!(rk = new_client(o, true, errbuf, sizeof(errbuf))))
-        return;
-    q = rd_kafka_queue_new(rk);
-    rkts = calloc(m->nparts, sizeof(*rkts));
-    if (!rkts) {
-        rd_kafka_queue_destroy(q);
-        rd_kafka_destroy(rk);
-        return;
-    }
-    /* -2 marks a partition awaiting its message; -1 stays "unknown". */
     for (size_t i = 0; i < m->nparts; i++) {
-        part_state_t *p = &m->parts[i];
-        int64_t start;
+        const part_state_t *p = &m->parts[i];
         if (!(p->ok && p->committed >= 0 && p->lag > 0))
             continue;
-        start = p->committed > p->low ? p->committed : p->low;
-        /* One topic handle per partition is simplest: handles are
-         * refcounted per topic by librdkafka. */
-        if (!(rkts[i] = rd_kafka_topic_new(rk, p->topic, NULL)))
-            continue;
-        if (rd_kafka_consume_start_queue(rkts[i], p->partition, start, q) == -1) {
-            rd_kafka_topic_destroy(rkts[i]);
-            rkts[i] = NULL;
-            continue;
-        }
-        p->lag_seconds = -2;
+        probes[n].topic = p->topic;
+        probes[n].partition = p->partition;
+        probes[n].offset = p->committed > p->low ? p->committed : p->low;
+        n++;
     }
-    while (pending) {
-        int64_t left = deadline_ms - bl_wall_ms();
-        rd_kafka_message_t *msg;
-        part_state_t *p;
-        if (left <= 0 || cli_stop_requested)
-            break;
-        if (!(msg = rd_kafka_consume_queue(q, (int)(left > 200 ? 200 : left))))
-            continue;
-        p = msg->rkt ? find_part(m, rd_kafka_topic_name(msg->rkt), msg->partition)
-                     : NULL;
-        if (p && p->lag_seconds == -2) {
-            if (!msg->err) {
-                int64_t ts = rd_kafka_message_timestamp(msg, NULL);
-                int64_t age = bl_wall_ms() - ts;
-                p->lag_seconds = ts < 0 ? -1 : (age > 0 ? (double)age / 1000.0 : 0);
-            } else if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                /* Only control records (transaction markers) are left. */
-                p->lag_seconds = 0;
-            } else {
-                p->lag_seconds = -1;
-            }
-            pending--;
-        }
-        rd_kafka_message_destroy(msg);
-    }
-    for (size_t i = 0; i < m->nparts; i++) {
-        if (m->parts[i].lag_seconds == -2)
-            m->parts[i].lag_seconds = -1;
-        if (rkts[i]) {
-            rd_kafka_consume_stop(rkts[i], m->parts[i].partition);
-            rd_kafka_topic_destroy(rkts[i]);
-        }
-    }
-    free(rkts);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    lag_probe_ages(m->o, probes, n, deadline_ms);
+    for (size_t i = 0; i < n; i++)
+        find_part(m, probes[i].topic, probes[i].partition)->lag_seconds = probes[i].lag_seconds;
+    free(probes);
 }
 
 /* ---- one evaluation ------------------------------------------------------ */
@@ -427,7 +315,6 @@ static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
 int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
 {
     const lag_opts_t *o = m->o;
-    const struct rd_kafka_metadata *md = NULL;
     bl_lag_offsets_t committed = {NULL, 0};
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
@@ -440,28 +327,11 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
         m->parts[i].lag_seconds = -1;
         m->parts[i].member = -1;
     }
-    group_view_clear(&m->group);
-    if (!(rk = new_client(o, false, errbuf, errsize)))
+    lag_view_clear(&m->group);
+    if (!(rk = lag_client_new(o, false, errbuf, errsize)))
         return EX_CONFIG;
-    /* A broker-only metadata request first: the clearest unreachability test. */
-    if ((err = rd_kafka_metadata(rk, 0, NULL, &md, o->timeout_ms))) {
-        rd_kafka_poll(rk, 0); /* serves the error callback */
-        if (refused_by_broker(last_client_error.code)) {
-            snprintf(errbuf, errsize, "the broker at %s refused the connection's %s: %s",
-                     o->bootstrap,
-                     last_client_error.code == RD_KAFKA_RESP_ERR__SSL
-                         ? "TLS (check -X ssl.*)"
-                         : "authentication (check -X sasl.*)",
-                     last_client_error.reason);
-            rc = EX_CONFIG;
-            goto out;
-        }
-        snprintf(errbuf, errsize, "cannot reach the broker at %s: %s", o->bootstrap,
-                 rd_kafka_err2str(err));
-        rc = EX_UNAVAILABLE;
+    if ((rc = lag_reach(o, rk, errbuf, errsize)))
         goto out;
-    }
-    rd_kafka_metadata_destroy(md);
     if ((err = bl_lag_read_committed(rk, o->group, NULL, o->timeout_ms, &committed, errbuf,
                                      errsize)) ||
         (err = describe_group(m, rk, errbuf, errsize))) {
@@ -515,7 +385,7 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
             p->committed = committed.c[i].offset;
     }
     for (size_t i = 0; i < m->nparts; i++)
-        m->parts[i].member = holder(&m->group, m->parts[i].topic, m->parts[i].partition);
+        m->parts[i].member = lag_view_holder(&m->group, m->parts[i].topic, m->parts[i].partition);
     for (size_t i = 0; i < m->nparts; i++) {
         part_state_t *p = &m->parts[i];
         if (!p->ok)
@@ -576,6 +446,6 @@ void lag_monitor_free(monitor_t *m)
     free(m->topics);
     free(m->prom);
     free(m->children);
-    group_view_clear(&m->group);
+    lag_view_clear(&m->group);
     pthread_mutex_destroy(&m->mtx);
 }

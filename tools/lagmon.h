@@ -1,24 +1,39 @@
 /*
  * lagmon.h - the parts of `ballast lag`: the command and its loop
  * (cmd_lag.c), one evaluation of the group (lag_measure.c), its output
- * (lag_output.c) and the --on-change command (lag_alert.c). How lag is read
- * and judged is shared with the library and the demo (shared/lag.h).
+ * (lag_output.c), the --on-change command (lag_alert.c), its clients
+ * (lag_client.c), time lag (lag_probe.c), and the watch of every group of a cluster, --all-groups
+ * (lag_cluster.c, lag_cluster_output.c). How lag is read and judged is
+ * shared with the library and the demo (shared/lag.h).
  */
 #ifndef BALLAST_LAGMON_H
 #define BALLAST_LAGMON_H
 
 #include "cli.h"
+#include "http.h"
 #include "lag.h"
 
 #include <pthread.h>
+#include <regex.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 typedef enum out_format { OUT_TABLE, OUT_JSON, OUT_PROMETHEUS } out_format_t;
 
+/* --include, --exclude, --include-topic, --exclude-topic: a regex each,
+ * compiled once. */
+typedef struct lag_filter {
+    const char *source;
+    regex_t re;
+    bool set;
+} lag_filter_t;
+
 typedef struct lag_opts {
     const char *bootstrap, *group, *topic, *listen;
+    bool all_groups;          /* --all-groups: every group of the cluster */
+    const char *cluster_name; /* the `cluster` label (default: bootstrap) */
+    lag_filter_t include, exclude, include_topic, exclude_topic;
     out_format_t format;
     bool print; /* whether evaluations are printed on stdout */
     double watch_s; /* 0: evaluate once */
@@ -86,7 +101,28 @@ typedef struct monitor {
     size_t nchildren;
 } monitor_t;
 
+/* ---- clients (lag_client.c) ----------------------------------------------- */
+
+/** A fresh client with the user's -X properties. @p probe: tuned to fetch
+ *  one message per partition. @returns NULL with a reason on failure. */
+rd_kafka_t *lag_client_new(const lag_opts_t *o, bool probe, char *errbuf, size_t errsize);
+/** Whether @p rk (a client from lag_client_new()) reaches the cluster: 0;
+ *  EX_UNAVAILABLE, or EX_CONFIG when the broker refused our TLS or
+ *  credentials, with a one-line reason. */
+int lag_reach(const lag_opts_t *o, rd_kafka_t *rk, char *errbuf, size_t errsize);
+
 /* ---- one evaluation (lag_measure.c) --------------------------------------- */
+
+/** Forgets what @p g held (keeps g->unsupported). */
+void lag_view_clear(group_view_t *g);
+/** Reads one group's DescribeConsumerGroups answer into @p g, which holds
+ *  nothing yet (new, or lag_view_clear()ed).
+ *  @returns 0 (an unknown group is g->not_found, a broker that cannot
+ *  describe is g->unsupported), or the group's error with a reason. */
+rd_kafka_resp_err_t lag_view_read(group_view_t *g, const rd_kafka_ConsumerGroupDescription_t *d,
+                                  char *errbuf, size_t errsize);
+/** The member of @p g that holds @p topic [@p partition]; -1: none. */
+long lag_view_holder(const group_view_t *g, const char *topic, int32_t partition);
 
 /** Measures every partition once. @returns 0; or, when the broker cannot be
  *  reached or the group's offsets cannot be read at all, EX_UNAVAILABLE,
@@ -119,5 +155,95 @@ void lag_run_on_change(monitor_t *m, const char *previous);
 /** Reaps the commands that ended; with @p block, waits for each until
  *  @p deadline_ms (wall clock). */
 void lag_reap_children(monitor_t *m, bool block, int64_t deadline_ms);
+
+/* ---- time lag (lag_probe.c) ----------------------------------------------- */
+
+/** One message whose age lag_probe_ages() reads. */
+typedef struct lag_probe {
+    const char *topic;  /* not copied */
+    int32_t partition;
+    int64_t offset;     /* the committed offset (or the low watermark, past it) */
+    double lag_seconds; /* out: the age of the first message at or after
+                           offset; 0 when only control records are left;
+                           -1 unknown */
+} lag_probe_t;
+
+/** Reads the ages of @p n messages with one group-less consumer, until
+ *  each is known or @p deadline_ms (wall clock) passes. */
+void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t deadline_ms);
+
+/* ---- every group of a cluster (lag_cluster.c, lag_cluster_output.c) ------- */
+
+/* One partition of a watched group. */
+typedef struct cpart {
+    const char *topic; /* interned: the cluster's topics own it */
+    int32_t partition;
+    long member;       /* index into the group's view.members; -1: none holds it */
+    bool ok;
+    char *error;       /* why not ok (NULL when ok) */
+    bl_lag_status_t status;
+    int64_t committed, low, high, lag;
+    double lag_seconds; /* < 0: unknown */
+    bl_lag_window_t window;
+} cpart_t;
+
+/* A watched group, at the latest evaluation. */
+typedef struct cgroup {
+    char *name;
+    group_view_t view;
+    cpart_t *parts; /* sorted by topic, partition */
+    size_t nparts, cap;
+    bool ok;         /* its offsets could be read */
+    bool vanished;   /* listed, then gone before its offsets were read */
+    rd_kafka_resp_err_t err; /* why not ok */
+    char error[200];
+    bl_lag_status_t status;
+    int64_t total_lag;
+    double max_lag_seconds; /* < 0: unknown */
+} cgroup_t;
+
+/* What went wrong in an evaluation, counted by kind. */
+typedef enum lag_error_kind {
+    LAG_ERR_UNREACHABLE, /* the cluster could not be listed */
+    LAG_ERR_VANISHED,    /* a group deleted between listing and reading it */
+    LAG_ERR_DENIED,      /* a listed group whose offsets we may not read */
+    LAG_ERR_OFFSETS,     /* a group's offsets could not be read otherwise */
+    LAG_ERR_DESCRIBE,    /* the groups could not be described */
+    LAG_ERR_WATERMARKS,  /* a partition's watermarks could not be read */
+    LAG_ERR_KIND_COUNT
+} lag_error_kind_t;
+
+typedef struct cluster {
+    const lag_opts_t *o;
+    const char *name;    /* the `cluster` label */
+    rd_kafka_t *rk;      /* the admin client, for the whole run */
+    bool cannot_describe; /* the brokers cannot describe groups: not asked */
+    pthread_mutex_t mtx; /* guards what follows: the HTTP thread reads it */
+    cgroup_t *groups;    /* sorted by name */
+    size_t ngroups;
+    char **topics;       /* every topic seen, sorted */
+    size_t ntopics, topics_cap;
+    bool up;             /* the latest evaluation could list the groups */
+    unsigned long evaluations;
+    unsigned long errors[LAG_ERR_KIND_COUNT];
+    int64_t eval_ms;     /* wall clock at the end of the latest evaluation */
+    double eval_seconds; /* how long it took */
+} cluster_t;
+
+/** The group named @p name in @p g (@p n of them, sorted by name); NULL:
+ *  none. */
+cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name);
+/** The name of an error kind, as the errors metric labels it. */
+const char *lag_error_kind_name(lag_error_kind_t kind);
+/** Serves /metrics, /groups, /groups/NAME and /healthz for a cluster_t. */
+http_route_fn lag_cluster_routes;
+/** What an evaluation prints without --listen (the table of groups, JSON
+ *  lines or Prometheus text). Call with c->mtx held. */
+void lag_cluster_print(const cluster_t *c);
+
+/** Watches every consumer group of the cluster (--all-groups) until a stop
+ *  signal, or once without --watch/--listen. @returns the exit code: 0,
+ *  EX_UNAVAILABLE when the cluster cannot be reached at start, EX_CONFIG. */
+int lag_cluster_run(const lag_opts_t *o);
 
 #endif

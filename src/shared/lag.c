@@ -94,39 +94,112 @@ static rd_kafka_resp_err_t copy_offsets(const rd_kafka_topic_partition_list_t *p
     return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
-/* One ListConsumerGroupOffsets request: bl_lag_read_committed() without
- * asking again. */
-static rd_kafka_resp_err_t read_committed_once(rd_kafka_t *rk, const char *group,
-                                               const rd_kafka_topic_partition_list_t *want,
-                                               int timeout_ms, bl_lag_offsets_t *out,
-                                               char *errbuf, size_t errsize)
+/* Reads one ListConsumerGroupOffsets answer into @p e, the entry it is for. */
+static void read_answer(rd_kafka_event_t *ev, bl_lag_group_offsets_t *e)
 {
-    rd_kafka_ListConsumerGroupOffsets_t *req =
-        rd_kafka_ListConsumerGroupOffsets_new(group, want);
-    rd_kafka_resp_err_t err;
-    bl_admin_t a;
+    size_t count = 0;
+    const rd_kafka_group_result_t **res = rd_kafka_ListConsumerGroupOffsets_result_groups(
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev), &count);
+    const rd_kafka_error_t *gerr = count ? rd_kafka_group_result_error(res[0]) : NULL;
 
-    bl_admin_start(&a, rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, a.opts, a.q);
-    if (bl_admin_answer(&a, "ListConsumerGroupOffsets", &err, errbuf, errsize)) {
-        size_t n = 0;
-        const rd_kafka_group_result_t **groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
-            rd_kafka_event_ListConsumerGroupOffsets_result(a.ev), &n);
-        const rd_kafka_error_t *gerr = n ? rd_kafka_group_result_error(groups[0]) : NULL;
-
-        /* A broker may answer "no such group" here rather than with no
-         * offsets: the caller decides whether the group exists. */
-        if (gerr && rd_kafka_error_code(gerr) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-            err = rd_kafka_error_code(gerr);
-            snprintf(errbuf, errsize, "group %s: %s", group, rd_kafka_error_string(gerr));
-        } else if (!gerr && n) {
-            err = copy_offsets(rd_kafka_group_result_partitions(groups[0]), out, errbuf,
-                               errsize);
-        }
+    if (rd_kafka_event_error(ev)) {
+        e->err = rd_kafka_event_error(ev);
+        snprintf(e->error, sizeof(e->error), "ListConsumerGroupOffsets: %s",
+                 rd_kafka_event_error_string(ev));
+    } else if (gerr) {
+        e->err = rd_kafka_error_code(gerr);
+        snprintf(e->error, sizeof(e->error), "group %s: %s", e->group,
+                 rd_kafka_error_string(gerr));
+    } else if (count) {
+        e->err = copy_offsets(rd_kafka_group_result_partitions(res[0]), &e->offsets, e->error,
+                              sizeof(e->error));
+    } else {
+        e->err = RD_KAFKA_RESP_ERR__FAIL;
+        snprintf(e->error, sizeof(e->error), "ListConsumerGroupOffsets: no answer for group %s",
+                 e->group);
     }
-    bl_admin_end(&a);
-    rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    return err;
+}
+
+/* Sends one ListConsumerGroupOffsets request for each entry of @p g still
+ * pending (err == BL_LAG_PENDING), each naming its entry as the answer's
+ * opaque, and reads the answers that come within the timeout (and 2 s
+ * more). */
+static void read_committed_round(rd_kafka_t *rk, bl_lag_group_offsets_t *g, size_t n,
+                                 int timeout_ms)
+{
+    int64_t deadline = bl_now_ms() + timeout_ms + 2000;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    size_t sent = 0, answered = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_AdminOptions_t *opts;
+        rd_kafka_ListConsumerGroupOffsets_t *req;
+        if (g[i].err != BL_LAG_PENDING)
+            continue;
+        opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+        rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
+        rd_kafka_AdminOptions_set_opaque(opts, &g[i]);
+        req = rd_kafka_ListConsumerGroupOffsets_new(g[i].group, g[i].want);
+        /* The request keeps a copy of the options and of req. */
+        rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, opts, q);
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+        rd_kafka_AdminOptions_destroy(opts);
+        sent++;
+    }
+    while (answered < sent) {
+        int64_t left = deadline - bl_now_ms();
+        rd_kafka_event_t *ev = left > 0 ? rd_kafka_queue_poll(q, (int)left) : NULL;
+        bl_lag_group_offsets_t *e;
+        if (!ev)
+            break;
+        e = rd_kafka_event_opaque(ev);
+        if (e && e->err == BL_LAG_PENDING) {
+            read_answer(ev, e);
+            answered++;
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (g[i].err == BL_LAG_PENDING) {
+            g[i].err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            snprintf(g[i].error, sizeof(g[i].error),
+                     "no answer to ListConsumerGroupOffsets within %d ms", timeout_ms);
+        }
+    rd_kafka_queue_destroy(q);
+}
+
+void bl_lag_read_committed_many(rd_kafka_t *rk, bl_lag_group_offsets_t *g, size_t n,
+                                int timeout_ms)
+{
+    int64_t deadline = bl_now_ms() + timeout_ms;
+    size_t again;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&g[i].offsets, 0, sizeof(g[i].offsets));
+        g[i].err = BL_LAG_PENDING;
+        g[i].error[0] = '\0';
+    }
+    for (;;) {
+        read_committed_round(rk, g, n, timeout_ms);
+        again = 0;
+        for (size_t i = 0; i < n; i++)
+            if (bl_lag_coordinator_moving(g[i].err)) {
+                g[i].err = BL_LAG_PENDING;
+                again++;
+            }
+        if (!again)
+            return;
+        if (bl_now_ms() >= deadline) {
+            for (size_t i = 0; i < n; i++)
+                if (g[i].err == BL_LAG_PENDING) {
+                    g[i].err = RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+                    snprintf(g[i].error, sizeof(g[i].error),
+                             "group %s: its coordinator is not available", g[i].group);
+                }
+            return;
+        }
+        bl_sleep_ms(100);
+    }
 }
 
 rd_kafka_resp_err_t bl_lag_read_committed(rd_kafka_t *rk, const char *group,
@@ -134,15 +207,19 @@ rd_kafka_resp_err_t bl_lag_read_committed(rd_kafka_t *rk, const char *group,
                                           int timeout_ms, bl_lag_offsets_t *out,
                                           char *errbuf, size_t errsize)
 {
-    int64_t deadline = bl_now_ms() + timeout_ms;
-    rd_kafka_resp_err_t err;
+    bl_lag_group_offsets_t g;
 
-    memset(out, 0, sizeof(*out));
-    while (bl_lag_coordinator_moving(
-               err = read_committed_once(rk, group, want, timeout_ms, out, errbuf, errsize)) &&
-           bl_now_ms() < deadline)
-        bl_sleep_ms(100);
-    return err;
+    g.group = group;
+    g.want = want;
+    bl_lag_read_committed_many(rk, &g, 1, timeout_ms);
+    *out = g.offsets;
+    /* A broker may answer "no such group" rather than with no offsets:
+     * the caller decides whether the group exists. */
+    if (g.err == RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (g.err)
+        snprintf(errbuf, errsize, "%s", g.error);
+    return g.err;
 }
 
 /* ---- judging ------------------------------------------------------------- */

@@ -120,6 +120,25 @@ rd_kafka_resp_err_t bl_lag_read_committed(rd_kafka_t *rk, const char *group,
                                           const rd_kafka_topic_partition_list_t *want,
                                           int timeout_ms, bl_lag_offsets_t *out,
                                           char *errbuf, size_t errsize);
+/** Marks an entry of bl_lag_read_committed_many() not answered yet. */
+#define BL_LAG_PENDING ((rd_kafka_resp_err_t)-1)
+
+/** One group of bl_lag_read_committed_many(). */
+typedef struct bl_lag_group_offsets {
+    const char *group;                           /**< in: the group (not copied) */
+    const rd_kafka_topic_partition_list_t *want; /**< in: its partitions; NULL: all */
+    bl_lag_offsets_t offsets;                    /**< out: as bl_lag_read_committed() */
+    rd_kafka_resp_err_t err; /**< out: 0, or why not (GROUP_ID_NOT_FOUND: the broker
+                                  does not know the group) */
+    char error[200];         /**< out: the reason, with err */
+} bl_lag_group_offsets_t;
+
+/** bl_lag_read_committed() for @p n groups at once: one request per group,
+ *  all in flight together on @p rk, the groups whose coordinator was moving
+ *  asked again until @p timeout_ms passed. Each entry's offsets are filled
+ *  in even when another group failed; free each with bl_lag_offsets_free(). */
+void bl_lag_read_committed_many(rd_kafka_t *rk, bl_lag_group_offsets_t *g, size_t n,
+                                int timeout_ms);
 /** Frees what bl_lag_read_committed() filled in; it can be freed again. */
 void bl_lag_offsets_free(bl_lag_offsets_t *o);
 

@@ -1,0 +1,523 @@
+/*
+ * test_lag_cluster.c - `ballast lag --all-groups` against the real broker:
+ * it finds every group the filters let through, classic ones and one on
+ * the consumer protocol (KIP-848) with a live member; its committed
+ * offsets, log-end offsets and lag agree exactly with Kafka's own
+ * kafka-consumer-groups tool (ConsumerGroupCommand --describe) on the same
+ * groups, after a producer wrote to their topics during the evaluations; a
+ * group created later appears and a deleted one disappears; --include,
+ * --exclude and --include-topic filter; every metric carries the cluster
+ * label; the JSON API lists groups and their partitions; an unreachable
+ * cluster exits 69 with one line; usage errors exit 64.
+ */
+#include "support.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
+#define CLUSTER "test-cluster"
+
+/* ---- metrics and the JSON API ------------------------------------------- */
+
+/* The value of NAME{cluster="test-cluster"LABELS} in @p text, or -1 when
+ * there is no such sample. @p labels: ",consumergroup=\"g\"..." or "". */
+static double sample(const char *text, const char *name, const char *labels)
+{
+    char prefix[1024];
+    const char *at;
+
+    snprintf(prefix, sizeof(prefix), "\n%s{cluster=\"" CLUSTER "\"%s} ", name, labels);
+    at = strstr(text, prefix);
+    return at ? strtod(at + strlen(prefix), NULL) : -1;
+}
+
+static double part_sample(const char *text, const char *name, const char *group,
+                          const char *topic, int partition)
+{
+    char labels[512];
+
+    if (group)
+        snprintf(labels, sizeof(labels), ",consumergroup=\"%s\",topic=\"%s\",partition=\"%d\"",
+                 group, topic, partition);
+    else
+        snprintf(labels, sizeof(labels), ",topic=\"%s\",partition=\"%d\"", topic, partition);
+    return sample(text, name, labels);
+}
+
+static char *get_metrics(const char *addr)
+{
+    bt_http_reply_t r = bt_http_get(addr, "/metrics");
+    char *body;
+
+    if (r.status != 200)
+        fail_msg("/metrics answered %d: %s", r.status, r.body ? r.body : "");
+    body = r.body;
+    r.body = NULL;
+    bt_http_reply_free(&r);
+    return body;
+}
+
+static json_t *get_json(const char *addr, const char *path, int want_status)
+{
+    bt_http_reply_t r = bt_http_get(addr, path);
+    json_error_t jerr;
+    json_t *doc;
+
+    if (r.status != want_status)
+        fail_msg("%s answered %d, expected %d: %s", path, r.status, want_status,
+                 r.body ? r.body : "");
+    if (!(doc = json_loads(r.body, 0, &jerr)))
+        fail_msg("%s is not JSON (%s): %s", path, jerr.text, r.body);
+    bt_http_reply_free(&r);
+    return doc;
+}
+
+/* The entry of @p group in /groups, or NULL. */
+static json_t *listed(json_t *doc, const char *group)
+{
+    json_t *g;
+    size_t i;
+
+    json_array_foreach(json_object_get(doc, "groups"), i, g)
+        if (!strcmp(json_string_value(json_object_get(g, "group")), group))
+            return g;
+    return NULL;
+}
+
+static double evaluations(const char *addr)
+{
+    char *text = get_metrics(addr);
+    double v = sample(text, "ballast_lag_evaluations_total", "");
+
+    free(text);
+    return v;
+}
+
+/* Waits until an evaluation that started after this call has ended. */
+static void wait_fresh_evaluation(const char *addr)
+{
+    double start = evaluations(addr);
+    int64_t deadline = bt_now_ms() + 60000;
+
+    while (evaluations(addr) < start + 2) {
+        if (bt_now_ms() > deadline)
+            fail_msg("no new evaluation within 60 s");
+        usleep(100 * 1000);
+    }
+}
+
+/* Waits until /groups does (@p present) or does not list @p group. */
+static void wait_listed(const char *addr, const char *group, bool present)
+{
+    int64_t deadline = bt_now_ms() + 60000;
+
+    for (;;) {
+        bt_http_reply_t r = bt_http_get(addr, "/groups");
+        json_t *doc = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+        bool seen = doc && listed(doc, group);
+        json_decref(doc);
+        bt_http_reply_free(&r);
+        if (seen == present)
+            return;
+        if (bt_now_ms() > deadline)
+            fail_msg("group %s %s /groups within 60 s", group,
+                     present ? "never appeared in" : "never left");
+        usleep(200 * 1000);
+    }
+}
+
+/* ---- groups -------------------------------------------------------------- */
+
+/* A member of a consumer-protocol (KIP-848) group, subscribed to @p topic,
+ * that commits @p offsets once it holds all @p n partitions. */
+static rd_kafka_t *start_kip848_member(const char *group, const char *topic, int n,
+                                       const int64_t *offsets)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
+    int64_t deadline = bt_now_ms() + 60000;
+    char errstr[256];
+    rd_kafka_t *rk;
+    rd_kafka_resp_err_t err;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "group.protocol", "consumer", NULL, 0);
+    rd_kafka_conf_set(conf, "client.id", "lag-cluster-member", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    assert_non_null(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)));
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
+    rd_kafka_topic_partition_list_destroy(subs);
+    for (bool done = false; !done;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
+        done = assigned->cnt == n;
+        rd_kafka_topic_partition_list_destroy(assigned);
+        if (!done && bt_now_ms() > deadline)
+            fail_msg("the consumer-protocol member got no assignment");
+    }
+    assigned = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(assigned, topic, p)->offset = offsets[p];
+    if ((err = rd_kafka_commit(rk, assigned, 0)))
+        fail_msg("commit of the consumer-protocol member: %s", rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(assigned);
+    return rk;
+}
+
+static void delete_group(const char *group)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+    rd_kafka_DeleteGroup_t *del = rd_kafka_DeleteGroup_new(group);
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev;
+    const rd_kafka_group_result_t **res;
+    size_t n = 0;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    assert_non_null(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)));
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteGroups(rk, &del, 1, NULL, q);
+    rd_kafka_DeleteGroup_destroy(del);
+    assert_non_null(ev = rd_kafka_queue_poll(q, 30000));
+    if (rd_kafka_event_error(ev))
+        fail_msg("DeleteGroups: %s", rd_kafka_event_error_string(ev));
+    res = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(ev), &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_group_result_error(res[0]))
+        fail_msg("DeleteGroups %s: %s", group,
+                 rd_kafka_error_string(rd_kafka_group_result_error(res[0])));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+/* A producer writing to a topic until told to stop. */
+typedef struct traffic {
+    const char *topic;
+    int partitions;
+    volatile int stop;
+    int sent;
+} traffic_t;
+
+static void *traffic_main(void *arg)
+{
+    traffic_t *t = arg;
+
+    while (!t->stop) {
+        bt_produce_seq(bt_bootstrap(), t->topic, t->partitions, t->sent, 20, 0);
+        t->sent += 20;
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+/* ---- Kafka's own tool ---------------------------------------------------- */
+
+/* One row of `kafka-consumer-groups --describe`. */
+typedef struct describe_row {
+    char group[128], topic[128];
+    int partition;
+    long long current, log_end, lag; /* -1: "-" */
+} describe_row_t;
+
+static long long dash_or_number(const char *s)
+{
+    return strcmp(s, "-") ? atoll(s) : -1;
+}
+
+/* Runs Kafka's ConsumerGroupCommand --describe on @p groups (n of them)
+ * and parses its GROUP, TOPIC, PARTITION, CURRENT-OFFSET, LOG-END-OFFSET
+ * and LAG columns. */
+static describe_row_t *kafka_describe(const char *const *groups, int n, size_t *countp)
+{
+    char args[2048] = "", *out = NULL, *err = NULL, *save = NULL;
+    describe_row_t *rows = calloc(256, sizeof(*rows));
+    size_t count = 0;
+    int rc;
+
+    for (int i = 0; i < n; i++) {
+        strcat(args, " --group ");
+        strcat(args, groups[i]);
+    }
+    rc = bt_sh(&out, &err,
+               "java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -cp \"$(%s/scripts/testenv "
+               "tools-classpath)\" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "
+               "--bootstrap-server %s --describe%s",
+               BALLAST_SRC_DIR, bt_bootstrap(), args);
+    if (rc)
+        fail_msg("kafka-consumer-groups exited %d: %s%s", rc, out, err);
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        describe_row_t r;
+        char cur[32], end[32], lag[32];
+        if (sscanf(line, "%127s %127s %d %31s %31s %31s", r.group, r.topic, &r.partition, cur,
+                   end, lag) != 6)
+            continue; /* headers, blank lines, "has no active members" */
+        r.current = dash_or_number(cur);
+        r.log_end = dash_or_number(end);
+        r.lag = dash_or_number(lag);
+        assert_true(count < 256);
+        rows[count++] = r;
+    }
+    free(out);
+    free(err);
+    *countp = count;
+    return rows;
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+static void test_all_groups(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *prefix = bt_unique("lagall");
+    char t1[128], t2[128], ga[160], gb[160], gc[160], gk[160], gd[160], include[200];
+    char err_path[512], addr[64];
+    const int64_t a_off[4] = {10, 4, 0, 7}, b_off[2] = {3, 5}, c_off1[4] = {1, 1, -1, 1},
+                  c_off2[2] = {20, 0}, k_off[2] = {2, 4}, d_off[2] = {1, 1};
+    traffic_t traffic;
+    pthread_t producer;
+    rd_kafka_t *member;
+    pid_t pid;
+
+    snprintf(t1, sizeof(t1), "%s-t1", prefix);
+    snprintf(t2, sizeof(t2), "%s-t2", prefix);
+    snprintf(ga, sizeof(ga), "%s-a", prefix);
+    snprintf(gb, sizeof(gb), "%s-b", prefix);
+    snprintf(gc, sizeof(gc), "%s-c", prefix);
+    snprintf(gk, sizeof(gk), "%s-k", prefix);
+    snprintf(gd, sizeof(gd), "%s-d", prefix);
+    snprintf(include, sizeof(include), "^%s-", prefix);
+    snprintf(err_path, sizeof(err_path), "%s/lag-cluster.err", bt_tmpdir());
+    bt_create_topic(bt_bootstrap(), t1, 4);
+    bt_create_topic(bt_bootstrap(), t2, 2);
+    bt_produce_seq(bt_bootstrap(), t1, 4, 0, 80, 0); /* 20 per partition */
+    bt_produce_seq(bt_bootstrap(), t2, 2, 0, 40, 0);
+    bt_commit(bt_bootstrap(), ga, t1, a_off, 4);
+    bt_commit(bt_bootstrap(), gb, t2, b_off, 2);
+    bt_commit(bt_bootstrap(), gc, t1, c_off1, 4);
+    bt_commit(bt_bootstrap(), gc, t2, c_off2, 2);
+    member = start_kip848_member(gk, t2, 2, k_off);
+
+    pid = bt_spawn_ballast(ARGV("lag", "-b", bt_bootstrap(), "--all-groups", "--include",
+                                include, "--cluster-name", CLUSTER, "--listen",
+                                "127.0.0.1:0", "--watch", "1", "--window", "1000"),
+                           err_path);
+    bt_wait_listening(err_path, pid, addr, sizeof(addr));
+    traffic.topic = t1;
+    traffic.partitions = 4;
+    traffic.stop = 0;
+    traffic.sent = 80;
+    assert_int_equal(pthread_create(&producer, NULL, traffic_main, &traffic), 0);
+    wait_listed(addr, ga, true);
+    wait_listed(addr, gb, true);
+    wait_listed(addr, gc, true);
+    wait_listed(addr, gk, true);
+    wait_fresh_evaluation(addr); /* evaluations made while the producer writes */
+    traffic.stop = 1;
+    pthread_join(producer, NULL);
+    assert_true(traffic.sent > 80);
+
+    /* The agreement: after the producer stopped, an evaluation that began
+     * later and Kafka's own tool see the same offsets. */
+    wait_fresh_evaluation(addr);
+    {
+        const char *const groups[] = {ga, gb, gc, gk};
+        size_t nrows, compared = 0;
+        describe_row_t *rows = kafka_describe(groups, 4, &nrows);
+        char *text = get_metrics(addr);
+        for (size_t i = 0; i < nrows; i++) {
+            const describe_row_t *r = &rows[i];
+            double cur = part_sample(text, "kafka_consumergroup_current_offset", r->group,
+                                     r->topic, r->partition);
+            double lag = part_sample(text, "kafka_consumergroup_lag", r->group, r->topic,
+                                     r->partition);
+            double end = part_sample(text, "kafka_topic_partition_current_offset", NULL,
+                                     r->topic, r->partition);
+            if (r->current < 0)
+                continue; /* nothing committed: kafka-consumer-groups shows no lag */
+            if (cur != (double)r->current || lag != (double)r->lag ||
+                end != (double)r->log_end)
+                fail_msg("%s %s[%d]: kafka-consumer-groups says current %lld, log end %lld, "
+                         "lag %lld; ballast lag says %.0f, %.0f, %.0f; /metrics:\n%s",
+                         r->group, r->topic, r->partition, r->current, r->log_end, r->lag,
+                         cur, end, lag, text);
+            compared++;
+        }
+        /* Every committed partition of the four groups: 4 + 2 + 5 + 2. */
+        assert_int_equal(compared, 13);
+        /* And nothing more: each committed row of ours is one of theirs. */
+        for (const char *at = text; (at = strstr(at, "\nkafka_consumergroup_current_offset{"));
+             at++) {
+            bool found = false;
+            for (size_t i = 0; i < nrows && !found; i++) {
+                char labels[512];
+                snprintf(labels, sizeof(labels),
+                         "consumergroup=\"%s\",topic=\"%s\",partition=\"%d\"}", rows[i].group,
+                         rows[i].topic, rows[i].partition);
+                found = rows[i].current >= 0 && !strncmp(strchr(at, ',') + 1, labels,
+                                                          strlen(labels));
+            }
+            if (!found)
+                fail_msg("ballast reports a committed offset kafka-consumer-groups does not: "
+                         "%.200s", at + 1);
+        }
+        /* Sums, members, and the cluster label on every sample. */
+        {
+            char labels[512];
+            snprintf(labels, sizeof(labels), ",consumergroup=\"%s\",topic=\"%s\"", ga, t1);
+            assert_true(sample(text, "kafka_consumergroup_lag_sum", labels) ==
+                        part_sample(text, "kafka_consumergroup_lag", ga, t1, 0) +
+                            part_sample(text, "kafka_consumergroup_lag", ga, t1, 1) +
+                            part_sample(text, "kafka_consumergroup_lag", ga, t1, 2) +
+                            part_sample(text, "kafka_consumergroup_lag", ga, t1, 3));
+            snprintf(labels, sizeof(labels), ",consumergroup=\"%s\"", gk);
+            assert_true(sample(text, "kafka_consumergroup_members", labels) == 1);
+            snprintf(labels, sizeof(labels), ",consumergroup=\"%s\"", ga);
+            assert_true(sample(text, "kafka_consumergroup_members", labels) == 0);
+            assert_true(sample(text, "ballast_lag_up", "") == 1);
+            assert_true(sample(text, "ballast_lag_groups", "") == 4);
+            /* Caught up on t2 partition 0 of gc: no lag, no age. */
+            assert_true(part_sample(text, "kafka_consumergroup_lag_seconds", gc, t2, 0) == 0);
+            assert_true(part_sample(text, "kafka_consumergroup_lag_seconds", ga, t1, 0) > 0);
+            assert_true(part_sample(text, "ballast_lag_partition_status", ga, t1, 0) >= 0);
+        }
+        for (const char *line = text; line && *line; line = strchr(line, '\n')) {
+            if (*line == '\n')
+                line++;
+            if (*line && *line != '#' && !strstr(line, "{cluster=\"" CLUSTER "\""))
+                fail_msg("a sample without the cluster label: %.200s", line);
+        }
+        free(text);
+        free(rows);
+    }
+
+    /* The JSON API: the groups, and one group's partitions with its member. */
+    {
+        json_t *doc = get_json(addr, "/groups", 200), *k, *parts, *p;
+        char path[256];
+        size_t i;
+        assert_string_equal(json_string_value(json_object_get(doc, "cluster")), CLUSTER);
+        assert_int_equal(json_array_size(json_object_get(doc, "groups")), 4);
+        assert_non_null(k = listed(doc, gk));
+        assert_string_equal(json_string_value(json_object_get(k, "protocol")), "consumer");
+        assert_int_equal(json_integer_value(json_object_get(k, "members")), 1);
+        assert_int_equal(json_integer_value(json_object_get(k, "total_lag")), (20 - 2) + (20 - 4));
+        assert_string_equal(json_string_value(json_object_get(listed(doc, gb), "protocol")),
+                            "classic");
+        json_decref(doc);
+        snprintf(path, sizeof(path), "/groups/%s", gk);
+        doc = get_json(addr, path, 200);
+        parts = json_object_get(doc, "partitions");
+        assert_int_equal(json_array_size(parts), 2);
+        json_array_foreach(parts, i, p) {
+            assert_string_equal(json_string_value(json_object_get(p, "topic")), t2);
+            assert_int_equal(json_integer_value(json_object_get(p, "committed")),
+                             k_off[json_integer_value(json_object_get(p, "partition"))]);
+            assert_string_equal(json_string_value(json_object_get(p, "client_id")),
+                                "lag-cluster-member");
+            /* A member holds it: lag at the first look is no warning. */
+            assert_string_equal(json_string_value(json_object_get(p, "status")), "OK");
+        }
+        json_decref(doc);
+        json_decref(get_json(addr, "/groups/no-such-group", 404));
+    }
+
+    /* A group made later appears; a deleted one disappears. */
+    bt_commit(bt_bootstrap(), gd, t2, d_off, 2);
+    wait_listed(addr, gd, true);
+    delete_group(gb);
+    wait_listed(addr, gb, false);
+    {
+        char *text = get_metrics(addr), needle[200];
+        snprintf(needle, sizeof(needle), "consumergroup=\"%s\"", gb);
+        assert_null(strstr(text, needle));
+        free(text);
+    }
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 30000), 0);
+    /* Nothing went wrong that it had to log (a group deleted while an
+     * evaluation read it would be logged, rightly). */
+    {
+        char *log = bt_read_file(err_path);
+        if (log && (strstr(log, "cannot be read") || strstr(log, "try again")))
+            fail_msg("ballast lag logged trouble: %s", log);
+        free(log);
+    }
+
+    /* The filters, on one evaluation printed as JSON lines. */
+    {
+        char exclude[200];
+        bt_captured_t c;
+        snprintf(exclude, sizeof(exclude), "-(c|d)$");
+        c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "--all-groups", "--include",
+                                 include, "--exclude", exclude, "--json"),
+                            60000);
+        if (c.rc)
+            fail_msg("exit %d: %s", c.rc, c.err);
+        assert_non_null(strstr(c.out, ga));
+        assert_non_null(strstr(c.out, gk));
+        assert_null(strstr(c.out, gc));
+        assert_null(strstr(c.out, gd));
+        bt_captured_free(&c);
+        c = bt_run_captured(ARGV("lag", "-b", bt_bootstrap(), "--all-groups", "--include",
+                                 include, "--include-topic", "-t2$", "--json"),
+                            60000);
+        if (c.rc)
+            fail_msg("exit %d: %s", c.rc, c.err);
+        assert_null(strstr(c.out, t1));
+        assert_non_null(strstr(c.out, t2));
+        assert_null(strstr(c.out, ga)); /* it reads t1 only */
+        assert_non_null(strstr(c.out, gc));
+        bt_captured_free(&c);
+    }
+    rd_kafka_consumer_close(member);
+    rd_kafka_destroy(member);
+}
+
+static void expect_rc(const char *const *argv, int want, const char *fragment)
+{
+    bt_captured_t c = bt_run_captured(argv, 60000);
+
+    if (c.rc != want)
+        fail_msg("exit %d, expected %d; stderr: %s", c.rc, want, c.err);
+    bt_assert_one_line(c.err, fragment);
+    bt_captured_free(&c);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    expect_rc(ARGV("lag", "-b", "127.0.0.1:1", "--all-groups", "--timeout", "1"), 69,
+              "127.0.0.1:1");
+    expect_rc(ARGV("lag", "-b", "x", "--all-groups", "-g", "g"), 64, "-g");
+    expect_rc(ARGV("lag", "-b", "x", "--all-groups", "-t", "t"), 64, "--include-topic");
+    expect_rc(ARGV("lag", "-b", "x", "--all-groups", "--include", "a("), 64, "--include");
+    expect_rc(ARGV("lag", "-b", "x", "--all-groups", "--exclude-topic", "[z-a]"), 64,
+              "--exclude-topic");
+    expect_rc(ARGV("lag", "-b", "x", "-g", "g", "--include", "a"), 64, "--all-groups");
+    expect_rc(ARGV("lag", "-b", "x", "--all-groups", "--on-change", "true"), 64,
+              "--on-change");
+    expect_rc(ARGV("lag", "--all-groups"), 64, "-b BOOTSTRAP");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_all_groups),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,462 @@
+/*
+ * lag_cluster_output.c - what `ballast lag --all-groups` shows of its
+ * groups: Prometheus text with kafka_exporter's metric names (every sample
+ * labelled with the cluster), the JSON API (/groups, /groups/NAME), and,
+ * without --listen, a table of the groups, JSON lines or the same text on
+ * stdout.
+ */
+#include "lagmon.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- finding ------------------------------------------------------------- */
+
+static int group_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cgroup_t *)a)->name, ((const cgroup_t *)b)->name);
+}
+
+cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name)
+{
+    cgroup_t key;
+
+    key.name = (char *)name;
+    return n ? bsearch(&key, g, n, sizeof(cgroup_t), group_cmp) : NULL;
+}
+
+const char *lag_error_kind_name(lag_error_kind_t kind)
+{
+    static const char *const names[LAG_ERR_KIND_COUNT] = {
+        "unreachable", "group_vanished", "group_denied", "group_offsets", "describe",
+        "watermarks"};
+    return kind < LAG_ERR_KIND_COUNT ? names[kind] : "other";
+}
+
+/* ---- Prometheus ---------------------------------------------------------- */
+
+static void family(FILE *fp, const char *name, const char *type, const char *help)
+{
+    fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* NAME{cluster="..."[,consumergroup="..."][,topic="..."][,partition="..."]} */
+static void sample_name(FILE *fp, const cluster_t *c, const char *name, const char *group,
+                        const char *topic, long partition)
+{
+    fprintf(fp, "%s{cluster=\"", name);
+    bl_prom_label(fp, c->name);
+    if (group) {
+        fputs("\",consumergroup=\"", fp);
+        bl_prom_label(fp, group);
+    }
+    if (topic) {
+        fputs("\",topic=\"", fp);
+        bl_prom_label(fp, topic);
+    }
+    if (partition >= 0)
+        fprintf(fp, "\",partition=\"%ld", partition);
+    fputs("\"} ", fp);
+}
+
+enum part_value { PV_LAG, PV_LAG_SECONDS, PV_COMMITTED, PV_STATUS };
+
+/* One family with a sample per partition of every group. */
+static void part_family(FILE *fp, const cluster_t *c, const char *name, const char *help,
+                        enum part_value which)
+{
+    family(fp, name, "gauge", help);
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const cgroup_t *g = &c->groups[i];
+        for (size_t k = 0; k < g->nparts; k++) {
+            const cpart_t *p = &g->parts[k];
+            if (which != PV_STATUS &&
+                (!p->ok || (which == PV_LAG_SECONDS && p->lag_seconds < 0) ||
+                 (which == PV_COMMITTED && p->committed < 0)))
+                continue;
+            sample_name(fp, c, name, g->name, p->topic, p->partition);
+            if (which == PV_LAG)
+                fprintf(fp, "%lld\n", (long long)p->lag);
+            else if (which == PV_LAG_SECONDS)
+                fprintf(fp, "%.3f\n", p->lag_seconds);
+            else if (which == PV_COMMITTED)
+                fprintf(fp, "%lld\n", (long long)p->committed);
+            else
+                fprintf(fp, "%d\n", (int)p->status);
+        }
+    }
+}
+
+/* kafka_consumergroup_{lag,current_offset}_sum: per group and topic, over
+ * the partitions that could be read. */
+static void topic_sums(FILE *fp, const cluster_t *c, const char *name, const char *help,
+                       bool lag)
+{
+    family(fp, name, "gauge", help);
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const cgroup_t *g = &c->groups[i];
+        for (size_t k = 0; k < g->nparts;) {
+            const char *topic = g->parts[k].topic;
+            int64_t sum = 0;
+            bool any = false;
+            for (; k < g->nparts && g->parts[k].topic == topic; k++) {
+                const cpart_t *p = &g->parts[k];
+                if (p->ok && (lag || p->committed >= 0)) {
+                    sum += lag ? p->lag : p->committed;
+                    any = true;
+                }
+            }
+            if (!any)
+                continue;
+            sample_name(fp, c, name, g->name, topic, -1);
+            fprintf(fp, "%lld\n", (long long)sum);
+        }
+    }
+}
+
+/* One partition's watermark, for the partition families. */
+typedef struct wm_sample {
+    const char *topic; /* interned: one partition, one pointer */
+    int32_t partition;
+    int64_t value;
+} wm_sample_t;
+
+static int wm_cmp(const void *a, const void *b)
+{
+    const wm_sample_t *x = a, *y = b;
+    int t = strcmp(x->topic, y->topic);
+    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* kafka_topic_partition_{current,oldest}_offset: once per partition,
+ * whichever groups read it. */
+static void partition_offsets(FILE *fp, const cluster_t *c, const char *name,
+                              const char *help, bool high)
+{
+    wm_sample_t *all;
+    size_t n = 0, total = 0;
+
+    family(fp, name, "gauge", help);
+    for (size_t i = 0; i < c->ngroups; i++)
+        total += c->groups[i].nparts;
+    if (!total || !(all = malloc(total * sizeof(*all))))
+        return;
+    for (size_t i = 0; i < c->ngroups; i++)
+        for (size_t k = 0; k < c->groups[i].nparts; k++) {
+            const cpart_t *p = &c->groups[i].parts[k];
+            if (p->ok)
+                all[n++] = (wm_sample_t){p->topic, p->partition, high ? p->high : p->low};
+        }
+    qsort(all, n, sizeof(*all), wm_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i && all[i].topic == all[i - 1].topic && all[i].partition == all[i - 1].partition)
+            continue;
+        sample_name(fp, c, name, NULL, all[i].topic, all[i].partition);
+        fprintf(fp, "%lld\n", (long long)all[i].value);
+    }
+    free(all);
+}
+
+static void write_prometheus(FILE *fp, const void *arg)
+{
+    const cluster_t *c = arg;
+
+    part_family(fp, c, "kafka_consumergroup_lag",
+                "High watermark minus the group's committed offset.", PV_LAG);
+    part_family(fp, c, "kafka_consumergroup_lag_seconds",
+                "Age of the oldest unconsumed message (0 when caught up).", PV_LAG_SECONDS);
+    part_family(fp, c, "kafka_consumergroup_current_offset", "The group's committed offset.",
+                PV_COMMITTED);
+    topic_sums(fp, c, "kafka_consumergroup_lag_sum", "The group's lag over a topic.", true);
+    topic_sums(fp, c, "kafka_consumergroup_current_offset_sum",
+               "The group's committed offsets summed over a topic.", false);
+    partition_offsets(fp, c, "kafka_topic_partition_current_offset",
+                      "The partition's high watermark.", true);
+    partition_offsets(fp, c, "kafka_topic_partition_oldest_offset",
+                      "The partition's low watermark.", false);
+    family(fp, "kafka_consumergroup_members", "gauge", "Members of the group.");
+    for (size_t i = 0; i < c->ngroups; i++)
+        if (c->groups[i].view.described) {
+            sample_name(fp, c, "kafka_consumergroup_members", c->groups[i].name, NULL, -1);
+            fprintf(fp, "%zu\n", c->groups[i].view.nmembers);
+        }
+    part_family(fp, c, "ballast_lag_partition_status",
+                "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.", PV_STATUS);
+    family(fp, "ballast_lag_group_status", "gauge",
+           "The group's worst partition status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.");
+    for (size_t i = 0; i < c->ngroups; i++) {
+        sample_name(fp, c, "ballast_lag_group_status", c->groups[i].name, NULL, -1);
+        fprintf(fp, "%d\n", (int)c->groups[i].status);
+    }
+    family(fp, "ballast_lag_up", "gauge",
+           "1 when the latest evaluation could list the cluster's groups.");
+    sample_name(fp, c, "ballast_lag_up", NULL, NULL, -1);
+    fprintf(fp, "%d\n", c->up ? 1 : 0);
+    family(fp, "ballast_lag_groups", "gauge", "Consumer groups watched.");
+    sample_name(fp, c, "ballast_lag_groups", NULL, NULL, -1);
+    fprintf(fp, "%zu\n", c->ngroups);
+    family(fp, "ballast_lag_evaluation_seconds", "gauge",
+           "How long the latest evaluation of every group took.");
+    sample_name(fp, c, "ballast_lag_evaluation_seconds", NULL, NULL, -1);
+    fprintf(fp, "%.3f\n", c->eval_seconds);
+    family(fp, "ballast_lag_evaluations_total", "counter", "Evaluations made.");
+    sample_name(fp, c, "ballast_lag_evaluations_total", NULL, NULL, -1);
+    fprintf(fp, "%lu\n", c->evaluations);
+    family(fp, "ballast_lag_errors_total", "counter",
+           "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
+           "group_offsets, describe, watermarks.");
+    for (int k = 0; k < LAG_ERR_KIND_COUNT; k++) {
+        fprintf(fp, "ballast_lag_errors_total{cluster=\"");
+        bl_prom_label(fp, c->name);
+        fprintf(fp, "\",kind=\"%s\"} %lu\n", lag_error_kind_name((lag_error_kind_t)k),
+                c->errors[k]);
+    }
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+static json_t *opt_int(int64_t v, bool known)
+{
+    return known && v >= 0 ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *opt_seconds(double v, bool known)
+{
+    return known && v >= 0 ? json_real(round(v * 1000) / 1000) : json_null();
+}
+
+static json_t *string_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+/* A group's summary: what /groups lists. */
+static json_t *group_summary(const cgroup_t *g)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "group", json_string(g->name));
+    json_object_set_new(o, "status", json_string(bl_lag_status_name(g->status)));
+    json_object_set_new(o, "state", string_or_null(g->view.state));
+    json_object_set_new(o, "protocol", string_or_null(g->view.protocol));
+    json_object_set_new(o, "members", g->view.described
+                                          ? json_integer((json_int_t)g->view.nmembers)
+                                          : json_null());
+    json_object_set_new(o, "partitions", json_integer((json_int_t)g->nparts));
+    json_object_set_new(o, "total_lag", json_integer((json_int_t)g->total_lag));
+    json_object_set_new(o, "max_lag_seconds", opt_seconds(g->max_lag_seconds, true));
+    json_object_set_new(o, "error", g->ok ? json_null() : json_string(g->error));
+    return o;
+}
+
+static json_t *part_json(const cgroup_t *g, const cpart_t *p)
+{
+    const member_t *mb = p->member >= 0 ? &g->view.members[p->member] : NULL;
+    json_t *o = json_object();
+
+    json_object_set_new(o, "topic", json_string(p->topic));
+    json_object_set_new(o, "partition", json_integer(p->partition));
+    json_object_set_new(o, "committed", opt_int(p->committed, p->ok));
+    json_object_set_new(o, "high_watermark", opt_int(p->high, p->ok));
+    json_object_set_new(o, "low_watermark", opt_int(p->low, p->ok));
+    json_object_set_new(o, "lag", opt_int(p->lag, p->ok));
+    json_object_set_new(o, "lag_seconds", opt_seconds(p->lag_seconds, p->ok));
+    json_object_set_new(o, "status", json_string(bl_lag_status_name(p->status)));
+    json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));
+    json_object_set_new(o, "client_id", string_or_null(mb ? mb->client_id : NULL));
+    json_object_set_new(o, "host", string_or_null(mb ? mb->host : NULL));
+    if (!p->ok)
+        json_object_set_new(o, "error", json_string(p->error ? p->error : "unreadable"));
+    return o;
+}
+
+static void put_header(json_t *o, const cluster_t *c)
+{
+    char when[40];
+
+    bl_iso8601(c->eval_ms, when, sizeof(when));
+    json_object_set_new(o, "cluster", json_string(c->name));
+    json_object_set_new(o, "up", json_boolean(c->up));
+    json_object_set_new(o, "time", json_string(when));
+    json_object_set_new(o, "evaluations", json_integer((json_int_t)c->evaluations));
+}
+
+/* Worst status first, then by name. */
+static int by_status(const void *a, const void *b)
+{
+    const cgroup_t *x = *(const cgroup_t *const *)a, *y = *(const cgroup_t *const *)b;
+    if (x->status != y->status)
+        return x->status > y->status ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* /groups: every group, worst status first. */
+static json_t *groups_doc(const cluster_t *c)
+{
+    json_t *doc = json_object(), *list = json_array();
+    const cgroup_t **order = malloc((c->ngroups ? c->ngroups : 1) * sizeof(*order));
+
+    put_header(doc, c);
+    for (size_t i = 0; order && i < c->ngroups; i++)
+        order[i] = &c->groups[i];
+    if (order)
+        qsort(order, c->ngroups, sizeof(*order), by_status);
+    for (size_t i = 0; order && i < c->ngroups; i++)
+        json_array_append_new(list, group_summary(order[i]));
+    free(order);
+    json_object_set_new(doc, "groups", list);
+    return doc;
+}
+
+/* /groups/NAME: the group's summary and its partitions. */
+static json_t *group_doc(const cluster_t *c, const cgroup_t *g)
+{
+    json_t *doc = group_summary(g), *parts = json_array();
+
+    put_header(doc, c);
+    for (size_t k = 0; k < g->nparts; k++)
+        json_array_append_new(parts, part_json(g, &g->parts[k]));
+    json_object_set_new(doc, "partitions", parts);
+    return doc;
+}
+
+static void json_reply(http_response_t *r, int status, json_t *doc)
+{
+    r->body = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+    json_decref(doc);
+    r->release = free;
+    r->status = r->body ? status : 500;
+    r->content_type = "application/json";
+    r->len = r->body ? strlen(r->body) : 0;
+}
+
+void lag_cluster_routes(const char *path, http_response_t *r, void *opaque)
+{
+    cluster_t *c = opaque;
+    static const char index_text[] =
+        "ballast lag --all-groups: Prometheus metrics at /metrics; JSON at /groups and "
+        "/groups/NAME\n";
+
+    if (!strcmp(path, "/healthz") || !strcmp(path, "/")) {
+        r->status = 200;
+        r->content_type = "text/plain; charset=utf-8";
+        r->body = (char *)(strcmp(path, "/") ? "ok\n" : index_text);
+        r->len = strlen(r->body);
+        return;
+    }
+    pthread_mutex_lock(&c->mtx);
+    if (!strcmp(path, "/metrics") || !strcmp(path, "/groups") ||
+        !strncmp(path, "/groups/", 8)) {
+        if (!c->evaluations && c->up) {
+            static const char wait_text[] = "the first evaluation is in progress\n";
+            r->status = 503;
+            r->content_type = "text/plain; charset=utf-8";
+            r->body = (char *)wait_text;
+            r->len = sizeof(wait_text) - 1;
+        } else if (!strcmp(path, "/metrics")) {
+            r->body = bl_text(write_prometheus, c);
+            r->release = free;
+            r->status = r->body ? 200 : 500;
+            r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+            r->len = r->body ? strlen(r->body) : 0;
+        } else if (!strcmp(path, "/groups")) {
+            json_reply(r, 200, groups_doc(c));
+        } else {
+            const cgroup_t *g = lag_group_find(c->groups, c->ngroups, path + 8);
+            json_t *err = json_object();
+            if (g) {
+                json_decref(err);
+                json_reply(r, 200, group_doc(c, g));
+            } else {
+                json_object_set_new(err, "error", json_string("no such group"));
+                json_reply(r, 404, err);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->mtx);
+}
+
+/* ---- stdout -------------------------------------------------------------- */
+
+static void print_json_lines(const cluster_t *c)
+{
+    char when[40];
+
+    bl_iso8601(c->eval_ms, when, sizeof(when));
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const cgroup_t *g = &c->groups[i];
+        for (size_t k = 0; k < g->nparts; k++) {
+            json_t *o = json_object(), *p = part_json(g, &g->parts[k]);
+            char *line;
+            json_object_set_new(o, "time", json_string(when));
+            json_object_set_new(o, "cluster", json_string(c->name));
+            json_object_set_new(o, "group", json_string(g->name));
+            json_object_update(o, p);
+            json_decref(p);
+            json_object_set_new(o, "group_status", json_string(bl_lag_status_name(g->status)));
+            json_object_set_new(o, "group_state", string_or_null(g->view.state));
+            json_object_set_new(o, "group_protocol", string_or_null(g->view.protocol));
+            json_object_set_new(o, "evaluation", json_integer((json_int_t)c->evaluations));
+            line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+            if (line)
+                puts(line);
+            free(line);
+            json_decref(o);
+        }
+    }
+}
+
+/* The table: a row per group, worst status first. */
+static void print_table(const cluster_t *c)
+{
+    const cgroup_t **order = malloc((c->ngroups ? c->ngroups : 1) * sizeof(*order));
+    int w = 5;
+    char when[40];
+
+    if (!order)
+        return;
+    for (size_t i = 0; i < c->ngroups; i++) {
+        order[i] = &c->groups[i];
+        if ((int)strlen(c->groups[i].name) > w)
+            w = (int)strlen(c->groups[i].name);
+    }
+    qsort(order, c->ngroups, sizeof(*order), by_status);
+    bl_iso8601(c->eval_ms, when, sizeof(when));
+    printf("cluster %s  groups %zu  evaluated in %.3f s  %s\n", c->name, c->ngroups,
+           c->eval_seconds, when);
+    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s\n", w, "GROUP", "STATUS", "STATE",
+           "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC");
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const cgroup_t *g = order[i];
+        char members[24] = "-", seconds[32] = "-";
+        if (g->view.described)
+            snprintf(members, sizeof(members), "%zu", g->view.nmembers);
+        if (g->max_lag_seconds >= 0)
+            snprintf(seconds, sizeof(seconds), "%.3f", g->max_lag_seconds);
+        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s%s%s\n", w, g->name,
+               bl_lag_status_name(g->status), g->view.state[0] ? g->view.state : "-",
+               g->view.protocol ? g->view.protocol : "-", members, g->nparts,
+               (long long)g->total_lag, seconds, g->ok ? "" : "  ", g->ok ? "" : g->error);
+    }
+    free(order);
+}
+
+void lag_cluster_print(const cluster_t *c)
+{
+    char *text;
+
+    if (c->o->format == OUT_JSON) {
+        print_json_lines(c);
+    } else if (c->o->format == OUT_PROMETHEUS) {
+        if ((text = bl_text(write_prometheus, c)))
+            fputs(text, stdout);
+        free(text);
+    } else {
+        print_table(c);
+        if (c->o->watch_s > 0)
+            putchar('\n');
+    }
+}
