@@ -1,7 +1,8 @@
 /*
  * sqlrows.c - which rewritten statements may run over many messages at once
  * (bl_sqltmpl_multirow, sqltmpl.h), and how: the grammar and why it is
- * safe are below.
+ * safe are below; and which of them may run as a COPY (bl_sqltmpl_copy),
+ * with COPY's text escaping.
  */
 #include "sqltmpl.h"
 

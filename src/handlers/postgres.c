@@ -71,13 +71,15 @@ typedef struct pg_state {
     /* batches as COPY (see "COPY" below) */
     bl_sqlcopy_t copy;   /* the statement as COPY, or all NULL */
     char *copy_txn;      /* ... in its transaction: BEGIN; COPY; COMMIT */
-    char *copy_eo;       /* ... in the consumer's: SAVEPOINT; COPY; ...; RELEASE */
+    char *copy_eo_first; /* ... in the consumer's: [BEGIN;] SAVEPOINT; COPY; ...; RELEASE */
+    const char *copy_eo; /* ... the same without BEGIN (points into copy_eo_first) */
     bool copy_ok;        /* ... checked against the table on this connection */
     sbuf_t copy_data;    /* scratch: the rows in COPY's text format */
     char copy_why[ERRLEN]; /* why batches do not go as COPY */
     /* exactly-once (see "the consumer's transaction" below) */
     bool eo;      /* semantics = exactly-once: OFF_* prepared too */
     bool in_txn;  /* a transaction opened by begin is open */
+    bool begun;   /* ... and its BEGIN was sent (begin defers it: see pg_begin) */
     bool doomed;  /* ... but can only be rolled back, because of doom_err */
     char doom_err[ERRLEN];
     const volatile sig_atomic_t *stop; /* the stop flag: ends a wait to connect */
@@ -462,7 +464,7 @@ static bool copy_fits_table(pg_state_t *st)
  * error: it only speeds up batches. */
 static void prepare_copy(pg_state_t *st)
 {
-    st->copy_ok = st->copy.sql && st->copy_txn && st->copy_eo && copy_fits_table(st);
+    st->copy_ok = st->copy.sql && copy_fits_table(st);
 }
 
 /* At run time: makes sure there is a usable connection with the statement
@@ -1144,16 +1146,20 @@ static eo_step_t eo_fast(pg_state_t *st, const ballast_message_t *const *msgs,
                          seg_t *sg, run_t *run, bool multi, size_t *blamed)
 {
     if (copy_fits(st, multi, *np)) {
-        copy_round(st, st->copy_eo, msgs, results, outcomes, active, np, sg, run);
+        copy_round(st, st->begun ? st->copy_eo : st->copy_eo_first, msgs, results, outcomes,
+                   active, np, sg, run);
     } else {
         if (!seg_open(st, sg, run))
             return EO_DOOM;
+        if (!st->begun)
+            seg_ctl(st, sg, "BEGIN");
         seg_ctl(st, sg, "SAVEPOINT ballast_batch");
         seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
         seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
         seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_batch");
         seg_finish(st, sg, run);
     }
+    st->begun = true;
     if (run->cls == PG_OK)
         return EO_DONE;
     if (run->cls == PG_TRANSIENT || !st->conn)
@@ -1274,7 +1280,7 @@ static void pg_rollback(void *state)
     pg_state_t *st = state;
     char ignored[ERRLEN];
 
-    st->in_txn = st->doomed = false;
+    st->in_txn = st->doomed = st->begun = false;
     if (!st->conn)
         return;
     if (PQstatus(st->conn) != CONNECTION_OK ||
@@ -1295,20 +1301,38 @@ static void pg_rollback(void *state)
     }
 }
 
+/* Whether an idle connection has heard nothing from the server, without a
+ * round trip: a server that ends a session (shutdown, pg_terminate_backend)
+ * sends an error and closes the socket, which makes it readable. */
+static bool quiet_conn(const pg_state_t *st)
+{
+    struct pollfd pfd = {st->conn ? PQsocket(st->conn) : -1, POLLIN, 0};
+
+    return st->conn && PQstatus(st->conn) == CONNECTION_OK &&
+           PQtransactionStatus(st->conn) == PQTRANS_IDLE && poll(&pfd, 1, 0) == 0;
+}
+
 static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
 {
     pg_state_t *st = state;
+    bool quiet;
 
     if (!bl_sqltxn_usable(st->eo, "postgres", "begin", errbuf, errsize))
         return BALLAST_OUTCOME_RETRY;
     pg_rollback(st); /* one left open: it can only be given up */
-    /* A connection the server closed while idle still looks fine until
-     * used: when BEGIN finds it gone, one fresh attempt follows at once. */
+    /* On a connection that has heard nothing since its last command, BEGIN
+     * goes with the batch's first commands (a round trip less). One the
+     * server closed while idle still looks fine until used, but a server
+     * that ends a session says so first (quiet_conn): then BEGIN runs here,
+     * finds the connection gone, and one fresh attempt follows at once. */
+    quiet = quiet_conn(st);
     for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = quiet && !attempt;
         if (!pg_ready(st, errbuf, errsize))
             return BALLAST_OUTCOME_RETRY;
-        if (exec_ctl(st, "BEGIN", errbuf, errsize)) {
+        if (fresh || exec_ctl(st, "BEGIN", errbuf, errsize)) {
             st->in_txn = true;
+            st->begun = !fresh;
             return BALLAST_OUTCOME_OK;
         }
         if (st->conn)
@@ -1339,7 +1363,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
                                         const bl_dbtxn_offset_t *const *order, size_t count,
                                         char *errbuf, size_t errsize)
 {
-    seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
+    seg_t sg = {malloc((count + 2) * sizeof(size_t)), 0, false, false};
+    size_t first_off = st->begun ? 0 : 1; /* the command of the first offset */
     run_t run;
 
     if (!sg.what) {
@@ -1347,6 +1372,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
         return BALLAST_OUTCOME_RETRY;
     }
     if (seg_open(st, &sg, &run)) {
+        if (!st->begun)
+            seg_ctl(st, &sg, "BEGIN");
         for (size_t i = 0; i < count && !sg.broken; i++) {
             char part[16], next[24], first[24];
             const char *vals[5] = {group, order[i]->topic, part, next, first};
@@ -1364,8 +1391,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
     free(sg.what);
     if (run.cls == PG_OK)
         return BALLAST_OUTCOME_OK;
-    if (run.bad < count && !strcmp(run.state, "22012")) {
-        bl_dbtxn_stale_error(errbuf, errsize, order[run.bad]);
+    if (run.bad >= first_off && run.bad - first_off < count && !strcmp(run.state, "22012")) {
+        bl_dbtxn_stale_error(errbuf, errsize, order[run.bad - first_off]);
         return BALLAST_OUTCOME_FAIL;
     }
     if (st->conn)
@@ -1394,7 +1421,7 @@ static ballast_outcome_t pg_commit(void *state, const char *group,
         bl_fmt(errbuf, errsize, "%s", st->doom_err);
     else if (!st->conn || PQstatus(st->conn) != CONNECTION_OK)
         bl_fmt(errbuf, errsize, "postgres: connection lost: the transaction is gone");
-    else if (PQtransactionStatus(st->conn) != PQTRANS_INTRANS)
+    else if (st->begun && PQtransactionStatus(st->conn) != PQTRANS_INTRANS)
         bl_fmt(errbuf, errsize, "postgres: the transaction was aborted");
     else if (!order)
         bl_fmt(errbuf, errsize, "postgres: out of memory");
@@ -1472,7 +1499,7 @@ static void pg_destroy(void *state)
         free(st->multi[k]);
     bl_sqlcopy_free(&st->copy);
     free(st->copy_txn);
-    free(st->copy_eo);
+    free(st->copy_eo_first);
     free(st->copy_data.p);
     free(st);
 }
@@ -1643,17 +1670,18 @@ static int parse_sql(pg_state_t *st, const char *sql, char *errbuf, size_t errsi
 static int make_copy(pg_state_t *st)
 {
     static const char txn[] = "BEGIN; %s; COMMIT",
-                      eo[] = "SAVEPOINT ballast_batch; %s; SET CONSTRAINTS ALL IMMEDIATE; "
-                             "RELEASE SAVEPOINT ballast_batch";
+                      eo[] = "BEGIN; SAVEPOINT ballast_batch; %s; SET CONSTRAINTS ALL "
+                             "IMMEDIATE; RELEASE SAVEPOINT ballast_batch";
     size_t len;
 
     if (bl_sqltmpl_copy(&st->tmpl, &st->copy, st->copy_why, sizeof(st->copy_why)))
         return strcmp(st->copy_why, "out of memory") ? 0 : -1;
     len = strlen(st->copy.sql) + sizeof(eo);
-    if (!(st->copy_txn = malloc(len)) || !(st->copy_eo = malloc(len)))
+    if (!(st->copy_txn = malloc(len)) || !(st->copy_eo_first = malloc(len)))
         return -1;
     bl_fmt(st->copy_txn, len, txn, st->copy.sql);
-    bl_fmt(st->copy_eo, len, eo, st->copy.sql);
+    bl_fmt(st->copy_eo_first, len, eo, st->copy.sql);
+    st->copy_eo = st->copy_eo_first + strlen("BEGIN; ");
     return 0;
 }
 
