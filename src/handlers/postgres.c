@@ -1088,11 +1088,13 @@ out:
  * common case (a batch with no poison in it):
  *
  *  1. Fast round, one pipeline segment:
- *       SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL IMMEDIATE;
- *       RELEASE ballast_batch; Sync
- *     where the n messages go in statements of many rows when the user's
- *     statement allows (multi_sizes); if one of those fails, the round runs
- *     again with a statement a message, which names the failing one.
+ *       [BEGIN;] SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL
+ *       IMMEDIATE; RELEASE ballast_batch; Sync
+ *     (BEGIN when begin left it for the first round, see pg_begin) where
+ *     the n messages go in statements of many rows, or one COPY, when the
+ *     user's statement allows (multi_sizes, "COPY" above); if one of those
+ *     fails, the round runs again with a statement a message, which names
+ *     the failing one.
  *     No savepoint per message: that would triple the commands, and each
  *     savepoint that writes costs a subtransaction XID; past 64 of them in
  *     one transaction every snapshot in the database overflows its subxid
