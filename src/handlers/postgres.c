@@ -867,64 +867,91 @@ static size_t seg_blame(const seg_t *sg, const run_t *run)
  * outcome is the one statements give; a poisoned batch costs one round more.
  */
 
-/* The active messages' rows, in order, into st->copy_data. */
-static void copy_rows(pg_state_t *st, seg_t *sg, const ballast_message_t *const *msgs,
-                      ballast_result_t *const *results, ballast_outcome_t *outcomes,
-                      size_t *active, size_t *np, run_t *run)
+/* The messages of a COPY round, as run_pipeline and eo_fast hand them over. */
+typedef struct copy_batch {
+    const ballast_message_t *const *msgs;
+    ballast_result_t *const *results;
+    ballast_outcome_t *outcomes;
+    size_t *active, *np;
+    seg_t *sg;
+    run_t *run;
+} copy_batch_t;
+
+/* Sends and empties st->copy_data. @returns false if the connection broke. */
+static bool copy_flush(pg_state_t *st)
 {
-    size_t kept = 0;
+    bool ok = !st->copy_data.len ||
+              PQputCopyData(st->conn, st->copy_data.p, (int)st->copy_data.len) == 1;
 
     st->copy_data.len = 0;
-    for (size_t k = 0; k < *np; k++) {
-        size_t i = active[k];
-        int rc = render_active(st, sg, msgs, results, outcomes, i, run);
+    return ok;
+}
+
+/* Appends the rendered row (the scratch's row 0) to st->copy_data. */
+static void copy_row(pg_state_t *st)
+{
+    for (size_t c = 0; c < st->copy.ncols; c++) {
+        const char *v = st->values[st->copy.param[c]];
+        if (c)
+            bl_sqlbuf_put(&st->copy_data, "\t", 1);
+        bl_sqlcopy_field(&st->copy_data, v, v ? strlen(v) : 0);
+    }
+    bl_sqlbuf_put(&st->copy_data, "\n", 1);
+}
+
+/* The active messages' rows, in order, as COPY data in pieces of about
+ * COPY_CHUNK bytes (so that a batch is never held twice), then its end; out
+ * of memory (sg->oom) ends the COPY with an error instead. A message that
+ * cannot be rendered is FAIL and leaves `active`. @returns false if the
+ * connection broke. */
+static bool copy_stream(pg_state_t *st, const copy_batch_t *b)
+{
+    size_t kept = 0;
+    bool ok = true;
+
+    st->copy_data.len = 0;
+    for (size_t k = 0; k < *b->np; k++) {
+        size_t i = b->active[k];
+        int rc = render_active(st, b->sg, b->msgs, b->results, b->outcomes, i, b->run);
         if (rc == 1)
             continue;
-        active[kept++] = i;
-        for (size_t c = 0; rc == 0 && c < st->copy.ncols; c++) {
-            const char *v = st->values[st->copy.param[c]];
-            if (c)
-                bl_sqlbuf_put(&st->copy_data, "\t", 1);
-            bl_sqlcopy_field(&st->copy_data, v, v ? strlen(v) : 0);
-        }
-        if (rc == 0)
-            bl_sqlbuf_put(&st->copy_data, "\n", 1);
+        b->active[kept++] = i;
+        if (rc)
+            continue; /* out of memory: kept, not sent */
+        copy_row(st);
         free_owned(st);
+        if (st->copy_data.oom) {
+            b->sg->oom = true;
+            bl_fmt(b->run->err, sizeof(b->run->err), "postgres: out of memory");
+        } else if (ok && st->copy_data.len >= COPY_CHUNK) {
+            ok = copy_flush(st);
+        }
     }
-    *np = kept;
-    if (st->copy_data.oom && !sg->oom) {
-        sg->oom = true;
-        bl_fmt(run->err, sizeof(run->err), "postgres: out of memory");
-    }
+    *b->np = kept;
+    if (!ok)
+        return false;
+    if (b->sg->oom)
+        return PQputCopyEnd(st->conn, "out of memory") == 1;
+    return copy_flush(st) && PQputCopyEnd(st->conn, NULL) == 1;
 }
 
-/* Sends st->copy_data when the server asks for it. @returns false if the
- * connection broke. */
-static bool copy_send(pg_state_t *st)
-{
-    for (size_t at = 0; at < st->copy_data.len; at += COPY_CHUNK) {
-        size_t n = st->copy_data.len - at < COPY_CHUNK ? st->copy_data.len - at : COPY_CHUNK;
-        if (PQputCopyData(st->conn, st->copy_data.p + at, (int)n) != 1)
-            return false;
-    }
-    return PQputCopyEnd(st->conn, NULL) == 1;
-}
-
-/* Reads the simple query's results; the first failure goes into @p run,
- * blamed on the COPY (command 0). */
-static void copy_results(pg_state_t *st, run_t *run)
+/* Reads the simple query's results, streaming the rows when the server
+ * asks for them; the first failure goes into b->run, blamed on the COPY
+ * (command 0). */
+static void copy_results(pg_state_t *st, const copy_batch_t *b)
 {
     PGresult *res;
 
     while ((res = PQgetResult(st->conn))) {
-        bool sent = PQresultStatus(res) != PGRES_COPY_IN || copy_send(st);
-        if (PQresultStatus(res) != PGRES_COPY_IN && pg_classify(st->conn, res) != PG_OK)
-            run_fail(run, st->conn, res, 0);
+        bool copy_in = PQresultStatus(res) == PGRES_COPY_IN;
+        bool sent = !copy_in || copy_stream(st, b);
+        if (!copy_in && pg_classify(st->conn, res) != PG_OK)
+            run_fail(b->run, st->conn, res, 0);
         PQclear(res);
         if (!sent || PQstatus(st->conn) != CONNECTION_OK) {
-            run_fail(run, st->conn, NULL, SIZE_MAX);
-            run->cls = PG_TRANSIENT;
-            run->lost = true; /* libpq is stuck in COPY: start afresh */
+            run_fail(b->run, st->conn, NULL, SIZE_MAX);
+            b->run->cls = PG_TRANSIENT;
+            b->run->lost = true; /* libpq is stuck in COPY: start afresh */
             return;
         }
     }
@@ -943,21 +970,23 @@ static void copy_round(pg_state_t *st, const char *query, const ballast_message_
                        ballast_result_t *const *results, ballast_outcome_t *outcomes,
                        size_t *active, size_t *np, seg_t *sg, run_t *run)
 {
+    copy_batch_t b = {msgs, results, outcomes, active, np, sg, run};
+
     run_reset(run);
     sg->n = 0;
     sg->broken = sg->oom = false;
-    copy_rows(st, sg, msgs, results, outcomes, active, np, run);
-    if (sg->oom) {
-        run->cls = PG_TRANSIENT; /* run->err says "out of memory" */
-        return;
-    }
     sg->what[sg->n++] = CHUNK;
     if (!PQsendQuery(st->conn, query)) {
         run_fail(run, st->conn, NULL, SIZE_MAX);
         run->cls = PG_TRANSIENT;
         run->lost = true;
     } else {
-        copy_results(st, run);
+        copy_results(st, &b);
+    }
+    if (sg->oom) {
+        run->cls = PG_TRANSIENT; /* the COPY was ended for want of memory */
+        free(st->copy_data.p);
+        st->copy_data = (sbuf_t){0};
     }
     if (run->lost)
         drop_conn(st);
