@@ -257,6 +257,63 @@ static void test_pg_copy_bytes(void **unused)
     free(copies);
 }
 
+/* The log lines of handler inits, joined. */
+static void keep_line(ballast_log_level_t level, const char *line, void *opaque)
+{
+    char *buf = opaque;
+
+    (void)level;
+    if (strlen(buf) + strlen(line) + 2 < 2048) {
+        strcat(buf, line);
+        strcat(buf, "\n");
+    }
+}
+
+/* What the first worker of a batch pipeline says about @p sql at start. */
+static void path_log(const char *sql, const char *worker0_processing, char *log)
+{
+    const char *kv[] = {"handler.postgres.dsn", bt_pg_dsn, "handler.postgres.sql", sql,
+                        "startup.timeout.ms", "5000", "processing", worker0_processing,
+                        "log.level", "info", NULL};
+    ballast_conf_t *conf = bt_conf_from(kv);
+    ballast_handler_params_t p = {conf, 0, 1, NULL};
+    char err[512] = "";
+    void *st = NULL;
+
+    log[0] = '\0';
+    ballast_conf_set_log_cb(conf, keep_line, log);
+    if (bl_handler_postgres.init(&st, &p, err, sizeof(err)))
+        fail_msg("postgres init: %s: %s", err, sql);
+    bl_handler_postgres.destroy(st);
+    ballast_conf_destroy(conf);
+}
+
+/* The log names the way batches go, and why not COPY: the statement's
+ * shape, or what the server says about the table (a rule). */
+static void test_pg_batch_path_logged(void **unused)
+{
+    char log[2048];
+
+    (void)unused;
+    BT_NEED_PG();
+    bt_pg_admin_exec("CREATE TABLE eq_path (k text, off bigint); "
+                     "CREATE TABLE eq_path_ruled (k text, off bigint); "
+                     "CREATE RULE eq_path_r AS ON INSERT TO eq_path_ruled DO ALSO NOTHING");
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset)", "batch", log);
+    assert_non_null(strstr(log, "postgres: batches are written with COPY into eq_path\n"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset)", "message", log);
+    assert_null(strstr(log, "batches are written"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset::bigint)", "batch", log);
+    assert_non_null(strstr(log, "with pipelined statements of many rows: COPY does not fit: "
+                                "a tuple element is not a lone placeholder"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (upper(:key), :offset)", "batch", log);
+    assert_non_null(strstr(log, "with pipelined statements: COPY does not fit: not INSERT"));
+    path_log("INSERT INTO eq_path_ruled (k, off) VALUES (:key, :offset)", "batch", log);
+    assert_non_null(strstr(log, "COPY does not fit: the table is not a plain one without "
+                                "rules or row-level security"));
+    bt_pg_admin_exec("DROP TABLE eq_path, eq_path_ruled");
+}
+
 /* ---- the differential ----------------------------------------------------- */
 
 /* splitmix64: the same sequence from a seed on every platform. */
@@ -527,6 +584,7 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_subquery_in_tuple),
         cmocka_unit_test(test_pg_copy_bytes),
+        cmocka_unit_test(test_pg_batch_path_logged),
         cmocka_unit_test(test_pg_differential),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);
