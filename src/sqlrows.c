@@ -1,7 +1,8 @@
 /*
  * sqlrows.c - which rewritten statements may run over many messages at once
  * (bl_sqltmpl_multirow, sqltmpl.h), and how: the grammar and why it is
- * safe are below.
+ * safe are below; and which of them may run as a COPY (bl_sqltmpl_copy),
+ * with COPY's text escaping.
  */
 #include "sqltmpl.h"
 
@@ -80,9 +81,17 @@ typedef struct fold {
     parser_t p;                    /* the scanner over the rewritten SQL */
     tok_kind_t kind;               /* the current token, */
     size_t start, end;             /* ... s[start, end) */
+    size_t prev_end;               /* the end of the token before */
+    size_t ntok;                   /* tokens scanned so far */
+    size_t table_start, table_end; /* the table's name */
+    size_t cols_start, cols_end;   /* the column list: "(" .. past ")", or 0, 0 */
+    size_t ncols, nelems;          /* names in the column list, elements in the tuple */
     size_t tuple_start, tuple_end; /* the tuple: "(" .. past ")" */
     size_t *param_at;              /* offsets of the tuple's `$N` */
     size_t nparams;
+    bool all_bare;      /* every element of the tuple is a lone `$N` */
+    bool overriding;    /* OVERRIDING ... VALUE */
+    bool conflict;      /* ON CONFLICT ... DO NOTHING */
     int depth;
 } fold_t;
 
@@ -178,9 +187,11 @@ static void fold_next(fold_t *f)
             break;
         p->pos = end;
     }
+    f->prev_end = f->end;
     f->start = p->pos;
     f->kind = scan_token(p);
     f->end = p->pos;
+    f->ntok++;
 }
 
 static bool is_word(const fold_t *f, const char *word)
@@ -325,10 +336,15 @@ static bool fold_tuple(fold_t *f)
     if (!is_punct(f, '('))
         return false;
     f->tuple_start = f->start;
+    f->all_bare = true;
     fold_next(f);
     do {
+        size_t tok = f->ntok;
+        bool param = f->kind == TK_PARAM;
         if (!fold_elem(f))
             return false;
+        f->all_bare &= param && f->ntok == tok + 1;
+        f->nelems++;
     } while (accept_punct(f, ','));
     if (!is_punct(f, ')'))
         return false;
@@ -371,27 +387,40 @@ static bool fold_conflict_target(fold_t *f)
 /* The grammar above, over the whole statement. */
 static bool fold_statement(fold_t *f)
 {
-    if (!accept_word(f, "INSERT") || !accept_word(f, "INTO") || !fold_qname(f, 3))
+    if (!accept_word(f, "INSERT") || !accept_word(f, "INTO"))
         return false;
+    f->table_start = f->start;
+    if (!fold_qname(f, 3))
+        return false;
+    f->table_end = f->prev_end;
     if (accept_word(f, "AS") && !fold_name(f))
         return false;
-    if (accept_punct(f, '(')) {
+    if (is_punct(f, '(')) {
+        f->cols_start = f->start;
+        fold_next(f);
         do {
             if (!fold_name(f))
                 return false;
+            f->ncols++;
         } while (accept_punct(f, ','));
-        if (!accept_punct(f, ')'))
+        if (!is_punct(f, ')'))
             return false;
+        f->cols_end = f->end;
+        fold_next(f);
     }
-    if (accept_word(f, "OVERRIDING") &&
-        !((accept_word(f, "SYSTEM") || accept_word(f, "USER")) && accept_word(f, "VALUE")))
-        return false;
+    if (accept_word(f, "OVERRIDING")) {
+        if (!((accept_word(f, "SYSTEM") || accept_word(f, "USER")) && accept_word(f, "VALUE")))
+            return false;
+        f->overriding = true;
+    }
     if (!accept_word(f, "VALUES") || !fold_tuple(f))
         return false;
-    if (accept_word(f, "ON") &&
-        !(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO") &&
-          accept_word(f, "NOTHING")))
-        return false;
+    if (accept_word(f, "ON")) {
+        if (!(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO") &&
+              accept_word(f, "NOTHING")))
+            return false;
+        f->conflict = true;
+    }
     return f->kind == TK_END;
 }
 
@@ -413,18 +442,31 @@ static void put_tuple(sbuf_t *b, const char *sql, const fold_t *f, size_t shift)
     bl_sqlbuf_put(b, sql + pos, f->tuple_end - pos);
 }
 
+/* Scans @p t's statement into @p f; the caller frees f->param_at. */
+static bool fold_parse(const bl_sqltmpl_t *t, fold_t *f)
+{
+    bool ok;
+
+    *f = (fold_t){.p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
+                        .dialect = BL_SQL_POSTGRES}};
+    if (!t->sql)
+        return false;
+    fold_next(f);
+    ok = fold_statement(f);
+    free(f->p.out.p); /* the scanner's copies of quoted text: not needed */
+    f->p.out.p = NULL;
+    return ok;
+}
+
 char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
 {
-    fold_t f = {.p = {.s = t->sql, .len = t->sql ? strlen(t->sql) : 0,
-                      .dialect = BL_SQL_POSTGRES}};
+    fold_t f;
     sbuf_t b = {0};
     bool ok;
 
     if (!rows || !t->sql || (t->count && rows > 65535 / t->count))
         return NULL;
-    fold_next(&f);
-    ok = fold_statement(&f);
-    free(f.p.out.p); /* the scanner's copies of quoted text: not needed */
+    ok = fold_parse(t, &f);
     if (ok) {
         bl_sqlbuf_put(&b, t->sql, f.tuple_start);
         for (size_t r = 0; r < rows; r++) {
@@ -440,4 +482,105 @@ char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
         return NULL;
     }
     return b.p;
+}
+
+/*
+ * COPY ... FROM STDIN writes rows as the folded INSERT does when nothing but
+ * the column's own input function stands between a message's bytes and the
+ * stored value. With a lone `$N` as the element, the server types the
+ * parameter as the column (postgres.c checks that it did) and parses the
+ * text parameter with that type's input function, as COPY parses its field.
+ * A literal or a cast converts differently: '2.5' into a bigint column is
+ * rounded by INSERT and refused by COPY; `:value::jsonb::text` stores
+ * normalised JSON. ON CONFLICT has no COPY form; OVERRIDING changes what an
+ * identity column gets, and COPY always writes the given value. Without a
+ * column list INSERT fills the first columns and COPY expects all of them.
+ */
+static const char *copy_refusal(const fold_t *f)
+{
+    if (f->conflict)
+        return "ON CONFLICT (COPY has none)";
+    if (f->overriding)
+        return "OVERRIDING ... VALUE";
+    if (!f->cols_end)
+        return "no column list";
+    if (!f->all_bare)
+        return "a tuple element is not a lone placeholder (a literal or cast converts "
+               "otherwise than COPY)";
+    if (f->ncols != f->nelems)
+        return "the column list and the tuple differ in length";
+    return NULL;
+}
+
+/* The parameter index of each element of the tuple, into c->param. */
+static bool copy_params(const bl_sqltmpl_t *t, const fold_t *f, bl_sqlcopy_t *c)
+{
+    if (!(c->param = calloc(f->nparams ? f->nparams : 1, sizeof(*c->param))))
+        return false;
+    for (size_t i = 0; i < f->nparams; i++)
+        c->param[i] = strtoul(t->sql + f->param_at[i] + 1, NULL, 10) - 1;
+    c->ncols = f->nparams;
+    return true;
+}
+
+int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t whysize)
+{
+    fold_t f;
+    sbuf_t b = {0}, table = {0}, cols = {0};
+    const char *refused = NULL;
+
+    *out = (bl_sqlcopy_t){0};
+    if (!fold_parse(t, &f))
+        refused = "not INSERT INTO t (columns) VALUES (placeholders)";
+    else if (!(refused = copy_refusal(&f))) {
+        bl_sqlbuf_put(&b, "COPY ", 5);
+        bl_sqlbuf_put(&b, t->sql + f.table_start, f.table_end - f.table_start);
+        bl_sqlbuf_put(&b, " ", 1);
+        bl_sqlbuf_put(&b, t->sql + f.cols_start, f.cols_end - f.cols_start);
+        bl_sqlbuf_put(&b, " FROM STDIN", 11);
+        bl_sqlbuf_put(&table, t->sql + f.table_start, f.table_end - f.table_start);
+        bl_sqlbuf_put(&cols, t->sql + f.cols_start + 1, f.cols_end - f.cols_start - 2);
+        out->sql = b.p;
+        out->table = table.p;
+        out->columns = cols.p;
+        if (b.oom || table.oom || cols.oom || !copy_params(t, &f, out))
+            refused = "out of memory";
+    }
+    free(f.param_at);
+    if (!refused)
+        return 0;
+    bl_sqlcopy_free(out);
+    bl_fmt(why, whysize, "%s", refused);
+    return -1;
+}
+
+void bl_sqlcopy_free(bl_sqlcopy_t *c)
+{
+    if (!c)
+        return;
+    free(c->sql);
+    free(c->table);
+    free(c->columns);
+    free(c->param);
+    *c = (bl_sqlcopy_t){0};
+}
+
+void bl_sqlcopy_field(sbuf_t *b, const char *s, size_t len)
+{
+    size_t from = 0;
+
+    if (!s) {
+        bl_sqlbuf_put(b, "\\N", 2);
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        const char *esc = s[i] == '\\' ? "\\\\" : s[i] == '\t' ? "\\t"
+                          : s[i] == '\n' ? "\\n" : s[i] == '\r' ? "\\r" : NULL;
+        if (!esc)
+            continue;
+        bl_sqlbuf_put(b, s + from, i - from);
+        bl_sqlbuf_put(b, esc, 2);
+        from = i + 1;
+    }
+    bl_sqlbuf_put(b, s + from, len - from);
 }

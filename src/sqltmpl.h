@@ -106,4 +106,33 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
  */
 char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows);
 
+/** A statement's batches as COPY: see bl_sqltmpl_copy(). Owns its fields. */
+typedef struct bl_sqlcopy {
+    char *sql;     /* "COPY table (columns) FROM STDIN" */
+    char *table;   /* the table's name as the statement wrote it */
+    char *columns; /* its column list, without the parentheses */
+    size_t *param; /* per column: the index of its parameter in the template */
+    size_t ncols;
+} bl_sqlcopy_t;
+
+/**
+ * The COPY that writes a batch's rows as bl_sqltmpl_multirow()'s statement
+ * would, for a statement of its grammar without ON CONFLICT or OVERRIDING,
+ * with a column list, and with a lone placeholder as every element of the
+ * tuple (why, in sqlrows.c). What the text does not show is the server's
+ * to check (postgres.c): that each parameter is typed as its column, and
+ * that the table is a plain one without rules or row-level security.
+ * @returns 0 with @p out filled (bl_sqlcopy_free() it), or -1 with why not
+ * in @p why (one line). Thread-safe.
+ */
+int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t whysize);
+
+/** Releases what @p c owns and zeroes it. NULL is a no-op. */
+void bl_sqlcopy_free(bl_sqlcopy_t *c);
+
+/** Appends one field of COPY's text format: @p s NULL is SQL NULL (`\N`);
+ *  otherwise its @p len bytes with backslash, tab, newline and carriage
+ *  return escaped. */
+void bl_sqlcopy_field(sbuf_t *b, const char *s, size_t len);
+
 #endif /* BALLAST_SQLTMPL_H */

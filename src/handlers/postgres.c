@@ -40,6 +40,9 @@
 #define ATTEMPT_MAX_MS 5000    /* longest single connection attempt at run time */
 #define BYTEA_OID 17
 #define MAX_PIPELINE_ROUNDS 3  /* then a poisoned batch runs one by one */
+#define COPY_PROBE "ballast_copy_probe" /* SELECT columns FROM table: their types */
+#define COPY_MIN_ROWS 10       /* fewer go as statements: COPY takes a round trip more */
+#define COPY_CHUNK (1 << 20)   /* bytes of COPY data a PQputCopyData */
 #define ERRLEN 512
 
 /*
@@ -65,9 +68,18 @@ typedef struct pg_state {
     size_t rows;   /* rows rendered into the scratch */
     char *multi[NSIZES]; /* the statement over multi_sizes[k] rows, or NULL */
     bool multi_ok;       /* ... prepared on this connection */
+    /* batches as COPY (see "COPY" below) */
+    bl_sqlcopy_t copy;   /* the statement as COPY, or all NULL */
+    char *copy_txn;      /* ... in its transaction: BEGIN; COPY; COMMIT */
+    char *copy_eo_first; /* ... in the consumer's: [BEGIN;] SAVEPOINT; COPY; ...; RELEASE */
+    const char *copy_eo; /* ... the same without BEGIN (points into copy_eo_first) */
+    bool copy_ok;        /* ... checked against the table on this connection */
+    sbuf_t copy_data;    /* scratch: the rows in COPY's text format */
+    char copy_why[ERRLEN]; /* why batches do not go as COPY */
     /* exactly-once (see "the consumer's transaction" below) */
     bool eo;      /* semantics = exactly-once: OFF_* prepared too */
     bool in_txn;  /* a transaction opened by begin is open */
+    bool begun;   /* ... and its BEGIN was sent (begin defers it: see pg_begin) */
     bool doomed;  /* ... but can only be rolled back, because of doom_err */
     char doom_err[ERRLEN];
     const volatile sig_atomic_t *stop; /* the stop flag: ends a wait to connect */
@@ -407,6 +419,54 @@ static void prepare_multi(pg_state_t *st)
     }
 }
 
+/* Whether the table takes the COPY as it takes the statement, into
+ * st->copy_why when not: each column of the type its parameter was given (a
+ * lone placeholder is typed as its column: this holds unless the server
+ * says otherwise), a plain or partitioned table (COPY cannot write a view),
+ * without rules (COPY ignores them) or row-level security (COPY FROM
+ * refuses it). @returns the verdict, or false if the server could not say. */
+static bool copy_fits_table(pg_state_t *st)
+{
+    char probe[2 * ERRLEN], oid[16];
+    const char *vals[1] = {oid};
+    PGresult *res;
+    bool ok;
+
+    bl_fmt(probe, sizeof(probe), "SELECT %s FROM %s", st->copy.columns, st->copy.table);
+    res = PQprepare(st->conn, COPY_PROBE, probe, 0, NULL);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        res = PQdescribePrepared(st->conn, COPY_PROBE);
+    }
+    ok = PQresultStatus(res) == PGRES_COMMAND_OK && PQnfields(res) == (int)st->copy.ncols &&
+         PQftable(res, 0) != InvalidOid;
+    for (size_t c = 0; ok && c < st->copy.ncols; c++)
+        ok = PQftype(res, (int)c) == st->types[st->copy.param[c]];
+    bl_fmt(oid, sizeof(oid), "%u", ok ? PQftable(res, 0) : InvalidOid);
+    bl_fmt(st->copy_why, sizeof(st->copy_why), "%s",
+           ok ? "" : "a column's type is not its placeholder's, or the table could not be "
+                     "described");
+    PQclear(res);
+    if (!ok)
+        return false;
+    res = PQexecParams(st->conn, "SELECT relkind IN ('r', 'p') AND NOT relhasrules AND NOT "
+                                 "relrowsecurity FROM pg_class WHERE oid = $1",
+                       1, NULL, vals, NULL, NULL, 0);
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+         !strcmp(PQgetvalue(res, 0, 0), "t");
+    bl_fmt(st->copy_why, sizeof(st->copy_why), "%s",
+           ok ? "" : "the table is not a plain one without rules or row-level security");
+    PQclear(res);
+    return ok;
+}
+
+/* Checks the COPY form against the table on a new connection. Never an
+ * error: it only speeds up batches. */
+static void prepare_copy(pg_state_t *st)
+{
+    st->copy_ok = st->copy.sql && copy_fits_table(st);
+}
+
 /* At run time: makes sure there is a usable connection with the statement
  * prepared, trying at most one connection attempt. */
 static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
@@ -431,6 +491,7 @@ static bool pg_ready(pg_state_t *st, char *err, size_t errsize)
         return false;
     }
     prepare_multi(st);
+    prepare_copy(st);
     if (st->eo && prepare_offsets(st, err, errsize) != PG_OK) {
         drop_conn(st);
         return false;
@@ -716,6 +777,32 @@ static void seg_flush(pg_state_t *st, seg_t *sg, const size_t *idx, bool multi)
     free_owned(st);
 }
 
+/* Renders message @p i as the next row of the scratch, unless the segment
+ * is broken already. @returns 0; 1 if it cannot be rendered (it is FAIL
+ * then, and leaves `active`); -1 if it was not rendered (sg->oom says
+ * why, run->err too). */
+static int render_active(pg_state_t *st, seg_t *sg, const ballast_message_t *const *msgs,
+                         ballast_result_t *const *results, ballast_outcome_t *outcomes,
+                         size_t i, run_t *run)
+{
+    char err[ERRLEN];
+    int rc;
+
+    if (sg->broken || sg->oom)
+        return -1;
+    if ((rc = render(st, msgs[i], err, sizeof(err))) == -1) {
+        outcomes[i] = BALLAST_OUTCOME_FAIL;
+        ballast_result_set_error(results[i], err);
+        return 1;
+    }
+    if (rc) {
+        sg->oom = true;
+        bl_fmt(run->err, sizeof(run->err), "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* Queues the statements of the active messages, in order, MULTI_MAX
  * rendered at a time. A message that cannot be rendered is FAIL and leaves
  * `active`; after a send or allocation failure the rest stay, unsent. */
@@ -724,21 +811,14 @@ static void seg_msgs(pg_state_t *st, seg_t *sg, const ballast_message_t *const *
                      size_t *active, size_t *np, run_t *run, bool multi)
 {
     size_t kept = 0, idx[MULTI_MAX], top = multi && st->multi_ok ? MULTI_MAX : 1;
-    char err[ERRLEN];
 
     for (size_t k = 0; k < *np; k++) {
         size_t i = active[k];
-        int rc = sg->broken || sg->oom ? 0 : render(st, msgs[i], err, sizeof(err));
-        if (rc == -1) {
-            outcomes[i] = BALLAST_OUTCOME_FAIL;
-            ballast_result_set_error(results[i], err);
+        int rc = render_active(st, sg, msgs, results, outcomes, i, run);
+        if (rc == 1)
             continue;
-        }
         active[kept++] = i;
-        if (rc) {
-            sg->oom = true;
-            bl_fmt(run->err, sizeof(run->err), "%s", err);
-        } else if (!sg->broken && !sg->oom) {
+        if (rc == 0) {
             idx[st->rows - 1] = i;
             if (st->rows == top)
                 seg_flush(st, sg, idx, top > 1);
@@ -772,20 +852,164 @@ static size_t seg_blame(const seg_t *sg, const run_t *run)
     return run->bad < sg->n ? sg->what[run->bad] : NO_MSG;
 }
 
+/* ---- COPY ---------------------------------------------------------------- */
+
+/*
+ * A statement that bl_sqltmpl_copy() turns into a COPY, on a table that
+ * takes it (copy_fits_table), writes a batch of at least COPY_MIN_ROWS as
+ * one COPY ... FROM STDIN in COPY's text format, inside one simple query
+ * with its control statements (copy_txn, copy_eo): two round trips, and the
+ * server parses each field with the column's input function, as it parses
+ * a text parameter. COPY cannot go in a pipeline (libpq refuses it).
+ * A COPY that fails for good names no row, like a statement over many
+ * messages: it counts as one (CHUNK), so the batch is undone and runs again
+ * with a statement a message, which pins the failure on its message. The
+ * outcome is the one statements give; a poisoned batch costs one round more.
+ */
+
+/* The messages of a COPY round, as run_pipeline and eo_fast hand them over. */
+typedef struct copy_batch {
+    const ballast_message_t *const *msgs;
+    ballast_result_t *const *results;
+    ballast_outcome_t *outcomes;
+    size_t *active, *np;
+    seg_t *sg;
+    run_t *run;
+} copy_batch_t;
+
+/* Sends and empties st->copy_data. @returns false if the connection broke. */
+static bool copy_flush(pg_state_t *st)
+{
+    bool ok = !st->copy_data.len ||
+              PQputCopyData(st->conn, st->copy_data.p, (int)st->copy_data.len) == 1;
+
+    st->copy_data.len = 0;
+    return ok;
+}
+
+/* Appends the rendered row (the scratch's row 0) to st->copy_data. */
+static void copy_row(pg_state_t *st)
+{
+    for (size_t c = 0; c < st->copy.ncols; c++) {
+        const char *v = st->values[st->copy.param[c]];
+        if (c)
+            bl_sqlbuf_put(&st->copy_data, "\t", 1);
+        bl_sqlcopy_field(&st->copy_data, v, v ? strlen(v) : 0);
+    }
+    bl_sqlbuf_put(&st->copy_data, "\n", 1);
+}
+
+/* The active messages' rows, in order, as COPY data in pieces of about
+ * COPY_CHUNK bytes (so that a batch is never held twice), then its end; out
+ * of memory (sg->oom) ends the COPY with an error instead. A message that
+ * cannot be rendered is FAIL and leaves `active`. @returns false if the
+ * connection broke. */
+static bool copy_stream(pg_state_t *st, const copy_batch_t *b)
+{
+    size_t kept = 0;
+    bool ok = true;
+
+    st->copy_data.len = 0;
+    for (size_t k = 0; k < *b->np; k++) {
+        size_t i = b->active[k];
+        int rc = render_active(st, b->sg, b->msgs, b->results, b->outcomes, i, b->run);
+        if (rc == 1)
+            continue;
+        b->active[kept++] = i;
+        if (rc)
+            continue; /* out of memory: kept, not sent */
+        copy_row(st);
+        free_owned(st);
+        if (st->copy_data.oom) {
+            b->sg->oom = true;
+            bl_fmt(b->run->err, sizeof(b->run->err), "postgres: out of memory");
+        } else if (ok && st->copy_data.len >= COPY_CHUNK) {
+            ok = copy_flush(st);
+        }
+    }
+    *b->np = kept;
+    if (!ok)
+        return false;
+    if (b->sg->oom)
+        return PQputCopyEnd(st->conn, "out of memory") == 1;
+    return copy_flush(st) && PQputCopyEnd(st->conn, NULL) == 1;
+}
+
+/* Reads the simple query's results, streaming the rows when the server
+ * asks for them; the first failure goes into b->run, blamed on the COPY
+ * (command 0). */
+static void copy_results(pg_state_t *st, const copy_batch_t *b)
+{
+    PGresult *res;
+
+    while ((res = PQgetResult(st->conn))) {
+        bool copy_in = PQresultStatus(res) == PGRES_COPY_IN;
+        bool sent = !copy_in || copy_stream(st, b);
+        if (!copy_in && pg_classify(st->conn, res) != PG_OK)
+            run_fail(b->run, st->conn, res, 0);
+        PQclear(res);
+        if (!sent || PQstatus(st->conn) != CONNECTION_OK) {
+            run_fail(b->run, st->conn, NULL, SIZE_MAX);
+            b->run->cls = PG_TRANSIENT;
+            b->run->lost = true; /* libpq is stuck in COPY: start afresh */
+            return;
+        }
+    }
+}
+
+/* Whether @p n active messages go as COPY. */
+static bool copy_fits(const pg_state_t *st, bool multi, size_t n)
+{
+    return multi && st->copy_ok && n >= COPY_MIN_ROWS;
+}
+
+/* Writes the active messages with @p query (copy_txn or copy_eo), as
+ * run_pipeline and eo_fast write them with statements: @p sg and @p run are
+ * filled as a segment whose one command is the COPY. */
+static void copy_round(pg_state_t *st, const char *query, const ballast_message_t *const *msgs,
+                       ballast_result_t *const *results, ballast_outcome_t *outcomes,
+                       size_t *active, size_t *np, seg_t *sg, run_t *run)
+{
+    copy_batch_t b = {msgs, results, outcomes, active, np, sg, run};
+
+    run_reset(run);
+    sg->n = 0;
+    sg->broken = sg->oom = false;
+    sg->what[sg->n++] = CHUNK;
+    if (!PQsendQuery(st->conn, query)) {
+        run_fail(run, st->conn, NULL, SIZE_MAX);
+        run->cls = PG_TRANSIENT;
+        run->lost = true;
+    } else {
+        copy_results(st, &b);
+    }
+    if (sg->oom) {
+        run->cls = PG_TRANSIENT; /* the COPY was ended for want of memory */
+        free(st->copy_data.p);
+        st->copy_data = (sbuf_t){0};
+    }
+    if (run->lost)
+        drop_conn(st);
+}
+
 /* Runs the active messages as one pipelined transaction: BEGIN, the
- * statements, COMMIT. On return the connection is out of pipeline mode and
- * idle, or dropped. */
+ * statements, COMMIT (or as a COPY in one, see above). On return the
+ * connection is out of pipeline mode and idle, or dropped. */
 static void run_pipeline(pg_state_t *st, const ballast_message_t *const *msgs,
                          ballast_result_t *const *results,
                          ballast_outcome_t *outcomes, size_t *active, size_t *np,
                          seg_t *sg, run_t *run, bool multi)
 {
-    if (!seg_open(st, sg, run))
-        return;
-    seg_ctl(st, sg, "BEGIN");
-    seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
-    seg_ctl(st, sg, "COMMIT");
-    seg_finish(st, sg, run);
+    if (copy_fits(st, multi, *np)) {
+        copy_round(st, st->copy_txn, msgs, results, outcomes, active, np, sg, run);
+    } else {
+        if (!seg_open(st, sg, run))
+            return;
+        seg_ctl(st, sg, "BEGIN");
+        seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
+        seg_ctl(st, sg, "COMMIT");
+        seg_finish(st, sg, run);
+    }
     if (st->conn && PQtransactionStatus(st->conn) != PQTRANS_IDLE) {
         PGresult *res = PQexec(st->conn, "ROLLBACK");
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -893,11 +1117,13 @@ out:
  * common case (a batch with no poison in it):
  *
  *  1. Fast round, one pipeline segment:
- *       SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL IMMEDIATE;
- *       RELEASE ballast_batch; Sync
- *     where the n messages go in statements of many rows when the user's
- *     statement allows (multi_sizes); if one of those fails, the round runs
- *     again with a statement a message, which names the failing one.
+ *       [BEGIN;] SAVEPOINT ballast_batch; stmt x n; SET CONSTRAINTS ALL
+ *       IMMEDIATE; RELEASE ballast_batch; Sync
+ *     (BEGIN when begin left it for the first round, see pg_begin) where
+ *     the n messages go in statements of many rows, or one COPY, when the
+ *     user's statement allows (multi_sizes, "COPY" above); if one of those
+ *     fails, the round runs again with a statement a message, which names
+ *     the failing one.
  *     No savepoint per message: that would triple the commands, and each
  *     savepoint that writes costs a subtransaction XID; past 64 of them in
  *     one transaction every snapshot in the database overflows its subxid
@@ -950,13 +1176,21 @@ static eo_step_t eo_fast(pg_state_t *st, const ballast_message_t *const *msgs,
                          ballast_outcome_t *outcomes, size_t *active, size_t *np,
                          seg_t *sg, run_t *run, bool multi, size_t *blamed)
 {
-    if (!seg_open(st, sg, run))
-        return EO_DOOM;
-    seg_ctl(st, sg, "SAVEPOINT ballast_batch");
-    seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
-    seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
-    seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_batch");
-    seg_finish(st, sg, run);
+    if (copy_fits(st, multi, *np)) {
+        copy_round(st, st->begun ? st->copy_eo : st->copy_eo_first, msgs, results, outcomes,
+                   active, np, sg, run);
+    } else {
+        if (!seg_open(st, sg, run))
+            return EO_DOOM;
+        if (!st->begun)
+            seg_ctl(st, sg, "BEGIN");
+        seg_ctl(st, sg, "SAVEPOINT ballast_batch");
+        seg_msgs(st, sg, msgs, results, outcomes, active, np, run, multi);
+        seg_ctl(st, sg, "SET CONSTRAINTS ALL IMMEDIATE");
+        seg_ctl(st, sg, "RELEASE SAVEPOINT ballast_batch");
+        seg_finish(st, sg, run);
+    }
+    st->begun = true;
     if (run->cls == PG_OK)
         return EO_DONE;
     if (run->cls == PG_TRANSIENT || !st->conn)
@@ -1077,7 +1311,7 @@ static void pg_rollback(void *state)
     pg_state_t *st = state;
     char ignored[ERRLEN];
 
-    st->in_txn = st->doomed = false;
+    st->in_txn = st->doomed = st->begun = false;
     if (!st->conn)
         return;
     if (PQstatus(st->conn) != CONNECTION_OK ||
@@ -1098,20 +1332,38 @@ static void pg_rollback(void *state)
     }
 }
 
+/* Whether an idle connection has heard nothing from the server, without a
+ * round trip: a server that ends a session (shutdown, pg_terminate_backend)
+ * sends an error and closes the socket, which makes it readable. */
+static bool quiet_conn(const pg_state_t *st)
+{
+    struct pollfd pfd = {st->conn ? PQsocket(st->conn) : -1, POLLIN, 0};
+
+    return st->conn && PQstatus(st->conn) == CONNECTION_OK &&
+           PQtransactionStatus(st->conn) == PQTRANS_IDLE && poll(&pfd, 1, 0) == 0;
+}
+
 static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
 {
     pg_state_t *st = state;
+    bool quiet;
 
     if (!bl_sqltxn_usable(st->eo, "postgres", "begin", errbuf, errsize))
         return BALLAST_OUTCOME_RETRY;
     pg_rollback(st); /* one left open: it can only be given up */
-    /* A connection the server closed while idle still looks fine until
-     * used: when BEGIN finds it gone, one fresh attempt follows at once. */
+    /* On a connection that has heard nothing since its last command, BEGIN
+     * goes with the batch's first commands (a round trip less). One the
+     * server closed while idle still looks fine until used, but a server
+     * that ends a session says so first (quiet_conn): then BEGIN runs here,
+     * finds the connection gone, and one fresh attempt follows at once. */
+    quiet = quiet_conn(st);
     for (int attempt = 0; attempt < 2; attempt++) {
+        bool fresh = quiet && !attempt;
         if (!pg_ready(st, errbuf, errsize))
             return BALLAST_OUTCOME_RETRY;
-        if (exec_ctl(st, "BEGIN", errbuf, errsize)) {
+        if (fresh || exec_ctl(st, "BEGIN", errbuf, errsize)) {
             st->in_txn = true;
+            st->begun = !fresh;
             return BALLAST_OUTCOME_OK;
         }
         if (st->conn)
@@ -1142,7 +1394,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
                                         const bl_dbtxn_offset_t *const *order, size_t count,
                                         char *errbuf, size_t errsize)
 {
-    seg_t sg = {malloc((count + 1) * sizeof(size_t)), 0, false, false};
+    seg_t sg = {malloc((count + 2) * sizeof(size_t)), 0, false, false};
+    size_t first_off = st->begun ? 0 : 1; /* the command of the first offset */
     run_t run;
 
     if (!sg.what) {
@@ -1150,6 +1403,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
         return BALLAST_OUTCOME_RETRY;
     }
     if (seg_open(st, &sg, &run)) {
+        if (!st->begun)
+            seg_ctl(st, &sg, "BEGIN");
         for (size_t i = 0; i < count && !sg.broken; i++) {
             char part[16], next[24], first[24];
             const char *vals[5] = {group, order[i]->topic, part, next, first};
@@ -1167,8 +1422,8 @@ static ballast_outcome_t commit_offsets(pg_state_t *st, const char *group,
     free(sg.what);
     if (run.cls == PG_OK)
         return BALLAST_OUTCOME_OK;
-    if (run.bad < count && !strcmp(run.state, "22012")) {
-        bl_dbtxn_stale_error(errbuf, errsize, order[run.bad]);
+    if (run.bad >= first_off && run.bad - first_off < count && !strcmp(run.state, "22012")) {
+        bl_dbtxn_stale_error(errbuf, errsize, order[run.bad - first_off]);
         return BALLAST_OUTCOME_FAIL;
     }
     if (st->conn)
@@ -1197,7 +1452,7 @@ static ballast_outcome_t pg_commit(void *state, const char *group,
         bl_fmt(errbuf, errsize, "%s", st->doom_err);
     else if (!st->conn || PQstatus(st->conn) != CONNECTION_OK)
         bl_fmt(errbuf, errsize, "postgres: connection lost: the transaction is gone");
-    else if (PQtransactionStatus(st->conn) != PQTRANS_INTRANS)
+    else if (st->begun && PQtransactionStatus(st->conn) != PQTRANS_INTRANS)
         bl_fmt(errbuf, errsize, "postgres: the transaction was aborted");
     else if (!order)
         bl_fmt(errbuf, errsize, "postgres: out of memory");
@@ -1273,6 +1528,10 @@ static void pg_destroy(void *state)
     free(st->owned);
     for (size_t k = 0; k < NSIZES; k++)
         free(st->multi[k]);
+    bl_sqlcopy_free(&st->copy);
+    free(st->copy_txn);
+    free(st->copy_eo_first);
+    free(st->copy_data.p);
     free(st);
 }
 
@@ -1413,6 +1672,7 @@ static int setup_session(pg_state_t *st, char *errbuf, size_t errsize)
     switch (prepare(st, err, sizeof(err))) {
     case PG_OK:
         prepare_multi(st);
+        prepare_copy(st);
         return 0;
     case PG_TRANSIENT:
         bl_fmt(errbuf, errsize, "handler.postgres.dsn: %s", err);
@@ -1436,11 +1696,31 @@ static int parse_sql(pg_state_t *st, const char *sql, char *errbuf, size_t errsi
     return BALLAST_ERR_CONFIG;
 }
 
+/* The statement's COPY form and the simple queries around it, unless it
+ * has none (st->copy_why says why). @returns -1 when out of memory. */
+static int make_copy(pg_state_t *st)
+{
+    static const char txn[] = "BEGIN; %s; COMMIT",
+                      eo[] = "BEGIN; SAVEPOINT ballast_batch; %s; SET CONSTRAINTS ALL "
+                             "IMMEDIATE; RELEASE SAVEPOINT ballast_batch";
+    size_t len;
+
+    if (bl_sqltmpl_copy(&st->tmpl, &st->copy, st->copy_why, sizeof(st->copy_why)))
+        return strcmp(st->copy_why, "out of memory") ? 0 : -1;
+    len = strlen(st->copy.sql) + sizeof(eo);
+    if (!(st->copy_txn = malloc(len)) || !(st->copy_eo_first = malloc(len)))
+        return -1;
+    bl_fmt(st->copy_txn, len, txn, st->copy.sql);
+    bl_fmt(st->copy_eo_first, len, eo, st->copy.sql);
+    st->copy_eo = st->copy_eo_first + strlen("BEGIN; ");
+    return 0;
+}
+
 /* What the statements need before the first connection. */
 static int prepare_state(pg_state_t *st, int64_t timeout_ms, char *errbuf,
                          size_t errsize)
 {
-    if (alloc_scratch(st)) {
+    if (alloc_scratch(st) || make_copy(st)) {
         bl_fmt(errbuf, errsize, "handler.postgres: out of memory");
         return BALLAST_ERR_INTERNAL;
     }
@@ -1472,6 +1752,21 @@ static int pg_setup(pg_state_t *st, const ballast_conf_t *conf, const char *sql,
     }
 }
 
+/* Says once which way batches go, and why when not as COPY. */
+static void log_path(const pg_state_t *st, const ballast_conf_t *conf)
+{
+    bl_logger_t lg = bl_conf_logger(conf);
+
+    if (st->copy_ok)
+        bl_log(&lg, BALLAST_LOG_INFO, "postgres: batches are written with COPY into %s",
+               st->copy.table);
+    else
+        bl_log(&lg, BALLAST_LOG_INFO,
+               "postgres: batches are written with pipelined statements%s: COPY does not "
+               "fit: %s",
+               st->multi_ok ? " of many rows" : "", st->copy_why);
+}
+
 static int pg_init(void **statep, const ballast_handler_params_t *params,
                    char *errbuf, size_t errsize)
 {
@@ -1497,6 +1792,8 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
         pg_destroy(st);
         return rc;
     }
+    if (params->worker == 0 && !strcmp(bl_conf_str(params->conf, "processing"), "batch"))
+        log_path(st, params->conf);
     *statep = st;
     return 0;
 }

@@ -186,7 +186,8 @@ static void mode_conf(const chaos_t *c, int i, char *buf, size_t size)
         snprintf(buf, size,
                  "handler = postgres\n"
                  "handler.postgres.dsn = %s\n"
-                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value::bigint)\n"
+                 /* lone placeholders: batches are written with COPY */
+                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value)\n"
                  "semantics = exactly-once\n"
                  "processing = batch\n"
                  "batch.max.messages = 500\n"

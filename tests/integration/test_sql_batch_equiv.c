@@ -17,7 +17,10 @@
  * function calls, operators), the tails ON CONFLICT DO NOTHING / DO UPDATE /
  * RETURNING, and the forms VALUES, INSERT ... SELECT and WITH, over batches
  * with repeated keys, repeated (key, offset) pairs, poison values and NULL
- * keys. SQL_EQUIV_CASES statements (default 40, a few seconds), from seed
+ * keys; a quarter of them are plain inserts of lone placeholders, which the
+ * postgres handler writes with COPY (values with tabs, newlines,
+ * backslashes, `\N`, non-ASCII text and the empty string among them).
+ * SQL_EQUIV_CASES statements (default 40, a few seconds), from seed
  * SQL_EQUIV_SEED (default 1); case i uses seed + i, which a failure names,
  * so `SQL_EQUIV_SEED=<it> SQL_EQUIV_CASES=1` runs that case alone.
  */
@@ -197,6 +200,120 @@ static void test_pg_subquery_in_tuple(void **unused)
     free(rows);
 }
 
+/* Twelve messages whose bytes COPY's text format must carry exactly: a
+ * binary value (NUL, 0xff, tab, newline, backslash) into bytea, the empty
+ * value and key against NULL ones, and one with no key, which k's NOT NULL
+ * refuses. */
+static void fill_bytes(bt_batch_t *b, void *arg)
+{
+    static const char bin[] = {'\0', '\xff', '\t', '\n', '\\', 'N', '\r', '.', 'x'};
+
+    (void)arg;
+    bt_batch_fill(b, 12, "orders", 100);
+    b->m[1].value = bin;
+    b->m[1].value_len = sizeof(bin);
+    b->m[2].value = "";
+    b->m[2].value_len = 0;
+    bt_batch_set_value(b, 3, NULL);
+    b->m[4].key = "";
+    b->m[4].key_len = 0;
+    b->m[5].key = NULL;
+    b->m[5].key_len = 0;
+    bt_batch_set_value(b, 6, "\\x00");
+}
+
+/* The COPY path stores the same bytes as one statement a message, and a
+ * bad row fails alone. A statement trigger counts the COPYs that started
+ * on a sequence (not rolled back with the COPY the bad row fails). */
+static void test_pg_copy_bytes(void **unused)
+{
+    char *rows, *copies;
+
+    (void)unused;
+    BT_NEED_PG();
+    bt_pg_admin_exec("CREATE FUNCTION eq_copy_note() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$BEGIN IF current_query() LIKE '%COPY%' THEN "
+                     "PERFORM nextval(TG_TABLE_NAME || '_copies'); END IF; "
+                     "RETURN NULL; END$$");
+    rows = pg_equiv("eq_bytes",
+                    "CREATE TABLE {t} (k text NOT NULL, off bigint, b bytea, h text); "
+                    "CREATE SEQUENCE {t}_copies; CREATE TRIGGER {t}_note BEFORE INSERT ON "
+                    "{t} FOR EACH STATEMENT EXECUTE FUNCTION eq_copy_note()",
+                    "INSERT INTO {t} (k, off, b, h) VALUES (:key, :offset, :value, "
+                    ":header.x-trace-id)",
+                    fill_bytes, NULL, "bytes");
+    assert_non_null(strstr(rows, "(k1,101,\"\\\\x00ff090a5c4e0d2e78\",t1)"));
+    assert_non_null(strstr(rows, "(k2,102,\"\\\\x\",t2)"));
+    assert_non_null(strstr(rows, "(k3,103,,t3)"));
+    assert_non_null(strstr(rows, "(\"\",104,"));
+    assert_null(strstr(rows, ",105,"));
+    assert_non_null(strstr(rows, "(k6,106,\"\\\\x5c783030\",t6)")); /* the text, as bytes */
+    free(rows);
+    copies = bt_pg_admin_text("SELECT (SELECT is_called FROM eq_bytes_m_copies)::text || ' ' "
+                              "|| (SELECT is_called FROM eq_bytes_b_copies) || ' ' || "
+                              "(SELECT is_called FROM eq_bytes_e_copies)");
+    assert_non_null(copies);
+    assert_string_equal(copies, "false true true"); /* message, batch, eo-batch */
+    free(copies);
+}
+
+/* The log lines of handler inits, joined. */
+static void keep_line(ballast_log_level_t level, const char *line, void *opaque)
+{
+    char *buf = opaque;
+
+    (void)level;
+    if (strlen(buf) + strlen(line) + 2 < 2048) {
+        strcat(buf, line);
+        strcat(buf, "\n");
+    }
+}
+
+/* What the first worker of a batch pipeline says about @p sql at start. */
+static void path_log(const char *sql, const char *worker0_processing, char *log)
+{
+    const char *kv[] = {"handler.postgres.dsn", bt_pg_dsn, "handler.postgres.sql", sql,
+                        "startup.timeout.ms", "5000", "processing", worker0_processing,
+                        "log.level", "info", NULL};
+    ballast_conf_t *conf = bt_conf_from(kv);
+    ballast_handler_params_t p = {conf, 0, 1, NULL};
+    char err[512] = "";
+    void *st = NULL;
+
+    log[0] = '\0';
+    ballast_conf_set_log_cb(conf, keep_line, log);
+    if (bl_handler_postgres.init(&st, &p, err, sizeof(err)))
+        fail_msg("postgres init: %s: %s", err, sql);
+    bl_handler_postgres.destroy(st);
+    ballast_conf_destroy(conf);
+}
+
+/* The log names the way batches go, and why not COPY: the statement's
+ * shape, or what the server says about the table (a rule). */
+static void test_pg_batch_path_logged(void **unused)
+{
+    char log[2048];
+
+    (void)unused;
+    BT_NEED_PG();
+    bt_pg_admin_exec("CREATE TABLE eq_path (k text, off bigint); "
+                     "CREATE TABLE eq_path_ruled (k text, off bigint); "
+                     "CREATE RULE eq_path_r AS ON INSERT TO eq_path_ruled DO ALSO NOTHING");
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset)", "batch", log);
+    assert_non_null(strstr(log, "postgres: batches are written with COPY into eq_path\n"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset)", "message", log);
+    assert_null(strstr(log, "batches are written"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (:key, :offset::bigint)", "batch", log);
+    assert_non_null(strstr(log, "with pipelined statements of many rows: COPY does not fit: "
+                                "a tuple element is not a lone placeholder"));
+    path_log("INSERT INTO eq_path (k, off) VALUES (upper(:key), :offset)", "batch", log);
+    assert_non_null(strstr(log, "with pipelined statements: COPY does not fit: not INSERT"));
+    path_log("INSERT INTO eq_path_ruled (k, off) VALUES (:key, :offset)", "batch", log);
+    assert_non_null(strstr(log, "COPY does not fit: the table is not a plain one without "
+                                "rules or row-level security"));
+    bt_pg_admin_exec("DROP TABLE eq_path, eq_path_ruled");
+}
+
 /* ---- the differential ----------------------------------------------------- */
 
 /* splitmix64: the same sequence from a seed on every platform. */
@@ -266,35 +383,52 @@ static const slot_t slots[] = {SLOT(form_in, form_out), SLOT(k_in, k_out),
 
 #define NSLOTS (sizeof(slots) / sizeof(slots[0]))
 
+/* The COPY shape: a lone placeholder in every slot, no tail. */
+static const char *const k_bare[] = {":key", ":header.x-trace-id"};
+static const char *const off_bare[] = {":offset", ":partition"};
+static const char *const n_bare[] = {":timestamp", ":offset", ":partition"};
+static const char *const v_bare[] = {":value", ":header.x-trace-id", ":key", ":topic"};
+static const char *const tail_bare[] = {""};
+
+static const slot_t bare_slots[NSLOTS] = {SLOT(form_in, form_in), SLOT(k_bare, k_bare),
+                                          SLOT(off_bare, off_bare), SLOT(n_bare, n_bare),
+                                          SLOT(v_bare, v_bare), SLOT(tail_bare, tail_bare)};
+
 static const char *pick(const slot_t *s, bool inside, uint64_t *rnd)
 {
     return inside ? s->in[rnd_below(rnd, s->nin)] : s->out[rnd_below(rnd, s->nout)];
 }
 
-/* A third of the statements have every slot inside the grammar, a third
- * exactly one outside it (the cases that probe the folding decision's
- * edge), and a third each slot inside 4 times in 5. */
+/* A quarter of the statements have every slot inside the grammar, a
+ * quarter exactly one outside it (the cases that probe the folding
+ * decision's edge), a quarter each slot inside 4 times in 5, and a quarter
+ * are of the COPY shape. */
 static void gen_statement(uint64_t seed, char *out, size_t size)
 {
     const char *p[NSLOTS];
     char tuple[512];
     uint64_t rnd = seed;
-    size_t shape = rnd_below(&rnd, 3), outside = rnd_below(&rnd, NSLOTS);
+    size_t shape = rnd_below(&rnd, 4), outside = rnd_below(&rnd, NSLOTS);
 
     for (size_t i = 0; i < NSLOTS; i++)
-        p[i] = pick(&slots[i],
-                    shape == 0 || (shape == 1 && i != outside) ||
+        p[i] = pick(shape == 3 ? &bare_slots[i] : &slots[i],
+                    shape == 0 || shape == 3 || (shape == 1 && i != outside) ||
                         (shape == 2 && rnd_below(&rnd, 5)),
                     &rnd);
     snprintf(tuple, sizeof(tuple), p[0], p[1], p[2], p[3], p[4]); /* the form */
     snprintf(out, size, "%s%s", tuple, p[5]);
 }
 
+/* Values that COPY's text format must escape, or tell apart. */
+static const char *const odd_values[] = {
+    "a\tb", "line1\nline2", "cr\r\n", "back\\slash", "\\N", "", "\\.",
+    "\\x41", "d\u00e9j\u00e0 \u4e2d \U0001F642", "\"quoted\"", "\t"};
+
 /*
  * The messages of case @p seed: 10 to 25 (one case in eight 100 to 130, for
  * the 100-row statement), keys k0..k2 (one in twenty NULL), one in six a
  * copy of an earlier message's key and offset, one in fifteen a value that
- * is not JSON, one in twenty a tombstone.
+ * is not JSON, one in twenty a tombstone, one in six an odd value.
  */
 static void fill_random(bt_batch_t *b, void *arg)
 {
@@ -313,26 +447,38 @@ static void fill_random(bt_batch_t *b, void *arg)
             m->key_len = b->m[j].key_len;
             m->offset = b->m[j].offset;
         }
-        if (!rnd_below(&rnd, 15))
+        if (!rnd_below(&rnd, 6))
+            bt_batch_set_value(b, i,
+                               odd_values[rnd_below(&rnd, sizeof(odd_values) /
+                                                              sizeof(odd_values[0]))]);
+        else if (!rnd_below(&rnd, 15))
             bt_batch_set_value(b, i, "{bad");
         else if (!rnd_below(&rnd, 20))
             bt_batch_set_value(b, i, NULL);
     }
 }
 
-/* True if the postgres handler runs @p stmt ({t}: a table) over many
- * messages at once. */
-static bool folds(const char *stmt)
+/* How the postgres handler runs a batch of @p stmt ({t}: a table). */
+typedef enum batch_path { A_STATEMENT_A_MESSAGE, FOLDED, COPIED } batch_path_t;
+
+static batch_path_t batch_path(const char *stmt)
 {
     bl_sqltmpl_t t;
+    bl_sqlcopy_t copy;
     char sql[1024], err[256], *multi = NULL;
+    batch_path_t path = A_STATEMENT_A_MESSAGE;
 
     subst(stmt, "t", sql, sizeof(sql));
-    if (!bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &t, err, sizeof(err)))
+    if (!bl_sqltmpl_parse(sql, BL_SQL_POSTGRES, &t, err, sizeof(err))) {
         multi = bl_sqltmpl_multirow(&t, 10);
+        path = !bl_sqltmpl_copy(&t, &copy, err, sizeof(err)) ? COPIED
+               : multi                                       ? FOLDED
+                                                             : A_STATEMENT_A_MESSAGE;
+        bl_sqlcopy_free(&copy);
+    }
     bl_sqltmpl_free(&t);
     free(multi);
-    return multi != NULL;
+    return path;
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -350,28 +496,32 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 static void test_pg_differential(void **unused)
 {
     uint64_t seed = env_u64("SQL_EQUIV_SEED", 1), cases = env_u64("SQL_EQUIV_CASES", 40);
-    size_t folded = 0;
+    size_t folded = 0, copied = 0;
+    static const char *const path_names[] = {"a statement a message", "folds", "COPY"};
 
     (void)unused;
     BT_NEED_PG();
     for (uint64_t c = 0; c < cases; c++) {
         uint64_t cs = seed + c;
         char stmt[1024], base[64], ctx[128], drop[256];
-        bool fold;
+        batch_path_t path;
         gen_statement(cs, stmt, sizeof(stmt));
-        folded += fold = folds(stmt);
+        path = batch_path(stmt);
+        folded += path != A_STATEMENT_A_MESSAGE;
+        copied += path == COPIED;
         snprintf(base, sizeof(base), "eq%llu", (unsigned long long)cs);
         snprintf(ctx, sizeof(ctx), "case seed %llu (%s)", (unsigned long long)cs,
-                 fold ? "folds" : "a statement a message");
+                 path_names[path]);
         free(pg_equiv(base, EQUIV_DDL, stmt, fill_random, &cs, ctx));
         snprintf(drop, sizeof(drop), "DROP TABLE %s_m, %s_b, %s_e", base, base, base);
         bt_pg_admin_exec(drop);
     }
-    printf("equivalence: %llu statements from seed %llu, %zu of them folded\n",
-           (unsigned long long)cases, (unsigned long long)seed, folded);
-    /* The grammar must reach both sides of the folding decision. */
+    printf("equivalence: %llu statements from seed %llu, %zu of them folded, %zu of "
+           "those as COPY\n",
+           (unsigned long long)cases, (unsigned long long)seed, folded, copied);
+    /* The grammar must reach both sides of the folding decision, and COPY. */
     if (cases >= 20)
-        assert_true(folded > 0 && folded < cases);
+        assert_true(folded > 0 && folded < cases && copied > 0 && copied < folded);
 }
 
 static int pg_setup(void **unused)
@@ -433,6 +583,8 @@ int main(void)
     };
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_subquery_in_tuple),
+        cmocka_unit_test(test_pg_copy_bytes),
+        cmocka_unit_test(test_pg_batch_path_logged),
         cmocka_unit_test(test_pg_differential),
     };
     int failed = cmocka_run_group_tests_name("sqlite", sqlite_tests, NULL, NULL);

@@ -800,6 +800,29 @@ static void test_pg_txn_fence(void **unused)
     pgh_close(&zombie);
 }
 
+/* A commit with no batch before it, on a connection idle since its last
+ * command: the BEGIN that begin left for the batch goes with the offsets;
+ * a fenced one is refused and named (the BEGIN does not shift the blame). */
+static void test_pg_txn_commit_alone(void **unused)
+{
+    pgh_t h;
+
+    (void)unused;
+    BT_NEED_PG();
+    bt_pg_admin_exec("TRUNCATE txn_p; DELETE FROM ballast_offsets");
+    pgh_open(&h, pg_insert);
+    begin_ok(h.ops, h.st);
+    commit_ok(h.ops, h.st, 0, 5);
+    assert_int_equal(stored_offset(h.ops, h.loader), 5);
+    begin_ok(h.ops, h.st);
+    commit_stale(h.ops, h.st, 0, 7);
+    assert_int_equal(stored_offset(h.ops, h.loader), 5);
+    begin_ok(h.ops, h.st);
+    commit_ok(h.ops, h.st, 5, 9);
+    assert_int_equal(stored_offset(h.ops, h.loader), 9);
+    pgh_close(&h);
+}
+
 typedef struct racer {
     const bl_dbtxn_ops_t *ops;
     void *st;
@@ -943,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_pg_txn_deferred),
         cmocka_unit_test(test_pg_txn_rollback),
         cmocka_unit_test(test_pg_txn_commit_terminated),
+        cmocka_unit_test(test_pg_txn_commit_alone),
         cmocka_unit_test(test_pg_txn_transient),
         cmocka_unit_test(test_pg_txn_fence),
         cmocka_unit_test(test_pg_txn_fence_race),

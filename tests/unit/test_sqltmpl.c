@@ -422,6 +422,73 @@ static void test_multirow_limit(void **state)
     bl_sqltmpl_free(&t);
 }
 
+/* bl_sqltmpl_copy: the COPY of a plain insert of lone placeholders, and
+ * nothing for a statement whose rows COPY could write otherwise. */
+typedef struct copy_case {
+    const char *in, *copy, *params; /* copy NULL: no COPY form */
+} copy_case_t;
+
+static const copy_case_t copy_cases[] = {
+    {"INSERT INTO t (topic, part, off, value) VALUES (:topic, :partition, :offset, :value)",
+     "COPY t (topic, part, off, value) FROM STDIN", "0123"},
+    {"insert into s.\"T x\" as a (\"V\", k, k2) values (:value, :key, ( :key ))", NULL, NULL},
+    {"insert into s.\"T x\" as a (\"V\", k, k2) values (:value, :key, :key)",
+     "COPY s.\"T x\" (\"V\", k, k2) FROM STDIN", "011"},
+    {"INSERT INTO t (a, b) VALUES (:key, 'lit')", NULL, NULL},
+    {"INSERT INTO t (a) VALUES (:value::jsonb)", NULL, NULL},
+    {"INSERT INTO t (a) VALUES (CAST(:value AS text))", NULL, NULL},
+    {"INSERT INTO t VALUES (:key)", NULL, NULL},
+    {"INSERT INTO t (a) VALUES (:key) ON CONFLICT DO NOTHING", NULL, NULL},
+    {"INSERT INTO t (a) OVERRIDING SYSTEM VALUE VALUES (:key)", NULL, NULL},
+    {"INSERT INTO t (a, b) VALUES (:key)", NULL, NULL},
+    {"INSERT INTO t (a) VALUES (upper(:key))", NULL, NULL},
+    {"UPDATE t SET a = :key", NULL, NULL},
+};
+
+static void test_copy(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(copy_cases) / sizeof(copy_cases[0]); i++) {
+        const copy_case_t *c = &copy_cases[i];
+        bl_sqltmpl_t t;
+        bl_sqlcopy_t copy;
+        char err[256], params[16] = "";
+        int rc;
+        assert_int_equal(bl_sqltmpl_parse(c->in, PG, &t, err, sizeof(err)), 0);
+        rc = bl_sqltmpl_copy(&t, &copy, err, sizeof(err));
+        if (!c->copy) {
+            if (!rc)
+                fail_msg("%s: no COPY form expected, got %s", c->in, copy.sql);
+            assert_true(*err);
+        } else {
+            if (rc)
+                fail_msg("%s: no COPY form: %s", c->in, err);
+            assert_string_equal(copy.sql, c->copy);
+            for (size_t k = 0; k < copy.ncols && k + 1 < sizeof(params); k++)
+                params[k] = (char)('0' + copy.param[k]);
+            assert_string_equal(params, c->params);
+        }
+        bl_sqlcopy_free(&copy);
+        bl_sqltmpl_free(&t);
+    }
+}
+
+/* COPY's text format: NULL is \N, and the four special bytes are escaped. */
+static void test_copy_field(void **state)
+{
+    static const char in[] = "a\tb\nc\rd\\e\\N";
+    sbuf_t b = {0};
+
+    (void)state;
+    bl_sqlcopy_field(&b, NULL, 0);
+    bl_sqlbuf_put(&b, "|", 1);
+    bl_sqlcopy_field(&b, "", 0);
+    bl_sqlbuf_put(&b, "|", 1);
+    bl_sqlcopy_field(&b, in, sizeof(in) - 1);
+    assert_string_equal(b.p, "\\N||a\\tb\\nc\\rd\\\\e\\\\N");
+    free(b.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +498,8 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_multirow),
         cmocka_unit_test(test_multirow_limit),
+        cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_copy_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
