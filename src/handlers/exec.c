@@ -205,12 +205,14 @@ static void take_replies(exchange_t *x)
             pump_writes(x); /* the window may have room again */
             x->deadline = bl_now_ms() + st->timeout_ms;
             break;
-        case BL_EXEC_MALFORMED:
-            protocol_error(x, "malformed reply to request %llu (offset %lld): %s",
+        case BL_EXEC_MALFORMED: {
+            const char *tp = ballast_message_traceparent(x->msgs[x->done]);
+            protocol_error(x, "malformed reply to request %llu (offset %lld%s%.32s): %s",
                            (unsigned long long)(x->first_id + x->done),
                            (long long)ballast_message_offset(x->msgs[x->done]),
-                           why ? why : "(no detail)");
+                           tp ? " trace=" : "", tp ? tp + 3 : "", why ? why : "(no detail)");
             break;
+        }
         case BL_EXEC_NOMEM:
         default:
             protocol_error(x, "out of memory decoding a reply");

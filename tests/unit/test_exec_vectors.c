@@ -169,6 +169,7 @@ static void test_requests(void **state)
         }
         json_decref(got);
         free(line);
+        bl_trace_clear(&m.trace); /* what encoding looked up */
         rd_kafka_headers_destroy(m.hdrs);
         vbytes_free(&keep[0]);
         vbytes_free(&keep[1]);
