@@ -62,10 +62,12 @@ static int kafka_header(void *hdrs, const char *name, const void *value, size_t 
 /* ---- trace context ---------------------------------------------------------- */
 
 /* Adds the trace headers of a record produced for a message with context
- * @p trace: the handler's own traceparent @p own (version-00 form) when it
- * set one, else the message's child context; with either, the tracestate
- * @p state the handler set, else the message's. Without a traceparent,
- * none: a tracestate alone means nothing. */
+ * @p trace: the message's child context with the message's tracestate, or
+ * the handler's own traceparent @p own (version-00 form) when it set one,
+ * with the tracestate @p state it set (else the message's, when @p own is
+ * of the same trace). A tracestate goes with the span that wrote it: one
+ * on a record without a traceparent of the handler's own is a copy, and
+ * one beside no traceparent means nothing. */
 static int add_trace(header_fn add, void *sink, const bl_trace_t *trace, const char *own,
                      const bl_header_t *state)
 {
@@ -75,10 +77,8 @@ static int add_trace(header_fn add, void *sink, const bl_trace_t *trace, const c
         return 0;
     if (add_text(add, sink, BL_TRACE_HEADER_PARENT, own ? own : child))
         return -1;
-    if (state)
+    if (own && state)
         return add(sink, BL_TRACE_HEADER_STATE, state->value, state->len);
-    /* tracestate belongs to a trace: a span of the handler's own in
-     * another trace gets none of the message's. */
     return trace->state && (!own || !memcmp(own + 3, trace->parent + 3, 32))
                ? add_text(add, sink, BL_TRACE_HEADER_STATE, trace->state)
                : 0;
