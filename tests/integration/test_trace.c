@@ -342,7 +342,7 @@ static void run_case(bool exactly_once, bool tracing)
     assert_string_equal(tier_c->ts, TS_C);
     r = find(dead, 3, "retry-3");
     assert_child(r->tp, tier_c->tp, "dead letter of retry-3 (after the tier)");
-    assert_true(strncmp(r->tp + 36, TP_C + 36, 16) != 0);
+    assert_true(strncmp(r->tp + 36, &TP_C[36], 16) != 0);
     assert_string_equal(r->ts, TS_C);
     assert_int_equal(r->tp_count, 1);
 

@@ -164,7 +164,7 @@ static void test_init_incoming(void **state)
     assert_true(bl_traceparent_parse(child, strlen(child), back));
     assert_memory_equal(child, TP, 36);      /* version and trace-id */
     assert_string_equal(child + 52, "-01"); /* flags */
-    assert_memory_not_equal(child + 36, TP + 36, 16);
+    assert_memory_not_equal(child + 36, &TP[36], 16);
     /* Another message with the same parent gets another span. */
     bl_trace_init(&u, TP, strlen(TP), NULL, 0, true);
     assert_null(u.state);
