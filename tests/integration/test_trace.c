@@ -21,6 +21,9 @@
  *     goes out, nor its tracestate;
  *   - the retry's log line names the trace id.
  * At-least-once and exactly-once (Kafka transactions), tracing off and on.
+ * And a plugin (tests/cli/plugins/test_plugin.c, echo_trace) reads the
+ * same context through ballast_message_traceparent() and
+ * ballast_message_tracestate().
  */
 #include "support.h"
 
@@ -371,6 +374,55 @@ static void run_case(bool exactly_once, bool tracing)
     free(dead);
 }
 
+/* A plugin reads the checked context with the public accessors, and its
+ * records, which carry no headers of their own, get the child context. */
+static void test_plugin_sees_and_continues_the_context(void **state)
+{
+    const char *bs = bt_bootstrap();
+    const char *in = bt_unique("trp-in"), *out = bt_unique("trp-out");
+    const char *group = bt_unique("trp-g");
+    traced_t *outs;
+    const traced_t *r;
+    char tp[128], ts[128];
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+
+    (void)state;
+    BT_REQUIRE_ENV();
+    bt_create_topic(bs, in, 1);
+    bt_create_topic(bs, out, 1);
+    produce_inputs(bs, in);
+    conf = bt_conf_recording(bs, group, in, NULL);
+    ballast_conf_set_handler(conf, NULL, NULL);
+    bt_set(conf, "handler", "plugin");
+    bt_set(conf, "handler.plugin.path", BALLAST_TEST_PLUGIN);
+    bt_set(conf, "handler.plugin.param.echo_trace", "1");
+    bt_set(conf, "output.topic", out);
+    run = bt_runner_start(conf);
+    ballast_conf_destroy(conf);
+    assert_true(bt_wait_committed_to_end(bs, group, in, 1, 120000));
+    outs = read_traced(bs, out, NINPUTS);
+    assert_null(bt_runner_stop(run));
+    assert_int_equal(count_records(bs, out), NINPUTS);
+
+    r = find(outs, NINPUTS, "ok-1");
+    seen_by_child(r, tp, ts);
+    assert_string_equal(tp, TP_A);
+    assert_string_equal(ts, TS_A);
+    assert_child(r->tp, TP_A, "plugin output of ok-1");
+    assert_string_equal(r->ts, TS_A);
+    r = find(outs, NINPUTS, "fail-2");
+    seen_by_child(r, tp, ts);
+    assert_string_equal(tp, TP_B);
+    assert_string_equal(ts, "-");
+    assert_child(r->tp, TP_B, "plugin output of fail-2");
+    r = find(outs, NINPUTS, "ok-5");
+    seen_by_child(r, tp, ts);
+    assert_string_equal(ts, "-");
+    assert_fresh_or_none(r, false, tp, "plugin output of ok-5 (malformed input)");
+    free(outs);
+}
+
 static void test_at_least_once_tracing_off(void **state)
 {
     (void)state;
@@ -406,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_at_least_once_tracing_on),
         cmocka_unit_test(test_exactly_once_tracing_off),
         cmocka_unit_test(test_exactly_once_tracing_on),
+        cmocka_unit_test(test_plugin_sees_and_continues_the_context),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }
