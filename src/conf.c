@@ -153,6 +153,13 @@ static const prop_t props[] = {
     {"log.progress.interval.ms", T_INT, "30000", 0, 86400000, NULL, 0,
      "How often an info line sums up progress: rates, lag, in flight, paused "
      "partitions. 0: never. A summary line ends every run."},
+    {"tracing", T_ENUM, "off", 0, 0, "off|on", 0,
+     "W3C Trace Context. A message's valid traceparent header is always "
+     "handed to the handler and continued, as a child context (same "
+     "trace-id, a span of ballast's own), on every record produced for it: "
+     "outputs, retry-tier copies, dead letters; its tracestate is copied. "
+     "on also starts a fresh context for each message without a valid "
+     "traceparent (ids from getrandom(2)); off adds none."},
 };
 #define NPROPS (sizeof(props) / sizeof(props[0]))
 

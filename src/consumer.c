@@ -88,6 +88,7 @@ static void read_settings(ballast_consumer_t *c)
     s->progress_interval_ms = bl_conf_int(c->conf, "log.progress.interval.ms");
     s->max_poll_interval_ms = kafka_int(c->conf, "kafka.max.poll.interval.ms", 300000);
     s->txn_interval_ms = bl_conf_int(c->conf, "transaction.interval.ms");
+    s->tracing = !strcmp(bl_conf_str(c->conf, "tracing"), "on");
     s->rebalance_cb = bl_conf_rebalance_cb(c->conf, &s->rebalance_opaque);
     s->handler = bl_conf_handler(c->conf, &s->handler_opaque);
     if (!s->handler)

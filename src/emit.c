@@ -117,7 +117,7 @@ bool bl_emit_routable(ballast_consumer_t *c, bl_msg_t *m)
 {
     for (size_t i = 0; i < m->result.record_count; i++) {
         const char *topic = m->result.records[i].topic;
-        char why[300];
+        char why[300], tag[BL_TRACE_TAG_SIZE];
         if (!c->producer)
             bl_fmt(why, sizeof(why), "records, but no producer is configured");
         else if (!topic && !c->set.output_topic)
@@ -129,9 +129,10 @@ bool bl_emit_routable(ballast_consumer_t *c, bl_msg_t *m)
             continue;
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_HANDLER, false, false,
-                                     "%s [%d] offset %lld: the handler emitted %s; the "
+                                     "%s [%d] offset %lld%s: the handler emitted %s; the "
                                      "pipeline stops and the offset stays uncommitted",
-                                     m->topic, (int)m->partition, (long long)m->offset, why));
+                                     m->topic, (int)m->partition, (long long)m->offset,
+                                     bl_trace_log_tag(&m->trace, tag), why));
         return false;
     }
     return true;
@@ -148,8 +149,9 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
                         const bl_failure_t *f, bool poll_thread)
 {
     rd_kafka_resp_err_t err;
+    char tag[BL_TRACE_TAG_SIZE];
 
-    while ((err = rec ? bl_produce_record(c->producer, rec, c->set.output_topic, m)
+    while ((err = rec ? bl_produce_record(c->producer, rec, c->set.output_topic, &m->trace, m)
                       : bl_produce_failure(c->producer, m, f, m)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         if (poll_thread)
@@ -162,12 +164,12 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
     m->fate = BL_FATE_FAILED;
     bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
                                  "topic %s: cannot produce a record for %s [%d] "
-                                 "offset %lld: %s; the offset stays uncommitted",
+                                 "offset %lld%s: %s; the offset stays uncommitted",
                                  !rec         ? f->topic
                                  : rec->topic ? rec->topic
                                               : c->set.output_topic,
                                  m->topic, (int)m->partition, (long long)m->offset,
-                                 rd_kafka_err2str(err)));
+                                 bl_trace_log_tag(&m->trace, tag), rd_kafka_err2str(err)));
     return false;
 }
 
@@ -259,6 +261,7 @@ void bl_emit_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaq
 {
     ballast_consumer_t *c = opaque;
     bl_msg_t *m = rkm->_private;
+    char tag[BL_TRACE_TAG_SIZE];
 
     (void)rk;
 
@@ -268,9 +271,10 @@ void bl_emit_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaq
         m->fate = BL_FATE_FAILED;
         bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, true, false,
                                   "topic %s: delivery of a record for %s [%d] "
-                                  "offset %lld failed: %s; the offset stays uncommitted",
+                                  "offset %lld%s failed: %s; the offset stays uncommitted",
                                   rd_kafka_topic_name(rkm->rkt), m->topic,
                                   (int)m->partition, (long long)m->offset,
+                                  bl_trace_log_tag(&m->trace, tag),
                                   rd_kafka_err2str(rkm->err)));
     } else if (m->failed_over) {
         bl_failure_note_t *note = bl_failure_note(c, m);
@@ -311,7 +315,7 @@ bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m)
     bl_failure_t f = failure_of(c, m);
     bl_failure_note_t *note;
     uint64_t more;
-    char tail[64] = "", line[1024];
+    char tail[64] = "", line[1024], tag[BL_TRACE_TAG_SIZE];
 
     if (now - last < 1000 || !atomic_compare_exchange_strong(&failure_logged_ms, &last, now)) {
         atomic_fetch_add(&failure_suppressed, 1);
@@ -320,8 +324,8 @@ bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m)
     if ((more = atomic_exchange(&failure_suppressed, 0)))
         bl_fmt(tail, sizeof(tail), " (%llu more since the last such line)",
                (unsigned long long)more);
-    bl_fmt(line, sizeof(line), "%s [%d] offset %lld: %s %s after %d attempt(s): %s%s", m->topic,
-           (int)m->partition, (long long)m->offset,
+    bl_fmt(line, sizeof(line), "%s [%d] offset %lld%s: %s %s after %d attempt(s): %s%s",
+           m->topic, (int)m->partition, (long long)m->offset, bl_trace_log_tag(&m->trace, tag),
            m->failure_tier >= 0 ? "moved to retry tier" : "dead-lettered to", f.topic,
            m->attempt, f.error ? f.error : "no reason given", tail);
     if ((note = malloc(sizeof(*note) + strlen(line) + 1))) {

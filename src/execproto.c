@@ -81,6 +81,21 @@ static int put_headers(const ballast_message_t *msg, json_t *text, json_t *binar
     return 0;
 }
 
+/* Sets "traceparent" (and "tracestate") to the message's trace context,
+ * when it has one: the header checked (a malformed one is left out), or
+ * the context started for it with tracing = on. */
+static int put_trace(json_t *req, const ballast_message_t *msg)
+{
+    const char *tp = ballast_message_traceparent(msg), *ts = ballast_message_tracestate(msg);
+    int rc = 0;
+
+    if (tp)
+        rc |= json_object_set_new_nocheck(req, "traceparent", json_string_nocheck(tp));
+    if (tp && ts)
+        rc |= json_object_set_new_nocheck(req, "tracestate", json_string_nocheck(ts));
+    return rc;
+}
+
 /* Builds the request object, with "id" unless @p id is 0 (a batch's
  * element). @returns NULL when out of memory. */
 static json_t *request_new(const ballast_message_t *msg, uint64_t id)
@@ -112,6 +127,7 @@ static json_t *request_new(const ballast_message_t *msg, uint64_t id)
     rc |= put_bytes(req, "key", "key_b64", key, klen);
     rc |= put_bytes(req, "value", "value_b64", value, vlen);
     rc |= put_headers(msg, headers, headers_b64);
+    rc |= put_trace(req, msg);
     if (rc)
         goto fail;
     rc |= json_object_set_nocheck(req, "headers", headers);

@@ -11,7 +11,9 @@
  * "headers_b64":{"name":"b64"}. An absent key, a tombstone value, a null
  * header value and a missing timestamp are JSON null. When a message has
  * several headers with one name, the last one wins (as with
- * ballast_message_header_find()).
+ * ballast_message_header_find()). A message with a trace context also has
+ * "traceparent" (ballast_message_traceparent()) and, beside it, its
+ * "tracestate" when it has one; the headers keep the raw values.
  *
  * Version 2 (a child that wrote {"hello":{"protocol":2,"max_inflight":N}}
  * first) also has batch requests, {"id":9,"batch":[request without id,...]},

@@ -258,8 +258,9 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
          * acknowledgement (it is the message's only record). */
         bl_failure_note_t *note = m->failed_over ? bl_failure_note(c, m) : NULL;
         rd_kafka_resp_err_t err;
+        char tag[BL_TRACE_TAG_SIZE];
         while ((err = bl_produce_record(c->producer, &m->result.records[i],
-                                        c->set.output_topic, note)) ==
+                                        c->set.output_topic, &m->trace, note)) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(c->producer, 10);
         if (err)
@@ -274,12 +275,13 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
              * meet it again. Nothing of this transaction may commit, for
              * it holds offsets up to this message. */
             bl_set_fatal(c, bl_error_new(BALLAST_ERR_KAFKA, false, false,
-                                         "%s [%d] offset %lld: cannot produce its "
+                                         "%s [%d] offset %lld%s: cannot produce its "
                                          "record to topic %s in the transaction: %s; "
                                          "the transaction is aborted and the offset "
                                          "stays uncommitted",
                                          m->topic, (int)m->partition,
                                          (long long)m->offset,
+                                         bl_trace_log_tag(&m->trace, tag),
                                          m->result.records[i].topic
                                              ? m->result.records[i].topic
                                              : c->set.output_topic,
@@ -291,9 +293,9 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
             /* Anything else dooms the transaction: abort it rather than
              * commit offsets past a missing output. */
             bl_log(&c->log, BALLAST_LOG_WARN,
-                   "%s [%d] offset %lld: cannot produce in the transaction: %s",
+                   "%s [%d] offset %lld%s: cannot produce in the transaction: %s",
                    m->topic, (int)m->partition, (long long)m->offset,
-                   rd_kafka_err2str(err));
+                   bl_trace_log_tag(&m->trace, tag), rd_kafka_err2str(err));
             bl_ktxn_abort(c);
             return false;
         }

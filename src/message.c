@@ -41,6 +41,7 @@ void bl_message_release_payload(struct ballast_message_s *msg, const char *topic
 void bl_message_clear(struct ballast_message_s *msg)
 {
     bl_result_reset(&msg->result);
+    bl_trace_clear(&msg->trace);
     bl_message_release_payload(msg, msg->topic);
 }
 
@@ -120,6 +121,38 @@ int ballast_message_header_find(const ballast_message_t *msg, const char *name,
     if (lenp)
         *lenp = value ? len : 0;
     return 0;
+}
+
+/* ---- trace context -------------------------------------------------------- */
+
+void bl_message_trace_load(struct ballast_message_s *msg, bool start)
+{
+    const void *tp = NULL, *ts = NULL;
+    size_t tp_len = 0, ts_len = 0;
+
+    if (msg->trace.loaded)
+        return;
+    /* A message without headers costs no lookup: librdkafka answers that
+     * without parsing anything. */
+    if (ballast_message_header_count(msg)) {
+        ballast_message_header_find(msg, BL_TRACE_HEADER_PARENT, &tp, &tp_len);
+        ballast_message_header_find(msg, BL_TRACE_HEADER_STATE, &ts, &ts_len);
+    }
+    bl_trace_init(&msg->trace, tp, tp_len, ts, ts_len, start);
+}
+
+const char *ballast_message_traceparent(const ballast_message_t *msg)
+{
+    /* The runtime looked it up before the handler ran; a message made
+     * elsewhere (a test) is looked at now, without starting a trace. */
+    bl_message_trace_load((struct ballast_message_s *)msg, false);
+    return msg->trace.parent[0] ? msg->trace.parent : NULL;
+}
+
+const char *ballast_message_tracestate(const ballast_message_t *msg)
+{
+    bl_message_trace_load((struct ballast_message_s *)msg, false);
+    return msg->trace.state;
 }
 
 /* ---- results ------------------------------------------------------------ */

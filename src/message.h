@@ -10,6 +10,7 @@
 #define BALLAST_MESSAGE_H
 
 #include "internal.h"
+#include "trace.h"
 
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
@@ -37,6 +38,7 @@ struct ballast_message_s {
     rd_kafka_headers_t *hdrs; /* NULL: no headers; owned by rkm when set */
     bool hdrs_loaded;
     int attempt; /* 1 on the first delivery */
+    bl_trace_t trace; /* its trace context (bl_message_trace_load()) */
 
     /* Runtime bookkeeping (parts.c, dispatch.c, outcome.c, emit.c). */
     rd_kafka_message_t *rkm; /* owned; destroyed with the message */
@@ -65,7 +67,13 @@ void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm)
  *  topic at @p topic, a copy that outlives the message; partition, offset
  *  and the result stay. Any thread that owns the message. */
 void bl_message_release_payload(struct ballast_message_s *msg, const char *topic);
-/** Releases what the message owns (rkm, result); not the struct itself. */
+/** Looks the message's trace context up, once (later calls do nothing):
+ *  its traceparent and tracestate headers, read only when it has headers,
+ *  or with @p start a fresh context when it has no valid traceparent.
+ *  Any thread that owns the message, before its payload is released. */
+void bl_message_trace_load(struct ballast_message_s *msg, bool start);
+/** Releases what the message owns (rkm, result, trace context); not the
+ *  struct itself. */
 void bl_message_clear(struct ballast_message_s *msg);
 
 #endif /* BALLAST_MESSAGE_H */

@@ -139,6 +139,8 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     for (size_t i = 0; i < n; i++) {
         bl_result_reset(&msgs[i]->result);
         msgs[i]->outcome = BALLAST_OUTCOME_RETRY;
+        /* Once per message, before the handler may ask for it. */
+        bl_message_trace_load(msgs[i], w->cons->set.tracing);
     }
     if (n > 1 && h->handle_batch) {
         ballast_outcome_t stack_out[64], *outcomes = stack_out;
@@ -242,6 +244,7 @@ void bl_outcome_finish(bl_worker_t *w, bl_msg_t *m)
 {
     ballast_consumer_t *c = w->cons;
     const char *why = m->result.error ? m->result.error : "no reason given";
+    char tag[BL_TRACE_TAG_SIZE];
     int tier;
 
     if (m->outcome == BALLAST_OUTCOME_OK) {
@@ -268,11 +271,12 @@ void bl_outcome_finish(bl_worker_t *w, bl_msg_t *m)
     }
     m->fate = BL_FATE_FAILED;
     bl_set_fatal(c, bl_error_new(BALLAST_ERR_HANDLER, false, false,
-                              "%s [%d] offset %lld: handler failed %s after %d "
+                              "%s [%d] offset %lld%s: handler failed %s after %d "
                               "attempt(s): %s; no dlq.topic is configured, so "
                               "the pipeline stops here and the offset stays "
                               "uncommitted",
                               m->topic, (int)m->partition, (long long)m->offset,
+                              bl_trace_log_tag(&m->trace, tag),
                               m->outcome == BALLAST_OUTCOME_FAIL ? "permanently"
                                                                   : "repeatedly",
                               m->attempt, why));
@@ -295,13 +299,14 @@ static bool behind_a_retry(const ballast_consumer_t *c, bl_msg_t *const *waiting
 void bl_outcome_log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, size_t retried)
 {
     bl_msg_t *m = group[0];
+    char tag[BL_TRACE_TAG_SIZE];
 
     for (size_t i = 0; i < left && m->outcome != BALLAST_OUTCOME_RETRY; i++)
         m = group[i];
     atomic_fetch_add(&c->stats.retried, retried);
-    bl_log(&c->log, BALLAST_LOG_INFO, "%s [%d] offset %lld: retry %d of %d: %s", m->topic,
-           (int)m->partition, (long long)m->offset, m->attempt, c->set.max_attempts - 1,
-           m->result.error ? m->result.error : "retry");
+    bl_log(&c->log, BALLAST_LOG_INFO, "%s [%d] offset %lld%s: retry %d of %d: %s", m->topic,
+           (int)m->partition, (long long)m->offset, bl_trace_log_tag(&m->trace, tag),
+           m->attempt, c->set.max_attempts - 1, m->result.error ? m->result.error : "retry");
 }
 
 void bl_outcome_run(bl_worker_t *w, bl_msg_t **group, size_t count)

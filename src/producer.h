@@ -5,15 +5,21 @@
 #define BALLAST_PRODUCER_H
 
 #include "internal.h"
+#include "trace.h"
 
 #include <librdkafka/rdkafka.h>
 
 /**
  * Produces @p rec (copied) to its topic, or @p default_topic when it has
- * none; @p opaque comes back in the delivery report. Thread-safe.
+ * none; @p opaque comes back in the delivery report. @p trace is the
+ * context of the message the record is for: the record carries its child
+ * (and its tracestate), unless the handler set a valid traceparent of its
+ * own; a malformed traceparent, or a copy of the message's, never goes
+ * out. Thread-safe.
  */
 rd_kafka_resp_err_t bl_produce_record(rd_kafka_t *rk, const bl_record_t *rec,
-                                      const char *default_topic, void *opaque);
+                                      const char *default_topic, const bl_trace_t *trace,
+                                      void *opaque);
 
 /**
  * True for a produce or delivery error that retrying the same record can
@@ -38,8 +44,10 @@ typedef struct bl_failure {
  * headers preserved, plus x-original-topic, x-original-partition,
  * x-original-offset, x-original-timestamp (kept from the first hop when the
  * message already has them), x-retry-count (cumulative), x-error-message,
- * x-consumer-group, x-failed-at, and for retry tiers x-retry-due and
- * x-retry-tier. @returns 0, or -1 when out of memory.
+ * x-consumer-group, x-failed-at, for retry tiers x-retry-due and
+ * x-retry-tier, and the child of the message's trace context (traceparent,
+ * and its tracestate) when it has one. @returns 0, or -1 when out of
+ * memory.
  */
 int bl_failure_record(const ballast_message_t *msg, const bl_failure_t *f,
                       ballast_result_t *res);

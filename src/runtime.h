@@ -214,6 +214,7 @@ typedef struct bl_settings {
     int nworkers;
     int64_t shutdown_timeout_ms, handler_timeout_ms, max_poll_interval_ms;
     int64_t txn_interval_ms, progress_interval_ms;
+    bool tracing; /* tracing = on: start a context where a message has none */
 } bl_settings_t;
 
 /** The run (runtime.c): how it ends. Any thread. */

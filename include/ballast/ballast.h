@@ -227,6 +227,27 @@ BALLAST_API int ballast_message_header_find(const ballast_message_t *msg,
 /** @returns 1 for the first delivery to the handler, 2 for the first retry... */
 BALLAST_API int ballast_message_attempt(const ballast_message_t *msg);
 
+/**
+ * @brief The message's W3C trace context (https://www.w3.org/TR/trace-context/):
+ *        its `traceparent` header when that is valid, in version-00 form
+ *        ("00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>"); with
+ *        `tracing = on`, for a message without a valid one, the context
+ *        ballast started for it. A malformed header (wrong length,
+ *        uppercase hex, an all-zero id, version ff) counts as absent.
+ * @returns a NUL-terminated string owned by the message, valid while the
+ *          handler call lasts, or NULL when the message has no context.
+ * @remark Records the runtime produces for the message (emitted records,
+ *         retry-tier copies, dead letters) carry a child of this context:
+ *         the same trace-id and flags and a parent-id of their own.
+ */
+BALLAST_API const char *ballast_message_traceparent(const ballast_message_t *msg);
+/**
+ * @brief The message's `tracestate` header (printable ASCII), passed on as
+ *        is; kept only beside a valid traceparent.
+ * @returns a NUL-terminated string owned by the message, or NULL.
+ */
+BALLAST_API const char *ballast_message_tracestate(const ballast_message_t *msg);
+
 /* ------------------------------------------------------------------------ */
 /* Handler results                                                           */
 /* ------------------------------------------------------------------------ */

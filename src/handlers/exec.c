@@ -350,16 +350,18 @@ static void malformed_reply(exchange_t *x, int64_t id, const char *why)
     long named = x->st->proto == 2 ? find_open(x, id) : -1;
     long shown = named >= 0 ? named : x->nopen ? 0 : -1;
     exec_req_t *r = shown >= 0 ? open_req(x, (size_t)shown) : NULL;
+    const ballast_message_t *m = r ? (r->msgs ? r->msgs[0] : r->fmsg) : NULL;
+    const char *tp = m ? ballast_message_traceparent(m) : NULL;
 
     if (!why)
         why = "(no detail)";
     if (!r)
         protocol_error(x, named, "output while no request is open: %s", why);
     else
-        protocol_error(x, named, "malformed reply to request %llu (offset %lld%s): %s",
-                       (unsigned long long)r->id,
-                       (long long)ballast_message_offset(r->msgs ? r->msgs[0] : r->fmsg),
-                       r->count > 1 ? ", a batch" : "", why);
+        protocol_error(x, named, "malformed reply to request %llu (offset %lld%s%s%.32s): %s",
+                       (unsigned long long)r->id, (long long)ballast_message_offset(m),
+                       r->count > 1 ? ", a batch" : "", tp ? " trace=" : "", tp ? tp + 3 : "",
+                       why);
 }
 
 /* Matches complete reply lines with the open requests. */

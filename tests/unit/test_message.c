@@ -9,7 +9,9 @@
 #include <cmocka.h>
 
 #include "message.h"
+#include "producer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -414,6 +416,97 @@ static void test_many_large_headers_survive_growth(void **state)
     bl_result_reset(&res);
 }
 
+/* ---- trace context ------------------------------------------------------ */
+
+#define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+/* A message with headers (name, value pairs; a NULL name ends them). */
+static void traced_message(struct ballast_message_s *m, const char *const *hdrs)
+{
+    memset(m, 0, sizeof(*m));
+    m->topic = "in";
+    m->offset = 5;
+    m->timestamp = 1700000000000;
+    m->attempt = 1;
+    m->hdrs = rd_kafka_headers_new(4);
+    m->hdrs_loaded = true;
+    for (; *hdrs; hdrs += 2)
+        assert_int_equal(rd_kafka_header_add(m->hdrs, hdrs[0], -1, hdrs[1], -1), 0);
+}
+
+/* How many headers named @p name the record has; the last one's value,
+ * NUL-terminated, in @p value. */
+static int record_header(const bl_record_t *rec, const char *name, char *value, size_t size)
+{
+    int n = 0;
+
+    value[0] = '\0';
+    for (size_t i = 0; i < rec->header_count; i++) {
+        if (strcmp(rec->headers[i].name, name))
+            continue;
+        n++;
+        snprintf(value, size, "%.*s", (int)rec->headers[i].len, (char *)rec->headers[i].value);
+    }
+    return n;
+}
+
+/* A dead letter (as a Kafka transaction holds it) carries the child of the
+ * message's context, never the message's own traceparent, and its
+ * tracestate; a malformed traceparent goes nowhere, nor its tracestate. */
+static void test_failure_record_trace(void **state)
+{
+    static const char *const valid[] = {"x-app", "kept", "traceparent", TP,
+                                        "tracestate", "a=1", NULL};
+    static const char *const bad[] = {"x-app", "kept", "traceparent", "00-1-2-01",
+                                      "tracestate", "a=1", NULL};
+    const bl_failure_t f = {"dlq", "g", "boom", 1, -1, -1};
+    struct ballast_message_s m;
+    struct ballast_result_s res = {0};
+    char v[128];
+
+    (void)state;
+    traced_message(&m, valid);
+    bl_message_trace_load(&m, false);
+    assert_string_equal(ballast_message_traceparent(&m), TP);
+    assert_string_equal(ballast_message_tracestate(&m), "a=1");
+    assert_int_equal(bl_failure_record(&m, &f, &res), 0);
+    assert_int_equal(record_header(&res.records[0], "traceparent", v, sizeof(v)), 1);
+    assert_memory_equal(v, TP, 36);          /* version, trace-id */
+    assert_string_equal(v + 52, "-01");       /* flags */
+    assert_memory_not_equal(v + 36, &TP[36], 16); /* a span of its own */
+    assert_int_equal(record_header(&res.records[0], "tracestate", v, sizeof(v)), 1);
+    assert_string_equal(v, "a=1");
+    assert_int_equal(record_header(&res.records[0], "x-app", v, sizeof(v)), 1);
+    bl_result_reset(&res);
+    rd_kafka_headers_destroy(m.hdrs);
+    bl_message_clear(&m);
+
+    traced_message(&m, bad);
+    bl_message_trace_load(&m, false);
+    assert_null(ballast_message_traceparent(&m));
+    assert_null(ballast_message_tracestate(&m));
+    assert_int_equal(bl_failure_record(&m, &f, &res), 0);
+    assert_int_equal(record_header(&res.records[0], "traceparent", v, sizeof(v)), 0);
+    assert_int_equal(record_header(&res.records[0], "tracestate", v, sizeof(v)), 0);
+    assert_int_equal(record_header(&res.records[0], "x-app", v, sizeof(v)), 1);
+    bl_result_reset(&res);
+    rd_kafka_headers_destroy(m.hdrs);
+    bl_message_clear(&m);
+
+    /* tracing = on: a fresh context instead. */
+    traced_message(&m, bad);
+    bl_message_trace_load(&m, true);
+    assert_non_null(ballast_message_traceparent(&m));
+    assert_null(ballast_message_tracestate(&m));
+    assert_int_equal(bl_failure_record(&m, &f, &res), 0);
+    assert_int_equal(record_header(&res.records[0], "traceparent", v, sizeof(v)), 1);
+    assert_memory_equal(v, ballast_message_traceparent(&m), 36);
+    assert_int_equal(record_header(&res.records[0], "tracestate", v, sizeof(v)), 0);
+    bl_result_reset(&res);
+    rd_kafka_headers_destroy(m.hdrs);
+    bl_message_clear(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_set_error),
         cmocka_unit_test(test_reset_and_reuse),
         cmocka_unit_test(test_message_clear_frees_result),
+        cmocka_unit_test(test_failure_record_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,7 +77,12 @@ export function decodeMessage(obj, where = 'request') {
     value: bytesMember(obj, 'value', where),
     headers,
   };
-  if (typeof headers.traceparent === 'string') fields.traceparent = headers.traceparent;
+  // The trace context ballast checked (a malformed header is not lifted),
+  // or started for the message with tracing = on.
+  if (typeof obj.traceparent === 'string') {
+    fields.traceparent = obj.traceparent;
+    if (typeof obj.tracestate === 'string') fields.tracestate = obj.tracestate;
+  }
   return new Message(fields);
 }
 

@@ -19,8 +19,13 @@ export declare class Message {
   readonly headers: Readonly<Record<string, string | Buffer | null>>;
   /** 1 on the first delivery to the handler, 2 on the first retry, ... */
   readonly attempt: number;
-  /** The W3C trace context header, when the message carries one as text. */
+  /**
+   * The W3C trace context: the message's traceparent header when valid, or the context
+   * ballast started for it (tracing = on); undefined when it has none.
+   */
   readonly traceparent?: string;
+  /** The message's W3C tracestate, beside a traceparent; undefined when it has none. */
+  readonly tracestate?: string;
   /** The value parsed as JSON; null for a tombstone. Throws on a value that is not JSON. */
   json<T = unknown>(): T;
 }

@@ -35,6 +35,18 @@ test('json() parses the value, text or bytes', () => {
   assert.equal(decodeRequest(REQ).messages[0].traceparent, undefined);
 });
 
+test('the trace context comes from the top level, not the headers', () => {
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const traced = decodeRequest(REQ.replace('"headers":{}', `"headers":{},"traceparent":"${tp}","tracestate":"a=1"`)).messages[0];
+  assert.equal(traced.traceparent, tp);
+  assert.equal(traced.tracestate, 'a=1');
+  // A header ballast did not lift (it was malformed) stays only a header.
+  const raw = decodeRequest(REQ.replace('"headers":{}', '"headers":{"traceparent":"junk","tracestate":"a=1"}')).messages[0];
+  assert.equal(raw.traceparent, undefined);
+  assert.equal(raw.tracestate, undefined);
+  assert.equal(raw.headers.traceparent, 'junk');
+});
+
 test('error texts never hold what a JSON parser refuses', () => {
   const r = encodeResult(retry(new Error('a\0b \ud800 c')));
   assert.equal(r.error, 'a\ufffdb \ufffd c');

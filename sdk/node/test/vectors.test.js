@@ -50,8 +50,9 @@ function checkMessage(got, spec, wire, name) {
   for (const [h, v] of want) {
     assertBytes(got.headers[h], v, h in wire.headers, `${name}: header ${h}`);
   }
-  const tp = typeof got.headers.traceparent === 'string' ? got.headers.traceparent : undefined;
-  assert.equal(got.traceparent, tp, `${name}: traceparent`);
+  // The checked context travels at the top level, never lifted from the headers.
+  assert.equal(got.traceparent, wire.traceparent, `${name}: traceparent`);
+  assert.equal(got.tracestate, wire.traceparent ? wire.tracestate : undefined, `${name}: tracestate`);
 }
 
 test('requests decode to the vectors messages', () => {

@@ -44,6 +44,20 @@ def test_json_parses_text_or_bytes():
     assert decode_request(REQ.replace('"value":"{\\"a\\":1}"', '"value":null')).messages[0].json() is None
 
 
+def test_trace_context_comes_from_the_top_level_not_the_headers():
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = decode_request(REQ.replace('"headers":{}', '"headers":{},"traceparent":"%s",'
+                                        '"tracestate":"a=1"' % tp)).messages[0]
+    assert traced.traceparent == tp
+    assert traced.tracestate == "a=1"
+    # A header ballast did not lift (it was malformed) stays only a header.
+    raw = decode_request(REQ.replace('"headers":{}', '"headers":{"traceparent":"junk",'
+                                     '"tracestate":"a=1"}')).messages[0]
+    assert raw.traceparent is None
+    assert raw.tracestate is None
+    assert raw.headers["traceparent"] == "junk"
+
+
 def test_offsets_beyond_2_to_the_53_stay_exact():
     msg = decode_request(REQ.replace('"offset":5', '"offset":9223372036854775807')).messages[0]
     assert msg.offset == 9223372036854775807

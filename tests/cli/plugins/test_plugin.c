@@ -13,7 +13,11 @@
  *   init_error   init fails with this code (a ballast_err_code_t);
  *   on_value, outcome
  *                messages whose value is on_value return this number as
- *                their outcome, which need not be a ballast_outcome_t.
+ *                their outcome, which need not be a ballast_outcome_t;
+ *   echo_trace   when 1, each message that succeeds emits a record to
+ *                output.topic, without headers, whose value is
+ *                "<value>|<traceparent>|<tracestate>" as the trace
+ *                accessors gave them ("-" for NULL).
  * Every other message succeeds.
  */
 #include <ballast/ballast.h>
@@ -31,6 +35,7 @@ typedef struct test_plugin {
     int log_fd; /* -1 without a log */
     const char *on_value, *sleep_value; /* owned copies, or NULL */
     long outcome;
+    bool echo_trace;
 } test_plugin_t;
 
 static long param_long(const ballast_conf_t *conf, const char *name, long def)
@@ -78,6 +83,7 @@ static int test_init(void **statep, const ballast_handler_params_t *params, char
     tp->sleep_ms = param_long(params->conf, "sleep_ms", 3000);
     tp->every_ms = param_long(params->conf, "every_ms", 0);
     tp->outcome = param_long(params->conf, "outcome", BALLAST_OUTCOME_OK);
+    tp->echo_trace = param_long(params->conf, "echo_trace", 0) == 1;
     tp->log_fd = -1;
     if ((on_value && !(tp->on_value = strdup(on_value))) ||
         !(tp->sleep_value = strdup(sleep_value ? sleep_value : "sleep")) ||
@@ -106,6 +112,21 @@ static bool value_is(const ballast_message_t *msg, const char *want)
     return value && len == strlen(want) && !memcmp(value, want, len);
 }
 
+/* Emits "<value>|<traceparent>|<tracestate>". @returns 0 or -1. */
+static int echo_trace(const ballast_message_t *msg, ballast_result_t *res)
+{
+    const char *tp = ballast_message_traceparent(msg), *ts = ballast_message_tracestate(msg);
+    size_t len;
+    const char *value = ballast_message_value(msg, &len);
+    char out[1024];
+    int n = snprintf(out, sizeof(out), "%.*s|%s|%s", value ? (int)len : 0, value ? value : "",
+                     tp ? tp : "-", ts ? ts : "-");
+
+    if (n <= 0 || (size_t)n >= sizeof(out))
+        return -1;
+    return ballast_result_emit(res, NULL, NULL, 0, out, (size_t)n);
+}
+
 static ballast_outcome_t test_handle(void *state, const ballast_message_t *msg,
                                      ballast_result_t *res)
 {
@@ -113,7 +134,6 @@ static ballast_outcome_t test_handle(void *state, const ballast_message_t *msg,
     char line[512];
     int n;
 
-    (void)res;
     if (value_is(msg, tp->sleep_value))
         sleep_ms(tp->sleep_ms);
     if (tp->every_ms)
@@ -127,6 +147,10 @@ static ballast_outcome_t test_handle(void *state, const ballast_message_t *msg,
         /* A lost line would read as a lost message: fail loudly instead. */
         if (n <= 0 || (size_t)n >= sizeof(line) || write(tp->log_fd, line, (size_t)n) != n)
             abort();
+    }
+    if (tp->echo_trace && echo_trace(msg, res)) {
+        ballast_result_set_error(res, "test plugin: out of memory");
+        return BALLAST_OUTCOME_RETRY;
     }
     return BALLAST_OUTCOME_OK;
 }

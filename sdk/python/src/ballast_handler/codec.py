@@ -32,12 +32,13 @@ class Message:
     """A Kafka message, as ballast hands it to the handler."""
 
     __slots__ = ("topic", "partition", "offset", "timestamp", "attempt", "key", "value",
-                 "headers", "traceparent")
+                 "headers", "traceparent", "tracestate")
 
     def __init__(self, topic: str, partition: int, offset: int, timestamp: Optional[int],
                  attempt: int, key: Optional[Union[str, bytes]],
                  value: Optional[Union[str, bytes]],
-                 headers: Dict[str, Optional[Union[str, bytes]]]):
+                 headers: Dict[str, Optional[Union[str, bytes]]],
+                 traceparent: Optional[str] = None, tracestate: Optional[str] = None):
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -51,9 +52,11 @@ class Message:
         self.value = value
         #: header values as str, bytes or None; the last header of a name wins
         self.headers = headers
-        #: the W3C trace context header, when the message carries one as text
-        tp = headers.get("traceparent")
-        self.traceparent: Optional[str] = tp if isinstance(tp, str) else None
+        #: the W3C trace context: the message's traceparent header when valid, or the
+        #: one ballast started for it (tracing = on); None when it has none
+        self.traceparent = traceparent
+        #: the message's W3C tracestate, beside a traceparent; else None
+        self.tracestate = tracestate if traceparent is not None else None
 
     def json(self) -> Any:
         """The value parsed as JSON (None for a tombstone)."""
@@ -126,7 +129,15 @@ def decode_message(obj: Any, where: str = "request") -> Message:
                    attempt=_int(obj, "attempt", where),  # type: ignore[arg-type]
                    key=_bytes_member(obj, "key", where),
                    value=_bytes_member(obj, "value", where),
-                   headers=_headers(obj, where))
+                   headers=_headers(obj, where),
+                   traceparent=_text_member(obj, "traceparent"),
+                   tracestate=_text_member(obj, "tracestate"))
+
+
+def _text_member(obj: Mapping[str, Any], name: str) -> Optional[str]:
+    """An optional text member (absent, or not text: None)."""
+    v = obj.get(name)
+    return v if isinstance(v, str) else None
 
 
 def decode_request(line: Union[str, bytes]) -> Request:
