@@ -85,6 +85,23 @@ static void fail_stalled(const chaos_t *c)
     for (int p = 0; p < PARTS; p++)
         print_message("partition %d: committed %lld of %lld\n", p, (long long)committed[p],
                       (long long)hwm[p]);
+    if (c->mode == POSTGRES) {
+        /* What each database session is doing: a wait on a lock held by
+         * a stopped member's open transaction shows here. */
+        size_t n = 0;
+        bt_record_t *rows = bt_pg_records(
+            "SELECT pid || ' ' || coalesce(state, '') || ' wait ' ||"
+            " coalesce(wait_event_type, '') || ':' || coalesce(wait_event, '') ||"
+            " ' in transaction for ' || coalesce((now() - xact_start)::text, '-') ||"
+            " ' blocked by ' || pg_blocking_pids(pid)::text, left(query, 160)"
+            " FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            &n);
+        for (size_t i = 0; i < n; i++)
+            print_message("database session %s: %s\n", rows[i].key ? rows[i].key : "?",
+                          rows[i].value ? rows[i].value : "");
+        bt_records_free(rows, n);
+    }
     for (int i = 0; i < INSTANCES; i++) {
         char *log = bt_read_file(c->err[i]);
         size_t len = log ? strlen(log) : 0;
