@@ -65,6 +65,7 @@ static const char *const fault_names[] = {"kill -9", "SIGTERM", "SIGSTOP", "brok
 
 typedef struct chaos {
     chaos_mode_t mode;
+    bool statements; /* POSTGRES: SQL that batches run as statements, not COPY */
     const char *bs, *in, *out, *group; /* out: a topic, or (POSTGRES) table */
     char table[160];
     char conf[INSTANCES][300], err[INSTANCES][256];
@@ -203,8 +204,9 @@ static void mode_conf(const chaos_t *c, int i, char *buf, size_t size)
         snprintf(buf, size,
                  "handler = postgres\n"
                  "handler.postgres.dsn = %s\n"
-                 /* lone placeholders: batches are written with COPY */
-                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value)\n"
+                 /* lone placeholders: batches are written with COPY; a
+                  * cast keeps them on pipelined statements */
+                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value%s)\n"
                  "semantics = exactly-once\n"
                  "processing = batch\n"
                  "batch.max.messages = 500\n"
@@ -212,7 +214,7 @@ static void mode_conf(const chaos_t *c, int i, char *buf, size_t size)
                  "ordering = partition\n"
                  "concurrency = 2\n"
                  "retry.backoff.max.ms = 500\n",
-                 bt_pg(), c->out);
+                 bt_pg(), c->out, c->statements ? "::bigint" : "");
     else
         /* Instances on one host need transactional ids of their own. */
         snprintf(buf, size,
@@ -287,12 +289,12 @@ static void run_schedule(chaos_t *c, uint64_t seed)
     free(plan);
 }
 
-static void run_chaos(chaos_mode_t mode)
+static void run_chaos(chaos_mode_t mode, bool statements)
 {
     if (!mode_wanted(mode))
         skip();
     BT_REQUIRE_ENV();
-    chaos_t c = {.mode = mode};
+    chaos_t c = {.mode = mode, .statements = statements};
     const char *dir = bt_tmpdir();
     char extra[600], what[64];
     uint64_t seed;
@@ -339,19 +341,34 @@ static void run_chaos(chaos_mode_t mode)
 static void test_chaos_at_least_once(void **state)
 {
     (void)state;
-    run_chaos(AT_LEAST_ONCE);
+    run_chaos(AT_LEAST_ONCE, false);
 }
 
 static void test_chaos_exactly_once(void **state)
 {
     (void)state;
-    run_chaos(EXACTLY_ONCE);
+    run_chaos(EXACTLY_ONCE, false);
 }
 
 static void test_chaos_postgres(void **state)
 {
     (void)state;
-    run_chaos(POSTGRES);
+    run_chaos(POSTGRES, false);
+}
+
+/* A known bug: with batches written as pipelined statements (a cast in the
+ * SQL keeps them off COPY), one partition sometimes stops for good after
+ * the faults: its offset in ballast_offsets stays where it was around the
+ * PostgreSQL restart, while the others drain ("the group did not drain").
+ * Seen in 3 of 12 runs on a loaded 2-core machine (code from before and
+ * after the runtime's restructuring alike), never in 14 runs of the COPY
+ * path. Nothing is lost or duplicated. The cause is not found yet; a
+ * failing run prints each partition's offsets, the database sessions and
+ * the instances' logs (CHAOS_LOG_LEVEL, BALLAST_TEST_KEEP_TMP=1). */
+static void test_chaos_postgres_statements(void **state)
+{
+    (void)state;
+    run_chaos(POSTGRES, true);
 }
 
 int main(void)
@@ -360,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_chaos_at_least_once),
         cmocka_unit_test(test_chaos_exactly_once),
         cmocka_unit_test(test_chaos_postgres),
+        bt_known_bug(test_chaos_postgres_statements),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return bt_run_group_tests(tests, NULL, NULL);
 }
