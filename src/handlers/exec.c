@@ -168,8 +168,13 @@ static void protocol_error(exchange_t *x, long named, const char *fmt, ...)
 
 /* How many requests may be open at once: one while requests are being
  * isolated after a protocol error; with a feed, one until the child said
- * hello, then the smaller of its and our max_inflight; a call pipelines
- * all of its requests (version 1's rule). */
+ * hello, then the smaller of its and our max_inflight. A call (a batch)
+ * pipelines all of its requests to a version 1 child, which answers them
+ * in order, one at a time; to a child that may speak version 2 it sends
+ * one request at a time: until the child has said which it speaks, a
+ * second request could be run beside the first, and a version 2 child
+ * gets the rest of the batch as one batch request once the first is
+ * answered, never two requests holding messages of one key. */
 static size_t window(const exchange_t *x)
 {
     const exec_state_t *st = x->st;
@@ -177,7 +182,7 @@ static size_t window(const exchange_t *x)
     if (st->solo)
         return 1;
     if (!x->feed)
-        return x->count;
+        return st->proto == 2 || (st->max_inflight > 1 && !st->proto) ? 1 : x->count;
     if (st->proto != 2)
         return 1;
     return st->child_inflight < st->max_inflight ? st->child_inflight : st->max_inflight;
@@ -203,9 +208,9 @@ static bool open_next(exchange_t *x)
         r.msgs = x->msgs + x->taken;
         r.results = x->results + x->taken;
         r.outcomes = x->outcomes + x->taken;
-        if (x->batch_call && st->proto == 2 && !st->solo && !x->taken && x->count > 1) {
+        if (x->batch_call && st->proto == 2 && !st->solo && x->count - x->taken > 1) {
             r.batch = true;
-            r.count = x->count;
+            r.count = x->count - x->taken;
             x->wline = bl_exec_encode_batch(r.msgs, r.count, r.id, &x->wlen);
         } else {
             x->wline = bl_exec_encode(r.msgs[0], r.id, &x->wlen);
