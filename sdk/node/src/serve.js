@@ -34,9 +34,14 @@ export function chooseProtocol(option, env) {
   return advertised >= 2 ? 2 : 1;
 }
 
+const MAX_INFLIGHT_LIMIT = 2147483647;
+
 export function checkMaxInflight(n) {
   if (n === undefined) return DEFAULT_MAX_INFLIGHT;
-  if (!Number.isInteger(n) || n < 1) throw new TypeError(`maxInflight must be an integer >= 1, not ${n}`);
+  // The hello carries it as a JSON integer, which ballast reads as a signed 32-bit one at most.
+  if (!Number.isInteger(n) || n < 1 || n > MAX_INFLIGHT_LIMIT) {
+    throw new TypeError(`maxInflight must be an integer from 1 to ${MAX_INFLIGHT_LIMIT}, not ${n}`);
+  }
   return n;
 }
 

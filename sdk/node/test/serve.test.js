@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 
 import { emit, fail, PermanentError, retry } from '../src/outcome.js';
-import { chooseProtocol, serve } from '../src/serve.js';
+import { checkMaxInflight, chooseProtocol, serve } from '../src/serve.js';
 
 function request(id, extra = {}) {
   return {
@@ -183,4 +183,12 @@ test('the version: the option, else what ballast offers, else 1', () => {
   assert.equal(chooseProtocol(undefined, { BALLAST_EXEC_PROTOCOL: '3' }), 2);
   assert.equal(chooseProtocol(1, { BALLAST_EXEC_PROTOCOL: '2' }), 1);
   assert.throws(() => chooseProtocol(3, {}), /protocol must be 1 or 2/);
+});
+
+test('maxInflight must fit the hello: an integer from 1 to 2**31 - 1', () => {
+  assert.equal(checkMaxInflight(undefined) >= 1, true);
+  assert.equal(checkMaxInflight(2147483647), 2147483647);
+  for (const bad of [0, -1, 1.5, 2147483648, 1e20, '8']) {
+    assert.throws(() => checkMaxInflight(bad), TypeError);
+  }
 });

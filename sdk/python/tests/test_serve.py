@@ -7,7 +7,7 @@ import pytest
 
 from ballast_handler import PermanentError, emit, fail, retry
 from ballast_handler.codec import RequestError
-from ballast_handler.serve import Handler, choose_protocol, serve
+from ballast_handler.serve import Handler, check_max_inflight, choose_protocol, serve
 
 
 def request(i, **extra):
@@ -242,3 +242,11 @@ def test_protocol_choice():
     assert choose_protocol(1, {"BALLAST_EXEC_PROTOCOL": "2"}) == 1
     with pytest.raises(ValueError):
         choose_protocol(3, {})
+
+
+def test_max_inflight_must_fit_the_hello():
+    """The hello carries max_inflight as a JSON integer ballast reads as 32-bit."""
+    assert check_max_inflight(2**31 - 1) == 2**31 - 1
+    for bad in (0, -1, 2**31, 2**64, True, 1.5, "8"):
+        with pytest.raises(ValueError):
+            check_max_inflight(bad)

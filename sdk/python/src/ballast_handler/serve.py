@@ -43,11 +43,17 @@ def choose_protocol(option: Optional[int], env: Mapping[str, str] = os.environ) 
         return 1
 
 
+MAX_INFLIGHT_LIMIT = 2**31 - 1
+
+
 def check_max_inflight(n: Optional[int], default: int = DEFAULT_MAX_INFLIGHT) -> int:
     if n is None:
         return default
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError("max_inflight must be an integer >= 1, not %r" % (n,))
+    # The hello carries it as a JSON integer, which ballast reads as a signed 32-bit one
+    # at most.
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > MAX_INFLIGHT_LIMIT:
+        raise ValueError("max_inflight must be an integer from 1 to %d, not %r"
+                         % (MAX_INFLIGHT_LIMIT, n))
     return n
 
 
