@@ -4,8 +4,8 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all build asan deps test-deps demo test bench docs install clean fuzz fuzz-smoke chaos \
-        soak leakcheck deb package-test
+.PHONY: all build asan deps test-deps demo test bench perf-gate docs install clean fuzz fuzz-smoke \
+        chaos soak leakcheck deb package-test
 
 all: build
 
@@ -53,6 +53,11 @@ fuzz-smoke: test-deps
 
 bench: test-deps build
 	bench/run
+
+# Instructions per message of four pipelines under callgrind against the
+# budgets in bench/perf-budgets.json (scripts/perf-gate); `make test` runs it.
+perf-gate: test-deps build
+	@BALLAST_BUILD=$(BUILD) scripts/perf-gate
 
 # The long form of the fault suites (scripts/run-faults), each in an environment
 # of its own: the chaos test (tests/integration/test_chaos.c: process kills and

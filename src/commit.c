@@ -15,7 +15,10 @@
 
 void bl_commit_init(ballast_consumer_t *c, int64_t interval_ms)
 {
-    c->commit.cadence.interval_ms = interval_ms;
+    /* The message bound limits what a crash redoes; exactly-once into a
+     * database resumes from the database's offsets whatever Kafka holds,
+     * so its commits (advice to lag tools) need only the interval. */
+    c->commit.cadence = bl_cadence_init(interval_ms, c->set.semantics == BL_AT_LEAST_ONCE);
     c->commit.q = rd_kafka_queue_new(c->rk);
 }
 
@@ -116,7 +119,8 @@ void bl_commit_due(ballast_consumer_t *c)
     int64_t now = bl_now_ms();
 
     if (c->set.semantics == BL_EXACTLY_ONCE_KAFKA || !bl_parts_dirty(c) || c->commit.pending ||
-        !bl_cadence_due(&c->commit.cadence, now, bl_parts_inflight(c) == 0))
+        !bl_cadence_due(&c->commit.cadence, now, bl_parts_inflight(c) == 0,
+                        bl_parts_finished(c)))
         return;
     bl_parts_set_dirty(c, false);
     bl_cadence_sent(&c->commit.cadence, now);

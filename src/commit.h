@@ -10,7 +10,8 @@
 #define COMMIT_WAIT_MS 5000 /* a sync commit waits this long for an async one */
 
 /** Makes the queue on which asynchronous commits report (the consumer
- *  handle exists). */
+ *  handle exists) and sets the cadence: @p interval_ms is
+ *  kafka.auto.commit.interval.ms, or -1 when unset (cadence.h's defaults). */
 void bl_commit_init(ballast_consumer_t *c, int64_t interval_ms);
 void bl_commit_free(ballast_consumer_t *c);
 

@@ -818,6 +818,10 @@ void ballast_conf_properties(ballast_conf_property_cb *cb, void *opaque)
        "message.max.bytes=1048588; for the consumer auto.offset.reset=earliest, "
        "and partition.assignment.strategy=cooperative-sticky under the classic "
        "group protocol. "
+       "auto.commit.interval.ms is ballast's commit interval: unset, offsets are "
+       "committed every second or every 10,000 finished messages, whichever comes "
+       "first (exactly-once into a database: every second); set, at that interval "
+       "alone. "
        "Keys that would break the delivery guarantee are refused.",
        opaque);
     for (size_t i = 0; i < NPROPS; i++) {

@@ -154,7 +154,7 @@ static ballast_error_t *consumer_start(ballast_consumer_t *c)
     /* One queue for messages, rebalances, errors and commit results, all
      * served by rd_kafka_consumer_poll on the poll thread. */
     rd_kafka_poll_set_consumer(c->rk);
-    bl_commit_init(c, kafka_int(c->conf, "kafka.auto.commit.interval.ms", 5000));
+    bl_commit_init(c, kafka_int(c->conf, "kafka.auto.commit.interval.ms", -1));
     if (needs_producer(c) && (err = bl_make_client(c, true, &c->producer)))
         return err;
     if ((err = bl_clients_check_cluster(c)))

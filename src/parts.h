@@ -109,20 +109,29 @@ static inline void bl_parts_admit(ballast_consumer_t *c, bl_msg_t *m)
 /** Whether a tracker advanced since the last commit. */
 static inline bool bl_parts_dirty(const ballast_consumer_t *c)
 {
-    return c->parts.dirty;
+    return c->parts.finished > 0;
+}
+
+/** Offsets finished since the last commit. */
+static inline uint64_t bl_parts_finished(const ballast_consumer_t *c)
+{
+    return c->parts.finished;
 }
 
 /** A commit took (@p dirty false) or lost (true) the trackers' progress. */
 static inline void bl_parts_set_dirty(ballast_consumer_t *c, bool dirty)
 {
-    c->parts.dirty = dirty;
+    if (!dirty)
+        c->parts.finished = 0;
+    else if (!c->parts.finished)
+        c->parts.finished = 1;
 }
 
 /** Marks offset @p seq of @p p finished in its tracker. */
 static inline void bl_part_done(ballast_consumer_t *c, bl_part_t *p, uint64_t seq)
 {
     bl_tracker_done(&p->tracker, seq);
-    c->parts.dirty = true;
+    c->parts.finished++;
 }
 
 /** A message struct, reused: one malloc and free per message showed up as

@@ -272,7 +272,7 @@ typedef struct bl_parts {
     bl_part_t *list, *orphans, *last;
     size_t inflight;         /* messages received and not retired */
     uint64_t inflight_bytes;
-    bool dirty;              /* a tracker advanced since the last commit */
+    uint64_t finished;       /* offsets finished since the last commit (cadence.h) */
     atomic_bool rewind_wanted; /* some partition's rewind flag is set */
     bl_msg_t *free_msgs;     /* message structs kept for reuse */
     size_t free_count;

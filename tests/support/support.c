@@ -593,11 +593,16 @@ char *bt_read_file(const char *path)
 
 bt_row_t *bt_plugin_rows(const char *path, size_t *countp)
 {
-    char *text = bt_read_file(path), *line, *save = NULL;
+    char *text = bt_read_file(path), *line, *save = NULL, *end;
     size_t n = 0, cap = 64;
     bt_row_t *rows = malloc(cap * sizeof(*rows));
 
     assert_non_null(rows);
+    /* A line without its newline is still being written: not a row yet. */
+    if (text && (end = strrchr(text, '\n')))
+        end[1] = '\0';
+    else if (text)
+        text[0] = '\0';
     for (line = text ? strtok_r(text, "\n", &save) : NULL; line;
          line = strtok_r(NULL, "\n", &save)) {
         if (n == cap) {

@@ -218,8 +218,9 @@ typedef struct bt_row {
     int partition;
     long long offset;
 } bt_row_t;
-/** Every row of the log at @p path (none while it does not exist); fails
- *  the test on a line that does not parse. Caller frees. */
+/** Every row of the log at @p path (none while it does not exist; a last
+ *  line without its newline, still being written, is not one); fails the
+ *  test on a line that does not parse. Caller frees. */
 bt_row_t *bt_plugin_rows(const char *path, size_t *countp);
 
 /** Milliseconds on a monotonic clock. */
