@@ -132,7 +132,7 @@ bool bl_emit_routable(ballast_consumer_t *c, bl_msg_t *m)
                                      "%s [%d] offset %lld%s: the handler emitted %s; the "
                                      "pipeline stops and the offset stays uncommitted",
                                      m->topic, (int)m->partition, (long long)m->offset,
-                                     bl_trace_log_tag(&m->trace, tag), why));
+                                     bl_trace_log_tag(bl_message_trace(m), tag), why));
         return false;
     }
     return true;
@@ -151,7 +151,7 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
     rd_kafka_resp_err_t err;
     char tag[BL_TRACE_TAG_SIZE];
 
-    while ((err = rec ? bl_produce_record(c->producer, rec, c->set.output_topic, &m->trace, m)
+    while ((err = rec ? bl_produce_record(c->producer, rec, c->set.output_topic, bl_message_trace(m), m)
                       : bl_produce_failure(c->producer, m, f, m)) ==
            RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         if (poll_thread)
@@ -169,7 +169,7 @@ static bool produce_for(ballast_consumer_t *c, bl_msg_t *m, const bl_record_t *r
                                  : rec->topic ? rec->topic
                                               : c->set.output_topic,
                                  m->topic, (int)m->partition, (long long)m->offset,
-                                 bl_trace_log_tag(&m->trace, tag), rd_kafka_err2str(err)));
+                                 bl_trace_log_tag(bl_message_trace(m), tag), rd_kafka_err2str(err)));
     return false;
 }
 
@@ -274,7 +274,7 @@ void bl_emit_delivered(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaq
                                   "offset %lld%s failed: %s; the offset stays uncommitted",
                                   rd_kafka_topic_name(rkm->rkt), m->topic,
                                   (int)m->partition, (long long)m->offset,
-                                  bl_trace_log_tag(&m->trace, tag),
+                                  bl_trace_log_tag(bl_message_trace(m), tag),
                                   rd_kafka_err2str(rkm->err)));
     } else if (m->failed_over) {
         bl_failure_note_t *note = bl_failure_note(c, m);
@@ -325,7 +325,7 @@ bl_failure_note_t *bl_failure_note(ballast_consumer_t *c, const bl_msg_t *m)
         bl_fmt(tail, sizeof(tail), " (%llu more since the last such line)",
                (unsigned long long)more);
     bl_fmt(line, sizeof(line), "%s [%d] offset %lld%s: %s %s after %d attempt(s): %s%s",
-           m->topic, (int)m->partition, (long long)m->offset, bl_trace_log_tag(&m->trace, tag),
+           m->topic, (int)m->partition, (long long)m->offset, bl_trace_log_tag(bl_message_trace(m), tag),
            m->failure_tier >= 0 ? "moved to retry tier" : "dead-lettered to", f.topic,
            m->attempt, f.error ? f.error : "no reason given", tail);
     if ((note = malloc(sizeof(*note) + strlen(line) + 1))) {

@@ -260,7 +260,7 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
         rd_kafka_resp_err_t err;
         char tag[BL_TRACE_TAG_SIZE];
         while ((err = bl_produce_record(c->producer, &m->result.records[i],
-                                        c->set.output_topic, &m->trace, note)) ==
+                                        c->set.output_topic, bl_message_trace(m), note)) ==
                RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(c->producer, 10);
         if (err)
@@ -281,7 +281,7 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
                                          "stays uncommitted",
                                          m->topic, (int)m->partition,
                                          (long long)m->offset,
-                                         bl_trace_log_tag(&m->trace, tag),
+                                         bl_trace_log_tag(bl_message_trace(m), tag),
                                          m->result.records[i].topic
                                              ? m->result.records[i].topic
                                              : c->set.output_topic,
@@ -295,7 +295,7 @@ static bool txn_add(ballast_consumer_t *c, bl_msg_t *m)
             bl_log(&c->log, BALLAST_LOG_WARN,
                    "%s [%d] offset %lld%s: cannot produce in the transaction: %s",
                    m->topic, (int)m->partition, (long long)m->offset,
-                   bl_trace_log_tag(&m->trace, tag), rd_kafka_err2str(err));
+                   bl_trace_log_tag(bl_message_trace(m), tag), rd_kafka_err2str(err));
             bl_ktxn_abort(c);
             return false;
         }

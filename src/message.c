@@ -141,18 +141,24 @@ void bl_message_trace_load(struct ballast_message_s *msg, bool start)
     bl_trace_init(&msg->trace, tp, tp_len, ts, ts_len, start);
 }
 
+const bl_trace_t *bl_message_trace(const struct ballast_message_s *msg)
+{
+    struct ballast_message_s *m = (struct ballast_message_s *)msg;
+
+    bl_message_trace_load(m, m->trace.start);
+    return &m->trace;
+}
+
 const char *ballast_message_traceparent(const ballast_message_t *msg)
 {
-    /* The runtime looked it up before the handler ran; a message made
-     * elsewhere (a test) is looked at now, without starting a trace. */
-    bl_message_trace_load((struct ballast_message_s *)msg, false);
-    return msg->trace.parent[0] ? msg->trace.parent : NULL;
+    const bl_trace_t *t = bl_message_trace(msg);
+
+    return t->parent[0] ? t->parent : NULL;
 }
 
 const char *ballast_message_tracestate(const ballast_message_t *msg)
 {
-    bl_message_trace_load((struct ballast_message_s *)msg, false);
-    return msg->trace.state;
+    return bl_message_trace(msg)->state;
 }
 
 /* ---- results ------------------------------------------------------------ */

@@ -38,7 +38,7 @@ struct ballast_message_s {
     rd_kafka_headers_t *hdrs; /* NULL: no headers; owned by rkm when set */
     bool hdrs_loaded;
     int attempt; /* 1 on the first delivery */
-    bl_trace_t trace; /* its trace context (bl_message_trace_load()) */
+    bl_trace_t trace; /* its trace context (bl_message_trace()) */
 
     /* Runtime bookkeeping (parts.c, dispatch.c, outcome.c, emit.c). */
     rd_kafka_message_t *rkm; /* owned; destroyed with the message */
@@ -67,9 +67,15 @@ void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm)
  *  topic at @p topic, a copy that outlives the message; partition, offset
  *  and the result stay. Any thread that owns the message. */
 void bl_message_release_payload(struct ballast_message_s *msg, const char *topic);
-/** Looks the message's trace context up, once (later calls do nothing):
- *  its traceparent and tracestate headers, read only when it has headers,
- *  or with @p start a fresh context when it has no valid traceparent.
+/** The message's trace context, looked up at its first use (later calls
+ *  return it as it is): its traceparent and tracestate headers, read only
+ *  when it has headers, or a fresh context when it has no valid
+ *  traceparent and its trace.start is set (tracing = on). Lazily, so that
+ *  a message nobody asks about never has its headers parsed. The lookup
+ *  only fills the message's cache, hence the const. */
+const bl_trace_t *bl_message_trace(const struct ballast_message_s *msg);
+/** Looks the message's trace context up now, once (later calls do nothing),
+ *  as bl_message_trace() would, with @p start for trace.start.
  *  Any thread that owns the message, before its payload is released. */
 void bl_message_trace_load(struct ballast_message_s *msg, bool start);
 /** Releases what the message owns (rkm, result, trace context); not the

@@ -139,8 +139,9 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     for (size_t i = 0; i < n; i++) {
         bl_result_reset(&msgs[i]->result);
         msgs[i]->outcome = BALLAST_OUTCOME_RETRY;
-        /* Once per message, before the handler may ask for it. */
-        bl_message_trace_load(msgs[i], w->cons->set.tracing);
+        /* Before the handler may ask for its trace context, which is
+         * looked up at its first use (bl_message_trace()). */
+        msgs[i]->trace.start = w->cons->set.tracing;
     }
     if (n > 1 && h->handle_batch) {
         ballast_outcome_t stack_out[64], *outcomes = stack_out;
@@ -276,7 +277,7 @@ void bl_outcome_finish(bl_worker_t *w, bl_msg_t *m)
                               "the pipeline stops here and the offset stays "
                               "uncommitted",
                               m->topic, (int)m->partition, (long long)m->offset,
-                              bl_trace_log_tag(&m->trace, tag),
+                              bl_trace_log_tag(bl_message_trace(m), tag),
                               m->outcome == BALLAST_OUTCOME_FAIL ? "permanently"
                                                                   : "repeatedly",
                               m->attempt, why));
@@ -305,7 +306,7 @@ void bl_outcome_log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left, 
         m = group[i];
     atomic_fetch_add(&c->stats.retried, retried);
     bl_log(&c->log, BALLAST_LOG_INFO, "%s [%d] offset %lld%s: retry %d of %d: %s", m->topic,
-           (int)m->partition, (long long)m->offset, bl_trace_log_tag(&m->trace, tag),
+           (int)m->partition, (long long)m->offset, bl_trace_log_tag(bl_message_trace(m), tag),
            m->attempt, c->set.max_attempts - 1, m->result.error ? m->result.error : "retry");
 }
 

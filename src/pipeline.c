@@ -261,9 +261,8 @@ static ballast_message_t *feed_next(void *ctx, ballast_result_t **resp)
             atomic_store(&p->w->busy_since, bl_now_ms());
         bl_result_reset(&m->result);
         m->outcome = BALLAST_OUTCOME_RETRY;
-        /* Once per message, before it is encoded (as outcome.c does for
-         * a handler call): tracing = on starts its context here. */
-        bl_message_trace_load(m, c->set.tracing);
+        /* Before it is encoded, as outcome.c does for a handler call. */
+        m->trace.start = c->set.tracing;
         *resp = &m->result;
         return m;
     }

@@ -223,7 +223,7 @@ static int failure_headers(const ballast_message_t *msg, const bl_failure_t *f,
     if (f->due_ms >= 0 && (add_int(add, sink, BALLAST_HEADER_RETRY_DUE, f->due_ms) ||
                            add_int(add, sink, BALLAST_HEADER_RETRY_TIER, f->tier)))
         return -1;
-    return add_trace(add, sink, &msg->trace, NULL, NULL);
+    return add_trace(add, sink, bl_message_trace(msg), NULL, NULL);
 }
 
 static int result_header(void *res, const char *name, const void *value, size_t len)

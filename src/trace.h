@@ -40,6 +40,8 @@ typedef struct bl_trace {
      * valid incoming traceparent; NULL when none. */
     char *state;
     bool loaded; /* looked up (bl_trace_init() ran) */
+    bool start;  /* tracing = on for the message: a lookup that finds no
+                    valid traceparent starts a context */
 } bl_trace_t;
 
 /**
