@@ -39,7 +39,9 @@
  *
  * CHAOS_SECONDS sets the length of the schedule per mode (one fault per 9
  * seconds, at least one of each kind; default 45: the short form `make
- * test` runs); `make chaos` runs the long form.
+ * test` runs); `make chaos` runs the long form. CHAOS_LOG_LEVEL sets the
+ * instances' log.level (warn); each instance's log, one file per life, is
+ * kept with BALLAST_TEST_KEEP_TMP=1.
  */
 #include "chaos.h"
 
@@ -70,6 +72,7 @@ typedef struct chaos {
     char table[160];
     char conf[INSTANCES][300], err[INSTANCES][256];
     pid_t pid[INSTANCES];
+    int lives[INSTANCES]; /* starts of each instance */
     bt_feeder_t *feeder;
     long produced;
     bt_fault_log_t log;
@@ -113,9 +116,17 @@ static void fail_stalled(const chaos_t *c)
     fail_msg("the group did not drain after the chaos");
 }
 
+/* Starts instance @p i; the log of its previous life is kept beside the
+ * new one (instance-I.log.N), for a failure to be read. */
 static void start(chaos_t *c, int i)
 {
     const char *const argv[] = {"ballast", "run", c->conf[i], NULL};
+    char old[300];
+
+    if (c->lives[i]++) {
+        snprintf(old, sizeof(old), "%s.%d", c->err[i], c->lives[i] - 1);
+        rename(c->err[i], old);
+    }
     c->pid[i] = bt_spawn_ballast(argv, c->err[i]);
 }
 
@@ -320,8 +331,9 @@ static void run_chaos(chaos_mode_t mode, bool statements)
                       "topics = %s\n"
                       "%s"
                       "shutdown.timeout.ms = 5000\n"
-                      "log.level = warn\n",
-                      c.bs, c.group, bt_group_lines(), c.in, extra);
+                      "log.level = %s\n",
+                      c.bs, c.group, bt_group_lines(), c.in, extra,
+                      getenv("CHAOS_LOG_LEVEL") ? getenv("CHAOS_LOG_LEVEL") : "warn");
         start(&c, i);
     }
     c.feeder = bt_feeder_start(c.bs, c.in, PARTS, KEYS, FEED_RATE);
