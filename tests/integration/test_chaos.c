@@ -368,18 +368,22 @@ static void test_chaos_postgres(void **state)
     run_chaos(POSTGRES, false);
 }
 
-/* A known bug: with batches written as pipelined statements (a cast in the
- * SQL keeps them off COPY), one partition sometimes stops for good after
- * the faults: its offset in ballast_offsets stays where it was around the
- * PostgreSQL restart, while the others drain ("the group did not drain").
- * Seen in 3 of 12 runs on a loaded 2-core machine (code from before and
- * after the runtime's restructuring alike), never in 14 runs of the COPY
- * path. Nothing is lost or duplicated. The cause is not found yet; a
- * failing run prints each partition's offsets, the database sessions and
- * the instances' logs (CHAOS_LOG_LEVEL, BALLAST_TEST_KEEP_TMP=1). */
+/* A known bug: under the eager assignor, with batches written as
+ * pipelined statements (a cast in the SQL keeps them off COPY), one
+ * partition sometimes stops for good after the faults: its offset in
+ * ballast_offsets stays where it was around a PostgreSQL restart while the
+ * others drain ("the group did not drain"), and every database session is
+ * idle (no lock wait). Seen in 4 of 13 runs with the eager assignor on a
+ * loaded 2-core machine, on code from before and after the runtime's
+ * restructuring; never in 20 runs under cooperative-sticky, the default
+ * now (14 on COPY, 6 on statements). Nothing is lost or duplicated. The
+ * cause is not found yet; a failing run prints each partition's offsets,
+ * the database sessions and the instances' logs (CHAOS_LOG_LEVEL,
+ * BALLAST_TEST_KEEP_TMP=1). */
 static void test_chaos_postgres_statements(void **state)
 {
     (void)state;
+    setenv("BALLAST_TEST_ASSIGNOR", "range,roundrobin", 0);
     run_chaos(POSTGRES, true);
 }
 
