@@ -373,7 +373,7 @@ static void test_chaos_postgres(void **state)
  * partition sometimes stops for good after the faults: its offset in
  * ballast_offsets stays where it was around a PostgreSQL restart while the
  * others drain ("the group did not drain"), and every database session is
- * idle (no lock wait). Seen in 4 of 13 runs with the eager assignor on a
+ * idle (no lock wait). Seen in 4 of 14 runs with the eager assignor on a
  * loaded 2-core machine, on code from before and after the runtime's
  * restructuring; never in 20 runs under cooperative-sticky, the default
  * now (14 on COPY, 6 on statements). Nothing is lost or duplicated. The
