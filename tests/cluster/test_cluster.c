@@ -44,15 +44,13 @@
 #define OFFSETS_PARTITIONS 4
 #define TXN_STATE_PARTITIONS 4
 
-typedef enum mode { AT_LEAST_ONCE, EXACTLY_ONCE } mode_t_;
-static const char *const mode_names[] = {"at-least-once", "exactly-once"};
 
 enum { INPUT_LEADER, OUTPUT_LEADER, TXN_COORDINATOR, GROUP_COORDINATOR, BOUNCE_KINDS };
 static const char *const bounce_names[] = {"leader of the input", "leader of the output",
                                            "transaction coordinator", "group coordinator"};
 
 typedef struct run {
-    mode_t_ mode;
+    bt_chaos_mode_t mode;
     const char *bs, *in, *out, *group;
     char conf[MEMBERS][300], err[MEMBERS][256], txn_id[160];
     pid_t pid[MEMBERS];
@@ -153,7 +151,7 @@ static bool topic_in_sync(rd_kafka_t *rk, const char *topic)
 static void wait_in_sync(const run_t *r)
 {
     const char *topics[] = {r->in, r->out, "__consumer_offsets", "__transaction_state"};
-    size_t n = r->mode == EXACTLY_ONCE ? 4 : 3;
+    size_t n = r->mode == BT_EXACTLY_ONCE ? 4 : 3;
     rd_kafka_t *rk = admin_client(r->bs);
     int64_t deadline = bt_now_ms() + 120000;
 
@@ -224,17 +222,6 @@ static int victim_of(const run_t *r, int kind)
 
 /* ---- the run ------------------------------------------------------------------- */
 
-static bool mode_wanted(mode_t_ mode)
-{
-    const char *modes = getenv("CHAOS_MODES"), *name = mode_names[mode];
-    size_t n = strlen(name);
-
-    for (const char *p = modes; p && *p; p += strcspn(p, ","), p += *p == ',')
-        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
-            return true;
-    return !modes || !*modes;
-}
-
 /* Fails the test unless bt_bootstrap() is a cluster of BROKERS brokers. */
 static void require_cluster(void)
 {
@@ -277,7 +264,7 @@ static long bounce(run_t *r, long progress, long after, const char *what, int br
 static void run_bounces(run_t *r, uint64_t seed)
 {
     bt_rng_t rng = bt_rng(seed, (uint64_t)r->mode);
-    int kinds = r->mode == EXACTLY_ONCE ? BOUNCE_KINDS : BOUNCE_KINDS - 1;
+    int kinds = r->mode == BT_EXACTLY_ONCE ? BOUNCE_KINDS : BOUNCE_KINDS - 1;
     /* The short form: each kill once; CHAOS_SECONDS: one per 30 s. */
     int count = bt_schedule_count("CHAOS_SECONDS", 0, 30, kinds);
     bt_fault_t *plan;
@@ -286,7 +273,7 @@ static void run_bounces(run_t *r, uint64_t seed)
     /* At-least-once has no transaction coordinator: its kind is left out. */
     plan = bt_schedule(&rng, kinds, count, 1, 0, 0, 1000, 4000);
     for (int i = 0; i < count; i++)
-        if (r->mode == AT_LEAST_ONCE && plan[i].kind == TXN_COORDINATOR)
+        if (r->mode == BT_AT_LEAST_ONCE && plan[i].kind == TXN_COORDINATOR)
             plan[i].kind = GROUP_COORDINATOR;
     bt_schedule_print(plan, count, bounce_names);
     wait_in_sync(r);
@@ -298,9 +285,9 @@ static void run_bounces(run_t *r, uint64_t seed)
     free(plan);
 }
 
-static void run_cluster(mode_t_ mode)
+static void run_cluster(bt_chaos_mode_t mode)
 {
-    if (!mode_wanted(mode))
+    if (!bt_chaos_mode_wanted(mode))
         skip();
     require_cluster();
     run_t r = {.mode = mode};
@@ -311,7 +298,7 @@ static void run_cluster(mode_t_ mode)
     bt_record_t *recs;
     bt_verdict_t v;
 
-    snprintf(what, sizeof(what), "cluster (%s)", mode_names[mode]);
+    snprintf(what, sizeof(what), "cluster (%s)", bt_chaos_mode_name(mode));
     seed = bt_chaos_seed(what);
     r.bs = bt_bootstrap();
     r.in = bt_unique("cl-in");
@@ -326,7 +313,7 @@ static void run_cluster(mode_t_ mode)
         char txn[200] = "";
         snprintf(r.err[i], sizeof(r.err[i]), "%s/member-%d.log", dir, i);
         snprintf(r.conf[i], sizeof(r.conf[i]), "%s/member-%d.conf", dir, i);
-        if (mode == EXACTLY_ONCE)
+        if (mode == BT_EXACTLY_ONCE)
             snprintf(txn, sizeof(txn), "kafka.transactional.id = %s-%d\n", r.group, i);
         if (i == 0)
             snprintf(r.txn_id, sizeof(r.txn_id), "%s-0", r.group);
@@ -336,7 +323,7 @@ static void run_cluster(mode_t_ mode)
                       "topics = %s\nhandler = forward\noutput.topic = %s\nordering = key\n"
                       "concurrency = 4\nsemantics = %s\n%sshutdown.timeout.ms = 5000\n"
                       "log.level = warn\n",
-                      r.bs, r.group, r.in, r.out, mode_names[mode], txn);
+                      r.bs, r.group, r.in, r.out, bt_chaos_mode_name(mode), txn);
         r.pid[i] = bt_spawn_ballast(argv, r.err[i]);
     }
     r.feeder = bt_feeder_start(r.bs, r.in, PARTS, KEYS, FEED_RATE);
@@ -350,9 +337,9 @@ static void run_cluster(mode_t_ mode)
     }
     recs = bt_consume_to_end(r.bs, r.out, 300000, &n);
     v = bt_check_history(recs, n, r.produced, KEYS);
-    snprintf(what, sizeof(what), "cluster (%s): %ld produced, %d bounces", mode_names[mode],
+    snprintf(what, sizeof(what), "cluster (%s): %ld produced, %d bounces", bt_chaos_mode_name(mode),
              r.produced, r.log.count);
-    bt_assert_verdict(&v, mode == EXACTLY_ONCE, what);
+    bt_assert_verdict(&v, mode == BT_EXACTLY_ONCE, what);
     bt_records_free(recs, n);
     bt_fault_log_check(&r.log);
 }
@@ -367,13 +354,13 @@ static void run_cluster(mode_t_ mode)
 static void test_cluster_exactly_once(void **state)
 {
     (void)state;
-    run_cluster(EXACTLY_ONCE);
+    run_cluster(BT_EXACTLY_ONCE);
 }
 
 static void test_cluster_at_least_once(void **state)
 {
     (void)state;
-    run_cluster(AT_LEAST_ONCE);
+    run_cluster(BT_AT_LEAST_ONCE);
 }
 
 int main(void)

@@ -56,19 +56,15 @@
 #define FEED_RATE 1500      /* input messages a second */
 #define SESSION_TIMEOUT_MS 6000 /* bt_group_lines() gives both protocols this session */
 
-typedef enum chaos_mode { AT_LEAST_ONCE, EXACTLY_ONCE, POSTGRES } chaos_mode_t;
-
-static const char *const mode_names[] = {"at-least-once", "exactly-once", "postgres"};
-
 /* The fault kinds, in schedule numbering; PG_RESTART only in the postgres mode. */
 enum { KILL9, TERM, STOP, BROKER_RESTART, PG_RESTART, FAULT_KINDS };
 static const char *const fault_names[] = {"kill -9", "SIGTERM", "SIGSTOP", "broker restart",
                                           "PostgreSQL restart"};
 
 typedef struct chaos {
-    chaos_mode_t mode;
-    bool statements; /* POSTGRES: SQL that batches run as statements, not COPY */
-    const char *bs, *in, *out, *group; /* out: a topic, or (POSTGRES) table */
+    bt_chaos_mode_t mode;
+    bool statements; /* BT_POSTGRES: SQL that batches run as statements, not COPY */
+    const char *bs, *in, *out, *group; /* out: a topic, or (BT_POSTGRES) table */
     char table[160];
     char conf[INSTANCES][300], err[INSTANCES][256];
     pid_t pid[INSTANCES];
@@ -89,7 +85,7 @@ static void fail_stalled(const chaos_t *c)
     for (int p = 0; p < PARTS; p++)
         print_message("partition %d: committed %lld of %lld\n", p, (long long)committed[p],
                       (long long)hwm[p]);
-    if (c->mode == POSTGRES) {
+    if (c->mode == BT_POSTGRES) {
         /* What each database session is doing: a wait on a lock held by
          * a stopped member's open transaction shows here. */
         size_t n = 0;
@@ -175,7 +171,7 @@ static bt_record_t *read_history(const chaos_t *c, size_t *n)
 {
     char sql[256];
 
-    if (c->mode != POSTGRES)
+    if (c->mode != BT_POSTGRES)
         return bt_consume_to_end(c->bs, c->out, 300000, n);
     snprintf(sql, sizeof(sql), "SELECT k, v::text FROM %s ORDER BY id", c->out);
     return bt_pg_records(sql, n);
@@ -189,76 +185,10 @@ static void check_history(chaos_t *c)
     bt_verdict_t v = bt_check_history(recs, n, c->produced, KEYS);
     char label[160];
 
-    snprintf(label, sizeof(label), "chaos (%s): %ld produced, %d faults", mode_names[c->mode],
+    snprintf(label, sizeof(label), "chaos (%s): %ld produced, %d faults", bt_chaos_mode_name(c->mode),
              c->produced, c->log.count);
-    bt_assert_verdict(&v, c->mode != AT_LEAST_ONCE, label);
+    bt_assert_verdict(&v, c->mode != BT_AT_LEAST_ONCE, label);
     bt_records_free(recs, n);
-}
-
-/* CHAOS_MODES (a comma list of at-least-once, exactly-once, postgres;
- * default all) lets the long form run the modes as separate processes. */
-static bool mode_wanted(chaos_mode_t mode)
-{
-    const char *modes = getenv("CHAOS_MODES"), *name = mode_names[mode];
-    size_t n = strlen(name);
-
-    for (const char *p = modes; p && *p; p += strcspn(p, ","), p += *p == ',')
-        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
-            return true;
-    return !modes || !*modes;
-}
-
-/* What each mode adds to the instances' common configuration. */
-static void mode_conf(const chaos_t *c, int i, char *buf, size_t size)
-{
-    if (c->mode == POSTGRES)
-        snprintf(buf, size,
-                 "handler = postgres\n"
-                 "handler.postgres.dsn = %s\n"
-                 /* lone placeholders: batches are written with COPY; a
-                  * cast keeps them on pipelined statements */
-                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value%s)\n"
-                 "semantics = exactly-once\n"
-                 "processing = batch\n"
-                 "batch.max.messages = 500\n"
-                 "batch.max.ms = 50\n"
-                 "ordering = partition\n"
-                 "concurrency = 2\n"
-                 "retry.backoff.max.ms = 500\n",
-                 bt_pg(), c->out, c->statements ? "::bigint" : "");
-    else
-        /* Instances on one host need transactional ids of their own. */
-        snprintf(buf, size,
-                 "handler = forward\n"
-                 "output.topic = %s\n"
-                 "ordering = key\n"
-                 "concurrency = 4\n"
-                 "%s%s-%d\n"
-                 "semantics = %s\n",
-                 c->out, c->mode == EXACTLY_ONCE ? "kafka.transactional.id = " : "# ",
-                 c->group, i, c->mode == EXACTLY_ONCE ? "exactly-once" : "at-least-once");
-}
-
-/* The output: a topic, or a table with no unique constraint (an identity
- * column keeps the insertion order). */
-static void make_output(chaos_t *c)
-{
-    char sql[256];
-
-    if (c->mode != POSTGRES) {
-        c->out = bt_unique("chaos-out");
-        bt_create_topic(c->bs, c->out, PARTS);
-        return;
-    }
-    snprintf(c->table, sizeof(c->table), "%s", bt_unique("chaos_rows"));
-    for (char *p = c->table; *p; p++)
-        if (*p == '-')
-            *p = '_';
-    c->out = c->table;
-    snprintf(sql, sizeof(sql),
-             "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY, k text, v bigint)",
-             c->out);
-    bt_pg_exec(sql);
 }
 
 /* In the postgres mode the database's offsets must cover exactly what was
@@ -267,7 +197,7 @@ static void check_db_offsets(const chaos_t *c)
 {
     char sql[256];
 
-    if (c->mode != POSTGRES)
+    if (c->mode != BT_POSTGRES)
         return;
     snprintf(sql, sizeof(sql),
              "SELECT sum(next_offset) FROM ballast_offsets WHERE group_id = '%s'", c->group);
@@ -278,7 +208,7 @@ static void check_db_offsets(const chaos_t *c)
  * share more, noted with the progress and production at that moment. */
 static void run_schedule(chaos_t *c, uint64_t seed)
 {
-    int kinds = c->mode == POSTGRES ? FAULT_KINDS : PG_RESTART;
+    int kinds = c->mode == BT_POSTGRES ? FAULT_KINDS : PG_RESTART;
     bt_rng_t rng = bt_rng(seed, (uint64_t)c->mode);
     int count = bt_schedule_count("CHAOS_SECONDS", 45, 9, kinds);
     /* Stops of 8-12 s: always past the 6 s session timeout. */
@@ -300,9 +230,9 @@ static void run_schedule(chaos_t *c, uint64_t seed)
     free(plan);
 }
 
-static void run_chaos(chaos_mode_t mode, bool statements)
+static void run_chaos(bt_chaos_mode_t mode, bool statements)
 {
-    if (!mode_wanted(mode))
+    if (!bt_chaos_mode_wanted(mode))
         skip();
     BT_REQUIRE_ENV();
     chaos_t c = {.mode = mode, .statements = statements};
@@ -310,19 +240,23 @@ static void run_chaos(chaos_mode_t mode, bool statements)
     char extra[600], what[64];
     uint64_t seed;
 
-    if (mode == POSTGRES && !bt_pg())
+    if (mode == BT_POSTGRES && !bt_pg())
         fail_msg("BALLAST_TEST_PG is unset: run via make test");
-    snprintf(what, sizeof(what), "chaos (%s)", mode_names[mode]);
+    snprintf(what, sizeof(what), "chaos (%s)", bt_chaos_mode_name(mode));
     seed = bt_chaos_seed(what);
     c.bs = bt_bootstrap();
     c.in = bt_unique("chaos-in");
     c.group = bt_unique("chaos-g");
     bt_create_topic(c.bs, c.in, PARTS);
-    make_output(&c);
+    c.out = bt_chaos_output(mode, c.bs, mode == BT_POSTGRES ? "chaos_rows" : "chaos-out", PARTS,
+                            c.table, sizeof(c.table));
     for (int i = 0; i < INSTANCES; i++) {
         snprintf(c.err[i], sizeof(c.err[i]), "%s/instance-%d.log", dir, i);
         snprintf(c.conf[i], sizeof(c.conf[i]), "%s/chaos-%d.conf", dir, i);
-        mode_conf(&c, i, extra, sizeof(extra));
+        /* lone placeholders: batches are written with COPY; a cast keeps
+         * them on pipelined statements */
+        bt_chaos_member_conf(extra, sizeof(extra), mode, c.out, c.group, i,
+                             statements ? ":value::bigint" : ":value");
         bt_write_file(c.conf[i],
                       "kafka.bootstrap.servers = %s\n"
                       "kafka.group.id = %s\n"
@@ -353,19 +287,19 @@ static void run_chaos(chaos_mode_t mode, bool statements)
 static void test_chaos_at_least_once(void **state)
 {
     (void)state;
-    run_chaos(AT_LEAST_ONCE, false);
+    run_chaos(BT_AT_LEAST_ONCE, false);
 }
 
 static void test_chaos_exactly_once(void **state)
 {
     (void)state;
-    run_chaos(EXACTLY_ONCE, false);
+    run_chaos(BT_EXACTLY_ONCE, false);
 }
 
 static void test_chaos_postgres(void **state)
 {
     (void)state;
-    run_chaos(POSTGRES, false);
+    run_chaos(BT_POSTGRES, false);
 }
 
 /* A known bug: under the eager assignor, with batches written as
@@ -384,7 +318,7 @@ static void test_chaos_postgres_statements(void **state)
 {
     (void)state;
     setenv("BALLAST_TEST_ASSIGNOR", "range,roundrobin", 0);
-    run_chaos(POSTGRES, true);
+    run_chaos(BT_POSTGRES, true);
 }
 
 int main(void)

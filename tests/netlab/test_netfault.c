@@ -63,8 +63,6 @@
  * partition only after its 30 s timeout; 25-30 s were measured here. */
 #define MEMBER_RESUME_MS 60000
 
-typedef enum mode { AT_LEAST_ONCE, EXACTLY_ONCE, POSTGRES } mode_t_;
-static const char *const mode_names[] = {"at-least-once", "exactly-once", "postgres"};
 
 enum { PARTITION_KAFKA, DELAY, LOSS, RATE, PARTITION_PG, FAULT_KINDS };
 static const char *const fault_names[] = {"partition-kafka", "delay", "loss", "rate",
@@ -77,7 +75,7 @@ typedef struct lab {
 static lab_t lab;
 
 typedef struct run {
-    mode_t_ mode;
+    bt_chaos_mode_t mode;
     const char *bs, *in, *out, *group;
     char table[160];
     char conf[MEMBERS][300], err[MEMBERS][256], metrics[MEMBERS][64];
@@ -160,46 +158,6 @@ static double member_processed(const run_t *r, int i)
     return bt_metric(r->metrics[i], "ballast_messages_processed_total{outcome=\"ok\"}");
 }
 
-/* What each mode adds to the members' configuration (as in test_chaos.c). */
-static void mode_conf(const run_t *r, int i, char *buf, size_t size)
-{
-    if (r->mode == POSTGRES)
-        snprintf(buf, size,
-                 "handler = postgres\n"
-                 "handler.postgres.dsn = %s\n"
-                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, :value::bigint)\n"
-                 "semantics = exactly-once\nprocessing = batch\nbatch.max.messages = 500\n"
-                 "batch.max.ms = 50\nordering = partition\nconcurrency = 2\n"
-                 "retry.backoff.max.ms = 500\n",
-                 bt_pg(), r->out);
-    else
-        snprintf(buf, size,
-                 "handler = forward\noutput.topic = %s\nordering = key\nconcurrency = 4\n"
-                 "%s%s-%d\nsemantics = %s\n",
-                 r->out, r->mode == EXACTLY_ONCE ? "kafka.transactional.id = " : "# ",
-                 r->group, i, r->mode == EXACTLY_ONCE ? "exactly-once" : "at-least-once");
-}
-
-static void make_output(run_t *r)
-{
-    char sql[256];
-
-    if (r->mode != POSTGRES) {
-        r->out = bt_unique("nf-out");
-        bt_create_topic(r->bs, r->out, PARTS);
-        return;
-    }
-    snprintf(r->table, sizeof(r->table), "%s", bt_unique("nf_rows"));
-    for (char *p = r->table; *p; p++)
-        if (*p == '-')
-            *p = '_';
-    r->out = r->table;
-    snprintf(sql, sizeof(sql),
-             "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY, k text, v bigint)",
-             r->out);
-    bt_pg_exec(sql);
-}
-
 /* ---- the zombie check: committed offsets never go backwards ------------------ */
 
 /* Samples the group's committed offsets (and the database's) once; fails the
@@ -217,7 +175,7 @@ static void sample_commits(run_t *r, const char *during)
         if (committed[p] > r->kafka_high[p])
             r->kafka_high[p] = committed[p];
     }
-    if (r->mode != POSTGRES)
+    if (r->mode != BT_POSTGRES)
         return;
     for (int p = 0; p < PARTS; p++) {
         char sql[300];
@@ -356,20 +314,9 @@ static void inject(run_t *r, const bt_fault_t *f)
 
 /* ---- the run ------------------------------------------------------------------- */
 
-static bool mode_wanted(mode_t_ mode)
-{
-    const char *modes = getenv("CHAOS_MODES"), *name = mode_names[mode];
-    size_t n = strlen(name);
-
-    for (const char *p = modes; p && *p; p += strcspn(p, ","), p += *p == ',')
-        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
-            return true;
-    return !modes || !*modes;
-}
-
 static void run_schedule(run_t *r, uint64_t seed)
 {
-    int kinds = r->mode == POSTGRES ? FAULT_KINDS : PARTITION_PG;
+    int kinds = r->mode == BT_POSTGRES ? FAULT_KINDS : PARTITION_PG;
     bt_rng_t rng = bt_rng(seed, (uint64_t)r->mode);
     int count = bt_schedule_count("CHAOS_SECONDS", 0, 60, kinds);
     bt_fault_t *plan = bt_schedule(&rng, kinds, count, MEMBERS, 0, 0, 500, 2500);
@@ -401,7 +348,7 @@ static void check_outputs(run_t *r)
     bt_verdict_t v;
     char sql[256], label[160];
 
-    if (r->mode != POSTGRES) {
+    if (r->mode != BT_POSTGRES) {
         recs = bt_consume_to_end(r->bs, r->out, 300000, &n);
     } else {
         snprintf(sql, sizeof(sql), "SELECT k, v::text FROM %s ORDER BY id", r->out);
@@ -409,10 +356,10 @@ static void check_outputs(run_t *r)
     }
     v = bt_check_history(recs, n, r->produced, KEYS);
     snprintf(label, sizeof(label), "netfault (%s): %ld produced, %d faults",
-             mode_names[r->mode], r->produced, r->log.count);
-    bt_assert_verdict(&v, r->mode != AT_LEAST_ONCE, label);
+             bt_chaos_mode_name(r->mode), r->produced, r->log.count);
+    bt_assert_verdict(&v, r->mode != BT_AT_LEAST_ONCE, label);
     bt_records_free(recs, n);
-    if (r->mode == POSTGRES) {
+    if (r->mode == BT_POSTGRES) {
         snprintf(sql, sizeof(sql),
                  "SELECT sum(next_offset) FROM ballast_offsets WHERE group_id = '%s'",
                  r->group);
@@ -421,7 +368,7 @@ static void check_outputs(run_t *r)
 }
 
 /* Topics (and table), @p members members started, the producer running. */
-static void start_run(run_t *r, mode_t_ mode, int members)
+static void start_run(run_t *r, bt_chaos_mode_t mode, int members)
 {
     const char *dir = bt_tmpdir();
     char extra[700];
@@ -434,11 +381,13 @@ static void start_run(run_t *r, mode_t_ mode, int members)
     r->in = bt_unique("nf-in");
     r->group = bt_unique("nf-g");
     bt_create_topic(r->bs, r->in, PARTS);
-    make_output(r);
+    r->out = bt_chaos_output(mode, r->bs, mode == BT_POSTGRES ? "nf_rows" : "nf-out", PARTS,
+                             r->table, sizeof(r->table));
     for (int i = 0; i < members; i++) {
         snprintf(r->err[i], sizeof(r->err[i]), "%s/member-%d.log", dir, i);
         snprintf(r->conf[i], sizeof(r->conf[i]), "%s/member-%d.conf", dir, i);
-        mode_conf(r, i, extra, sizeof(extra));
+        bt_chaos_member_conf(extra, sizeof(extra), mode, r->out, r->group, i,
+                             ":value::bigint");
         bt_write_file(r->conf[i],
                       "kafka.bootstrap.servers = %s\nkafka.group.id = %s\n"
                       "kafka.session.timeout.ms = %d\nkafka.heartbeat.interval.ms = 1000\n"
@@ -465,16 +414,16 @@ static void finish_run(run_t *r, int members)
     bt_fault_log_check(&r->log);
 }
 
-static void run_netfault(mode_t_ mode)
+static void run_netfault(bt_chaos_mode_t mode)
 {
-    if (!mode_wanted(mode))
+    if (!bt_chaos_mode_wanted(mode))
         skip();
     run_t r;
     char what[64];
     uint64_t seed;
 
     memset(&r, 0, sizeof(r));
-    snprintf(what, sizeof(what), "netfault (%s)", mode_names[mode]);
+    snprintf(what, sizeof(what), "netfault (%s)", bt_chaos_mode_name(mode));
     seed = bt_chaos_seed(what);
     start_run(&r, mode, MEMBERS);
     run_schedule(&r, seed);
@@ -484,19 +433,19 @@ static void run_netfault(mode_t_ mode)
 static void test_netfault_at_least_once(void **state)
 {
     (void)state;
-    run_netfault(AT_LEAST_ONCE);
+    run_netfault(BT_AT_LEAST_ONCE);
 }
 
 static void test_netfault_exactly_once(void **state)
 {
     (void)state;
-    run_netfault(EXACTLY_ONCE);
+    run_netfault(BT_EXACTLY_ONCE);
 }
 
 static void test_netfault_postgres(void **state)
 {
     (void)state;
-    run_netfault(POSTGRES);
+    run_netfault(BT_POSTGRES);
 }
 
 /* A member whose PostgreSQL is cut off (packets dropped, no reset) must
@@ -511,7 +460,7 @@ static void test_readyz_fails_while_postgres_is_cut_off(void **state)
     long processed, produced;
 
     memset(&r, 0, sizeof(r));
-    start_run(&r, POSTGRES, 1);
+    start_run(&r, BT_POSTGRES, 1);
     bt_wait_progress(r.bs, r.group, r.in, PARTS, 1000, 120000, "before the partition");
     bt_in_flight_moment(r.bs, r.group, r.in, PARTS, r.feeder, &processed, &produced);
     bt_fault_note(&r.log, "partition-pg of the only member", processed, produced);

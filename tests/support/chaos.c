@@ -329,3 +329,73 @@ void bt_assert_verdict(const bt_verdict_t *v, bool exactly_once, const char *lab
     if (exactly_once)
         assert_int_equal(v->duplicates, 0);
 }
+
+/* ---- the delivery modes the fault tests run ------------------------------- */
+
+static const char *const chaos_mode_names[] = {"at-least-once", "exactly-once", "postgres"};
+
+const char *bt_chaos_mode_name(bt_chaos_mode_t mode)
+{
+    return chaos_mode_names[mode];
+}
+
+bool bt_chaos_mode_wanted(bt_chaos_mode_t mode)
+{
+    const char *modes = getenv("CHAOS_MODES"), *name = chaos_mode_names[mode];
+    size_t n = strlen(name);
+
+    for (const char *p = modes; p && *p; p += strcspn(p, ","), p += *p == ',')
+        if (!strncmp(p, name, n) && (p[n] == ',' || !p[n]))
+            return true;
+    return !modes || !*modes;
+}
+
+const char *bt_chaos_output(bt_chaos_mode_t mode, const char *bootstrap, const char *prefix,
+                            int partitions, char *table, size_t size)
+{
+    char sql[256];
+    const char *name = bt_unique(prefix);
+
+    if (mode != BT_POSTGRES) {
+        bt_create_topic(bootstrap, name, partitions);
+        return name;
+    }
+    snprintf(table, size, "%s", name);
+    for (char *p = table; *p; p++)
+        if (*p == '-')
+            *p = '_';
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE %s (id bigint GENERATED ALWAYS AS IDENTITY, k text, v bigint)",
+             table);
+    bt_pg_exec(sql);
+    return table;
+}
+
+void bt_chaos_member_conf(char *buf, size_t size, bt_chaos_mode_t mode, const char *out,
+                          const char *group, int member, const char *value)
+{
+    if (mode == BT_POSTGRES)
+        snprintf(buf, size,
+                 "handler = postgres\n"
+                 "handler.postgres.dsn = %s\n"
+                 "handler.postgres.sql = INSERT INTO %s (k, v) VALUES (:key, %s)\n"
+                 "semantics = exactly-once\n"
+                 "processing = batch\n"
+                 "batch.max.messages = 500\n"
+                 "batch.max.ms = 50\n"
+                 "ordering = partition\n"
+                 "concurrency = 2\n"
+                 "retry.backoff.max.ms = 500\n",
+                 bt_pg(), out, value);
+    else
+        /* Members on one host need transactional ids of their own. */
+        snprintf(buf, size,
+                 "handler = forward\n"
+                 "output.topic = %s\n"
+                 "ordering = key\n"
+                 "concurrency = 4\n"
+                 "%s%s-%d\n"
+                 "semantics = %s\n",
+                 out, mode == BT_EXACTLY_ONCE ? "kafka.transactional.id = " : "# ", group,
+                 member, mode == BT_EXACTLY_ONCE ? "exactly-once" : "at-least-once");
+}

@@ -125,4 +125,31 @@ bt_verdict_t bt_check_history(const bt_record_t *recs, size_t n, long produced, 
  *  @p exactly_once; prints the verdict under @p label first. */
 void bt_assert_verdict(const bt_verdict_t *v, bool exactly_once, const char *label);
 
+/* ---- the delivery modes the fault tests run ------------------------------- */
+
+typedef enum bt_chaos_mode {
+    BT_AT_LEAST_ONCE, /* forward to a topic, at-least-once */
+    BT_EXACTLY_ONCE,  /* forward to a topic in Kafka transactions */
+    BT_POSTGRES       /* the postgres handler, exactly-once into the database */
+} bt_chaos_mode_t;
+
+/** The mode's name: "at-least-once", "exactly-once" or "postgres". */
+const char *bt_chaos_mode_name(bt_chaos_mode_t mode);
+/** Whether CHAOS_MODES (a comma list of mode names; unset or empty: all)
+ *  asks for @p mode, so that the long form can run each in a process of
+ *  its own. */
+bool bt_chaos_mode_wanted(bt_chaos_mode_t mode);
+/** Makes the output of a run in @p mode: a topic of @p partitions named
+ *  after @p prefix, or (BT_POSTGRES) a table with no unique constraint whose
+ *  identity column keeps the insertion order. @returns its name (the table's
+ *  in @p table, of @p size bytes). */
+const char *bt_chaos_output(bt_chaos_mode_t mode, const char *bootstrap, const char *prefix,
+                            int partitions, char *table, size_t size);
+/** What @p mode adds to member @p member's configuration, writing to
+ *  @p out: forward with key order (a transactional.id of the member's own
+ *  under BT_EXACTLY_ONCE), or batches of `INSERT INTO out (k, v) VALUES
+ *  (:key, <value>)` exactly-once into PostgreSQL. */
+void bt_chaos_member_conf(char *buf, size_t size, bt_chaos_mode_t mode, const char *out,
+                          const char *group, int member, const char *value);
+
 #endif
