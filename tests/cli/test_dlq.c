@@ -1403,33 +1403,11 @@ static void test_group_in_use_is_refused(void **state)
     BT_REQUIRE_ENV();
     const char *dlq = bt_unique("dlq-inuse"), *orders = bt_unique("dlq-inuse-orders");
     const char *group = bt_unique("dlq-inuse-g");
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
-    int64_t deadline = bt_now_ms() + 60000;
-    char errstr[256];
     bt_captured_t c;
     rd_kafka_t *rk;
 
     make_dlq(dlq, orders);
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    assert_non_null(rk);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_add(subs, dlq, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
-    rd_kafka_topic_partition_list_destroy(subs);
-    for (bool done = false; !done;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (m)
-            rd_kafka_message_destroy(m);
-        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
-        done = assigned->cnt > 0;
-        rd_kafka_topic_partition_list_destroy(assigned);
-        if (bt_now_ms() > deadline)
-            fail_msg("the consumer got no assignment");
-    }
+    rk = bt_member_start(group, dlq, "classic", "dlq-test-member", 0);
     c = bt_run_captured(ARGV("dlq", "replay", "-b", bt_bootstrap(), "--from", dlq, "--group",
                              group),
                         30000);

@@ -543,41 +543,14 @@ static void test_members_without_commits(void **state)
     (void)state;
     BT_REQUIRE_ENV();
     const char *topic = bt_unique("lag-nocommit"), *group = bt_unique("lag-nocommit-g");
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
-    char errstr[256], *member_id;
-    int64_t deadline = bt_now_ms() + 60000;
+    char *member_id;
     json_t *rows[2];
     bt_captured_t c;
     rd_kafka_t *rk;
 
     bt_create_topic(bt_bootstrap(), topic, 2);
     bt_produce_seq(bt_bootstrap(), topic, 2, 0, 10, 0);
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "client.id", "lag-test-member", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-    rd_kafka_conf_set(conf, "group.protocol", bt_group_protocol(), NULL, 0);
-    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
-    assert_non_null(rk);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
-    rd_kafka_topic_partition_list_destroy(subs);
-    for (;;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        bool done;
-        if (m)
-            rd_kafka_message_destroy(m);
-        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
-        done = assigned->cnt == 2;
-        rd_kafka_topic_partition_list_destroy(assigned);
-        if (done)
-            break;
-        if (bt_now_ms() > deadline)
-            fail_msg("the member got no assignment");
-    }
+    rk = bt_member_start(group, topic, bt_group_protocol(), "lag-test-member", 2);
     member_id = rd_kafka_memberid(rk);
     assert_non_null(member_id);
 

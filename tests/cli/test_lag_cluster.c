@@ -137,34 +137,10 @@ static void wait_listed(const char *addr, const char *group, bool present)
 static rd_kafka_t *start_kip848_member(const char *group, const char *topic, int n,
                                        const int64_t *offsets)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
-    int64_t deadline = bt_now_ms() + 60000;
-    char errstr[256];
-    rd_kafka_t *rk;
+    rd_kafka_t *rk = bt_member_start(group, topic, "consumer", "lag-cluster-member", n);
+    rd_kafka_topic_partition_list_t *assigned;
     rd_kafka_resp_err_t err;
 
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "group.protocol", "consumer", NULL, 0);
-    rd_kafka_conf_set(conf, "client.id", "lag-cluster-member", NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-    assert_non_null(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)));
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
-    rd_kafka_topic_partition_list_destroy(subs);
-    for (bool done = false; !done;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (m)
-            rd_kafka_message_destroy(m);
-        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
-        done = assigned->cnt == n;
-        rd_kafka_topic_partition_list_destroy(assigned);
-        if (!done && bt_now_ms() > deadline)
-            fail_msg("the consumer-protocol member got no assignment");
-    }
     assigned = rd_kafka_topic_partition_list_new(n);
     for (int p = 0; p < n; p++)
         rd_kafka_topic_partition_list_add(assigned, topic, p)->offset = offsets[p];

@@ -25,15 +25,63 @@
 
 #define MAX_REQ 64
 
+/* The child's side of the pipe: the line it is writing (pending, poff of
+ * plen bytes written), the bytes written and not yet split into lines, and
+ * what each written line was meant to be (a request's index, -1: no real
+ * reply), in order. */
+typedef struct wire {
+    char pending[512];
+    size_t plen, poff;
+    char buf[16384];
+    size_t len;
+    long meant[256];
+    size_t nmeant;
+    bool over; /* a line was refused: the child is gone */
+} wire_t;
+
+/* The pending line is meant as @p m. */
+static void wire_mean(wire_t *w, long m)
+{
+    if (w->nmeant < sizeof(w->meant) / sizeof(w->meant[0]))
+        w->meant[w->nmeant++] = m;
+}
+
+/* The child's write: a piece of 1 + @p cut % 16 bytes of the pending line;
+ * then every complete line goes to @p take with what it was meant to be.
+ * @returns false when the buffer has no room. */
+static bool wire_write(wire_t *w, uint8_t cut, void (*take)(void *, const char *, size_t, long),
+                       void *session)
+{
+    size_t n = 1 + cut % 16;
+    char *nl;
+
+    if (n > w->plen - w->poff)
+        n = w->plen - w->poff;
+    if (w->len + n > sizeof(w->buf))
+        return false;
+    memcpy(w->buf + w->len, w->pending + w->poff, n);
+    w->len += n;
+    w->poff += n;
+    while (!w->over && (nl = memchr(w->buf, '\n', w->len))) {
+        size_t len = (size_t)(nl - w->buf);
+        take(session, w->buf, len, w->nmeant ? w->meant[0] : -1);
+        memmove(w->buf, nl + 1, w->len - len - 1);
+        w->len -= len + 1;
+        if (w->nmeant) {
+            memmove(w->meant, w->meant + 1, (w->nmeant - 1) * sizeof(*w->meant));
+            w->nmeant--;
+        }
+    }
+    return true;
+}
+
 typedef struct session {
     uint64_t first_id;
     size_t sent, done;        /* requests the child read; replies accepted */
     size_t answered_by_child; /* replies the child wrote (it answers in order) */
     ballast_outcome_t outcomes[MAX_REQ];
     struct ballast_result_s results[MAX_REQ];
-    char buf[8192];           /* bytes written, not yet split into lines */
-    size_t len;
-    bool over;                /* a line was refused: the child is gone */
+    wire_t w;
 } session_t;
 
 static ballast_result_t *s_results[MAX_REQ];
@@ -55,15 +103,16 @@ static bool route(void *ctx, int64_t id, bl_exec_target_t *t)
 
 /* Whether @p line, as the child meant it, is a real reply to request
  * @p meant (-1: it is no reply at all). */
-static void take_line(session_t *s, const char *line, size_t len, long meant)
+static void take_line(void *session, const char *line, size_t len, long meant)
 {
+    session_t *s = session;
     char *why = NULL, want[32];
     size_t before = s->done;
     bl_exec_decode_status_t st = bl_exec_decode_routed(line, len, route, s, NULL, &why);
 
     free(why);
     if (st != BL_EXEC_DECODED) {
-        s->over = true; /* the handler kills the child here */
+        s->w.over = true; /* the handler kills the child here */
         return;
     }
     FUZZ_CHECK(meant >= 0, "a line that is no reply was accepted: %.*s", (int)len, line);
@@ -74,25 +123,6 @@ static void take_line(session_t *s, const char *line, size_t len, long meant)
                "request %zu got the result '%s'", before,
                s->results[before].error ? s->results[before].error : "(none)");
     s->done++;
-}
-
-/* Splits complete lines off the buffer; @p meant says what each line is,
- * in the order the child wrote them. */
-static void take_lines(session_t *s, long *meant, size_t *nmeant)
-{
-    char *nl;
-
-    while (!s->over && (nl = memchr(s->buf, '\n', s->len))) {
-        size_t n = (size_t)(nl - s->buf);
-        long m = *nmeant ? meant[0] : -1;
-        take_line(s, s->buf, n, m);
-        memmove(s->buf, nl + 1, s->len - n - 1);
-        s->len -= n + 1;
-        if (*nmeant) {
-            memmove(meant, meant + 1, (*nmeant - 1) * sizeof(*meant));
-            (*nmeant)--;
-        }
-    }
 }
 
 /* ---- version 2 -------------------------------------------------------------- */
@@ -112,9 +142,7 @@ typedef struct session2 {
     ballast_result_t *rptr[MAX_REQ][BATCH_MAX];
     ballast_outcome_t outcomes[MAX_REQ][BATCH_MAX];
     long routed;
-    char buf[16384];
-    size_t len;
-    bool over;
+    wire_t w;
 } session2_t;
 
 /* By id, among the open requests: sent and not answered. */
@@ -136,8 +164,9 @@ static bool route2(void *ctx, int64_t id, bl_exec_target_t *t)
 
 /* A line as the exec handler takes it: the hello first, then replies by
  * id. @p meant: the request a real reply was written for, else -1. */
-static void take_line2(session2_t *s, const char *line, size_t len, long meant)
+static void take_line2(void *session, const char *line, size_t len, long meant)
 {
+    session2_t *s = session;
     char *why = NULL;
     bl_exec_hello_t hello;
     bl_exec_decode_status_t st;
@@ -152,7 +181,7 @@ static void take_line2(session2_t *s, const char *line, size_t len, long meant)
     st = bl_exec_decode_routed(line, len, route2, s, NULL, &why);
     free(why);
     if (st != BL_EXEC_DECODED) {
-        s->over = true;
+        s->w.over = true;
         return;
     }
     FUZZ_CHECK(meant >= 0, "a line that is no reply was accepted: %.*s", (int)len, line);
@@ -187,30 +216,28 @@ static size_t real_reply2(const session2_t *s, size_t i, char *out, size_t size)
 static void run_v2(fuzz_reader_t *r)
 {
     session2_t *s = calloc(1, sizeof(*s));
-    long meant[256];
-    size_t nmeant = 0;
-    char pending[512];
-    size_t plen = 0, poff = 0;
+    wire_t *w;
 
     if (!s)
         abort();
+    w = &s->w;
     s->first_id = 1 + fr_u8(r);
     for (size_t i = 0; i < MAX_REQ; i++)
         for (size_t k = 0; k < BATCH_MAX; k++)
             s->rptr[i][k] = &s->results[i][k];
-    plen = (size_t)snprintf(pending, sizeof(pending),
+    w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                             "{\"hello\":{\"protocol\":2,\"max_inflight\":8}}\n");
-    meant[nmeant++] = -1;
-    while (r->left && !s->over) {
+    wire_mean(w, -1);
+    while (r->left && !s->w.over) {
         uint8_t ev = fr_u8(r), cut = fr_u8(r);
-        if (poff == plen) {
+        if (w->poff == w->plen) {
             long m = -1;
             size_t open[MAX_REQ], nopen = 0, pick;
             for (size_t i = 0; i < s->sent; i++)
                 if (!s->child_answered[i])
                     open[nopen++] = i;
             pick = nopen ? open[(ev >> 3) % nopen] : 0;
-            plen = poff = 0;
+            w->plen = w->poff = 0;
             switch (ev % 8) {
             case 0: /* ballast sends a request: a message, or a batch */
                 if (s->sent < MAX_REQ)
@@ -222,63 +249,42 @@ static void run_v2(fuzz_reader_t *r)
                     continue;
                 m = (long)pick;
                 s->child_answered[pick] = true;
-                plen = real_reply2(s, pick, pending, sizeof(pending));
+                w->plen = real_reply2(s, pick, w->pending, sizeof(w->pending));
                 break;
             case 3: /* a second reply for an id the child answered */
-                for (size_t i = 0; i < s->sent && !plen; i++)
+                for (size_t i = 0; i < s->sent && !w->plen; i++)
                     if (s->child_answered[i])
-                        plen = real_reply2(s, i, pending, sizeof(pending));
-                if (!plen)
+                        w->plen = real_reply2(s, i, w->pending, sizeof(w->pending));
+                if (!w->plen)
                     continue;
                 break;
             case 4: /* an id never sent */
-                plen = (size_t)snprintf(pending, sizeof(pending),
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                                         "{\"id\":%llu,\"status\":\"ok\"}\n",
                                         (unsigned long long)(s->first_id + s->sent + (ev >> 3)));
                 break;
             case 5: /* a version 1 reply: no id */
-                plen = (size_t)snprintf(pending, sizeof(pending), "{\"status\":\"ok\"}\n");
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "{\"status\":\"ok\"}\n");
                 break;
             case 6: /* results of the wrong length, to an open request */
                 if (!nopen)
                     continue;
-                plen = (size_t)snprintf(pending, sizeof(pending),
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                                         "{\"id\":%llu,\"results\":[%s]}\n",
                                         (unsigned long long)(s->first_id + pick),
                                         s->count[pick] == 2 ? "" : "{\"status\":\"ok\"},"
                                                                "{\"status\":\"ok\"}");
                 break;
             default: /* a second hello, or junk */
-                plen = (size_t)snprintf(pending, sizeof(pending), "%s\n",
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "%s\n",
                                         ev & 8 ? "{\"hello\":{\"protocol\":2,\"max_inflight\":8}}"
                                                : "debug: x");
                 break;
             }
-            if (nmeant < sizeof(meant) / sizeof(meant[0]))
-                meant[nmeant++] = m;
+            wire_mean(w, m);
         }
-        {
-            size_t n = 1 + cut % 16;
-            char *nl;
-            if (n > plen - poff)
-                n = plen - poff;
-            if (s->len + n > sizeof(s->buf))
-                break;
-            memcpy(s->buf + s->len, pending + poff, n);
-            s->len += n;
-            poff += n;
-            while (!s->over && (nl = memchr(s->buf, '\n', s->len))) {
-                size_t len = (size_t)(nl - s->buf);
-                long mm = nmeant ? meant[0] : -1;
-                take_line2(s, s->buf, len, mm);
-                memmove(s->buf, nl + 1, s->len - len - 1);
-                s->len -= len + 1;
-                if (nmeant) {
-                    memmove(meant, meant + 1, (nmeant - 1) * sizeof(*meant));
-                    nmeant--;
-                }
-            }
-        }
+        if (!wire_write(w, cut, take_line2, s))
+            break;
     }
     for (size_t i = 0; i < MAX_REQ; i++)
         for (size_t k = 0; k < BATCH_MAX; k++)
@@ -290,10 +296,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fuzz_reader_t r = {data, size};
     session_t *s = calloc(1, sizeof(*s));
-    long meant[256];
-    size_t nmeant = 0;
-    char pending[512];
-    size_t plen = 0, poff = 0;
+    wire_t *w;
 
     if (size && data[0] & 1) {
         r.left--;
@@ -304,13 +307,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!s)
         abort();
+    w = &s->w;
     s->first_id = 1 + fr_u8(&r);
-    while (r.left && !s->over) {
+    while (r.left && !s->w.over) {
         uint8_t ev = fr_u8(&r), cut = fr_u8(&r);
-        if (poff == plen) {
+        if (w->poff == w->plen) {
             long m = -1;
             uint64_t id = s->first_id + s->answered_by_child;
-            plen = poff = 0;
+            w->plen = w->poff = 0;
             switch (ev % 8) {
             case 0: /* the child reads the next request */
                 if (s->sent < MAX_REQ)
@@ -322,47 +326,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     continue; /* the model child answers only what it read */
                 m = (long)s->answered_by_child++;
                 if (ev % 8 == 1)
-                    plen = (size_t)snprintf(pending, sizeof(pending),
+                    w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                                             "{\"id\":%llu,\"status\":\"retry\",\"error\":"
                                             "\"req=%ld\"}\n",
                                             (unsigned long long)id, m);
                 else
-                    plen = (size_t)snprintf(pending, sizeof(pending),
+                    w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                                             "{\"status\":\"retry\",\"error\":\"req=%ld\"}\n", m);
                 break;
             case 3: /* a reply naming another request's id */
-                plen = (size_t)snprintf(pending, sizeof(pending),
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending),
                                         "{\"id\":%llu,\"status\":\"ok\"}\n",
                                         (unsigned long long)(id + 1 + (ev >> 3)));
                 break;
             case 4: /* a stray debug line */
-                plen = (size_t)snprintf(pending, sizeof(pending), "debug: %u\n", ev);
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "debug: %u\n", ev);
                 break;
             case 5: /* half a reply, then a newline */
-                plen = (size_t)snprintf(pending, sizeof(pending), "{\"status\":\"o\n");
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "{\"status\":\"o\n");
                 break;
             case 6: /* a well-formed JSON line that is not a reply */
-                plen = (size_t)snprintf(pending, sizeof(pending), "{\"hello\":1}\n");
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "{\"hello\":1}\n");
                 break;
             default: /* an empty line */
-                plen = (size_t)snprintf(pending, sizeof(pending), "\n");
+                w->plen = (size_t)snprintf(w->pending, sizeof(w->pending), "\n");
                 break;
             }
-            if (nmeant < sizeof(meant) / sizeof(meant[0]))
-                meant[nmeant++] = m;
+            wire_mean(w, m);
         }
-        /* The child's write: a piece of the pending text. */
-        {
-            size_t n = 1 + cut % 16;
-            if (n > plen - poff)
-                n = plen - poff;
-            if (s->len + n > sizeof(s->buf))
-                break;
-            memcpy(s->buf + s->len, pending + poff, n);
-            s->len += n;
-            poff += n;
-            take_lines(s, meant, &nmeant);
-        }
+        if (!wire_write(w, cut, take_line, s))
+            break;
     }
     FUZZ_CHECK(s->done <= s->sent, "%zu replies accepted for %zu requests", s->done, s->sent);
     for (size_t i = 0; i < MAX_REQ; i++)

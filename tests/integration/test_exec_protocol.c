@@ -178,27 +178,25 @@ static void tally_dlq(const char *bs, const char *topic, int dead[PARTS][TOTAL],
     rd_kafka_destroy(rk);
 }
 
-static void run_misbehaving_child(const char *processing)
+/* Runs the exec child @p cmd over @p count messages per partition,
+ * at-least-once with a sink, a DLQ and 3 attempts (@p processing: NULL, or
+ * its value with batches of 5), until every offset is committed; then adds
+ * up each offset's sink records and dead letters. */
+static void run_exec_child(const char *name, const char *cmd, const char *processing, int count,
+                           int sink[PARTS][TOTAL], int dead[PARTS][TOTAL],
+                           bool protocol_reason[PARTS][TOTAL])
 {
     const char *bs = bt_bootstrap();
     const char *in = bt_unique("xp-in"), *sink_topic = bt_unique("xp-sink");
     const char *dlq = bt_unique("xp-dlq"), *group = bt_unique("xp-g");
-    const char *dir = bt_tmpdir();
-    char script[512], cmd[600];
-    int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
-    bool protocol_reason[PARTS][TOTAL] = {{false}};
     progress_t prog = {bs, group, in};
     ballast_conf_t *conf;
     bt_runner_t *run;
 
-    BT_REQUIRE_ENV();
-    snprintf(script, sizeof(script), "%s/child-%s.py", dir, processing);
-    bt_write_file(script, "%s", child_py);
-    snprintf(cmd, sizeof(cmd), "python3 '%s'", script);
     bt_create_topic(bs, in, PARTS);
     bt_create_topic(bs, sink_topic, 1);
     bt_create_topic(bs, dlq, 1);
-    bt_produce_seq(bs, in, PARTS, 0, TOTAL * PARTS, 0);
+    bt_produce_seq(bs, in, PARTS, 0, count * PARTS, 0);
 
     conf = bt_conf_recording(bs, group, in, NULL);
     ballast_conf_set_handler(conf, NULL, NULL);
@@ -206,20 +204,35 @@ static void run_misbehaving_child(const char *processing)
     bt_set(conf, "handler.exec.command", cmd);
     /* Long enough for a fresh child to start on a loaded machine. */
     bt_set(conf, "handler.timeout.ms", "2000");
-    bt_set(conf, "processing", processing);
-    bt_set(conf, "batch.max.messages", "5");
-    bt_set(conf, "batch.max.ms", "20");
+    if (processing) {
+        bt_set(conf, "processing", processing);
+        bt_set(conf, "batch.max.messages", "5");
+        bt_set(conf, "batch.max.ms", "20");
+    }
     bt_set(conf, "output.topic", sink_topic);
     bt_set(conf, "dlq.topic", dlq);
     bt_set(conf, "retry.max.attempts", "3");
     run = bt_runner_start(conf);
     ballast_conf_destroy(conf);
     if (!bt_wait_for(all_committed, &prog, 240000))
-        fail_msg("%s: the committed offsets did not reach the end", processing);
+        fail_msg("%s: the committed offsets did not reach the end", name);
     assert_null(bt_runner_stop(run));
-
     tally_sink(bs, sink_topic, sink);
     tally_dlq(bs, dlq, dead, protocol_reason);
+}
+
+static void run_misbehaving_child(const char *processing)
+{
+    const char *dir = bt_tmpdir();
+    char script[512], cmd[600];
+    int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
+    bool protocol_reason[PARTS][TOTAL] = {{false}};
+
+    BT_REQUIRE_ENV();
+    snprintf(script, sizeof(script), "%s/child-%s.py", dir, processing);
+    bt_write_file(script, "%s", child_py);
+    snprintf(cmd, sizeof(cmd), "python3 '%s'", script);
+    run_exec_child(processing, cmd, processing, TOTAL, sink, dead, protocol_reason);
     for (int p = 0; p < PARTS; p++) {
         for (int o = 0; o < TOTAL; o++) {
             int kind = o % 10;
@@ -277,42 +290,16 @@ static const char nul_child_py[] =
  * once and none in the DLQ. */
 static void run_rule_keeping_child(const char *name, const char *script_text)
 {
-    const char *bs = bt_bootstrap();
-    const char *in = bt_unique("xk-in"), *sink_topic = bt_unique("xk-sink");
-    const char *dlq = bt_unique("xk-dlq"), *group = bt_unique("xk-g");
     const char *dir = bt_tmpdir();
     char script[512], cmd[1100];
     int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
     bool protocol_reason[PARTS][TOTAL] = {{false}};
-    progress_t prog = {bs, group, in};
-    ballast_conf_t *conf;
-    bt_runner_t *run;
 
     BT_REQUIRE_ENV();
     snprintf(script, sizeof(script), "%s/%s.py", dir, name);
     bt_write_file(script, "%s", script_text);
     snprintf(cmd, sizeof(cmd), "python3 '%s' '%s'", script, dir);
-    bt_create_topic(bs, in, PARTS);
-    bt_create_topic(bs, sink_topic, 1);
-    bt_create_topic(bs, dlq, 1);
-    bt_produce_seq(bs, in, PARTS, 0, 10 * PARTS, 0);
-
-    conf = bt_conf_recording(bs, group, in, NULL);
-    ballast_conf_set_handler(conf, NULL, NULL);
-    bt_set(conf, "handler", "exec");
-    bt_set(conf, "handler.exec.command", cmd);
-    bt_set(conf, "handler.timeout.ms", "2000");
-    bt_set(conf, "output.topic", sink_topic);
-    bt_set(conf, "dlq.topic", dlq);
-    bt_set(conf, "retry.max.attempts", "3");
-    run = bt_runner_start(conf);
-    ballast_conf_destroy(conf);
-    if (!bt_wait_for(all_committed, &prog, 120000))
-        fail_msg("%s: the committed offsets did not reach the end", name);
-    assert_null(bt_runner_stop(run));
-
-    tally_sink(bs, sink_topic, sink);
-    tally_dlq(bs, dlq, dead, protocol_reason);
+    run_exec_child(name, cmd, NULL, 10, sink, dead, protocol_reason);
     for (int p = 0; p < PARTS; p++)
         for (int o = 0; o < 10; o++)
             if (sink[p][o] != 1 || dead[p][o])

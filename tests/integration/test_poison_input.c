@@ -234,16 +234,6 @@ static char *copy_bytes(const void *p, size_t len)
     return c;
 }
 
-static void header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t size)
-{
-    const void *v;
-    size_t len;
-
-    out[0] = '\0';
-    if (h && !rd_kafka_header_get_last(h, name, &v, &len) && v)
-        snprintf(out, size, "%.*s", (int)len, (const char *)v);
-}
-
 /* Every record of the (one-partition) DLQ topic, read_committed. */
 static dead_t *read_dlq(const char *bs, const char *topic, size_t *countp)
 {
@@ -287,10 +277,10 @@ static dead_t *read_dlq(const char *bs, const char *topic, size_t *countp)
             out[n].value = copy_bytes(m->payload, m->len);
             out[n].vlen = m->len;
             rd_kafka_message_headers(m, &h);
-            header_text(h, "x-error-message", out[n].error, sizeof(out[n].error));
-            header_text(h, "x-original-partition", num, sizeof(num));
+            bt_header_text(h, "x-error-message", out[n].error, sizeof(out[n].error));
+            bt_header_text(h, "x-original-partition", num, sizeof(num));
             out[n].part = num[0] ? strtol(num, NULL, 10) : -1;
-            header_text(h, "x-original-offset", num, sizeof(num));
+            bt_header_text(h, "x-original-offset", num, sizeof(num));
             out[n].off = num[0] ? strtoll(num, NULL, 10) : -1;
             n++;
         }

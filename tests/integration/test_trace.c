@@ -119,16 +119,6 @@ typedef struct traced {
     int tp_count; /* how many traceparent headers it has */
 } traced_t;
 
-static void header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t size)
-{
-    const void *v;
-    size_t len;
-
-    out[0] = '\0';
-    if (h && !rd_kafka_header_get_last(h, name, &v, &len) && v)
-        snprintf(out, size, "%.*s", (int)len, (const char *)v);
-}
-
 /* Reads @p want records of one-partition @p topic (read_committed). */
 static traced_t *read_traced(const char *bs, const char *topic, size_t want)
 {
@@ -163,8 +153,8 @@ static traced_t *read_traced(const char *bs, const char *topic, size_t want)
                  (const char *)m->payload);
         if (rd_kafka_message_headers(m, &h))
             h = NULL;
-        header_text(h, "traceparent", recs[got].tp, sizeof(recs[got].tp));
-        header_text(h, "tracestate", recs[got].ts, sizeof(recs[got].ts));
+        bt_header_text(h, "traceparent", recs[got].tp, sizeof(recs[got].tp));
+        bt_header_text(h, "tracestate", recs[got].ts, sizeof(recs[got].ts));
         for (size_t i = 0; h && !rd_kafka_header_get(h, i, "traceparent", &v, &len); i++)
             recs[got].tp_count++;
         got++;

@@ -58,16 +58,6 @@ static void produce(const char *bs, const char *topic, const char *const *keys,
     rd_kafka_destroy(rk);
 }
 
-static void header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t size)
-{
-    const void *v;
-    size_t len;
-
-    out[0] = '\0';
-    if (h && !rd_kafka_header_get_last(h, name, &v, &len) && v)
-        snprintf(out, size, "%.*s", (int)len, (const char *)v);
-}
-
 static char *dup_bytes(const void *p, size_t len)
 {
     char *s = malloc(len + 1);
@@ -109,8 +99,8 @@ static rec_t *read_all(const char *bs, const char *topic, size_t *countp)
         rd_kafka_message_headers(m, &h);
         recs[got].key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
         recs[got].value = dup_bytes(m->payload ? m->payload : "", m->len);
-        header_text(h, "x-error-message", recs[got].error, sizeof(recs[got].error));
-        header_text(h, "x-retry-count", count, sizeof(count));
+        bt_header_text(h, "x-error-message", recs[got].error, sizeof(recs[got].error));
+        bt_header_text(h, "x-retry-count", count, sizeof(count));
         recs[got].retry_count = count[0] ? strtol(count, NULL, 10) : -1;
         got++;
         rd_kafka_message_destroy(m);

@@ -66,6 +66,50 @@ const char *bt_group_protocol(void)
     return bt_consumer_protocol() ? "consumer" : "classic";
 }
 
+void bt_header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t size)
+{
+    const void *v;
+    size_t len;
+
+    out[0] = '\0';
+    if (h && !rd_kafka_header_get_last(h, name, &v, &len) && v)
+        snprintf(out, size, "%.*s", (int)len, (const char *)v);
+}
+
+rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
+                            const char *client_id, int partitions)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
+    int64_t deadline = bt_now_ms() + 60000;
+    char errstr[256];
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "group.protocol", protocol, NULL, 0);
+    rd_kafka_conf_set(conf, "client.id", client_id, NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
+        fail_msg("consumer: %s", errstr);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_add(subs, topic, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
+    rd_kafka_topic_partition_list_destroy(subs);
+    for (bool done = false; !done;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+        assert_int_equal(rd_kafka_assignment(rk, &assigned), 0);
+        done = partitions ? assigned->cnt == partitions : assigned->cnt > 0;
+        rd_kafka_topic_partition_list_destroy(assigned);
+        if (!done && bt_now_ms() > deadline)
+            fail_msg("the %s member of group %s got no assignment", protocol, group);
+    }
+    return rk;
+}
+
 const char *bt_group_lines(void)
 {
     static char lines[256];

@@ -50,6 +50,12 @@ bool bt_consumer_protocol(void);
 /** That protocol's name, as librdkafka's group.protocol, the status
  *  document and `ballast lag` give it: "classic" or "consumer". */
 const char *bt_group_protocol(void);
+/** A plain librdkafka consumer in @p group (group.protocol @p protocol, client.id
+ *  @p client_id, auto-commit off), subscribed to @p topic and polled until it holds
+ *  @p partitions of its partitions (0: any); fails the test after 60 s. The caller
+ *  closes and destroys it. */
+rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
+                            const char *client_id, int partitions);
 /** Config-file lines ("key = value\n") for a member of a test group under
  *  that protocol. Classic: a 6 s session with 500 ms heartbeats, so that a
  *  killed member's partitions move within seconds, and the assignor of
@@ -154,6 +160,10 @@ void bt_pg_exec(const char *sql);
 /** Every row of @p sql (two text columns: key, value) as records, in the
  *  query's order; fails the test if the query fails. */
 bt_record_t *bt_pg_records(const char *sql, size_t *countp);
+
+/** The last header @p name of @p h as text (its first @p size - 1 bytes), or ""
+ *  when there is none or it has no value. */
+void bt_header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t size);
 
 /** Writes a file from a format string; asserts success. */
 void bt_write_file(const char *path, const char *fmt, ...)
