@@ -192,6 +192,10 @@ bool bl_emit_records(ballast_consumer_t *c, bl_msg_t *m)
 {
     size_t n = m->result.record_count;
 
+    /* The records carry the message's child context, read from its
+     * headers: before they go with the payload. */
+    if (n)
+        (void)bl_message_trace(m);
     if (c->set.semantics != BL_EXACTLY_ONCE_DB)
         bl_message_release_payload(m, m->part->topic);
     atomic_store(&m->pending_emits, (int)n + 1);

@@ -413,6 +413,43 @@ static void test_plugin_sees_and_continues_the_context(void **state)
     free(outs);
 }
 
+/* The forward handler never asks for the trace context: its outputs carry
+ * the child context all the same (the context must be read before the
+ * message's payload, its headers with it, is let go). */
+static void test_forward_continues_the_context(void **state)
+{
+    const char *bs = bt_bootstrap();
+    const char *in = bt_unique("trf-in"), *out = bt_unique("trf-out");
+    const char *group = bt_unique("trf-g");
+    traced_t *outs;
+    const traced_t *r;
+    ballast_conf_t *conf;
+    bt_runner_t *run;
+
+    (void)state;
+    BT_REQUIRE_ENV();
+    bt_create_topic(bs, in, 1);
+    bt_create_topic(bs, out, 1);
+    produce_inputs(bs, in);
+    conf = bt_conf_recording(bs, group, in, NULL);
+    ballast_conf_set_handler(conf, NULL, NULL);
+    bt_set(conf, "handler", "forward");
+    bt_set(conf, "output.topic", out);
+    run = bt_runner_start(conf);
+    ballast_conf_destroy(conf);
+    assert_true(bt_wait_committed_to_end(bs, group, in, 1, 120000));
+    outs = read_traced(bs, out, NINPUTS);
+    assert_null(bt_runner_stop(run));
+    r = find(outs, NINPUTS, "ok-1");
+    assert_child(r->tp, TP_A, "forwarded ok-1");
+    assert_string_equal(r->ts, TS_A);
+    assert_int_equal(r->tp_count, 1);
+    r = find(outs, NINPUTS, "fail-2");
+    assert_child(r->tp, TP_B, "forwarded fail-2");
+    assert_fresh_or_none(find(outs, NINPUTS, "ok-4"), false, NULL, "forwarded ok-4");
+    free(outs);
+}
+
 static void test_at_least_once_tracing_off(void **state)
 {
     (void)state;
@@ -449,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_exactly_once_tracing_off),
         cmocka_unit_test(test_exactly_once_tracing_on),
         cmocka_unit_test(test_plugin_sees_and_continues_the_context),
+        cmocka_unit_test(test_forward_continues_the_context),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }
