@@ -14,7 +14,6 @@
 #include "tiers.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <math.h>

@@ -7,7 +7,6 @@
 #include "sqltmpl.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

@@ -5,17 +5,12 @@
 #include "../shared/words.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 /*
@@ -422,26 +417,22 @@ static void take_output(exchange_t *x)
                                                     : "cannot read its stdout");
 }
 
-/* The open request whose deadline comes first, and when (*atp). Version 2
- * counts each request's time from its writing; version 1, from the later of
- * that and the last reply (its replies come in order). */
+/* The open request whose deadline comes first, and when (*atp): the
+ * oldest, since each deadline is set when its request is written, the same
+ * time ahead, and requests stay in the order they were written. Version 2
+ * counts its time from its writing; version 1, from the later of that and
+ * the last reply (its replies come in order). */
 static long first_deadline(const exchange_t *x, int64_t *atp)
 {
-    long first = -1;
+    const exec_req_t *r;
 
-    for (size_t i = 0; i < x->nopen; i++) {
-        const exec_req_t *r = &x->open[x->head + i];
-        int64_t at = r->deadline;
-        if (x->st->proto != 2 && x->progress + x->st->timeout_ms > at)
-            at = x->progress + x->st->timeout_ms;
-        if (first < 0 || at < *atp) {
-            first = (long)i;
-            *atp = at;
-        }
-        if (x->st->proto != 2)
-            break; /* the oldest is answered first */
-    }
-    return first;
+    if (!x->nopen)
+        return -1;
+    r = &x->open[x->head];
+    *atp = r->deadline;
+    if (x->st->proto != 2 && x->progress + x->st->timeout_ms > *atp)
+        *atp = x->progress + x->st->timeout_ms;
+    return 0;
 }
 
 /* Waits for the child to be readable (or writable when a request is
@@ -795,16 +786,6 @@ static void exec_destroy(void *state)
     free(st);
 }
 
-/* The reply deadline: `handler.timeout.ms` when the configuration knows
- * that key, else EXEC_TIMEOUT_MS. */
-static int64_t reply_timeout(const ballast_conf_t *conf)
-{
-    int64_t ms = ballast_conf_get(conf, "handler.timeout.ms")
-                     ? bl_conf_int(conf, "handler.timeout.ms")
-                     : 0;
-    return ms > 0 ? ms : EXEC_TIMEOUT_MS;
-}
-
 /* Thread-safety: each state is used by one worker thread; different
  * states (workers) run concurrently without sharing anything. */
 static int exec_init(void **statep, const ballast_handler_params_t *params,
@@ -832,7 +813,7 @@ static int exec_init(void **statep, const ballast_handler_params_t *params,
         exec_destroy(st);
         return BALLAST_ERR_IO;
     }
-    st->timeout_ms = reply_timeout(params->conf);
+    st->timeout_ms = bl_conf_int(params->conf, "handler.timeout.ms"); /* the reply deadline */
     st->backoff_ms = BACKOFF_INITIAL_MS;
     if (bl_words_split(command, &st->argv, ebuf, sizeof(ebuf))) {
         bl_fmt(errbuf, errsize, "handler.exec.command: %s", ebuf);

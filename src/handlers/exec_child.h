@@ -13,11 +13,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* No reply for this long: the child is stuck (killed; messages RETRY).
- * Overridden by `handler.timeout.ms` once that key exists. */
-#ifndef EXEC_TIMEOUT_MS
-#define EXEC_TIMEOUT_MS 60000
-#endif
 /* Why a cancelled call's child was killed (compared by address). */
 extern const char bl_exec_cancelled[];
 

@@ -5,7 +5,6 @@
  */
 #include "handlers.h"
 
-#include <string.h>
 
 static ballast_outcome_t forward_handle(void *state, const ballast_message_t *msg,
                                         ballast_result_t *res)
