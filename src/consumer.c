@@ -104,12 +104,16 @@ static void read_settings(ballast_consumer_t *c)
 /* Sets up what read_settings() cannot without allocating. */
 static ballast_error_t *set_up(ballast_consumer_t *c)
 {
+    /* Without a DLQ nothing is dead-lettered (a failure stops the run), so
+     * the breaker is off and costs no lock per message. */
+    const char *dlq_topic = bl_conf_str(c->conf, "dlq.topic");
+    bool dlq = dlq_topic && *dlq_topic;
     char err[256];
 
     if (bl_tiers_parse(bl_conf_str(c->conf, "retry.topics"), &c->set.tiers, err, sizeof(err)))
         return bl_error_new(BALLAST_ERR_CONFIG, false, false, "retry.topics: %s", err);
-    if (bl_breaker_init(&c->breaker, bl_conf_int(c->conf, "dlq.max.consecutive"),
-                        bl_conf_double(c->conf, "dlq.max.ratio"),
+    if (bl_breaker_init(&c->breaker, dlq ? bl_conf_int(c->conf, "dlq.max.consecutive") : 0,
+                        dlq ? bl_conf_double(c->conf, "dlq.max.ratio") : 0,
                         (size_t)bl_conf_int(c->conf, "dlq.window.messages")) ||
         bl_dispatch_init(c, (size_t)bl_conf_int(c->conf, "max.inflight.messages"),
                          (uint64_t)bl_conf_int(c->conf, "max.inflight.bytes")))

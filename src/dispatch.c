@@ -64,23 +64,13 @@ void bl_dispatch_flush(ballast_consumer_t *c)
 static bool tier_not_due(ballast_consumer_t *c, bl_part_t *p, bl_msg_t *m,
                          rd_kafka_message_t *rkm)
 {
-    const void *v;
-    size_t len;
-    char buf[24];
     int64_t due;
     rd_kafka_resp_err_t err;
 
     if (bl_tiers_index(&c->set.tiers, m->topic) < 0 ||
-        ballast_message_header_find(m, BALLAST_HEADER_RETRY_DUE, &v, &len) || !v ||
-        len >= sizeof(buf))
-        return false;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    due = strtoll(buf, NULL, 10);
-    if (due <= bl_wall_ms())
+        !bl_message_header_int(m, BALLAST_HEADER_RETRY_DUE, &due) || due <= bl_wall_ms())
         return false;
     p->tier_wait_until = due;
-    c->dispatch.tier_waiting++;
     bl_dispatch_sync_pause(c);
     if ((err = rd_kafka_seek(rkm->rkt, m->partition, m->offset, 5000)))
         bl_log(&c->log, BALLAST_LOG_WARN, "%s [%d]: seek back to %lld failed: %s",
@@ -266,6 +256,7 @@ void bl_dispatch_sync_pause(ballast_consumer_t *c)
     int64_t now_wall = bl_wall_ms();
     rd_kafka_topic_partition_list_t *pause = NULL, *resume = NULL;
     uint64_t paused = 0;
+    size_t waiting = 0;
 
     c->dispatch.applied = pause_why(c);
     BL_PARTS_EACH(c, p) {
@@ -276,13 +267,15 @@ void bl_dispatch_sync_pause(ballast_consumer_t *c)
                 *list = rd_kafka_topic_partition_list_new(8);
             rd_kafka_topic_partition_list_add(*list, p->topic, p->partition);
             p->paused = want;
-            if (!want && p->tier_wait_until) {
+            if (!want)
                 p->tier_wait_until = 0;
-                c->dispatch.tier_waiting--;
-            }
         }
         paused += p->paused;
+        waiting += p->tier_wait_until != 0;
     }
+    /* Counted here, not kept up as partitions come and go: a retired or
+     * rewound partition's wait goes with it. */
+    c->dispatch.tier_waiting = waiting;
     if (pause) {
         rd_kafka_pause_partitions(c->rk, pause);
         log_pauses(c, "paused", pause);

@@ -123,6 +123,21 @@ int ballast_message_header_find(const ballast_message_t *msg, const char *name,
     return 0;
 }
 
+bool bl_message_header_int(const struct ballast_message_s *msg, const char *name,
+                           int64_t *out)
+{
+    const void *v;
+    size_t len;
+    char buf[24];
+
+    if (ballast_message_header_find(msg, name, &v, &len) || !v || len >= sizeof(buf))
+        return false;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    *out = strtoll(buf, NULL, 10);
+    return true;
+}
+
 /* ---- trace context -------------------------------------------------------- */
 
 void bl_message_trace_load(struct ballast_message_s *msg, bool start)

@@ -67,6 +67,11 @@ void bl_message_from_rkm(struct ballast_message_s *msg, rd_kafka_message_t *rkm)
  *  topic at @p topic, a copy that outlives the message; partition, offset
  *  and the result stay. Any thread that owns the message. */
 void bl_message_release_payload(struct ballast_message_s *msg, const char *topic);
+/** The number at the start of header @p name's value (as strtoll reads it),
+ *  in @p out. @returns false when the message has no such header, or its
+ *  value is empty or longer than 23 bytes. */
+bool bl_message_header_int(const struct ballast_message_s *msg, const char *name,
+                           int64_t *out);
 /** The message's trace context, looked up at its first use (later calls
  *  return it as it is): its traceparent and tracestate headers, read only
  *  when it has headers, or a fresh context when it has no valid

@@ -16,16 +16,21 @@ static const double bucket_bounds[BL_HIST_BUCKETS] = {
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,    0.25,  0.5,    1,     2.5,  10};
 
-void bl_histogram_observe(bl_histogram_t *h, int64_t micros)
+void bl_histogram_observe_n(bl_histogram_t *h, int64_t micros, size_t n)
 {
     double secs = (double)micros / 1e6;
     size_t i = 0;
 
     while (i < BL_HIST_BUCKETS && secs > bucket_bounds[i])
         i++;
-    atomic_fetch_add(&h->buckets[i], 1);
-    atomic_fetch_add(&h->count, 1);
-    atomic_fetch_add(&h->sum_us, (uint_fast64_t)(micros < 0 ? 0 : micros));
+    atomic_fetch_add(&h->buckets[i], n);
+    atomic_fetch_add(&h->count, n);
+    atomic_fetch_add(&h->sum_us, (uint_fast64_t)(micros < 0 ? 0 : micros) * n);
+}
+
+void bl_histogram_observe(bl_histogram_t *h, int64_t micros)
+{
+    bl_histogram_observe_n(h, micros, 1);
 }
 
 static void header(FILE *fp, const char *name, const char *type, const char *help)

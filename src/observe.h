@@ -19,6 +19,8 @@ typedef struct bl_histogram {
 } bl_histogram_t;
 
 void bl_histogram_observe(bl_histogram_t *h, int64_t micros);
+/** @p n observations of @p micros each (a batch's calls, timed together). */
+void bl_histogram_observe_n(bl_histogram_t *h, int64_t micros, size_t n);
 
 /** One partition as seen by the status page and the lag metrics. */
 typedef struct bl_part_view {

@@ -136,13 +136,8 @@ static void run_handler(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     const ballast_handler_t *h = w->cons->set.handler;
 
-    for (size_t i = 0; i < n; i++) {
-        bl_result_reset(&msgs[i]->result);
-        msgs[i]->outcome = BALLAST_OUTCOME_RETRY;
-        /* Before the handler may ask for its trace context, which is
-         * looked up at its first use (bl_message_trace()). */
-        msgs[i]->trace.start = w->cons->set.tracing;
-    }
+    for (size_t i = 0; i < n; i++)
+        bl_outcome_prepare(w->cons, msgs[i]);
     if (n > 1 && h->handle_batch) {
         ballast_outcome_t stack_out[64], *outcomes = stack_out;
         ballast_result_t *stack_res[64], **results = stack_res;
@@ -183,9 +178,10 @@ void bl_outcome_note(bl_worker_t *w, bl_msg_t **msgs, size_t n, int64_t micros)
     bool transient = false;
     const char *down = NULL;
 
+    if (n)
+        bl_histogram_observe_n(&c->stats.latency, micros / (int64_t)n, n);
     for (size_t i = 0; i < n; i++) {
         check_outcome(msgs[i]);
-        bl_histogram_observe(&c->stats.latency, micros / (int64_t)n);
         if (msgs[i]->outcome == BALLAST_OUTCOME_UNAVAILABLE && !down)
             down = msgs[i]->result.error ? msgs[i]->result.error : "unavailable";
         if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY && !transient) {

@@ -34,6 +34,25 @@ static inline bool bl_outcome_must_drop(const ballast_consumer_t *c, const bl_ms
            atomic_load(&c->run.abandon) || atomic_load(&c->run.failed) ||
            bl_breaker_tripped(&c->breaker);
 }
+/** Readies @p m for a handler call: no result yet, RETRY unless the handler
+ *  says otherwise, and tracing = on known before the handler may ask for
+ *  its trace context (looked up at its first use, bl_message_trace()). */
+static inline void bl_outcome_prepare(const ballast_consumer_t *c, bl_msg_t *m)
+{
+    bl_result_reset(&m->result);
+    m->outcome = BALLAST_OUTCOME_RETRY;
+    m->trace.start = c->set.tracing;
+}
+/** Whether worker @p w starts nothing more: after a stopping failure
+ *  (order matters), past the drain's deadline, with the breaker tripped, or
+ *  at a stop while its handler is down (a stop does not wait for it). */
+static inline bool bl_outcome_halted(const bl_worker_t *w)
+{
+    const ballast_consumer_t *c = w->cons;
+
+    return atomic_load(&c->run.failed) || atomic_load(&c->run.abandon) ||
+           bl_breaker_tripped(&c->breaker) || (atomic_load(&w->unavailable) && bl_stopping(c));
+}
 /** Runs the handler over @p group (one message, or a batch) until each
  *  message has a final outcome, settled by bl_outcome_finish(): RETRY again
  *  after a back-off while attempts remain, UNAVAILABLE again for as long as

@@ -200,16 +200,6 @@ static void flush(pipe_t *p, bool now)
     p->flushed_ms = ms;
 }
 
-/* Whether nothing held may run any more (see worker.c's worker_process). */
-static bool halted(const pipe_t *p)
-{
-    ballast_consumer_t *c = p->w->cons;
-
-    return atomic_load(&c->run.failed) || atomic_load(&c->run.abandon) ||
-           bl_breaker_tripped(&c->breaker) ||
-           (atomic_load(&p->w->unavailable) && bl_stopping(c));
-}
-
 /* Drops every message held and waiting (none is open). */
 static void drop_all(pipe_t *p)
 {
@@ -250,7 +240,7 @@ static ballast_message_t *feed_next(void *ctx, ballast_result_t **resp)
         p->rhead = (p->rhead + 1) % PIPE_LANES;
         p->rlen--;
         l->listed = false;
-        if (halted(p) || bl_outcome_must_drop(c, m)) {
+        if (bl_outcome_halted(p->w) || bl_outcome_must_drop(c, m)) {
             m->fate = BL_FATE_DROPPED;
             lane_pop(p, i);
             continue;
@@ -259,10 +249,7 @@ static ballast_message_t *feed_next(void *ctx, ballast_result_t **resp)
         l->sent_us = now_us();
         if (!p->open++)
             atomic_store(&p->w->busy_since, bl_now_ms());
-        bl_result_reset(&m->result);
-        m->outcome = BALLAST_OUTCOME_RETRY;
-        /* Before it is encoded, as outcome.c does for a handler call. */
-        m->trace.start = c->set.tracing;
+        bl_outcome_prepare(c, m); /* before it is encoded */
         *resp = &m->result;
         return m;
     }
@@ -330,7 +317,7 @@ static void wait_for_work(pipe_t *p, int64_t due)
     bl_worker_t *w = p->w;
 
     pthread_mutex_lock(&w->sig.mtx);
-    while (!w->queue.len && !w->quit && !halted(p)) {
+    while (!w->queue.len && !w->quit && !bl_outcome_halted(p->w)) {
         int64_t left = due ? due - bl_now_ms() : 100;
         struct timespec deadline;
         if (left <= 0)
@@ -360,7 +347,7 @@ int bl_pipeline_run(bl_worker_t *w)
         int64_t due;
 
         intake(p);
-        if (halted(p))
+        if (bl_outcome_halted(p->w))
             drop_all(p);
         due = promote_due(p, bl_now_ms());
         if (p->rlen) {

@@ -168,16 +168,9 @@ static bool rewritten(const char *name)
 /* The message's x-retry-count, or -1 when absent. */
 static long previous_retries(const ballast_message_t *msg)
 {
-    const void *v;
-    size_t len;
-    char buf[24];
+    int64_t n;
 
-    if (ballast_message_header_find(msg, BALLAST_HEADER_RETRY_COUNT, &v, &len) || !v ||
-        len >= sizeof(buf))
-        return -1;
-    memcpy(buf, v, len);
-    buf[len] = '\0';
-    return strtol(buf, NULL, 10);
+    return bl_message_header_int(msg, BALLAST_HEADER_RETRY_COUNT, &n) ? (long)n : -1;
 }
 
 /* Adds every header of a failure record for @p msg through @p add. */

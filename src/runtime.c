@@ -64,8 +64,7 @@ void bl_done_take(ballast_consumer_t *c, bl_queue_t *out)
     if (!atomic_load(&c->done.ready))
         return;
     pthread_mutex_lock(&c->done.sig.mtx);
-    *out = c->done.q;
-    memset(&c->done.q, 0, sizeof(c->done.q));
+    bl_queue_append(out, &c->done.q);
     atomic_store(&c->done.ready, false);
     pthread_mutex_unlock(&c->done.sig.mtx);
 }

@@ -311,7 +311,6 @@ typedef struct bl_dbtxn {
 /** One worker (worker.c; outcome.c uses the fields of its calls). */
 typedef struct bl_worker {
     struct ballast_consumer_s *cons;
-    int index;
     pthread_t thread;
     bool started;
     bl_signal_t sig;  /* guards queue and quit; the worker waits on it */

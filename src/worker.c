@@ -25,7 +25,6 @@ int bl_workers_init(ballast_consumer_t *c, void (*free_consumer)(ballast_consume
     for (int i = 0; i < c->set.nworkers; i++) {
         bl_worker_t *w = &c->workers.w[i];
         w->cons = c;
-        w->index = i;
         w->rnd = (unsigned)(bl_wall_ms() ^ (i * 7919));
         pthread_mutex_init(&w->sig.mtx, NULL);
         pthread_cond_init(&w->sig.cond, NULL);
@@ -122,12 +121,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
     for (size_t start = 0; start < n;) {
         size_t count = c->set.batch_mode ? n - start : 1;
 
-        if (atomic_load(&c->run.failed) || atomic_load(&c->run.abandon) ||
-            bl_breaker_tripped(&c->breaker) ||
-            (atomic_load(&w->unavailable) && bl_stopping(c))) {
-            /* Nothing after a stopping failure may run: order matters.
-             * Nor after the drain's deadline, and a stop does not wait for
-             * a handler that is down. */
+        if (bl_outcome_halted(w)) {
             for (size_t i = start; i < n; i++)
                 todo[i]->fate = BL_FATE_DROPPED;
             break;
