@@ -400,23 +400,25 @@ static int run_monitor(const lag_opts_t *o)
         if (m.evaluations == 1 && !m.nparts && !o->topic)
             cli_error("group %s has no committed offsets and its members hold no "
                       "partitions (give -t TOPIC to see a topic's lag anyway)", o->group);
+        /* Rendered once, for stdout and for the /metrics endpoint. */
+        prom = http || (o->print && o->format == OUT_PROMETHEUS) ? lag_render_prometheus(&m)
+                                                                 : NULL;
         if (o->print) {
             if (o->format == OUT_JSON)
                 lag_print_json(&m);
             else if (o->format == OUT_PROMETHEUS) {
-                char *text = lag_render_prometheus(&m);
-                if (text)
-                    fputs(text, stdout);
-                free(text);
+                if (prom)
+                    fputs(prom, stdout);
             } else {
                 lag_print_table(&m, colour, colour && o->watch_s > 0);
                 if (!colour && o->watch_s > 0)
                     putchar('\n');
             }
-            if (fflush(stdout) == EOF || ferror(stdout))
+            if (fflush(stdout) == EOF || ferror(stdout)) {
+                free(prom);
                 break; /* the reader went away (e.g. `| head`) */
+            }
         }
-        prom = lag_render_prometheus(&m);
         pthread_mutex_lock(&m.mtx);
         free(m.prom);
         m.prom = prom;

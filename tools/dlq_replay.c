@@ -284,7 +284,10 @@ static void wait_until(replay_t *rp, double until)
         if (left >= 0.002 && rp->prod) {
             rd_kafka_poll(rp->prod, (int)(left * 1000));
         } else {
-            struct timespec ts = {0, (long)(left * 1e9)};
+            /* Whole seconds apart: a --dry-run at a rate below one a
+             * second waits longer than one, and tv_nsec must stay below
+             * 10^9 (else nanosleep fails at once and this loop spins). */
+            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
             nanosleep(&ts, NULL);
         }
         progress(rp, false);

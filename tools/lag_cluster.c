@@ -555,10 +555,8 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
         snprintf(errbuf, errsize, "out of memory");
         return EX_SOFTWARE;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         g[i].name = names[i];
-        g[i].view.unsupported = c->cannot_describe;
-    }
     free(names);
     if (!read_groups(c, g, n) || !read_watermarks(c, g, n)) {
         for (size_t i = 0; i < n; i++)

@@ -8,7 +8,6 @@
 #include "lagmon.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +27,8 @@ cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name)
     return n ? bsearch(&key, g, n, sizeof(cgroup_t), group_cmp) : NULL;
 }
 
-const char *lag_error_kind_name(lag_error_kind_t kind)
+/* The name of an error kind, as the errors metric labels it. */
+static const char *lag_error_kind_name(lag_error_kind_t kind)
 {
     static const char *const names[LAG_ERR_KIND_COUNT] = {
         "unreachable", "group_vanished", "group_denied", "group_offsets", "describe",
@@ -117,11 +117,11 @@ static void topic_sums(FILE *fp, const cluster_t *c, const char *name, const cha
     }
 }
 
-/* One partition's watermark, for the partition families. */
+/* One partition's watermarks, for the partition families. */
 typedef struct wm_sample {
     const char *topic; /* interned: one partition, one pointer */
     int32_t partition;
-    int64_t value;
+    int64_t high, low;
 } wm_sample_t;
 
 static int wm_cmp(const void *a, const void *b)
@@ -131,38 +131,49 @@ static int wm_cmp(const void *a, const void *b)
     return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* kafka_topic_partition_{current,oldest}_offset: once per partition,
- * whichever groups read it. */
-static void partition_offsets(FILE *fp, const cluster_t *c, const char *name,
-                              const char *help, bool high)
+/* Every partition read, once whichever groups read it, in order; NULL
+ * (*np 0) when none, or out of memory. */
+static wm_sample_t *partition_watermarks(const cluster_t *c, size_t *np)
 {
     wm_sample_t *all;
-    size_t n = 0, total = 0;
+    size_t n = 0, kept = 0, total = 0;
 
-    family(fp, name, "gauge", help);
+    *np = 0;
     for (size_t i = 0; i < c->ngroups; i++)
         total += c->groups[i].nparts;
     if (!total || !(all = malloc(total * sizeof(*all))))
-        return;
+        return NULL;
     for (size_t i = 0; i < c->ngroups; i++)
         for (size_t k = 0; k < c->groups[i].nparts; k++) {
             const cpart_t *p = &c->groups[i].parts[k];
             if (p->ok)
-                all[n++] = (wm_sample_t){p->topic, p->partition, high ? p->high : p->low};
+                all[n++] = (wm_sample_t){p->topic, p->partition, p->high, p->low};
         }
     qsort(all, n, sizeof(*all), wm_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (!kept || all[i].topic != all[kept - 1].topic ||
+            all[i].partition != all[kept - 1].partition)
+            all[kept++] = all[i];
+    *np = kept;
+    return all;
+}
+
+/* kafka_topic_partition_{current,oldest}_offset: once per partition. */
+static void partition_offsets(FILE *fp, const cluster_t *c, const char *name,
+                              const char *help, const wm_sample_t *all, size_t n, bool high)
+{
+    family(fp, name, "gauge", help);
     for (size_t i = 0; i < n; i++) {
-        if (i && all[i].topic == all[i - 1].topic && all[i].partition == all[i - 1].partition)
-            continue;
         sample_name(fp, c, name, NULL, all[i].topic, all[i].partition);
-        fprintf(fp, "%lld\n", (long long)all[i].value);
+        fprintf(fp, "%lld\n", (long long)(high ? all[i].high : all[i].low));
     }
-    free(all);
 }
 
 static void write_prometheus(FILE *fp, const void *arg)
 {
     const cluster_t *c = arg;
+    wm_sample_t *wm;
+    size_t nwm;
 
     part_family(fp, c, "kafka_consumergroup_lag",
                 "High watermark minus the group's committed offset.", PV_LAG);
@@ -173,10 +184,12 @@ static void write_prometheus(FILE *fp, const void *arg)
     topic_sums(fp, c, "kafka_consumergroup_lag_sum", "The group's lag over a topic.", true);
     topic_sums(fp, c, "kafka_consumergroup_current_offset_sum",
                "The group's committed offsets summed over a topic.", false);
+    wm = partition_watermarks(c, &nwm);
     partition_offsets(fp, c, "kafka_topic_partition_current_offset",
-                      "The partition's high watermark.", true);
+                      "The partition's high watermark.", wm, nwm, true);
     partition_offsets(fp, c, "kafka_topic_partition_oldest_offset",
-                      "The partition's low watermark.", false);
+                      "The partition's low watermark.", wm, nwm, false);
+    free(wm);
     family(fp, "kafka_consumergroup_members", "gauge", "Members of the group.");
     for (size_t i = 0; i < c->ngroups; i++)
         if (c->groups[i].view.described) {
@@ -218,21 +231,6 @@ static void write_prometheus(FILE *fp, const void *arg)
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static json_t *opt_int(int64_t v, bool known)
-{
-    return known && v >= 0 ? json_integer((json_int_t)v) : json_null();
-}
-
-static json_t *opt_seconds(double v, bool known)
-{
-    return known && v >= 0 ? json_real(round(v * 1000) / 1000) : json_null();
-}
-
-static json_t *string_or_null(const char *s)
-{
-    return s && *s ? json_string(s) : json_null();
-}
-
 /* A group's summary: what /groups lists. */
 static json_t *group_summary(const cgroup_t *g)
 {
@@ -240,14 +238,14 @@ static json_t *group_summary(const cgroup_t *g)
 
     json_object_set_new(o, "group", json_string(g->name));
     json_object_set_new(o, "status", json_string(bl_lag_status_name(g->status)));
-    json_object_set_new(o, "state", string_or_null(g->view.state));
-    json_object_set_new(o, "protocol", string_or_null(g->view.protocol));
+    json_object_set_new(o, "state", lag_json_text(g->view.state));
+    json_object_set_new(o, "protocol", lag_json_text(g->view.protocol));
     json_object_set_new(o, "members", g->view.described
                                           ? json_integer((json_int_t)g->view.nmembers)
                                           : json_null());
     json_object_set_new(o, "partitions", json_integer((json_int_t)g->nparts));
     json_object_set_new(o, "total_lag", json_integer((json_int_t)g->total_lag));
-    json_object_set_new(o, "max_lag_seconds", opt_seconds(g->max_lag_seconds, true));
+    json_object_set_new(o, "max_lag_seconds", lag_json_seconds(g->max_lag_seconds, true));
     json_object_set_new(o, "error", g->ok ? json_null() : json_string(g->error));
     return o;
 }
@@ -257,17 +255,9 @@ static json_t *part_json(const cgroup_t *g, const cpart_t *p)
     const member_t *mb = p->member >= 0 ? &g->view.members[p->member] : NULL;
     json_t *o = json_object();
 
-    json_object_set_new(o, "topic", json_string(p->topic));
-    json_object_set_new(o, "partition", json_integer(p->partition));
-    json_object_set_new(o, "committed", opt_int(p->committed, p->ok));
-    json_object_set_new(o, "high_watermark", opt_int(p->high, p->ok));
-    json_object_set_new(o, "low_watermark", opt_int(p->low, p->ok));
-    json_object_set_new(o, "lag", opt_int(p->lag, p->ok));
-    json_object_set_new(o, "lag_seconds", opt_seconds(p->lag_seconds, p->ok));
-    json_object_set_new(o, "status", json_string(bl_lag_status_name(p->status)));
-    json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));
-    json_object_set_new(o, "client_id", string_or_null(mb ? mb->client_id : NULL));
-    json_object_set_new(o, "host", string_or_null(mb ? mb->host : NULL));
+    lag_json_put_reading(o, p->topic, p->partition, p->ok, p->committed, p->high, p->low, p->lag,
+                         p->lag_seconds, p->status);
+    lag_json_put_holder(o, mb);
     if (!p->ok)
         json_object_set_new(o, "error", json_string(p->error ? p->error : "unreadable"));
     return o;
@@ -397,8 +387,8 @@ static void print_json_lines(const cluster_t *c)
             json_object_update(o, p);
             json_decref(p);
             json_object_set_new(o, "group_status", json_string(bl_lag_status_name(g->status)));
-            json_object_set_new(o, "group_state", string_or_null(g->view.state));
-            json_object_set_new(o, "group_protocol", string_or_null(g->view.protocol));
+            json_object_set_new(o, "group_state", lag_json_text(g->view.state));
+            json_object_set_new(o, "group_protocol", lag_json_text(g->view.protocol));
             json_object_set_new(o, "evaluation", json_integer((json_int_t)c->evaluations));
             line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
             if (line)

@@ -182,14 +182,40 @@ void lag_print_table(const monitor_t *m, bool colour, bool redraw)
         print_members(g, colour);
 }
 
-static json_t *opt_int(int64_t v, bool known)
+json_t *lag_json_int(int64_t v, bool known)
 {
     return known && v >= 0 ? json_integer((json_int_t)v) : json_null();
 }
 
-static json_t *string_or_null(const char *s)
+json_t *lag_json_seconds(double v, bool known)
+{
+    return known && v >= 0 ? json_real(round(v * 1000) / 1000) : json_null();
+}
+
+json_t *lag_json_text(const char *s)
 {
     return s && *s ? json_string(s) : json_null();
+}
+
+void lag_json_put_reading(json_t *o, const char *topic, int32_t partition, bool ok,
+                          int64_t committed, int64_t high, int64_t low, int64_t lag,
+                          double lag_seconds, bl_lag_status_t status)
+{
+    json_object_set_new(o, "topic", json_string(topic));
+    json_object_set_new(o, "partition", json_integer(partition));
+    json_object_set_new(o, "committed", lag_json_int(committed, ok));
+    json_object_set_new(o, "high_watermark", lag_json_int(high, ok));
+    json_object_set_new(o, "low_watermark", lag_json_int(low, ok));
+    json_object_set_new(o, "lag", lag_json_int(lag, ok));
+    json_object_set_new(o, "lag_seconds", lag_json_seconds(lag_seconds, ok));
+    json_object_set_new(o, "status", json_string(bl_lag_status_name(status)));
+}
+
+void lag_json_put_holder(json_t *o, const member_t *mb)
+{
+    json_object_set_new(o, "consumer_id", lag_json_text(mb ? mb->consumer_id : NULL));
+    json_object_set_new(o, "client_id", lag_json_text(mb ? mb->client_id : NULL));
+    json_object_set_new(o, "host", lag_json_text(mb ? mb->host : NULL));
 }
 
 /* The group's state and member count, and who holds the partition: null
@@ -198,13 +224,11 @@ static void put_membership(json_t *o, const group_view_t *g, const part_state_t 
 {
     const member_t *mb = p->member >= 0 ? &g->members[p->member] : NULL;
 
-    json_object_set_new(o, "group_state", string_or_null(g->state));
-    json_object_set_new(o, "group_protocol", string_or_null(g->protocol));
+    json_object_set_new(o, "group_state", lag_json_text(g->state));
+    json_object_set_new(o, "group_protocol", lag_json_text(g->protocol));
     json_object_set_new(o, "group_members",
                         g->described ? json_integer((json_int_t)g->nmembers) : json_null());
-    json_object_set_new(o, "consumer_id", string_or_null(mb ? mb->consumer_id : NULL));
-    json_object_set_new(o, "client_id", string_or_null(mb ? mb->client_id : NULL));
-    json_object_set_new(o, "host", string_or_null(mb ? mb->host : NULL));
+    lag_json_put_holder(o, mb);
 }
 
 void lag_print_json(const monitor_t *m)
@@ -218,17 +242,8 @@ void lag_print_json(const monitor_t *m)
         char *line;
         json_object_set_new(o, "time", json_string(when));
         json_object_set_new(o, "group", json_string(m->o->group));
-        json_object_set_new(o, "topic", json_string(p->topic));
-        json_object_set_new(o, "partition", json_integer(p->partition));
-        json_object_set_new(o, "committed", opt_int(p->committed, p->ok));
-        json_object_set_new(o, "high_watermark", opt_int(p->high, p->ok));
-        json_object_set_new(o, "low_watermark", opt_int(p->low, p->ok));
-        json_object_set_new(o, "lag", opt_int(p->lag, p->ok));
-        json_object_set_new(o, "lag_seconds",
-                            p->ok && p->lag_seconds >= 0
-                                ? json_real(round(p->lag_seconds * 1000) / 1000)
-                                : json_null());
-        json_object_set_new(o, "status", json_string(bl_lag_status_name(p->status)));
+        lag_json_put_reading(o, p->topic, p->partition, p->ok, p->committed, p->high, p->low,
+                             p->lag, p->lag_seconds, p->status);
         json_object_set_new(o, "group_status", json_string(bl_lag_status_name(m->status)));
         json_object_set_new(o, "evaluation", json_integer((json_int_t)m->evaluations));
         put_membership(o, &m->group, p);

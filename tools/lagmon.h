@@ -233,8 +233,24 @@ typedef struct cluster {
 /** The group named @p name in @p g (@p n of them, sorted by name); NULL:
  *  none. */
 cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name);
-/** The name of an error kind, as the errors metric labels it. */
-const char *lag_error_kind_name(lag_error_kind_t kind);
+/* ---- JSON shared by both modes (lag_output.c) ----------------------------- */
+
+struct json_t;
+/** @p v as a JSON integer, or null when not @p known or negative. */
+struct json_t *lag_json_int(int64_t v, bool known);
+/** @p v seconds, to the millisecond, or null when not @p known or negative. */
+struct json_t *lag_json_seconds(double v, bool known);
+/** @p s, or null when NULL or empty. */
+struct json_t *lag_json_text(const char *s);
+/** Sets a partition's reading on @p o: topic, partition, committed, high_watermark,
+ *  low_watermark, lag, lag_seconds (null where not @p ok) and status. */
+void lag_json_put_reading(struct json_t *o, const char *topic, int32_t partition, bool ok,
+                          int64_t committed, int64_t high, int64_t low, int64_t lag,
+                          double lag_seconds, bl_lag_status_t status);
+/** Sets who holds a partition on @p o: consumer_id, client_id and host of @p mb
+ *  (null when none holds it). */
+void lag_json_put_holder(struct json_t *o, const member_t *mb);
+
 /** Serves /metrics, /groups, /groups/NAME and /healthz for a cluster_t. */
 http_route_fn lag_cluster_routes;
 /** What an evaluation prints without --listen (the table of groups, JSON
