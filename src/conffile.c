@@ -58,6 +58,18 @@ static void sb_add(sbuf_t *sb, const char *p, size_t n)
 /* The "file:" prefix of a ${file:PATH} reference. */
 #define FILE_REF "file:"
 
+/* Reads @p fp into @p out, stopping once it holds more than @p max bytes.
+ * @returns 0, or the errno of a read error. */
+static int read_all(FILE *fp, size_t max, sbuf_t *out)
+{
+    char buf[8192];
+    size_t n;
+
+    while (out->len <= max && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
+        sb_add(out, buf, n);
+    return ferror(fp) ? (errno ? errno : EIO) : 0;
+}
+
 /* Appends the contents of file @p name, less its trailing newlines, to
  * @p out. The errors name @p key (whose value it is) and the file, and never
  * quote what the file holds. */
@@ -66,10 +78,8 @@ static ballast_error_t *expand_file(const char *name, sbuf_t *out, const char *k
 {
     FILE *fp;
     sbuf_t text = {0};
-    char buf[8192];
-    size_t n;
     const char *problem = NULL;
-    int saved = 0;
+    int saved;
 
     if (!*name)
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
@@ -78,10 +88,7 @@ static ballast_error_t *expand_file(const char *name, sbuf_t *out, const char *k
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "%s:%d: %s: cannot read ${file:%s}: %s", path, lineno, key,
                             name, strerror(errno));
-    while (text.len <= FILE_REF_MAX && (n = fread(buf, 1, sizeof(buf), fp)) > 0)
-        sb_add(&text, buf, n);
-    if (ferror(fp)) {
-        saved = errno;
+    if ((saved = read_all(fp, FILE_REF_MAX, &text))) {
         problem = "cannot read";
     } else if (text.len > FILE_REF_MAX) {
         problem = "larger than 1 MiB";
@@ -299,17 +306,13 @@ ballast_error_t *ballast_conf_load_file(ballast_conf_t *conf, const char *path)
 {
     FILE *fp = fopen(path, "rb");
     sbuf_t text = {0};
-    char buf[8192];
-    size_t n;
     ballast_error_t *err;
 
     if (!fp)
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,
                             "%s: cannot open config file: %s", path,
                             strerror(errno));
-    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0)
-        sb_add(&text, buf, n);
-    if (ferror(fp)) {
+    if (read_all(fp, SIZE_MAX, &text)) {
         fclose(fp);
         free(text.s);
         return bl_error_new(BALLAST_ERR_CONFIG, false, false,

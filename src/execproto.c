@@ -701,8 +701,7 @@ bl_exec_hello_status_t bl_exec_hello(const char *line, size_t len, bl_exec_hello
     return st;
 }
 
-bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, const size_t *counts,
-                              size_t nopen)
+bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, size_t nopen, size_t count)
 {
     bl_exec_blame_t b = {-1, -1, false};
     long culprit = named;
@@ -711,7 +710,7 @@ bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, const size_t *c
         return b;
     if (culprit < 0 && nopen == 1)
         culprit = 0;
-    if (culprit >= 0 && counts[culprit] > 1)
+    if (culprit >= 0 && count > 1)
         b.split = culprit; /* a batch is never pinned as a whole */
     else
         b.attempt = culprit;

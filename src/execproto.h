@@ -164,11 +164,11 @@ typedef struct bl_exec_blame {
  *        names (the one that timed out; for a bad line, the open request
  *        its valid "id" names, version 2 only), or -1; a bad line that
  *        names none is pinned on the only open request, if just one is.
- *        @p counts holds the messages of each of the @p nopen open
- *        requests. Pure (docs/exec-protocol.md, "When the child breaks the
+ *        @p count is the messages of the request the fault may be pinned
+ *        on: the one @p named names, else the oldest of the @p nopen open
+ *        ones. Pure (docs/exec-protocol.md, "When the child breaks the
  *        rules").
  */
-bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, const size_t *counts,
-                              size_t nopen);
+bl_exec_blame_t bl_exec_blame(bl_exec_fault_t fault, long named, size_t nopen, size_t count);
 
 #endif /* BALLAST_EXECPROTO_H */

@@ -527,6 +527,7 @@ int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t 
     fold_t f;
     sbuf_t b = {0}, table = {0}, cols = {0};
     const char *refused = NULL;
+    bool oom = false;
 
     *out = (bl_sqlcopy_t){0};
     if (!fold_parse(t, &f))
@@ -542,7 +543,7 @@ int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t 
         out->sql = b.p;
         out->table = table.p;
         out->columns = cols.p;
-        if (b.oom || table.oom || cols.oom || !copy_params(t, &f, out))
+        if ((oom = b.oom || table.oom || cols.oom || !copy_params(t, &f, out)))
             refused = "out of memory";
     }
     free(f.param_at);
@@ -550,7 +551,7 @@ int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t 
         return 0;
     bl_sqlcopy_free(out);
     bl_fmt(why, whysize, "%s", refused);
-    return -1;
+    return oom ? -2 : -1;
 }
 
 void bl_sqlcopy_free(bl_sqlcopy_t *c)

@@ -123,7 +123,7 @@ typedef struct bl_sqlcopy {
  * to check (postgres.c): that each parameter is typed as its column, and
  * that the table is a plain one without rules or row-level security.
  * @returns 0 with @p out filled (bl_sqlcopy_free() it), or -1 with why not
- * in @p why (one line). Thread-safe.
+ * in @p why (one line), -2 when out of memory. Thread-safe.
  */
 int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t whysize);
 

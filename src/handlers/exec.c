@@ -509,7 +509,6 @@ static void settle_lost(exchange_t *x)
     bl_exec_fault_t fault = x->lost == LOST_PROTOCOL  ? BL_EXEC_FAULT_PROTOCOL
                             : x->lost == LOST_TIMEOUT ? BL_EXEC_FAULT_TIMEOUT
                                                       : BL_EXEC_FAULT_GONE;
-    size_t stack[16], *counts = x->nopen > 16 ? malloc(x->nopen * sizeof(*counts)) : stack;
     bl_exec_blame_t blame;
     char why[640], tbuf[64];
     const char *reason;
@@ -535,13 +534,9 @@ static void settle_lost(exchange_t *x)
         bl_exec_child_lost(st, NULL);
         break;
     }
-    for (size_t i = 0; counts && i < x->nopen; i++)
-        counts[i] = open_req(x, i)->count;
-    /* Out of memory: nothing is pinned, which costs no message anything. */
-    blame = counts ? bl_exec_blame(fault, x->named, counts, x->nopen)
-                   : bl_exec_blame(BL_EXEC_FAULT_GONE, -1, NULL, 0);
-    if (counts != stack)
-        free(counts);
+    blame = bl_exec_blame(fault, x->named, x->nopen,
+                          x->nopen ? open_req(x, x->named >= 0 ? (size_t)x->named : 0)->count
+                                   : 0);
     if (x->lost == LOST_PROTOCOL) {
         bl_fmt(why, sizeof(why), "exec: handler protocol error: %s; child restarted%s", x->why,
                blame.one_at_a_time ? ", and its open requests are sent again one at a time"

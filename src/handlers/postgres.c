@@ -1704,9 +1704,10 @@ static int make_copy(pg_state_t *st)
                       eo[] = "BEGIN; SAVEPOINT ballast_batch; %s; SET CONSTRAINTS ALL "
                              "IMMEDIATE; RELEASE SAVEPOINT ballast_batch";
     size_t len;
+    int rc = bl_sqltmpl_copy(&st->tmpl, &st->copy, st->copy_why, sizeof(st->copy_why));
 
-    if (bl_sqltmpl_copy(&st->tmpl, &st->copy, st->copy_why, sizeof(st->copy_why)))
-        return strcmp(st->copy_why, "out of memory") ? 0 : -1;
+    if (rc)
+        return rc == -2 ? -1 : 0; /* not COPY's shape: statements */
     len = strlen(st->copy.sql) + sizeof(eo);
     if (!(st->copy_txn = malloc(len)) || !(st->copy_eo_first = malloc(len)))
         return -1;

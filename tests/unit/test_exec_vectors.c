@@ -518,15 +518,16 @@ static verdict_t replay(const json_t *v, replay_t *r, json_t *answered)
 static void expect_aftermath(const json_t *v, const replay_t *r, const verdict_t *out)
 {
     const json_t *expect = json_object_get(v, "expect");
-    size_t counts[MAX_OPEN];
     json_t *resend = json_array(), *split = json_array();
     bl_exec_blame_t b;
     int64_t attempt = -1;
 
-    for (size_t i = 0; i < r->nopen; i++)
-        counts[i] = r->open[i].count;
-    b = strcmp(out->outcome, "accepted") ? bl_exec_blame(out->fault, out->named, counts, r->nopen)
-                                         : (bl_exec_blame_t){-1, -1, false};
+    size_t pinned = out->named >= 0 ? (size_t)out->named : 0;
+
+    b = strcmp(out->outcome, "accepted")
+            ? bl_exec_blame(out->fault, out->named, r->nopen,
+                            pinned < r->nopen ? r->open[pinned].count : 0)
+            : (bl_exec_blame_t){-1, -1, false};
     for (size_t i = 0; i < r->nopen; i++) {
         if ((long)i == b.attempt)
             attempt = r->open[i].id;
