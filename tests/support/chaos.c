@@ -42,7 +42,7 @@ bt_rng_t bt_rng(uint64_t seed, uint64_t stream)
     return r;
 }
 
-uint64_t bt_rng_next(bt_rng_t *r)
+static uint64_t bt_rng_next(bt_rng_t *r)
 {
     uint64_t z = (r->state += 0x9e3779b97f4a7c15u);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
@@ -50,12 +50,14 @@ uint64_t bt_rng_next(bt_rng_t *r)
     return z ^ (z >> 31);
 }
 
-int bt_rng_range(bt_rng_t *r, int lo, int hi)
+/* A number in [lo, hi]. */
+static int bt_rng_range(bt_rng_t *r, int lo, int hi)
 {
     return lo + (int)(bt_rng_next(r) % (uint64_t)(hi - lo + 1));
 }
 
-void bt_rng_shuffle(bt_rng_t *r, int *v, int n)
+/* Shuffles @p n ints in place. */
+static void bt_rng_shuffle(bt_rng_t *r, int *v, int n)
 {
     for (int i = n - 1; i > 0; i--) {
         int j = bt_rng_range(r, 0, i), t = v[i];
@@ -195,7 +197,8 @@ bt_feeder_t *bt_feeder_start(const char *bootstrap, const char *topic, int parti
     return f;
 }
 
-long bt_feeder_acked(bt_feeder_t *f)
+/* Messages acknowledged by the broker so far. */
+static long bt_feeder_acked(bt_feeder_t *f)
 {
     return atomic_load(&f->acked);
 }

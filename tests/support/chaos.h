@@ -31,11 +31,6 @@ uint64_t bt_chaos_seed(const char *what);
 /** A generator for @p seed; @p stream keeps independent draws apart (one per
  *  mode, say) under one seed. */
 bt_rng_t bt_rng(uint64_t seed, uint64_t stream);
-uint64_t bt_rng_next(bt_rng_t *r);
-/** A number in [lo, hi]. */
-int bt_rng_range(bt_rng_t *r, int lo, int hi);
-/** Shuffles @p n ints in place. */
-void bt_rng_shuffle(bt_rng_t *r, int *v, int n);
 
 /* ---- the schedule -------------------------------------------------------- */
 
@@ -67,8 +62,6 @@ void bt_schedule_print(const bt_fault_t *f, int n, const char *const *names);
 typedef struct bt_feeder bt_feeder_t;
 bt_feeder_t *bt_feeder_start(const char *bootstrap, const char *topic, int partitions,
                              int keys, int per_second);
-/** Messages acknowledged by the broker so far. */
-long bt_feeder_acked(bt_feeder_t *f);
 /** Stops producing, waits for every delivery; fails the test if any message
  *  was not delivered. @returns the number produced (values 0..n-1). */
 long bt_feeder_stop(bt_feeder_t *f);

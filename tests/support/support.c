@@ -114,15 +114,15 @@ const char *bt_group_lines(void)
 {
     static char lines[256];
     const char *assignor = getenv("BALLAST_TEST_ASSIGNOR");
+    int n;
 
     if (bt_consumer_protocol())
         return "kafka.group.protocol = consumer\n";
-    snprintf(lines, sizeof(lines),
-             "kafka.session.timeout.ms = 6000\n"
-             "kafka.heartbeat.interval.ms = 500\n"
-             "%s%s%s",
-             assignor && *assignor ? "kafka.partition.assignment.strategy = " : "",
-             assignor && *assignor ? assignor : "", assignor && *assignor ? "\n" : "");
+    n = snprintf(lines, sizeof(lines),
+                 "kafka.session.timeout.ms = 6000\nkafka.heartbeat.interval.ms = 500\n");
+    if (assignor && *assignor)
+        snprintf(lines + n, sizeof(lines) - (size_t)n,
+                 "kafka.partition.assignment.strategy = %s\n", assignor);
     return lines;
 }
 
@@ -401,23 +401,74 @@ void bt_commit(const char *bootstrap, const char *group, const char *topic,
     rd_kafka_destroy(rk);
 }
 
+/* The client bt_committed() asks with, kept while the same group is asked
+ * about: the fault tests ask every few tens of milliseconds, and a client a
+ * question (connect, metadata, the coordinator's lookup) would load the
+ * machine they measure. */
+static struct {
+    pthread_mutex_t mtx;
+    rd_kafka_t *rk;
+    char *bootstrap, *group;
+} committed_client = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL};
+
+static void committed_client_free(void)
+{
+    if (committed_client.rk)
+        rd_kafka_destroy(committed_client.rk);
+    free(committed_client.bootstrap);
+    free(committed_client.group);
+    committed_client.rk = NULL;
+    committed_client.bootstrap = committed_client.group = NULL;
+}
+
+/* The kept client for @p group on @p bootstrap (under the mutex; NULL when
+ * it cannot be made: the caller fails once it let the mutex go). */
+static rd_kafka_t *committed_client_for(const char *bootstrap, const char *group)
+{
+    static bool registered;
+    rd_kafka_conf_t *conf;
+
+    if (committed_client.rk && !strcmp(committed_client.bootstrap, bootstrap) &&
+        !strcmp(committed_client.group, group))
+        return committed_client.rk;
+    committed_client_free();
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    committed_client.bootstrap = strdup(bootstrap);
+    committed_client.group = strdup(group);
+    if (!committed_client.bootstrap || !committed_client.group ||
+        !(committed_client.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, NULL, 0))) {
+        committed_client_free();
+        return NULL;
+    }
+    if (!registered) {
+        registered = true;
+        atexit(committed_client_free);
+    }
+    return committed_client.rk;
+}
+
 void bt_committed(const char *bootstrap, const char *group, const char *topic,
                   int n, int64_t *out)
 {
-    rd_kafka_t *rk = make_client(RD_KAFKA_CONSUMER, bootstrap, group);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
 
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(list, topic, i);
+    pthread_mutex_lock(&committed_client.mtx);
+    rk = committed_client_for(bootstrap, group);
     /* The library's: asked again while the coordinator loads or moves. */
-    err = bl_committed(rk, list, 30000);
+    err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
+    pthread_mutex_unlock(&committed_client.mtx);
     if (err)
         fail_msg("committed(%s): %s", group, rd_kafka_err2str(err));
     for (int i = 0; i < n; i++)
         out[i] = list->elems[i].offset;
     rd_kafka_topic_partition_list_destroy(list);
-    rd_kafka_destroy(rk);
 }
 
 bool bt_wait_committed_to_end(const char *bootstrap, const char *group,
