@@ -364,29 +364,25 @@ static void run_case(bool exactly_once, bool tracing)
     free(dead);
 }
 
-/* A plugin reads the checked context with the public accessors, and its
- * records, which carry no headers of their own, get the child context. */
-static void test_plugin_sees_and_continues_the_context(void **state)
+/* Runs the inputs through a pipeline of handler @p settings (key, value,
+ * ..., NULL) into an output topic, to the end; @returns the NINPUTS
+ * records it wrote, read back. */
+static traced_t *run_to_output(const char *const *settings)
 {
     const char *bs = bt_bootstrap();
-    const char *in = bt_unique("trp-in"), *out = bt_unique("trp-out");
-    const char *group = bt_unique("trp-g");
+    const char *in = bt_unique("tro-in"), *out = bt_unique("tro-out");
+    const char *group = bt_unique("tro-g");
     traced_t *outs;
-    const traced_t *r;
-    char tp[128], ts[128];
     ballast_conf_t *conf;
     bt_runner_t *run;
 
-    (void)state;
-    BT_REQUIRE_ENV();
     bt_create_topic(bs, in, 1);
     bt_create_topic(bs, out, 1);
     produce_inputs(bs, in);
     conf = bt_conf_recording(bs, group, in, NULL);
     ballast_conf_set_handler(conf, NULL, NULL);
-    bt_set(conf, "handler", "plugin");
-    bt_set(conf, "handler.plugin.path", BALLAST_TEST_PLUGIN);
-    bt_set(conf, "handler.plugin.param.echo_trace", "1");
+    for (size_t i = 0; settings[i]; i += 2)
+        bt_set(conf, settings[i], settings[i + 1]);
     bt_set(conf, "output.topic", out);
     run = bt_runner_start(conf);
     ballast_conf_destroy(conf);
@@ -394,7 +390,23 @@ static void test_plugin_sees_and_continues_the_context(void **state)
     outs = read_traced(bs, out, NINPUTS);
     assert_null(bt_runner_stop(run));
     assert_int_equal(count_records(bs, out), NINPUTS);
+    return outs;
+}
 
+/* A plugin reads the checked context with the public accessors, and its
+ * records, which carry no headers of their own, get the child context. */
+static void test_plugin_sees_and_continues_the_context(void **state)
+{
+    static const char *const plugin[] = {"handler", "plugin", "handler.plugin.path",
+                                         BALLAST_TEST_PLUGIN,
+                                         "handler.plugin.param.echo_trace", "1", NULL};
+    traced_t *outs;
+    const traced_t *r;
+    char tp[128], ts[128];
+
+    (void)state;
+    BT_REQUIRE_ENV();
+    outs = run_to_output(plugin);
     r = find(outs, NINPUTS, "ok-1");
     seen_by_child(r, tp, ts);
     assert_string_equal(tp, TP_A);
@@ -418,28 +430,13 @@ static void test_plugin_sees_and_continues_the_context(void **state)
  * message's payload, its headers with it, is let go). */
 static void test_forward_continues_the_context(void **state)
 {
-    const char *bs = bt_bootstrap();
-    const char *in = bt_unique("trf-in"), *out = bt_unique("trf-out");
-    const char *group = bt_unique("trf-g");
+    static const char *const forward[] = {"handler", "forward", NULL};
     traced_t *outs;
     const traced_t *r;
-    ballast_conf_t *conf;
-    bt_runner_t *run;
 
     (void)state;
     BT_REQUIRE_ENV();
-    bt_create_topic(bs, in, 1);
-    bt_create_topic(bs, out, 1);
-    produce_inputs(bs, in);
-    conf = bt_conf_recording(bs, group, in, NULL);
-    ballast_conf_set_handler(conf, NULL, NULL);
-    bt_set(conf, "handler", "forward");
-    bt_set(conf, "output.topic", out);
-    run = bt_runner_start(conf);
-    ballast_conf_destroy(conf);
-    assert_true(bt_wait_committed_to_end(bs, group, in, 1, 120000));
-    outs = read_traced(bs, out, NINPUTS);
-    assert_null(bt_runner_stop(run));
+    outs = run_to_output(forward);
     r = find(outs, NINPUTS, "ok-1");
     assert_child(r->tp, TP_A, "forwarded ok-1");
     assert_string_equal(r->ts, TS_A);
