@@ -1,7 +1,9 @@
 /*
  * raw_consumer.c - the benchmark's baseline: the smallest honest at-least-once
- * librdkafka consumer. It subscribes, polls with rd_kafka_consumer_poll(),
- * "handles" each message (reads its value), stores its offset with
+ * librdkafka consumer, linked with the command's allocator and run with its
+ * fetch settings (the ceiling ballast is held to). It subscribes, polls with
+ * rd_kafka_consumer_poll(), "handles" each message (reads its value), stores
+ * its offset with
  * rd_kafka_offsets_store() (enable.auto.offset.store=false, auto-commit on),
  * stops after N messages, commits synchronously and closes.
  *
