@@ -59,6 +59,10 @@ typedef struct world {
     char burrow_addr[64], ballast_addr[64];
 } world_t;
 
+/* Burrow and kcat are this test's children; a failed assertion must not
+ * leave them running (ballast's are killed by the support code). */
+static pid_t children[2];
+
 /* ---- the documented table ------------------------------------------------ */
 
 typedef struct expected {
@@ -150,14 +154,16 @@ static void produce(world_t *w, int s, int count)
     w->produced[s] += count;
 }
 
-/* Commits @p offset for partition 0 of situation @p s's topic, as its group,
- * without joining it (AlterConsumerGroupOffsets). */
-static void commit(world_t *w, int s, int64_t offset)
+/* One AlterConsumerGroupOffsets call: @p offset for partition 0 of situation
+ * @p s's topic, as its group. @returns the broker's answer (0: committed),
+ * failing the test when there is none. */
+static rd_kafka_resp_err_t try_commit(world_t *w, int s, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
     rd_kafka_AlterConsumerGroupOffsets_t *req;
     const rd_kafka_group_result_t **res;
     const rd_kafka_topic_partition_list_t *got;
+    const rd_kafka_error_t *gerr;
     rd_kafka_resp_err_t err;
     char errbuf[512];
     size_t n = 0;
@@ -173,13 +179,32 @@ static void commit(world_t *w, int s, int64_t offset)
         fail_msg("commit for %s: %s", w->group[s], errbuf);
     res = rd_kafka_AlterConsumerGroupOffsets_result_groups(
         rd_kafka_event_AlterConsumerGroupOffsets_result(a.ev), &n);
-    if (n != 1 || rd_kafka_group_result_error(res[0]))
-        fail_msg("commit for %s refused", w->group[s]);
+    if (n != 1)
+        fail_msg("commit for %s: no answer", w->group[s]);
     got = rd_kafka_group_result_partitions(res[0]);
-    if (!got || got->cnt != 1 || got->elems[0].err)
-        fail_msg("commit for %s: %s", w->group[s],
-                 got && got->cnt ? rd_kafka_err2str(got->elems[0].err) : "no answer");
+    if ((gerr = rd_kafka_group_result_error(res[0])))
+        err = rd_kafka_error_code(gerr);
+    else if (!got || got->cnt != 1)
+        fail_msg("commit for %s: no answer for its partition", w->group[s]);
+    else
+        err = got->elems[0].err;
     bl_admin_end(&a);
+    return err;
+}
+
+/* Commits @p offset for partition 0 of situation @p s's topic, as its group,
+ * without joining it; asks again while the group's coordinator is loading
+ * or moving (a fresh broker's is, at the first commit). */
+static void commit(world_t *w, int s, int64_t offset)
+{
+    int64_t deadline = bt_now_ms() + 30000;
+    rd_kafka_resp_err_t err;
+
+    while ((err = try_commit(w, s, offset)) && bl_lag_coordinator_moving(err) &&
+           bt_now_ms() < deadline)
+        usleep(100 * 1000);
+    if (err)
+        fail_msg("commit for %s: %s", w->group[s], rd_kafka_err2str(err));
     w->committed[s] = offset;
 }
 
@@ -289,6 +314,10 @@ static void wait_burrow_topics(world_t *w)
     for (int s = 0; s < SITUATIONS;) {
         char path[300];
         json_t *o;
+        if (waitpid(w->burrow, NULL, WNOHANG) == w->burrow) {
+            children[0] = 0; /* reaped */
+            fail_msg("Burrow exited at start-up: see %s/burrow.log", bt_tmpdir());
+        }
         snprintf(path, sizeof(path), "/v3/kafka/test/topic/%s", w->topic[s]);
         o = burrow_get(w, path);
         if (o && json_integer_value(json_array_get(json_object_get(o, "offsets"), 0)) ==
@@ -434,9 +463,6 @@ static void tick(world_t *w, int k)
     }
 }
 
-/* Burrow and kcat are this test's children; a failed assertion must not
- * leave them running (ballast's are killed by the support code). */
-static pid_t children[2];
 
 static void kill_children(void)
 {
