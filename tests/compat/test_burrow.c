@@ -22,6 +22,7 @@
 #include "support.h"
 
 #include "shared/lag.h"
+#include "shared/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -527,6 +528,13 @@ static void run_ticks(world_t *w)
     wait_burrow_commits(w);
 }
 
+/* The time (ms) of the @p which ("start" or "end") commit that Burrow
+ * stores for a partition. */
+static json_int_t commit_time(json_t *partition, const char *which)
+{
+    return json_integer_value(json_object_get(json_object_get(partition, which), "timestamp"));
+}
+
 /* Appends to @p diffs a line for each situation whose status, on either
  * side, is not the documented one; prints every situation's. */
 static void compare(world_t *w, const expected_t *want, char *diffs, size_t size)
@@ -535,10 +543,16 @@ static void compare(world_t *w, const expected_t *want, char *diffs, size_t size
         json_t *b = ballast_partition(w, s), *r = burrow_partition(w, s);
         const char *bs = json_string_value(json_object_get(b, "status"));
         const char *rs = r ? json_string_value(json_object_get(r, "status")) : "NOTFOUND";
-        char line[300];
-        snprintf(line, sizeof(line), "%s: ballast %s (lag %lld), Burrow %s (documented: %s, %s)\n",
+        /* Burrow's stored commits: their span and the age of the last, which
+         * its STOP compares. */
+        json_int_t first = commit_time(r, "start"), last = commit_time(r, "end");
+        char line[400];
+        snprintf(line, sizeof(line),
+                 "%s: ballast %s (lag %lld), Burrow %s (commits over %.1f s, the last %.1f s "
+                 "ago); documented: %s, %s\n",
                  situation_names[s], bs ? bs : "?",
                  (long long)json_integer_value(json_object_get(b, "lag")), rs ? rs : "?",
+                 (double)(last - first) / 1000, (double)(bl_wall_ms() - last) / 1000,
                  want[s].ballast, want[s].burrow);
         fputs(line, stderr);
         if (!bs || !rs || strcmp(bs, want[s].ballast) || strcmp(rs, want[s].burrow))
@@ -554,7 +568,7 @@ static void test_statuses_agree_with_burrow(void **state)
     BT_REQUIRE_ENV();
     world_t w = {0};
     expected_t want[SITUATIONS];
-    char diffs[2048] = "";
+    char diffs[4096] = "";
 
     read_documented(want);
     atexit(kill_children);
