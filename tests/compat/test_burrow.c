@@ -247,7 +247,8 @@ static int free_port(void)
 
 /* Burrow with a short memory: 4 commits per partition (as ballast's
  * --window 4), the latest offsets every second, no evaluation cached for
- * longer than a second. It insists on a ZooKeeper ensemble, but with the
+ * longer than a second; kafka-version picks the request versions of its
+ * Kafka client (2.1.0: about the newest it knows). It insists on a ZooKeeper ensemble, but with the
  * root path "/" only its notifier (not configured here) ever needs one, so
  * a closed port stands in for it. */
 static void start_burrow(world_t *w)
@@ -443,7 +444,10 @@ static void tick(world_t *w, int k)
     /* Caught up: messages, then a commit of all of them. */
     produce(w, CAUGHT_UP, 5);
     commit(w, CAUGHT_UP, w->produced[CAUGHT_UP]);
-    /* Growing: 5 consumed for every 10 produced. */
+    /* Growing: 5 consumed for every 10 produced. The commit comes first:
+     * Burrow stores each commit's lag against the latest offset it last
+     * fetched (every second), which then includes the previous tick's
+     * messages, so the stored lag grows by 5 a tick as ballast's does. */
     commit(w, GROWING, w->committed[GROWING] + 5);
     produce(w, GROWING, 10);
     /* Stalled: the same offset committed again while messages come. */
@@ -463,7 +467,6 @@ static void tick(world_t *w, int k)
         w->member = 0;
     }
 }
-
 
 static void kill_children(void)
 {
