@@ -248,9 +248,9 @@ static int free_port(void)
 /* Burrow with a short memory: 4 commits per partition (as ballast's
  * --window 4), the latest offsets every second, no evaluation cached for
  * longer than a second; kafka-version picks the request versions of its
- * Kafka client (2.1.0: about the newest it knows). It insists on a ZooKeeper ensemble, but with the
- * root path "/" only its notifier (not configured here) ever needs one, so
- * a closed port stands in for it. */
+ * Kafka client (2.1.0, a version that client knows). It insists on a
+ * ZooKeeper ensemble, but with the root path "/" only its notifier (not
+ * configured here) ever needs one, so a closed port stands in for it. */
 static void start_burrow(world_t *w)
 {
     const char *dir = bt_tmpdir();
