@@ -22,8 +22,8 @@
  *           window.
  *   OK      some sample of the window has zero lag (Burrow's rule 1). This
  *           is what keeps an idle partition (no traffic, nothing to commit,
- *           lag 0) OK however long its offset stays put - Burrow's first
- *           false alarm, which judges commit age instead of lag.
+ *           lag 0) OK however long its offset stays put (Burrow before 1.0
+ *           judged commit age instead of lag, and raised a false alarm).
  *   (a member of the group holds the partition, and the window is not yet
  *           full) OK. A consumer is on it, and a trend needs a full window:
  *           a busy, healthy group always has lag in flight, and a short
@@ -36,8 +36,8 @@
  *   STOP    the committed offset did not move across a full window while lag
  *           stayed above zero: no commit progress for longer than the window
  *           spans. This is also where a dead consumer's lag, frozen at its
- *           last commit, ends up - Burrow's second false alarm is to call
- *           that frozen-but-nonzero lag OK because it is not growing.
+ *           last commit, ends up (frozen but nonzero lag is not OK because it
+ *           is not growing).
  *   STALL   the committed offset did not move across a partial window while
  *           lag stayed above zero and no member holds the partition (turns
  *           into STOP once the window is full).
