@@ -122,7 +122,10 @@ static void accept_message(ballast_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     bl_parts_admit(c, m);
-    atomic_fetch_add(&c->stats.consumed, 1);
+    /* The poll thread is its only writer: no locked add per message. */
+    atomic_store_explicit(&c->stats.consumed,
+                          atomic_load_explicit(&c->stats.consumed, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     bl_queue_push(&c->dispatch.staged[bl_route_message(c->set.ordering, c->set.nworkers,
                                                         p->worker, m->key, m->key_len,
                                                         &c->dispatch.round_robin)],

@@ -192,7 +192,8 @@ void bl_outcome_note(bl_worker_t *w, bl_msg_t **msgs, size_t n, int64_t micros)
             pthread_mutex_unlock(&c->workers.why_mtx);
         }
     }
-    atomic_store(&w->transient, transient);
+    if (transient != atomic_load_explicit(&w->transient, memory_order_relaxed))
+        atomic_store(&w->transient, transient);
     bl_outcome_available(w, down != NULL, down);
 }
 
@@ -204,10 +205,12 @@ void bl_outcome_call(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     /* One clock read for both: bl_now_ms() reads the same clock. */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     start = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
-    atomic_store(&w->busy_since, start ? start : 1);
+    /* Read by the status thread to spot a stuck call, which needs no
+     * ordering: relaxed stores, not a locked instruction twice a message. */
+    atomic_store_explicit(&w->busy_since, start ? start : 1, memory_order_relaxed);
     run_handler(w, msgs, n);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    atomic_store(&w->busy_since, 0);
+    atomic_store_explicit(&w->busy_since, 0, memory_order_relaxed);
     bl_outcome_note(w, msgs, n, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
                                     (t1.tv_nsec - t0.tv_nsec) / 1000);
 }
