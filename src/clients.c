@@ -77,16 +77,6 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     bl_log(&c->log, lv, "librdkafka %s: %s", fac, buf);
 }
 
-/* The errors no retry can fix: the broker refused our credentials or the
- * TLS handshake failed (start_refused() turns them into a configuration
- * error). */
-static bool refused_by_broker(int err)
-{
-    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-           err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
-           err == RD_KAFKA_RESP_ERR__SSL;
-}
-
 void bl_on_fatal(ballast_consumer_t *c, rd_kafka_t *rk)
 {
     char fatal[512];
@@ -126,8 +116,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         /* A refusal (credentials, certificate) is the cause; the "all
          * brokers are down" and transport errors that librdkafka reports
          * right after it are its consequence and must not replace it. */
+        err = bl_kafka_error_code(err, reason);
         pthread_mutex_lock(&c->clients.start_mtx);
-        if (!refused_by_broker(c->clients.start_error) || refused_by_broker(err)) {
+        if (!bl_kafka_is_refusal(c->clients.start_error) || bl_kafka_is_refusal(err)) {
             bl_fmt(c->clients.start_reason, sizeof(c->clients.start_reason), "%s", reason);
             c->clients.start_error = err;
         }

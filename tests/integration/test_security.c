@@ -971,8 +971,8 @@ int main(void)
         cmocka_unit_test(test_unreadable_secret_file_fails_clearly),
         cmocka_unit_test(test_tools_take_client_settings_from_a_config_file),
         cmocka_unit_test(test_forward_over_mutual_tls),
-        bt_known_bug(test_untrusted_client_certificate_fails_clearly),
-        bt_known_bug(test_missing_client_certificate_fails_clearly),
+        cmocka_unit_test(test_untrusted_client_certificate_fails_clearly),
+        cmocka_unit_test(test_missing_client_certificate_fails_clearly),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }
