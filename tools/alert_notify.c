@@ -143,7 +143,7 @@ static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_read
 
     summary(text, sizeof(text), a, s, g, gone, kind, suppressed, now_ms);
     if (a->c->format == ALERT_SLACK) {
-        o = json_pack("{s:s++}", "text", kind == ALERT_FIRING ? ":rotating_light: "
+        o = json_pack("{s:s+}", "text", kind == ALERT_FIRING ? ":rotating_light: "
                                                               : ":white_check_mark: ", text);
     } else {
         o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:f,s:I,s:s}", "status",
@@ -168,7 +168,7 @@ static void notify(alerts_t *a, const alert_state_t *s, const alert_reading_t *g
     char *body = body_of(a, s, g, gone, kind, suppressed, now_ms);
 
     if (!body) {
-        cli_error("alert for group %s: out of memory", g->group);
+        cli_error("alert for group %s: cannot build the notification (out of memory)", g->group);
         return;
     }
     for (size_t i = 0; i < a->nhooks; i++)
