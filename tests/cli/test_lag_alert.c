@@ -166,15 +166,22 @@ static void test_one_group(void **state)
     snprintf(err_path, sizeof(err_path), "%s/alert-one-%d.err", bt_tmpdir(), getpid());
     start = wall_s();
     pid = bt_spawn_ballast(ARGV("lag", "-b", bt_bootstrap(), "-g", group, "--watch", "0.2",
-                                "--listen", "127.0.0.1:0", "--webhook", ok, "--webhook",
-                                fail2, "--webhook", hang, "--alert-lag", "5", "--alert-for",
+                                "--listen", "127.0.0.1:0", "--webhook", hang, "--webhook",
+                                ok, "--webhook", fail2, "--alert-lag", "5", "--alert-for",
                                 "1.5", "--alert-rate-limit", "0", "--webhook-timeout", "1",
                                 "--webhook-retry-for", "3"),
                            err_path);
     bt_wait_listening(err_path, pid, addr, sizeof(addr));
 
+    /* While /hang holds a request (the firing, first of the three
+     * webhooks), evaluations go on. */
+    json_decref(wait_received("/hang", 1, 30000));
+    snprintf(evals, sizeof(evals), "ballast_lag_evaluations_total");
+    e0 = metric(addr, evals);
+    wait_metric(addr, evals, e0 + 3, 1500);
+
     /* Fires, but only once the condition held for 1.5 s. */
-    r = wait_received("/ok", 1, 30000);
+    r = wait_received("/ok", 1, 15000);
     first = json_array_get(r, 0);
     assert_string_equal(body_str(first, "status"), "firing");
     assert_string_equal(body_str(first, "group"), group);
@@ -201,12 +208,6 @@ static void test_one_group(void **state)
     }
     json_decref(f);
     wait_metric(addr, "ballast_lag_alerts_sent_total", 2, 10000);
-
-    /* While /hang holds a request, evaluations go on. */
-    json_decref(wait_received("/hang", 1, 15000));
-    snprintf(evals, sizeof(evals), "ballast_lag_evaluations_total");
-    e0 = metric(addr, evals);
-    wait_metric(addr, evals, e0 + 3, 1500);
     wait_metric(addr, "ballast_lag_alert_failures_total{reason=\"timeout\"}", 1, 15000);
 
     /* Resolves. */
