@@ -376,7 +376,8 @@ int alert_conf_finish(alert_conf_t *c)
         }
         rule_complete(&c->rules[i], &c->deflt);
     }
-    qsort(c->rules, c->nrules, sizeof(*c->rules), rule_cmp);
+    if (c->nrules)
+        qsort(c->rules, c->nrules, sizeof(*c->rules), rule_cmp);
     if (!c->nurls && (c->any_option || c->nrules)) {
         cli_error("alert rules need somewhere to send to: --webhook URL (or lag.webhook.url)");
         return EX_CONFIG;
