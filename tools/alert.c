@@ -12,7 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-/* What the command line set, so that the config file does not override it. */
+/* What the command line set (alert_conf_t.set_by_cli), so that the config
+ * file does not override it. */
 enum {
     SET_STATUS = 1 << 0,
     SET_LAG = 1 << 1,
@@ -23,8 +24,6 @@ enum {
     SET_TIMEOUT = 1 << 6,
     SET_RETRY = 1 << 7,
 };
-
-static unsigned cli_set;
 
 static void rule_init(alert_rule_t *r)
 {
@@ -44,7 +43,6 @@ void alert_conf_init(alert_conf_t *c)
     c->webhook.timeout_s = 5;
     c->webhook.retry_for_s = 60;
     c->webhook.queue_max = 100;
-    cli_set = 0;
 }
 
 static void rule_free(alert_rule_t *r)
@@ -177,7 +175,7 @@ int alert_option(int argc, char **argv, int *i, bool *missing, alert_conf_t *c)
         if (!(v = cli_opt_value(argc, argv, i, rule_options[k].option, NULL, missing)))
             continue;
         c->any_option = true;
-        cli_set |= rule_options[k].bit;
+        c->set_by_cli |= rule_options[k].bit;
         if (rule_set(&c->deflt, rule_options[k].key, v, why, sizeof(why))) {
             cli_error("%s needs %s", rule_options[k].option, why);
             return EX_CONFIG;
@@ -194,18 +192,18 @@ int alert_option(int argc, char **argv, int *i, bool *missing, alert_conf_t *c)
         return add_url(c, v) ? 1 : EX_SOFTWARE;
     }
     if (!*missing && (v = cli_opt_value(argc, argv, i, "--webhook-format", NULL, missing))) {
-        cli_set |= SET_FORMAT;
+        c->set_by_cli |= SET_FORMAT;
         c->any_option = true;
         return set_format(c, v, "--webhook-format") ? EX_CONFIG : 1;
     }
     if (!*missing && (v = cli_opt_value(argc, argv, i, "--webhook-timeout", NULL, missing))) {
-        cli_set |= SET_TIMEOUT;
+        c->set_by_cli |= SET_TIMEOUT;
         c->any_option = true;
         return set_webhook_seconds(&c->webhook.timeout_s, v, "--webhook-timeout") ? EX_CONFIG
                                                                                  : 1;
     }
     if (!*missing && (v = cli_opt_value(argc, argv, i, "--webhook-retry-for", NULL, missing))) {
-        cli_set |= SET_RETRY;
+        c->set_by_cli |= SET_RETRY;
         c->any_option = true;
         return set_webhook_seconds(&c->webhook.retry_for_s, v, "--webhook-retry-for")
                    ? EX_CONFIG
@@ -277,7 +275,7 @@ static int alert_key(alert_conf_t *c, const char *key, const char *v)
             return set_match(r, key, v);
     } else {
         for (size_t k = 0; k < sizeof(rule_options) / sizeof(rule_options[0]); k++)
-            if (!strcmp(rest, rule_options[k].key) && (cli_set & rule_options[k].bit))
+            if (!strcmp(rest, rule_options[k].key) && (c->set_by_cli & rule_options[k].bit))
                 return 0; /* the command line's wins */
     }
     if ((rc = rule_set(r, rest, v, why, sizeof(why))) < 0) {
@@ -310,11 +308,11 @@ static int webhook_key(alert_conf_t *c, const char *key, const char *v)
         return 0;
     }
     if (!strcmp(rest, "format"))
-        return cli_set & SET_FORMAT ? 0 : set_format(c, v, key);
+        return c->set_by_cli & SET_FORMAT ? 0 : set_format(c, v, key);
     if (!strcmp(rest, "timeout"))
-        return cli_set & SET_TIMEOUT ? 0 : set_webhook_seconds(&c->webhook.timeout_s, v, key);
+        return c->set_by_cli & SET_TIMEOUT ? 0 : set_webhook_seconds(&c->webhook.timeout_s, v, key);
     if (!strcmp(rest, "retry-for"))
-        return cli_set & SET_RETRY ? 0 : set_webhook_seconds(&c->webhook.retry_for_s, v, key);
+        return c->set_by_cli & SET_RETRY ? 0 : set_webhook_seconds(&c->webhook.retry_for_s, v, key);
     return 1;
 }
 

@@ -57,6 +57,7 @@ typedef struct alert_conf {
     alert_format_t format;
     webhook_opts_t webhook;
     bool any_option;       /* an --alert-* or --webhook-* option was given */
+    unsigned set_by_cli;   /* what the command line set, which the file does not override */
 } alert_conf_t;
 
 /** Sets the defaults (no webhook: alerts off). */
@@ -107,8 +108,13 @@ typedef struct alert_reading {
 
 typedef struct alerts alerts_t;
 
+/* Threads: alerts_evaluate() and alerts_stop() are called from one thread
+ * (the evaluation loop's); alerts_prometheus() from any thread, while they
+ * run (it reads counters under the alerts' lock and the webhooks'). */
+
 /** Starts the webhooks of @p c (which must outlive the result); NULL with
- *  a reason on failure. @p cluster names the cluster in notifications. */
+ *  a reason on failure. @p cluster (not copied) names the cluster in
+ *  notifications. */
 alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
                        size_t errsize);
 /** Judges one evaluation: @p n groups (those missing from it, but alerted

@@ -26,48 +26,6 @@ struct alerts {
 
 /* ---- one group ---------------------------------------------------------- */
 
-alert_kind_t alert_step(alert_state_t *s, bool cond, int64_t now_ms, unsigned long *suppressed)
-{
-    const alert_rule_t *r = s->rule;
-    bool changed = false;
-    alert_kind_t want;
-
-    *suppressed = 0;
-    if (cond) {
-        if (!s->since_ms)
-            s->since_ms = now_ms;
-        if (!s->firing && now_ms - s->since_ms >= (int64_t)(r->for_s * 1000)) {
-            s->firing = true;
-            s->fired_ms = s->since_ms;
-            changed = true;
-        }
-    } else {
-        s->since_ms = 0;
-        if (s->firing) {
-            s->firing = false;
-            changed = true;
-        }
-    }
-    want = s->firing ? ALERT_FIRING : ALERT_RESOLVED;
-    if (s->sent_ms && now_ms - s->sent_ms < (int64_t)(r->rate_limit_s * 1000)) {
-        if (changed)
-            s->suppressed++;
-        return ALERT_NONE;
-    }
-    /* Past the interval: a change, or a state that differs from the last
-     * one notified (its change was held back). */
-    if (!changed && (!s->suppressed || want == s->sent))
-        return ALERT_NONE;
-    if (want == ALERT_RESOLVED && s->sent != ALERT_FIRING)
-        return ALERT_NONE; /* nothing announced to resolve */
-    /* A held-back change sent now is not counted as suppressed. */
-    *suppressed = changed ? s->suppressed : s->suppressed - 1;
-    s->suppressed = 0;
-    s->sent = want;
-    s->sent_ms = now_ms;
-    return want;
-}
-
 static bool rule_holds(const alert_rule_t *r, const alert_reading_t *g)
 {
     return (r->status >= 0 && (int)g->status >= r->status) ||
@@ -134,17 +92,36 @@ static void summary(char *out, size_t size, const alerts_t *a, const alert_state
                  (long long)g->total_lag, secs, dur, s->rule->name, more);
 }
 
+/* @p in with Slack's three control characters escaped (&, <, >: Slack
+ * reads <...> as a link or mention). */
+static void slack_escape(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (; *in && n + 6 < size; in++) {
+        const char *e = *in == '&' ? "&amp;" : *in == '<' ? "&lt;" : *in == '>' ? "&gt;" : NULL;
+        if (e) {
+            memcpy(out + n, e, strlen(e));
+            n += strlen(e);
+        } else {
+            out[n++] = *in;
+        }
+    }
+    out[n] = '\0';
+}
+
 static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_reading_t *g,
                      bool gone, alert_kind_t kind, unsigned long suppressed, int64_t now_ms)
 {
-    char text[1024];
+    char text[1024], escaped[sizeof(text) * 5];
     json_t *o;
     char *body;
 
     summary(text, sizeof(text), a, s, g, gone, kind, suppressed, now_ms);
     if (a->c->format == ALERT_SLACK) {
+        slack_escape(text, escaped, sizeof(escaped));
         o = json_pack("{s:s+}", "text", kind == ALERT_FIRING ? ":rotating_light: "
-                                                              : ":white_check_mark: ", text);
+                                                              : ":white_check_mark: ", escaped);
     } else {
         o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:f,s:I,s:s}", "status",
                       kind == ALERT_FIRING ? "firing" : "resolved", "group", g->group,

@@ -49,6 +49,9 @@ typedef struct webhook_counts {
 
 typedef struct webhook webhook_t;
 
+/* Threads: webhook_post(), webhook_add_counts() may be called from any
+ * thread; webhook_stop() once, from the thread that started it. */
+
 /** Whether @p url is an http:// or https:// URL with a host. @returns 0, or
  *  -1 with a one-line reason. */
 int webhook_check_url(const char *url, char *errbuf, size_t errsize);

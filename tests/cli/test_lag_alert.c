@@ -68,7 +68,7 @@ static void receiver_start(void)
             fail_msg("the webhook receiver did not start");
         usleep(20000);
     }
-    snprintf(g_url, sizeof(g_url), "http://127.0.0.1:%d", atoi(port));
+    snprintf(g_url, sizeof(g_url), "http://127.0.0.1:%ld", strtol(port, NULL, 10));
     free(port);
 }
 
