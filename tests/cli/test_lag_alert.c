@@ -178,7 +178,7 @@ static void test_one_group(void **state)
     json_decref(wait_received("/hang", 1, 30000));
     snprintf(evals, sizeof(evals), "ballast_lag_evaluations_total");
     e0 = metric(addr, evals);
-    wait_metric(addr, evals, e0 + 3, 1500);
+    wait_metric(addr, evals, e0 + 3, 3000); /* a delivery in the loop would stall it 4 s */
 
     /* Fires, but only once the condition held for 1.5 s. */
     r = wait_received("/ok", 1, 15000);
