@@ -124,8 +124,9 @@ void alerts_evaluate(alerts_t *a, const alert_reading_t *r, size_t n, int64_t no
 /** Writes the alert metrics, each with the label @p label_name =
  *  @p label_value. */
 void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char *label_value);
-/** Gives queued notifications up to @p grace_s, then stops. NULL is a
- *  no-op. */
-void alerts_stop(alerts_t *a, double grace_s);
+/** Gives the notifications still queued --webhook-timeout, at most 5 s, to
+ *  go out (a try still in flight then is cut short), stops the webhooks
+ *  and frees @p a. NULL is a no-op. */
+void alerts_stop(alerts_t *a);
 
 #endif

@@ -13,6 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+/* What a stop gives the notifications still queued, at most: a
+ * supervisor's stop must not wait on a dead receiver. */
+#define STOP_GRACE_MAX_S 5.0
+
 struct alerts {
     const alert_conf_t *c;
     const char *cluster;
@@ -176,13 +180,13 @@ alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
     a->cluster = cluster;
     pthread_mutex_init(&a->mtx, NULL);
     if (webhook_global_init(errbuf, errsize)) {
-        alerts_stop(a, 0);
+        alerts_stop(a);
         return NULL;
     }
     for (; a->nhooks < c->nurls; a->nhooks++)
         if (!(a->hooks[a->nhooks] = webhook_start(c->urls[a->nhooks], &c->webhook, errbuf,
                                                   errsize))) {
-            alerts_stop(a, 0);
+            alerts_stop(a);
             return NULL;
         }
     return a;
@@ -294,12 +298,16 @@ void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char
     }
 }
 
-void alerts_stop(alerts_t *a, double grace_s)
+void alerts_stop(alerts_t *a)
 {
-    int64_t stop_by_ms = bl_wall_ms() + (int64_t)(grace_s * 1000);
+    double grace_s;
+    int64_t stop_by_ms;
 
     if (!a)
         return;
+    grace_s = a->c->webhook.timeout_s < STOP_GRACE_MAX_S ? a->c->webhook.timeout_s
+                                                         : STOP_GRACE_MAX_S;
+    stop_by_ms = bl_now_ms() + (int64_t)(grace_s * 1000);
     /* Every thread has the same deadline: they stop together. */
     for (size_t i = 0; i < a->nhooks; i++)
         webhook_stop(a->hooks[i], stop_by_ms);

@@ -489,7 +489,7 @@ static int run_monitor(const lag_opts_t *o)
         sleep_interval(o->watch_s);
     }
     http_server_stop(http);
-    alerts_stop(m.alerts, o->alert.webhook.timeout_s);
+    alerts_stop(m.alerts);
     lag_reap_children(&m, true, bl_wall_ms() + 10000);
     lag_monitor_free(&m);
     return rc;

@@ -668,7 +668,7 @@ int lag_cluster_run(const lag_opts_t *o)
         if (http_server_start(o->listen, lag_cluster_routes, &c, &http, errbuf,
                               sizeof(errbuf))) {
             cli_error("--listen: %s", errbuf);
-            alerts_stop(c.alerts, 0);
+            alerts_stop(c.alerts);
             cluster_free(&c);
             return EX_CONFIG;
         }
@@ -705,7 +705,7 @@ int lag_cluster_run(const lag_opts_t *o)
         sleep_until(next);
     }
     http_server_stop(http);
-    alerts_stop(c.alerts, o->alert.webhook.timeout_s);
+    alerts_stop(c.alerts);
     cluster_free(&c);
     return rc;
 }

@@ -27,7 +27,7 @@ struct webhook {
     char **queue;        /* a ring of queue_max bodies */
     size_t head, count;
     bool stopping;
-    int64_t stop_by_ms;  /* wall clock: nothing runs past it once stopping */
+    int64_t stop_by_ms;  /* monotonic: nothing runs past it once stopping */
     webhook_counts_t counts;
     bool failing;        /* the last delivery failed (logged once) */
     unsigned long failed_since; /* deliveries failed since the last success */
@@ -105,7 +105,7 @@ static int progress_cb(void *opaque, curl_off_t dt, curl_off_t dn, curl_off_t ut
 
     (void)dt, (void)dn, (void)ut, (void)un;
     pthread_mutex_lock(&w->mtx);
-    stop = w->stopping && bl_wall_ms() >= w->stop_by_ms;
+    stop = w->stopping && bl_now_ms() >= w->stop_by_ms;
     pthread_mutex_unlock(&w->mtx);
     return stop;
 }
@@ -167,13 +167,13 @@ static int post_once(webhook_t *w, CURL *h, const char *body, long timeout_ms, b
 
 /* ---- the thread ------------------------------------------------------------ */
 
-/* Waits until @p until_ms (wall clock). Call with w->mtx held. @returns
+/* Waits until @p until_ms (monotonic clock). Call with w->mtx held. @returns
  * false when the stop deadline came first. */
 static bool wait_until(webhook_t *w, int64_t until_ms)
 {
     int64_t now;
 
-    while ((now = bl_wall_ms()) < until_ms) {
+    while ((now = bl_now_ms()) < until_ms) {
         int64_t end = until_ms;
         struct timespec ts;
         if (w->stopping && now >= w->stop_by_ms)
@@ -191,14 +191,14 @@ static bool wait_until(webhook_t *w, int64_t until_ms)
  * else the reason of the last failure. */
 static int deliver(webhook_t *w, CURL *h, const char *body)
 {
-    int64_t start = bl_wall_ms(), deadline = start + (int64_t)(w->o.retry_for_s * 1000);
+    int64_t start = bl_now_ms(), deadline = start + (int64_t)(w->o.retry_for_s * 1000);
     int64_t backoff = BACKOFF_FIRST_MS;
     long timeout_ms = (long)(w->o.timeout_s * 1000);
 
     for (;;) {
         bool retry, go_on;
         int reason = post_once(w, h, body, timeout_ms, &retry);
-        int64_t next = bl_wall_ms() + backoff;
+        int64_t next = bl_now_ms() + backoff;
         if (reason < 0 || !retry || next > deadline)
             return reason;
         pthread_mutex_lock(&w->mtx);
@@ -245,7 +245,7 @@ static void *webhook_main(void *arg)
         char *body;
         while (!w->count && !w->stopping)
             pthread_cond_wait(&w->cond, &w->mtx);
-        if (!w->count || (w->stopping && bl_wall_ms() >= w->stop_by_ms))
+        if (!w->count || (w->stopping && bl_now_ms() >= w->stop_by_ms))
             break;
         body = w->queue[w->head];
         w->head = (w->head + 1) % w->o.queue_max;
@@ -267,6 +267,7 @@ webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
                          size_t errsize)
 {
     webhook_t *w = calloc(1, sizeof(*w));
+    pthread_condattr_t attr;
     int err;
 
     if (!w || !(w->url = strdup(url)) || !(w->queue = calloc(o->queue_max, sizeof(char *)))) {
@@ -276,7 +277,12 @@ webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
     w->o = *o;
     webhook_public_url(url, w->shown, sizeof(w->shown));
     pthread_mutex_init(&w->mtx, NULL);
-    pthread_cond_init(&w->cond, NULL);
+    /* Waits are timed on the monotonic clock, as bl_now_ms(): a step of
+     * the wall clock neither stretches nor skips a back-off. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
     if ((err = pthread_create(&w->thread, NULL, webhook_main, w))) {
         snprintf(errbuf, errsize, "cannot start a thread: %s", strerror(err));
         pthread_cond_destroy(&w->cond);

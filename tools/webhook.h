@@ -71,9 +71,9 @@ webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
 void webhook_post(webhook_t *w, const char *body);
 /** Adds the webhook's counters to @p c. */
 void webhook_add_counts(webhook_t *w, webhook_counts_t *c);
-/** Delivers what is queued until @p stop_by_ms (wall clock; a try in
- *  flight is then cut short), stops the thread and frees @p w. NULL is a
- *  no-op. */
+/** Delivers what is queued until @p stop_by_ms (bl_now_ms()'s monotonic
+ *  clock; a try in flight is then cut short), stops the thread and frees
+ *  @p w. NULL is a no-op. */
 void webhook_stop(webhook_t *w, int64_t stop_by_ms);
 
 #endif
