@@ -8,7 +8,9 @@
  * and regenerate the docs (`build/ballast config-reference`).
  *
  * `kafka.<prop>` keys are passed to librdkafka and checked against it when
- * set; `handler.plugin.param.<name>` keys are free-form plugin parameters.
+ * set; `handler.plugin.param.<name>` keys are free-form plugin parameters;
+ * `lag.<key>` keys belong to `ballast lag` (its alerts), which checks them,
+ * so that one file serves a pipeline and its watcher.
  */
 #include "internal.h"
 #include "tiers.h"
@@ -177,7 +179,7 @@ static const struct {
     {"plugin.library.paths", "ballast loads no librdkafka plugins (see handler.plugin.path)"},
 };
 
-static const char *const prefixes[] = {"kafka.", "handler.plugin.param."};
+static const char *const prefixes[] = {"kafka.", "handler.plugin.param.", "lag."};
 
 typedef struct kv {
     char *key, *value;
@@ -800,6 +802,13 @@ void ballast_conf_dump(const ballast_conf_t *conf, int redact,
         if (!strncmp(conf->extra[i].key, "handler.plugin.param.", 21))
             cb(conf->extra[i].key, redact ? "[redacted]" : conf->extra[i].value,
                opaque);
+    /* A webhook's URL holds its credential (Slack's path is its token). */
+    for (size_t i = 0; i < conf->extra_count; i++)
+        if (!strncmp(conf->extra[i].key, "lag.", 4))
+            cb(conf->extra[i].key,
+               redact && strstr(conf->extra[i].key, "webhook.url") ? "[redacted]"
+                                                                   : conf->extra[i].value,
+               opaque);
 }
 
 void ballast_conf_properties(ballast_conf_property_cb *cb, void *opaque)
@@ -833,5 +842,12 @@ void ballast_conf_properties(ballast_conf_property_cb *cb, void *opaque)
     cb("handler.plugin.param.<name>", "string", NULL,
        "Free-form parameters for a plugin handler, read with "
        "ballast_conf_get().",
+       opaque);
+    cb("lag.<key>", "string", NULL,
+       "Settings of `ballast lag --config FILE`: its webhooks (lag.webhook.url, "
+       "lag.webhook.format, ...) and alert rules (lag.alert.*, "
+       "lag.alert.<name>.match, ...), checked by `ballast lag`; see "
+       "docs/operations.md, \"Alerts\". The pipeline ignores them, so that one "
+       "file serves both.",
        opaque);
 }

@@ -64,6 +64,12 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name,
 const char **cli_props_new(int argc);
 /** @returns the value of the last "name=value" of @p props, or NULL. */
 const char *cli_props_get(const char *const *props, size_t nprops, const char *name);
+/** Called with each `lag.*` key of the --config file. */
+typedef void cli_config_cb(const char *key, const char *value, void *opaque);
+/** Calls @p cb for each key of the --config file that starts with @p prefix
+ *  (only `lag.*` keys are kept), in the file's order; none without
+ *  --config. */
+void cli_config_each(const char *prefix, cli_config_cb *cb, void *opaque);
 /** Takes argv[*i] when it is an option of every subcommand that reads
  *  Kafka itself: "--timeout SECONDS" (0.1 to 3600, into *timeout_ms),
  *  "-X PROP=VALUE" (appended to @p props, from cli_props_new()), or

@@ -163,11 +163,51 @@ static struct {
     bool loaded;
 } config_props;
 
+/* The file's `lag.*` keys, for `ballast lag` ("key=value" each). */
+static struct {
+    char **kv;
+    size_t n;
+} config_lag;
+
 static void free_config_props(void)
 {
     for (size_t i = 0; i < config_props.n; i++)
         free(config_props.kv[i]);
     config_props.n = 0;
+    for (size_t i = 0; i < config_lag.n; i++)
+        free(config_lag.kv[i]);
+    free(config_lag.kv);
+    config_lag.kv = NULL;
+    config_lag.n = 0;
+}
+
+/* Keeps a `lag.*` key. @returns false when out of memory. */
+static bool take_lag_key(const char *key, const char *value)
+{
+    size_t len = strlen(key) + strlen(value) + 2;
+    char **grown = realloc(config_lag.kv, (config_lag.n + 1) * sizeof(*grown));
+
+    if (!grown)
+        return false;
+    config_lag.kv = grown;
+    if (!(grown[config_lag.n] = malloc(len)))
+        return false;
+    snprintf(grown[config_lag.n++], len, "%s=%s", key, value);
+    return true;
+}
+
+void cli_config_each(const char *prefix, cli_config_cb *cb, void *opaque)
+{
+    size_t n = strlen(prefix);
+
+    for (size_t i = 0; i < config_lag.n; i++) {
+        char *eq = strchr(config_lag.kv[i], '=');
+        if (strncmp(config_lag.kv[i], prefix, n))
+            continue;
+        *eq = '\0';
+        cb(config_lag.kv[i], eq + 1, opaque);
+        *eq = '=';
+    }
 }
 
 static void take_config_prop(const char *key, const char *value, void *opaque)
@@ -175,6 +215,11 @@ static void take_config_prop(const char *key, const char *value, void *opaque)
     bool *full = opaque;
     size_t len;
 
+    if (!strncmp(key, "lag.", 4)) {
+        if (!take_lag_key(key, value))
+            *full = true;
+        return;
+    }
     if (strncmp(key, "kafka.", 6) || !connection_property(key + 6))
         return;
     if (config_props.n == CLI_CONFIG_KEYS) {

@@ -25,12 +25,13 @@ static const char lag_usage[] =
     "                   [--json | --prometheus]\n"
     "                   [--watch SECONDS] [--listen HOST:PORT] [--on-change CMD]\n"
     "                   [--window N] [--warn-lag N] [--warn-lag-seconds S]\n"
-    "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
+    "                   [ALERT OPTIONS] [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "       ballast lag -b BOOTSTRAP --all-groups [--include REGEX] [--exclude REGEX]\n"
     "                   [--include-topic REGEX] [--exclude-topic REGEX]\n"
     "                   [--cluster-name NAME] [--json | --prometheus] [--watch SECONDS]\n"
     "                   [--listen HOST:PORT] [--window N] [--warn-lag N]\n"
-    "                   [--warn-lag-seconds S] [--timeout SECONDS] [-X PROP=VALUE]...\n"
+    "                   [--warn-lag-seconds S] [ALERT OPTIONS] [--timeout SECONDS]\n"
+    "                   [-X PROP=VALUE]...\n"
     "\n"
     "Reports a consumer group's lag per partition without joining the group\n"
     "(admin API and watermarks only), with the group's state and members, as\n"
@@ -118,11 +119,38 @@ static const char lag_usage[] =
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
     "  -h, --help\n"
     "\n"
+    "alert options (per group; SECONDS may be 90, 1.5s, 5m, 1h):\n"
+    "  --webhook URL              POST a notification when a group's alert fires\n"
+    "                             and when it resolves (repeatable: each URL has its\n"
+    "                             own queue and thread; evaluations never wait)\n"
+    "  --webhook-format FORMAT    json (default: the alert as an object) or slack\n"
+    "                             (a Slack incoming-webhook body, {\"text\": ...})\n"
+    "  --webhook-timeout SECONDS  per try, to connect and to be answered (default 5)\n"
+    "  --webhook-retry-for SECONDS\n"
+    "                             tries again after a timeout, a refused connection,\n"
+    "                             a 5xx or 429, with back-off from 0.5 s doubling, for\n"
+    "                             at most this long (default 60)\n"
+    "  --alert-status STATUS      fire when the group's status is STATUS or worse\n"
+    "                             (WARN, REWIND, STALL, STOP, ERR)\n"
+    "  --alert-lag N              fire when the group's total lag is above N\n"
+    "  --alert-lag-seconds S      fire when its time lag is above S seconds\n"
+    "                             (any of the three that is given; none: WARN)\n"
+    "  --alert-for SECONDS        the condition must hold that long, evaluation\n"
+    "                             after evaluation, before the alert fires\n"
+    "                             (default 60)\n"
+    "  --alert-rate-limit SECONDS at most one notification per group per SECONDS;\n"
+    "                             the next one counts those held back (default 300)\n"
+    "  Rules per group pattern, and all of the above, can be given in the --config\n"
+    "  file: lag.webhook.url, lag.webhook.format, lag.alert.for, ...,\n"
+    "  lag.alert.NAME.match = REGEX with lag.alert.NAME.status, .lag, .lag-seconds,\n"
+    "  .for, .rate-limit (see docs/operations.md, \"Alerts\"); options win over the\n"
+    "  file's defaults. A bad URL or rule exits 78.\n"
+    "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
     "at start-up, 78 the group or the -t topic does not exist, or a bad -X\n"
-    "property, --config file or --listen address, 1 other failure. With\n"
-    "--all-groups, a cluster that stops answering later is ballast_lag_up 0, not\n"
-    "an exit.\n";
+    "property, --config file, --listen address, webhook URL or alert rule, 1 other\n"
+    "failure. With --all-groups, a cluster that stops answering later is\n"
+    "ballast_lag_up 0, not an exit.\n";
 
 /* ---- command line -------------------------------------------------------- */
 
@@ -154,6 +182,7 @@ static void free_opts(lag_opts_t *o)
         if (filters[i]->set)
             regfree(&filters[i]->re);
     bl_words_free(o->on_change);
+    alert_conf_free(&o->alert);
     free(o->props);
 }
 
@@ -200,7 +229,7 @@ static int check_combination(const lag_opts_t *o)
         }
         if (o->on_change) {
             cli_error("--on-change watches one group's status: it does not go with "
-                      "--all-groups (alert on ballast_lag_group_status instead)");
+                      "--all-groups (use --webhook, or alert on ballast_lag_group_status)");
             return EX_USAGE;
         }
         return 0;
@@ -232,6 +261,7 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
     int64_t n;
 
     memset(o, 0, sizeof(*o));
+    alert_conf_init(&o->alert);
     o->window = 10;
     o->th.warn_lag = -1;
     o->th.warn_lag_seconds = -1;
@@ -289,6 +319,9 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
                 cli_error("--on-change: %s", errbuf);
                 return EX_USAGE;
             }
+        } else if ((rc = alert_option(argc, argv, &i, &missing, &o->alert))) {
+            if (rc != 1)
+                return rc;
         } else if ((rc = cli_client_option(argc, argv, &i, &missing, &o->timeout_ms, o->props,
                                            &o->nprops))) {
             if (rc != 1)
@@ -307,7 +340,7 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
     }
     if (!o->bootstrap)
         o->bootstrap = cli_props_get(o->props, o->nprops, "bootstrap.servers");
-    if ((rc = check_combination(o)))
+    if ((rc = check_combination(o)) || (rc = alert_conf_finish(&o->alert)))
         return rc;
     if (json && prom) {
         cli_error("--json and --prometheus exclude each other");
@@ -363,6 +396,17 @@ static void sleep_interval(double seconds)
         bl_sleep_ms(left > 100 ? 100 : left);
 }
 
+/* Judges the group's alert on the latest evaluation. */
+static void evaluate_alerts(monitor_t *m)
+{
+    alert_reading_t r = {m->o->group, m->status, lag_total(m), -1};
+
+    for (size_t i = 0; i < m->nparts; i++)
+        if (m->parts[i].ok && m->parts[i].lag_seconds > r.max_lag_seconds)
+            r.max_lag_seconds = m->parts[i].lag_seconds;
+    alerts_evaluate(m->alerts, &r, 1, m->eval_ms);
+}
+
 static int run_monitor(const lag_opts_t *o)
 {
     monitor_t m;
@@ -385,6 +429,13 @@ static int run_monitor(const lag_opts_t *o)
         fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics)\n",
                 http_server_address(http), http_server_address(http));
     }
+    if (o->alert.nurls &&
+        !(m.alerts = alerts_start(&o->alert, o->bootstrap, errbuf, sizeof(errbuf)))) {
+        cli_error("alerts: %s", errbuf);
+        http_server_stop(http);
+        lag_monitor_free(&m);
+        return EX_SOFTWARE;
+    }
     while (!cli_stop_requested) {
         char *prom;
         int mrc = lag_measure(&m, errbuf, sizeof(errbuf));
@@ -400,6 +451,8 @@ static int run_monitor(const lag_opts_t *o)
         if (m.evaluations == 1 && !m.nparts && !o->topic)
             cli_error("group %s has no committed offsets and its members hold no "
                       "partitions (give -t TOPIC to see a topic's lag anyway)", o->group);
+        if (m.alerts)
+            evaluate_alerts(&m);
         /* Rendered once, for stdout and for the /metrics endpoint. */
         prom = http || (o->print && o->format == OUT_PROMETHEUS) ? lag_render_prometheus(&m)
                                                                  : NULL;
@@ -436,6 +489,7 @@ static int run_monitor(const lag_opts_t *o)
         sleep_interval(o->watch_s);
     }
     http_server_stop(http);
+    alerts_stop(m.alerts);
     lag_reap_children(&m, true, bl_wall_ms() + 10000);
     lag_monitor_free(&m);
     return rc;

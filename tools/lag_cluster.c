@@ -609,6 +609,24 @@ static void set_up(cluster_t *c, bool up, const char *why)
     pthread_mutex_unlock(&c->mtx);
 }
 
+/* Judges every group's alert on the latest evaluation. Only this thread
+ * changes the groups, so it reads them without the lock. */
+static void evaluate_alerts(cluster_t *c)
+{
+    alert_reading_t *r = calloc(c->ngroups ? c->ngroups : 1, sizeof(*r));
+
+    if (!r) {
+        cli_error("alerts: out of memory; this evaluation is not judged");
+        return;
+    }
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const cgroup_t *g = &c->groups[i];
+        r[i] = (alert_reading_t){g->name, g->status, g->total_lag, g->max_lag_seconds};
+    }
+    alerts_evaluate(c->alerts, r, c->ngroups, c->eval_ms);
+    free(r);
+}
+
 static void sleep_until(int64_t until)
 {
     int64_t left;
@@ -640,10 +658,17 @@ int lag_cluster_run(const lag_opts_t *o)
         return rc;
     }
     c.cannot_describe = cli_cannot_describe_groups(c.rk, o->timeout_ms);
+    if (o->alert.nurls &&
+        !(c.alerts = alerts_start(&o->alert, c.name, errbuf, sizeof(errbuf)))) {
+        cli_error("alerts: %s", errbuf);
+        cluster_free(&c);
+        return EX_SOFTWARE;
+    }
     if (o->listen) {
         if (http_server_start(o->listen, lag_cluster_routes, &c, &http, errbuf,
                               sizeof(errbuf))) {
             cli_error("--listen: %s", errbuf);
+            alerts_stop(c.alerts);
             cluster_free(&c);
             return EX_CONFIG;
         }
@@ -664,6 +689,10 @@ int lag_cluster_run(const lag_opts_t *o)
             break;
         }
         set_up(&c, !erc, errbuf);
+        /* A cluster that does not answer says nothing of its groups: their
+         * alerts stay as they are (ballast_lag_up tells). */
+        if (c.alerts && !erc)
+            evaluate_alerts(&c);
         if (o->print && !erc) {
             pthread_mutex_lock(&c.mtx);
             lag_cluster_print(&c);
@@ -676,6 +705,7 @@ int lag_cluster_run(const lag_opts_t *o)
         sleep_until(next);
     }
     http_server_stop(http);
+    alerts_stop(c.alerts);
     cluster_free(&c);
     return rc;
 }

@@ -227,6 +227,8 @@ static void write_prometheus(FILE *fp, const void *arg)
         fprintf(fp, "\",kind=\"%s\"} %lu\n", lag_error_kind_name((lag_error_kind_t)k),
                 c->errors[k]);
     }
+    if (c->alerts)
+        alerts_prometheus(fp, c->alerts, "cluster", c->name);
 }
 
 /* ---- JSON ---------------------------------------------------------------- */

@@ -346,6 +346,8 @@ static void write_prometheus(FILE *fp, const void *arg)
           fp);
     bl_prom_label(fp, m->o->group);
     fprintf(fp, "\"} %lu\n", m->evaluations);
+    if (m->alerts)
+        alerts_prometheus(fp, m->alerts, "consumergroup", m->o->group);
 }
 
 char *lag_render_prometheus(const monitor_t *m)

@@ -9,6 +9,7 @@
 #ifndef BALLAST_LAGMON_H
 #define BALLAST_LAGMON_H
 
+#include "alert.h"
 #include "cli.h"
 #include "http.h"
 #include "lag.h"
@@ -38,6 +39,7 @@ typedef struct lag_opts {
     bool print; /* whether evaluations are printed on stdout */
     double watch_s; /* 0: evaluate once */
     char **on_change; /* argv, NULL-terminated; NULL when unset */
+    alert_conf_t alert; /* rules and webhooks; alerts are off without a webhook */
     size_t window;
     bl_lag_thresholds_t th;
     int timeout_ms;
@@ -99,6 +101,7 @@ typedef struct monitor {
     char *prom;
     pid_t *children; /* --on-change commands not yet reaped */
     size_t nchildren;
+    alerts_t *alerts; /* NULL: no webhook */
 } monitor_t;
 
 /* ---- clients (lag_client.c) ----------------------------------------------- */
@@ -228,6 +231,7 @@ typedef struct cluster {
     unsigned long errors[LAG_ERR_KIND_COUNT];
     int64_t eval_ms;     /* wall clock at the end of the latest evaluation */
     double eval_seconds; /* how long it took */
+    alerts_t *alerts;    /* NULL: no webhook */
 } cluster_t;
 
 /** The group named @p name in @p g (@p n of them, sorted by name); NULL:

@@ -1,0 +1,320 @@
+/*
+ * alert_notify.c - the alerts of a watcher: each group's state (when its
+ * alert fires and resolves, the rate limit), the notifications' bodies
+ * (JSON, or Slack's {"text": ...}), and their metrics. See alert.h.
+ */
+#include "alert.h"
+
+#include "cli.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* What a stop gives the notifications still queued, at most: a
+ * supervisor's stop must not wait on a dead receiver. */
+#define STOP_GRACE_MAX_S 5.0
+
+struct alerts {
+    const alert_conf_t *c;
+    const char *cluster;
+    webhook_t **hooks;
+    size_t nhooks;
+    alert_state_t *states; /* one per group judged and not forgotten */
+    size_t nstates;
+    pthread_mutex_t mtx;   /* guards the counters: the HTTP thread reads them */
+    unsigned long firing, fired, resolved, suppressed;
+};
+
+/* ---- one group ---------------------------------------------------------- */
+
+static bool rule_holds(const alert_rule_t *r, const alert_reading_t *g)
+{
+    return (r->status >= 0 && (int)g->status >= r->status) ||
+           (r->lag >= 0 && g->total_lag > r->lag) ||
+           (r->lag_seconds >= 0 && g->max_lag_seconds > r->lag_seconds);
+}
+
+static const alert_rule_t *rule_for(const alert_conf_t *c, const char *group)
+{
+    for (size_t i = 0; i < c->nrules; i++)
+        if (!regexec(&c->rules[i].match, group, 0, NULL, 0))
+            return &c->rules[i];
+    return &c->deflt;
+}
+
+/* ---- notifications -------------------------------------------------------- */
+
+static void fmt_duration(char *out, size_t size, int64_t ms)
+{
+    int64_t s = ms / 1000;
+
+    if (s < 60)
+        snprintf(out, size, "%.1fs", (double)ms / 1000);
+    else if (s < 3600)
+        snprintf(out, size, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else
+        snprintf(out, size, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+}
+
+static json_t *iso_time(int64_t ms)
+{
+    char buf[40];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    return json_sprintf("%s.%03dZ", buf, (int)(ms % 1000));
+}
+
+/* The one-line summary of a notification. */
+static void summary(char *out, size_t size, const alerts_t *a, const alert_state_t *s,
+                    const alert_reading_t *g, bool gone, alert_kind_t kind,
+                    unsigned long suppressed, int64_t now_ms)
+{
+    char dur[32], secs[48] = "", more[64] = "";
+
+    fmt_duration(dur, sizeof(dur), now_ms - s->fired_ms);
+    if (g->max_lag_seconds >= 0)
+        snprintf(secs, sizeof(secs), ", %.1f s behind", g->max_lag_seconds);
+    if (suppressed)
+        snprintf(more, sizeof(more), " (%lu notification%s suppressed by the rate limit)",
+                 suppressed, suppressed == 1 ? "" : "s");
+    if (kind == ALERT_FIRING)
+        snprintf(out, size, "FIRING: consumer group %s on %s is %s: lag %lld messages%s, "
+                 "for %s (rule %s)%s", g->group, a->cluster, bl_lag_status_name(g->status),
+                 (long long)g->total_lag, secs, dur, s->rule->name, more);
+    else if (gone)
+        snprintf(out, size, "RESOLVED: consumer group %s on %s no longer exists, after %s "
+                 "(rule %s)%s", g->group, a->cluster, dur, s->rule->name, more);
+    else
+        snprintf(out, size, "RESOLVED: consumer group %s on %s is %s: lag %lld messages%s, "
+                 "after %s (rule %s)%s", g->group, a->cluster, bl_lag_status_name(g->status),
+                 (long long)g->total_lag, secs, dur, s->rule->name, more);
+}
+
+/* @p in with Slack's three control characters escaped (&, <, >: Slack
+ * reads <...> as a link or mention). */
+static void slack_escape(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (; *in && n + 6 < size; in++) {
+        const char *e = *in == '&' ? "&amp;" : *in == '<' ? "&lt;" : *in == '>' ? "&gt;" : NULL;
+        if (e) {
+            memcpy(out + n, e, strlen(e));
+            n += strlen(e);
+        } else {
+            out[n++] = *in;
+        }
+    }
+    out[n] = '\0';
+}
+
+static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_reading_t *g,
+                     bool gone, alert_kind_t kind, unsigned long suppressed, int64_t now_ms)
+{
+    char text[1024], escaped[sizeof(text) * 5];
+    json_t *o;
+    char *body;
+
+    summary(text, sizeof(text), a, s, g, gone, kind, suppressed, now_ms);
+    if (a->c->format == ALERT_SLACK) {
+        slack_escape(text, escaped, sizeof(escaped));
+        o = json_pack("{s:s+}", "text", kind == ALERT_FIRING ? ":rotating_light: "
+                                                              : ":white_check_mark: ", escaped);
+    } else {
+        o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:f,s:I,s:s}", "status",
+                      kind == ALERT_FIRING ? "firing" : "resolved", "group", g->group,
+                      "cluster", a->cluster, "rule", s->rule->name, "lag_status",
+                      gone ? "GONE" : bl_lag_status_name(g->status), "total_lag",
+                      (json_int_t)g->total_lag,
+                      "max_lag_seconds",
+                      g->max_lag_seconds >= 0 ? json_real(g->max_lag_seconds) : json_null(),
+                      "started_at", iso_time(s->fired_ms), "at", iso_time(now_ms),
+                      "duration_seconds", (double)(now_ms - s->fired_ms) / 1000.0,
+                      "suppressed", (json_int_t)suppressed, "summary", text);
+    }
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return body;
+}
+
+static void notify(alerts_t *a, const alert_state_t *s, const alert_reading_t *g, bool gone,
+                   alert_kind_t kind, unsigned long suppressed, int64_t now_ms)
+{
+    char *body = body_of(a, s, g, gone, kind, suppressed, now_ms);
+
+    if (!body) {
+        cli_error("alert for group %s: cannot build the notification (out of memory)", g->group);
+        return;
+    }
+    for (size_t i = 0; i < a->nhooks; i++)
+        webhook_post(a->hooks[i], body);
+    free(body);
+    pthread_mutex_lock(&a->mtx);
+    if (kind == ALERT_FIRING)
+        a->fired++;
+    else
+        a->resolved++;
+    a->suppressed += suppressed;
+    pthread_mutex_unlock(&a->mtx);
+}
+
+/* ---- the watcher's alerts --------------------------------------------------- */
+
+alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
+                       size_t errsize)
+{
+    alerts_t *a = calloc(1, sizeof(*a));
+
+    if (!a || !(a->hooks = calloc(c->nurls, sizeof(*a->hooks)))) {
+        free(a);
+        snprintf(errbuf, errsize, "out of memory");
+        return NULL;
+    }
+    a->c = c;
+    a->cluster = cluster;
+    pthread_mutex_init(&a->mtx, NULL);
+    if (webhook_global_init(errbuf, errsize)) {
+        alerts_stop(a);
+        return NULL;
+    }
+    for (; a->nhooks < c->nurls; a->nhooks++)
+        if (!(a->hooks[a->nhooks] = webhook_start(c->urls[a->nhooks], &c->webhook, errbuf,
+                                                  errsize))) {
+            alerts_stop(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* The state of @p group, added when new. NULL when out of memory. */
+static alert_state_t *state_of(alerts_t *a, const char *group)
+{
+    alert_state_t *grown;
+
+    for (size_t i = 0; i < a->nstates; i++)
+        if (!strcmp(a->states[i].group, group))
+            return &a->states[i];
+    if (!(grown = realloc(a->states, (a->nstates + 1) * sizeof(*grown))))
+        return NULL;
+    a->states = grown;
+    memset(&grown[a->nstates], 0, sizeof(*grown));
+    if (!(grown[a->nstates].group = strdup(group)))
+        return NULL;
+    grown[a->nstates].rule = rule_for(a->c, group);
+    return &grown[a->nstates++];
+}
+
+void alerts_evaluate(alerts_t *a, const alert_reading_t *r, size_t n, int64_t now_ms)
+{
+    unsigned long suppressed, firing = 0;
+    alert_kind_t kind;
+    size_t kept = 0;
+
+    for (size_t i = 0; i < a->nstates; i++)
+        a->states[i].seen = false;
+    for (size_t i = 0; i < n; i++) {
+        alert_state_t *s = state_of(a, r[i].group);
+        if (!s)
+            continue;
+        s->seen = true;
+        if ((kind = alert_step(s, rule_holds(s->rule, &r[i]), now_ms, &suppressed)))
+            notify(a, s, &r[i], false, kind, suppressed, now_ms);
+    }
+    /* Groups gone from the cluster: their condition no longer holds. */
+    for (size_t i = 0; i < a->nstates; i++) {
+        alert_state_t *s = &a->states[i];
+        alert_reading_t gone = {s->group, BL_LAG_OK, 0, -1};
+        if (!s->seen && (kind = alert_step(s, false, now_ms, &suppressed)))
+            notify(a, s, &gone, true, kind, suppressed, now_ms);
+        if (s->seen || s->firing || (s->suppressed && s->sent == ALERT_FIRING)) {
+            firing += s->firing;
+            a->states[kept++] = *s;
+        } else {
+            free(s->group);
+        }
+    }
+    a->nstates = kept;
+    pthread_mutex_lock(&a->mtx);
+    a->firing = firing;
+    pthread_mutex_unlock(&a->mtx);
+}
+
+/* ---- metrics ------------------------------------------------------------------ */
+
+static void sample(FILE *fp, const char *name, const char *label_name, const char *label_value,
+                   const char *extra, unsigned long v)
+{
+    fprintf(fp, "%s{%s=\"", name, label_name);
+    bl_prom_label(fp, label_value);
+    fprintf(fp, "\"%s} %lu\n", extra, v);
+}
+
+void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char *label_value)
+{
+    webhook_counts_t c;
+    char extra[64];
+
+    memset(&c, 0, sizeof(c));
+    for (size_t i = 0; i < a->nhooks; i++)
+        webhook_add_counts(a->hooks[i], &c);
+    pthread_mutex_lock(&a->mtx);
+    fputs("# HELP ballast_lag_alerts_firing Groups whose alert is firing.\n"
+          "# TYPE ballast_lag_alerts_firing gauge\n", fp);
+    sample(fp, "ballast_lag_alerts_firing", label_name, label_value, "", a->firing);
+    fputs("# HELP ballast_lag_alert_notifications_total Notifications made, by kind "
+          "(each sent to every webhook).\n"
+          "# TYPE ballast_lag_alert_notifications_total counter\n", fp);
+    sample(fp, "ballast_lag_alert_notifications_total", label_name, label_value,
+           ",kind=\"firing\"", a->fired);
+    sample(fp, "ballast_lag_alert_notifications_total", label_name, label_value,
+           ",kind=\"resolved\"", a->resolved);
+    fputs("# HELP ballast_lag_alert_suppressed_total Notifications held back by the rate "
+          "limit of their group.\n"
+          "# TYPE ballast_lag_alert_suppressed_total counter\n", fp);
+    sample(fp, "ballast_lag_alert_suppressed_total", label_name, label_value, "",
+           a->suppressed);
+    pthread_mutex_unlock(&a->mtx);
+    fputs("# HELP ballast_lag_alerts_sent_total Notifications a webhook accepted (2xx).\n"
+          "# TYPE ballast_lag_alerts_sent_total counter\n", fp);
+    sample(fp, "ballast_lag_alerts_sent_total", label_name, label_value, "", c.sent);
+    fputs("# HELP ballast_lag_alert_attempts_total HTTP requests made to the webhooks, "
+          "tries again included.\n"
+          "# TYPE ballast_lag_alert_attempts_total counter\n", fp);
+    sample(fp, "ballast_lag_alert_attempts_total", label_name, label_value, "", c.attempts);
+    fputs("# HELP ballast_lag_alert_failures_total Notifications a webhook did not accept "
+          "after every try, or dropped from a full queue, by reason.\n"
+          "# TYPE ballast_lag_alert_failures_total counter\n", fp);
+    for (int r = 0; r < WEBHOOK_REASON_COUNT; r++) {
+        snprintf(extra, sizeof(extra), ",reason=\"%s\"",
+                 webhook_reason_name((webhook_reason_t)r));
+        sample(fp, "ballast_lag_alert_failures_total", label_name, label_value, extra,
+               c.failures[r]);
+    }
+}
+
+void alerts_stop(alerts_t *a)
+{
+    double grace_s;
+    int64_t stop_by_ms;
+
+    if (!a)
+        return;
+    grace_s = a->c->webhook.timeout_s < STOP_GRACE_MAX_S ? a->c->webhook.timeout_s
+                                                         : STOP_GRACE_MAX_S;
+    stop_by_ms = bl_now_ms() + (int64_t)(grace_s * 1000);
+    /* Every thread has the same deadline: they stop together. */
+    for (size_t i = 0; i < a->nhooks; i++)
+        webhook_stop(a->hooks[i], stop_by_ms);
+    for (size_t i = 0; i < a->nstates; i++)
+        free(a->states[i].group);
+    free(a->states);
+    free(a->hooks);
+    pthread_mutex_destroy(&a->mtx);
+    free(a);
+}
