@@ -13,8 +13,11 @@
  *      who holds which partition);
  *   4. ListOffsets: one call for the latest offsets of every partition of
  *      every group, one for the earliest;
- *   5. time lag: one group-less consumer reads the message at each lagging
- *      committed offset (lag_probe.c).
+ *   5. time lag: from each partition's log-end history, recorded at step
+ *      4 once per partition for all the groups that read it (lag_time.c);
+ *      where the history cannot say yet (or --lag-seconds-method
+ *      timestamp), one group-less consumer reads the message at the
+ *      lagging committed offset (lag_probe.c).
  * The network part runs without the lock; the results then replace the
  * previous evaluation's under it, each partition keeping its window of
  * samples across evaluations. A group that is gone is forgotten, one that
@@ -342,6 +345,19 @@ static void list_offsets(cluster_t *c, wmark_t *w, size_t n, rd_kafka_OffsetSpec
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Records each partition's log end in its history (lag_time.c). */
+static void record_log_ends(cluster_t *c, const wmark_t *w, size_t n)
+{
+    lag_log_end_t *ends = malloc((n ? n : 1) * sizeof(*ends));
+
+    if (!ends)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ends[i] = (lag_log_end_t){w[i].topic, w[i].partition, w[i].err ? -1 : w[i].high};
+    lag_hist_update(&c->hist, ends, n, bl_now_ms());
+    free(ends);
+}
+
 /* Reads the watermarks of every partition of every group, and their lag.
  * @returns false when out of memory. */
 static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
@@ -371,6 +387,7 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
             w[nw++] = w[i];
     list_offsets(c, w, nw, RD_KAFKA_OFFSET_SPEC_EARLIEST);
     list_offsets(c, w, nw, RD_KAFKA_OFFSET_SPEC_LATEST);
+    record_log_ends(c, w, nw);
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < g[i].nparts; k++) {
             cpart_t *p = &g[i].parts[k];
@@ -391,8 +408,10 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
             p->low = m->low;
             p->high = m->high;
             p->lag = bl_lag_of(p->committed, p->low, p->high);
-            if (p->committed >= 0 && p->lag == 0)
+            if (p->committed >= 0 && p->lag == 0) {
                 p->lag_seconds = 0;
+                p->lag_seconds_method = BL_LAG_TIME_CAUGHT_UP;
+            }
         }
     free(w);
     return true;
@@ -400,38 +419,27 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
 
 /* ---- 5. time lag --------------------------------------------------------- */
 
-static void probe_time_lag(cluster_t *c, cgroup_t *g, size_t n)
+/* The time lag of every lagging, committed partition of every group, by
+ * lag_time.c's choice of method. */
+static void time_lag(cluster_t *c, cgroup_t *g, size_t n)
 {
-    size_t total = 0, np = 0;
-    lag_probe_t *probes;
-    cpart_t **of;
+    size_t total = 0, na = 0;
+    lag_time_ask_t *asks;
 
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < g[i].nparts; k++)
-            if (g[i].parts[k].ok && g[i].parts[k].committed >= 0 && g[i].parts[k].lag > 0)
-                total++;
-    if (!total)
+        total += g[i].nparts;
+    if (!total || !(asks = malloc(total * sizeof(*asks))))
         return;
-    probes = calloc(total, sizeof(*probes));
-    of = calloc(total, sizeof(*of));
-    if (probes && of) {
-        for (size_t i = 0; i < n; i++)
-            for (size_t k = 0; k < g[i].nparts; k++) {
-                cpart_t *p = &g[i].parts[k];
-                if (!(p->ok && p->committed >= 0 && p->lag > 0))
-                    continue;
-                probes[np].topic = p->topic;
-                probes[np].partition = p->partition;
-                probes[np].offset = p->committed > p->low ? p->committed : p->low;
-                of[np++] = p;
-            }
-        lag_probe_ages(c->o, probes, np,
-                       bl_wall_ms() + (c->o->timeout_ms < 5000 ? c->o->timeout_ms : 5000));
-        for (size_t i = 0; i < np; i++)
-            of[i]->lag_seconds = probes[i].lag_seconds;
-    }
-    free(probes);
-    free(of);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < g[i].nparts; k++) {
+            cpart_t *p = &g[i].parts[k];
+            if (p->ok && p->committed >= 0 && p->lag > 0)
+                asks[na++] = (lag_time_ask_t){p->topic, p->partition, p->committed, p->low,
+                                              &p->lag_seconds, &p->lag_seconds_method};
+        }
+    lag_time_of(c->o, &c->hist, asks, na,
+                bl_wall_ms() + (c->o->timeout_ms < 5000 ? c->o->timeout_ms : 5000));
+    free(asks);
 }
 
 /* ---- judging, and the new evaluation replacing the old ------------------ */
@@ -516,14 +524,17 @@ static void replace_groups(cluster_t *c, cgroup_t *g, size_t n)
         grp->status = BL_LAG_OK;
         grp->total_lag = 0;
         grp->max_lag_seconds = -1;
+        grp->max_lag_seconds_method = BL_LAG_TIME_NONE;
         for (size_t k = 0; k < grp->nparts; k++) {
             cpart_t *p = &grp->parts[k];
             judge_part(c, grp, p, old ? find_cpart(old, p->topic, p->partition) : NULL);
             grp->status = bl_lag_status_worst(grp->status, p->status);
             if (p->ok)
                 grp->total_lag += p->lag;
-            if (p->ok && p->lag_seconds > grp->max_lag_seconds)
+            if (p->ok && p->lag_seconds > grp->max_lag_seconds) {
                 grp->max_lag_seconds = p->lag_seconds;
+                grp->max_lag_seconds_method = p->lag_seconds_method;
+            }
         }
         if (!grp->ok)
             grp->status = BL_LAG_ERR;
@@ -565,7 +576,7 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
         snprintf(errbuf, errsize, "out of memory");
         return EX_SOFTWARE;
     }
-    probe_time_lag(c, g, n);
+    time_lag(c, g, n);
     replace_groups(c, g, n);
     pthread_mutex_lock(&c->mtx);
     c->evaluations++;
@@ -585,6 +596,7 @@ static void cluster_free(cluster_t *c)
     for (size_t i = 0; i < c->ntopics; i++)
         free(c->topics[i]);
     free(c->topics);
+    lag_hist_free(&c->hist);
     if (c->rk)
         rd_kafka_destroy(c->rk);
     pthread_mutex_destroy(&c->mtx);

@@ -178,7 +178,7 @@ static void write_prometheus(FILE *fp, const void *arg)
     part_family(fp, c, "kafka_consumergroup_lag",
                 "High watermark minus the group's committed offset.", PV_LAG);
     part_family(fp, c, "kafka_consumergroup_lag_seconds",
-                "Age of the oldest unconsumed message (0 when caught up).", PV_LAG_SECONDS);
+                LAG_SECONDS_HELP, PV_LAG_SECONDS);
     part_family(fp, c, "kafka_consumergroup_current_offset", "The group's committed offset.",
                 PV_COMMITTED);
     topic_sums(fp, c, "kafka_consumergroup_lag_sum", "The group's lag over a topic.", true);
@@ -246,6 +246,8 @@ static json_t *group_summary(const cgroup_t *g)
     json_object_set_new(o, "partitions", json_integer((json_int_t)g->nparts));
     json_object_set_new(o, "total_lag", json_integer((json_int_t)g->total_lag));
     json_object_set_new(o, "max_lag_seconds", lag_json_seconds(g->max_lag_seconds, true));
+    json_object_set_new(o, "max_lag_seconds_method",
+                        json_string(bl_lag_time_method_name(g->max_lag_seconds_method)));
     json_object_set_new(o, "error", g->ok ? json_null() : json_string(g->error));
     return o;
 }
@@ -256,7 +258,7 @@ static json_t *part_json(const cgroup_t *g, const cpart_t *p)
     json_t *o = json_object();
 
     lag_json_put_reading(o, p->topic, p->partition, p->ok, p->committed, p->high, p->low, p->lag,
-                         p->lag_seconds, p->status);
+                         p->lag_seconds, p->lag_seconds_method, p->status);
     lag_json_put_holder(o, mb);
     if (!p->ok)
         json_object_set_new(o, "error", json_string(p->error ? p->error : "unreadable"));
@@ -417,8 +419,8 @@ static void print_table(const cluster_t *c)
     bl_iso8601(c->eval_ms, when, sizeof(when));
     printf("cluster %s  groups %zu  evaluated in %.3f s  %s\n", c->name, c->ngroups,
            c->eval_seconds, when);
-    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s\n", w, "GROUP", "STATUS", "STATE",
-           "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC");
+    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s  %-12s\n", w, "GROUP", "STATUS",
+           "STATE", "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC", "METHOD");
     for (size_t i = 0; i < c->ngroups; i++) {
         const cgroup_t *g = order[i];
         char members[24] = "-", seconds[32] = "-";
@@ -426,10 +428,12 @@ static void print_table(const cluster_t *c)
             snprintf(members, sizeof(members), "%zu", g->view.nmembers);
         if (g->max_lag_seconds >= 0)
             snprintf(seconds, sizeof(seconds), "%.3f", g->max_lag_seconds);
-        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s%s%s\n", w, g->name,
+        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s  %-12s%s%s\n", w, g->name,
                bl_lag_status_name(g->status), g->view.state[0] ? g->view.state : "-",
                g->view.protocol ? g->view.protocol : "-", members, g->nparts,
-               (long long)g->total_lag, seconds, g->ok ? "" : "  ", g->ok ? "" : g->error);
+               (long long)g->total_lag, seconds,
+               bl_lag_time_method_name(g->max_lag_seconds_method), g->ok ? "" : "  ",
+               g->ok ? "" : g->error);
     }
     free(order);
 }

@@ -3,7 +3,8 @@
  * (cmd_lag.c), one evaluation of the group (lag_measure.c), its output
  * (lag_output.c), the --on-change command (lag_alert.c), its clients
  * (lag_client.c), time lag (lag_probe.c), and the watch of every group of a cluster, --all-groups
- * (lag_cluster.c, lag_cluster_output.c). How lag is read and judged is
+ * (lag_cluster.c, lag_cluster_output.c); time lag's choice of method,
+ * shared by both (lag_time.c). How lag is read and judged is
  * shared with the library and the demo (shared/lag.h).
  */
 #ifndef BALLAST_LAGMON_H
@@ -12,6 +13,7 @@
 #include "cli.h"
 #include "http.h"
 #include "lag.h"
+#include "lag_history.h"
 
 #include <pthread.h>
 #include <regex.h>
@@ -40,10 +42,24 @@ typedef struct lag_opts {
     char **on_change; /* argv, NULL-terminated; NULL when unset */
     size_t window;
     bl_lag_thresholds_t th;
+    bool prefer_timestamps; /* --lag-seconds-method timestamp */
     int timeout_ms;
     const char **props; /* "key=value" for librdkafka */
     size_t nprops;
 } lag_opts_t;
+
+/* A partition's log-end history. */
+typedef struct lag_hist {
+    const char *topic; /* not copied: the caller's for the whole run */
+    int32_t partition;
+    bl_lag_history_t *h; /* NULL: none (out of memory) */
+} lag_hist_t;
+
+/* Every watched partition's history, sorted by topic and partition. */
+typedef struct lag_hist_table {
+    lag_hist_t *e;
+    size_t n;
+} lag_hist_table_t;
 
 /* One partition: its window and its latest measurement. */
 typedef struct part_state {
@@ -55,6 +71,7 @@ typedef struct part_state {
     char error[200];
     int64_t committed, low, high, lag;
     double lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t lag_seconds_method;
     long member;        /* index into the group's members; -1: none holds it */
 } part_state_t;
 
@@ -97,6 +114,7 @@ typedef struct monitor {
     int64_t eval_ms; /* wall clock of the latest evaluation */
     pthread_mutex_t mtx; /* guards prom, read by the HTTP thread */
     char *prom;
+    lag_hist_table_t hist; /* the partitions' log-end histories */
     pid_t *children; /* --on-change commands not yet reaped */
     size_t nchildren;
 } monitor_t;
@@ -172,6 +190,40 @@ typedef struct lag_probe {
  *  each is known or @p deadline_ms (wall clock) passes. */
 void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t deadline_ms);
 
+/* ---- time lag's method (lag_time.c) --------------------------------------- */
+
+/* A partition's log end at this evaluation (high < 0: unreadable). */
+typedef struct lag_log_end {
+    const char *topic;
+    int32_t partition;
+    int64_t high;
+} lag_log_end_t;
+
+/** Makes @p t the histories of @p ends (sorted by topic and partition, each
+ *  once; their topic strings must outlive @p t): a partition's history is
+ *  kept, a new one starts, one not in @p ends is forgotten; then records
+ *  each log end at @p now_ms (bl_now_ms()). @returns 0, or -1 when out of
+ *  memory (@p t unchanged). */
+int lag_hist_update(lag_hist_table_t *t, const lag_log_end_t *ends, size_t n, int64_t now_ms);
+/** Frees the histories of @p t (not @p t itself). */
+void lag_hist_free(lag_hist_table_t *t);
+
+/** One group-partition whose time lag is wanted. */
+typedef struct lag_time_ask {
+    const char *topic;
+    int32_t partition;
+    int64_t committed, low;
+    double *seconds;               /* out */
+    bl_lag_time_method_t *method;  /* out */
+} lag_time_ask_t;
+
+/** Sets the time lag of @p n asks (lagging, committed ones) by
+ *  bl_lag_time_choose(): from @p t's histories, reading message timestamps
+ *  (lag_probe_ages(), until @p deadline_ms, wall clock) only for the asks
+ *  whose choice needs them. */
+void lag_time_of(const lag_opts_t *o, const lag_hist_table_t *t, lag_time_ask_t *asks, size_t n,
+                 int64_t deadline_ms);
+
 /* ---- every group of a cluster (lag_cluster.c, lag_cluster_output.c) ------- */
 
 /* One partition of a watched group. */
@@ -184,6 +236,7 @@ typedef struct cpart {
     bl_lag_status_t status;
     int64_t committed, low, high, lag;
     double lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t lag_seconds_method;
     bl_lag_window_t window;
 } cpart_t;
 
@@ -200,6 +253,7 @@ typedef struct cgroup {
     bl_lag_status_t status;
     int64_t total_lag;
     double max_lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t max_lag_seconds_method;
 } cgroup_t;
 
 /* What went wrong in an evaluation, counted by kind. */
@@ -228,12 +282,19 @@ typedef struct cluster {
     unsigned long errors[LAG_ERR_KIND_COUNT];
     int64_t eval_ms;     /* wall clock at the end of the latest evaluation */
     double eval_seconds; /* how long it took */
+    lag_hist_table_t hist; /* log-end histories: the evaluation's alone, not locked */
 } cluster_t;
 
 /** The group named @p name in @p g (@p n of them, sorted by name); NULL:
  *  none. */
 cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name);
 /* ---- JSON shared by both modes (lag_output.c) ----------------------------- */
+
+/* The HELP of kafka_consumergroup_lag_seconds, in both modes. */
+#define LAG_SECONDS_HELP                                                                     \
+    "Age of the oldest unconsumed message: when the log end passed the committed offset, "  \
+    "from the partition's log-end history (by the message's timestamp only before any "     \
+    "history, or with --lag-seconds-method timestamp); 0 when caught up."
 
 struct json_t;
 /** @p v as a JSON integer, or null when not @p known or negative. */
@@ -243,10 +304,12 @@ struct json_t *lag_json_seconds(double v, bool known);
 /** @p s, or null when NULL or empty. */
 struct json_t *lag_json_text(const char *s);
 /** Sets a partition's reading on @p o: topic, partition, committed, high_watermark,
- *  low_watermark, lag, lag_seconds (null where not @p ok) and status. */
+ *  low_watermark, lag, lag_seconds (null where not @p ok), lag_seconds_method
+ *  ("none" where not @p ok) and status. */
 void lag_json_put_reading(struct json_t *o, const char *topic, int32_t partition, bool ok,
                           int64_t committed, int64_t high, int64_t low, int64_t lag,
-                          double lag_seconds, bl_lag_status_t status);
+                          double lag_seconds, bl_lag_time_method_t method,
+                          bl_lag_status_t status);
 /** Sets who holds a partition on @p o: consumer_id, client_id and host of @p mb
  *  (null when none holds it). */
 void lag_json_put_holder(struct json_t *o, const member_t *mb);
