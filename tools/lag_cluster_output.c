@@ -419,7 +419,7 @@ static void print_table(const cluster_t *c)
     bl_iso8601(c->eval_ms, when, sizeof(when));
     printf("cluster %s  groups %zu  evaluated in %.3f s  %s\n", c->name, c->ngroups,
            c->eval_seconds, when);
-    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s  %-12s\n", w, "GROUP", "STATUS",
+    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s  %s\n", w, "GROUP", "STATUS",
            "STATE", "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC", "METHOD");
     for (size_t i = 0; i < c->ngroups; i++) {
         const cgroup_t *g = order[i];
@@ -428,7 +428,7 @@ static void print_table(const cluster_t *c)
             snprintf(members, sizeof(members), "%zu", g->view.nmembers);
         if (g->max_lag_seconds >= 0)
             snprintf(seconds, sizeof(seconds), "%.3f", g->max_lag_seconds);
-        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s  %-12s%s%s\n", w, g->name,
+        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s  %s%s%s\n", w, g->name,
                bl_lag_status_name(g->status), g->view.state[0] ? g->view.state : "-",
                g->view.protocol ? g->view.protocol : "-", members, g->nparts,
                (long long)g->total_lag, seconds,
