@@ -119,10 +119,8 @@ bl_lag_time_method_t bl_lag_history_estimate(const bl_lag_history_t *h, int64_t 
     *seconds = -1;
     if (committed < 0 || !h->n)
         return BL_LAG_TIME_NONE;
-    if (target > newest->offset) {
-        *seconds = 0;
-        return BL_LAG_TIME_CAUGHT_UP;
-    }
+    if (target > newest->offset)
+        return BL_LAG_TIME_NONE; /* not seen written yet: the history is behind */
     if (target > oldest->offset) {
         *seconds = age_seconds(interpolate(h, target), now_ms);
         return BL_LAG_TIME_INTERPOLATED;

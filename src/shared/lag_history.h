@@ -83,9 +83,10 @@ bool bl_lag_history_observe(bl_lag_history_t *h, int64_t high, int64_t now_ms);
 
 /** The age at @p now_ms of the message at offset @p committed, from the
  *  history alone: INTERPOLATED, EXTRAPOLATED (below the oldest sample, at
- *  the history's rate), CAUGHT_UP (at or past the log end), or NONE (no
- *  sample, no rate to extrapolate with, or @p committed < 0), with the
- *  seconds in *seconds (-1 with NONE). */
+ *  the history's rate), or NONE (no sample, no rate to extrapolate with, an
+ *  offset the history has not seen written, or @p committed < 0), with the
+ *  seconds in *seconds (-1 with NONE). A caught-up partition (lag 0) is
+ *  the caller's to tell. */
 bl_lag_time_method_t bl_lag_history_estimate(const bl_lag_history_t *h, int64_t committed,
                                              int64_t now_ms, double *seconds);
 

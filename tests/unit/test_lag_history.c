@@ -42,9 +42,12 @@ static void test_interpolates_between_samples(void **state)
     /* Exactly on a sample: message 299 made the log end 300, at 3 s. */
     assert_int_equal(bl_lag_history_estimate(&h, 299, 12000, &s), BL_LAG_TIME_INTERPOLATED);
     assert_near(s, 9.0, 1e-9);
-    /* At the log end: nothing to consume. */
-    assert_int_equal(bl_lag_history_estimate(&h, 1000, 12000, &s), BL_LAG_TIME_CAUGHT_UP);
-    assert_near(s, 0, 0);
+    /* At the log end, or past it: no message the history saw written
+     * (lag 0 is the caller's to tell). */
+    assert_int_equal(bl_lag_history_estimate(&h, 1000, 12000, &s), BL_LAG_TIME_NONE);
+    assert_true(s < 0);
+    assert_int_equal(bl_lag_history_estimate(&h, 999, 12000, &s), BL_LAG_TIME_INTERPOLATED);
+    assert_near(s, 2.0, 1e-9);
     /* Nothing committed. */
     assert_int_equal(bl_lag_history_estimate(&h, -1, 12000, &s), BL_LAG_TIME_NONE);
     assert_true(s < 0);
