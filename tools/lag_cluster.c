@@ -93,15 +93,28 @@ static void cpart_error(cpart_t *p, const char *why)
     p->error = strdup(why);
 }
 
-static void group_free(cgroup_t *g)
+/* Makes @p g (n of them, sorted; taken) the watched groups, dropping the
+ * cluster's reference to the previous ones (a scrape may still hold one).
+ * Call with c->mtx held. */
+static void publish(cluster_t *c, cgroup_t *g, size_t n)
 {
-    for (size_t i = 0; i < g->nparts; i++) {
-        free(g->parts[i].error);
-        bl_lag_window_free(&g->parts[i].window);
+    lag_groups_t *gs = calloc(1, sizeof(*gs));
+
+    if (!gs) { /* out of memory: no groups rather than stale ones */
+        for (size_t i = 0; i < n; i++)
+            lag_group_free(&g[i]);
+        free(g);
+        g = NULL;
+        n = 0;
+    } else {
+        gs->g = g;
+        gs->n = n;
+        atomic_init(&gs->refs, 1);
     }
-    free(g->parts);
-    lag_view_clear(&g->view);
-    free(g->name);
+    lag_groups_release(c->published);
+    c->published = gs;
+    c->groups = g;
+    c->ngroups = n;
 }
 
 /* Adds @p topic [@p partition] to @p g's partitions unless there (they are
@@ -516,7 +529,7 @@ static void replace_groups(cluster_t *c, cgroup_t *g, size_t n)
         cgroup_t *grp = &g[i], *old = lag_group_find(c->groups, c->ngroups, grp->name);
         note_group_trouble(c, grp, old);
         if (grp->vanished) {
-            group_free(grp);
+            lag_group_free(grp);
             continue;
         }
         if (!grp->ok && !carry_over(grp, old))
@@ -540,11 +553,7 @@ static void replace_groups(cluster_t *c, cgroup_t *g, size_t n)
             grp->status = BL_LAG_ERR;
         g[kept++] = *grp;
     }
-    for (size_t i = 0; i < c->ngroups; i++)
-        group_free(&c->groups[i]);
-    free(c->groups);
-    c->groups = g;
-    c->ngroups = kept;
+    publish(c, g, kept);
     pthread_mutex_unlock(&c->mtx);
 }
 
@@ -571,7 +580,7 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
     free(names);
     if (!read_groups(c, g, n) || !read_watermarks(c, g, n)) {
         for (size_t i = 0; i < n; i++)
-            group_free(&g[i]);
+            lag_group_free(&g[i]);
         free(g);
         snprintf(errbuf, errsize, "out of memory");
         return EX_SOFTWARE;
@@ -590,9 +599,7 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
 
 static void cluster_free(cluster_t *c)
 {
-    for (size_t i = 0; i < c->ngroups; i++)
-        group_free(&c->groups[i]);
-    free(c->groups);
+    lag_groups_release(c->published); /* the server has stopped: the last reference */
     for (size_t i = 0; i < c->ntopics; i++)
         free(c->topics[i]);
     free(c->topics);
@@ -611,9 +618,7 @@ static void set_up(cluster_t *c, bool up, const char *why)
         if (c->up)
             fprintf(stderr, "ballast: lag: cluster %s: %s; will try again\n", c->name, why);
         /* No stale figure may look current. */
-        for (size_t i = 0; i < c->ngroups; i++)
-            group_free(&c->groups[i]);
-        c->ngroups = 0;
+        publish(c, NULL, 0);
     } else if (!c->up && c->evaluations) {
         fprintf(stderr, "ballast: lag: cluster %s answers again\n", c->name);
     }

@@ -17,6 +17,8 @@
 
 #include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -267,14 +269,32 @@ typedef enum lag_error_kind {
     LAG_ERR_KIND_COUNT
 } lag_error_kind_t;
 
+/* The groups of one evaluation, shared by the cluster and the scrapes
+ * still rendering them: read-only once published; the last reference
+ * frees them. */
+typedef struct lag_groups {
+    cgroup_t *g; /* sorted by name */
+    size_t n;
+    atomic_uint refs;
+} lag_groups_t;
+
+/** Frees what @p g holds (not @p g itself) (lag_groups.c). */
+void lag_group_free(cgroup_t *g);
+/** Another reference to @p gs. @returns it. */
+lag_groups_t *lag_groups_ref(lag_groups_t *gs);
+/** Drops a reference to @p gs (NULL: none); the last one frees it and its
+ *  groups. Any thread. */
+void lag_groups_release(lag_groups_t *gs);
+
 typedef struct cluster {
     const lag_opts_t *o;
     const char *name;    /* the `cluster` label */
     rd_kafka_t *rk;      /* the admin client, for the whole run */
     bool cannot_describe; /* the brokers cannot describe groups: not asked */
     pthread_mutex_t mtx; /* guards what follows: the HTTP thread reads it */
-    cgroup_t *groups;    /* sorted by name */
-    size_t ngroups;
+    lag_groups_t *published; /* the latest evaluation's groups (NULL before one) */
+    cgroup_t *groups;    /* published->g: sorted by name */
+    size_t ngroups;      /* published->n */
     char **topics;       /* every topic seen, sorted */
     size_t ntopics, topics_cap;
     bool up;             /* the latest evaluation could list the groups */
@@ -313,6 +333,14 @@ void lag_json_put_reading(struct json_t *o, const char *topic, int32_t partition
 /** Sets who holds a partition on @p o: consumer_id, client_id and host of @p mb
  *  (null when none holds it). */
 void lag_json_put_holder(struct json_t *o, const member_t *mb);
+
+/** Writes the Prometheus text of @p c on @p fp (lag_cluster_prom.c). Call
+ *  with c->mtx held. */
+void lag_cluster_write_prometheus(FILE *fp, const cluster_t *c);
+/** Sets @p r to stream the Prometheus text of @p c's latest evaluation, a
+ *  piece at a time, without the lock (the groups it reads are kept for it).
+ *  Call with c->mtx held. @returns false when out of memory. */
+bool lag_cluster_stream_prometheus(http_response_t *r, const cluster_t *c);
 
 /** Serves /metrics, /groups, /groups/NAME and /healthz for a cluster_t. */
 http_route_fn lag_cluster_routes;
