@@ -464,7 +464,8 @@ static void judge_part(cluster_t *c, const cgroup_t *g, cpart_t *p, cpart_t *old
     bl_lag_owner_t owner = !g->view.described ? BL_LAG_OWNER_UNKNOWN
                         : p->member >= 0    ? BL_LAG_OWNER_MEMBER
                                             : BL_LAG_OWNER_NONE;
-    bl_lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, owner};
+    bl_lag_sample_t s = {.committed = p->committed, .high_watermark = p->high, .lag = p->lag,
+                         .lag_seconds = (float)p->lag_seconds, .ok = p->ok, .owner = owner};
 
     if (old && old->window.samples) {
         p->window = old->window;

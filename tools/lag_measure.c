@@ -435,7 +435,9 @@ void lag_judge(monitor_t *m)
         bl_lag_owner_t owner = !m->group.described ? BL_LAG_OWNER_UNKNOWN
                             : p->member >= 0    ? BL_LAG_OWNER_MEMBER
                                                 : BL_LAG_OWNER_NONE;
-        bl_lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, owner};
+        bl_lag_sample_t s = {.committed = p->committed, .high_watermark = p->high,
+                             .lag = p->lag, .lag_seconds = (float)p->lag_seconds,
+                             .ok = p->ok, .owner = owner};
         bl_lag_window_push(&p->window, &s);
         p->status = bl_lag_evaluate(&p->window, &m->o->th);
         m->status = bl_lag_status_worst(m->status, p->status);
