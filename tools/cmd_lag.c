@@ -25,13 +25,14 @@ static const char lag_usage[] =
     "                   [--json | --prometheus]\n"
     "                   [--watch SECONDS] [--listen HOST:PORT] [--on-change CMD]\n"
     "                   [--window N] [--warn-lag N] [--warn-lag-seconds S]\n"
-    "                   [ALERT OPTIONS] [--timeout SECONDS] [-X PROP=VALUE]...\n"
+    "                   [--lag-seconds-method METHOD] [ALERT OPTIONS]\n"
+    "                   [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "       ballast lag -b BOOTSTRAP --all-groups [--include REGEX] [--exclude REGEX]\n"
     "                   [--include-topic REGEX] [--exclude-topic REGEX]\n"
     "                   [--cluster-name NAME] [--json | --prometheus] [--watch SECONDS]\n"
     "                   [--listen HOST:PORT] [--window N] [--warn-lag N]\n"
-    "                   [--warn-lag-seconds S] [ALERT OPTIONS] [--timeout SECONDS]\n"
-    "                   [-X PROP=VALUE]...\n"
+    "                   [--warn-lag-seconds S] [--lag-seconds-method METHOD]\n"
+    "                   [ALERT OPTIONS] [--timeout SECONDS] [-X PROP=VALUE]...\n"
     "\n"
     "Reports a consumer group's lag per partition without joining the group\n"
     "(admin API and watermarks only), with the group's state and members, as\n"
@@ -41,8 +42,15 @@ static const char lag_usage[] =
     "  lag             high_watermark - committed; with nothing committed,\n"
     "                  high_watermark - low watermark (all retained messages)\n"
     "  lag_seconds     age of the oldest unconsumed message (the one at the\n"
-    "                  committed offset); 0 when caught up; null when nothing\n"
-    "                  is committed or its timestamp cannot be read\n"
+    "                  committed offset): how long ago the partition's log end\n"
+    "                  passed that offset, from a history of the log end that\n"
+    "                  each evaluation extends; 0 when caught up; null when\n"
+    "                  nothing is committed or it cannot be known\n"
+    "  lag_seconds_method\n"
+    "                  how lag_seconds was found: interpolated (between two\n"
+    "                  samples of the history), extrapolated (older than the\n"
+    "                  history), timestamp (the message's own, before there is\n"
+    "                  any history), caught_up, none\n"
     "  consumer_id, host, client_id\n"
     "                  the member that holds the partition (null: none)\n"
     "  group_state, group_members\n"
@@ -114,6 +122,10 @@ static const char lag_usage[] =
     "                             interval\n"
     "  --warn-lag N               lag above N messages is at least WARN\n"
     "  --warn-lag-seconds S       time lag above S seconds is at least WARN\n"
+    "  --lag-seconds-method METHOD\n"
+    "                             interpolated (default: the log end's history)\n"
+    "                             or timestamp (the message's timestamp where it\n"
+    "                             can be read, the history otherwise)\n"
     "  --timeout SECONDS          per broker request (default 10)\n"
     CLI_CONFIG_HELP
     "  -X PROP=VALUE              a librdkafka property (security.protocol, sasl.*)\n"
@@ -312,6 +324,12 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
                 cli_error("--warn-lag-seconds needs a number of seconds >= 0, got \"%s\"", v);
                 return EX_USAGE;
             }
+        } else if ((v = cli_opt_value(argc, argv, &i, "--lag-seconds-method", NULL, &missing))) {
+            if (strcmp(v, "interpolated") && strcmp(v, "timestamp")) {
+                cli_error("--lag-seconds-method needs interpolated or timestamp, got \"%s\"", v);
+                return EX_USAGE;
+            }
+            o->prefer_timestamps = !strcmp(v, "timestamp");
         } else if ((v = cli_opt_value(argc, argv, &i, "--on-change", NULL, &missing))) {
             bl_words_free(o->on_change);
             o->on_change = NULL;

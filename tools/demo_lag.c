@@ -113,7 +113,9 @@ static int evaluate(monitor_t *m)
     snprintf(line, sizeof(line), "eval %2d  t=%4.1fs ", ++m->evaluations,
              cli_now_s() - m->t0);
     for (int p = 0; p < PARTITIONS; p++) {
-        bl_lag_sample_t s = {ok, committed[p], high[p], 0, -1, BL_LAG_OWNER_UNKNOWN};
+        bl_lag_sample_t s = {.committed = committed[p], .high_watermark = high[p],
+                             .lag_seconds = -1, .ok = (uint8_t)ok,
+                             .owner = BL_LAG_OWNER_UNKNOWN};
         if (ok)
             s.lag = bl_lag_of(committed[p], low[p], high[p]);
         if (s.lag < 0)

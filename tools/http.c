@@ -165,13 +165,59 @@ static MHD_RESULT send_text(struct MHD_Connection *conn, unsigned int status,
     return ret;
 }
 
+/* A streamed body (http_response_t.stream) as libmicrohttpd reads it. */
+typedef struct stream {
+    long (*fn)(void *arg, char *buf, size_t max);
+    void *arg;
+    void (*release)(void *arg);
+} stream_t;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_t *st = cls;
+    long n = st->fn(st->arg, buf, max);
+
+    (void)pos;
+    return n > 0 ? (ssize_t)n : n == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                                       : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_release(void *cls)
+{
+    stream_t *st = cls;
+
+    if (st->release)
+        st->release(st->arg);
+    free(st);
+}
+
+/* The response of @p r's stream (which it then owns); NULL when out of
+ * memory, the stream released. */
+static struct MHD_Response *stream_response(const http_response_t *r)
+{
+    stream_t *st = malloc(sizeof(*st));
+    struct MHD_Response *resp;
+
+    if (!st) {
+        if (r->stream_free)
+            r->stream_free(r->stream_arg);
+        return NULL;
+    }
+    *st = (stream_t){r->stream, r->stream_arg, r->stream_free};
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
+                                             stream_release);
+    if (!resp)
+        stream_release(st);
+    return resp;
+}
+
 static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn,
                              const char *url, const char *method,
                              const char *version, const char *upload_data,
                              size_t *upload_data_size, void **con_cls)
 {
     http_server_t *srv = cls;
-    http_response_t r = {0, NULL, NULL, 0, NULL};
+    http_response_t r;
     struct MHD_Response *resp;
     MHD_RESULT ret;
 
@@ -182,20 +228,25 @@ static MHD_RESULT on_request(void *cls, struct MHD_Connection *conn,
     if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
         return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                          "method not allowed: use GET\n", "GET, HEAD");
+    memset(&r, 0, sizeof(r));
     srv->route(url, &r, srv->opaque);
     if (!r.status) {
         if (r.release)
             r.release(r.body);
+        if (r.stream_free)
+            r.stream_free(r.stream_arg);
         return send_text(conn, MHD_HTTP_NOT_FOUND, "not found\n", NULL);
     }
-    if (!r.body)
+    if (r.stream) {
+        if (!(resp = stream_response(&r)))
+            return MHD_NO;
+    } else if (!r.body)
         return send_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n",
                          NULL);
-    resp = r.release ? MHD_create_response_from_buffer_with_free_callback(
-                           r.len, r.body, r.release)
-                     : MHD_create_response_from_buffer(r.len, r.body,
-                                                       MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
+    else if (!(resp = r.release ? MHD_create_response_from_buffer_with_free_callback(
+                                      r.len, r.body, r.release)
+                                : MHD_create_response_from_buffer(r.len, r.body,
+                                                                  MHD_RESPMEM_PERSISTENT))) {
         if (r.release)
             r.release(r.body);
         return MHD_NO;

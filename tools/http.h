@@ -19,6 +19,15 @@ typedef struct http_response {
     char *body;               /**< released with release() after sending */
     size_t len;
     void (*release)(void *);  /**< free, ballast_free, or NULL for static */
+    /** Instead of body: the body written a piece at a time, as it is sent,
+     *  so that a large one is never whole in memory. Called on the
+     *  server's thread with at most @p max bytes of room; @returns the
+     *  bytes written, 0 at the end, or -1 on failure (the connection is
+     *  then closed, so that the client sees a broken answer, not a short
+     *  one). */
+    long (*stream)(void *arg, char *buf, size_t max);
+    void *stream_arg;
+    void (*stream_free)(void *arg); /**< releases stream_arg, sent or not */
 } http_response_t;
 
 /**

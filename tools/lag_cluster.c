@@ -13,8 +13,11 @@
  *      who holds which partition);
  *   4. ListOffsets: one call for the latest offsets of every partition of
  *      every group, one for the earliest;
- *   5. time lag: one group-less consumer reads the message at each lagging
- *      committed offset (lag_probe.c).
+ *   5. time lag: from each partition's log-end history, recorded at step
+ *      4 once per partition for all the groups that read it (lag_time.c);
+ *      where the history cannot say yet (or --lag-seconds-method
+ *      timestamp), one group-less consumer reads the message at the
+ *      lagging committed offset (lag_probe.c).
  * The network part runs without the lock; the results then replace the
  * previous evaluation's under it, each partition keeping its window of
  * samples across evaluations. A group that is gone is forgotten, one that
@@ -90,15 +93,28 @@ static void cpart_error(cpart_t *p, const char *why)
     p->error = strdup(why);
 }
 
-static void group_free(cgroup_t *g)
+/* Makes @p g (n of them, sorted; taken) the watched groups, dropping the
+ * cluster's reference to the previous ones (a scrape may still hold one).
+ * Call with c->mtx held. */
+static void publish(cluster_t *c, cgroup_t *g, size_t n)
 {
-    for (size_t i = 0; i < g->nparts; i++) {
-        free(g->parts[i].error);
-        bl_lag_window_free(&g->parts[i].window);
+    lag_groups_t *gs = calloc(1, sizeof(*gs));
+
+    if (!gs) { /* out of memory: no groups rather than stale ones */
+        for (size_t i = 0; i < n; i++)
+            lag_group_free(&g[i]);
+        free(g);
+        g = NULL;
+        n = 0;
+    } else {
+        gs->g = g;
+        gs->n = n;
+        atomic_init(&gs->refs, 1);
     }
-    free(g->parts);
-    lag_view_clear(&g->view);
-    free(g->name);
+    lag_groups_release(c->published);
+    c->published = gs;
+    c->groups = g;
+    c->ngroups = n;
 }
 
 /* Adds @p topic [@p partition] to @p g's partitions unless there (they are
@@ -342,6 +358,19 @@ static void list_offsets(cluster_t *c, wmark_t *w, size_t n, rd_kafka_OffsetSpec
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Records each partition's log end in its history (lag_time.c). */
+static void record_log_ends(cluster_t *c, const wmark_t *w, size_t n)
+{
+    lag_log_end_t *ends = malloc((n ? n : 1) * sizeof(*ends));
+
+    if (!ends)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ends[i] = (lag_log_end_t){w[i].topic, w[i].partition, w[i].err ? -1 : w[i].high};
+    lag_hist_update(&c->hist, ends, n, bl_now_ms());
+    free(ends);
+}
+
 /* Reads the watermarks of every partition of every group, and their lag.
  * @returns false when out of memory. */
 static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
@@ -371,6 +400,7 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
             w[nw++] = w[i];
     list_offsets(c, w, nw, RD_KAFKA_OFFSET_SPEC_EARLIEST);
     list_offsets(c, w, nw, RD_KAFKA_OFFSET_SPEC_LATEST);
+    record_log_ends(c, w, nw);
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < g[i].nparts; k++) {
             cpart_t *p = &g[i].parts[k];
@@ -391,8 +421,10 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
             p->low = m->low;
             p->high = m->high;
             p->lag = bl_lag_of(p->committed, p->low, p->high);
-            if (p->committed >= 0 && p->lag == 0)
+            if (p->committed >= 0 && p->lag == 0) {
                 p->lag_seconds = 0;
+                p->lag_seconds_method = BL_LAG_TIME_CAUGHT_UP;
+            }
         }
     free(w);
     return true;
@@ -400,38 +432,27 @@ static bool read_watermarks(cluster_t *c, cgroup_t *g, size_t n)
 
 /* ---- 5. time lag --------------------------------------------------------- */
 
-static void probe_time_lag(cluster_t *c, cgroup_t *g, size_t n)
+/* The time lag of every lagging, committed partition of every group, by
+ * lag_time.c's choice of method. */
+static void time_lag(cluster_t *c, cgroup_t *g, size_t n)
 {
-    size_t total = 0, np = 0;
-    lag_probe_t *probes;
-    cpart_t **of;
+    size_t total = 0, na = 0;
+    lag_time_ask_t *asks;
 
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < g[i].nparts; k++)
-            if (g[i].parts[k].ok && g[i].parts[k].committed >= 0 && g[i].parts[k].lag > 0)
-                total++;
-    if (!total)
+        total += g[i].nparts;
+    if (!total || !(asks = malloc(total * sizeof(*asks))))
         return;
-    probes = calloc(total, sizeof(*probes));
-    of = calloc(total, sizeof(*of));
-    if (probes && of) {
-        for (size_t i = 0; i < n; i++)
-            for (size_t k = 0; k < g[i].nparts; k++) {
-                cpart_t *p = &g[i].parts[k];
-                if (!(p->ok && p->committed >= 0 && p->lag > 0))
-                    continue;
-                probes[np].topic = p->topic;
-                probes[np].partition = p->partition;
-                probes[np].offset = p->committed > p->low ? p->committed : p->low;
-                of[np++] = p;
-            }
-        lag_probe_ages(c->o, probes, np,
-                       bl_wall_ms() + (c->o->timeout_ms < 5000 ? c->o->timeout_ms : 5000));
-        for (size_t i = 0; i < np; i++)
-            of[i]->lag_seconds = probes[i].lag_seconds;
-    }
-    free(probes);
-    free(of);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < g[i].nparts; k++) {
+            cpart_t *p = &g[i].parts[k];
+            if (p->ok && p->committed >= 0 && p->lag > 0)
+                asks[na++] = (lag_time_ask_t){p->topic, p->partition, p->committed, p->low,
+                                              &p->lag_seconds, &p->lag_seconds_method};
+        }
+    lag_time_of(c->o, &c->hist, asks, na,
+                bl_wall_ms() + (c->o->timeout_ms < 5000 ? c->o->timeout_ms : 5000));
+    free(asks);
 }
 
 /* ---- judging, and the new evaluation replacing the old ------------------ */
@@ -443,7 +464,8 @@ static void judge_part(cluster_t *c, const cgroup_t *g, cpart_t *p, cpart_t *old
     bl_lag_owner_t owner = !g->view.described ? BL_LAG_OWNER_UNKNOWN
                         : p->member >= 0    ? BL_LAG_OWNER_MEMBER
                                             : BL_LAG_OWNER_NONE;
-    bl_lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, owner};
+    bl_lag_sample_t s = {.committed = p->committed, .high_watermark = p->high, .lag = p->lag,
+                         .lag_seconds = (float)p->lag_seconds, .ok = p->ok, .owner = owner};
 
     if (old && old->window.samples) {
         p->window = old->window;
@@ -508,7 +530,7 @@ static void replace_groups(cluster_t *c, cgroup_t *g, size_t n)
         cgroup_t *grp = &g[i], *old = lag_group_find(c->groups, c->ngroups, grp->name);
         note_group_trouble(c, grp, old);
         if (grp->vanished) {
-            group_free(grp);
+            lag_group_free(grp);
             continue;
         }
         if (!grp->ok && !carry_over(grp, old))
@@ -516,24 +538,23 @@ static void replace_groups(cluster_t *c, cgroup_t *g, size_t n)
         grp->status = BL_LAG_OK;
         grp->total_lag = 0;
         grp->max_lag_seconds = -1;
+        grp->max_lag_seconds_method = BL_LAG_TIME_NONE;
         for (size_t k = 0; k < grp->nparts; k++) {
             cpart_t *p = &grp->parts[k];
             judge_part(c, grp, p, old ? find_cpart(old, p->topic, p->partition) : NULL);
             grp->status = bl_lag_status_worst(grp->status, p->status);
             if (p->ok)
                 grp->total_lag += p->lag;
-            if (p->ok && p->lag_seconds > grp->max_lag_seconds)
+            if (p->ok && p->lag_seconds > grp->max_lag_seconds) {
                 grp->max_lag_seconds = p->lag_seconds;
+                grp->max_lag_seconds_method = p->lag_seconds_method;
+            }
         }
         if (!grp->ok)
             grp->status = BL_LAG_ERR;
         g[kept++] = *grp;
     }
-    for (size_t i = 0; i < c->ngroups; i++)
-        group_free(&c->groups[i]);
-    free(c->groups);
-    c->groups = g;
-    c->ngroups = kept;
+    publish(c, g, kept);
     pthread_mutex_unlock(&c->mtx);
 }
 
@@ -560,12 +581,12 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
     free(names);
     if (!read_groups(c, g, n) || !read_watermarks(c, g, n)) {
         for (size_t i = 0; i < n; i++)
-            group_free(&g[i]);
+            lag_group_free(&g[i]);
         free(g);
         snprintf(errbuf, errsize, "out of memory");
         return EX_SOFTWARE;
     }
-    probe_time_lag(c, g, n);
+    time_lag(c, g, n);
     replace_groups(c, g, n);
     pthread_mutex_lock(&c->mtx);
     c->evaluations++;
@@ -579,12 +600,11 @@ static int evaluate(cluster_t *c, char *errbuf, size_t errsize)
 
 static void cluster_free(cluster_t *c)
 {
-    for (size_t i = 0; i < c->ngroups; i++)
-        group_free(&c->groups[i]);
-    free(c->groups);
+    lag_groups_release(c->published); /* the server has stopped: the last reference */
     for (size_t i = 0; i < c->ntopics; i++)
         free(c->topics[i]);
     free(c->topics);
+    lag_hist_free(&c->hist);
     if (c->rk)
         rd_kafka_destroy(c->rk);
     pthread_mutex_destroy(&c->mtx);
@@ -599,9 +619,7 @@ static void set_up(cluster_t *c, bool up, const char *why)
         if (c->up)
             fprintf(stderr, "ballast: lag: cluster %s: %s; will try again\n", c->name, why);
         /* No stale figure may look current. */
-        for (size_t i = 0; i < c->ngroups; i++)
-            group_free(&c->groups[i]);
-        c->ngroups = 0;
+        publish(c, NULL, 0);
     } else if (!c->up && c->evaluations) {
         fprintf(stderr, "ballast: lag: cluster %s answers again\n", c->name);
     }
@@ -635,6 +653,12 @@ static void sleep_until(int64_t until)
         bl_sleep_ms(left > 100 ? 100 : left);
 }
 
+/* The alerts' families on /metrics (lag_prom_extra_fn). */
+static void alert_metrics(FILE *fp, void *alerts, const char *name)
+{
+    alerts_prometheus(fp, alerts, "cluster", name);
+}
+
 int lag_cluster_run(const lag_opts_t *o)
 {
     cluster_t c;
@@ -664,6 +688,8 @@ int lag_cluster_run(const lag_opts_t *o)
         cluster_free(&c);
         return EX_SOFTWARE;
     }
+    c.prom_extra = c.alerts ? alert_metrics : NULL;
+    c.prom_extra_arg = c.alerts;
     if (o->listen) {
         if (http_server_start(o->listen, lag_cluster_routes, &c, &http, errbuf,
                               sizeof(errbuf))) {

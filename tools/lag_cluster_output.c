@@ -1,9 +1,8 @@
 /*
  * lag_cluster_output.c - what `ballast lag --all-groups` shows of its
- * groups: Prometheus text with kafka_exporter's metric names (every sample
- * labelled with the cluster), the JSON API (/groups, /groups/NAME), and,
- * without --listen, a table of the groups, JSON lines or the same text on
- * stdout.
+ * groups: the HTTP routes (/metrics, whose text lag_cluster_prom.c
+ * writes; the JSON API, /groups and /groups/NAME), and, without --listen,
+ * a table of the groups, JSON lines or the Prometheus text on stdout.
  */
 #include "lagmon.h"
 
@@ -27,210 +26,6 @@ cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name)
     return n ? bsearch(&key, g, n, sizeof(cgroup_t), group_cmp) : NULL;
 }
 
-/* The name of an error kind, as the errors metric labels it. */
-static const char *lag_error_kind_name(lag_error_kind_t kind)
-{
-    static const char *const names[LAG_ERR_KIND_COUNT] = {
-        "unreachable", "group_vanished", "group_denied", "group_offsets", "describe",
-        "watermarks"};
-    return kind < LAG_ERR_KIND_COUNT ? names[kind] : "other";
-}
-
-/* ---- Prometheus ---------------------------------------------------------- */
-
-static void family(FILE *fp, const char *name, const char *type, const char *help)
-{
-    fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* NAME{cluster="..."[,consumergroup="..."][,topic="..."][,partition="..."]} */
-static void sample_name(FILE *fp, const cluster_t *c, const char *name, const char *group,
-                        const char *topic, long partition)
-{
-    fprintf(fp, "%s{cluster=\"", name);
-    bl_prom_label(fp, c->name);
-    if (group) {
-        fputs("\",consumergroup=\"", fp);
-        bl_prom_label(fp, group);
-    }
-    if (topic) {
-        fputs("\",topic=\"", fp);
-        bl_prom_label(fp, topic);
-    }
-    if (partition >= 0)
-        fprintf(fp, "\",partition=\"%ld", partition);
-    fputs("\"} ", fp);
-}
-
-enum part_value { PV_LAG, PV_LAG_SECONDS, PV_COMMITTED, PV_STATUS };
-
-/* One family with a sample per partition of every group. */
-static void part_family(FILE *fp, const cluster_t *c, const char *name, const char *help,
-                        enum part_value which)
-{
-    family(fp, name, "gauge", help);
-    for (size_t i = 0; i < c->ngroups; i++) {
-        const cgroup_t *g = &c->groups[i];
-        for (size_t k = 0; k < g->nparts; k++) {
-            const cpart_t *p = &g->parts[k];
-            if (which != PV_STATUS &&
-                (!p->ok || (which == PV_LAG_SECONDS && p->lag_seconds < 0) ||
-                 (which == PV_COMMITTED && p->committed < 0)))
-                continue;
-            sample_name(fp, c, name, g->name, p->topic, p->partition);
-            if (which == PV_LAG)
-                fprintf(fp, "%lld\n", (long long)p->lag);
-            else if (which == PV_LAG_SECONDS)
-                fprintf(fp, "%.3f\n", p->lag_seconds);
-            else if (which == PV_COMMITTED)
-                fprintf(fp, "%lld\n", (long long)p->committed);
-            else
-                fprintf(fp, "%d\n", (int)p->status);
-        }
-    }
-}
-
-/* kafka_consumergroup_{lag,current_offset}_sum: per group and topic, over
- * the partitions that could be read. */
-static void topic_sums(FILE *fp, const cluster_t *c, const char *name, const char *help,
-                       bool lag)
-{
-    family(fp, name, "gauge", help);
-    for (size_t i = 0; i < c->ngroups; i++) {
-        const cgroup_t *g = &c->groups[i];
-        for (size_t k = 0; k < g->nparts;) {
-            const char *topic = g->parts[k].topic;
-            int64_t sum = 0;
-            bool any = false;
-            for (; k < g->nparts && g->parts[k].topic == topic; k++) {
-                const cpart_t *p = &g->parts[k];
-                if (p->ok && (lag || p->committed >= 0)) {
-                    sum += lag ? p->lag : p->committed;
-                    any = true;
-                }
-            }
-            if (!any)
-                continue;
-            sample_name(fp, c, name, g->name, topic, -1);
-            fprintf(fp, "%lld\n", (long long)sum);
-        }
-    }
-}
-
-/* One partition's watermarks, for the partition families. */
-typedef struct wm_sample {
-    const char *topic; /* interned: one partition, one pointer */
-    int32_t partition;
-    int64_t high, low;
-} wm_sample_t;
-
-static int wm_cmp(const void *a, const void *b)
-{
-    const wm_sample_t *x = a, *y = b;
-    int t = strcmp(x->topic, y->topic);
-    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
-}
-
-/* Every partition read, once whichever groups read it, in order; NULL
- * (*np 0) when none, or out of memory. */
-static wm_sample_t *partition_watermarks(const cluster_t *c, size_t *np)
-{
-    wm_sample_t *all;
-    size_t n = 0, kept = 0, total = 0;
-
-    *np = 0;
-    for (size_t i = 0; i < c->ngroups; i++)
-        total += c->groups[i].nparts;
-    if (!total || !(all = malloc(total * sizeof(*all))))
-        return NULL;
-    for (size_t i = 0; i < c->ngroups; i++)
-        for (size_t k = 0; k < c->groups[i].nparts; k++) {
-            const cpart_t *p = &c->groups[i].parts[k];
-            if (p->ok)
-                all[n++] = (wm_sample_t){p->topic, p->partition, p->high, p->low};
-        }
-    qsort(all, n, sizeof(*all), wm_cmp);
-    for (size_t i = 0; i < n; i++)
-        if (!kept || all[i].topic != all[kept - 1].topic ||
-            all[i].partition != all[kept - 1].partition)
-            all[kept++] = all[i];
-    *np = kept;
-    return all;
-}
-
-/* kafka_topic_partition_{current,oldest}_offset: once per partition. */
-static void partition_offsets(FILE *fp, const cluster_t *c, const char *name,
-                              const char *help, const wm_sample_t *all, size_t n, bool high)
-{
-    family(fp, name, "gauge", help);
-    for (size_t i = 0; i < n; i++) {
-        sample_name(fp, c, name, NULL, all[i].topic, all[i].partition);
-        fprintf(fp, "%lld\n", (long long)(high ? all[i].high : all[i].low));
-    }
-}
-
-static void write_prometheus(FILE *fp, const void *arg)
-{
-    const cluster_t *c = arg;
-    wm_sample_t *wm;
-    size_t nwm;
-
-    part_family(fp, c, "kafka_consumergroup_lag",
-                "High watermark minus the group's committed offset.", PV_LAG);
-    part_family(fp, c, "kafka_consumergroup_lag_seconds",
-                "Age of the oldest unconsumed message (0 when caught up).", PV_LAG_SECONDS);
-    part_family(fp, c, "kafka_consumergroup_current_offset", "The group's committed offset.",
-                PV_COMMITTED);
-    topic_sums(fp, c, "kafka_consumergroup_lag_sum", "The group's lag over a topic.", true);
-    topic_sums(fp, c, "kafka_consumergroup_current_offset_sum",
-               "The group's committed offsets summed over a topic.", false);
-    wm = partition_watermarks(c, &nwm);
-    partition_offsets(fp, c, "kafka_topic_partition_current_offset",
-                      "The partition's high watermark.", wm, nwm, true);
-    partition_offsets(fp, c, "kafka_topic_partition_oldest_offset",
-                      "The partition's low watermark.", wm, nwm, false);
-    free(wm);
-    family(fp, "kafka_consumergroup_members", "gauge", "Members of the group.");
-    for (size_t i = 0; i < c->ngroups; i++)
-        if (c->groups[i].view.described) {
-            sample_name(fp, c, "kafka_consumergroup_members", c->groups[i].name, NULL, -1);
-            fprintf(fp, "%zu\n", c->groups[i].view.nmembers);
-        }
-    part_family(fp, c, "ballast_lag_partition_status",
-                "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.", PV_STATUS);
-    family(fp, "ballast_lag_group_status", "gauge",
-           "The group's worst partition status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.");
-    for (size_t i = 0; i < c->ngroups; i++) {
-        sample_name(fp, c, "ballast_lag_group_status", c->groups[i].name, NULL, -1);
-        fprintf(fp, "%d\n", (int)c->groups[i].status);
-    }
-    family(fp, "ballast_lag_up", "gauge",
-           "1 when the latest evaluation could list the cluster's groups.");
-    sample_name(fp, c, "ballast_lag_up", NULL, NULL, -1);
-    fprintf(fp, "%d\n", c->up ? 1 : 0);
-    family(fp, "ballast_lag_groups", "gauge", "Consumer groups watched.");
-    sample_name(fp, c, "ballast_lag_groups", NULL, NULL, -1);
-    fprintf(fp, "%zu\n", c->ngroups);
-    family(fp, "ballast_lag_evaluation_seconds", "gauge",
-           "How long the latest evaluation of every group took.");
-    sample_name(fp, c, "ballast_lag_evaluation_seconds", NULL, NULL, -1);
-    fprintf(fp, "%.3f\n", c->eval_seconds);
-    family(fp, "ballast_lag_evaluations_total", "counter", "Evaluations made.");
-    sample_name(fp, c, "ballast_lag_evaluations_total", NULL, NULL, -1);
-    fprintf(fp, "%lu\n", c->evaluations);
-    family(fp, "ballast_lag_errors_total", "counter",
-           "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
-           "group_offsets, describe, watermarks.");
-    for (int k = 0; k < LAG_ERR_KIND_COUNT; k++) {
-        fprintf(fp, "ballast_lag_errors_total{cluster=\"");
-        bl_prom_label(fp, c->name);
-        fprintf(fp, "\",kind=\"%s\"} %lu\n", lag_error_kind_name((lag_error_kind_t)k),
-                c->errors[k]);
-    }
-    if (c->alerts)
-        alerts_prometheus(fp, c->alerts, "cluster", c->name);
-}
-
 /* ---- JSON ---------------------------------------------------------------- */
 
 /* A group's summary: what /groups lists. */
@@ -248,6 +43,8 @@ static json_t *group_summary(const cgroup_t *g)
     json_object_set_new(o, "partitions", json_integer((json_int_t)g->nparts));
     json_object_set_new(o, "total_lag", json_integer((json_int_t)g->total_lag));
     json_object_set_new(o, "max_lag_seconds", lag_json_seconds(g->max_lag_seconds, true));
+    json_object_set_new(o, "max_lag_seconds_method",
+                        json_string(bl_lag_time_method_name(g->max_lag_seconds_method)));
     json_object_set_new(o, "error", g->ok ? json_null() : json_string(g->error));
     return o;
 }
@@ -258,7 +55,7 @@ static json_t *part_json(const cgroup_t *g, const cpart_t *p)
     json_t *o = json_object();
 
     lag_json_put_reading(o, p->topic, p->partition, p->ok, p->committed, p->high, p->low, p->lag,
-                         p->lag_seconds, p->status);
+                         p->lag_seconds, p->lag_seconds_method, p->status);
     lag_json_put_holder(o, mb);
     if (!p->ok)
         json_object_set_new(o, "error", json_string(p->error ? p->error : "unreadable"));
@@ -349,11 +146,10 @@ void lag_cluster_routes(const char *path, http_response_t *r, void *opaque)
             r->body = (char *)wait_text;
             r->len = sizeof(wait_text) - 1;
         } else if (!strcmp(path, "/metrics")) {
-            r->body = bl_text(write_prometheus, c);
-            r->release = free;
-            r->status = r->body ? 200 : 500;
+            r->status = 200;
             r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-            r->len = r->body ? strlen(r->body) : 0;
+            if (!lag_cluster_stream_prometheus(r, c))
+                r->status = 500; /* no body: "out of memory" */
         } else if (!strcmp(path, "/groups")) {
             json_reply(r, 200, groups_doc(c));
         } else {
@@ -419,8 +215,8 @@ static void print_table(const cluster_t *c)
     bl_iso8601(c->eval_ms, when, sizeof(when));
     printf("cluster %s  groups %zu  evaluated in %.3f s  %s\n", c->name, c->ngroups,
            c->eval_seconds, when);
-    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s\n", w, "GROUP", "STATUS", "STATE",
-           "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC");
+    printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s  %s\n", w, "GROUP", "STATUS",
+           "STATE", "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC", "METHOD");
     for (size_t i = 0; i < c->ngroups; i++) {
         const cgroup_t *g = order[i];
         char members[24] = "-", seconds[32] = "-";
@@ -428,24 +224,22 @@ static void print_table(const cluster_t *c)
             snprintf(members, sizeof(members), "%zu", g->view.nmembers);
         if (g->max_lag_seconds >= 0)
             snprintf(seconds, sizeof(seconds), "%.3f", g->max_lag_seconds);
-        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s%s%s\n", w, g->name,
+        printf("%-*s  %-6s  %-18s  %-8s  %7s  %10zu  %12lld  %11s  %s%s%s\n", w, g->name,
                bl_lag_status_name(g->status), g->view.state[0] ? g->view.state : "-",
                g->view.protocol ? g->view.protocol : "-", members, g->nparts,
-               (long long)g->total_lag, seconds, g->ok ? "" : "  ", g->ok ? "" : g->error);
+               (long long)g->total_lag, seconds,
+               bl_lag_time_method_name(g->max_lag_seconds_method), g->ok ? "" : "  ",
+               g->ok ? "" : g->error);
     }
     free(order);
 }
 
 void lag_cluster_print(const cluster_t *c)
 {
-    char *text;
-
     if (c->o->format == OUT_JSON) {
         print_json_lines(c);
     } else if (c->o->format == OUT_PROMETHEUS) {
-        if ((text = bl_text(write_prometheus, c)))
-            fputs(text, stdout);
-        free(text);
+        lag_cluster_write_prometheus(stdout, c);
     } else {
         print_table(c);
         if (c->o->watch_s > 0)

@@ -13,9 +13,11 @@
  *     members and who holds which partition. It also says whether the
  *     group exists: described as Dead (or not found) with no committed
  *     offsets, it does not, and the first evaluation fails with exit 78;
- *   - for the time lag, a group-less consumer (the legacy per-partition
- *     API, which needs no group.id at all) that fetches the one message at
- *     each lagging partition's committed offset and reads its timestamp.
+ *   - for the time lag, each partition's log-end history (lag_time.c),
+ *     and, where that history cannot say yet (or --lag-seconds-method
+ *     timestamp), a group-less consumer (the legacy per-partition API,
+ *     which needs no group.id at all) that fetches the one message at the
+ *     lagging partition's committed offset and reads its timestamp.
  * Short-lived handles also keep one wedged admin call from poisoning later
  * evaluations (FIELD-NOTES: admin calls against the mock cluster).
  */
@@ -285,29 +287,32 @@ static void mark_error(part_state_t *p, const char *why)
 
 /* ---- time lag ------------------------------------------------------------ */
 
-/* Sets lag_seconds of every partition with committed offsets and lag > 0 to
- * the age of the message at its committed offset (at its low watermark when
- * retention already deleted that one): lag_probe.c. */
-static void probe_time_lag(monitor_t *m, int64_t deadline_ms)
+/* Records each partition's log end in its history, and sets lag_seconds of
+ * every partition with committed offsets and lag > 0 by lag_time.c's
+ * choice of method. */
+static void time_lag(monitor_t *m, int64_t deadline_ms)
 {
-    lag_probe_t *probes = calloc(m->nparts ? m->nparts : 1, sizeof(*probes));
+    lag_log_end_t *ends = calloc(m->nparts ? m->nparts : 1, sizeof(*ends));
+    lag_time_ask_t *asks = calloc(m->nparts ? m->nparts : 1, sizeof(*asks));
     size_t n = 0;
 
-    if (!probes)
-        return;
+    if (!ends || !asks)
+        goto out;
     for (size_t i = 0; i < m->nparts; i++) {
         const part_state_t *p = &m->parts[i];
-        if (!(p->ok && p->committed >= 0 && p->lag > 0))
-            continue;
-        probes[n].topic = p->topic;
-        probes[n].partition = p->partition;
-        probes[n].offset = p->committed > p->low ? p->committed : p->low;
-        n++;
+        ends[i] = (lag_log_end_t){p->topic, p->partition, p->ok ? p->high : -1};
     }
-    lag_probe_ages(m->o, probes, n, deadline_ms);
-    for (size_t i = 0; i < n; i++)
-        find_part(m, probes[i].topic, probes[i].partition)->lag_seconds = probes[i].lag_seconds;
-    free(probes);
+    lag_hist_update(&m->hist, ends, m->nparts, bl_now_ms());
+    for (size_t i = 0; i < m->nparts; i++) {
+        part_state_t *p = &m->parts[i];
+        if (p->ok && p->committed >= 0 && p->lag > 0)
+            asks[n++] = (lag_time_ask_t){p->topic, p->partition, p->committed, p->low,
+                                         &p->lag_seconds, &p->lag_seconds_method};
+    }
+    lag_time_of(m->o, &m->hist, asks, n, deadline_ms);
+out:
+    free(ends);
+    free(asks);
 }
 
 /* ---- one evaluation ------------------------------------------------------ */
@@ -325,6 +330,7 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
         m->parts[i].error[0] = '\0';
         m->parts[i].committed = -1;
         m->parts[i].lag_seconds = -1;
+        m->parts[i].lag_seconds_method = BL_LAG_TIME_NONE;
         m->parts[i].member = -1;
     }
     lag_view_clear(&m->group);
@@ -399,12 +405,14 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
             continue;
         }
         p->lag = bl_lag_of(p->committed, p->low, p->high);
-        if (p->committed >= 0 && p->lag == 0)
+        if (p->committed >= 0 && p->lag == 0) {
             p->lag_seconds = 0;
+            p->lag_seconds_method = BL_LAG_TIME_CAUGHT_UP;
+        }
     }
     rd_kafka_destroy(rk);
     rk = NULL;
-    probe_time_lag(m, bl_wall_ms() + (o->timeout_ms < 5000 ? o->timeout_ms : 5000));
+    time_lag(m, bl_wall_ms() + (o->timeout_ms < 5000 ? o->timeout_ms : 5000));
     goto out;
 oom:
     snprintf(errbuf, errsize, "out of memory");
@@ -427,7 +435,9 @@ void lag_judge(monitor_t *m)
         bl_lag_owner_t owner = !m->group.described ? BL_LAG_OWNER_UNKNOWN
                             : p->member >= 0    ? BL_LAG_OWNER_MEMBER
                                                 : BL_LAG_OWNER_NONE;
-        bl_lag_sample_t s = {p->ok, p->committed, p->high, p->lag, p->lag_seconds, owner};
+        bl_lag_sample_t s = {.committed = p->committed, .high_watermark = p->high,
+                             .lag = p->lag, .lag_seconds = (float)p->lag_seconds,
+                             .ok = p->ok, .owner = owner};
         bl_lag_window_push(&p->window, &s);
         p->status = bl_lag_evaluate(&p->window, &m->o->th);
         m->status = bl_lag_status_worst(m->status, p->status);
@@ -445,6 +455,7 @@ void lag_monitor_free(monitor_t *m)
         free(m->topics[i]);
     free(m->topics);
     free(m->prom);
+    lag_hist_free(&m->hist);
     free(m->children);
     lag_view_clear(&m->group);
     pthread_mutex_destroy(&m->mtx);

@@ -82,8 +82,8 @@ static void widen(size_t *width, const char *const *cells, size_t ncols)
             width[c] = strlen(cells[c]);
 }
 
-enum { C_TOPIC, C_PARTITION, C_COMMITTED, C_HIGH, C_LAG, C_SECONDS, C_STATUS, C_CONSUMER,
-       C_HOST, C_CLIENT, C_COUNT };
+enum { C_TOPIC, C_PARTITION, C_COMMITTED, C_HIGH, C_LAG, C_SECONDS, C_METHOD, C_STATUS,
+       C_CONSUMER, C_HOST, C_CLIENT, C_COUNT };
 
 /* The cells of @p p's row; numbers go to @p buf. */
 static void part_cells(const monitor_t *m, const part_state_t *p, const char **cells,
@@ -99,6 +99,7 @@ static void part_cells(const monitor_t *m, const part_state_t *p, const char **c
     fmt_seconds(p->lag_seconds, p->ok, buf[C_SECONDS], sizeof(buf[0]));
     for (int c = C_PARTITION; c <= C_SECONDS; c++)
         cells[c] = buf[c];
+    cells[C_METHOD] = p->ok ? bl_lag_time_method_name(p->lag_seconds_method) : "-";
     cells[C_STATUS] = bl_lag_status_name(p->status);
     cells[C_CONSUMER] = mb && *mb->consumer_id ? mb->consumer_id : "-";
     cells[C_HOST] = mb && *mb->host ? mb->host : "-";
@@ -132,10 +133,10 @@ static void print_members(const group_view_t *g, bool colour)
 void lag_print_table(const monitor_t *m, bool colour, bool redraw)
 {
     static const char *const heads[C_COUNT] = {
-        "TOPIC", "PARTITION",   "COMMITTED", "HIGH-WATERMARK", "LAG",
-        "LAG-SECONDS", "STATUS", "CONSUMER-ID", "HOST",        "CLIENT-ID"};
-    static const bool right[C_COUNT] = {false, true, true, true, true,
-                                        true,  false, false, false, false};
+        "TOPIC",       "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG",      "LAG-SECONDS",
+        "METHOD",      "STATUS",    "CONSUMER-ID", "HOST",         "CLIENT-ID"};
+    static const bool right[C_COUNT] = {false, true,  true,  true,  true, true,
+                                        false, false, false, false, false};
     const group_view_t *g = &m->group;
     /* The member columns only when the members are known. */
     size_t ncols = g->described ? C_COUNT : C_STATUS + 1, width[C_COUNT];
@@ -199,7 +200,8 @@ json_t *lag_json_text(const char *s)
 
 void lag_json_put_reading(json_t *o, const char *topic, int32_t partition, bool ok,
                           int64_t committed, int64_t high, int64_t low, int64_t lag,
-                          double lag_seconds, bl_lag_status_t status)
+                          double lag_seconds, bl_lag_time_method_t method,
+                          bl_lag_status_t status)
 {
     json_object_set_new(o, "topic", json_string(topic));
     json_object_set_new(o, "partition", json_integer(partition));
@@ -208,6 +210,8 @@ void lag_json_put_reading(json_t *o, const char *topic, int32_t partition, bool 
     json_object_set_new(o, "low_watermark", lag_json_int(low, ok));
     json_object_set_new(o, "lag", lag_json_int(lag, ok));
     json_object_set_new(o, "lag_seconds", lag_json_seconds(lag_seconds, ok));
+    json_object_set_new(o, "lag_seconds_method",
+                        json_string(bl_lag_time_method_name(ok ? method : BL_LAG_TIME_NONE)));
     json_object_set_new(o, "status", json_string(bl_lag_status_name(status)));
 }
 
@@ -243,7 +247,7 @@ void lag_print_json(const monitor_t *m)
         json_object_set_new(o, "time", json_string(when));
         json_object_set_new(o, "group", json_string(m->o->group));
         lag_json_put_reading(o, p->topic, p->partition, p->ok, p->committed, p->high, p->low,
-                             p->lag, p->lag_seconds, p->status);
+                             p->lag, p->lag_seconds, p->lag_seconds_method, p->status);
         json_object_set_new(o, "group_status", json_string(bl_lag_status_name(m->status)));
         json_object_set_new(o, "evaluation", json_integer((json_int_t)m->evaluations));
         put_membership(o, &m->group, p);
@@ -315,8 +319,7 @@ static void write_prometheus(FILE *fp, const void *arg)
     prom_family(fp, m, "kafka_consumergroup_lag",
                 "High watermark minus the group's committed offset.", PV_LAG, true);
     prom_family(fp, m, "kafka_consumergroup_lag_seconds",
-                "Age of the oldest unconsumed message (0 when caught up).",
-                PV_LAG_SECONDS, true);
+                LAG_SECONDS_HELP, PV_LAG_SECONDS, true);
     prom_family(fp, m, "kafka_consumergroup_current_offset",
                 "The group's committed offset.", PV_COMMITTED, true);
     prom_family(fp, m, "kafka_topic_partition_current_offset",

@@ -3,7 +3,8 @@
  * (cmd_lag.c), one evaluation of the group (lag_measure.c), its output
  * (lag_output.c), the --on-change command (lag_alert.c), its clients
  * (lag_client.c), time lag (lag_probe.c), and the watch of every group of a cluster, --all-groups
- * (lag_cluster.c, lag_cluster_output.c). How lag is read and judged is
+ * (lag_cluster.c, lag_cluster_output.c); time lag's choice of method,
+ * shared by both (lag_time.c). How lag is read and judged is
  * shared with the library and the demo (shared/lag.h).
  */
 #ifndef BALLAST_LAGMON_H
@@ -13,9 +14,12 @@
 #include "cli.h"
 #include "http.h"
 #include "lag.h"
+#include "lag_history.h"
 
 #include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -42,10 +46,24 @@ typedef struct lag_opts {
     alert_conf_t alert; /* rules and webhooks; alerts are off without a webhook */
     size_t window;
     bl_lag_thresholds_t th;
+    bool prefer_timestamps; /* --lag-seconds-method timestamp */
     int timeout_ms;
     const char **props; /* "key=value" for librdkafka */
     size_t nprops;
 } lag_opts_t;
+
+/* A partition's log-end history. */
+typedef struct lag_hist {
+    const char *topic; /* not copied: the caller's for the whole run */
+    int32_t partition;
+    bl_lag_history_t *h; /* NULL: none (out of memory) */
+} lag_hist_t;
+
+/* Every watched partition's history, sorted by topic and partition. */
+typedef struct lag_hist_table {
+    lag_hist_t *e;
+    size_t n;
+} lag_hist_table_t;
 
 /* One partition: its window and its latest measurement. */
 typedef struct part_state {
@@ -57,6 +75,7 @@ typedef struct part_state {
     char error[200];
     int64_t committed, low, high, lag;
     double lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t lag_seconds_method;
     long member;        /* index into the group's members; -1: none holds it */
 } part_state_t;
 
@@ -99,6 +118,7 @@ typedef struct monitor {
     int64_t eval_ms; /* wall clock of the latest evaluation */
     pthread_mutex_t mtx; /* guards prom, read by the HTTP thread */
     char *prom;
+    lag_hist_table_t hist; /* the partitions' log-end histories */
     pid_t *children; /* --on-change commands not yet reaped */
     size_t nchildren;
     alerts_t *alerts; /* NULL: no webhook */
@@ -175,6 +195,40 @@ typedef struct lag_probe {
  *  each is known or @p deadline_ms (wall clock) passes. */
 void lag_probe_ages(const lag_opts_t *o, lag_probe_t *probes, size_t n, int64_t deadline_ms);
 
+/* ---- time lag's method (lag_time.c) --------------------------------------- */
+
+/* A partition's log end at this evaluation (high < 0: unreadable). */
+typedef struct lag_log_end {
+    const char *topic;
+    int32_t partition;
+    int64_t high;
+} lag_log_end_t;
+
+/** Makes @p t the histories of @p ends (sorted by topic and partition, each
+ *  once; their topic strings must outlive @p t): a partition's history is
+ *  kept, a new one starts, one not in @p ends is forgotten; then records
+ *  each log end at @p now_ms (bl_now_ms()). @returns 0, or -1 when out of
+ *  memory (@p t unchanged). */
+int lag_hist_update(lag_hist_table_t *t, const lag_log_end_t *ends, size_t n, int64_t now_ms);
+/** Frees the histories of @p t (not @p t itself). */
+void lag_hist_free(lag_hist_table_t *t);
+
+/** One group-partition whose time lag is wanted. */
+typedef struct lag_time_ask {
+    const char *topic;
+    int32_t partition;
+    int64_t committed, low;
+    double *seconds;               /* out */
+    bl_lag_time_method_t *method;  /* out */
+} lag_time_ask_t;
+
+/** Sets the time lag of @p n asks (lagging, committed ones) by
+ *  bl_lag_time_choose(): from @p t's histories, reading message timestamps
+ *  (lag_probe_ages(), until @p deadline_ms, wall clock) only for the asks
+ *  whose choice needs them. */
+void lag_time_of(const lag_opts_t *o, const lag_hist_table_t *t, lag_time_ask_t *asks, size_t n,
+                 int64_t deadline_ms);
+
 /* ---- every group of a cluster (lag_cluster.c, lag_cluster_output.c) ------- */
 
 /* One partition of a watched group. */
@@ -187,6 +241,7 @@ typedef struct cpart {
     bl_lag_status_t status;
     int64_t committed, low, high, lag;
     double lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t lag_seconds_method;
     bl_lag_window_t window;
 } cpart_t;
 
@@ -203,6 +258,7 @@ typedef struct cgroup {
     bl_lag_status_t status;
     int64_t total_lag;
     double max_lag_seconds; /* < 0: unknown */
+    bl_lag_time_method_t max_lag_seconds_method;
 } cgroup_t;
 
 /* What went wrong in an evaluation, counted by kind. */
@@ -216,14 +272,35 @@ typedef enum lag_error_kind {
     LAG_ERR_KIND_COUNT
 } lag_error_kind_t;
 
+/* The groups of one evaluation, shared by the cluster and the scrapes
+ * still rendering them: read-only once published; the last reference
+ * frees them. */
+typedef struct lag_groups {
+    cgroup_t *g; /* sorted by name */
+    size_t n;
+    atomic_uint refs;
+} lag_groups_t;
+
+/** Frees what @p g holds (not @p g itself) (lag_groups.c). */
+void lag_group_free(cgroup_t *g);
+/** Another reference to @p gs. @returns it. */
+lag_groups_t *lag_groups_ref(lag_groups_t *gs);
+/** Drops a reference to @p gs (NULL: none); the last one frees it and its
+ *  groups. Any thread. */
+void lag_groups_release(lag_groups_t *gs);
+
+/** Writes more /metrics families, any thread, labelled cluster = @p name. */
+typedef void lag_prom_extra_fn(FILE *fp, void *arg, const char *name);
+
 typedef struct cluster {
     const lag_opts_t *o;
     const char *name;    /* the `cluster` label */
     rd_kafka_t *rk;      /* the admin client, for the whole run */
     bool cannot_describe; /* the brokers cannot describe groups: not asked */
     pthread_mutex_t mtx; /* guards what follows: the HTTP thread reads it */
-    cgroup_t *groups;    /* sorted by name */
-    size_t ngroups;
+    lag_groups_t *published; /* the latest evaluation's groups (NULL before one) */
+    cgroup_t *groups;    /* published->g: sorted by name */
+    size_t ngroups;      /* published->n */
     char **topics;       /* every topic seen, sorted */
     size_t ntopics, topics_cap;
     bool up;             /* the latest evaluation could list the groups */
@@ -232,12 +309,21 @@ typedef struct cluster {
     int64_t eval_ms;     /* wall clock at the end of the latest evaluation */
     double eval_seconds; /* how long it took */
     alerts_t *alerts;    /* NULL: no webhook */
+    lag_prom_extra_fn *prom_extra; /* /metrics' last families (the alerts'), or NULL */
+    void *prom_extra_arg;
+    lag_hist_table_t hist; /* log-end histories: the evaluation's alone, not locked */
 } cluster_t;
 
 /** The group named @p name in @p g (@p n of them, sorted by name); NULL:
  *  none. */
 cgroup_t *lag_group_find(const cgroup_t *g, size_t n, const char *name);
 /* ---- JSON shared by both modes (lag_output.c) ----------------------------- */
+
+/* The HELP of kafka_consumergroup_lag_seconds, in both modes. */
+#define LAG_SECONDS_HELP                                                                     \
+    "Age of the oldest unconsumed message: when the log end passed the committed offset, "  \
+    "from the partition's log-end history (by the message's timestamp only before any "     \
+    "history, or with --lag-seconds-method timestamp); 0 when caught up."
 
 struct json_t;
 /** @p v as a JSON integer, or null when not @p known or negative. */
@@ -247,13 +333,23 @@ struct json_t *lag_json_seconds(double v, bool known);
 /** @p s, or null when NULL or empty. */
 struct json_t *lag_json_text(const char *s);
 /** Sets a partition's reading on @p o: topic, partition, committed, high_watermark,
- *  low_watermark, lag, lag_seconds (null where not @p ok) and status. */
+ *  low_watermark, lag, lag_seconds (null where not @p ok), lag_seconds_method
+ *  ("none" where not @p ok) and status. */
 void lag_json_put_reading(struct json_t *o, const char *topic, int32_t partition, bool ok,
                           int64_t committed, int64_t high, int64_t low, int64_t lag,
-                          double lag_seconds, bl_lag_status_t status);
+                          double lag_seconds, bl_lag_time_method_t method,
+                          bl_lag_status_t status);
 /** Sets who holds a partition on @p o: consumer_id, client_id and host of @p mb
  *  (null when none holds it). */
 void lag_json_put_holder(struct json_t *o, const member_t *mb);
+
+/** Writes the Prometheus text of @p c on @p fp (lag_cluster_prom.c). Call
+ *  with c->mtx held. */
+void lag_cluster_write_prometheus(FILE *fp, const cluster_t *c);
+/** Sets @p r to stream the Prometheus text of @p c's latest evaluation, a
+ *  piece at a time, without the lock (the groups it reads are kept for it).
+ *  Call with c->mtx held. @returns false when out of memory. */
+bool lag_cluster_stream_prometheus(http_response_t *r, const cluster_t *c);
 
 /** Serves /metrics, /groups, /groups/NAME and /healthz for a cluster_t. */
 http_route_fn lag_cluster_routes;

@@ -252,6 +252,8 @@ void bl_lag_window_free(bl_lag_window_t *w)
     w->count = w->next = 0;
 }
 
+_Static_assert(sizeof(bl_lag_sample_t) == 32, "a sample is 32 bytes: windows are many");
+
 void bl_lag_window_push(bl_lag_window_t *w, const bl_lag_sample_t *sample)
 {
     w->samples[w->next] = *sample;

@@ -172,13 +172,16 @@ typedef enum bl_lag_owner {
 
 /** One evaluation of one partition. */
 typedef struct bl_lag_sample {
-    int ok;                 /**< 0: the offsets could not be read (ERR) */
     int64_t committed;      /**< the group's committed offset; -1: none */
     int64_t high_watermark; /**< the partition's high watermark */
     int64_t lag;            /**< messages not yet consumed (>= 0) */
-    double lag_seconds;     /**< age of the oldest unconsumed one; < 0: unknown */
-    bl_lag_owner_t owner;      /**< whether a member holds the partition */
-} bl_lag_sample_t;
+    float lag_seconds;      /**< age of the oldest unconsumed one; < 0: unknown (a float:
+                                 to the millisecond up to 4 hours, to the second up to
+                                 six months; only thresholds read it) */
+    uint8_t ok;             /**< 0: the offsets could not be read (ERR) */
+    uint8_t owner;          /**< a bl_lag_owner_t: whether a member holds the partition */
+} bl_lag_sample_t; /* 32 bytes: a window holds one per partition per evaluation, and a
+                      cluster watcher one window per group-partition */
 
 /** Levels that turn an otherwise OK partition into WARN. */
 typedef struct bl_lag_thresholds {

@@ -270,16 +270,25 @@ static const char *text_of(json_t *req)
     return json_string_value(json_object_get(json_object_get(req, "body"), "text"));
 }
 
-/* ballast_lag_evaluations_total of an --all-groups watcher (its samples
- * carry the cluster label). */
-static double cluster_evaluations(const char *addr)
+/* Sample @p name of an --all-groups watcher (its samples carry the cluster
+ * label), or -1. */
+static double cluster_metric(const char *addr, const char *name)
 {
     bt_http_reply_t m = bt_http_get(addr, "/metrics");
-    const char *at = m.body ? strstr(m.body, "\nballast_lag_evaluations_total{") : NULL;
-    double e = at ? strtod(strchr(at, '}') + 1, NULL) : -1;
+    char key[128];
+    const char *at;
+    double v;
 
+    snprintf(key, sizeof(key), "\n%s{", name);
+    at = m.body ? strstr(m.body, key) : NULL;
+    v = at ? strtod(strchr(at, '}') + 1, NULL) : -1;
     bt_http_reply_free(&m);
-    return e;
+    return v;
+}
+
+static double cluster_evaluations(const char *addr)
+{
+    return cluster_metric(addr, "ballast_lag_evaluations_total");
 }
 
 static void test_all_groups(void **state)
@@ -391,6 +400,14 @@ static void test_all_groups(void **state)
                      json_array_size(f), flap);
     }
     assert_non_null(strstr(text_of(json_array_get(f, 0)), "FIRING"));
+    /* /metrics counts what the receiver got (its samples labelled cluster). */
+    for (int64_t deadline = bt_now_ms() + 5000;
+         cluster_metric(addr, "ballast_lag_alerts_sent_total") < (double)json_array_size(all);
+         usleep(20000))
+        if (bt_now_ms() > deadline)
+            fail_msg("ballast_lag_alerts_sent_total is %g, the receiver got %zu",
+                     cluster_metric(addr, "ballast_lag_alerts_sent_total"),
+                     json_array_size(all));
     json_decref(all);
     json_decref(f);
     json_decref(s);

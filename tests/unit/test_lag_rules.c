@@ -17,17 +17,20 @@
 
 #define MAX_STEPS 12
 
+#define SAMPLE(ok_, c, h, l, secs, own)                                                      \
+    {.committed = (c), .high_watermark = (h), .lag = (l), .lag_seconds = (secs), .ok = (ok_),   \
+     .owner = (own)}
 /* A readable sample: committed offset c, high watermark h, lag h - c. */
-#define S(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_UNKNOWN}
+#define S(c, h) SAMPLE(1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_UNKNOWN)
 /* With a time lag. */
-#define ST(c, h, secs) {1, (c), (h), (h) - (c), (secs), BL_LAG_OWNER_UNKNOWN}
+#define ST(c, h, secs) SAMPLE(1, (c), (h), (h) - (c), (secs), BL_LAG_OWNER_UNKNOWN)
 /* Nothing committed: lag is every retained message (low watermark 0). */
-#define N(h) {1, -1, (h), (h), -1, BL_LAG_OWNER_UNKNOWN}
+#define N(h) SAMPLE(1, -1, (h), (h), -1, BL_LAG_OWNER_UNKNOWN)
 /* Held by a member of the group, and held by none. */
-#define SM(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_MEMBER}
-#define SN(c, h) {1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_NONE}
+#define SM(c, h) SAMPLE(1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_MEMBER)
+#define SN(c, h) SAMPLE(1, (c), (h), (h) - (c), -1, BL_LAG_OWNER_NONE)
 /* The offsets could not be read. */
-#define E {0, -1, -1, 0, -1, BL_LAG_OWNER_UNKNOWN}
+#define E SAMPLE(0, -1, -1, 0, -1, BL_LAG_OWNER_UNKNOWN)
 
 typedef struct script {
     const char *name;
