@@ -70,10 +70,10 @@ static void test_pkg_config_program_links_one_librdkafka(void **state)
     /* -Wl,-rpath: a temporary prefix is not on the loader's path (the
      * program finds libballast there, and libballast its librdkafka). */
     if (bt_sh(&out, NULL,
-           "cc -o '%s' '%s/examples/consumer.c' "
+           "'%s' %s -o '%s' '%s/examples/consumer.c' "
            "$(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs ballast) "
            "-Wl,-rpath,'%s/lib'",
-           prog, BALLAST_SRC_DIR, g_prefix, g_prefix) != 0)
+           BALLAST_TEST_CC, BALLAST_TEST_CFLAGS, prog, BALLAST_SRC_DIR, g_prefix, g_prefix) != 0)
         fail_msg("building against the installed libballast failed: %s", out);
     free(out);
 
