@@ -422,59 +422,119 @@ static void note_waiting(ballast_consumer_t *c, int64_t start, int64_t timeout,
            (long long)((bl_now_ms() - start) / 1000), (long long)(timeout / 1000));
 }
 
-/* Collects the first topic a configuration needs that the cluster lacks. */
+/* Start-up's questions to the cluster, each asked in short rounds until it
+ * answers or startup.timeout.ms (from the first question) has passed, and
+ * the first topic the configuration needs that the cluster lacks. */
 typedef struct topic_check {
-    const struct rd_kafka_metadata *md;
+    ballast_consumer_t *c;
+    int64_t timeout, start, deadline, next_note;
+    const struct rd_kafka_metadata *all; /* every topic's, when asked for */
+    bool answered;                       /* the cluster has answered a question */
     ballast_error_t *err;
 } topic_check_t;
 
-static void check_topic(const char *key, const char *topic, void *opaque)
+/* Asks the cluster, as the consumer, about @p rkt's topic, or about every
+ * topic (@p rkt NULL, @p all_topics 1), or about its brokers (NULL, 0).
+ * @returns NULL with *mdp set, or the error that ends start-up. */
+static ballast_error_t *ask_cluster(topic_check_t *tc, int all_topics, rd_kafka_topic_t *rkt,
+                                    const struct rd_kafka_metadata **mdp)
 {
-    topic_check_t *tc = opaque;
-
-    if (!tc->err)
-        tc->err = bl_topic_missing(tc->md, key, topic);
-}
-
-ballast_error_t *bl_clients_check_cluster(ballast_consumer_t *c)
-{
-    int64_t timeout = bl_conf_int(c->conf, "startup.timeout.ms");
-    int64_t start = bl_now_ms(), deadline = start + timeout, next_note = start + 5000;
-    const struct rd_kafka_metadata *md = NULL;
+    ballast_consumer_t *c = tc->c;
     rd_kafka_resp_err_t err;
-    topic_check_t tc = {NULL, NULL};
+    ballast_error_t *fail;
 
     for (;;) {
-        int64_t left = deadline - bl_now_ms();
-        ballast_error_t *refused;
+        int64_t left = tc->deadline - bl_now_ms();
         /* Short rounds, so that a stop during start-up is prompt. */
-        err = rd_kafka_metadata(c->rk, 1, NULL, &md,
+        err = rd_kafka_metadata(c->rk, all_topics, rkt, mdp,
                                 (int)(left < 100 ? 100 : left > 500 ? 500 : left));
-        if (!err || bl_now_ms() >= deadline)
+        if (!err || bl_now_ms() >= tc->deadline)
             break;
-        if ((refused = start_refused(c)))
-            return refused;
+        if ((fail = start_refused(c)))
+            return fail;
         if (!bl_kafka_waitable(err))
             break;
         if (bl_conf_stop_requested(c->conf))
             return bl_error_new(BALLAST_ERR_STOPPED, false, false,
                                 "stopped while waiting for the broker");
-        if (bl_now_ms() >= next_note) {
-            note_waiting(c, start, timeout, err);
-            next_note += 5000;
+        if (bl_now_ms() >= tc->next_note) {
+            note_waiting(c, tc->start, tc->timeout, err);
+            tc->next_note += 5000;
         }
     }
-    if (err) {
-        pthread_mutex_lock(&c->clients.start_mtx);
-        tc.err = bl_kafka_unreachable(c->conf, timeout, *c->clients.start_reason
-                                                            ? c->clients.start_reason
-                                                            : rd_kafka_err2str(err));
-        pthread_mutex_unlock(&c->clients.start_mtx);
-        return tc.err;
+    if (!err) {
+        tc->answered = true;
+        return NULL;
     }
-    tc.md = md;
+    pthread_mutex_lock(&c->clients.start_mtx);
+    fail = bl_kafka_unreachable(c->conf, tc->timeout, *c->clients.start_reason
+                                                         ? c->clients.start_reason
+                                                         : rd_kafka_err2str(err));
+    pthread_mutex_unlock(&c->clients.start_mtx);
+    return fail;
+}
+
+/* Whether a question naming a topic lets the broker create it: the
+ * client allows that (kafka.allow.auto.create.topics = true; the
+ * consumer's default is false). */
+static bool may_create_topics(rd_kafka_t *rk)
+{
+    char value[16];
+    size_t size = sizeof(value);
+
+    return rd_kafka_conf_get(rd_kafka_conf(rk), "allow.auto.create.topics", value, &size) ==
+               RD_KAFKA_CONF_OK &&
+           !strcmp(value, "true");
+}
+
+/* Asks about each needed topic alone (a pattern needs no question), so
+ * that start-up reads the few topics it needs, not every topic of a
+ * cluster that may hold thousands; with every topic's answer at hand,
+ * looks there. */
+static void check_topic(const char *key, const char *topic, void *opaque)
+{
+    static const struct rd_kafka_metadata no_topics;
+    topic_check_t *tc = opaque;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt;
+
+    if (tc->err)
+        return;
+    if (tc->all || topic[0] == '^') {
+        tc->err = bl_topic_missing(tc->all ? tc->all : &no_topics, key, topic);
+        return;
+    }
+    /* A name librdkafka refuses is no topic of any cluster. */
+    if (!(rkt = rd_kafka_topic_new(tc->c->rk, topic, NULL))) {
+        tc->err = bl_topic_missing(&no_topics, key, topic);
+        return;
+    }
+    if (!(tc->err = ask_cluster(tc, 0, rkt, &md))) {
+        tc->err = bl_topic_missing(md, key, topic);
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+}
+
+ballast_error_t *bl_clients_check_cluster(ballast_consumer_t *c)
+{
+    topic_check_t tc = {.c = c, .timeout = bl_conf_int(c->conf, "startup.timeout.ms")};
+    const struct rd_kafka_metadata *md = NULL;
+
+    tc.start = bl_now_ms();
+    tc.deadline = tc.start + tc.timeout;
+    tc.next_note = tc.start + 5000;
+    /* Where a question naming a missing topic would create it, the check
+     * would make what it should find missing: such a consumer asks for
+     * every topic instead. */
+    if (may_create_topics(c->rk) && (tc.err = ask_cluster(&tc, 1, NULL, &tc.all)))
+        return tc.err;
     bl_each_needed_topic(c->conf, check_topic, &tc);
-    rd_kafka_metadata_destroy(md);
+    /* Patterns only: the cluster must still answer before the run. */
+    if (!tc.err && !tc.answered && !(tc.err = ask_cluster(&tc, 0, NULL, &md)))
+        rd_kafka_metadata_destroy(md);
+    if (tc.all)
+        rd_kafka_metadata_destroy(tc.all);
     return tc.err;
 }
 

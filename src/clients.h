@@ -27,7 +27,9 @@ ballast_error_t *bl_consumer_conf_new(const ballast_conf_t *conf, rd_kafka_conf_
 ballast_error_t *bl_make_client(ballast_consumer_t *c, bool producer, rd_kafka_t **rkp);
 
 /** Waits up to startup.timeout.ms for the cluster's metadata and checks
- *  that every topic the configuration needs exists. A refusal no retry can
+ *  that every topic the configuration needs exists, asking about those
+ *  topics alone (every topic only where asking about one would create it:
+ *  kafka.allow.auto.create.topics = true). A refusal no retry can
  *  fix (credentials, certificate) ends the wait at once; so does a stop.
  *  Says every 5 s what it waits for. Poll thread, before the run. */
 ballast_error_t *bl_clients_check_cluster(ballast_consumer_t *c);

@@ -1,8 +1,9 @@
 /*
  * exec_child.c - the exec handler's child: starting it (in its own process
  * group, pipes on its stdin and stdout), noticing and settling its loss
- * (with a restart back-off), ending it, reading its reply lines, and the
- * SIGPIPE guard of a call. The protocol over its pipes is exec.c's.
+ * (with a restart back-off), ending it (one worker's, or all of them at a
+ * stop), reading its reply lines, and the SIGPIPE guard of a call. The
+ * protocol over its pipes is exec_exchange.c's.
  */
 #include "exec_child.h"
 
@@ -342,6 +343,68 @@ int bl_exec_child_ensure(exec_state_t *st)
     bl_log(&st->log, st->losses > 1 ? BALLAST_LOG_DEBUG : BALLAST_LOG_INFO,
            "exec: restarted '%s' (pid %ld)", st->command, (long)st->pid);
     return 0;
+}
+
+/* ---- ending the children ---------------------------------------------- */
+
+/* The pids of @p states' children still running, for bl_exec_close(). */
+static size_t running_children(exec_state_t *const *states, size_t n)
+{
+    size_t left = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int status;
+        if (states[i] && states[i]->pid && bl_exec_child_reap(states[i]->pid, 0, &status))
+            states[i]->pid = 0;
+        left += states[i] && states[i]->pid;
+    }
+    return left;
+}
+
+/* Waits until @p deadline (bl_now_ms) for every child to exit. */
+static size_t wait_children(exec_state_t *const *states, size_t n, int64_t deadline)
+{
+    size_t left;
+
+    while ((left = running_children(states, n)) && bl_now_ms() < deadline)
+        bl_sleep_ms(20);
+    return left;
+}
+
+/* Sends @p sig to the process group of every child still running. */
+static void signal_children(exec_state_t *const *states, size_t n, int sig)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!states[i] || !states[i]->pid)
+            continue;
+        if (sig == SIGTERM)
+            bl_log(&states[i]->log, BALLAST_LOG_WARN,
+                   "exec: child '%s' (pid %ld) still running %d ms after its stdin "
+                   "closed; sending SIGTERM",
+                   states[i]->command, (long)states[i]->pid, CLOSE_GRACE_MS);
+        kill(-states[i]->pid, sig);
+    }
+}
+
+void bl_exec_close(void *const *states, size_t n)
+{
+    exec_state_t *const *sts = (exec_state_t *const *)states;
+
+    /* EOF on stdin is every child's cue to finish and exit; they are all
+     * given it at once, and waited for together. */
+    for (size_t i = 0; i < n; i++) {
+        if (!sts[i])
+            continue;
+        bl_exec_close_fd(&sts[i]->to_child);
+        bl_exec_close_fd(&sts[i]->from_child);
+    }
+    if (!wait_children(sts, n, bl_now_ms() + CLOSE_GRACE_MS))
+        return;
+    signal_children(sts, n, SIGTERM);
+    if (!wait_children(sts, n, bl_now_ms() + TERM_GRACE_MS))
+        return;
+    signal_children(sts, n, SIGKILL);
+    wait_children(sts, n, bl_now_ms() + 60000);
 }
 
 /* ---- reading replies ---------------------------------------------------- */

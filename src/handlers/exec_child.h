@@ -1,7 +1,8 @@
 /*
  * exec_child.h - the exec handler's child process and its pipes
- * (exec_child.c), for the handler proper (exec.c), which speaks the
- * protocol over them. Internal to the two.
+ * (exec_child.c), for the exchange (exec_exchange.c), which speaks the
+ * protocol over them, and the handler proper (exec.c), which starts and
+ * ends them. Internal to the three.
  */
 #ifndef BALLAST_EXEC_CHILD_H
 #define BALLAST_EXEC_CHILD_H
