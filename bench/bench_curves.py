@@ -16,6 +16,7 @@ bench/README.md ("Curves" and "Scenario latency").
 import json
 import os
 import signal
+import statistics
 import subprocess
 import time
 
@@ -79,8 +80,8 @@ def curve_systems(ctx):
 
 def size_messages(ctx, size):
     """Message count of a size point: the drain count, fewer for big values
-    so that a topic holds at most BENCH_CURVE_BYTES (200 MB; 40 MB quick)."""
-    budget = R.env_int("BENCH_CURVE_BYTES", 40_000_000 if ctx.quick else 200_000_000)
+    so that a topic holds at most BENCH_CURVE_BYTES (500 MB; 40 MB quick)."""
+    budget = R.env_int("BENCH_CURVE_BYTES", 40_000_000 if ctx.quick else 500_000_000)
     most = R.env_int("BENCH_CURVE_MESSAGES", 200_000 if ctx.quick else 2_000_000)
     return max(100, min(most, budget // size))
 
@@ -138,15 +139,19 @@ def scenario_curve_partitions(ctx):
 
 
 def add_rss_slopes(rows):
-    """Peak RSS per assigned partition: the slope between the fewest and the
-    most partitions, per system, in KiB (the same data in every topic)."""
+    """Peak RSS per assigned partition: the least-squares slope of peak RSS
+    over the partition count, per system, in KiB (the same data in every
+    topic, so what grows is what each partition costs)."""
     for system in {r["system"] for r in rows}:
-        pts = sorted((r["topic_partitions"], r["peak_rss_mb"]) for r in rows
-                     if r["system"] == system)
+        pts = [(r["topic_partitions"], r["peak_rss_mb"]) for r in rows
+               if r["system"] == system]
         if len(pts) < 2:
             continue
-        (p0, m0), (p1, m1) = pts[0], pts[-1]
-        kib = round((m1 - m0) * 1024 / (p1 - p0), 1)
+        mx = sum(x for x, _ in pts) / len(pts)
+        my = sum(y for _, y in pts) / len(pts)
+        slope = (sum((x - mx) * (y - my) for x, y in pts) /
+                 sum((x - mx) ** 2 for x, _ in pts))
+        kib = round(slope * 1024, 1)
         for r in rows:
             if r["system"] == system:
                 r["rss_kib_per_partition"] = kib
@@ -335,6 +340,25 @@ def latency_once(ctx, system, rate, workdir):
     return {"e2e": e2e, "app": app, "producer": json.loads(prod.strip().splitlines()[-1])}
 
 
+def stalls(rate, first, e2e_ms, over_ms=5.0):
+    """Pauses in the stream of arrivals (handler returns, or records seen):
+    arrival i is about i / rate (the paced produce time) + its latency. With
+    records every 1/rate s, a gap of over `over_ms` is a stall of the
+    pipeline, not of the load. Returns how often they come and how long
+    they last (the commit cadence shows as their period)."""
+    t = sorted((first + k) / rate * 1000 + lat for k, lat in enumerate(e2e_ms))
+    gaps = [(a, b - a) for a, b in zip(t, t[1:]) if b - a > over_ms]
+    span_s = (t[-1] - t[0]) / 1000 if len(t) > 1 else 0
+    if not gaps or not span_s:
+        return {"over_ms": over_ms, "per_second": 0}
+    starts = [a for a, _ in gaps]
+    periods = [b - a for a, b in zip(starts, starts[1:])]
+    return {"over_ms": over_ms, "per_second": round(len(gaps) / span_s, 1),
+            "median_ms": round(statistics.median(g for _, g in gaps), 1),
+            "max_ms": round(max(g for _, g in gaps), 1),
+            "median_period_ms": round(statistics.median(periods), 1) if periods else None}
+
+
 def latency_row(ctx, system, rate, res):
     warm, secs = latency_seconds(ctx)
     e2e = percentiles(res["e2e"])
@@ -349,6 +373,7 @@ def latency_row(ctx, system, rate, res):
            "latency_from_broker_append_ms": from_append,
            "latency_to_broker_append_ms": before_append,
            "producer": res["producer"],
+           "stalls": stalls(rate, rate * warm, res["e2e"]),
            "producer_linger_ms": LATENCY_LINGER_MS}
     if semantics == "exactly-once":
         row["transaction_interval_ms"] = txn_interval_ms(ctx)
