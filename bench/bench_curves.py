@@ -228,6 +228,9 @@ LATENCY_SYSTEMS = {
     "exactly-once-visible": ("exactly-once", "forward", "visible to read_committed"),
     "at-least-once-forward-visible": ("at-least-once", "forward", "visible (forward output)"),
 }
+# Not run alone: a plain librdkafka consumer (bench_latency read, defaults)
+# reading the at-least-once run's input beside ballast, under the same load.
+LATENCY_BASELINE = {"raw-librdkafka": ("-", "librdkafka reader", "seen by a plain consumer")}
 
 
 def latency_conf(ctx, system, topic, out_topic, n, marker, samples, path):
@@ -283,61 +286,78 @@ def wait_for(cond, deadline, what):
         time.sleep(0.01)
 
 
+def start_reader(ctx, topic, n, path, isolation, log):
+    return subprocess.Popen(
+        bench_latency(ctx, "read", "-t", topic, "-n", str(n), "-o", path, "-I", isolation,
+                      "-T", str(ctx.timeout)),
+        stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+
+
+def latency_topic(ctx, prefix):
+    topic = ctx.unique(prefix)
+    R.sh(bench_latency(ctx, "create-topic", "-t", topic, "-p", str(LATENCY_PARTITIONS)))
+    ctx.topics.append(topic)
+    return topic
+
+
 def latency_once(ctx, system, rate, workdir):
+    """One run: ballast on a fresh topic under the paced load. Returns
+    {row system: samples}; at-least-once also has a plain librdkafka reader
+    (`raw-librdkafka`) on the same input at the same time, the baseline."""
     warm, secs = latency_seconds(ctx)
     n = rate * (warm + secs)
     tag = f"{system}-{rate}"
-    handler = LATENCY_SYSTEMS[system][1]
-    topic = ctx.unique("bench-lat")
-    R.sh(bench_latency(ctx, "create-topic", "-t", topic, "-p", str(LATENCY_PARTITIONS)))
-    ctx.topics.append(topic)
-    out_topic = None
+    semantics, handler, _ = LATENCY_SYSTEMS[system]
+    topic = latency_topic(ctx, "bench-lat")
+    out_topic = latency_topic(ctx, "bench-lat-out") if handler == "forward" else None
     marker = os.path.join(workdir, f"{tag}.done")
-    samples = os.path.join(workdir, f"{tag}.samples")
+    files = {system: os.path.join(workdir, f"{tag}.samples")}
     conf = os.path.join(workdir, f"{tag}.conf")
-    if handler == "forward":
-        out_topic = ctx.unique("bench-lat-out")
-        R.sh(bench_latency(ctx, "create-topic", "-t", out_topic, "-p",
-                           str(LATENCY_PARTITIONS)))
-        ctx.topics.append(out_topic)
-    latency_conf(ctx, system, topic, out_topic, n, marker, samples, conf)
+    latency_conf(ctx, system, topic, out_topic, n, marker, files[system], conf)
     log = open(os.path.join(workdir, f"{tag}.log"), "w")
     proc = subprocess.Popen(R.ballast_cmd(ctx, conf), stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL)
-    reader = None
+    readers = []
     try:
         if out_topic:
-            iso = "committed" if LATENCY_SYSTEMS[system][0] == "exactly-once" else "uncommitted"
-            reader = subprocess.Popen(
-                bench_latency(ctx, "read", "-t", out_topic, "-n", str(n), "-o", samples,
-                              "-I", iso, "-T", str(ctx.timeout)),
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+            iso = "committed" if semantics == "exactly-once" else "uncommitted"
+            readers.append(start_reader(ctx, out_topic, n, files[system], iso, log))
+        if system == "at-least-once":
+            files["raw-librdkafka"] = os.path.join(workdir, f"raw-librdkafka-{rate}.samples")
+            readers.append(start_reader(ctx, topic, n, files["raw-librdkafka"], "uncommitted",
+                                        log))
         prod = R.sh(bench_latency(ctx, "produce", "-t", topic, "-n", str(n), "-r", str(rate),
                                   "-s", str(LATENCY_VALUE_BYTES), "-l", str(LATENCY_LINGER_MS)),
                     timeout=ctx.timeout)
         deadline = time.monotonic() + 60
-        if reader:
-            wait_for(lambda: reader.poll() is not None, deadline, "the reader")
-            if reader.returncode != 0:
-                raise R.BenchError(f"latency {tag}: reader exited {reader.returncode}")
-        else:
+        for rd in readers:
+            wait_for(lambda: rd.poll() is not None, deadline, "the reader")
+            if rd.returncode != 0:
+                raise R.BenchError(f"latency {tag}: reader exited {rd.returncode}")
+        if handler == "plugin":
             wait_for(lambda: os.path.exists(marker) or proc.poll() is not None, deadline,
                      "the plugin's marker")
     finally:
         rc = stop(proc)
-        if reader and reader.poll() is None:
-            stop(reader)
+        for rd in readers:
+            if rd.poll() is None:
+                stop(rd)
         log.close()
     if rc != 0:
         raise R.BenchError(f"latency {tag}: ballast exited {rc}: {R.tail(log.name)}")
     first = rate * warm
-    e2e, app = read_samples(samples, first, n)
-    if len(e2e) != n - first:
-        raise R.BenchError(f"latency {tag}: {len(e2e)} samples for {n - first} messages")
+    producer = json.loads(prod.strip().splitlines()[-1])
+    out = {}
+    for name, path in files.items():
+        e2e, app = read_samples(path, first, n)
+        if len(e2e) != n - first:
+            raise R.BenchError(f"latency {tag}: {name} has {len(e2e)} samples for "
+                               f"{n - first} messages")
+        out[name] = {"e2e": e2e, "app": app, "producer": producer}
     R.drop_topic(ctx, topic)
     if out_topic:
         R.drop_topic(ctx, out_topic)
-    return {"e2e": e2e, "app": app, "producer": json.loads(prod.strip().splitlines()[-1])}
+    return out
 
 
 def stalls(rate, first, e2e_ms, over_ms=5.0):
@@ -364,7 +384,7 @@ def latency_row(ctx, system, rate, res):
     e2e = percentiles(res["e2e"])
     from_append = percentiles(res["app"])
     before_append = percentiles([a - b for a, b in zip(res["e2e"], res["app"])])
-    semantics, handler, to = LATENCY_SYSTEMS[system]
+    semantics, handler, to = {**LATENCY_SYSTEMS, **LATENCY_BASELINE}[system]
     row = {"scenario": "latency", "system": system, "rate": rate, "semantics": semantics,
            "handler": handler, "measured_to": to, "messages": len(res["e2e"]),
            "warmup_seconds": warm, "seconds": secs, "msgs_per_sec": rate,
@@ -400,10 +420,12 @@ def scenario_latency(ctx):
                 R.log(f"latency/{system} at {rate}/s: FAILED: {e}")
                 ctx.failures.append(f"latency/{system}@{rate}: {e}")
                 continue
-            row = latency_row(ctx, system, rate, res)
-            R.log(f"latency/{system} at {rate:,}/s: p50 {row['latency_ms']['p50']} ms, "
-                  f"p99 {row['latency_ms']['p99']} ms, p99.9 {row['latency_ms']['p99.9']} ms")
-            rows.append(row)
+            for name, samples in res.items():
+                row = latency_row(ctx, name, rate, samples)
+                R.log(f"latency/{name} at {rate:,}/s: p50 {row['latency_ms']['p50']} ms, "
+                      f"p99 {row['latency_ms']['p99']} ms, "
+                      f"p99.9 {row['latency_ms']['p99.9']} ms")
+                rows.append(row)
     return rows
 
 
