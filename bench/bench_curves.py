@@ -300,6 +300,29 @@ def latency_topic(ctx, prefix):
     return topic
 
 
+def broker_gc():
+    """The test broker's stop-the-world GC so far (jstat -gc: young and full
+    collections, count and seconds), or None without jstat or the broker's
+    pid. The broker's pauses hold up appends and fetches alike."""
+    state = os.environ.get("BALLAST_TESTENV_DIR", "/tmp/ballast-testenv").rstrip("/")
+    try:
+        pid = open(os.path.join(state, "kafka", "kafka.pid")).read().strip()
+        out = subprocess.run(["jstat", "-gc", pid], capture_output=True, text=True,
+                             timeout=30).stdout.split("\n")
+        f = dict(zip(out[0].split(), out[1].split()))
+        return (int(f["YGC"]) + int(f["FGC"]), float(f["YGCT"]) + float(f["FGCT"]))
+    except (OSError, IndexError, KeyError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def gc_delta(before, after):
+    if not before or not after:
+        return None
+    n, secs = after[0] - before[0], after[1] - before[1]
+    return {"pauses": n, "total_ms": round(secs * 1000, 1),
+            "mean_ms": round(secs * 1000 / n, 1) if n else None}
+
+
 def latency_once(ctx, system, rate, workdir):
     """One run: ballast on a fresh topic under the paced load. Returns
     {row system: samples}; at-least-once also has a plain librdkafka reader
@@ -326,9 +349,11 @@ def latency_once(ctx, system, rate, workdir):
             files["raw-librdkafka"] = os.path.join(workdir, f"raw-librdkafka-{rate}.samples")
             readers.append(start_reader(ctx, topic, n, files["raw-librdkafka"], "uncommitted",
                                         log))
+        gc0 = broker_gc()
         prod = R.sh(bench_latency(ctx, "produce", "-t", topic, "-n", str(n), "-r", str(rate),
                                   "-s", str(LATENCY_VALUE_BYTES), "-l", str(LATENCY_LINGER_MS)),
                     timeout=ctx.timeout)
+        gc = gc_delta(gc0, broker_gc())
         deadline = time.monotonic() + 60
         for rd in readers:
             wait_for(lambda: rd.poll() is not None, deadline, "the reader")
@@ -353,7 +378,8 @@ def latency_once(ctx, system, rate, workdir):
         if len(e2e) != n - first:
             raise R.BenchError(f"latency {tag}: {name} has {len(e2e)} samples for "
                                f"{n - first} messages")
-        out[name] = {"e2e": e2e, "app": app, "producer": producer}
+        out[name] = {"e2e": e2e, "app": app, "producer": producer, "broker_gc": gc,
+                     "loadavg": [round(x, 2) for x in os.getloadavg()]}
     R.drop_topic(ctx, topic)
     if out_topic:
         R.drop_topic(ctx, out_topic)
@@ -394,6 +420,8 @@ def latency_row(ctx, system, rate, res):
            "latency_to_broker_append_ms": before_append,
            "producer": res["producer"],
            "stalls": stalls(rate, rate * warm, res["e2e"]),
+           # over the whole load (warm-up included), and the load average after it
+           "broker_gc": res["broker_gc"], "loadavg_after": res["loadavg"],
            "producer_linger_ms": LATENCY_LINGER_MS}
     if semantics == "exactly-once":
         row["transaction_interval_ms"] = txn_interval_ms(ctx)
