@@ -294,7 +294,8 @@ static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
         ssize_t written = write(n->trace_fd, line, (size_t)w);
         (void)written;
     }
-    latency_record(msg, value, len);
+    if (lat.cap)
+        latency_record(msg, value, len);
     count = atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed) + 1;
     if (n->expect && count >= n->expect &&
         !atomic_exchange(&marker_done, 1))
