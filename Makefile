@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 CMAKE_BUILD_TYPE ?= RelWithDebInfo
 
-.PHONY: all build asan deps test-deps demo test bench perf-gate docs install clean fuzz fuzz-smoke \
+.PHONY: all build asan deps test-deps demo test bench bench-plots perf-gate docs install clean fuzz fuzz-smoke \
         chaos soak leakcheck deb package-test
 
 all: build
@@ -53,6 +53,12 @@ fuzz-smoke: test-deps
 
 bench: test-deps build
 	bench/run
+
+# The curves and latency figures of build/bench/results.json as PNGs in
+# docs/img/ (bench/plots; BENCH_RESULTS names other results files).
+BENCH_RESULTS ?= build/bench/results.json
+bench-plots: test-deps
+	bench/plots $(BENCH_RESULTS)
 
 # Instructions per message of four pipelines under callgrind against the
 # budgets in bench/perf-budgets.json (scripts/perf-gate); `make test` runs it.

@@ -4,7 +4,8 @@
  *
  *   bench_kafka produce   -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS] [-r RATE]
  *       Produces COUNT deterministic records: value i is VALUE_BYTES (default
- *       100) bytes, "%012llu" of i followed by a fixed pattern; record i goes
+ *       100) bytes, "%012llu" of i followed by a fixed pattern (below 12
+ *       bytes: that head's last VALUE_BYTES digits); record i goes
  *       to partition i % partitions (so partitions get equal shares); with
  *       -k KEYS > 0 record i has key "key-%08u" of i % KEYS, else no key.
  *       With -r RATE, record i is sent at i/RATE seconds after the start (a
@@ -168,7 +169,7 @@ static int cmd_produce(void)
     unsigned long long produced = 0;
     int parts;
 
-    if ((!count && !rate) || value_bytes < 12)
+    if ((!count && !rate) || value_bytes < 1)
         usage();
     if (rate) {
         signal(SIGTERM, on_stop_signal);
@@ -199,7 +200,10 @@ static int cmd_produce(void)
         if (stop_producing)
             break;
         snprintf(head, sizeof(head), "%012llu", i);
-        memcpy(value, head, 12);
+        if (value_bytes >= 12)
+            memcpy(value, head, 12);
+        else /* a shorter value holds the index's last digits */
+            memcpy(value, head + 12 - value_bytes, value_bytes);
         if (keys)
             key_len = (size_t)snprintf(key, sizeof(key), "key-%08u", (unsigned)(i % keys));
         for (;;) {

@@ -23,6 +23,16 @@
  *                                   one write() each, so that a kill -9 loses
  *                                   nothing handled (the rebalance scenario's
  *                                   handler-side timeline; default: none)
+ *   handler.plugin.param.latency_file  record, for each message whose value
+ *                                   starts as bench_latency produces it
+ *                                   ("%012llu %019lld": index i below expect,
+ *                                   produce time in CLOCK_REALTIME ns), when
+ *                                   the handler returns minus its produce
+ *                                   time and minus its (LogAppendTime)
+ *                                   timestamp, and write them to this file
+ *                                   when the plugin is unloaded, one line
+ *                                   "i e2e_us append_us" per message (the
+ *                                   latency scenario; requires expect)
  *
  * The plugin never stops the consumer itself: the driver (bench/run) waits for
  * the marker and then sends SIGTERM, which `ballast run` turns into a clean
@@ -43,6 +53,15 @@
 static atomic_ulong seen;       /* every worker's messages */
 static atomic_int marker_done;  /* the marker was written */
 
+/* latency_file: one slot per message index, shared by every worker; the
+ * last worker to be destroyed writes the file. */
+static struct {
+    long long *e2e_us, *append_us; /* 0 in e2e_us: not seen */
+    unsigned long cap;
+    char *path;
+    atomic_int users;
+} lat;
+
 typedef struct noop {
     unsigned long expect;  /* 0: never write the marker */
     char *done_file;
@@ -52,6 +71,7 @@ typedef struct noop {
     unsigned long long period; /* fail_every, or ULLONG_MAX when 0 */
     int parse_index;           /* fail_every was given (0 included) */
     int trace_fd;              /* trace_file, or -1 */
+    int latency_user;          /* counted in lat.users */
 } noop_t;
 
 static int parse_count(const ballast_handler_params_t *params, const char *key,
@@ -67,6 +87,35 @@ static int parse_count(const ballast_handler_params_t *params, const char *key,
     if (errno || *end || end == v) {
         snprintf(errbuf, errsize, "%s: \"%s\" is not a count", key, v);
         return BALLAST_ERR_CONFIG;
+    }
+    return 0;
+}
+
+/* latency_file: the first worker allocates the slots, every worker counts
+ * itself as a user. Workers are created one after another, so this needs
+ * no lock beyond the atomic count. */
+static int latency_init(const ballast_handler_params_t *params, noop_t *n, char *errbuf,
+                        size_t errsize)
+{
+    unsigned long expect = n->expect;
+    const char *path = ballast_conf_get(params->conf, "handler.plugin.param.latency_file");
+
+    if (!path || !*path)
+        return 0;
+    if (!expect) {
+        snprintf(errbuf, errsize, "handler.plugin.param.latency_file: requires expect");
+        return -1;
+    }
+    n->latency_user = 1;
+    if (atomic_fetch_add(&lat.users, 1) > 0)
+        return 0;
+    lat.cap = expect;
+    lat.e2e_us = calloc(expect, sizeof(*lat.e2e_us));
+    lat.append_us = calloc(expect, sizeof(*lat.append_us));
+    lat.path = strdup(path);
+    if (!lat.e2e_us || !lat.append_us || !lat.path) {
+        snprintf(errbuf, errsize, "out of memory");
+        return -1;
     }
     return 0;
 }
@@ -124,6 +173,13 @@ static int noop_init(void **statep, const ballast_handler_params_t *params,
         free(n);
         return BALLAST_ERR_CONFIG;
     }
+    if (latency_init(params, n, errbuf, errsize)) {
+        if (n->trace_fd >= 0)
+            close(n->trace_fd);
+        free(n->done_file);
+        free(n);
+        return BALLAST_ERR_CONFIG;
+    }
     *statep = n;
     return 0;
 }
@@ -153,6 +209,49 @@ static void write_marker(const noop_t *n, unsigned long count)
         rename(tmp, n->done_file);
     else
         close(fd);
+}
+
+/* Records the message's latencies at the handler's return (latency_file). */
+static void latency_record(const ballast_message_t *msg, const unsigned char *value,
+                           size_t len)
+{
+    char head[33], *end;
+    unsigned long long i;
+    long long produced, now;
+
+    if (!lat.cap || !value || len < 32 || value[12] != ' ')
+        return;
+    memcpy(head, value, 32);
+    head[32] = head[12] = 0;
+    i = strtoull(head, &end, 10);
+    if (*end || i >= lat.cap)
+        return;
+    produced = strtoll(head + 13, &end, 10);
+    if (*end)
+        return;
+    now = (long long)now_ns(CLOCK_REALTIME);
+    lat.e2e_us[i] = (now - produced) / 1000;
+    lat.append_us[i] = now / 1000 - (long long)ballast_message_timestamp(msg) * 1000;
+    if (!lat.e2e_us[i])
+        lat.e2e_us[i] = 1; /* 0 means "not seen" */
+}
+
+static void latency_write(void)
+{
+    FILE *f;
+
+    if (atomic_fetch_sub(&lat.users, 1) != 1 || !lat.path)
+        return;
+    if ((f = fopen(lat.path, "w"))) {
+        for (unsigned long i = 0; i < lat.cap; i++)
+            if (lat.e2e_us[i])
+                fprintf(f, "%lu %lld %lld\n", i, lat.e2e_us[i], lat.append_us[i]);
+        fclose(f);
+    }
+    free(lat.e2e_us);
+    free(lat.append_us);
+    free(lat.path);
+    memset(&lat, 0, sizeof(lat));
 }
 
 static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
@@ -195,6 +294,8 @@ static ballast_outcome_t noop_handle(void *state, const ballast_message_t *msg,
         ssize_t written = write(n->trace_fd, line, (size_t)w);
         (void)written;
     }
+    if (lat.cap)
+        latency_record(msg, value, len);
     count = atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed) + 1;
     if (n->expect && count >= n->expect &&
         !atomic_exchange(&marker_done, 1))
@@ -209,6 +310,8 @@ static void noop_destroy(void *state)
         return;
     if (n->trace_fd >= 0)
         close(n->trace_fd);
+    if (n->latency_user)
+        latency_write();
     free(n->done_file);
     free(n);
 }
