@@ -83,25 +83,28 @@ def verify_rows(B, ctx, table, ref, messages, what):
     return f"{messages} rows equal to the expected rows, lag 0"
 
 
-def ballast_sql(kind, table):
+def ballast_sql(kind, table, processing=None):
     if kind == "payments":
         v = "(:value::jsonb)"
         return (f"INSERT INTO {table} (idempotency_key, customer_id, amount, status) VALUES "
                 f"({v}->>'idempotencyKey', {v}->>'customerId', ({v}->>'amount')::numeric, "
                 f"'completed') ON CONFLICT (idempotency_key) DO NOTHING")
+    if processing == "batch-do-nothing":
+        return (f"INSERT INTO {table} (id, data) VALUES (:key, :value::jsonb) "
+                f"ON CONFLICT (id) DO NOTHING")
     return (f"INSERT INTO {table} (id, data) VALUES (:key, :value::jsonb) "
             f"ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data")
 
 
-def ballast_settings(kind, concurrency=1):
+def ballast_settings(kind, concurrency=1, processing=None):
     s = ["handler=postgres", "semantics=at-least-once", "ordering=partition",
          f"concurrency={concurrency}", "kafka.auto.commit.interval.ms=100"]
-    if kind == "payments":
+    if (processing or ("message" if kind == "payments" else "batch")) == "message":
         return s + ["processing=message"]
     return s + ["processing=batch", f"batch.max.messages={BATCH_MAX}"]
 
 
-def command(B, ctx, system, kind, topic, group, table, conf, concurrency=1):
+def command(B, ctx, system, kind, topic, group, table, conf, concurrency=1, processing=None):
     """The command line of one system (seed-kafkajs or ballast) for `kind` (payments: the
     message pair, events: the batch pair)."""
     if system == "seed-kafkajs":
@@ -110,8 +113,8 @@ def command(B, ctx, system, kind, topic, group, table, conf, concurrency=1):
                  group, pg_url(ctx.pg), table]
     lines = B.ballast_common(ctx, topic, group, f"the seed side by side ({kind})")
     lines += [f"handler.postgres.dsn = {ctx.pg}",
-              f"handler.postgres.sql = {ballast_sql(kind, table)}"]
-    lines += B.extra_lines(ctx, ballast_settings(kind, concurrency))
+              f"handler.postgres.sql = {ballast_sql(kind, table, processing)}"]
+    lines += B.extra_lines(ctx, ballast_settings(kind, concurrency, processing))
     B.write_conf(conf, lines)
     return [ctx.ballast_bin(), "run", conf]
 
@@ -122,7 +125,7 @@ def wal_syncs(B, ctx):
     return int(B.psql(ctx, "SELECT wal_sync FROM pg_stat_wal"))
 
 
-def make_system(B, system, kind, table, ref, stats, concurrency=1):
+def make_system(B, system, kind, table, ref, stats, concurrency=1, processing=None):
     """A bench/run system: a fresh group and a truncated table per run; done when the
     group's commits reach the topic's end (bench_kafka watch), then SIGTERM. Verified: exit 0,
     lag 0, the table equals the expected rows. Appends each run's WAL flushes per message to
@@ -132,7 +135,7 @@ def make_system(B, system, kind, table, ref, stats, concurrency=1):
         group = ctx.unique("bench-" + system)
         marker = os.path.join(workdir, f"{tag}.done")
         cmd = command(B, ctx, system, kind, topic, group, table,
-                      os.path.join(workdir, f"{tag}.conf"), concurrency)
+                      os.path.join(workdir, f"{tag}.conf"), concurrency, processing)
         syncs = wal_syncs(B, ctx)
         watch = [ctx.helper("bench_kafka"), "watch", "-b", ctx.bootstrap, "-t", topic,
                  "-g", group, "-o", marker, "-T", str(ctx.timeout)]
@@ -146,7 +149,7 @@ def make_system(B, system, kind, table, ref, stats, concurrency=1):
             stats.append((wal_syncs(B, ctx) - syncs) / messages)
             r["verified"] = verify_rows(B, ctx, table, ref, messages, system)
             if system == "ballast":
-                r["settings"] = ballast_settings(kind, concurrency)
+                r["settings"] = ballast_settings(kind, concurrency, processing)
         return cmd, marker, verify, watch
     return run
 
@@ -204,12 +207,20 @@ def kill9_once(B, ctx, system, topic, messages, table, ref, workdir):
 
 # ---------------------------------------------------------------- the scenario
 
-# system: (what runs, table kind, ballast's concurrency)
-SYSTEMS = {"seed-kafkajs-message": ("seed-kafkajs", "payments", 1),
-           "ballast-message": ("ballast", "payments", 1),
-           "ballast-message-concurrency-4": ("ballast", "payments", 4),
-           "seed-kafkajs-batch": ("seed-kafkajs", "events", 1),
-           "ballast-batch": ("ballast", "events", 1)}
+# system: (what runs, table kind, ballast's concurrency, ballast's processing if not the
+# kind's own). ballast-payments-as-batch runs the payments statement with processing = batch:
+# one transaction per batch of up to 1000 messages, a failing message taken out and the rest
+# run again, offsets committed after the transaction (docs/benchmarks.md, The seed side by side).
+# ballast-batch-do-nothing writes the events with ON CONFLICT (id) DO NOTHING, which ballast
+# runs as many-row statements (DO UPDATE runs one statement a message): the same rows here,
+# where every id is new, to measure what many-row statements would give the upsert.
+SYSTEMS = {"seed-kafkajs-message": ("seed-kafkajs", "payments", 1, None),
+           "ballast-message": ("ballast", "payments", 1, None),
+           "ballast-message-concurrency-4": ("ballast", "payments", 4, None),
+           "ballast-payments-as-batch": ("ballast", "payments", 1, "batch"),
+           "seed-kafkajs-batch": ("seed-kafkajs", "events", 1, None),
+           "ballast-batch": ("ballast", "events", 1, None),
+           "ballast-batch-do-nothing": ("ballast", "events", 1, "batch-do-nothing")}
 
 
 def by_drain(B, row, stats):
@@ -237,8 +248,10 @@ def scenario(B, ctx):
     rows = []
     try:
         for kind, n, names in (("payments", n_msg, ["seed-kafkajs-message", "ballast-message",
-                                                     "ballast-message-concurrency-4"]),
-                               ("events", n_batch, ["seed-kafkajs-batch", "ballast-batch"])):
+                                                     "ballast-message-concurrency-4",
+                                                     "ballast-payments-as-batch"]),
+                               ("events", n_batch, ["seed-kafkajs-batch", "ballast-batch",
+                                                    "ballast-batch-do-nothing"])):
             systems = B.selected(ctx, names)
             if not systems:
                 continue
@@ -248,13 +261,13 @@ def scenario(B, ctx):
                         f"INSERT INTO {ref} {ref_select(kind, n)}")
             topic = make_payments_topic(B, ctx, n)
             stats = {s: [] for s in systems}
-            funcs = {s: make_system(B, SYSTEMS[s][0], kind, table, ref, stats[s], SYSTEMS[s][2])
-                     for s in systems}
+            funcs = {s: make_system(B, SYSTEMS[s][0], kind, table, ref, stats[s],
+                                    *SYSTEMS[s][2:]) for s in systems}
             got = [by_drain(B, r, stats[r["system"]])
                    for r in B.compare_rounds(ctx, "seed", systems, topic, n, funcs, runs=runs)]
             if kind == "payments" and B.env_int("BENCH_SEED_KILL9", 1):
                 for r in got:
-                    if SYSTEMS[r["system"]][2] != 1:
+                    if SYSTEMS[r["system"]][2:] != (1, None):
                         continue
                     try:
                         r["kill9"] = kill9_once(B, ctx, SYSTEMS[r["system"]][0], topic, n,
