@@ -10,12 +10,17 @@
  *       -k KEYS > 0 record i has key "key-%08u" of i % KEYS, else no key.
  *       With -r RATE, record i is sent at i/RATE seconds after the start (a
  *       steady load; linger 5 ms), and -n 0 means until SIGTERM or SIGINT.
+ *       With -j 1 record i is a payment instead (-s and -k ignored): key
+ *       "pay-%012llu" of i, value {"id":"pay-%012llu","idempotencyKey":
+ *       "idem-%012llu","customerId":"cust-%04u" of i % 1000,"amount":A} with
+ *       A = (100 + i * 7919 % 99900) / 100 written with two decimals.
  *       Prints {"produced":N,"seconds":S}.
  *   bench_kafka count     -b BOOTSTRAP -t TOPIC
  *       Prints {"partitions":P,"messages":sum(high-low),"end":sum(high)}.
  *   bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP
  *       Prints {"committed":sum of committed offsets (missing ones count as
- *       the low watermark),"end":sum(high),"lag":end-committed}.
+ *       the low watermark),"end":sum(high),"lag":end-committed,
+ *       "partitions":[each partition's committed offset, the same way]}.
  *   bench_kafka delete-topic -b BOOTSTRAP -t TOPIC
  *   bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]
  *       Creates the topic (default 4 partitions, replication 1; ok if it
@@ -55,6 +60,7 @@ static const char *bootstrap, *topic, *group;
 static unsigned long long count;
 static size_t value_bytes = 100;
 static unsigned keys;
+static int payments; /* produce -j 1: payment JSON records */
 static unsigned long long delivery_failures;
 static const char *isolation = "uncommitted", *marker_path, *group_configs;
 static int partitions_opt = 4;
@@ -72,7 +78,7 @@ static void die(const char *what, const char *why)
 static void usage(void)
 {
     fputs("usage: bench_kafka produce -b BOOTSTRAP -t TOPIC -n COUNT [-s VALUE_BYTES] [-k KEYS] "
-          "[-r RATE]\n"
+          "[-r RATE] [-j 1]\n"
           "       bench_kafka count -b BOOTSTRAP -t TOPIC\n"
           "       bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP\n"
           "       bench_kafka delete-topic -b BOOTSTRAP -t TOPIC\n"
@@ -151,6 +157,21 @@ static void on_stop_signal(int sig)
     stop_producing = 1;
 }
 
+/* produce -j 1: record @p i as a payment; returns the value's length. */
+static size_t payment_record(unsigned long long i, char *key, size_t key_size, size_t *key_len,
+                             char *value, size_t value_size)
+{
+    unsigned long long cents = 100 + i * 7919 % 99900;
+    int n;
+
+    *key_len = (size_t)snprintf(key, key_size, "pay-%012llu", i);
+    n = snprintf(value, value_size,
+                 "{\"id\":\"pay-%012llu\",\"idempotencyKey\":\"idem-%012llu\","
+                 "\"customerId\":\"cust-%04u\",\"amount\":%llu.%02llu}",
+                 i, i, (unsigned)(i % 1000), cents / 100, cents % 100);
+    return (size_t)n;
+}
+
 /* With -r: polls the producer until record @p i is due. */
 static void pace(rd_kafka_t *rk, double t0, unsigned long long i)
 {
@@ -186,6 +207,8 @@ static int cmd_produce(void)
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rk = client(RD_KAFKA_PRODUCER, conf);
     parts = partition_count(rk);
+    if (payments && value_bytes < 160)
+        value_bytes = 160; /* room for the longest payment record */
     if (!(value = malloc(value_bytes + 16)))
         die("malloc", "out of memory");
     for (size_t j = 0; j < value_bytes; j++)
@@ -194,7 +217,7 @@ static int cmd_produce(void)
     for (unsigned long long i = 0; (!count || i < count) && !stop_producing; i++) {
         rd_kafka_resp_err_t err;
         char head[24];
-        size_t key_len = 0;
+        size_t key_len = 0, len = value_bytes;
         if (rate)
             pace(rk, t0, i);
         if (stop_producing)
@@ -204,13 +227,15 @@ static int cmd_produce(void)
             memcpy(value, head, 12);
         else /* a shorter value holds the index's last digits */
             memcpy(value, head + 12 - value_bytes, value_bytes);
-        if (keys)
+        if (payments)
+            len = payment_record(i, key, sizeof(key), &key_len, value, value_bytes + 16);
+        else if (keys)
             key_len = (size_t)snprintf(key, sizeof(key), "key-%08u", (unsigned)(i % keys));
         for (;;) {
             err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(i % (unsigned)parts)),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(value, value_bytes),
-                RD_KAFKA_V_KEY((keys ? key : NULL), key_len), RD_KAFKA_V_END);
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_VALUE(value, len),
+                RD_KAFKA_V_KEY((key_len ? key : NULL), key_len), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(rk, 50);
@@ -298,8 +323,13 @@ static int cmd_committed(void)
         committed += off >= 0 ? off : low[p];
         end += high[p];
     }
-    printf("{\"committed\":%lld,\"end\":%lld,\"lag\":%lld}\n", committed, end,
+    printf("{\"committed\":%lld,\"end\":%lld,\"lag\":%lld,\"partitions\":[", committed, end,
            end - committed);
+    for (int i = 0; i < list->cnt; i++) {
+        int64_t off = list->elems[i].offset;
+        printf("%s%lld", i ? "," : "", (long long)(off >= 0 ? off : low[list->elems[i].partition]));
+    }
+    printf("]}\n");
     rd_kafka_topic_partition_list_destroy(list);
     free(low);
     free(high);
@@ -868,6 +898,8 @@ int main(int argc, char **argv)
             count = strtoull(arg, NULL, 10);
         else if (!strcmp(opt, "-s"))
             value_bytes = strtoul(arg, NULL, 10);
+        else if (!strcmp(opt, "-j"))
+            payments = atoi(arg);
         else if (!strcmp(opt, "-k"))
             keys = (unsigned)strtoul(arg, NULL, 10);
         else if (!strcmp(opt, "-I"))
