@@ -152,6 +152,8 @@ static const char *scene_start(scene_t *s)
 
     memset(s, 0, sizeof(*s));
     bt_mock_start(&s->mock, IN, 1);
+    /* The group forms at once, not after the default 3 s. */
+    rd_kafka_mock_group_initial_rebalance_delay_ms(s->mock.mc, 0);
     if (rd_kafka_mock_topic_create(s->mock.mc, OUT, 1, 1))
         return "cannot create the output topic";
     bt_produce_seq(s->mock.bootstrap, IN, 1, 0, 10, 0);
