@@ -18,6 +18,8 @@
  *   dbtxn.c      exactly-once into a database: a batch's transaction
  *   outcome.c    a handler call, its retries, what its outcome means
  *   ktxn.c       exactly-once with Kafka outputs: Kafka transactions
+ *   txnwatch.c   the transaction watchdog: which blocking transaction call
+ *                the poll thread is in (ballast_consumer_stalled())
  *   commit.c     at-least-once commits
  *   emit.c       everything produced: outputs, dead letters, tier moves,
  *                their delivery reports
