@@ -43,6 +43,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+void bl_ktxn_setup(ballast_consumer_t *c)
+{
+    c->ktxn.timeout_ms = BL_TXN_TIMEOUT_MS;
+}
+
 /* The blocking transaction calls, recorded for the watchdog (txnwatch.c)
  * while the poll thread is inside them. */
 static rd_kafka_error_t *watched_init(ballast_consumer_t *c, int timeout_ms)

@@ -25,7 +25,6 @@
 
 void bl_txnwatch_init(ballast_consumer_t *c)
 {
-    c->ktxn.timeout_ms = BL_TXN_TIMEOUT_MS;
     c->txnwatch.margin_ms = BL_TXN_OVERRUN_MARGIN_MS;
 }
 

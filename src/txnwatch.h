@@ -8,14 +8,11 @@
 
 #include "runtime.h"
 
-/* Each blocking transaction call's timeout (send_offsets_to_transaction,
- * commit_transaction, abort_transaction). */
-#define BL_TXN_TIMEOUT_MS 30000
 /* A call that has not returned this long after its timeout is taken as
  * hung inside librdkafka (ballast_consumer_stalled()). */
 #define BL_TXN_OVERRUN_MARGIN_MS 30000
 
-/** Sets the defaults (construction). */
+/** Sets the margin to BL_TXN_OVERRUN_MARGIN_MS (construction). */
 void bl_txnwatch_init(ballast_consumer_t *c);
 
 /** Records that the poll thread enters @p call (a librdkafka function's
