@@ -35,6 +35,7 @@
 #include "parts.h"
 #include "rebalance.h"
 #include "status.h"
+#include "txnwatch.h"
 #include "worker.h"
 
 #include <stdio.h>
@@ -199,6 +200,8 @@ ballast_error_t *ballast_consumer_new(const ballast_conf_t *conf, ballast_consum
     bl_emit_init(c);
     bl_outcome_init(c);
     bl_status_init(c);
+    bl_ktxn_setup(c);
+    bl_txnwatch_init(c);
     if (bl_workers_init(c, consumer_free)) {
         ballast_consumer_destroy(c);
         return bl_error_new(BALLAST_ERR_INTERNAL, false, true, "out of memory");

@@ -38,11 +38,60 @@
 #include "clients.h"
 #include "emit.h"
 #include "parts.h"
+#include "txnwatch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#define TXN_TIMEOUT_MS 30000
+void bl_ktxn_setup(ballast_consumer_t *c)
+{
+    c->ktxn.timeout_ms = BL_TXN_TIMEOUT_MS;
+}
+
+/* The blocking transaction calls, recorded for the watchdog (txnwatch.c)
+ * while the poll thread is inside them. */
+static rd_kafka_error_t *watched_init(ballast_consumer_t *c, int timeout_ms)
+{
+    rd_kafka_error_t *error;
+
+    bl_txnwatch_enter(c, "rd_kafka_init_transactions", timeout_ms);
+    error = rd_kafka_init_transactions(c->producer, timeout_ms);
+    bl_txnwatch_leave(c);
+    return error;
+}
+
+static rd_kafka_error_t *watched_send_offsets(ballast_consumer_t *c,
+                                              const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(c->rk);
+    rd_kafka_error_t *error;
+
+    bl_txnwatch_enter(c, "rd_kafka_send_offsets_to_transaction", c->ktxn.timeout_ms);
+    error = rd_kafka_send_offsets_to_transaction(c->producer, list, cgmd, (int)c->ktxn.timeout_ms);
+    bl_txnwatch_leave(c);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    return error;
+}
+
+static rd_kafka_error_t *watched_commit(ballast_consumer_t *c)
+{
+    rd_kafka_error_t *error;
+
+    bl_txnwatch_enter(c, "rd_kafka_commit_transaction", c->ktxn.timeout_ms);
+    error = rd_kafka_commit_transaction(c->producer, (int)c->ktxn.timeout_ms);
+    bl_txnwatch_leave(c);
+    return error;
+}
+
+static rd_kafka_error_t *watched_abort(ballast_consumer_t *c)
+{
+    rd_kafka_error_t *error;
+
+    bl_txnwatch_enter(c, "rd_kafka_abort_transaction", c->ktxn.timeout_ms);
+    error = rd_kafka_abort_transaction(c->producer, (int)c->ktxn.timeout_ms);
+    bl_txnwatch_leave(c);
+    return error;
+}
 
 /* A newer producer with our transactional.id exists: we are the zombie. */
 static bool is_fenced(const rd_kafka_error_t *error)
@@ -69,7 +118,7 @@ ballast_error_t *bl_ktxn_init(ballast_consumer_t *c, int64_t timeout_ms)
     /* In rounds of a second, so that a stop during start-up is prompt; a
      * call that timed out, or ended on a retriable error (a coordinator
      * still loading), may be repeated. */
-    while ((error = rd_kafka_init_transactions(c->producer, 1000)) &&
+    while ((error = watched_init(c, 1000)) &&
            (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT ||
             rd_kafka_error_is_retriable(error)) &&
            bl_now_ms() < deadline && !bl_conf_stop_requested(c->conf))
@@ -125,7 +174,7 @@ static bool txn_reinit(ballast_consumer_t *c)
     rd_kafka_destroy(c->producer);
     c->producer = NULL;
     if ((err = bl_make_client(c, true, &c->producer)) ||
-        (err = bl_ktxn_init(c, TXN_TIMEOUT_MS))) {
+        (err = bl_ktxn_init(c, c->ktxn.timeout_ms))) {
         bl_set_fatal(c, err);
         return false;
     }
@@ -155,7 +204,7 @@ static void txn_halt(ballast_consumer_t *c)
     }
     c->ktxn.halted = true;
     c->ktxn.open = false;
-    if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
+    if ((error = watched_abort(c))) {
         bl_log(&c->log, BALLAST_LOG_WARN, "kafka: abort transaction failed: %s",
                rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
@@ -217,7 +266,7 @@ static bool txn_fail(ballast_consumer_t *c, rd_kafka_error_t *error, const char 
         return false;
     }
     if (rd_kafka_error_txn_requires_abort(error)) {
-        rd_kafka_error_t *aborted = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS);
+        rd_kafka_error_t *aborted = watched_abort(c);
         if (aborted) {
             rd_kafka_error_destroy(aborted);
             rewind = txn_reinit(c);
@@ -362,7 +411,6 @@ void bl_ktxn_flush(ballast_consumer_t *c)
 bool bl_ktxn_commit(ballast_consumer_t *c)
 {
     rd_kafka_topic_partition_list_t *list;
-    rd_kafka_consumer_group_metadata_t *cgmd;
     rd_kafka_error_t *error = NULL;
 
     if (c->ktxn.doomed)
@@ -384,14 +432,10 @@ bool bl_ktxn_commit(ballast_consumer_t *c)
             rd_kafka_topic_partition_list_add(list, p->topic, p->partition)->offset = next;
     }
     bl_parts_set_dirty(c, false);
-    if (list->cnt) {
-        cgmd = rd_kafka_consumer_group_metadata(c->rk);
-        error = rd_kafka_send_offsets_to_transaction(c->producer, list, cgmd,
-                                                     TXN_TIMEOUT_MS);
-        rd_kafka_consumer_group_metadata_destroy(cgmd);
-    }
+    if (list->cnt)
+        error = watched_send_offsets(c, list);
     if (!error)
-        error = rd_kafka_commit_transaction(c->producer, TXN_TIMEOUT_MS);
+        error = watched_commit(c);
     if (error) {
         rd_kafka_topic_partition_list_destroy(list);
         return txn_fail(c, error, "kafka: commit transaction failed");
@@ -414,7 +458,7 @@ void bl_ktxn_abort(ballast_consumer_t *c)
     if (!c->ktxn.open || c->ktxn.halted)
         return;
     c->ktxn.open = false;
-    if ((error = rd_kafka_abort_transaction(c->producer, TXN_TIMEOUT_MS))) {
+    if ((error = watched_abort(c))) {
         if (rd_kafka_error_is_fatal(error) || is_fenced(error)) {
             bl_set_fatal(c, txn_error(error, "kafka: abort transaction failed"));
             return;

@@ -7,6 +7,13 @@
 
 #include "runtime.h"
 
+/* Each blocking transaction call's timeout (send_offsets_to_transaction,
+ * commit_transaction, abort_transaction). */
+#define BL_TXN_TIMEOUT_MS 30000
+
+/** Sets the calls' timeout to BL_TXN_TIMEOUT_MS (construction). */
+void bl_ktxn_setup(ballast_consumer_t *c);
+
 /** Initialises the transactional producer, in rounds, within
  *  @p timeout_ms (a stop ends the wait). */
 ballast_error_t *bl_ktxn_init(ballast_consumer_t *c, int64_t timeout_ms);

@@ -18,6 +18,8 @@
  *   dbtxn.c      exactly-once into a database: a batch's transaction
  *   outcome.c    a handler call, its retries, what its outcome means
  *   ktxn.c       exactly-once with Kafka outputs: Kafka transactions
+ *   txnwatch.c   the transaction watchdog: which blocking transaction call
+ *                the poll thread is in (ballast_consumer_stalled())
  *   commit.c     at-least-once commits
  *   emit.c       everything produced: outputs, dead letters, tier moves,
  *                their delivery reports
@@ -299,7 +301,23 @@ typedef struct bl_ktxn {
     bool doomed;  /* a delivery report refused a record for good */
     bool halted;  /* so the transaction was aborted: nothing commits */
     int64_t deadline_ms;
+    int64_t timeout_ms; /* each blocking call's: BL_TXN_TIMEOUT_MS (tests
+                           lower it) */
 } bl_ktxn_t;
+
+/** txnwatch.c: the blocking Kafka transaction call the poll thread is in,
+ *  for the watchdog, which reads it from any thread. */
+typedef struct bl_txnwatch {
+    _Atomic(const char *) call;     /* its librdkafka function, or NULL */
+    atomic_int_fast64_t since_ms;   /* when it was entered; 0: none */
+    atomic_int_fast64_t timeout_ms; /* the timeout it was given */
+    atomic_bool reported;           /* ballast_consumer_stalled() logged it */
+    int64_t margin_ms; /* how far past its timeout a call counts as hung:
+                          BL_TXN_OVERRUN_MARGIN_MS (tests lower it) */
+    /* Tests only (NULL otherwise): called inside the watched window of
+     * every call, so that a test can make one block. */
+    void (*hook)(ballast_consumer_t *c, const char *call);
+} bl_txnwatch_t;
 
 /** dbtxn.c: the database's transaction operations, and a handler state of
  *  the poll thread's own for reading stored offsets. */
@@ -386,6 +404,7 @@ struct ballast_consumer_s {
     bl_emit_t emit;
     bl_commit_t commit;
     bl_ktxn_t ktxn;
+    bl_txnwatch_t txnwatch;
     bl_dbtxn_t dbtxn;
     bl_breaker_t breaker;
     bl_workers_t workers;

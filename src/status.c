@@ -11,6 +11,7 @@
 #include "outcome.h"
 #include "parts.h"
 #include "shared/lag.h"
+#include "txnwatch.h"
 #include "worker.h"
 
 #include <stdio.h>
@@ -232,8 +233,14 @@ static bool check_health(const ballast_consumer_t *c, char *reason, size_t size)
         return false;
     }
     if (now - atomic_load(&c->run.last_poll_ms) > 10000) {
+        const char *call;
+        int64_t in_call, timeout;
         bl_fmt(reason, size, "the poll loop has not run for %lld ms",
                (long long)(now - atomic_load(&c->run.last_poll_ms)));
+        if (bl_txnwatch_current(c, &call, &in_call, &timeout))
+            bl_fmt(reason + strlen(reason), size - strlen(reason),
+                   ": inside %s for %lld ms (its timeout: %lld ms)", call, (long long)in_call,
+                   (long long)timeout);
         return false;
     }
     if (bl_workers_stuck(c, now, &worker, &since)) {

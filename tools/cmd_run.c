@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "http.h"
 #include "sdnotify.h"
+#include "stallwatch.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,10 @@ static const char run_usage[] =
     "fetching, lets in-flight messages finish (shutdown.timeout.ms), commits\n"
     "and leaves the group. A second signal exits at once (uncommitted work is\n"
     "delivered again on restart).\n"
+    "\n"
+    "With exactly-once into Kafka, a transaction call that has not returned 30 s\n"
+    "after its own timeout (a librdkafka hang) ends the process with exit code\n"
+    "75, so that a supervisor restarts it.\n"
     "  -X key=value   override a config key (repeatable)\n";
 
 static const char check_usage[] =
@@ -240,6 +245,7 @@ int cmd_run(int argc, char **argv)
     http_server_t *http = NULL;
     sdnotify_target_t notify;
     sdnotify_service_t *svc;
+    stallwatch_t *watch;
     int rc;
 
     /* First, so that a stop requested during start-up is honoured (start-up
@@ -267,7 +273,10 @@ int cmd_run(int argc, char **argv)
         return cli_fail(err);
     }
     sdnotify_service_watch(svc, cons);
+    /* A transaction call hung inside librdkafka ends the process (75). */
+    watch = stallwatch_start(cons, 1000, stallwatch_exit, NULL);
     err = ballast_consumer_run(cons);
+    stallwatch_stop(watch);
     stop_notifier(svc, err);
     http_server_stop(http);
     ballast_consumer_destroy(cons);

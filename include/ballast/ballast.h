@@ -62,8 +62,10 @@ typedef enum ballast_err_code {
     BALLAST_ERR_IO,          /**< a file or process operation failed */
     BALLAST_ERR_INTERNAL,    /**< a bug or resource exhaustion */
     BALLAST_ERR_STOPPED,     /**< a stop was requested before start-up ended */
-    BALLAST_ERR_INCOMPLETE   /**< the stop's drain timed out: in-flight work was
+    BALLAST_ERR_INCOMPLETE,  /**< the stop's drain timed out: in-flight work was
                                   left uncommitted (it comes back on restart) */
+    BALLAST_ERR_STALLED      /**< a librdkafka transaction call overran its
+                                  timeout (ballast_consumer_stalled()) */
 } ballast_err_code_t;
 
 typedef struct ballast_error_s ballast_error_t;
@@ -549,6 +551,27 @@ BALLAST_API char *ballast_consumer_history_json(const ballast_consumer_t *cons);
  */
 BALLAST_API int ballast_consumer_healthy(const ballast_consumer_t *cons,
                                          char *reason, size_t size);
+
+/**
+ * @brief The transaction watchdog (exactly-once into Kafka): NULL while the
+ *        poll thread is in no blocking librdkafka transaction call, or in
+ *        one that has not yet overrun its own timeout (30 s) by more than
+ *        30 s; else a BALLAST_ERR_STALLED error naming the call and how long
+ *        it has run, which the caller destroys (the first such answer also
+ *        logs it, once, at error level through the consumer's logger). Such a call is stuck inside
+ *        librdkafka (seen in 2.14 after a transaction coordinator died), and
+ *        the poll loop with it; it cannot be taken back, so only a restart
+ *        of the process recovers. The library does nothing about it by
+ *        itself: a program that embeds it and wants that bound asks this
+ *        from a thread of its own, say every second, and ends the process
+ *        (`ballast run` logs the error and exits 75). Ending it is safe for
+ *        exactly-once: the open transaction is never committed (the broker
+ *        aborts it when the next instance initialises the same
+ *        transactional.id, or at transaction.timeout.ms), so its records
+ *        stay invisible to read_committed readers and its offsets
+ *        uncommitted. Thread-safe.
+ */
+BALLAST_API ballast_error_t *ballast_consumer_stalled(const ballast_consumer_t *cons);
 
 /**
  * @brief Readiness: 1 when partitions are assigned and the handler's last

@@ -17,6 +17,10 @@
  * CHAOS_SEED (printed; tests/support/chaos.h). CHAOS_SECONDS (the long
  * form, `make chaos`) adds seeded kills, one per 30 s, after the four.
  *
+ * The members run under a supervisor of the test's own, as in production:
+ * a member that exits 75 (its transaction watchdog found a librdkafka
+ * transaction call hung) is started again.
+ *
  * Then the input stops, the group drains, and a read_committed reader
  * checks the output with the chaos test's history checker: exactly-once
  * shows 0 duplicates, 0 missing and order kept per key (each key lives in
@@ -29,10 +33,13 @@
  */
 #include "chaos.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PARTS 4
@@ -57,7 +64,54 @@ typedef struct run {
     bt_feeder_t *feeder;
     long produced;
     bt_fault_log_t log;
+    /* the members' supervisor (supervise()) */
+    pthread_t supervisor;
+    atomic_bool supervised;
+    int restarts;
 } run_t;
+
+/* ---- the members' supervisor ------------------------------------------------- */
+
+/* As systemd's Restart=on-failure or Kubernetes would: a member that exits
+ * 75 (its transaction watchdog found a librdkafka transaction call hung
+ * past its timeout, docs/reliability.md) is started again, its new log
+ * beside the old one. A member that exits otherwise is left for the end of
+ * the test to see (peeked at, not reaped). */
+static void *supervise(void *arg)
+{
+    run_t *r = arg;
+
+    while (atomic_load(&r->supervised)) {
+        for (int i = 0; i < MEMBERS; i++) {
+            siginfo_t info = {0};
+            const char *const argv[] = {"ballast", "run", r->conf[i], NULL};
+            char log[300];
+            if (waitid(P_PID, (id_t)r->pid[i], &info, WEXITED | WNOHANG | WNOWAIT) ||
+                info.si_pid != r->pid[i] || info.si_code != CLD_EXITED || info.si_status != 75)
+                continue;
+            waitpid(r->pid[i], NULL, 0);
+            r->restarts++;
+            snprintf(log, sizeof(log), "%s.restart-%d", r->err[i], r->restarts);
+            fprintf(stderr, "    member %d exited 75 (a hung transaction call): restarted, "
+                            "its log in %s\n", i, log);
+            r->pid[i] = bt_spawn_ballast(argv, log);
+        }
+        usleep(200 * 1000);
+    }
+    return NULL;
+}
+
+static void supervisor_start(run_t *r)
+{
+    atomic_store(&r->supervised, true);
+    assert_int_equal(pthread_create(&r->supervisor, NULL, supervise, r), 0);
+}
+
+static void supervisor_stop(run_t *r)
+{
+    atomic_store(&r->supervised, false);
+    pthread_join(r->supervisor, NULL);
+}
 
 /* ---- the cluster ------------------------------------------------------------- */
 
@@ -292,7 +346,7 @@ static void run_cluster(bt_chaos_mode_t mode)
     require_cluster();
     run_t r = {.mode = mode};
     const char *dir = bt_tmpdir();
-    char what[64];
+    char what[128];
     uint64_t seed;
     size_t n;
     bt_record_t *recs;
@@ -326,19 +380,21 @@ static void run_cluster(bt_chaos_mode_t mode)
                       r.bs, r.group, r.in, r.out, bt_chaos_mode_name(mode), txn);
         r.pid[i] = bt_spawn_ballast(argv, r.err[i]);
     }
+    supervisor_start(&r);
     r.feeder = bt_feeder_start(r.bs, r.in, PARTS, KEYS, FEED_RATE);
     run_bounces(&r, seed);
     r.produced = bt_feeder_stop(r.feeder);
     if (!bt_wait_committed_to_end(r.bs, r.group, r.in, PARTS, 300000))
         fail_msg("the group did not drain after the bounces");
+    supervisor_stop(&r);
     for (int i = 0; i < MEMBERS; i++) {
         bt_term(r.pid[i]);
         bt_wait(r.pid[i], 60000);
     }
     recs = bt_consume_to_end(r.bs, r.out, 300000, &n);
     v = bt_check_history(recs, n, r.produced, KEYS);
-    snprintf(what, sizeof(what), "cluster (%s): %ld produced, %d bounces", bt_chaos_mode_name(mode),
-             r.produced, r.log.count);
+    snprintf(what, sizeof(what), "cluster (%s): %ld produced, %d bounces, %d restart(s)",
+             bt_chaos_mode_name(mode), r.produced, r.log.count, r.restarts);
     bt_assert_verdict(&v, mode == BT_EXACTLY_ONCE, what);
     bt_records_free(recs, n);
     bt_fault_log_check(&r.log);
@@ -350,7 +406,9 @@ static void run_cluster(bt_chaos_mode_t mode)
  * #5457, is not released): the member's poll loop stops (/healthz turns red
  * after 10 s), it stays in the group by its background heartbeats, and its
  * partitions make no progress until max.poll.interval.ms evicts it. Seen
- * in the first run here; it depends on timing, so this test may pass. */
+ * in the first run here; it depends on timing, so this test may pass.
+ * ballast now bounds it: 30 s past the call's timeout the member exits 75,
+ * and the supervisor above starts it again. */
 static void test_cluster_exactly_once(void **state)
 {
     (void)state;
