@@ -36,8 +36,6 @@ int cli_exit_code(const ballast_error_t *err)
         return EX_UNAVAILABLE;
     case BALLAST_ERR_INTERNAL:
         return EX_SOFTWARE;
-    case BALLAST_ERR_STALLED: /* a restart recovers (tools/stallwatch.c) */
-        return EX_TEMPFAIL;
     default:
         return 1;
     }

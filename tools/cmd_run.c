@@ -22,7 +22,7 @@ static const char run_usage[] =
     "\n"
     "With exactly-once into Kafka, a transaction call that has not returned 30 s\n"
     "after its own timeout (a librdkafka hang) ends the process with exit code\n"
-    "75, so that a supervisor restarts it.\n"
+    "1, so that a supervisor restarts it.\n"
     "  -X key=value   override a config key (repeatable)\n";
 
 static const char check_usage[] =
@@ -273,7 +273,7 @@ int cmd_run(int argc, char **argv)
         return cli_fail(err);
     }
     sdnotify_service_watch(svc, cons);
-    /* A transaction call hung inside librdkafka ends the process (75). */
+    /* A transaction call hung inside librdkafka ends the process (exit 1). */
     watch = stallwatch_start(cons, 1000, stallwatch_exit, NULL);
     err = ballast_consumer_run(cons);
     stallwatch_stop(watch);

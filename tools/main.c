@@ -35,8 +35,7 @@ static const char usage[] =
     "\n"
     "Run `ballast COMMAND --help` for a command's options.\n"
     "Exit codes: 0 success or clean shutdown, 64 usage, 78 configuration,\n"
-    "69 broker or database unreachable at start-up, 70 internal, 75 a Kafka\n"
-    "transaction call hung (run: restart it), 1 other.\n";
+    "69 broker or database unreachable at start-up, 70 internal, 1 other.\n";
 
 /* The version, and what the librdkafka in use can do (TLS, SASL mechanisms,
  * compression codecs): its builtin.features property. */

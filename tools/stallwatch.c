@@ -7,9 +7,9 @@
  * without a supervisor watching /healthz or the systemd watchdog the
  * process would hang for good. The library reports such a call
  * (ballast_consumer_stalled(): past its timeout plus 30 s, logged once);
- * this thread asks every second and ends the process with 75
- * (EX_TEMPFAIL: a restart is expected to succeed), so that any supervisor
- * restarts it. It is the command's, not the library's: a program that
+ * this thread asks every second and ends the process with exit code 1
+ * (the spec's "any other runtime failure"; the error line says which), so
+ * that any supervisor restarts it. It is the command's, not the library's: a program that
  * embeds libballast decides for itself whether to end its process. (It
  * uses nothing of cli.h, so that tests/mock can build it in.)
  *
@@ -22,7 +22,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,9 +105,9 @@ void stallwatch_exit(ballast_error_t *err, void *opaque)
 {
     (void)opaque;
     /* The library logged the error; this line says what follows. */
-    fprintf(stderr, "ballast: exiting with %d so that a supervisor restarts it: %s\n",
-            EX_TEMPFAIL, ballast_error_message(err));
+    fprintf(stderr, "ballast: exiting with 1 so that a supervisor restarts it: %s\n",
+            ballast_error_message(err));
     ballast_error_destroy(err);
     fflush(NULL);
-    _exit(EX_TEMPFAIL);
+    _exit(1);
 }

@@ -564,7 +564,7 @@ BALLAST_API int ballast_consumer_healthy(const ballast_consumer_t *cons,
  *        of the process recovers. The library does nothing about it by
  *        itself: a program that embeds it and wants that bound asks this
  *        from a thread of its own, say every second, and ends the process
- *        (`ballast run` logs the error and exits 75). Ending it is safe for
+ *        (`ballast run` logs the error and exits 1). Ending it is safe for
  *        exactly-once: the open transaction is never committed (the broker
  *        aborts it when the next instance initialises the same
  *        transactional.id, or at transaction.timeout.ms), so its records

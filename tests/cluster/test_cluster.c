@@ -18,8 +18,8 @@
  * form, `make chaos`) adds seeded kills, one per 30 s, after the four.
  *
  * The members run under a supervisor of the test's own, as in production:
- * a member that exits 75 (its transaction watchdog found a librdkafka
- * transaction call hung) is started again.
+ * a member that exits 1 because its transaction watchdog found a librdkafka
+ * transaction call hung is started again.
  *
  * Then the input stops, the group drains, and a read_committed reader
  * checks the output with the chaos test's history checker: exactly-once
@@ -72,10 +72,20 @@ typedef struct run {
 
 /* ---- the members' supervisor ------------------------------------------------- */
 
+/* Whether the log at @p path ends with the transaction watchdog's exit. */
+static bool stalled_exit(const char *path)
+{
+    char *log = bt_read_file(path);
+    bool stalled = log && strstr(log, "so that a supervisor restarts it");
+
+    free(log);
+    return stalled;
+}
+
 /* As systemd's Restart=on-failure or Kubernetes would: a member that exits
- * 75 (its transaction watchdog found a librdkafka transaction call hung
- * past its timeout, docs/reliability.md) is started again, its new log
- * beside the old one. A member that exits otherwise is left for the end of
+ * 1 because its transaction watchdog found a librdkafka transaction call
+ * hung past its timeout (docs/reliability.md; its last line says so) is
+ * started again, its new log beside the old one. A member that exits otherwise is left for the end of
  * the test to see (peeked at, not reaped). */
 static void *supervise(void *arg)
 {
@@ -87,12 +97,13 @@ static void *supervise(void *arg)
             const char *const argv[] = {"ballast", "run", r->conf[i], NULL};
             char log[300];
             if (waitid(P_PID, (id_t)r->pid[i], &info, WEXITED | WNOHANG | WNOWAIT) ||
-                info.si_pid != r->pid[i] || info.si_code != CLD_EXITED || info.si_status != 75)
+                info.si_pid != r->pid[i] || info.si_code != CLD_EXITED || info.si_status != 1 ||
+                !stalled_exit(r->err[i]))
                 continue;
             waitpid(r->pid[i], NULL, 0);
             r->restarts++;
             snprintf(log, sizeof(log), "%s.restart-%d", r->err[i], r->restarts);
-            fprintf(stderr, "    member %d exited 75 (a hung transaction call): restarted, "
+            fprintf(stderr, "    member %d exited 1 (a hung transaction call): restarted, "
                             "its log in %s\n", i, log);
             r->pid[i] = bt_spawn_ballast(argv, log);
         }
@@ -407,7 +418,7 @@ static void run_cluster(bt_chaos_mode_t mode)
  * after 10 s), it stays in the group by its background heartbeats, and its
  * partitions make no progress until max.poll.interval.ms evicts it. Seen
  * in the first run here; it depends on timing, so this test may pass.
- * ballast now bounds it: 30 s past the call's timeout the member exits 75,
+ * ballast now bounds it: 30 s past the call's timeout the member exits 1,
  * and the supervisor above starts it again. */
 static void test_cluster_exactly_once(void **state)
 {

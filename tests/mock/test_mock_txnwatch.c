@@ -11,7 +11,7 @@
  *     the call, logged once at error level however often it is asked; once
  *     the call returns, nothing again, and the run stops cleanly;
  *   - `ballast run`'s watchdog thread (tools/stallwatch.c, built in) ends
- *     the process with exit code 75 within a few seconds, while the call
+ *     the process with exit code 1 within a few seconds, while the call
  *     still blocks (in a child process).
  */
 #include "support.h"
@@ -254,7 +254,7 @@ static void test_stalled_call_reported(void **state)
         fail_msg("the run ended with: %s", ballast_error_message(err));
 }
 
-/* The child: the scene with `ballast run`'s watchdog; exits 75 through
+/* The child: the scene with `ballast run`'s watchdog; exits 1 through
  * stallwatch_exit(), else 0 once the hook gave up (a broken watchdog), or
  * 2 when the scene cannot start. */
 static void child_main(void)
@@ -276,7 +276,7 @@ static void child_main(void)
     _exit(0);
 }
 
-static void test_run_exits_75(void **state)
+static void test_run_exits_1(void **state)
 {
     pid_t pid;
     int64_t started = bt_now_ms();
@@ -289,8 +289,8 @@ static void test_run_exits_75(void **state)
     if (pid == 0)
         child_main();
     rc = bt_wait(pid, WAIT_MS + 5000);
-    if (rc != 75)
-        fail_msg("expected exit code 75, got %d after %lld ms", rc,
+    if (rc != 1)
+        fail_msg("expected exit code 1, got %d after %lld ms", rc,
                  (long long)(bt_now_ms() - started));
 }
 
@@ -298,7 +298,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stalled_call_reported),
-        cmocka_unit_test(test_run_exits_75),
+        cmocka_unit_test(test_run_exits_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
