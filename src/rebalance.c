@@ -141,6 +141,25 @@ static ballast_log_level_t rebalance_level(const ballast_consumer_t *c,
     return c->run.ran ? level : BALLAST_LOG_DEBUG;
 }
 
+/* librdkafka keeps a partition's pause through an unassign and a new
+ * assign: one paused when it was revoked would come back paused, while its
+ * state here says it is not, so bl_dispatch_sync_pause() would never resume
+ * it, and it would never be fetched again. So each assigned partition
+ * starts unpaused (resuming one that is not paused does nothing), and the
+ * pauses in force are applied after the assign. */
+static void start_unpaused(ballast_consumer_t *c, const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(list);
+
+    rd_kafka_resume_partitions(c->rk, copy); /* sets an error on a partition never seen */
+    rd_kafka_topic_partition_list_destroy(copy);
+    for (int i = 0; i < list->cnt; i++) {
+        bl_part_t *p = bl_part_find(c, list->elems[i].topic, list->elems[i].partition);
+        if (p)
+            p->paused = false;
+    }
+}
+
 static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *list)
 {
     bool db = c->set.semantics == BL_EXACTLY_ONCE_DB;
@@ -160,6 +179,7 @@ static void on_assign(ballast_consumer_t *c, rd_kafka_topic_partition_list_t *li
     if (db && !bl_dbtxn_load_offsets(c, list))
         return;
     load_committed(c, list);
+    start_unpaused(c, list);
     if (cooperative(c))
         error = rd_kafka_incremental_assign(c->rk, list);
     else

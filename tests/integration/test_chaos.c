@@ -302,21 +302,21 @@ static void test_chaos_postgres(void **state)
     run_chaos(BT_POSTGRES, false);
 }
 
-/* A known bug: under the eager assignor, with batches written as
- * pipelined statements (a cast in the SQL keeps them off COPY), one
- * partition sometimes stops for good after the faults: its offset in
- * ballast_offsets stays where it was around a PostgreSQL restart while the
- * others drain ("the group did not drain"), and every database session is
- * idle (no lock wait). Seen in 4 of 14 runs with the eager assignor on a
- * loaded 2-core machine, on code from before and after the runtime's
- * restructuring; never in 20 runs under cooperative-sticky, the default
- * now (14 on COPY, 6 on statements). Nothing is lost or duplicated. The
- * cause is not found yet; a failing run prints each partition's offsets,
- * the database sessions and the instances' logs (CHAOS_LOG_LEVEL,
- * BALLAST_TEST_KEEP_TMP=1). */
+/* The eager assignor (`range,roundrobin`) with batches written as
+ * pipelined statements (a cast in the SQL keeps them off COPY). Eager
+ * rebalances revoke everything and give most partitions back to the same
+ * members; one that was paused when revoked (PostgreSQL down) and came back
+ * after the database did once stayed paused for good (4 of 14 runs), which
+ * tests/mock/test_mock_repause.c now pins down in seconds. This run takes
+ * as long as a mode, so only the long form (`make chaos`: CHAOS_SECONDS
+ * set) runs it. */
 static void test_chaos_postgres_statements(void **state)
 {
+    const char *seconds = getenv("CHAOS_SECONDS");
+
     (void)state;
+    if (!seconds || !*seconds)
+        skip();
     setenv("BALLAST_TEST_ASSIGNOR", "range,roundrobin", 0);
     run_chaos(BT_POSTGRES, true);
 }
@@ -327,7 +327,7 @@ int main(void)
         cmocka_unit_test(test_chaos_at_least_once),
         cmocka_unit_test(test_chaos_exactly_once),
         cmocka_unit_test(test_chaos_postgres),
-        bt_known_bug(test_chaos_postgres_statements),
+        cmocka_unit_test(test_chaos_postgres_statements),
     };
     return bt_run_group_tests(tests, NULL, NULL);
 }
