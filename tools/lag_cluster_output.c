@@ -1,10 +1,12 @@
 /*
  * lag_cluster_output.c - what `ballast lag --all-groups` shows of its
  * groups: the HTTP routes (/metrics, whose text lag_cluster_prom.c
- * writes; the JSON API, /groups and /groups/NAME), and, without --listen,
+ * writes; the JSON API, /groups and /groups/NAME; at / the page that shows
+ * them, tools/lag_dashboard.html), and, without --listen,
  * a table of the groups, JSON lines or the Prometheus text on stdout.
  */
 #include "lagmon.h"
+#include "lag_dashboard_html.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -125,15 +127,19 @@ static void json_reply(http_response_t *r, int status, json_t *doc)
 void lag_cluster_routes(const char *path, http_response_t *r, void *opaque)
 {
     cluster_t *c = opaque;
-    static const char index_text[] =
-        "ballast lag --all-groups: Prometheus metrics at /metrics; JSON at /groups and "
-        "/groups/NAME\n";
 
-    if (!strcmp(path, "/healthz") || !strcmp(path, "/")) {
+    if (!strcmp(path, "/healthz")) {
         r->status = 200;
         r->content_type = "text/plain; charset=utf-8";
-        r->body = (char *)(strcmp(path, "/") ? "ok\n" : index_text);
+        r->body = (char *)"ok\n";
         r->len = strlen(r->body);
+        return;
+    }
+    if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+        r->status = 200;
+        r->content_type = "text/html; charset=utf-8";
+        r->body = (char *)lag_dashboard_html;
+        r->len = sizeof(lag_dashboard_html);
         return;
     }
     pthread_mutex_lock(&c->mtx);

@@ -7,7 +7,9 @@
  * groups, after a producer wrote to their topics during the evaluations; a
  * group created later appears and a deleted one disappears; --include,
  * --exclude and --include-topic filter; every metric carries the cluster
- * label; the JSON API lists groups and their partitions; an unreachable
+ * label; the JSON API lists groups and their partitions; the page at /,
+ * in headless Chromium, lists the groups /groups lists, in its order, and
+ * a group's partitions from its link; an unreachable
  * cluster exits 69 with one line; usage errors exit 64.
  */
 #include "support.h"
@@ -128,6 +130,62 @@ static void wait_listed(const char *addr, const char *group, bool present)
                      present ? "never appeared in" : "never left");
         usleep(200 * 1000);
     }
+}
+
+/* ---- the page ------------------------------------------------------------ */
+
+/* The groups' names in the order of @p doc (/groups), one a line. */
+static void doc_order(json_t *doc, char *out, size_t size)
+{
+    json_t *g;
+    size_t i, len = 0;
+
+    out[0] = '\0';
+    json_array_foreach(json_object_get(doc, "groups"), i, g)
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s\n",
+                                json_string_value(json_object_get(g, "group")));
+}
+
+/* The groups' names in the order the page's rows show them, one a line. */
+static void page_order(const char *dom, char *out, size_t size)
+{
+    const char *at = strstr(dom, "<tbody id=\"groups\""), *end;
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (!at || !(end = strstr(at, "</tbody>")))
+        fail_msg("the page has no table of groups; DOM:\n%s", dom);
+    while ((at = strstr(at, "data-group=\"")) && at < end) {
+        const char *q = strchr(at += 12, '"');
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%.*s\n",
+                                (int)(q - at), at);
+    }
+}
+
+/* The page at /, opened on @p group's link: its rows are the groups of
+ * /groups (fetched just before and just after), in the same order, and it
+ * shows the group's partitions, held by @p client_id. */
+static void check_page(const char *addr, const char *group, const char *client_id)
+{
+    char url[256], before[4096], after[4096], shown[4096];
+    json_t *doc = get_json(addr, "/groups", 200);
+    const char *parts;
+    char *dom;
+
+    doc_order(doc, before, sizeof(before));
+    json_decref(doc);
+    snprintf(url, sizeof(url), "http://%s/#group=%s", addr, group);
+    dom = bt_chromium_dom(url, 2000);
+    doc = get_json(addr, "/groups", 200);
+    doc_order(doc, after, sizeof(after));
+    json_decref(doc);
+    page_order(dom, shown, sizeof(shown));
+    if (!*shown || (strcmp(shown, before) && strcmp(shown, after)))
+        fail_msg("the page lists\n%s/groups listed\n%sbefore and\n%safter", shown, before,
+                 after);
+    if (!(parts = strstr(dom, "<tbody id=\"parts\"")) || !strstr(parts, client_id))
+        fail_msg("the page does not show the partitions of %s; DOM:\n%s", group, dom);
+    free(dom);
 }
 
 /* ---- groups -------------------------------------------------------------- */
@@ -410,6 +468,7 @@ static void test_all_groups(void **state)
         json_decref(doc);
         json_decref(get_json(addr, "/groups/no-such-group", 404));
     }
+    check_page(addr, gk, "lag-cluster-member");
 
     /* A group made later appears; a deleted one disappears. */
     bt_commit(bt_bootstrap(), gd, t2, d_off, 2);
