@@ -177,26 +177,29 @@ enum prom_family { F_LAG, F_LAG_SECONDS, F_COMMITTED, F_LAG_SUM, F_COMMITTED_SUM
                    F_EVALUATIONS, F_ERRORS, F_EXTRA, F_COUNT };
 
 static const struct {
-    const char *name, *help, *type; /* type NULL: gauge */
+    const char *name, *help, *type;
 } families[F_COUNT] = {
-    [F_LAG] = {"kafka_consumergroup_lag", "High watermark minus the group's committed offset."},
-    [F_LAG_SECONDS] = {"kafka_consumergroup_lag_seconds", LAG_SECONDS_HELP},
-    [F_COMMITTED] = {"kafka_consumergroup_current_offset", "The group's committed offset."},
-    [F_LAG_SUM] = {"kafka_consumergroup_lag_sum", "The group's lag over a topic."},
+    [F_LAG] = {"kafka_consumergroup_lag", "High watermark minus the group's committed offset.",
+               "gauge"},
+    [F_LAG_SECONDS] = {"kafka_consumergroup_lag_seconds", LAG_SECONDS_HELP, "gauge"},
+    [F_COMMITTED] = {"kafka_consumergroup_current_offset", "The group's committed offset.",
+                     "gauge"},
+    [F_LAG_SUM] = {"kafka_consumergroup_lag_sum", "The group's lag over a topic.", "gauge"},
     [F_COMMITTED_SUM] = {"kafka_consumergroup_current_offset_sum",
-                         "The group's committed offsets summed over a topic."},
-    [F_HIGH] = {"kafka_topic_partition_current_offset", "The partition's high watermark."},
-    [F_LOW] = {"kafka_topic_partition_oldest_offset", "The partition's low watermark."},
-    [F_MEMBERS] = {"kafka_consumergroup_members", "Members of the group."},
+                         "The group's committed offsets summed over a topic.", "gauge"},
+    [F_HIGH] = {"kafka_topic_partition_current_offset", "The partition's high watermark.", "gauge"},
+    [F_LOW] = {"kafka_topic_partition_oldest_offset", "The partition's low watermark.", "gauge"},
+    [F_MEMBERS] = {"kafka_consumergroup_members", "Members of the group.", "gauge"},
     [F_PART_STATUS] = {"ballast_lag_partition_status",
-                       "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR."},
+                       "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.", "gauge"},
     [F_GROUP_STATUS] = {"ballast_lag_group_status",
                         "The group's worst partition status: 0 OK, 1 WARN, 2 REWIND, 3 "
-                        "STALL, 4 STOP, 5 ERR."},
-    [F_UP] = {"ballast_lag_up", "1 when the latest evaluation could list the cluster's groups."},
-    [F_GROUPS] = {"ballast_lag_groups", "Consumer groups watched."},
+                        "STALL, 4 STOP, 5 ERR.", "gauge"},
+    [F_UP] = {"ballast_lag_up", "1 when the latest evaluation could list the cluster's groups.",
+              "gauge"},
+    [F_GROUPS] = {"ballast_lag_groups", "Consumer groups watched.", "gauge"},
     [F_EVAL_SECONDS] = {"ballast_lag_evaluation_seconds",
-                        "How long the latest evaluation of every group took."},
+                        "How long the latest evaluation of every group took.", "gauge"},
     [F_EVALUATIONS] = {"ballast_lag_evaluations_total", "Evaluations made.", "counter"},
     [F_ERRORS] = {"ballast_lag_errors_total",
                   "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
@@ -253,7 +256,7 @@ static void render_unit(FILE *fp, prom_src_t *s, enum prom_family f, size_t u, b
         return;
     }
     if (header)
-        family(fp, name, families[f].type ? families[f].type : "gauge", families[f].help);
+        family(fp, name, families[f].type, families[f].help);
     if (f >= F_UP) {
         scalar_sample(fp, s, f);
         return;

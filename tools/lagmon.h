@@ -3,7 +3,8 @@
  * (cmd_lag.c), one evaluation of the group (lag_measure.c), its output
  * (lag_output.c), the --on-change command (lag_alert.c), its clients
  * (lag_client.c), time lag (lag_probe.c), and the watch of every group of a cluster, --all-groups
- * (lag_cluster.c, lag_cluster_output.c); time lag's choice of method,
+ * (lag_cluster.c, lag_cluster_output.c), of several clusters in one process
+ * (lag_clusters.c); time lag's choice of method,
  * shared by both (lag_time.c). How lag is read and judged is
  * shared with the library and the demo (shared/lag.h).
  */

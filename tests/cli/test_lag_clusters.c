@@ -246,8 +246,8 @@ static void test_three_clusters(void **state)
 }
 
 /* Runs @p argv with @p conf_text in @p conf. */
-static void expect_rc(const char *conf, const char *conf_text, const char *const *argv, int want,
-                      const char *fragment)
+static void expect_rc(const char *conf, const char *conf_text, const char *const *argv,
+                      int want, const char *fragment)
 {
     bt_captured_t c;
 
@@ -267,8 +267,8 @@ static void test_bad_sections(void **state)
     snprintf(conf, sizeof(conf), "%s/lag-bad.conf", bt_tmpdir());
     expect_rc(conf, "lag.cluster.a.client.id = x\n", ARGV("lag", "--config", conf, "--all-groups"),
               78, "lag.cluster.a.bootstrap.servers is missing");
-    expect_rc(conf, "lag.cluster.bootstrap = x\n", ARGV("lag", "--config", conf, "--all-groups"), 78,
-              "lag.cluster.NAME.PROPERTY");
+    expect_rc(conf, "lag.cluster.bootstrap = x\n", ARGV("lag", "--config", conf, "--all-groups"),
+              78, "lag.cluster.NAME.PROPERTY");
     expect_rc(conf, "lag.cluster.a.bootstrap.servers = x\n",
               ARGV("lag", "--config", conf, "-g", "g"), 64, "--all-groups");
     expect_rc(conf, "lag.cluster.a.bootstrap.servers = x\n",
