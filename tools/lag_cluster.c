@@ -683,8 +683,10 @@ int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach)
             cluster_free(c);
             return rc;
         }
-        /* One of several: the others go on, and this one is tried again. */
-        fprintf(stderr, "ballast: lag: cluster %s: %s; will try again\n", c->name, errbuf);
+        /* One of several: the others go on, and this one is tried again
+         * (once only without --watch: the loop then says why). */
+        if (o->watch_s > 0)
+            fprintf(stderr, "ballast: lag: cluster %s: %s; will try again\n", c->name, errbuf);
         c->up = false;
     }
     c->cannot_describe = !rc && cli_cannot_describe_groups(c->rk, o->timeout_ms);
@@ -717,8 +719,13 @@ int lag_cluster_loop(cluster_t *c, pthread_mutex_t *print_mtx)
             cli_error("%s", errbuf);
             return erc;
         }
-        if (erc && !c->evaluations && o->watch_s <= 0 && !print_mtx) {
-            cli_error("%s", errbuf);
+        if (erc && !c->evaluations && o->watch_s <= 0) {
+            /* One evaluation: an unreachable cluster is the exit code (of
+             * several, the others are printed all the same). */
+            if (print_mtx)
+                cli_error("cluster %s: %s", c->name, errbuf);
+            else
+                cli_error("%s", errbuf);
             return erc;
         }
         set_up(c, !erc, errbuf);

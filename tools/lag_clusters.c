@@ -118,7 +118,7 @@ static void *member_main(void *arg)
     lag_member_t *m = arg;
 
     m->rc = lag_cluster_loop(&m->c, &print_mtx);
-    if (m->rc)
+    if (m->rc && m->o.watch_s > 0)
         cli_stop_requested = 1; /* a fault no retry will fix: all stop */
     return NULL;
 }

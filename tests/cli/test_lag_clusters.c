@@ -8,7 +8,9 @@
  * clusters evaluated on while the other is down and logged once; /groups
  * lists the group under both clusters with the clusters' headers;
  * /groups/CLUSTER/NAME; the page lists the rows of /groups in its order
- * and shows a group's partitions from its link; bad sections exit 78.
+ * and shows a group's partitions from its link; without --watch, the
+ * reachable clusters are printed and the unreachable one is exit 69 with
+ * one line; bad sections exit 78.
  */
 #include "support.h"
 
@@ -243,6 +245,21 @@ static void test_three_clusters(void **state)
             fail_msg("expected one line about down, none about east or west:\n%s", log);
     }
     free(log);
+
+    /* One evaluation: the others printed, the unreachable one the exit code. */
+    {
+        bt_captured_t c = bt_run_captured(ARGV("lag", "--config", conf, "--all-groups",
+                                               "--include", include, "--json", "--timeout", "1"),
+                                          60000);
+        char east[300], west[300];
+        snprintf(east, sizeof(east), "\"cluster\":\"east\",\"group\":\"%s\"", group);
+        snprintf(west, sizeof(west), "\"cluster\":\"west\",\"group\":\"%s\"", group);
+        if (c.rc != 69 || !strstr(c.out, east) || !strstr(c.out, west))
+            fail_msg("exit %d (expected 69) with east's and west's lines; stdout:\n%s", c.rc,
+                     c.out);
+        bt_assert_one_line(c.err, "cluster down: ");
+        bt_captured_free(&c);
+    }
 }
 
 /* Runs @p argv with @p conf_text in @p conf. */
