@@ -321,7 +321,7 @@ static void take_key(const char *key, const char *value, void *opaque)
     reading_t *rd = opaque;
     int rc = 1;
 
-    if (rd->rc)
+    if (rd->rc || !strncmp(key, "lag.cluster.", 12)) /* lag_clusters.c's */
         return;
     if (!strncmp(key, "lag.alert.", 10))
         rc = alert_key(rd->c, key, value);

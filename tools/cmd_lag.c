@@ -82,7 +82,11 @@ static const char lag_usage[] =
     "and consumer protocol), found again at each evaluation, by the same rules;\n"
     "the table then has a row per group, and --listen also serves /groups (each\n"
     "group's status, total lag and members, worst first) and /groups/NAME (its\n"
-    "partitions) as JSON. Every metric carries a cluster label.\n"
+    "partitions) as JSON, and at / a page of the groups. Every metric carries a\n"
+    "cluster label. Several clusters in one process: name each in the --config\n"
+    "file, lag.cluster.NAME.bootstrap.servers and any other client property\n"
+    "under lag.cluster.NAME. (see docs/operations.md, \"Watching a whole\n"
+    "cluster\"); each is evaluated in its own loop and served on one /metrics.\n"
     "\n"
     "A group the broker does not know (no members, no committed offsets) is an\n"
     "error, exit 78: a typo in -g must not look like a healthy, idle group.\n"
@@ -195,6 +199,7 @@ static void free_opts(lag_opts_t *o)
             regfree(&filters[i]->re);
     bl_words_free(o->on_change);
     alert_conf_free(&o->alert);
+    lag_clusters_free(o);
     free(o->props);
 }
 
@@ -229,7 +234,15 @@ static int filter_option(int argc, char **argv, int *i, bool *missing, lag_opts_
 /* Checks how the options combine. @returns 0 or EX_USAGE after printing why. */
 static int check_combination(const lag_opts_t *o)
 {
-    if (!o->bootstrap || !*o->bootstrap) {
+    if (o->nclusters) {
+        if (!o->all_groups || o->cluster_name || o->alert.nurls) {
+            cli_error("the clusters of --config (lag.cluster.NAME.*) go with --all-groups, "
+                      "without %s", o->all_groups && o->cluster_name ? "--cluster-name"
+                                    : o->all_groups ? "alerts (not supported yet)"
+                                                    : "-g");
+            return EX_USAGE;
+        }
+    } else if (!o->bootstrap || !*o->bootstrap) {
         cli_error("lag needs -b BOOTSTRAP or --config FILE (see ballast lag --help)");
         return EX_USAGE;
     }
@@ -358,6 +371,8 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
     }
     if (!o->bootstrap)
         o->bootstrap = cli_props_get(o->props, o->nprops, "bootstrap.servers");
+    if ((rc = lag_clusters_read(o)))
+        return rc;
     if ((rc = check_combination(o)) || (rc = alert_conf_finish(&o->alert)))
         return rc;
     if (json && prom) {
@@ -365,6 +380,10 @@ static int parse_lag_args(int argc, char **argv, lag_opts_t *o)
         return EX_USAGE;
     }
     o->format = json ? OUT_JSON : prom ? OUT_PROMETHEUS : OUT_TABLE;
+    if (o->nclusters > 1 && prom && !o->listen) {
+        cli_error("--prometheus on stdout takes one cluster; use --listen for several");
+        return EX_USAGE;
+    }
     /* With --listen the Prometheus text goes over HTTP, not to stdout. */
     o->print = !(o->listen && o->format == OUT_PROMETHEUS);
     if (o->listen && o->watch_s == 0)
@@ -529,7 +548,7 @@ int cmd_lag(int argc, char **argv)
         return rc;
     }
     cli_catch_stop_signals();
-    rc = o.all_groups ? lag_cluster_run(&o) : run_monitor(&o);
+    rc = !o.all_groups ? run_monitor(&o) : o.nclusters ? lag_clusters_run(&o) : lag_cluster_run(&o);
     free_opts(&o);
     return rc;
 }

@@ -659,79 +659,122 @@ static void alert_metrics(FILE *fp, void *alerts, const char *name)
     alerts_prometheus(fp, alerts, "cluster", name);
 }
 
-int lag_cluster_run(const lag_opts_t *o)
+int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach)
 {
-    cluster_t c;
-    http_server_t *http = NULL;
     char errbuf[1024];
-    int rc = 0;
+    int rc;
 
-    memset(&c, 0, sizeof(c));
-    c.o = o;
-    c.name = o->cluster_name ? o->cluster_name : o->bootstrap;
-    c.up = true;
-    pthread_mutex_init(&c.mtx, NULL);
-    if (!(c.rk = lag_client_new(o, false, errbuf, sizeof(errbuf)))) {
-        cli_error("%s", errbuf);
-        cluster_free(&c);
+    memset(c, 0, sizeof(*c));
+    c->o = o;
+    c->name = o->cluster_name ? o->cluster_name : o->bootstrap;
+    c->up = true;
+    pthread_mutex_init(&c->mtx, NULL);
+    if (!(c->rk = lag_client_new(o, false, errbuf, sizeof(errbuf)))) {
+        if (must_reach)
+            cli_error("%s", errbuf);
+        else
+            cli_error("cluster %s: %s", c->name, errbuf);
+        cluster_free(c);
         return EX_CONFIG;
     }
-    if ((rc = lag_reach(o, c.rk, errbuf, sizeof(errbuf)))) {
-        cli_error("%s", errbuf);
-        cluster_free(&c);
-        return rc;
+    if ((rc = lag_reach(o, c->rk, errbuf, sizeof(errbuf)))) {
+        if (must_reach || rc == EX_CONFIG) {
+            cli_error("%s", errbuf);
+            cluster_free(c);
+            return rc;
+        }
+        /* One of several: the others go on, and this one is tried again
+         * (once only without --watch: the loop then says why). */
+        if (o->watch_s > 0)
+            fprintf(stderr, "ballast: lag: cluster %s: %s; will try again\n", c->name, errbuf);
+        c->up = false;
     }
-    c.cannot_describe = cli_cannot_describe_groups(c.rk, o->timeout_ms);
+    c->cannot_describe = !rc && cli_cannot_describe_groups(c->rk, o->timeout_ms);
     if (o->alert.nurls &&
-        !(c.alerts = alerts_start(&o->alert, c.name, errbuf, sizeof(errbuf)))) {
+        !(c->alerts = alerts_start(&o->alert, c->name, errbuf, sizeof(errbuf)))) {
         cli_error("alerts: %s", errbuf);
-        cluster_free(&c);
+        cluster_free(c);
         return EX_SOFTWARE;
     }
-    c.prom_extra = c.alerts ? alert_metrics : NULL;
-    c.prom_extra_arg = c.alerts;
-    if (o->listen) {
-        if (http_server_start(o->listen, lag_cluster_routes, &c, &http, errbuf,
-                              sizeof(errbuf))) {
-            cli_error("--listen: %s", errbuf);
-            alerts_stop(c.alerts);
-            cluster_free(&c);
-            return EX_CONFIG;
-        }
-        fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics, /groups)\n",
-                http_server_address(http), http_server_address(http));
-    }
+    c->prom_extra = c->alerts ? alert_metrics : NULL;
+    c->prom_extra_arg = c->alerts;
+    return 0;
+}
+
+void lag_cluster_close(cluster_t *c)
+{
+    alerts_stop(c->alerts);
+    cluster_free(c);
+}
+
+int lag_cluster_loop(cluster_t *c, pthread_mutex_t *print_mtx)
+{
+    const lag_opts_t *o = c->o;
+    char errbuf[1024];
+
     while (!cli_stop_requested) {
         int64_t next = bl_wall_ms() + (int64_t)(o->watch_s * 1000);
-        int erc = evaluate(&c, errbuf, sizeof(errbuf));
+        int erc = evaluate(c, errbuf, sizeof(errbuf));
         if (erc == EX_SOFTWARE) {
             cli_error("%s", errbuf);
-            rc = erc;
-            break;
+            return erc;
         }
-        if (erc && !c.evaluations && o->watch_s <= 0) {
-            cli_error("%s", errbuf);
-            rc = erc;
-            break;
+        if (erc && !c->evaluations && o->watch_s <= 0) {
+            /* One evaluation: an unreachable cluster is the exit code (of
+             * several, the others are printed all the same). */
+            if (print_mtx)
+                cli_error("cluster %s: %s", c->name, errbuf);
+            else
+                cli_error("%s", errbuf);
+            return erc;
         }
-        set_up(&c, !erc, errbuf);
+        set_up(c, !erc, errbuf);
         /* A cluster that does not answer says nothing of its groups: their
          * alerts stay as they are (ballast_lag_up tells). */
-        if (c.alerts && !erc)
-            evaluate_alerts(&c);
+        if (c->alerts && !erc)
+            evaluate_alerts(c);
         if (o->print && !erc) {
-            pthread_mutex_lock(&c.mtx);
-            lag_cluster_print(&c);
-            pthread_mutex_unlock(&c.mtx);
-            if (fflush(stdout) == EOF || ferror(stdout))
+            bool gone;
+            if (print_mtx)
+                pthread_mutex_lock(print_mtx);
+            pthread_mutex_lock(&c->mtx);
+            lag_cluster_print(c);
+            pthread_mutex_unlock(&c->mtx);
+            gone = fflush(stdout) == EOF || ferror(stdout);
+            if (print_mtx)
+                pthread_mutex_unlock(print_mtx);
+            if (gone)
                 break; /* the reader went away (e.g. `| head`) */
         }
         if (o->watch_s <= 0)
             break;
         sleep_until(next);
     }
+    return 0;
+}
+
+int lag_cluster_run(const lag_opts_t *o)
+{
+    cluster_t c, *one = &c;
+    lag_fleet_t fleet = {&one, 1};
+    http_server_t *http = NULL;
+    char errbuf[1024];
+    int rc;
+
+    if ((rc = lag_cluster_open(&c, o, true)))
+        return rc;
+    if (o->listen) {
+        if (http_server_start(o->listen, lag_cluster_routes, &fleet, &http, errbuf,
+                              sizeof(errbuf))) {
+            cli_error("--listen: %s", errbuf);
+            lag_cluster_close(&c);
+            return EX_CONFIG;
+        }
+        fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics, /groups)\n",
+                http_server_address(http), http_server_address(http));
+    }
+    rc = lag_cluster_loop(&c, NULL);
     http_server_stop(http);
-    alerts_stop(c.alerts);
-    cluster_free(&c);
+    lag_cluster_close(&c);
     return rc;
 }

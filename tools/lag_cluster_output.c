@@ -1,10 +1,12 @@
 /*
  * lag_cluster_output.c - what `ballast lag --all-groups` shows of its
  * groups: the HTTP routes (/metrics, whose text lag_cluster_prom.c
- * writes; the JSON API, /groups and /groups/NAME), and, without --listen,
+ * writes; the JSON API, /groups and /groups/NAME; at / the page that shows
+ * them, tools/lag_dashboard.html), and, without --listen,
  * a table of the groups, JSON lines or the Prometheus text on stdout.
  */
 #include "lagmon.h"
+#include "lag_dashboard_html.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -69,32 +71,72 @@ static void put_header(json_t *o, const cluster_t *c)
     bl_iso8601(c->eval_ms, when, sizeof(when));
     json_object_set_new(o, "cluster", json_string(c->name));
     json_object_set_new(o, "up", json_boolean(c->up));
-    json_object_set_new(o, "time", json_string(when));
+    json_object_set_new(o, "time", c->eval_ms ? json_string(when) : json_null());
     json_object_set_new(o, "evaluations", json_integer((json_int_t)c->evaluations));
 }
 
-/* Worst status first, then by name. */
+/* A group and its cluster. */
+typedef struct ranked {
+    const cluster_t *c;
+    const cgroup_t *g;
+} ranked_t;
+
+/* Worst status first, then by cluster and name. */
 static int by_status(const void *a, const void *b)
 {
-    const cgroup_t *x = *(const cgroup_t *const *)a, *y = *(const cgroup_t *const *)b;
-    if (x->status != y->status)
-        return x->status > y->status ? -1 : 1;
-    return strcmp(x->name, y->name);
+    const ranked_t *x = a, *y = b;
+    int d;
+
+    if (x->g->status != y->g->status)
+        return x->g->status > y->g->status ? -1 : 1;
+    if (x->c != y->c && (d = strcmp(x->c->name, y->c->name)))
+        return d;
+    return strcmp(x->g->name, y->g->name);
 }
 
-/* /groups: every group, worst status first. */
-static json_t *groups_doc(const cluster_t *c)
+/* Every group of @p f's clusters, worst status first. Call with their
+ * mtx held. NULL: out of memory. */
+static ranked_t *rank_groups(const lag_fleet_t *f, size_t *countp)
+{
+    size_t n = 0, k = 0;
+    ranked_t *order;
+
+    for (size_t i = 0; i < f->n; i++)
+        n += f->c[i]->ngroups;
+    if (!(order = malloc((n ? n : 1) * sizeof(*order))))
+        return NULL;
+    for (size_t i = 0; i < f->n; i++)
+        for (size_t j = 0; j < f->c[i]->ngroups; j++)
+            order[k++] = (ranked_t){f->c[i], &f->c[i]->groups[j]};
+    qsort(order, n, sizeof(*order), by_status);
+    *countp = n;
+    return order;
+}
+
+/* /groups: every group, worst status first; with several clusters, their
+ * headers under "clusters". Call with every cluster's mtx held. */
+static json_t *groups_doc(const lag_fleet_t *f)
 {
     json_t *doc = json_object(), *list = json_array();
-    const cgroup_t **order = malloc((c->ngroups ? c->ngroups : 1) * sizeof(*order));
+    size_t n = 0;
+    ranked_t *order = rank_groups(f, &n);
 
-    put_header(doc, c);
-    for (size_t i = 0; order && i < c->ngroups; i++)
-        order[i] = &c->groups[i];
-    if (order)
-        qsort(order, c->ngroups, sizeof(*order), by_status);
-    for (size_t i = 0; order && i < c->ngroups; i++)
-        json_array_append_new(list, group_summary(order[i]));
+    if (f->n == 1) {
+        put_header(doc, f->c[0]);
+    } else {
+        json_t *clusters = json_array();
+        for (size_t i = 0; i < f->n; i++) {
+            json_t *h = json_object();
+            put_header(h, f->c[i]);
+            json_array_append_new(clusters, h);
+        }
+        json_object_set_new(doc, "clusters", clusters);
+    }
+    for (size_t i = 0; order && i < n; i++) {
+        json_t *entry = group_summary(order[i].g);
+        json_object_set_new(entry, "cluster", json_string(order[i].c->name));
+        json_array_append_new(list, entry);
+    }
     free(order);
     json_object_set_new(doc, "groups", list);
     return doc;
@@ -122,49 +164,83 @@ static void json_reply(http_response_t *r, int status, json_t *doc)
     r->len = r->body ? strlen(r->body) : 0;
 }
 
-void lag_cluster_routes(const char *path, http_response_t *r, void *opaque)
+static void text_reply(http_response_t *r, int status, const char *text, const char *type)
 {
-    cluster_t *c = opaque;
-    static const char index_text[] =
-        "ballast lag --all-groups: Prometheus metrics at /metrics; JSON at /groups and "
-        "/groups/NAME\n";
+    r->status = status;
+    r->content_type = type;
+    r->body = (char *)text;
+    r->len = strlen(text);
+}
 
-    if (!strcmp(path, "/healthz") || !strcmp(path, "/")) {
-        r->status = 200;
-        r->content_type = "text/plain; charset=utf-8";
-        r->body = (char *)(strcmp(path, "/") ? "ok\n" : index_text);
-        r->len = strlen(r->body);
+/* /groups/NAME, or /groups/CLUSTER/NAME with several clusters. Call with
+ * every cluster's mtx held. */
+static void group_reply(http_response_t *r, const lag_fleet_t *f, const char *rest)
+{
+    const cluster_t *c = f->c[0];
+    const cgroup_t *g = NULL;
+    json_t *err;
+
+    if (f->n > 1) {
+        const char *slash = strchr(rest, '/');
+        c = NULL;
+        for (size_t i = 0; slash && i < f->n && !c; i++)
+            if (strlen(f->c[i]->name) == (size_t)(slash - rest) &&
+                !strncmp(f->c[i]->name, rest, (size_t)(slash - rest)))
+                c = f->c[i];
+        rest = slash ? slash + 1 : rest;
+    }
+    if (c && (g = lag_group_find(c->groups, c->ngroups, rest))) {
+        json_reply(r, 200, group_doc(c, g));
         return;
     }
-    pthread_mutex_lock(&c->mtx);
-    if (!strcmp(path, "/metrics") || !strcmp(path, "/groups") ||
-        !strncmp(path, "/groups/", 8)) {
-        if (!c->evaluations && c->up) {
-            static const char wait_text[] = "the first evaluation is in progress\n";
-            r->status = 503;
-            r->content_type = "text/plain; charset=utf-8";
-            r->body = (char *)wait_text;
-            r->len = sizeof(wait_text) - 1;
-        } else if (!strcmp(path, "/metrics")) {
-            r->status = 200;
-            r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-            if (!lag_cluster_stream_prometheus(r, c))
-                r->status = 500; /* no body: "out of memory" */
-        } else if (!strcmp(path, "/groups")) {
-            json_reply(r, 200, groups_doc(c));
-        } else {
-            const cgroup_t *g = lag_group_find(c->groups, c->ngroups, path + 8);
-            json_t *err = json_object();
-            if (g) {
-                json_decref(err);
-                json_reply(r, 200, group_doc(c, g));
-            } else {
-                json_object_set_new(err, "error", json_string("no such group"));
-                json_reply(r, 404, err);
-            }
-        }
+    err = json_object();
+    json_object_set_new(err, "error", json_string(c ? "no such group" : "no such cluster"));
+    json_reply(r, 404, err);
+}
+
+/* Whether some cluster is still in its first evaluation. */
+static bool first_pending(const lag_fleet_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (!f->c[i]->evaluations && f->c[i]->up)
+            return true;
+    return false;
+}
+
+void lag_cluster_routes(const char *path, http_response_t *r, void *opaque)
+{
+    const lag_fleet_t *f = opaque;
+    bool groups = !strcmp(path, "/groups") || !strncmp(path, "/groups/", 8);
+
+    if (!strcmp(path, "/healthz")) {
+        text_reply(r, 200, "ok\n", "text/plain; charset=utf-8");
+        return;
     }
-    pthread_mutex_unlock(&c->mtx);
+    if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+        r->status = 200;
+        r->content_type = "text/html; charset=utf-8";
+        r->body = (char *)lag_dashboard_html;
+        r->len = sizeof(lag_dashboard_html);
+        return;
+    }
+    if (!groups && strcmp(path, "/metrics"))
+        return;
+    for (size_t i = 0; i < f->n; i++)
+        pthread_mutex_lock(&f->c[i]->mtx);
+    if (first_pending(f))
+        text_reply(r, 503, "the first evaluation is in progress\n", "text/plain; charset=utf-8");
+    else if (!strcmp(path, "/groups"))
+        json_reply(r, 200, groups_doc(f));
+    else if (groups)
+        group_reply(r, f, path + 8);
+    for (size_t i = f->n; i-- > 0;)
+        pthread_mutex_unlock(&f->c[i]->mtx);
+    if (!r->status) { /* /metrics: takes the locks itself */
+        r->status = 200;
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        if (!lag_clusters_stream_prometheus(r, f->c, f->n))
+            r->status = 500; /* no body: "out of memory" */
+    }
 }
 
 /* ---- stdout -------------------------------------------------------------- */
@@ -179,7 +255,7 @@ static void print_json_lines(const cluster_t *c)
         for (size_t k = 0; k < g->nparts; k++) {
             json_t *o = json_object(), *p = part_json(g, &g->parts[k]);
             char *line;
-            json_object_set_new(o, "time", json_string(when));
+            json_object_set_new(o, "time", c->eval_ms ? json_string(when) : json_null());
             json_object_set_new(o, "cluster", json_string(c->name));
             json_object_set_new(o, "group", json_string(g->name));
             json_object_update(o, p);
@@ -200,25 +276,25 @@ static void print_json_lines(const cluster_t *c)
 /* The table: a row per group, worst status first. */
 static void print_table(const cluster_t *c)
 {
-    const cgroup_t **order = malloc((c->ngroups ? c->ngroups : 1) * sizeof(*order));
+    cluster_t *one = (cluster_t *)c;
+    lag_fleet_t f = {&one, 1};
+    size_t n = 0;
+    ranked_t *order = rank_groups(&f, &n);
     int w = 5;
     char when[40];
 
     if (!order)
         return;
-    for (size_t i = 0; i < c->ngroups; i++) {
-        order[i] = &c->groups[i];
+    for (size_t i = 0; i < c->ngroups; i++)
         if ((int)strlen(c->groups[i].name) > w)
             w = (int)strlen(c->groups[i].name);
-    }
-    qsort(order, c->ngroups, sizeof(*order), by_status);
     bl_iso8601(c->eval_ms, when, sizeof(when));
     printf("cluster %s  groups %zu  evaluated in %.3f s  %s\n", c->name, c->ngroups,
            c->eval_seconds, when);
     printf("%-*s  %-6s  %-18s  %-8s  %7s  %10s  %12s  %11s  %s\n", w, "GROUP", "STATUS",
            "STATE", "PROTOCOL", "MEMBERS", "PARTITIONS", "TOTAL-LAG", "MAX-LAG-SEC", "METHOD");
     for (size_t i = 0; i < c->ngroups; i++) {
-        const cgroup_t *g = order[i];
+        const cgroup_t *g = order[i].g;
         char members[24] = "-", seconds[32] = "-";
         if (g->view.described)
             snprintf(members, sizeof(members), "%zu", g->view.nmembers);

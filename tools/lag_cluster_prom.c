@@ -160,58 +160,52 @@ static void make_watermarks(prom_src_t *s)
     s->nwm = kept;
 }
 
-/* The scalar families at the end. */
-static void scalars(FILE *fp, const prom_src_t *s)
+/* The errors by kind: one sample each. */
+static void error_samples(FILE *fp, const prom_src_t *s)
 {
-    family(fp, "ballast_lag_up", "gauge",
-           "1 when the latest evaluation could list the cluster's groups.");
-    sample_name(fp, s, "ballast_lag_up", NULL, NULL, -1);
-    fprintf(fp, "%d\n", s->up ? 1 : 0);
-    family(fp, "ballast_lag_groups", "gauge", "Consumer groups watched.");
-    sample_name(fp, s, "ballast_lag_groups", NULL, NULL, -1);
-    fprintf(fp, "%zu\n", s->groups->n);
-    family(fp, "ballast_lag_evaluation_seconds", "gauge",
-           "How long the latest evaluation of every group took.");
-    sample_name(fp, s, "ballast_lag_evaluation_seconds", NULL, NULL, -1);
-    fprintf(fp, "%.3f\n", s->eval_seconds);
-    family(fp, "ballast_lag_evaluations_total", "counter", "Evaluations made.");
-    sample_name(fp, s, "ballast_lag_evaluations_total", NULL, NULL, -1);
-    fprintf(fp, "%lu\n", s->evaluations);
-    family(fp, "ballast_lag_errors_total", "counter",
-           "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
-           "group_offsets, describe, watermarks.");
     for (int k = 0; k < LAG_ERR_KIND_COUNT; k++) {
         fprintf(fp, "ballast_lag_errors_total{cluster=\"");
         bl_prom_label(fp, s->name);
         fprintf(fp, "\",kind=\"%s\"} %lu\n", lag_error_kind_name((lag_error_kind_t)k),
                 s->errors[k]);
     }
-    if (s->extra)
-        s->extra(fp, s->extra_arg, s->name);
 }
 
 /* The families, in the order of the text. */
 enum prom_family { F_LAG, F_LAG_SECONDS, F_COMMITTED, F_LAG_SUM, F_COMMITTED_SUM, F_HIGH, F_LOW,
-                   F_MEMBERS, F_PART_STATUS, F_GROUP_STATUS, F_SCALARS, F_COUNT };
+                   F_MEMBERS, F_PART_STATUS, F_GROUP_STATUS, F_UP, F_GROUPS, F_EVAL_SECONDS,
+                   F_EVALUATIONS, F_ERRORS, F_EXTRA, F_COUNT };
 
 static const struct {
-    const char *name, *help;
+    const char *name, *help, *type;
 } families[F_COUNT] = {
-    [F_LAG] = {"kafka_consumergroup_lag", "High watermark minus the group's committed offset."},
-    [F_LAG_SECONDS] = {"kafka_consumergroup_lag_seconds", LAG_SECONDS_HELP},
-    [F_COMMITTED] = {"kafka_consumergroup_current_offset", "The group's committed offset."},
-    [F_LAG_SUM] = {"kafka_consumergroup_lag_sum", "The group's lag over a topic."},
+    [F_LAG] = {"kafka_consumergroup_lag", "High watermark minus the group's committed offset.",
+               "gauge"},
+    [F_LAG_SECONDS] = {"kafka_consumergroup_lag_seconds", LAG_SECONDS_HELP, "gauge"},
+    [F_COMMITTED] = {"kafka_consumergroup_current_offset", "The group's committed offset.",
+                     "gauge"},
+    [F_LAG_SUM] = {"kafka_consumergroup_lag_sum", "The group's lag over a topic.", "gauge"},
     [F_COMMITTED_SUM] = {"kafka_consumergroup_current_offset_sum",
-                         "The group's committed offsets summed over a topic."},
-    [F_HIGH] = {"kafka_topic_partition_current_offset", "The partition's high watermark."},
-    [F_LOW] = {"kafka_topic_partition_oldest_offset", "The partition's low watermark."},
-    [F_MEMBERS] = {"kafka_consumergroup_members", "Members of the group."},
+                         "The group's committed offsets summed over a topic.", "gauge"},
+    [F_HIGH] = {"kafka_topic_partition_current_offset", "The partition's high watermark.", "gauge"},
+    [F_LOW] = {"kafka_topic_partition_oldest_offset", "The partition's low watermark.", "gauge"},
+    [F_MEMBERS] = {"kafka_consumergroup_members", "Members of the group.", "gauge"},
     [F_PART_STATUS] = {"ballast_lag_partition_status",
-                       "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR."},
+                       "Lag status: 0 OK, 1 WARN, 2 REWIND, 3 STALL, 4 STOP, 5 ERR.", "gauge"},
     [F_GROUP_STATUS] = {"ballast_lag_group_status",
                         "The group's worst partition status: 0 OK, 1 WARN, 2 REWIND, 3 "
-                        "STALL, 4 STOP, 5 ERR."},
-    [F_SCALARS] = {NULL, NULL},
+                        "STALL, 4 STOP, 5 ERR.", "gauge"},
+    [F_UP] = {"ballast_lag_up", "1 when the latest evaluation could list the cluster's groups.",
+              "gauge"},
+    [F_GROUPS] = {"ballast_lag_groups", "Consumer groups watched.", "gauge"},
+    [F_EVAL_SECONDS] = {"ballast_lag_evaluation_seconds",
+                        "How long the latest evaluation of every group took.", "gauge"},
+    [F_EVALUATIONS] = {"ballast_lag_evaluations_total", "Evaluations made.", "counter"},
+    [F_ERRORS] = {"ballast_lag_errors_total",
+                  "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
+                  "group_offsets, describe, watermarks.",
+                  "counter"},
+    [F_EXTRA] = {NULL, NULL, NULL},
 };
 
 /* Units of family @p f (at least one: its header). */
@@ -219,7 +213,7 @@ static size_t units_of(prom_src_t *s, enum prom_family f)
 {
     size_t n;
 
-    if (f == F_SCALARS)
+    if (f >= F_UP)
         return 1;
     if (f == F_HIGH || f == F_LOW) {
         if (!s->wm_made)
@@ -231,18 +225,42 @@ static size_t units_of(prom_src_t *s, enum prom_family f)
     return n ? n : 1;
 }
 
-/* Writes unit @p u of family @p f. */
-static void render_unit(FILE *fp, prom_src_t *s, enum prom_family f, size_t u)
+/* The one sample of scalar family @p f. */
+static void scalar_sample(FILE *fp, const prom_src_t *s, enum prom_family f)
+{
+    if (f == F_ERRORS) {
+        error_samples(fp, s);
+        return;
+    }
+    sample_name(fp, s, families[f].name, NULL, NULL, -1);
+    if (f == F_UP)
+        fprintf(fp, "%d\n", s->up ? 1 : 0);
+    else if (f == F_GROUPS)
+        fprintf(fp, "%zu\n", s->groups->n);
+    else if (f == F_EVAL_SECONDS)
+        fprintf(fp, "%.3f\n", s->eval_seconds);
+    else
+        fprintf(fp, "%lu\n", s->evaluations);
+}
+
+/* Writes unit @p u of family @p f of one cluster; @p header: the family's
+ * HELP and TYPE first (its first unit of the first cluster). */
+static void render_unit(FILE *fp, prom_src_t *s, enum prom_family f, size_t u, bool header)
 {
     const char *name = families[f].name;
     const cgroup_t *g = u < s->groups->n ? &s->groups->g[u] : NULL;
 
-    if (f == F_SCALARS) {
-        scalars(fp, s);
+    if (f == F_EXTRA) {
+        if (s->extra)
+            s->extra(fp, s->extra_arg, s->name);
         return;
     }
-    if (!u)
-        family(fp, name, "gauge", families[f].help);
+    if (header)
+        family(fp, name, families[f].type, families[f].help);
+    if (f >= F_UP) {
+        scalar_sample(fp, s, f);
+        return;
+    }
     if (f == F_HIGH || f == F_LOW) {
         if (!s->wm_made)
             make_watermarks(s);
@@ -315,16 +333,19 @@ void lag_cluster_write_prometheus(FILE *fp, const cluster_t *c)
     src_take(&s, c);
     for (int f = 0; f < F_COUNT; f++)
         for (size_t u = 0, n = units_of(&s, (enum prom_family)f); u < n; u++)
-            render_unit(fp, &s, (enum prom_family)f, u);
+            render_unit(fp, &s, (enum prom_family)f, u, !u);
     src_release(&s);
 }
 
 /* ---- a scrape, streamed ---------------------------------------------------- */
 
+/* A scrape of one or more clusters: each family once, with the samples of
+ * every cluster in turn. */
 typedef struct prom_stream {
-    prom_src_t src;
+    prom_src_t *src;
+    size_t nsrc;
     int family;  /* the next unit: F_COUNT at the end */
-    size_t unit;
+    size_t cluster, unit;
     char *pending; /* the rendered unit not sent yet */
     size_t len, sent;
 } prom_stream_t;
@@ -345,15 +366,19 @@ static bool next_unit(prom_stream_t *st, bool *failed)
         *failed = true;
         return false;
     }
-    render_unit(fp, &st->src, (enum prom_family)st->family, st->unit);
+    render_unit(fp, &st->src[st->cluster], (enum prom_family)st->family, st->unit,
+                !st->cluster && !st->unit);
     if (fclose(fp)) {
         *failed = true;
         return false;
     }
     st->len = size;
-    if (++st->unit >= units_of(&st->src, (enum prom_family)st->family)) {
-        st->family++;
+    if (++st->unit >= units_of(&st->src[st->cluster], (enum prom_family)st->family)) {
         st->unit = 0;
+        if (++st->cluster >= st->nsrc) {
+            st->cluster = 0;
+            st->family++;
+        }
     }
     return true;
 }
@@ -384,18 +409,29 @@ static void stream_free(void *arg)
 {
     prom_stream_t *st = arg;
 
-    src_release(&st->src);
+    for (size_t i = 0; i < st->nsrc; i++)
+        src_release(&st->src[i]);
+    free(st->src);
     free(st->pending);
     free(st);
 }
 
-bool lag_cluster_stream_prometheus(http_response_t *r, const cluster_t *c)
+bool lag_clusters_stream_prometheus(http_response_t *r, cluster_t *const *cs, size_t n)
 {
     prom_stream_t *st = calloc(1, sizeof(*st));
 
-    if (!st)
+    if (!st || !(st->src = calloc(n ? n : 1, sizeof(*st->src)))) {
+        free(st);
         return false;
-    src_take(&st->src, c);
+    }
+    st->nsrc = n;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&cs[i]->mtx);
+        src_take(&st->src[i], cs[i]);
+        pthread_mutex_unlock(&cs[i]->mtx);
+    }
+    if (!n)
+        st->family = F_COUNT;
     r->stream = stream_read;
     r->stream_arg = st;
     r->stream_free = stream_free;

@@ -3,7 +3,8 @@
  * (cmd_lag.c), one evaluation of the group (lag_measure.c), its output
  * (lag_output.c), the --on-change command (lag_alert.c), its clients
  * (lag_client.c), time lag (lag_probe.c), and the watch of every group of a cluster, --all-groups
- * (lag_cluster.c, lag_cluster_output.c); time lag's choice of method,
+ * (lag_cluster.c, lag_cluster_output.c), of several clusters in one process
+ * (lag_clusters.c); time lag's choice of method,
  * shared by both (lag_time.c). How lag is read and judged is
  * shared with the library and the demo (shared/lag.h).
  */
@@ -34,8 +35,18 @@ typedef struct lag_filter {
     bool set;
 } lag_filter_t;
 
+/* A cluster of the --config file (lag.cluster.NAME.*): its name and
+ * client settings ("key=value", bootstrap.servers among them). */
+typedef struct lag_cluster_conf {
+    char *name;
+    char **props;
+    size_t nprops;
+} lag_cluster_conf_t;
+
 typedef struct lag_opts {
     const char *bootstrap, *group, *topic, *listen;
+    lag_cluster_conf_t *clusters; /* --all-groups of several clusters; NULL: -b's alone */
+    size_t nclusters;
     bool all_groups;          /* --all-groups: every group of the cluster */
     const char *cluster_name; /* the `cluster` label (default: bootstrap) */
     lag_filter_t include, exclude, include_topic, exclude_topic;
@@ -346,20 +357,52 @@ void lag_json_put_holder(struct json_t *o, const member_t *mb);
 /** Writes the Prometheus text of @p c on @p fp (lag_cluster_prom.c). Call
  *  with c->mtx held. */
 void lag_cluster_write_prometheus(FILE *fp, const cluster_t *c);
-/** Sets @p r to stream the Prometheus text of @p c's latest evaluation, a
- *  piece at a time, without the lock (the groups it reads are kept for it).
- *  Call with c->mtx held. @returns false when out of memory. */
-bool lag_cluster_stream_prometheus(http_response_t *r, const cluster_t *c);
+/** Sets @p r to stream the Prometheus text of the latest evaluation of
+ *  each of @p n clusters, a piece at a time, each family once with every
+ *  cluster's samples, without the locks (the groups it reads are kept for
+ *  it). Takes each cluster's mtx in turn: call without them. @returns
+ *  false when out of memory. */
+bool lag_clusters_stream_prometheus(http_response_t *r, cluster_t *const *cs, size_t n);
 
-/** Serves /metrics, /groups, /groups/NAME and /healthz for a cluster_t. */
+/* The clusters one process watches, each in its own loop. */
+typedef struct lag_fleet {
+    cluster_t **c;
+    size_t n;
+} lag_fleet_t;
+
+/** Serves /, /metrics, /groups, /groups/NAME (/groups/CLUSTER/NAME with
+ *  several clusters) and /healthz for a lag_fleet_t. */
 http_route_fn lag_cluster_routes;
 /** What an evaluation prints without --listen (the table of groups, JSON
  *  lines or Prometheus text). Call with c->mtx held. */
 void lag_cluster_print(const cluster_t *c);
 
+/** Makes @p c the cluster of @p o (its client, alerts). An unreachable
+ *  cluster fails with @p must_reach, else starts down. @returns 0, or the
+ *  exit code after printing why (nothing to free then). */
+int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach);
+/** Evaluates @p c every --watch seconds until a stop signal (once without
+ *  it); @p print_mtx, when several clusters print, serializes stdout.
+ *  @returns 0, or an exit code after printing why. */
+int lag_cluster_loop(cluster_t *c, pthread_mutex_t *print_mtx);
+/** Frees what lag_cluster_open() made. */
+void lag_cluster_close(cluster_t *c);
+
 /** Watches every consumer group of the cluster (--all-groups) until a stop
- *  signal, or once without --watch/--listen. @returns the exit code: 0,
- *  EX_UNAVAILABLE when the cluster cannot be reached at start, EX_CONFIG. */
+ *  signal, or once without --watch/--listen. @returns
+ *  the exit code: 0, EX_UNAVAILABLE when the cluster cannot be reached at
+ *  start, EX_CONFIG. */
 int lag_cluster_run(const lag_opts_t *o);
+
+/* ---- several clusters (lag_clusters.c) ------------------------------------ */
+
+/** Reads the lag.cluster.NAME.* keys of the --config file into o->clusters.
+ *  @returns 0, or EX_CONFIG / EX_SOFTWARE after printing why. */
+int lag_clusters_read(lag_opts_t *o);
+/** Frees o->clusters. */
+void lag_clusters_free(lag_opts_t *o);
+/** Watches each cluster of o->clusters in a thread of its own, all served
+ *  by one --listen server. @returns the exit code. */
+int lag_clusters_run(const lag_opts_t *o);
 
 #endif

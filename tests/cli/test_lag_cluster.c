@@ -7,8 +7,14 @@
  * groups, after a producer wrote to their topics during the evaluations; a
  * group created later appears and a deleted one disappears; --include,
  * --exclude and --include-topic filter; every metric carries the cluster
- * label; the JSON API lists groups and their partitions; an unreachable
- * cluster exits 69 with one line; usage errors exit 64.
+ * label; the JSON API lists groups and their partitions; the page at /,
+ * in headless Chromium, lists the groups /groups lists, in its order, and
+ * a group's partitions from its link; an unreachable
+ * cluster exits 69 with one line; usage errors exit 64. While it runs: a
+ * broker that stops answering (restarted) turns ballast_lag_up to 0 with no
+ * group sample, logged once, and back to 1 when it answers, the loop going
+ * on; groups deleted between evaluations disappear, each counted and logged
+ * at most once, and nothing stops.
  */
 #include "support.h"
 
@@ -128,6 +134,62 @@ static void wait_listed(const char *addr, const char *group, bool present)
                      present ? "never appeared in" : "never left");
         usleep(200 * 1000);
     }
+}
+
+/* ---- the page ------------------------------------------------------------ */
+
+/* The groups' names in the order of @p doc (/groups), one a line. */
+static void doc_order(json_t *doc, char *out, size_t size)
+{
+    json_t *g;
+    size_t i, len = 0;
+
+    out[0] = '\0';
+    json_array_foreach(json_object_get(doc, "groups"), i, g)
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s\n",
+                                json_string_value(json_object_get(g, "group")));
+}
+
+/* The groups' names in the order the page's rows show them, one a line. */
+static void page_order(const char *dom, char *out, size_t size)
+{
+    const char *at = strstr(dom, "<tbody id=\"groups\""), *end;
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (!at || !(end = strstr(at, "</tbody>")))
+        fail_msg("the page has no table of groups; DOM:\n%s", dom);
+    while ((at = strstr(at, "data-group=\"")) && at < end) {
+        const char *q = strchr(at += 12, '"');
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%.*s\n",
+                                (int)(q - at), at);
+    }
+}
+
+/* The page at /, opened on @p group's link: its rows are the groups of
+ * /groups (fetched just before and just after), in the same order, and it
+ * shows the group's partitions, held by @p client_id. */
+static void check_page(const char *addr, const char *group, const char *client_id)
+{
+    char url[256], before[4096], after[4096], shown[4096];
+    json_t *doc = get_json(addr, "/groups", 200);
+    const char *parts;
+    char *dom;
+
+    doc_order(doc, before, sizeof(before));
+    json_decref(doc);
+    snprintf(url, sizeof(url), "http://%s/#group=%s", addr, group);
+    dom = bt_chromium_dom(url, 2000);
+    doc = get_json(addr, "/groups", 200);
+    doc_order(doc, after, sizeof(after));
+    json_decref(doc);
+    page_order(dom, shown, sizeof(shown));
+    if (!*shown || (strcmp(shown, before) && strcmp(shown, after)))
+        fail_msg("the page lists\n%s/groups listed\n%sbefore and\n%safter", shown, before,
+                 after);
+    if (!(parts = strstr(dom, "<tbody id=\"parts\"")) || !strstr(parts, client_id))
+        fail_msg("the page does not show the partitions of %s; DOM:\n%s", group, dom);
+    free(dom);
 }
 
 /* ---- groups -------------------------------------------------------------- */
@@ -410,6 +472,7 @@ static void test_all_groups(void **state)
         json_decref(doc);
         json_decref(get_json(addr, "/groups/no-such-group", 404));
     }
+    check_page(addr, gk, "lag-cluster-member");
 
     /* A group made later appears; a deleted one disappears. */
     bt_commit(bt_bootstrap(), gd, t2, d_off, 2);
@@ -463,6 +526,195 @@ static void test_all_groups(void **state)
     rd_kafka_destroy(member);
 }
 
+/* ---- while it runs ------------------------------------------------------- */
+
+/* The number of times @p needle occurs in @p text. */
+static int occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *at = text; at && (at = strstr(at, needle)); at += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Whether the lines of @p log about the cluster alternate between going
+ * down and answering again, starting with down and ending answered. */
+static bool logged_by_outage(const char *log)
+{
+    bool down = false;
+
+    for (const char *line = log; line && *line; line = strchr(line, '\n')) {
+        const char *end;
+        line += *line == '\n';
+        end = strchr(line, '\n');
+        if (!end)
+            end = line + strlen(line);
+        if (memmem(line, (size_t)(end - line), "will try again", 14)) {
+            if (down)
+                return false;
+            down = true;
+        } else if (memmem(line, (size_t)(end - line), "answers again", 13)) {
+            if (!down)
+                return false;
+            down = false;
+        }
+    }
+    return !down;
+}
+
+static void *restart_broker(void *done)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/testenv' restart-kafka >/dev/null", BALLAST_SRC_DIR);
+    *(int *)done = system(cmd) == 0 ? 1 : -1;
+    return NULL;
+}
+
+/* Starts `ballast lag --all-groups` on the groups named PREFIX-*, evaluating
+ * every @p watch seconds; its address in @p addr. */
+static pid_t start_watch(const char *prefix, const char *watch, const char *err_path,
+                         char *addr, size_t size)
+{
+    char include[200];
+    pid_t pid;
+
+    snprintf(include, sizeof(include), "^%s-", prefix);
+    pid = bt_spawn_ballast(ARGV("lag", "-b", bt_bootstrap(), "--all-groups", "--include",
+                                include, "--cluster-name", CLUSTER, "--listen", "127.0.0.1:0",
+                                "--watch", watch, "--timeout", "1"),
+                           err_path);
+    bt_wait_listening(err_path, pid, addr, size);
+    return pid;
+}
+
+static void test_broker_unreachable_mid_run(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *prefix = bt_unique("lagdown");
+    char topic[128], group[160], err_path[512], addr[64], *log;
+    const int64_t off[2] = {1, 2};
+    pthread_t restarter;
+    volatile int done = 0;
+    bool seen_down = false;
+    int64_t deadline;
+    pid_t pid;
+
+    snprintf(topic, sizeof(topic), "%s-t", prefix);
+    snprintf(group, sizeof(group), "%s-g", prefix);
+    snprintf(err_path, sizeof(err_path), "%s/lag-down.err", bt_tmpdir());
+    bt_create_topic(bt_bootstrap(), topic, 2);
+    bt_produce_seq(bt_bootstrap(), topic, 2, 0, 10, 0);
+    bt_commit(bt_bootstrap(), group, topic, off, 2);
+    pid = start_watch(prefix, "0.2", err_path, addr, sizeof(addr));
+    wait_listed(addr, group, true);
+
+    /* While the broker restarts, a scrape sees the cluster down and no
+     * group's figures. */
+    assert_int_equal(pthread_create(&restarter, NULL, restart_broker, (void *)&done), 0);
+    deadline = bt_now_ms() + 120000;
+    while (!seen_down && !done && bt_now_ms() < deadline) {
+        char *text = get_metrics(addr);
+        if (sample(text, "ballast_lag_up", "") == 0) {
+            seen_down = true;
+            assert_null(strstr(text, "\nkafka_consumergroup_lag{"));
+            assert_true(sample(text, "ballast_lag_groups", "") == 0);
+        }
+        free(text);
+        usleep(50 * 1000);
+    }
+    pthread_join(restarter, NULL);
+    assert_int_equal(done, 1);
+    if (!seen_down)
+        fail_msg("ballast_lag_up never read 0 while the broker restarted");
+
+    /* It answers again: up, the group back, the loop still going. */
+    wait_listed(addr, group, true);
+    wait_fresh_evaluation(addr);
+    {
+        char *text = get_metrics(addr);
+        assert_true(sample(text, "ballast_lag_up", "") == 1);
+        assert_true(sample(text, "ballast_lag_errors_total", ",kind=\"unreachable\"") >= 1);
+        free(text);
+    }
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 30000), 0);
+    log = bt_read_file(err_path);
+    /* A line when it went down, one when it came back: alternating (a
+     * broker just started may refuse a listing once more while its
+     * coordinator loads), never one per failed evaluation. */
+    if (!occurrences(log, "; will try again") || !logged_by_outage(log))
+        fail_msg("expected a line when down and one when back, alternating; stderr:\n%s", log);
+    free(log);
+}
+
+#define DELETED 6
+
+static void test_groups_deleted_mid_run(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *prefix = bt_unique("lagdel");
+    char topic[128], groups[DELETED + 1][160], err_path[512], addr[64], *log, *text;
+    const int64_t off[4] = {1, 2, 3, 4};
+    int logged = 0;
+    pid_t pid;
+
+    snprintf(topic, sizeof(topic), "%s-t", prefix);
+    snprintf(err_path, sizeof(err_path), "%s/lag-deleted.err", bt_tmpdir());
+    bt_create_topic(bt_bootstrap(), topic, 4);
+    bt_produce_seq(bt_bootstrap(), topic, 4, 0, 40, 0);
+    for (int i = 0; i <= DELETED; i++) {
+        snprintf(groups[i], sizeof(groups[i]), "%s-g%d", prefix, i);
+        bt_commit(bt_bootstrap(), groups[i], topic, off, 4);
+    }
+    /* Evaluations back to back, so that deletions fall between a listing
+     * and a reading as well as between evaluations. */
+    pid = start_watch(prefix, "0.1", err_path, addr, sizeof(addr));
+    for (int i = 0; i <= DELETED; i++)
+        wait_listed(addr, groups[i], true);
+    for (int i = 0; i < DELETED; i++)
+        delete_group(groups[i]);
+    for (int i = 0; i < DELETED; i++)
+        wait_listed(addr, groups[i], false);
+    wait_fresh_evaluation(addr);
+
+    /* The others are still watched; the deleted ones are nowhere. */
+    text = get_metrics(addr);
+    assert_true(sample(text, "ballast_lag_up", "") == 1);
+    assert_true(sample(text, "ballast_lag_groups", "") == 1);
+    for (int i = 0; i < DELETED; i++) {
+        char needle[200];
+        snprintf(needle, sizeof(needle), "consumergroup=\"%s\"", groups[i]);
+        assert_null(strstr(text, needle));
+    }
+    assert_true(part_sample(text, "kafka_consumergroup_lag", groups[DELETED], topic, 0) == 9);
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 30000), 0);
+
+    /* Each caught between listing and reading is logged once and counted
+     * once; none is taken for a group whose offsets cannot be read. */
+    log = bt_read_file(err_path);
+    for (int i = 0; i < DELETED; i++) {
+        char needle[200];
+        int n;
+        snprintf(needle, sizeof(needle), "group %s was deleted", groups[i]);
+        if ((n = occurrences(log, needle)) > 1)
+            fail_msg("%s logged %d times; stderr:\n%s", groups[i], n, log);
+        logged += n;
+    }
+    if (sample(text, "ballast_lag_errors_total", ",kind=\"group_vanished\"") != logged ||
+        strstr(log, "cannot be read") || strstr(log, "will try again"))
+        fail_msg("group_vanished counts %.0f, %d logged; stderr:\n%s",
+                 sample(text, "ballast_lag_errors_total", ",kind=\"group_vanished\""), logged,
+                 log);
+    print_message("%d of %d deletions fell inside an evaluation\n", logged, DELETED);
+    free(text);
+    free(log);
+}
+
 static void expect_rc(const char *const *argv, int want, const char *fragment)
 {
     bt_captured_t c = bt_run_captured(argv, 60000);
@@ -494,6 +746,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_all_groups),
+        cmocka_unit_test(test_broker_unreachable_mid_run),
+        cmocka_unit_test(test_groups_deleted_mid_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,6 +218,11 @@ void bt_assert_options_documented(const char *const *argv, const char *doc);
  *  both); with @p err NULL, stderr goes into *out too. @returns its exit
  *  status (128 when it did not exit). */
 int bt_sh(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/** The DOM of @p url (no quote in it) after @p budget_ms of the page's
+ *  (virtual) time in headless Chromium; fails the test when the page
+ *  logged to the console or set data-error on <html>. Caller frees
+ *  (browser.c). */
+char *bt_chromium_dom(const char *url, int budget_ms);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 

@@ -118,7 +118,7 @@ static void test_streamed_text_is_the_whole_text(void **state)
     set_groups(c, make_groups(700, 5)); /* two units of partition families */
     whole = whole_text(c);
     memset(&r, 0, sizeof(r));
-    assert_true(lag_cluster_stream_prometheus(&r, c));
+    assert_true(lag_clusters_stream_prometheus(&r, &c, 1));
     streamed = read_stream(&r, 7, 0, NULL, NULL);
     assert_string_equal(streamed, whole);
     assert_non_null(strstr(whole, "kafka_consumergroup_lag{cluster=\"test\",consumergroup=\"g699\","
@@ -145,6 +145,42 @@ static void next_evaluation(void *arg)
     assert_int_equal(views_cleared, 0); /* the scrape still holds them */
 }
 
+/* Two clusters on one scrape: each family once (a second HELP or TYPE line
+ * is an error to Prometheus' parser), with both clusters' samples. */
+static void test_two_clusters_share_each_family(void **state)
+{
+    cluster_t *c[2] = {new_cluster(), new_cluster()};
+    http_response_t r;
+    char *text;
+    const char *at;
+
+    (void)state;
+    c[1]->name = "other";
+    c[1]->up = false;
+    set_groups(c[0], make_groups(3, 5));
+    set_groups(c[1], make_groups(2, 7));
+    memset(&r, 0, sizeof(r));
+    assert_true(lag_clusters_stream_prometheus(&r, c, 2));
+    text = read_stream(&r, 13, 0, NULL, NULL);
+    for (at = text; (at = strstr(at, "# TYPE ")); at++) {
+        char name[128], again[140];
+        assert_int_equal(sscanf(at, "# TYPE %127s", name), 1);
+        snprintf(again, sizeof(again), "# TYPE %s ", name);
+        if (strstr(at + 1, again))
+            fail_msg("family %s declared twice:\n%s", name, text);
+    }
+    assert_non_null(strstr(text, "ballast_lag_up{cluster=\"test\"} 1\n"
+                                 "ballast_lag_up{cluster=\"other\"} 0\n"));
+    assert_non_null(strstr(text, "kafka_consumergroup_lag{cluster=\"other\",consumergroup=\"g1\","
+                                 "topic=\"t\",partition=\"0\"} 7\n"));
+    assert_non_null(strstr(text, "ballast_lag_groups{cluster=\"test\"} 3\n"));
+    free(text);
+    for (int i = 0; i < 2; i++) {
+        lag_groups_release(c[i]->published);
+        free(c[i]);
+    }
+}
+
 static void test_overtaken_scrape_keeps_its_evaluation(void **state)
 {
     cluster_t *c = new_cluster();
@@ -155,7 +191,7 @@ static void test_overtaken_scrape_keeps_its_evaluation(void **state)
     set_groups(c, make_groups(3, 5));
     before = whole_text(c);
     memset(&r, 0, sizeof(r));
-    assert_true(lag_cluster_stream_prometheus(&r, c));
+    assert_true(lag_clusters_stream_prometheus(&r, &c, 1));
     views_cleared = 0;
     streamed = read_stream(&r, 16, 100, next_evaluation, c);
     /* The scrape is the first evaluation's, whole, and its groups were
@@ -179,6 +215,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_streamed_text_is_the_whole_text),
         cmocka_unit_test(test_overtaken_scrape_keeps_its_evaluation),
+        cmocka_unit_test(test_two_clusters_share_each_family),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
