@@ -463,6 +463,13 @@ void bt_committed(const char *bootstrap, const char *group, const char *topic,
     rk = committed_client_for(bootstrap, group);
     /* The library's: asked again while the coordinator loads or moves. */
     err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
+    if (err) {
+        /* A client kept across a broker restart can stay stuck on the old
+         * coordinator (a timeout after 30 s): a fresh one asks once more. */
+        committed_client_free();
+        rk = committed_client_for(bootstrap, group);
+        err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
+    }
     pthread_mutex_unlock(&committed_client.mtx);
     if (err)
         fail_msg("committed(%s): %s", group, rd_kafka_err2str(err));
