@@ -22,8 +22,8 @@ struct alerts {
     const char *cluster;
     webhook_t **hooks;
     size_t nhooks;
-    alert_state_t *states; /* one per group judged and not forgotten */
-    size_t nstates;
+    alert_state_t *states; /* one per group judged and not forgotten, sorted by group */
+    size_t nstates, states_cap;
     pthread_mutex_t mtx;   /* guards the counters: the HTTP thread reads them */
     unsigned long firing, fired, resolved, suppressed;
 };
@@ -192,22 +192,41 @@ alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
     return a;
 }
 
-/* The state of @p group, added when new. NULL when out of memory. */
+/* Where @p group is in a->states, or would go. */
+static size_t state_slot(const alerts_t *a, const char *group)
+{
+    size_t lo = 0, hi = a->nstates;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(a->states[mid].group, group) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The state of @p group, added when new (in order: the groups of an
+ * evaluation come by name, so a new one is mostly the last). NULL when out
+ * of memory. */
 static alert_state_t *state_of(alerts_t *a, const char *group)
 {
-    alert_state_t *grown;
+    size_t i = state_slot(a, group);
+    alert_state_t *grown, fresh = {0};
 
-    for (size_t i = 0; i < a->nstates; i++)
-        if (!strcmp(a->states[i].group, group))
-            return &a->states[i];
-    if (!(grown = realloc(a->states, (a->nstates + 1) * sizeof(*grown))))
+    if (i < a->nstates && !strcmp(a->states[i].group, group))
+        return &a->states[i];
+    if (!(grown = bl_grow(a->states, &a->states_cap, a->nstates, sizeof(*grown), 16)))
         return NULL;
     a->states = grown;
-    memset(&grown[a->nstates], 0, sizeof(*grown));
-    if (!(grown[a->nstates].group = strdup(group)))
+    if (!(fresh.group = strdup(group)))
         return NULL;
-    grown[a->nstates].rule = rule_for(a->c, group);
-    return &grown[a->nstates++];
+    fresh.rule = rule_for(a->c, group);
+    memmove(&grown[i + 1], &grown[i], (a->nstates - i) * sizeof(*grown));
+    grown[i] = fresh;
+    a->nstates++;
+    return &grown[i];
 }
 
 void alerts_evaluate(alerts_t *a, const alert_reading_t *r, size_t n, int64_t now_ms)

@@ -73,8 +73,7 @@ static const char *intern_topic(cluster_t *c, const char *topic)
 static int cpart_cmp(const void *a, const void *b)
 {
     const cpart_t *x = a, *y = b;
-    int t = x->topic == y->topic ? 0 : strcmp(x->topic, y->topic);
-    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+    return lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
 }
 
 static cpart_t *find_cpart(const cgroup_t *g, const char *topic, int32_t partition)
@@ -313,8 +312,7 @@ typedef struct wmark {
 static int wmark_cmp(const void *a, const void *b)
 {
     const wmark_t *x = a, *y = b;
-    int t = x->topic == y->topic ? 0 : strcmp(x->topic, y->topic);
-    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+    return lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
 }
 
 /* Reads @p spec (earliest or latest) of every partition of @p w in one

@@ -128,8 +128,7 @@ static void topic_sums(FILE *fp, const prom_src_t *s, const char *name, const cg
 static int wm_cmp(const void *a, const void *b)
 {
     const wm_sample_t *x = a, *y = b;
-    int t = strcmp(x->topic, y->topic);
-    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+    return lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
 }
 
 /* Makes s->wm: every partition read, once whichever groups read it, in

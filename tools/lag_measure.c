@@ -223,8 +223,7 @@ long lag_view_holder(const group_view_t *g, const char *topic, int32_t partition
 static int part_cmp(const void *a, const void *b)
 {
     const part_state_t *x = a, *y = b;
-    int c = strcmp(x->topic, y->topic);
-    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+    return lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
 }
 
 static part_state_t *find_part(monitor_t *m, const char *topic, int32_t partition)

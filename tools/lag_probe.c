@@ -39,19 +39,14 @@ typedef struct probe_part {
 static int ask_cmp(const void *a, const void *b)
 {
     const lag_probe_t *x = *(lag_probe_t *const *)a, *y = *(lag_probe_t *const *)b;
-    int c = strcmp(x->topic, y->topic);
-    if (c)
-        return c;
-    if (x->partition != y->partition)
-        return x->partition < y->partition ? -1 : 1;
-    return (x->offset > y->offset) - (x->offset < y->offset);
+    int c = lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
+    return c ? c : (x->offset > y->offset) - (x->offset < y->offset);
 }
 
 static int part_key_cmp(const void *key, const void *elem)
 {
     const probe_part_t *k = key, *e = elem;
-    int c = strcmp(k->topic, e->topic);
-    return c ? c : (k->partition > e->partition) - (k->partition < e->partition);
+    return lag_tp_cmp(k->topic, k->partition, e->topic, e->partition);
 }
 
 /* Answers the asks of @p pp up to offset @p upto (all when negative) with

@@ -17,8 +17,7 @@
 static int hist_cmp(const void *a, const void *b)
 {
     const lag_hist_t *x = a, *y = b;
-    int t = x->topic == y->topic ? 0 : strcmp(x->topic, y->topic);
-    return t ? t : (x->partition > y->partition) - (x->partition < y->partition);
+    return lag_tp_cmp(x->topic, x->partition, y->topic, y->partition);
 }
 
 static lag_hist_t *hist_find(const lag_hist_table_t *t, const char *topic, int32_t partition)

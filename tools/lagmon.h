@@ -23,7 +23,17 @@
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
+
+/** Orders topic-partitions by topic, then partition: the order of every
+ *  sorted partition array of the lag tools. Topics compare equal at once
+ *  when they are one pointer (interned). */
+static inline int lag_tp_cmp(const char *ta, int32_t pa, const char *tb, int32_t pb)
+{
+    int t = ta == tb ? 0 : strcmp(ta, tb);
+    return t ? t : (pa > pb) - (pa < pb);
+}
 
 typedef enum out_format { OUT_TABLE, OUT_JSON, OUT_PROMETHEUS } out_format_t;
 
