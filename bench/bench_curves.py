@@ -13,7 +13,6 @@ bench/README.md ("Curves" and "Scenario latency").
                     fixed rate, at-least-once and exactly-once
 """
 
-import json
 import os
 import signal
 import statistics
@@ -223,8 +222,8 @@ def latency_seconds(ctx):
     return warm, R.env_int("BENCH_LATENCY_SECONDS", 4 if ctx.quick else 8)
 
 
-def bench_latency(ctx, *args, timeout=300):
-    return [ctx.helper("bench_latency"), *args, "-b", ctx.bootstrap]
+def bench_kafka(ctx, *args):
+    return [ctx.helper("bench_kafka"), *args, "-b", ctx.bootstrap]
 
 
 def txn_interval_ms(ctx):
@@ -242,7 +241,7 @@ LATENCY_SYSTEMS = {
     "exactly-once-visible": ("exactly-once", "forward", "visible to read_committed"),
     "at-least-once-forward-visible": ("at-least-once", "forward", "visible (forward output)"),
 }
-# Not run alone: a plain librdkafka consumer (bench_latency read, defaults)
+# Not run alone: a plain librdkafka consumer (bench_kafka latency-read, defaults)
 # reading the at-least-once run's input beside ballast, under the same load.
 LATENCY_BASELINE = {"raw-librdkafka": ("-", "librdkafka reader", "seen by a plain consumer")}
 
@@ -302,16 +301,15 @@ def wait_for(cond, deadline, what):
 
 def start_reader(ctx, topic, n, path, isolation, log):
     return subprocess.Popen(
-        bench_latency(ctx, "read", "-t", topic, "-n", str(n), "-o", path, "-I", isolation,
-                      "-T", str(ctx.timeout)),
+        bench_kafka(ctx, "latency-read", "-t", topic, "-n", str(n), "-o", path,
+                    "-I", isolation, "-T", str(ctx.timeout)),
         stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
 
 
 def latency_topic(ctx, prefix):
-    topic = ctx.unique(prefix)
-    R.sh(bench_latency(ctx, "create-topic", "-t", topic, "-p", str(LATENCY_PARTITIONS)))
-    ctx.topics.append(topic)
-    return topic
+    """A fresh topic whose records carry the broker's append time."""
+    return R.create_topic(ctx, prefix, LATENCY_PARTITIONS,
+                          "message.timestamp.type=LogAppendTime")
 
 
 def broker_gc():
@@ -364,9 +362,9 @@ def latency_once(ctx, system, rate, workdir):
             readers.append(start_reader(ctx, topic, n, files["raw-librdkafka"], "uncommitted",
                                         log))
         gc0 = broker_gc()
-        prod = R.sh(bench_latency(ctx, "produce", "-t", topic, "-n", str(n), "-r", str(rate),
-                                  "-s", str(LATENCY_VALUE_BYTES), "-l", str(LATENCY_LINGER_MS)),
-                    timeout=ctx.timeout)
+        producer = R.kafka_util(ctx, "latency-produce", "-t", topic, "-n", str(n),
+                                "-r", str(rate), "-s", str(LATENCY_VALUE_BYTES),
+                                "-l", str(LATENCY_LINGER_MS), timeout=ctx.timeout)
         gc = gc_delta(gc0, broker_gc())
         deadline = time.monotonic() + 60
         for rd in readers:
@@ -385,7 +383,6 @@ def latency_once(ctx, system, rate, workdir):
     if rc != 0:
         raise R.BenchError(f"latency {tag}: ballast exited {rc}: {R.tail(log.name)}")
     first = rate * warm
-    producer = json.loads(prod.strip().splitlines()[-1])
     out = {}
     for name, path in files.items():
         e2e, app = read_samples(path, first, n)

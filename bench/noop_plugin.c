@@ -24,7 +24,8 @@
  *                                   nothing handled (the rebalance scenario's
  *                                   handler-side timeline; default: none)
  *   handler.plugin.param.latency_file  record, for each message whose value
- *                                   starts as bench_latency produces it
+ *                                   starts as bench_kafka latency-produce
+ *                                   writes it
  *                                   ("%012llu %019lld": index i below expect,
  *                                   produce time in CLOCK_REALTIME ns), when
  *                                   the handler returns minus its produce
