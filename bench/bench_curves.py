@@ -110,24 +110,14 @@ def scenario_curve_size(ctx):
 
 # ---------------------------------------------------------------- curve-partitions
 
-def fill_topic(ctx, prefix, messages, partitions):
-    """A fresh topic of `partitions` (bench_kafka create-topic: it waits for
-    every leader) filled like make_topic's."""
-    topic = R.create_topic(ctx, prefix, partitions)
-    R.kafka_util(ctx, "produce", "-t", topic, "-n", str(messages), "-s",
-                 str(ctx.value_bytes), timeout=1800)
-    cnt = R.kafka_util(ctx, "count", "-t", topic)
-    if cnt["messages"] != messages:
-        raise R.BenchError(f"topic {topic} holds {cnt['messages']} messages, wanted {messages}")
-    return topic
-
-
 def scenario_curve_partitions(ctx):
     systems = curve_systems(ctx)
     n = R.env_int("BENCH_CURVE_PARTITION_MESSAGES", 120_000 if ctx.quick else 600_000)
     rows = []
     for parts in PARTITION_COUNTS if systems else ():
-        topic = fill_topic(ctx, f"bench-parts{parts}", n, parts)
+        # bench_kafka create-topic: no JVM start-up, and up to 60 s for the
+        # leaders of 1,200 partitions.
+        topic = R.fill_topic(ctx, R.create_topic(ctx, f"bench-parts{parts}", parts), n)
         if "ballast" in systems:
             R.check_ballast_via(ctx, topic)
         rows += curve_point(ctx, "curve-partitions", "topic_partitions", parts, systems,

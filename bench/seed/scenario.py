@@ -44,18 +44,6 @@ def pg_url(dsn):
             f"{kv.get('port', '5432')}/{quote(kv.get('dbname', ''), safe='')}")
 
 
-def make_payments_topic(B, ctx, messages):
-    topic = ctx.unique("bench-seed")
-    B.testenv("create-topic", topic, str(ctx.partitions))
-    ctx.topics.append(topic)
-    B.kafka_util(ctx, "produce", "-t", topic, "-n", str(messages), "-j", "1", timeout=1800)
-    cnt = B.kafka_util(ctx, "count", "-t", topic)
-    if cnt["messages"] != messages:
-        raise B.BenchError(f"topic {topic} holds {cnt['messages']} messages, wanted {messages}")
-    B.log(f"produced {messages} payment records into {topic} ({ctx.partitions} partitions)")
-    return topic
-
-
 def ref_select(kind, messages):
     """The rows both sides must write, computed in SQL from bench_kafka produce -j 1's
     formula (record i: id pay-i, idempotencyKey idem-i, customerId cust-(i % 1000), amount
@@ -259,7 +247,7 @@ def scenario(B, ctx):
             cols = PAYMENTS_COLS if kind == "payments" else EVENTS_COLS
             B.psql(ctx, f"CREATE TABLE {table} ({cols}); CREATE TABLE {ref} ({cols}); "
                         f"INSERT INTO {ref} {ref_select(kind, n)}")
-            topic = make_payments_topic(B, ctx, n)
+            topic = B.make_topic(ctx, "bench-seed", n, ctx.partitions, payments=True)
             stats = {s: [] for s in systems}
             funcs = {s: make_system(B, SYSTEMS[s][0], kind, table, ref, stats[s],
                                     *SYSTEMS[s][2:]) for s in systems}
