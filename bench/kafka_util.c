@@ -67,6 +67,8 @@
  *
  * Exit 0 on success, 1 on failure (one line on stderr), 2 on bad usage.
  */
+#include "latency_head.h"
+
 #include <librdkafka/rdkafka.h>
 
 #include <signal.h>
@@ -941,7 +943,7 @@ static int cmd_latency_produce(void)
     rd_kafka_t *rk;
     int parts;
 
-    if (!count || rate <= 0 || value_bytes < 32)
+    if (!count || rate <= 0 || value_bytes < LATENCY_HEAD_LEN)
         usage();
     snprintf(linger, sizeof(linger), "%ld", linger_ms);
     set(conf, "acks", "all");
@@ -958,12 +960,12 @@ static int cmd_latency_produce(void)
     for (unsigned long long i = 0; i < count; i++) {
         double late = pace(rk, t0, i, 0);
         rd_kafka_resp_err_t err;
-        char head[40];
+        char head[LATENCY_HEAD_LEN + 8];
 
         if (late > late_max)
             late_max = late;
-        snprintf(head, sizeof(head), "%012llu %019lld", i, clock_ns(CLOCK_REALTIME));
-        memcpy(value, head, 32);
+        snprintf(head, sizeof(head), LATENCY_HEAD_FMT, i, clock_ns(CLOCK_REALTIME));
+        memcpy(value, head, LATENCY_HEAD_LEN);
         err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_PARTITION((int32_t)(i % (unsigned)parts)),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -981,25 +983,6 @@ static int cmd_latency_produce(void)
     printf("{\"produced\":%llu,\"seconds\":%.3f,\"late_max_ms\":%.3f}\n", count, now_s() - t0,
            late_max * 1000);
     return 0;
-}
-
-/* Parses latency-produce's value head: index and produce time (ns). */
-static int parse_head(const rd_kafka_message_t *m, unsigned long long *i, long long *ns)
-{
-    char head[33], *end;
-
-    if (m->len < 32)
-        return -1;
-    memcpy(head, m->payload, 32);
-    head[32] = 0;
-    if (head[12] != ' ')
-        return -1;
-    head[12] = 0;
-    *i = strtoull(head, &end, 10);
-    if (*end)
-        return -1;
-    *ns = strtoll(head + 13, &end, 10);
-    return *end ? -1 : 0;
 }
 
 static void write_samples(const long long *e2e, const long long *app, const unsigned char *seen)
@@ -1051,7 +1034,7 @@ static int cmd_latency_read(void)
             continue;
         if (m->err)
             die("latency-read", rd_kafka_message_errstr(m));
-        if (!parse_head(m, &i, &ns) && i < count && !seen[i]) {
+        if (!latency_head_parse(m->payload, m->len, &i, &ns) && i < count && !seen[i]) {
             seen[i] = 1;
             got++;
             e2e[i] = (now - ns) / 1000;
