@@ -127,6 +127,15 @@ def scenario_curve_partitions(ctx):
     return rows
 
 
+def slope_kib(pts):
+    """The least-squares slope of (partitions, MiB) points, in KiB per
+    partition (bench/plots draws it too)."""
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    return 1024 * (sum((x - mx) * (y - my) for x, y in pts) /
+                   sum((x - mx) ** 2 for x, _ in pts))
+
+
 def add_rss_slopes(rows):
     """Peak RSS per assigned partition: the least-squares slope of peak RSS
     over the partition count, per system, in KiB (the same data in every
@@ -136,11 +145,7 @@ def add_rss_slopes(rows):
                if r["system"] == system]
         if len(pts) < 2:
             continue
-        mx = sum(x for x, _ in pts) / len(pts)
-        my = sum(y for _, y in pts) / len(pts)
-        slope = (sum((x - mx) * (y - my) for x, y in pts) /
-                 sum((x - mx) ** 2 for x, _ in pts))
-        kib = round(slope * 1024, 1)
+        kib = round(slope_kib(pts), 1)
         for r in rows:
             if r["system"] == system:
                 r["rss_kib_per_partition"] = kib
