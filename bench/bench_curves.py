@@ -14,7 +14,6 @@ bench/README.md ("Curves" and "Scenario latency").
 """
 
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -276,17 +275,6 @@ def read_samples(path, first, n):
     return e2e, app
 
 
-def stop(p, timeout=60):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-    try:
-        return p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        return -9
-
-
 def wait_for(cond, deadline, what):
     while not cond():
         if time.monotonic() > deadline:
@@ -370,10 +358,9 @@ def latency_once(ctx, system, rate, workdir):
             wait_for(lambda: os.path.exists(marker) or proc.poll() is not None, deadline,
                      "the plugin's marker")
     finally:
-        rc = stop(proc)
+        rc = R.stop_process(proc)
         for rd in readers:
-            if rd.poll() is None:
-                stop(rd)
+            R.stop_process(rd)
         log.close()
     if rc != 0:
         raise R.BenchError(f"latency {tag}: ballast exited {rc}: {R.tail(log.name)}")
