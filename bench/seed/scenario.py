@@ -131,9 +131,7 @@ def make_system(B, system, kind, table, ref, stats, concurrency=1, processing=No
         def verify(r):
             B.marker_seen(marker, r, system)
             B.ballast_exit_ok(r, f"{system} (after SIGTERM)")
-            lag = B.committed_lag(ctx, topic, group)
-            if lag != 0:
-                raise B.BenchError(f"{system} left {lag} messages uncommitted")
+            B.check_no_lag(ctx, topic, group, system)
             stats.append((wal_syncs(B, ctx) - syncs) / messages)
             r["verified"] = verify_rows(B, ctx, table, ref, messages, system)
             if system == "ballast":
