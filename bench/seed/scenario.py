@@ -125,8 +125,7 @@ def make_system(B, system, kind, table, ref, stats, concurrency=1, processing=No
         cmd = command(B, ctx, system, kind, topic, group, table,
                       os.path.join(workdir, f"{tag}.conf"), concurrency, processing)
         syncs = wal_syncs(B, ctx)
-        watch = [ctx.helper("bench_kafka"), "watch", "-b", ctx.bootstrap, "-t", topic,
-                 "-g", group, "-o", marker, "-T", str(ctx.timeout)]
+        watch = B.watch_group(ctx, topic, group, marker)
 
         def verify(r):
             B.marker_seen(marker, r, system)
@@ -179,8 +178,7 @@ def kill9_once(B, ctx, system, topic, messages, table, ref, workdir):
                if off not in rows[part])
     again = sum(1 for part, c in enumerate(committed) for off in rows[part] if off >= c)
     marker = os.path.join(workdir, f"kill9-{system}.done")
-    watch = [ctx.helper("bench_kafka"), "watch", "-b", ctx.bootstrap, "-t", topic, "-g", group,
-             "-o", marker, "-T", str(ctx.timeout)]
+    watch = B.watch_group(ctx, topic, group, marker)
     r = B.measure(cmd, log_path=os.path.join(workdir, f"kill9-{system}-2.log"),
                   timeout=ctx.timeout, marker=marker, watch=watch)
     B.marker_seen(marker, r, f"kill9 {system} (restarted)")
