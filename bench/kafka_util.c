@@ -540,25 +540,45 @@ static int cmd_create_topic(void)
 
 /* ---- consume-count ------------------------------------------------------ */
 
+/* A consumer of TOPIC that commits nothing (group @p group_id, -I's
+ * isolation, the settings already in @p conf), assigned every partition from
+ * the beginning; their number goes to @p parts unless it is NULL. */
+static rd_kafka_t *topic_reader(rd_kafka_conf_t *conf, const char *group_id, int *parts)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_t *rk;
+    int n;
+
+    set(conf, "group.id", group_id);
+    set(conf, "enable.auto.commit", "false");
+    set(conf, "isolation.level",
+        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
+    rk = client(RD_KAFKA_CONSUMER, conf);
+    n = partition_count(rk);
+    list = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_assign(rk, list))
+        die("assign", "failed");
+    rd_kafka_topic_partition_list_destroy(list);
+    if (parts)
+        *parts = n;
+    return rk;
+}
+
 static int cmd_consume_count(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
-    rd_kafka_topic_partition_list_t *list;
     unsigned char *seen = NULL;
     unsigned long long msgs = 0, distinct = 0, foreign = 0;
     int parts, eofs = 0;
     int64_t *low, *high;
     double deadline;
 
-    set(conf, "group.id", "bench-consume-count");
-    set(conf, "enable.auto.commit", "false");
     set(conf, "enable.auto.offset.store", "false");
     set(conf, "enable.partition.eof", "true");
-    set(conf, "isolation.level",
-        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
-    rk = client(RD_KAFKA_CONSUMER, conf);
-    parts = partition_count(rk);
+    rk = topic_reader(conf, "bench-consume-count", &parts);
     low = calloc((size_t)parts, sizeof(*low));
     high = calloc((size_t)parts, sizeof(*high));
     if (!low || !high)
@@ -566,15 +586,9 @@ static int cmd_consume_count(void)
     watermarks(rk, parts, low, high);
     if (count && !(seen = calloc((size_t)(count / 8 + 1), 1)))
         die("calloc", "out of memory");
-    list = rd_kafka_topic_partition_list_new(parts);
-    for (int p = 0; p < parts; p++) {
-        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (int p = 0; p < parts; p++)
         if (high[p] == low[p])
             eofs++; /* empty: no EOF event is guaranteed */
-    }
-    if (rd_kafka_assign(rk, list))
-        die("assign", "failed");
-    rd_kafka_topic_partition_list_destroy(list);
     deadline = now_s() + timeout_s;
     while (eofs < parts) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
@@ -1004,25 +1018,12 @@ static int cmd_latency_read(void)
     long long *e2e = calloc(count, sizeof(*e2e)), *app = calloc(count, sizeof(*app));
     unsigned char *seen = calloc(count, 1);
     unsigned long long got = 0;
-    rd_kafka_topic_partition_list_t *list;
     double deadline = now_s() + (double)timeout_s;
     rd_kafka_t *rk;
-    int parts;
 
     if (!count || !out_path || !e2e || !app || !seen)
         usage();
-    set(conf, "group.id", "bench-latency-reader");
-    set(conf, "enable.auto.commit", "false");
-    set(conf, "isolation.level",
-        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
-    rk = client(RD_KAFKA_CONSUMER, conf);
-    parts = partition_count(rk);
-    list = rd_kafka_topic_partition_list_new(parts);
-    for (int p = 0; p < parts; p++)
-        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    if (rd_kafka_assign(rk, list))
-        die("assign", "failed");
-    rd_kafka_topic_partition_list_destroy(list);
+    rk = topic_reader(conf, "bench-latency-reader", NULL);
     while (got < count) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         unsigned long long i;
