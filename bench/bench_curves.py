@@ -299,10 +299,8 @@ def broker_gc():
     """The test broker's stop-the-world GC so far (jstat -gc: young and full
     collections, count and seconds), or None without jstat or the broker's
     pid. The broker's pauses hold up appends and fetches alike."""
-    state = os.environ.get("BALLAST_TESTENV_DIR", "/tmp/ballast-testenv").rstrip("/")
     try:
-        pid = open(os.path.join(state, "kafka", "kafka.pid")).read().strip()
-        out = subprocess.run(["jstat", "-gc", pid], capture_output=True, text=True,
+        out = subprocess.run(["jstat", "-gc", R.broker_pid()], capture_output=True, text=True,
                              timeout=30).stdout.split("\n")
         f = dict(zip(out[0].split(), out[1].split()))
         return (int(f["YGC"]) + int(f["FGC"]), float(f["YGCT"]) + float(f["FGCT"]))
