@@ -442,16 +442,20 @@ static void set_group_config(void *res, const char *name, const char *value)
         die(name, rd_kafka_error_string(err));
 }
 
+/* The configs are set before the client starts, so that a bad -c exits
+ * (usage, die) with no client threads running. */
 static int cmd_alter_group(void)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group);
     const rd_kafka_ConfigResource_t **results;
     rd_kafka_event_t *ev;
+    rd_kafka_queue_t *q;
+    rd_kafka_t *rk;
     size_t n;
 
     each_config(set_group_config, res);
+    rk = client(RD_KAFKA_PRODUCER, NULL);
+    q = rd_kafka_queue_new(rk);
     rd_kafka_IncrementalAlterConfigs(rk, &res, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
     if (!ev)
@@ -479,21 +483,25 @@ static void set_topic_config(void *nt, const char *name, const char *value)
         die(name, "cannot set this topic config");
 }
 
+/* The topic and its configs are made before the client starts (as in
+ * alter-group). */
 static int cmd_create_topic(void)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     char errstr[512];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions_opt, 1, errstr,
                                                     sizeof(errstr));
     rd_kafka_event_t *ev;
     const rd_kafka_topic_result_t **results;
+    rd_kafka_queue_t *q;
+    rd_kafka_t *rk;
     size_t n;
     double deadline = now_s() + 60;
 
     if (!nt)
         die("create-topic", errstr);
     each_config(set_topic_config, nt);
+    rk = client(RD_KAFKA_PRODUCER, NULL);
+    q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
     if (!ev)
