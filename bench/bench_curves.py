@@ -13,9 +13,7 @@ bench/README.md ("Curves" and "Scenario latency").
                     fixed rate, at-least-once and exactly-once
 """
 
-import json
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -111,24 +109,14 @@ def scenario_curve_size(ctx):
 
 # ---------------------------------------------------------------- curve-partitions
 
-def fill_topic(ctx, prefix, messages, partitions):
-    """A fresh topic of `partitions` (bench_kafka create-topic: it waits for
-    every leader) filled like make_topic's."""
-    topic = R.create_topic(ctx, prefix, partitions)
-    R.kafka_util(ctx, "produce", "-t", topic, "-n", str(messages), "-s",
-                 str(ctx.value_bytes), timeout=1800)
-    cnt = R.kafka_util(ctx, "count", "-t", topic)
-    if cnt["messages"] != messages:
-        raise R.BenchError(f"topic {topic} holds {cnt['messages']} messages, wanted {messages}")
-    return topic
-
-
 def scenario_curve_partitions(ctx):
     systems = curve_systems(ctx)
     n = R.env_int("BENCH_CURVE_PARTITION_MESSAGES", 120_000 if ctx.quick else 600_000)
     rows = []
     for parts in PARTITION_COUNTS if systems else ():
-        topic = fill_topic(ctx, f"bench-parts{parts}", n, parts)
+        # bench_kafka create-topic: no JVM start-up, and up to 60 s for the
+        # leaders of 1,200 partitions.
+        topic = R.fill_topic(ctx, R.create_topic(ctx, f"bench-parts{parts}", parts), n)
         if "ballast" in systems:
             R.check_ballast_via(ctx, topic)
         rows += curve_point(ctx, "curve-partitions", "topic_partitions", parts, systems,
@@ -136,6 +124,15 @@ def scenario_curve_partitions(ctx):
         R.drop_topic(ctx, topic)
     add_rss_slopes(rows)
     return rows
+
+
+def slope_kib(pts):
+    """The least-squares slope of (partitions, MiB) points, in KiB per
+    partition (bench/plots draws it too)."""
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    return 1024 * (sum((x - mx) * (y - my) for x, y in pts) /
+                   sum((x - mx) ** 2 for x, _ in pts))
 
 
 def add_rss_slopes(rows):
@@ -147,11 +144,7 @@ def add_rss_slopes(rows):
                if r["system"] == system]
         if len(pts) < 2:
             continue
-        mx = sum(x for x, _ in pts) / len(pts)
-        my = sum(y for _, y in pts) / len(pts)
-        slope = (sum((x - mx) * (y - my) for x, y in pts) /
-                 sum((x - mx) ** 2 for x, _ in pts))
-        kib = round(slope * 1024, 1)
+        kib = round(slope_kib(pts), 1)
         for r in rows:
             if r["system"] == system:
                 r["rss_kib_per_partition"] = kib
@@ -223,8 +216,8 @@ def latency_seconds(ctx):
     return warm, R.env_int("BENCH_LATENCY_SECONDS", 4 if ctx.quick else 8)
 
 
-def bench_latency(ctx, *args, timeout=300):
-    return [ctx.helper("bench_latency"), *args, "-b", ctx.bootstrap]
+def bench_kafka(ctx, *args):
+    return [ctx.helper("bench_kafka"), *args, "-b", ctx.bootstrap]
 
 
 def txn_interval_ms(ctx):
@@ -242,7 +235,7 @@ LATENCY_SYSTEMS = {
     "exactly-once-visible": ("exactly-once", "forward", "visible to read_committed"),
     "at-least-once-forward-visible": ("at-least-once", "forward", "visible (forward output)"),
 }
-# Not run alone: a plain librdkafka consumer (bench_latency read, defaults)
+# Not run alone: a plain librdkafka consumer (bench_kafka latency-read, defaults)
 # reading the at-least-once run's input beside ballast, under the same load.
 LATENCY_BASELINE = {"raw-librdkafka": ("-", "librdkafka reader", "seen by a plain consumer")}
 
@@ -282,17 +275,6 @@ def read_samples(path, first, n):
     return e2e, app
 
 
-def stop(p, timeout=60):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-    try:
-        return p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        return -9
-
-
 def wait_for(cond, deadline, what):
     while not cond():
         if time.monotonic() > deadline:
@@ -302,26 +284,23 @@ def wait_for(cond, deadline, what):
 
 def start_reader(ctx, topic, n, path, isolation, log):
     return subprocess.Popen(
-        bench_latency(ctx, "read", "-t", topic, "-n", str(n), "-o", path, "-I", isolation,
-                      "-T", str(ctx.timeout)),
+        bench_kafka(ctx, "latency-read", "-t", topic, "-n", str(n), "-o", path,
+                    "-I", isolation, "-T", str(ctx.timeout)),
         stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
 
 
 def latency_topic(ctx, prefix):
-    topic = ctx.unique(prefix)
-    R.sh(bench_latency(ctx, "create-topic", "-t", topic, "-p", str(LATENCY_PARTITIONS)))
-    ctx.topics.append(topic)
-    return topic
+    """A fresh topic whose records carry the broker's append time."""
+    return R.create_topic(ctx, prefix, LATENCY_PARTITIONS,
+                          "message.timestamp.type=LogAppendTime")
 
 
 def broker_gc():
     """The test broker's stop-the-world GC so far (jstat -gc: young and full
     collections, count and seconds), or None without jstat or the broker's
     pid. The broker's pauses hold up appends and fetches alike."""
-    state = os.environ.get("BALLAST_TESTENV_DIR", "/tmp/ballast-testenv").rstrip("/")
     try:
-        pid = open(os.path.join(state, "kafka", "kafka.pid")).read().strip()
-        out = subprocess.run(["jstat", "-gc", pid], capture_output=True, text=True,
+        out = subprocess.run(["jstat", "-gc", R.broker_pid()], capture_output=True, text=True,
                              timeout=30).stdout.split("\n")
         f = dict(zip(out[0].split(), out[1].split()))
         return (int(f["YGC"]) + int(f["FGC"]), float(f["YGCT"]) + float(f["FGCT"]))
@@ -364,9 +343,9 @@ def latency_once(ctx, system, rate, workdir):
             readers.append(start_reader(ctx, topic, n, files["raw-librdkafka"], "uncommitted",
                                         log))
         gc0 = broker_gc()
-        prod = R.sh(bench_latency(ctx, "produce", "-t", topic, "-n", str(n), "-r", str(rate),
-                                  "-s", str(LATENCY_VALUE_BYTES), "-l", str(LATENCY_LINGER_MS)),
-                    timeout=ctx.timeout)
+        producer = R.kafka_util(ctx, "latency-produce", "-t", topic, "-n", str(n),
+                                "-r", str(rate), "-s", str(LATENCY_VALUE_BYTES),
+                                "-l", str(LATENCY_LINGER_MS), timeout=ctx.timeout)
         gc = gc_delta(gc0, broker_gc())
         deadline = time.monotonic() + 60
         for rd in readers:
@@ -377,15 +356,13 @@ def latency_once(ctx, system, rate, workdir):
             wait_for(lambda: os.path.exists(marker) or proc.poll() is not None, deadline,
                      "the plugin's marker")
     finally:
-        rc = stop(proc)
+        rc = R.stop_process(proc)
         for rd in readers:
-            if rd.poll() is None:
-                stop(rd)
+            R.stop_process(rd)
         log.close()
     if rc != 0:
         raise R.BenchError(f"latency {tag}: ballast exited {rc}: {R.tail(log.name)}")
     first = rate * warm
-    producer = json.loads(prod.strip().splitlines()[-1])
     out = {}
     for name, path in files.items():
         e2e, app = read_samples(path, first, n)

@@ -22,9 +22,12 @@
  *       the low watermark),"end":sum(high),"lag":end-committed,
  *       "partitions":[each partition's committed offset, the same way]}.
  *   bench_kafka delete-topic -b BOOTSTRAP -t TOPIC
- *   bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]
+ *   bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS] [-c NAME=VALUE[,...]]
  *       Creates the topic (default 4 partitions, replication 1; ok if it
- *       exists) and waits until every partition has a leader.
+ *       exists) with the topic configs of -c, e.g.
+ *       message.timestamp.type=LogAppendTime (so that a record's timestamp
+ *       is when the broker appended it), and waits until every partition
+ *       has a leader.
  *   bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]
  *       Reads every partition from the beginning to its end (with
  *       `-I committed`, isolation.level=read_committed: to the last stable
@@ -43,9 +46,29 @@
  *       Sets the group's own configs (IncrementalAlterConfigs on the GROUP
  *       resource, Kafka 4.x), e.g. consumer.heartbeat.interval.ms for a
  *       consumer-protocol group.
+ *   bench_kafka latency-produce -b BOOTSTRAP -t TOPIC -n COUNT -r RATE [-s VALUE_BYTES]
+ *                               [-l LINGER_MS]
+ *       The latency scenario's load: sends record i at i/RATE seconds after
+ *       the start, to partition i % partitions, no key. Its value
+ *       (VALUE_BYTES, default 100, at least 32) starts with "%012llu %019lld":
+ *       i and CLOCK_REALTIME in ns taken right before rd_kafka_producev(),
+ *       i.e. the produce time. The producer's linger.ms is LINGER_MS
+ *       (default 0: a record is sent at once, so the producer's batching adds
+ *       nothing to the latency). Prints {"produced":N,"seconds":S,
+ *       "late_max_ms":L}, L being how far behind its schedule the pacing
+ *       ever was.
+ *   bench_kafka latency-read -b BOOTSTRAP -t TOPIC -n COUNT -o FILE [-I committed|uncommitted]
+ *                            [-T SECONDS]
+ *       Reads every partition from the beginning until COUNT records of
+ *       latency-produce's form were seen (read_committed with -I committed)
+ *       and writes FILE: one line "i e2e_us append_us" per record, e2e_us
+ *       being when the reader saw it (CLOCK_REALTIME) minus its produce time
+ *       and append_us the same minus its (LogAppendTime) timestamp.
  *
  * Exit 0 on success, 1 on failure (one line on stderr), 2 on bad usage.
  */
+#include "latency_head.h"
+
 #include <librdkafka/rdkafka.h>
 
 #include <signal.h>
@@ -62,9 +85,11 @@ static size_t value_bytes = 100;
 static unsigned keys;
 static int payments; /* produce -j 1: payment JSON records */
 static unsigned long long delivery_failures;
-static const char *isolation = "uncommitted", *marker_path, *group_configs;
+static const char *isolation = "uncommitted";
+static const char *out_path;      /* -o: watch's marker, latency-read's samples */
+static const char *configs;       /* -c: alter-group's or create-topic's NAME=VALUE list */
 static int partitions_opt = 4;
-static long interval_ms = 20, timeout_s = 600;
+static long interval_ms = 20, timeout_s = 600, linger_ms;
 static double rate; /* produce: records per second; 0: as fast as possible */
 static int topics_opt, groups_opt, messages_opt = 20; /* lag-setup, lag-teardown */
 static volatile sig_atomic_t stop_producing;
@@ -82,22 +107,32 @@ static void usage(void)
           "       bench_kafka count -b BOOTSTRAP -t TOPIC\n"
           "       bench_kafka committed -b BOOTSTRAP -t TOPIC -g GROUP\n"
           "       bench_kafka delete-topic -b BOOTSTRAP -t TOPIC\n"
-          "       bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS]\n"
+          "       bench_kafka create-topic -b BOOTSTRAP -t TOPIC [-p PARTITIONS] "
+          "[-c NAME=VALUE[,...]]\n"
           "       bench_kafka consume-count -b BOOTSTRAP -t TOPIC [-I committed|uncommitted] [-n EXPECT]\n"
           "       bench_kafka watch -b BOOTSTRAP -t TOPIC (-g GROUP | -n COUNT) -o MARKER [-i MS] [-T S]\n"
           "       bench_kafka alter-group -b BOOTSTRAP -g GROUP -c NAME=VALUE[,NAME=VALUE...]\n"
           "       bench_kafka lag-setup -b BOOTSTRAP -t PREFIX -n TOPICS -p PARTITIONS -G GROUPS "
           "[-m MESSAGES]\n"
-          "       bench_kafka lag-teardown -b BOOTSTRAP -t PREFIX -n TOPICS -G GROUPS\n",
+          "       bench_kafka lag-teardown -b BOOTSTRAP -t PREFIX -n TOPICS -G GROUPS\n"
+          "       bench_kafka latency-produce -b BOOTSTRAP -t TOPIC -n COUNT -r RATE "
+          "[-s VALUE_BYTES] [-l LINGER_MS]\n"
+          "       bench_kafka latency-read -b BOOTSTRAP -t TOPIC -n COUNT -o FILE "
+          "[-I committed|uncommitted] [-T SECONDS]\n",
           stderr);
     exit(2);
 }
 
-static double now_s(void)
+static long long clock_ns(clockid_t clk)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    clock_gettime(clk, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double now_s(void)
+{
+    return (double)clock_ns(CLOCK_MONOTONIC) / 1e9;
 }
 
 static void set(rd_kafka_conf_t *conf, const char *name, const char *value)
@@ -172,13 +207,17 @@ static size_t payment_record(unsigned long long i, char *key, size_t key_size, s
     return (size_t)n;
 }
 
-/* With -r: polls the producer until record @p i is due. */
-static void pace(rd_kafka_t *rk, double t0, unsigned long long i)
+/* With -r: polls the producer until record @p i is due; returns how late
+ * it is (seconds). @p slack_ms is added to each poll's timeout: produce's
+ * steady load (1) sleeps through the last millisecond, latency-produce (0)
+ * polls without waiting then, so that a stamped record leaves on time. */
+static double pace(rd_kafka_t *rk, double t0, unsigned long long i, int slack_ms)
 {
-    double due = t0 + (double)i / rate, now;
+    double due = t0 + (double)i / rate, now = now_s();
 
-    while (!stop_producing && (now = now_s()) < due)
-        rd_kafka_poll(rk, (int)((due - now) * 1000) + 1);
+    for (; !stop_producing && now < due; now = now_s())
+        rd_kafka_poll(rk, (int)((due - now) * 1000) + slack_ms);
+    return now - due;
 }
 
 static int cmd_produce(void)
@@ -219,7 +258,7 @@ static int cmd_produce(void)
         char head[24];
         size_t key_len = 0, len = value_bytes;
         if (rate)
-            pace(rk, t0, i);
+            pace(rk, t0, i, 1);
         if (stop_producing)
             break;
         snprintf(head, sizeof(head), "%012llu", i);
@@ -376,29 +415,47 @@ static int cmd_delete_topic(void)
 
 /* ---- alter-group -------------------------------------------------------- */
 
-static int cmd_alter_group(void)
+/* Calls @p apply for each NAME=VALUE of -c (none without -c). */
+static void each_config(void (*apply)(void *obj, const char *name, const char *value), void *obj)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group);
-    char *list = strdup(group_configs), *save = NULL;
-    const rd_kafka_ConfigResource_t **results;
-    rd_kafka_event_t *ev;
-    size_t n;
+    char *list, *save = NULL;
 
-    if (!list)
-        die("alter-group", "out of memory");
+    if (!configs)
+        return;
+    if (!(list = strdup(configs)))
+        die("-c", "out of memory");
     for (char *kv = strtok_r(list, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
-        rd_kafka_error_t *err;
         if (!eq)
             usage();
         *eq = '\0';
-        if ((err = rd_kafka_ConfigResource_add_incremental_config(
-                 res, kv, RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, eq + 1)))
-            die(kv, rd_kafka_error_string(err));
+        apply(obj, kv, eq + 1);
     }
     free(list);
+}
+
+static void set_group_config(void *res, const char *name, const char *value)
+{
+    rd_kafka_error_t *err = rd_kafka_ConfigResource_add_incremental_config(
+        res, name, RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, value);
+    if (err)
+        die(name, rd_kafka_error_string(err));
+}
+
+/* The configs are set before the client starts, so that a bad -c exits
+ * (usage, die) with no client threads running. */
+static int cmd_alter_group(void)
+{
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_GROUP, group);
+    const rd_kafka_ConfigResource_t **results;
+    rd_kafka_event_t *ev;
+    rd_kafka_queue_t *q;
+    rd_kafka_t *rk;
+    size_t n;
+
+    each_config(set_group_config, res);
+    rk = client(RD_KAFKA_PRODUCER, NULL);
+    q = rd_kafka_queue_new(rk);
     rd_kafka_IncrementalAlterConfigs(rk, &res, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
     if (!ev)
@@ -420,20 +477,31 @@ static int cmd_alter_group(void)
 
 /* ---- create-topic ------------------------------------------------------- */
 
+static void set_topic_config(void *nt, const char *name, const char *value)
+{
+    if (rd_kafka_NewTopic_set_config(nt, name, value))
+        die(name, "cannot set this topic config");
+}
+
+/* The topic and its configs are made before the client starts (as in
+ * alter-group). */
 static int cmd_create_topic(void)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     char errstr[512];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions_opt, 1, errstr,
                                                     sizeof(errstr));
     rd_kafka_event_t *ev;
     const rd_kafka_topic_result_t **results;
+    rd_kafka_queue_t *q;
+    rd_kafka_t *rk;
     size_t n;
     double deadline = now_s() + 60;
 
     if (!nt)
         die("create-topic", errstr);
+    each_config(set_topic_config, nt);
+    rk = client(RD_KAFKA_PRODUCER, NULL);
+    q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
     ev = rd_kafka_queue_poll(q, TIMEOUT_MS + 5000);
     if (!ev)
@@ -480,25 +548,45 @@ static int cmd_create_topic(void)
 
 /* ---- consume-count ------------------------------------------------------ */
 
+/* A consumer of TOPIC that commits nothing (group @p group_id, -I's
+ * isolation, the settings already in @p conf), assigned every partition from
+ * the beginning; their number goes to @p parts unless it is NULL. */
+static rd_kafka_t *topic_reader(rd_kafka_conf_t *conf, const char *group_id, int *parts)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_t *rk;
+    int n;
+
+    set(conf, "group.id", group_id);
+    set(conf, "enable.auto.commit", "false");
+    set(conf, "isolation.level",
+        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
+    rk = client(RD_KAFKA_CONSUMER, conf);
+    n = partition_count(rk);
+    list = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_assign(rk, list))
+        die("assign", "failed");
+    rd_kafka_topic_partition_list_destroy(list);
+    if (parts)
+        *parts = n;
+    return rk;
+}
+
 static int cmd_consume_count(void)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
-    rd_kafka_topic_partition_list_t *list;
     unsigned char *seen = NULL;
     unsigned long long msgs = 0, distinct = 0, foreign = 0;
     int parts, eofs = 0;
     int64_t *low, *high;
     double deadline;
 
-    set(conf, "group.id", "bench-consume-count");
-    set(conf, "enable.auto.commit", "false");
     set(conf, "enable.auto.offset.store", "false");
     set(conf, "enable.partition.eof", "true");
-    set(conf, "isolation.level",
-        !strcmp(isolation, "committed") ? "read_committed" : "read_uncommitted");
-    rk = client(RD_KAFKA_CONSUMER, conf);
-    parts = partition_count(rk);
+    rk = topic_reader(conf, "bench-consume-count", &parts);
     low = calloc((size_t)parts, sizeof(*low));
     high = calloc((size_t)parts, sizeof(*high));
     if (!low || !high)
@@ -506,15 +594,9 @@ static int cmd_consume_count(void)
     watermarks(rk, parts, low, high);
     if (count && !(seen = calloc((size_t)(count / 8 + 1), 1)))
         die("calloc", "out of memory");
-    list = rd_kafka_topic_partition_list_new(parts);
-    for (int p = 0; p < parts; p++) {
-        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (int p = 0; p < parts; p++)
         if (high[p] == low[p])
             eofs++; /* empty: no EOF event is guaranteed */
-    }
-    if (rd_kafka_assign(rk, list))
-        die("assign", "failed");
-    rd_kafka_topic_partition_list_destroy(list);
     deadline = now_s() + timeout_s;
     while (eofs < parts) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
@@ -569,17 +651,13 @@ static int cmd_consume_count(void)
 static void write_marker(long long n)
 {
     char tmp[4096];
-    struct timespec rt, mono;
     FILE *f;
 
-    clock_gettime(CLOCK_REALTIME, &rt);
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", marker_path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", out_path);
     if (!(f = fopen(tmp, "w")))
         die("watch", "cannot write the marker");
-    fprintf(f, "%lld %lld %lld\n", n, (long long)rt.tv_sec * 1000000000LL + rt.tv_nsec,
-            (long long)mono.tv_sec * 1000000000LL + mono.tv_nsec);
-    if (fclose(f) || rename(tmp, marker_path))
+    fprintf(f, "%lld %lld %lld\n", n, clock_ns(CLOCK_REALTIME), clock_ns(CLOCK_MONOTONIC));
+    if (fclose(f) || rename(tmp, out_path))
         die("watch", "cannot write the marker");
 }
 
@@ -592,7 +670,7 @@ static int cmd_watch(void)
     double deadline = now_s() + timeout_s;
     struct timespec ts = {interval_ms / 1000, (interval_ms % 1000) * 1000000};
 
-    if (!marker_path || (!group && !count))
+    if (!out_path || (!group && !count))
         usage();
     set(conf, "group.id", group ? group : "bench-watch");
     set(conf, "enable.auto.commit", "false");
@@ -877,6 +955,112 @@ static int cmd_lag_teardown(void)
     return 0;
 }
 
+/* ---- latency-produce, latency-read --------------------------------------- */
+
+static int cmd_latency_produce(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char linger[32], *value;
+    double t0, late_max = 0;
+    rd_kafka_t *rk;
+    int parts;
+
+    if (!count || rate <= 0 || value_bytes < LATENCY_HEAD_LEN)
+        usage();
+    snprintf(linger, sizeof(linger), "%ld", linger_ms);
+    set(conf, "acks", "all");
+    set(conf, "compression.type", "none");
+    set(conf, "linger.ms", linger);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rk = client(RD_KAFKA_PRODUCER, conf);
+    parts = partition_count(rk);
+    if (!(value = malloc(value_bytes + 1)))
+        die("malloc", "out of memory");
+    for (size_t j = 0; j < value_bytes; j++)
+        value[j] = (char)('a' + j % 26);
+    t0 = now_s();
+    for (unsigned long long i = 0; i < count; i++) {
+        double late = pace(rk, t0, i, 0);
+        rd_kafka_resp_err_t err;
+        char head[LATENCY_HEAD_LEN + 8];
+
+        if (late > late_max)
+            late_max = late;
+        snprintf(head, sizeof(head), LATENCY_HEAD_FMT, i, clock_ns(CLOCK_REALTIME));
+        memcpy(value, head, LATENCY_HEAD_LEN);
+        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_PARTITION((int32_t)(i % (unsigned)parts)),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_VALUE(value, value_bytes), RD_KAFKA_V_END);
+        if (err)
+            die("produce", rd_kafka_err2str(err));
+        rd_kafka_poll(rk, 0);
+    }
+    if (rd_kafka_flush(rk, 60000))
+        die("flush", "records still queued after 60 s");
+    rd_kafka_destroy(rk);
+    free(value);
+    if (delivery_failures)
+        die("produce", "deliveries failed");
+    printf("{\"produced\":%llu,\"seconds\":%.3f,\"late_max_ms\":%.3f}\n", count, now_s() - t0,
+           late_max * 1000);
+    return 0;
+}
+
+static void write_samples(const long long *e2e, const long long *app, const unsigned char *seen)
+{
+    FILE *f = fopen(out_path, "w");
+
+    if (!f)
+        die(out_path, "cannot open");
+    for (unsigned long long i = 0; i < count; i++)
+        if (seen[i])
+            fprintf(f, "%llu %lld %lld\n", i, e2e[i], app[i]);
+    if (fclose(f))
+        die(out_path, "write failed");
+}
+
+static int cmd_latency_read(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    long long *e2e = calloc(count, sizeof(*e2e)), *app = calloc(count, sizeof(*app));
+    unsigned char *seen = calloc(count, 1);
+    unsigned long long got = 0;
+    double deadline = now_s() + (double)timeout_s;
+    rd_kafka_t *rk;
+
+    if (!count || !out_path || !e2e || !app || !seen)
+        usage();
+    rk = topic_reader(conf, "bench-latency-reader", NULL);
+    while (got < count) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        unsigned long long i;
+        long long ns, now = clock_ns(CLOCK_REALTIME);
+
+        if (now_s() > deadline)
+            die("latency-read", "timed out before COUNT records were seen");
+        if (!m)
+            continue;
+        if (m->err)
+            die("latency-read", rd_kafka_message_errstr(m));
+        if (!latency_head_parse(m->payload, m->len, &i, &ns) && i < count && !seen[i]) {
+            seen[i] = 1;
+            got++;
+            e2e[i] = (now - ns) / 1000;
+            app[i] = now / 1000 - rd_kafka_message_timestamp(m, NULL) * 1000;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    write_samples(e2e, app, seen);
+    printf("{\"read\":%llu}\n", got);
+    free(e2e);
+    free(app);
+    free(seen);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -905,7 +1089,7 @@ int main(int argc, char **argv)
         else if (!strcmp(opt, "-I"))
             isolation = arg;
         else if (!strcmp(opt, "-o"))
-            marker_path = arg;
+            out_path = arg;
         else if (!strcmp(opt, "-p"))
             partitions_opt = atoi(arg);
         else if (!strcmp(opt, "-i"))
@@ -915,7 +1099,9 @@ int main(int argc, char **argv)
         else if (!strcmp(opt, "-r"))
             rate = strtod(arg, NULL);
         else if (!strcmp(opt, "-c"))
-            group_configs = arg;
+            configs = arg;
+        else if (!strcmp(opt, "-l"))
+            linger_ms = atol(arg);
         else if (!strcmp(opt, "-G"))
             groups_opt = atoi(arg);
         else if (!strcmp(opt, "-m"))
@@ -924,7 +1110,7 @@ int main(int argc, char **argv)
             usage();
     }
     if (!strcmp(cmd, "alter-group")) {
-        if (!bootstrap || !group || !group_configs)
+        if (!bootstrap || !group || !configs)
             usage();
         return cmd_alter_group();
     }
@@ -950,6 +1136,10 @@ int main(int argc, char **argv)
         return cmd_consume_count();
     if (!strcmp(cmd, "watch"))
         return cmd_watch();
+    if (!strcmp(cmd, "latency-produce"))
+        return cmd_latency_produce();
+    if (!strcmp(cmd, "latency-read"))
+        return cmd_latency_read();
     usage();
     return 2;
 }

@@ -24,7 +24,8 @@
  *                                   nothing handled (the rebalance scenario's
  *                                   handler-side timeline; default: none)
  *   handler.plugin.param.latency_file  record, for each message whose value
- *                                   starts as bench_latency produces it
+ *                                   starts as bench_kafka latency-produce
+ *                                   writes it
  *                                   ("%012llu %019lld": index i below expect,
  *                                   produce time in CLOCK_REALTIME ns), when
  *                                   the handler returns minus its produce
@@ -38,6 +39,8 @@
  * the marker and then sends SIGTERM, which `ballast run` turns into a clean
  * stop (drain, commit, leave the group).
  */
+#include "latency_head.h"
+
 #include <ballast/ballast.h>
 
 #include <errno.h>
@@ -215,19 +218,10 @@ static void write_marker(const noop_t *n, unsigned long count)
 static void latency_record(const ballast_message_t *msg, const unsigned char *value,
                            size_t len)
 {
-    char head[33], *end;
     unsigned long long i;
     long long produced, now;
 
-    if (!lat.cap || !value || len < 32 || value[12] != ' ')
-        return;
-    memcpy(head, value, 32);
-    head[32] = head[12] = 0;
-    i = strtoull(head, &end, 10);
-    if (*end || i >= lat.cap)
-        return;
-    produced = strtoll(head + 13, &end, 10);
-    if (*end)
+    if (latency_head_parse(value, len, &i, &produced) || i >= lat.cap)
         return;
     now = (long long)now_ns(CLOCK_REALTIME);
     lat.e2e_us[i] = (now - produced) / 1000;

@@ -44,18 +44,6 @@ def pg_url(dsn):
             f"{kv.get('port', '5432')}/{quote(kv.get('dbname', ''), safe='')}")
 
 
-def make_payments_topic(B, ctx, messages):
-    topic = ctx.unique("bench-seed")
-    B.testenv("create-topic", topic, str(ctx.partitions))
-    ctx.topics.append(topic)
-    B.kafka_util(ctx, "produce", "-t", topic, "-n", str(messages), "-j", "1", timeout=1800)
-    cnt = B.kafka_util(ctx, "count", "-t", topic)
-    if cnt["messages"] != messages:
-        raise B.BenchError(f"topic {topic} holds {cnt['messages']} messages, wanted {messages}")
-    B.log(f"produced {messages} payment records into {topic} ({ctx.partitions} partitions)")
-    return topic
-
-
 def ref_select(kind, messages):
     """The rows both sides must write, computed in SQL from bench_kafka produce -j 1's
     formula (record i: id pay-i, idempotencyKey idem-i, customerId cust-(i % 1000), amount
@@ -137,15 +125,12 @@ def make_system(B, system, kind, table, ref, stats, concurrency=1, processing=No
         cmd = command(B, ctx, system, kind, topic, group, table,
                       os.path.join(workdir, f"{tag}.conf"), concurrency, processing)
         syncs = wal_syncs(B, ctx)
-        watch = [ctx.helper("bench_kafka"), "watch", "-b", ctx.bootstrap, "-t", topic,
-                 "-g", group, "-o", marker, "-T", str(ctx.timeout)]
+        watch = B.watch_group(ctx, topic, group, marker)
 
         def verify(r):
             B.marker_seen(marker, r, system)
             B.ballast_exit_ok(r, f"{system} (after SIGTERM)")
-            lag = B.committed_lag(ctx, topic, group)
-            if lag != 0:
-                raise B.BenchError(f"{system} left {lag} messages uncommitted")
+            B.check_no_lag(ctx, topic, group, system)
             stats.append((wal_syncs(B, ctx) - syncs) / messages)
             r["verified"] = verify_rows(B, ctx, table, ref, messages, system)
             if system == "ballast":
@@ -193,8 +178,7 @@ def kill9_once(B, ctx, system, topic, messages, table, ref, workdir):
                if off not in rows[part])
     again = sum(1 for part, c in enumerate(committed) for off in rows[part] if off >= c)
     marker = os.path.join(workdir, f"kill9-{system}.done")
-    watch = [ctx.helper("bench_kafka"), "watch", "-b", ctx.bootstrap, "-t", topic, "-g", group,
-             "-o", marker, "-T", str(ctx.timeout)]
+    watch = B.watch_group(ctx, topic, group, marker)
     r = B.measure(cmd, log_path=os.path.join(workdir, f"kill9-{system}-2.log"),
                   timeout=ctx.timeout, marker=marker, watch=watch)
     B.marker_seen(marker, r, f"kill9 {system} (restarted)")
@@ -259,7 +243,7 @@ def scenario(B, ctx):
             cols = PAYMENTS_COLS if kind == "payments" else EVENTS_COLS
             B.psql(ctx, f"CREATE TABLE {table} ({cols}); CREATE TABLE {ref} ({cols}); "
                         f"INSERT INTO {ref} {ref_select(kind, n)}")
-            topic = make_payments_topic(B, ctx, n)
+            topic = B.make_topic(ctx, "bench-seed", n, ctx.partitions, payments=True)
             stats = {s: [] for s in systems}
             funcs = {s: make_system(B, SYSTEMS[s][0], kind, table, ref, stats[s],
                                     *SYSTEMS[s][2:]) for s in systems}
