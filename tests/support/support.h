@@ -223,6 +223,10 @@ int bt_sh(char **out, char **err, const char *fmt, ...) __attribute__((format(pr
  *  logged to the console or set data-error on <html>. Caller frees
  *  (browser.c). */
 char *bt_chromium_dom(const char *url, int budget_ms);
+/** Writes a PNG of @p url (no quote in it, nor in @p path) to @p path after
+ *  @p budget_ms of the page's time in headless Chromium; fails the test
+ *  when the page logged to the console (browser.c). */
+void bt_chromium_screenshot(const char *url, const char *path, int budget_ms);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 
