@@ -32,15 +32,6 @@ typedef struct repause {
     _Atomic(ballast_consumer_t *) cons;
 } repause_t;
 
-static int repause_init(void **statep, const ballast_handler_params_t *params,
-                        char *errbuf, size_t errsize)
-{
-    (void)errbuf;
-    (void)errsize;
-    *statep = params->opaque;
-    return 0;
-}
-
 static bool is_up(void *arg)
 {
     return atomic_load(&((repause_t *)arg)->phase) == UP;
@@ -67,7 +58,7 @@ static ballast_outcome_t repause_handle(void *state, const ballast_message_t *ms
 }
 
 static const ballast_handler_t repause_handler = {BALLAST_HANDLER_ABI_VERSION, "repause",
-                                                  repause_init, repause_handle, NULL, NULL};
+                                                  bt_opaque_init, repause_handle, NULL, NULL};
 
 static bool handler_back(void *arg)
 {

@@ -1395,8 +1395,8 @@ static void copy_text(char *dst, size_t size, const void *src, size_t len)
     dst[len] = '\0';
 }
 
-static int recording_init(void **statep, const ballast_handler_params_t *params,
-                          char *errbuf, size_t errsize)
+int bt_opaque_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
+                   size_t errsize)
 {
     (void)errbuf;
     (void)errsize;
@@ -1452,7 +1452,7 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
 }
 
 const ballast_handler_t bt_recording_handler = {
-    BALLAST_HANDLER_ABI_VERSION, "recording", recording_init, recording_handle,
+    BALLAST_HANDLER_ABI_VERSION, "recording", bt_opaque_init, recording_handle,
     NULL, NULL};
 
 void bt_set(ballast_conf_t *conf, const char *key, const char *value)

@@ -366,6 +366,10 @@ ballast_consumer_t *bt_runner_consumer(bt_runner_t *r);
  *  assignment. */
 bool bt_runner_assigned(void *run);
 
+/** A handler's init whose state is the opaque the handler was set with
+ *  (ballast_conf_set_handler()). */
+int bt_opaque_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
+                   size_t errsize);
 /** A configuration for the real broker with the recording handler. */
 ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
                                   const char *topics, bt_recorder_t *rec);
