@@ -109,11 +109,6 @@ static bool handled_later(void *arg)
 static rd_kafka_t *member_join(const char *bootstrap, const char *group, const char *other)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *got;
-    int64_t deadline = bt_now_ms() + WAIT_MS;
-    char errstr[256];
-    rd_kafka_t *rk;
-    int n = 0;
 
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
     rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
@@ -121,23 +116,7 @@ static rd_kafka_t *member_join(const char *bootstrap, const char *group, const c
     rd_kafka_conf_set(conf, "session.timeout.ms", SESSION_MS, NULL, 0);
     rd_kafka_conf_set(conf, "heartbeat.interval.ms", "200", NULL, 0);
     rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
-        fail_msg("consumer: %s", errstr);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_add(subs, other, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
-    rd_kafka_topic_partition_list_destroy(subs);
-    while (!n) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (m)
-            rd_kafka_message_destroy(m);
-        assert_int_equal(rd_kafka_assignment(rk, &got), 0);
-        n = got->cnt;
-        rd_kafka_topic_partition_list_destroy(got);
-        if (!n && bt_now_ms() > deadline)
-            fail_msg("the joining member got no assignment");
-    }
-    return rk;
+    return bt_member_join(conf, other, 0, WAIT_MS);
 }
 
 static void test_partition_paused_at_revoke_resumes_when_assigned_back(void **state)

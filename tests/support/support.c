@@ -76,21 +76,14 @@ void bt_header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t s
         snprintf(out, size, "%.*s", (int)len, (const char *)v);
 }
 
-rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
-                            const char *client_id, int partitions)
+rd_kafka_t *bt_member_join(rd_kafka_conf_t *conf, const char *topic, int partitions,
+                           int timeout_ms)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
-    int64_t deadline = bt_now_ms() + 60000;
+    int64_t deadline = bt_now_ms() + timeout_ms;
     char errstr[256];
     rd_kafka_t *rk;
 
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "group.protocol", protocol, NULL, 0);
-    rd_kafka_conf_set(conf, "client.id", client_id, NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
     if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
         fail_msg("consumer: %s", errstr);
     rd_kafka_poll_set_consumer(rk);
@@ -105,9 +98,24 @@ rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *pr
         done = partitions ? assigned->cnt == partitions : assigned->cnt > 0;
         rd_kafka_topic_partition_list_destroy(assigned);
         if (!done && bt_now_ms() > deadline)
-            fail_msg("the %s member of group %s got no assignment", protocol, group);
+            fail_msg("a member subscribed to %s got no assignment in %d s", topic,
+                     timeout_ms / 1000);
     }
     return rk;
+}
+
+rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
+                            const char *client_id, int partitions)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "group.protocol", protocol, NULL, 0);
+    rd_kafka_conf_set(conf, "client.id", client_id, NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    return bt_member_join(conf, topic, partitions, 60000);
 }
 
 const char *bt_group_lines(void)

@@ -56,6 +56,11 @@ const char *bt_group_protocol(void);
  *  closes and destroys it. */
 rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
                             const char *client_id, int partitions);
+/** The same from @p conf (a consumer's, which this takes over): subscribed
+ *  to @p topic and polled until it holds @p partitions of its partitions
+ *  (0: any); fails the test after @p timeout_ms. */
+rd_kafka_t *bt_member_join(rd_kafka_conf_t *conf, const char *topic, int partitions,
+                           int timeout_ms);
 /** Config-file lines ("key = value\n") for a member of a test group under
  *  that protocol. Classic: a 6 s session with 500 ms heartbeats, so that a
  *  killed member's partitions move within seconds, and the assignor of
