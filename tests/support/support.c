@@ -430,14 +430,16 @@ static void committed_client_free(void)
 }
 
 /* The kept client for @p group on @p bootstrap (under the mutex; NULL when
- * it cannot be made: the caller fails once it let the mutex go). */
-static rd_kafka_t *committed_client_for(const char *bootstrap, const char *group)
+ * it cannot be made: the caller fails once it let the mutex go); *kept says
+ * whether an earlier call made it. */
+static rd_kafka_t *committed_client_for(const char *bootstrap, const char *group, bool *kept)
 {
     static bool registered;
     rd_kafka_conf_t *conf;
 
-    if (committed_client.rk && !strcmp(committed_client.bootstrap, bootstrap) &&
-        !strcmp(committed_client.group, group))
+    *kept = committed_client.rk && !strcmp(committed_client.bootstrap, bootstrap) &&
+            !strcmp(committed_client.group, group);
+    if (*kept)
         return committed_client.rk;
     committed_client_free();
     conf = rd_kafka_conf_new();
@@ -464,20 +466,24 @@ void bt_committed(const char *bootstrap, const char *group, const char *topic,
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
+    bool kept;
 
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(list, topic, i);
     pthread_mutex_lock(&committed_client.mtx);
-    rk = committed_client_for(bootstrap, group);
+    rk = committed_client_for(bootstrap, group, &kept);
     /* The library's: asked again while the coordinator loads or moves. */
     err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
-    if (err) {
+    if (err && kept) {
         /* A client kept across a broker restart can stay stuck on the old
-         * coordinator (a timeout after 30 s): a fresh one asks once more. */
+         * coordinator (a timeout after 30 s): a fresh one asks once more.
+         * A fresh client that failed would only fail again. */
         committed_client_free();
-        rk = committed_client_for(bootstrap, group);
+        rk = committed_client_for(bootstrap, group, &kept);
         err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
     }
+    if (err)
+        committed_client_free(); /* the next question starts afresh */
     pthread_mutex_unlock(&committed_client.mtx);
     if (err)
         fail_msg("committed(%s): %s", group, rd_kafka_err2str(err));
