@@ -1108,6 +1108,19 @@ bt_http_reply_t bt_http_request(const char *addr, const char *method, const char
     return r;
 }
 
+int bt_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 bt_http_reply_t bt_http_get(const char *addr, const char *path)
 {
     return bt_http_request(addr, "GET", path);

@@ -280,6 +280,8 @@ void bt_http_reply_free(bt_http_reply_t *r);
 /** One HTTP/1.0 request to @p addr ("127.0.0.1:PORT"). */
 bt_http_reply_t bt_http_request(const char *addr, const char *method, const char *path);
 bt_http_reply_t bt_http_get(const char *addr, const char *path);
+/** A TCP port on 127.0.0.1 that nothing listens on (just released). */
+int bt_free_port(void);
 /** Waits for "listening on ADDR" in the stderr file of a starting `ballast`
  *  and copies ADDR; fails the test if it exits first or after 60 s. */
 void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size);
