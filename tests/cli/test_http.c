@@ -426,85 +426,26 @@ static void test_health_ready_status_and_routes(void **state)
     bt_http_reply_free(&r);
 }
 
-static const char *find_chromium(void)
-{
-    static const char *const candidates[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser",
-                                             "/usr/bin/google-chrome", NULL};
-    for (const char *const *c = candidates; *c; c++)
-        if (!access(*c, X_OK))
-            return *c;
-    fail_msg("chromium is missing: run scripts/install-deps --test");
-    return NULL;
-}
-
-/* Runs headless Chromium on @p url with @p mode ("--dump-dom" or
- * "--screenshot=PATH") for @p budget_ms of the page's time; @returns its
- * stdout, with its log in *logp. */
-static char *run_chromium(const char *url, const char *mode, int budget_ms, char **logp)
-{
-    const char *dir = bt_tmpdir();
-    char profile[300], out[300], err[300], budget[64];
-    int rc;
-
-    snprintf(profile, sizeof(profile), "--user-data-dir=%s/profile", dir);
-    snprintf(out, sizeof(out), "%s/out", dir);
-    snprintf(err, sizeof(err), "%s/log", dir);
-    /* Virtual time lets the page's 2-second polls run at once. */
-    snprintf(budget, sizeof(budget), "--virtual-time-budget=%d", budget_ms);
-    rc = run_program((const char *const[]){find_chromium(), "--headless", "--no-sandbox",
-                                           "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update", "--disable-sync",
-                                           "--no-first-run", "--hide-scrollbars",
-                                           "--enable-logging=stderr", "--v=0", profile,
-                                           "--window-size=1200,1000", budget, mode, url,
-                                           NULL},
-                     out, err, 120000);
-    *logp = bt_read_file(err);
-    if (rc != 0)
-        fail_msg("chromium exited %d: %s", rc, *logp ? *logp : "");
-    return bt_read_file(out);
-}
-
-/* Console output of the page: Chromium logs it as ":CONSOLE" lines. */
-static void assert_no_console_output(const char *log)
-{
-    const char *line = log;
-    while (line && *line) {
-        const char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) : strlen(line);
-        if (memmem(line, len, ":CONSOLE", 8) || memmem(line, len, "Uncaught", 8))
-            fail_msg("the dashboard logged to the console: %.*s", (int)len, line);
-        line = end ? end + 1 : NULL;
-    }
-}
-
 static void test_dashboard_in_headless_chromium(void **state)
 {
     (void)state;
     BT_REQUIRE_ENV();
-    char url[128], shot_mode[400], shot[300];
-    char *dom, *log, *png;
+    char url[128], shot[300];
+    char *dom, *png;
     struct stat st;
 
     /* Some traffic, so that there is something to chart. */
     bt_produce_seq(bt_bootstrap(), dut.topic, PARTITIONS, 1000, 300, 0);
     snprintf(url, sizeof(url), "http://%s/", dut.addr);
-    dom = run_chromium(url, "--dump-dom", 7000, &log);
+    dom = bt_chromium_dom(url, 7000);
     assert_non_null(dom);
-    assert_no_console_output(log);
     if (!strstr(dom, "data-chart=\"drawn\""))
         fail_msg("the dashboard did not draw its chart; DOM:\n%s", dom);
-    if (strstr(dom, "data-error="))
-        fail_msg("the dashboard reported a script error; DOM:\n%s", dom);
     assert_non_null(strstr(dom, dut.group)); /* the data arrived */
     free(dom);
-    free(log);
 
     snprintf(shot, sizeof(shot), "%s/dashboard.png", bt_tmpdir());
-    snprintf(shot_mode, sizeof(shot_mode), "--screenshot=%s", shot);
-    free(run_chromium(url, shot_mode, 7000, &log));
-    assert_no_console_output(log);
-    free(log);
+    bt_chromium_screenshot(url, shot, 7000);
     assert_int_equal(stat(shot, &st), 0);
     assert_true(st.st_size > 10000);
     png = bt_read_file(shot);
@@ -681,11 +622,11 @@ static void test_dashboard_tiles_match_status(void **state)
     (void)state;
     BT_REQUIRE_ENV();
     const char *topic = bt_unique("http-busy"), *group = bt_unique("http-busy-g");
-    char conf[2048], url[128], cwd[512], shot[600], shot_mode[700];
+    char conf[2048], url[128], cwd[512], shot[600];
     busy_arg_t busy;
     daemon_t d;
     json_t *before, *after, *shown;
-    char *dom, *log, *raw, *text;
+    char *dom, *raw, *text;
     double rate, inflight, ok, table;
     int rows;
 
@@ -706,8 +647,7 @@ static void test_dashboard_tiles_match_status(void **state)
 
     /* Right after load (less than one poll interval): the chart already
      * holds the kept frames. */
-    dom = run_chromium(url, "--dump-dom", 1000, &log);
-    assert_no_console_output(log);
+    dom = bt_chromium_dom(url, 1000);
     if (!strstr(dom, "data-chart=\"drawn\""))
         fail_msg("the chart was not drawn right after load; DOM:\n%s", dom);
     if (chart_attr(dom, "data-history-points") < busy.history_lags ||
@@ -717,15 +657,11 @@ static void test_dashboard_tiles_match_status(void **state)
                  chart_attr(dom, "data-points"), chart_attr(dom, "data-history-points"),
                  busy.history_lags);
     free(dom);
-    free(log);
 
     /* The tiles against the documents served before, during and after. */
     before = get_json(d.addr, "/status.json");
-    dom = run_chromium(url, "--dump-dom", 3000, &log);
+    dom = bt_chromium_dom(url, 3000);
     after = get_json(d.addr, "/status.json");
-    assert_no_console_output(log);
-    if (strstr(dom, "data-error="))
-        fail_msg("the dashboard reported a script error; DOM:\n%s", dom);
     raw = dom_text(dom, "raw");
     shown = json_loads(raw, 0, NULL);
     if (!shown)
@@ -757,16 +693,12 @@ static void test_dashboard_tiles_match_status(void **state)
     json_decref(shown);
     free(raw);
     free(dom);
-    free(log);
 
     /* Kept in the working directory (build/tests), to look at. */
     if (!getcwd(cwd, sizeof(cwd)))
         fail_msg("getcwd: %s", strerror(errno));
     snprintf(shot, sizeof(shot), "%s/dashboard-busy.png", cwd);
-    snprintf(shot_mode, sizeof(shot_mode), "--screenshot=%s", shot);
-    free(run_chromium(url, shot_mode, 3000, &log));
-    assert_no_console_output(log);
-    free(log);
+    bt_chromium_screenshot(url, shot, 3000);
     print_message("dashboard screenshot (%d partitions, busy): %s\n", BUSY_PARTITIONS, shot);
     stop_daemon(&d);
 }

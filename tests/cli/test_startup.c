@@ -42,20 +42,6 @@ static const char *write_conf(const char *fmt, ...)
     return path;
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (just released). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* Runs ballast; fails unless it exits with @p code and one line on stderr
  * holding every fragment given (NULL-terminated). @returns the elapsed ms. */
 static int64_t expect_exit(const char *const *argv, int code, ...)
@@ -143,7 +129,7 @@ static void test_run_pg_not_listening_exits_69_after_timeout(void **state)
     int64_t elapsed;
 
     snprintf(dsn, sizeof(dsn), "host=127.0.0.1 port=%d dbname=x user=x password=topsecret",
-             free_port());
+             bt_free_port());
     elapsed = expect_exit(ARGV("run", pg_run_conf(dsn, "2000")), 69,
                           "handler.postgres.dsn: cannot connect within 2000 ms",
                           "Connection refused", (char *)NULL);
@@ -359,7 +345,7 @@ static void test_check_connect_unreachable_broker_is_69(void **state)
 {
     (void)state;
     char expect[1024];
-    int port = free_port();
+    int port = bt_free_port();
     const char *conf = write_conf("kafka.bootstrap.servers = 127.0.0.1:%d\n"
                                   "kafka.group.id = g\ntopics = t\nhandler = forward\n"
                                   "output.topic = out\nstartup.timeout.ms = 1000\n",

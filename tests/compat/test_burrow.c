@@ -229,22 +229,6 @@ static pid_t spawn(const char *const *argv, const char *log)
     return pid;
 }
 
-/* A port that was free a moment ago, for Burrow's HTTP server (it cannot
- * say which port it bound). */
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
 /* Burrow with a short memory: 4 commits per partition (as ballast's
  * --window 4), the latest offsets every second, no evaluation cached for
  * longer than a second; kafka-version picks the request versions of its
@@ -255,7 +239,7 @@ static void start_burrow(world_t *w)
 {
     const char *dir = bt_tmpdir();
     char conf[300], log[300];
-    int port = free_port();
+    int port = bt_free_port(); /* Burrow cannot say which port it bound */
 
     snprintf(conf, sizeof(conf), "%s/burrow.toml", dir);
     snprintf(log, sizeof(log), "%s/burrow.log", dir);

@@ -178,21 +178,28 @@ static void tally_dlq(const char *bs, const char *topic, int dead[PARTS][TOTAL],
     rd_kafka_destroy(rk);
 }
 
-/* Runs the exec child @p cmd over @p count messages per partition,
+/* Runs the Python child @p script_text (written as @p name.py, given its
+ * temporary directory as argv[1]) over @p count messages per partition,
  * at-least-once with a sink, a DLQ and 3 attempts (@p processing: NULL, or
  * its value with batches of 5), until every offset is committed; then adds
  * up each offset's sink records and dead letters. */
-static void run_exec_child(const char *name, const char *cmd, const char *processing, int count,
-                           int sink[PARTS][TOTAL], int dead[PARTS][TOTAL],
+static void run_exec_child(const char *name, const char *script_text, const char *processing,
+                           int count, int sink[PARTS][TOTAL], int dead[PARTS][TOTAL],
                            bool protocol_reason[PARTS][TOTAL])
 {
     const char *bs = bt_bootstrap();
     const char *in = bt_unique("xp-in"), *sink_topic = bt_unique("xp-sink");
     const char *dlq = bt_unique("xp-dlq"), *group = bt_unique("xp-g");
+    const char *dir = bt_tmpdir();
+    char script[512], cmd[1100];
     progress_t prog = {bs, group, in};
     ballast_conf_t *conf;
     bt_runner_t *run;
 
+    BT_REQUIRE_ENV();
+    snprintf(script, sizeof(script), "%s/%s.py", dir, name);
+    bt_write_file(script, "%s", script_text);
+    snprintf(cmd, sizeof(cmd), "python3 '%s' '%s'", script, dir);
     bt_create_topic(bs, in, PARTS);
     bt_create_topic(bs, sink_topic, 1);
     bt_create_topic(bs, dlq, 1);
@@ -223,16 +230,12 @@ static void run_exec_child(const char *name, const char *cmd, const char *proces
 
 static void run_misbehaving_child(const char *processing)
 {
-    const char *dir = bt_tmpdir();
-    char script[512], cmd[600];
     int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
     bool protocol_reason[PARTS][TOTAL] = {{false}};
+    char name[64];
 
-    BT_REQUIRE_ENV();
-    snprintf(script, sizeof(script), "%s/child-%s.py", dir, processing);
-    bt_write_file(script, "%s", child_py);
-    snprintf(cmd, sizeof(cmd), "python3 '%s'", script);
-    run_exec_child(processing, cmd, processing, TOTAL, sink, dead, protocol_reason);
+    snprintf(name, sizeof(name), "child-%s", processing);
+    run_exec_child(name, child_py, processing, TOTAL, sink, dead, protocol_reason);
     for (int p = 0; p < PARTS; p++) {
         for (int o = 0; o < TOTAL; o++) {
             int kind = o % 10;
@@ -290,16 +293,10 @@ static const char nul_child_py[] =
  * once and none in the DLQ. */
 static void run_rule_keeping_child(const char *name, const char *script_text)
 {
-    const char *dir = bt_tmpdir();
-    char script[512], cmd[1100];
     int sink[PARTS][TOTAL] = {{0}}, dead[PARTS][TOTAL] = {{0}};
     bool protocol_reason[PARTS][TOTAL] = {{false}};
 
-    BT_REQUIRE_ENV();
-    snprintf(script, sizeof(script), "%s/%s.py", dir, name);
-    bt_write_file(script, "%s", script_text);
-    snprintf(cmd, sizeof(cmd), "python3 '%s' '%s'", script, dir);
-    run_exec_child(name, cmd, NULL, 10, sink, dead, protocol_reason);
+    run_exec_child(name, script_text, NULL, 10, sink, dead, protocol_reason);
     for (int p = 0; p < PARTS; p++)
         for (int o = 0; o < 10; o++)
             if (sink[p][o] != 1 || dead[p][o])

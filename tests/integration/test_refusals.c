@@ -28,15 +28,6 @@ typedef struct emitter {
     const char *out_topic;
 } emitter_t;
 
-static int emitter_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
-                        size_t errsize)
-{
-    (void)errbuf;
-    (void)errsize;
-    *statep = params->opaque;
-    return 0;
-}
-
 /* Emits "<value>" keyed "k<value>" to the output topic; the bad message
  * emits what the producer refuses, or (REFUSE_DLQ_SIZE) fails so that its
  * large value is dead-lettered. */
@@ -79,7 +70,7 @@ static ballast_outcome_t emitter_handle(void *state, const ballast_message_t *ms
 }
 
 static const ballast_handler_t emitter = {BALLAST_HANDLER_ABI_VERSION, "emitter",
-                                          emitter_init, emitter_handle, NULL, NULL};
+                                          bt_opaque_init, emitter_handle, NULL, NULL};
 
 /* Input: values "0".."9" on one partition; with REFUSE_DLQ_SIZE the sixth
  * is a value just under the broker's limit (it fits the topic; its dead-letter copy

@@ -32,15 +32,6 @@ typedef struct repause {
     _Atomic(ballast_consumer_t *) cons;
 } repause_t;
 
-static int repause_init(void **statep, const ballast_handler_params_t *params,
-                        char *errbuf, size_t errsize)
-{
-    (void)errbuf;
-    (void)errsize;
-    *statep = params->opaque;
-    return 0;
-}
-
 static bool is_up(void *arg)
 {
     return atomic_load(&((repause_t *)arg)->phase) == UP;
@@ -67,7 +58,7 @@ static ballast_outcome_t repause_handle(void *state, const ballast_message_t *ms
 }
 
 static const ballast_handler_t repause_handler = {BALLAST_HANDLER_ABI_VERSION, "repause",
-                                                  repause_init, repause_handle, NULL, NULL};
+                                                  bt_opaque_init, repause_handle, NULL, NULL};
 
 static bool handler_back(void *arg)
 {
@@ -118,11 +109,6 @@ static bool handled_later(void *arg)
 static rd_kafka_t *member_join(const char *bootstrap, const char *group, const char *other)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *got;
-    int64_t deadline = bt_now_ms() + WAIT_MS;
-    char errstr[256];
-    rd_kafka_t *rk;
-    int n = 0;
 
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
     rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
@@ -130,23 +116,7 @@ static rd_kafka_t *member_join(const char *bootstrap, const char *group, const c
     rd_kafka_conf_set(conf, "session.timeout.ms", SESSION_MS, NULL, 0);
     rd_kafka_conf_set(conf, "heartbeat.interval.ms", "200", NULL, 0);
     rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
-    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
-        fail_msg("consumer: %s", errstr);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_add(subs, other, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, subs), 0);
-    rd_kafka_topic_partition_list_destroy(subs);
-    while (!n) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (m)
-            rd_kafka_message_destroy(m);
-        assert_int_equal(rd_kafka_assignment(rk, &got), 0);
-        n = got->cnt;
-        rd_kafka_topic_partition_list_destroy(got);
-        if (!n && bt_now_ms() > deadline)
-            fail_msg("the joining member got no assignment");
-    }
-    return rk;
+    return bt_member_join(conf, other, 0, WAIT_MS);
 }
 
 static void test_partition_paused_at_revoke_resumes_when_assigned_back(void **state)

@@ -35,15 +35,6 @@ typedef struct stuck {
     atomic_int started, returned;
 } stuck_t;
 
-static int stuck_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
-                      size_t errsize)
-{
-    (void)errbuf;
-    (void)errsize;
-    *statep = params->opaque;
-    return 0;
-}
-
 static ballast_outcome_t stuck_handle(void *state, const ballast_message_t *msg,
                                       ballast_result_t *res)
 {
@@ -59,7 +50,7 @@ static ballast_outcome_t stuck_handle(void *state, const ballast_message_t *msg,
 }
 
 static const ballast_handler_t stuck_handler = {BALLAST_HANDLER_ABI_VERSION, "stuck",
-                                                stuck_init, stuck_handle, NULL, NULL};
+                                                bt_opaque_init, stuck_handle, NULL, NULL};
 
 static ballast_conf_t *mock_conf(const bt_mock_t *m, const char *topic)
 {

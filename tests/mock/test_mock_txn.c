@@ -65,15 +65,6 @@ typedef struct tally {
     int deliveries[TOTAL];
 } tally_t;
 
-static int tally_init(void **statep, const ballast_handler_params_t *params,
-                      char *errbuf, size_t errsize)
-{
-    (void)errbuf;
-    (void)errsize;
-    *statep = params->opaque;
-    return 0;
-}
-
 static ballast_outcome_t tally_handle(void *state, const ballast_message_t *msg,
                                       ballast_result_t *res)
 {
@@ -104,7 +95,7 @@ static ballast_outcome_t tally_handle(void *state, const ballast_message_t *msg,
 }
 
 static const ballast_handler_t tally_handler = {
-    BALLAST_HANDLER_ABI_VERSION, "txn-tally", tally_init, tally_handle, NULL, NULL};
+    BALLAST_HANDLER_ABI_VERSION, "txn-tally", bt_opaque_init, tally_handle, NULL, NULL};
 
 /* Copies the per-value delivery counts. */
 static void tally_snapshot(tally_t *t, int *out)

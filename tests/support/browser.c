@@ -4,6 +4,7 @@
  */
 #include "support.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,7 +35,10 @@ static void assert_quiet(const char *log)
     }
 }
 
-char *bt_chromium_dom(const char *url, int budget_ms)
+/* Runs headless Chromium on @p url with @p mode ("--dump-dom" or
+ * "--screenshot=PATH") for @p budget_ms of the page's time; fails unless it
+ * exits 0 with a quiet console. @returns its stdout. */
+static char *run_chromium(const char *url, const char *mode, int budget_ms)
 {
     char *out = NULL, *err = NULL;
     int rc;
@@ -46,13 +50,28 @@ char *bt_chromium_dom(const char *url, int budget_ms)
                "--disable-background-networking --disable-component-update --disable-sync "
                "--no-first-run --hide-scrollbars --enable-logging=stderr --v=0 "
                "--user-data-dir=%s/profile --window-size=1200,1000 --virtual-time-budget=%d "
-               "--dump-dom '%s'",
-               find_chromium(), bt_tmpdir(), budget_ms, url);
+               "'%s' '%s'",
+               find_chromium(), bt_tmpdir(), budget_ms, mode, url);
     if (rc)
         fail_msg("chromium exited %d: %s", rc, err ? err : "");
     assert_quiet(err);
     free(err);
+    return out;
+}
+
+char *bt_chromium_dom(const char *url, int budget_ms)
+{
+    char *out = run_chromium(url, "--dump-dom", budget_ms);
+
     if (strstr(out, "data-error="))
         fail_msg("the page reported a script error; DOM:\n%s", out);
     return out;
+}
+
+void bt_chromium_screenshot(const char *url, const char *path, int budget_ms)
+{
+    char mode[1100];
+
+    snprintf(mode, sizeof(mode), "--screenshot=%s", path);
+    free(run_chromium(url, mode, budget_ms));
 }

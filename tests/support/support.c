@@ -76,21 +76,14 @@ void bt_header_text(rd_kafka_headers_t *h, const char *name, char *out, size_t s
         snprintf(out, size, "%.*s", (int)len, (const char *)v);
 }
 
-rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
-                            const char *client_id, int partitions)
+rd_kafka_t *bt_member_join(rd_kafka_conf_t *conf, const char *topic, int partitions,
+                           int timeout_ms)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1), *assigned;
-    int64_t deadline = bt_now_ms() + 60000;
+    int64_t deadline = bt_now_ms() + timeout_ms;
     char errstr[256];
     rd_kafka_t *rk;
 
-    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(conf, "group.protocol", protocol, NULL, 0);
-    rd_kafka_conf_set(conf, "client.id", client_id, NULL, 0);
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
     if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr))))
         fail_msg("consumer: %s", errstr);
     rd_kafka_poll_set_consumer(rk);
@@ -105,9 +98,24 @@ rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *pr
         done = partitions ? assigned->cnt == partitions : assigned->cnt > 0;
         rd_kafka_topic_partition_list_destroy(assigned);
         if (!done && bt_now_ms() > deadline)
-            fail_msg("the %s member of group %s got no assignment", protocol, group);
+            fail_msg("a member subscribed to %s got no assignment in %d s", topic,
+                     timeout_ms / 1000);
     }
     return rk;
+}
+
+rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
+                            const char *client_id, int partitions)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bt_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "group.protocol", protocol, NULL, 0);
+    rd_kafka_conf_set(conf, "client.id", client_id, NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    return bt_member_join(conf, topic, partitions, 60000);
 }
 
 const char *bt_group_lines(void)
@@ -422,14 +430,16 @@ static void committed_client_free(void)
 }
 
 /* The kept client for @p group on @p bootstrap (under the mutex; NULL when
- * it cannot be made: the caller fails once it let the mutex go). */
-static rd_kafka_t *committed_client_for(const char *bootstrap, const char *group)
+ * it cannot be made: the caller fails once it let the mutex go); *kept says
+ * whether an earlier call made it. */
+static rd_kafka_t *committed_client_for(const char *bootstrap, const char *group, bool *kept)
 {
     static bool registered;
     rd_kafka_conf_t *conf;
 
-    if (committed_client.rk && !strcmp(committed_client.bootstrap, bootstrap) &&
-        !strcmp(committed_client.group, group))
+    *kept = committed_client.rk && !strcmp(committed_client.bootstrap, bootstrap) &&
+            !strcmp(committed_client.group, group);
+    if (*kept)
         return committed_client.rk;
     committed_client_free();
     conf = rd_kafka_conf_new();
@@ -456,20 +466,24 @@ void bt_committed(const char *bootstrap, const char *group, const char *topic,
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
+    bool kept;
 
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(list, topic, i);
     pthread_mutex_lock(&committed_client.mtx);
-    rk = committed_client_for(bootstrap, group);
+    rk = committed_client_for(bootstrap, group, &kept);
     /* The library's: asked again while the coordinator loads or moves. */
     err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
-    if (err) {
+    if (err && kept) {
         /* A client kept across a broker restart can stay stuck on the old
-         * coordinator (a timeout after 30 s): a fresh one asks once more. */
+         * coordinator (a timeout after 30 s): a fresh one asks once more.
+         * A fresh client that failed would only fail again. */
         committed_client_free();
-        rk = committed_client_for(bootstrap, group);
+        rk = committed_client_for(bootstrap, group, &kept);
         err = rk ? bl_committed(rk, list, 30000) : RD_KAFKA_RESP_ERR__FAIL;
     }
+    if (err)
+        committed_client_free(); /* the next question starts afresh */
     pthread_mutex_unlock(&committed_client.mtx);
     if (err)
         fail_msg("committed(%s): %s", group, rd_kafka_err2str(err));
@@ -1094,6 +1108,19 @@ bt_http_reply_t bt_http_request(const char *addr, const char *method, const char
     return r;
 }
 
+int bt_free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
 bt_http_reply_t bt_http_get(const char *addr, const char *path)
 {
     return bt_http_request(addr, "GET", path);
@@ -1395,8 +1422,8 @@ static void copy_text(char *dst, size_t size, const void *src, size_t len)
     dst[len] = '\0';
 }
 
-static int recording_init(void **statep, const ballast_handler_params_t *params,
-                          char *errbuf, size_t errsize)
+int bt_opaque_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
+                   size_t errsize)
 {
     (void)errbuf;
     (void)errsize;
@@ -1452,7 +1479,7 @@ static ballast_outcome_t recording_handle(void *state, const ballast_message_t *
 }
 
 const ballast_handler_t bt_recording_handler = {
-    BALLAST_HANDLER_ABI_VERSION, "recording", recording_init, recording_handle,
+    BALLAST_HANDLER_ABI_VERSION, "recording", bt_opaque_init, recording_handle,
     NULL, NULL};
 
 void bt_set(ballast_conf_t *conf, const char *key, const char *value)

@@ -56,6 +56,11 @@ const char *bt_group_protocol(void);
  *  closes and destroys it. */
 rd_kafka_t *bt_member_start(const char *group, const char *topic, const char *protocol,
                             const char *client_id, int partitions);
+/** The same from @p conf (a consumer's, which this takes over): subscribed
+ *  to @p topic and polled until it holds @p partitions of its partitions
+ *  (0: any); fails the test after @p timeout_ms. */
+rd_kafka_t *bt_member_join(rd_kafka_conf_t *conf, const char *topic, int partitions,
+                           int timeout_ms);
 /** Config-file lines ("key = value\n") for a member of a test group under
  *  that protocol. Classic: a 6 s session with 500 ms heartbeats, so that a
  *  killed member's partitions move within seconds, and the assignor of
@@ -223,6 +228,10 @@ int bt_sh(char **out, char **err, const char *fmt, ...) __attribute__((format(pr
  *  logged to the console or set data-error on <html>. Caller frees
  *  (browser.c). */
 char *bt_chromium_dom(const char *url, int budget_ms);
+/** Writes a PNG of @p url (no quote in it, nor in @p path) to @p path after
+ *  @p budget_ms of the page's time in headless Chromium; fails the test
+ *  when the page logged to the console (browser.c). */
+void bt_chromium_screenshot(const char *url, const char *path, int budget_ms);
 /** Reads a whole file; caller frees. NULL if missing. */
 char *bt_read_file(const char *path);
 
@@ -271,6 +280,8 @@ void bt_http_reply_free(bt_http_reply_t *r);
 /** One HTTP/1.0 request to @p addr ("127.0.0.1:PORT"). */
 bt_http_reply_t bt_http_request(const char *addr, const char *method, const char *path);
 bt_http_reply_t bt_http_get(const char *addr, const char *path);
+/** A TCP port on 127.0.0.1 that nothing listens on (just released). */
+int bt_free_port(void);
 /** Waits for "listening on ADDR" in the stderr file of a starting `ballast`
  *  and copies ADDR; fails the test if it exits first or after 60 s. */
 void bt_wait_listening(const char *err_path, pid_t pid, char *addr, size_t size);
@@ -362,6 +373,10 @@ ballast_consumer_t *bt_runner_consumer(bt_runner_t *r);
  *  assignment. */
 bool bt_runner_assigned(void *run);
 
+/** A handler's init whose state is the opaque the handler was set with
+ *  (ballast_conf_set_handler()). */
+int bt_opaque_init(void **statep, const ballast_handler_params_t *params, char *errbuf,
+                   size_t errsize);
 /** A configuration for the real broker with the recording handler. */
 ballast_conf_t *bt_conf_recording(const char *bootstrap, const char *group,
                                   const char *topics, bt_recorder_t *rec);
