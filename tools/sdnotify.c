@@ -215,10 +215,7 @@ static void *service_main(void *opaque)
         }
         if (ping_every && ping_every < tick)
             tick = ping_every;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(tick % 1000) * 1000000L;
-        until.tv_sec += tick / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        until = bl_deadline(tick);
         pthread_mutex_lock(&s->mtx);
         if (!s->quit)
             pthread_cond_timedwait(&s->cond, &s->mtx, &until);

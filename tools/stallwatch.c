@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
+
 struct stallwatch {
     const ballast_consumer_t *cons;
     int every_ms;
@@ -50,10 +52,7 @@ static void *watch_main(void *opaque)
             w->on_stall(err, w->opaque);
             return NULL; /* an action that did not exit: once is enough */
         }
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(w->every_ms % 1000) * 1000000L;
-        until.tv_sec += w->every_ms / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        until = bl_deadline(w->every_ms);
         pthread_mutex_lock(&w->mtx);
         if (!w->quit)
             pthread_cond_timedwait(&w->cond, &w->mtx, &until);
