@@ -113,15 +113,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (atomic_load(&c->clients.starting)) {
-        /* A refusal (credentials, certificate) is the cause; the "all
-         * brokers are down" and transport errors that librdkafka reports
-         * right after it are its consequence and must not replace it. */
-        err = bl_kafka_error_code(err, reason);
         pthread_mutex_lock(&c->clients.start_mtx);
-        if (!bl_kafka_is_refusal(c->clients.start_error) || bl_kafka_is_refusal(err)) {
-            bl_fmt(c->clients.start_reason, sizeof(c->clients.start_reason), "%s", reason);
-            c->clients.start_error = err;
-        }
+        bl_kafka_note_cause(&c->clients.start_error, c->clients.start_reason,
+                            sizeof(c->clients.start_reason), err, reason);
         pthread_mutex_unlock(&c->clients.start_mtx);
         return;
     }

@@ -38,19 +38,24 @@ ballast_error_t *bl_topic_missing(const struct rd_kafka_metadata *md, const char
                         "%s: topic \"%s\" does not exist on the cluster", key, topic);
 }
 
-bool bl_kafka_is_refusal(int err)
+/* Whether @p err is a refusal no retry can fix: the broker refused the
+ * credentials, or the TLS handshake failed. */
+static bool is_refusal(int err)
 {
     return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
            err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
            err == RD_KAFKA_RESP_ERR__SSL;
 }
 
-int bl_kafka_error_code(int err, const char *reason)
+void bl_kafka_note_cause(int *error, char *cause, size_t size, int err, const char *reason)
 {
     if (err == RD_KAFKA_RESP_ERR__TRANSPORT && reason && strstr(reason, " alert ") &&
         (strstr(reason, "certificate") || strstr(reason, "unknown ca")))
-        return RD_KAFKA_RESP_ERR__SSL;
-    return err;
+        err = RD_KAFKA_RESP_ERR__SSL;
+    if (is_refusal(*error) && !is_refusal(err))
+        return;
+    *error = err;
+    bl_fmt(cause, size, "%s", reason);
 }
 
 ballast_error_t *bl_kafka_refused(int err, const char *reason)

@@ -32,16 +32,16 @@ ballast_error_t *bl_topic_missing(const struct rd_kafka_metadata *md, const char
  *  credentials, or the TLS handshake failed), or NULL for any other. */
 ballast_error_t *bl_kafka_refused(int err, const char *reason);
 
-/** Whether @p err is such a refusal: the broker refused the credentials,
- *  or the TLS handshake failed. */
-bool bl_kafka_is_refusal(int err);
-
-/** The error code @p err means, given librdkafka's @p reason: a transport
- *  error that carries a TLS alert about the client's certificate (the
- *  broker refused it: "alert bad certificate", "alert certificate
- *  required", "alert unknown ca") is a failed handshake,
+/** Notes librdkafka's error @p err with @p reason (an error callback's
+ *  arguments) as the cause of a failed connection, in *@p error and
+ *  @p cause (@p size bytes), unless the cause already kept is a refusal
+ *  (credentials, certificate) and this is not: the "all brokers are down"
+ *  and transport errors that follow a refusal are its consequence. A
+ *  transport error carrying a TLS alert about the client's certificate
+ *  (the broker refused it: "alert bad certificate", "alert certificate
+ *  required", "alert unknown ca") is noted as a failed handshake,
  *  RD_KAFKA_RESP_ERR__SSL, not a broker out of reach. */
-int bl_kafka_error_code(int err, const char *reason);
+void bl_kafka_note_cause(int *error, char *cause, size_t size, int err, const char *reason);
 
 /** True when a failed metadata request may succeed if asked again. */
 bool bl_kafka_waitable(rd_kafka_resp_err_t err);

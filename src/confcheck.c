@@ -33,13 +33,7 @@ static void probe_error(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     probe_t *p = opaque;
 
     (void)rk;
-    err = bl_kafka_error_code(err, reason);
-    /* A refusal is the cause; "all brokers are down" right after it is
-     * its consequence and must not replace it. */
-    if (bl_kafka_is_refusal(p->error) && !bl_kafka_is_refusal(err))
-        return;
-    p->error = err;
-    bl_fmt(p->reason, sizeof(p->reason), "%s", reason);
+    bl_kafka_note_cause(&p->error, p->reason, sizeof(p->reason), err, reason);
 }
 
 /* Quiet: the outcome is reported once, as an item. */

@@ -49,16 +49,22 @@ void bl_ktxn_setup(ballast_consumer_t *c)
 }
 
 /* The blocking transaction calls, recorded for the watchdog (txnwatch.c)
- * while the poll thread is inside them. */
-static rd_kafka_error_t *watched_init(ballast_consumer_t *c, int timeout_ms)
+ * while the poll thread is inside them. init, commit and abort share one
+ * signature; WATCHED() names the call it makes. */
+typedef rd_kafka_error_t *bl_txn_call_fn(rd_kafka_t *rk, int timeout_ms);
+
+static rd_kafka_error_t *watched(ballast_consumer_t *c, const char *name,
+                                 bl_txn_call_fn *call, int timeout_ms)
 {
     rd_kafka_error_t *error;
 
-    bl_txnwatch_enter(c, "rd_kafka_init_transactions", timeout_ms);
-    error = rd_kafka_init_transactions(c->producer, timeout_ms);
+    bl_txnwatch_enter(c, name, timeout_ms);
+    error = call(c->producer, timeout_ms);
     bl_txnwatch_leave(c);
     return error;
 }
+
+#define WATCHED(c, call, timeout_ms) watched((c), #call, call, (timeout_ms))
 
 static rd_kafka_error_t *watched_send_offsets(ballast_consumer_t *c,
                                               const rd_kafka_topic_partition_list_t *list)
@@ -73,24 +79,9 @@ static rd_kafka_error_t *watched_send_offsets(ballast_consumer_t *c,
     return error;
 }
 
-static rd_kafka_error_t *watched_commit(ballast_consumer_t *c)
-{
-    rd_kafka_error_t *error;
-
-    bl_txnwatch_enter(c, "rd_kafka_commit_transaction", c->ktxn.timeout_ms);
-    error = rd_kafka_commit_transaction(c->producer, (int)c->ktxn.timeout_ms);
-    bl_txnwatch_leave(c);
-    return error;
-}
-
 static rd_kafka_error_t *watched_abort(ballast_consumer_t *c)
 {
-    rd_kafka_error_t *error;
-
-    bl_txnwatch_enter(c, "rd_kafka_abort_transaction", c->ktxn.timeout_ms);
-    error = rd_kafka_abort_transaction(c->producer, (int)c->ktxn.timeout_ms);
-    bl_txnwatch_leave(c);
-    return error;
+    return WATCHED(c, rd_kafka_abort_transaction, (int)c->ktxn.timeout_ms);
 }
 
 /* A newer producer with our transactional.id exists: we are the zombie. */
@@ -118,7 +109,7 @@ ballast_error_t *bl_ktxn_init(ballast_consumer_t *c, int64_t timeout_ms)
     /* In rounds of a second, so that a stop during start-up is prompt; a
      * call that timed out, or ended on a retriable error (a coordinator
      * still loading), may be repeated. */
-    while ((error = watched_init(c, 1000)) &&
+    while ((error = WATCHED(c, rd_kafka_init_transactions, 1000)) &&
            (rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT ||
             rd_kafka_error_is_retriable(error)) &&
            bl_now_ms() < deadline && !bl_conf_stop_requested(c->conf))
@@ -435,7 +426,7 @@ bool bl_ktxn_commit(ballast_consumer_t *c)
     if (list->cnt)
         error = watched_send_offsets(c, list);
     if (!error)
-        error = watched_commit(c);
+        error = WATCHED(c, rd_kafka_commit_transaction, (int)c->ktxn.timeout_ms);
     if (error) {
         rd_kafka_topic_partition_list_destroy(list);
         return txn_fail(c, error, "kafka: commit transaction failed");

@@ -26,13 +26,20 @@ void bl_outcome_note(bl_worker_t *w, bl_msg_t **msgs, size_t n, int64_t micros);
  *  logs the first of them. */
 void bl_outcome_log_retry(ballast_consumer_t *c, bl_msg_t **group, size_t left,
                           size_t retried);
+/** Whether the run starts no handler call any more: after a stopping
+ *  failure (order matters), past the drain's deadline, or with the breaker
+ *  tripped. */
+static inline bool bl_outcome_run_halted(const ballast_consumer_t *c)
+{
+    return atomic_load(&c->run.failed) || atomic_load(&c->run.abandon) ||
+           bl_breaker_tripped(&c->breaker);
+}
 /** Whether @p m may not run: its partition is revoked or awaits a rewind,
- *  or the pipeline is stopping. */
+ *  or the run is halted. */
 static inline bool bl_outcome_must_drop(const ballast_consumer_t *c, const bl_msg_t *m)
 {
     return atomic_load(&m->part->revoked) || atomic_load(&m->part->rewind) ||
-           atomic_load(&c->run.abandon) || atomic_load(&c->run.failed) ||
-           bl_breaker_tripped(&c->breaker);
+           bl_outcome_run_halted(c);
 }
 /** Readies @p m for a handler call: no result yet, RETRY unless the handler
  *  says otherwise, and tracing = on known before the handler may ask for
@@ -43,15 +50,13 @@ static inline void bl_outcome_prepare(const ballast_consumer_t *c, bl_msg_t *m)
     m->outcome = BALLAST_OUTCOME_RETRY;
     m->trace.start = c->set.tracing;
 }
-/** Whether worker @p w starts nothing more: after a stopping failure
- *  (order matters), past the drain's deadline, with the breaker tripped, or
- *  at a stop while its handler is down (a stop does not wait for it). */
+/** Whether worker @p w starts nothing more: the run is halted, or it is
+ *  stopping while this worker's handler is down (a stop does not wait for
+ *  it). */
 static inline bool bl_outcome_halted(const bl_worker_t *w)
 {
-    const ballast_consumer_t *c = w->cons;
-
-    return atomic_load(&c->run.failed) || atomic_load(&c->run.abandon) ||
-           bl_breaker_tripped(&c->breaker) || (atomic_load(&w->unavailable) && bl_stopping(c));
+    return bl_outcome_run_halted(w->cons) ||
+           (atomic_load(&w->unavailable) && bl_stopping(w->cons));
 }
 /** Runs the handler over @p group (one message, or a batch) until each
  *  message has a final outcome, settled by bl_outcome_finish(): RETRY again

@@ -138,22 +138,6 @@ static inline void bl_signal_wake(bl_signal_t *s)
     pthread_mutex_unlock(&s->mtx);
 }
 
-/** The moment @p ms from now, as pthread_cond_timedwait() and
- *  pthread_timedjoin_np() take it (CLOCK_REALTIME). */
-static inline struct timespec bl_deadline(int64_t ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* ---- a partition ------------------------------------------------------------ */
 
 /** An assigned partition (parts.c), or an orphan: one no longer assigned

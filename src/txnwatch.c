@@ -11,7 +11,7 @@
  *
  * The library only reports it: the poll thread cannot be taken back from
  * inside librdkafka, so the way out is to end the process, and that is the
- * embedding program's decision (`ballast run` exits 75, tools/stallwatch.c).
+ * embedding program's decision (`ballast run` exits 1, tools/stallwatch.c).
  *
  * The record is three atomics, written by the poll thread alone: entering
  * sets the call and its timeout, then the start; leaving clears the start

@@ -166,7 +166,7 @@ static struct {
 /* The file's `lag.*` keys, for `ballast lag` ("key=value" each). */
 static struct {
     char **kv;
-    size_t n;
+    size_t n, cap;
 } config_lag;
 
 static void free_config_props(void)
@@ -178,14 +178,14 @@ static void free_config_props(void)
         free(config_lag.kv[i]);
     free(config_lag.kv);
     config_lag.kv = NULL;
-    config_lag.n = 0;
+    config_lag.n = config_lag.cap = 0;
 }
 
 /* Keeps a `lag.*` key. @returns false when out of memory. */
 static bool take_lag_key(const char *key, const char *value)
 {
     size_t len = strlen(key) + strlen(value) + 2;
-    char **grown = realloc(config_lag.kv, (config_lag.n + 1) * sizeof(*grown));
+    char **grown = bl_grow(config_lag.kv, &config_lag.cap, config_lag.n, sizeof(*grown), 8);
 
     if (!grown)
         return false;

@@ -20,9 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "ticker.h"
 #include "util.h"
 
 bool sdnotify_parse(const char *socket, const char *watchdog_usec,
@@ -117,11 +117,8 @@ enum service_state { SVC_STARTING, SVC_NOT_READY, SVC_READY, SVC_UNHEALTHY };
 struct sdnotify_service {
     sdnotify_target_t target;
     const volatile sig_atomic_t *stop_flag;
-    pthread_t thread;
-    pthread_mutex_t mtx;
-    pthread_cond_t cond;
-    bool quit;                      /* under mtx */
-    const ballast_consumer_t *cons; /* under mtx; NULL while starting */
+    ticker_t tick;
+    const ballast_consumer_t *cons; /* under tick.mtx; NULL while starting */
     /* The thread's own state (and stop()'s, after the join). */
     bool ready_sent, stopping_sent, send_failed;
     enum service_state state;
@@ -196,14 +193,16 @@ static void *service_main(void *opaque)
 {
     sdnotify_service_t *s = opaque;
     int64_t ping_every = s->target.watchdog_usec / 4000; /* ms; 0: no watchdog */
+    int64_t tick = TICK_MS;
 
-    pthread_mutex_lock(&s->mtx);
-    while (!s->quit) {
+    if (ping_every && ping_every < tick)
+        tick = ping_every;
+    pthread_mutex_lock(&s->tick.mtx);
+    do {
         const ballast_consumer_t *cons = s->cons;
-        int64_t now = bl_now_ms(), tick = TICK_MS;
-        struct timespec until;
+        int64_t now = bl_now_ms();
 
-        pthread_mutex_unlock(&s->mtx);
+        pthread_mutex_unlock(&s->tick.mtx);
         if (*s->stop_flag && !s->stopping_sent) {
             say(s, "STOPPING=1\nSTATUS=stopping: draining in-flight messages "
                    "(shutdown.timeout.ms), then committing");
@@ -213,17 +212,9 @@ static void *service_main(void *opaque)
             say(s, "WATCHDOG=1");
             s->last_ping_ms = now;
         }
-        if (ping_every && ping_every < tick)
-            tick = ping_every;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(tick % 1000) * 1000000L;
-        until.tv_sec += tick / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_mutex_lock(&s->mtx);
-        if (!s->quit)
-            pthread_cond_timedwait(&s->cond, &s->mtx, &until);
-    }
-    pthread_mutex_unlock(&s->mtx);
+        pthread_mutex_lock(&s->tick.mtx);
+    } while (ticker_wait(&s->tick, tick));
+    pthread_mutex_unlock(&s->tick.mtx);
     return NULL;
 }
 
@@ -241,12 +232,8 @@ sdnotify_service_t *sdnotify_service_start(const sdnotify_target_t *t,
     s->target = *t;
     s->stop_flag = stop_flag;
     s->state = SVC_STARTING;
-    pthread_mutex_init(&s->mtx, NULL);
-    pthread_cond_init(&s->cond, NULL);
-    if (pthread_create(&s->thread, NULL, service_main, s)) {
+    if (ticker_start(&s->tick, service_main, s)) {
         fprintf(stderr, "ballast: cannot start a thread; not notifying systemd\n");
-        pthread_cond_destroy(&s->cond);
-        pthread_mutex_destroy(&s->mtx);
         free(s);
         return NULL;
     }
@@ -257,10 +244,10 @@ void sdnotify_service_watch(sdnotify_service_t *s, const ballast_consumer_t *con
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->mtx);
+    pthread_mutex_lock(&s->tick.mtx);
     s->cons = cons;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mtx);
+    pthread_cond_signal(&s->tick.cond);
+    pthread_mutex_unlock(&s->tick.mtx);
 }
 
 void sdnotify_service_stop(sdnotify_service_t *s, const char *status)
@@ -269,11 +256,7 @@ void sdnotify_service_stop(sdnotify_service_t *s, const char *status)
 
     if (!s)
         return;
-    pthread_mutex_lock(&s->mtx);
-    s->quit = true;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mtx);
-    pthread_join(s->thread, NULL);
+    ticker_stop(&s->tick);
     if (!s->stopping_sent || status) {
         bl_fmt(msg, sizeof(msg), "%s%s%s", s->stopping_sent ? "" : "STOPPING=1",
                status && !s->stopping_sent ? "\n" : "", status ? "STATUS=" : "");
@@ -281,7 +264,5 @@ void sdnotify_service_stop(sdnotify_service_t *s, const char *status)
             bl_fmt(msg + strlen(msg), sizeof(msg) - strlen(msg), "%s", status);
         say(s, msg);
     }
-    pthread_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->mtx);
     free(s);
 }

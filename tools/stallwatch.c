@@ -18,47 +18,35 @@
  */
 #include "stallwatch.h"
 
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "ticker.h"
 
 struct stallwatch {
     const ballast_consumer_t *cons;
     int every_ms;
     stallwatch_fn on_stall;
     void *opaque;
-    pthread_t thread;
-    pthread_mutex_t mtx;
-    pthread_cond_t cond;
-    bool quit; /* under mtx */
+    ticker_t tick;
 };
 
 static void *watch_main(void *opaque)
 {
     stallwatch_t *w = opaque;
+    ballast_error_t *err;
 
-    pthread_mutex_lock(&w->mtx);
-    while (!w->quit) {
-        struct timespec until;
-        ballast_error_t *err;
-
-        pthread_mutex_unlock(&w->mtx);
+    pthread_mutex_lock(&w->tick.mtx);
+    do {
+        pthread_mutex_unlock(&w->tick.mtx);
         if ((err = ballast_consumer_stalled(w->cons))) {
             w->on_stall(err, w->opaque);
             return NULL; /* an action that did not exit: once is enough */
         }
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(w->every_ms % 1000) * 1000000L;
-        until.tv_sec += w->every_ms / 1000 + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_mutex_lock(&w->mtx);
-        if (!w->quit)
-            pthread_cond_timedwait(&w->cond, &w->mtx, &until);
-    }
-    pthread_mutex_unlock(&w->mtx);
+        pthread_mutex_lock(&w->tick.mtx);
+    } while (ticker_wait(&w->tick, w->every_ms));
+    pthread_mutex_unlock(&w->tick.mtx);
     return NULL;
 }
 
@@ -75,12 +63,8 @@ stallwatch_t *stallwatch_start(const ballast_consumer_t *cons, int every_ms,
     w->every_ms = every_ms;
     w->on_stall = on_stall;
     w->opaque = opaque;
-    pthread_mutex_init(&w->mtx, NULL);
-    pthread_cond_init(&w->cond, NULL);
-    if (pthread_create(&w->thread, NULL, watch_main, w)) {
+    if (ticker_start(&w->tick, watch_main, w)) {
         fputs("ballast: cannot start a thread; the transaction watchdog is off\n", stderr);
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->mtx);
         free(w);
         return NULL;
     }
@@ -91,13 +75,7 @@ void stallwatch_stop(stallwatch_t *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->mtx);
-    w->quit = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->mtx);
-    pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->mtx);
+    ticker_stop(&w->tick);
     free(w);
 }
 

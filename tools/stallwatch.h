@@ -2,7 +2,7 @@
  * stallwatch.h - `ballast run`'s transaction watchdog: a thread that asks
  * ballast_consumer_stalled() every second and, when a Kafka transaction
  * call of the poll thread hangs inside librdkafka, ends the process with
- * exit code 75 so that its supervisor restarts it (see stallwatch.c).
+ * exit code 1 so that its supervisor restarts it (see stallwatch.c).
  */
 #ifndef BALLAST_STALLWATCH_H
 #define BALLAST_STALLWATCH_H
@@ -22,7 +22,7 @@ stallwatch_t *stallwatch_start(const ballast_consumer_t *cons, int every_ms,
 /** Stops and frees the watch (NULL: nothing). */
 void stallwatch_stop(stallwatch_t *w);
 
-/** The default action: exits the process with EX_TEMPFAIL (75) at once,
+/** The default action: exits the process with code 1 at once,
  *  without running exit handlers or destructors (the poll thread is stuck
  *  inside librdkafka; a destroy would wait for it forever). */
 void stallwatch_exit(ballast_error_t *err, void *opaque);

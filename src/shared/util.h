@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__GNUC__)
 #define BL_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -64,6 +65,21 @@ int64_t bl_now_ms(void);
 int64_t bl_wall_ms(void);
 /** Sleeps @p ms (nothing when <= 0), resuming after signals. */
 void bl_sleep_ms(int64_t ms);
+/** The moment @p ms from now, as pthread_cond_timedwait() and
+ *  pthread_timedjoin_np() take it (CLOCK_REALTIME). */
+static inline struct timespec bl_deadline(int64_t ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
 /** Runs @p write on a memory stream (open_memstream) with @p arg.
  *  @returns what it wrote, NUL-terminated (caller frees), or NULL when out
  *  of memory. */
