@@ -266,6 +266,39 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
     return rk;
 }
 
+void bt_deny(const char *bootstrap, rd_kafka_ResourceType_t type, const char *name,
+             const char *principal, rd_kafka_AclOperation_t operation)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    char errstr[256];
+    rd_kafka_AclBinding_t *acl = rd_kafka_AclBinding_new(
+        type, name, RD_KAFKA_RESOURCE_PATTERN_LITERAL, principal, "*", operation,
+        RD_KAFKA_ACL_PERMISSION_TYPE_DENY, errstr, sizeof(errstr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_event_t *ev;
+    const rd_kafka_acl_result_t **results;
+    size_t n;
+
+    if (!acl)
+        fail_msg("ACL for %s: %s", name, errstr);
+    rd_kafka_CreateAcls(rk, &acl, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    if (rd_kafka_event_error(ev))
+        fail_msg("create ACL for %s: %s (the test broker needs its authorizer: "
+                 "scripts/testenv restart-kafka)",
+                 name, rd_kafka_event_error_string(ev));
+    results = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_acl_result_error(results[0]))
+        fail_msg("create ACL for %s: %s", name,
+                 rd_kafka_error_string(rd_kafka_acl_result_error(results[0])));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_AclBinding_destroy(acl);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
 {
     bt_create_topic_conf(bootstrap, topic, partitions, NULL);

@@ -96,6 +96,11 @@ int bt_run_group(const char *name, const struct CMUnitTest *tests, size_t count,
  *  in a static ring of buffers (valid for the next 16 calls). */
 const char *bt_unique(const char *prefix);
 
+/** Adds an ACL on @p bootstrap (whose PLAINTEXT clients are super users)
+ *  that denies @p principal ("User:NAME") @p operation on the resource
+ *  @p name of @p type, from any host; asserts success. */
+void bt_deny(const char *bootstrap, rd_kafka_ResourceType_t type, const char *name,
+             const char *principal, rd_kafka_AclOperation_t operation);
 /** Creates a topic on @p bootstrap with the admin API, replicated as the
  *  broker's default.replication.factor says; asserts success. */
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
