@@ -9,6 +9,7 @@
 #include "worker.h"
 
 #include "dbtxn.h"
+#include "msggroup.h"
 #include "outcome.h"
 #include "pipeline.h"
 
@@ -117,6 +118,11 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
                     bl_dbtxn_process(w, todo + i, 1);
         n = 0;
     }
+    if (c->set.group_max && n) {
+        /* Message mode into PostgreSQL: a transaction a group. */
+        bl_msggroup_process(w, todo, n);
+        n = 0;
+    }
     /* In message mode each message runs alone; in batch mode together. */
     for (size_t start = 0; start < n;) {
         size_t count = c->set.batch_mode ? n - start : 1;
@@ -170,10 +176,11 @@ static void *worker_main(void *arg)
         /* Message mode: hand messages back in slices that take about a
          * millisecond, so that offsets advance and in-flight counts drop
          * while a slow handler works through its queue, yet a fast handler
-         * takes one lock per slice, not per message. */
+         * takes one lock per slice, not per message. Grouped (msggroup.c),
+         * a slice is a group's worth, handed back once it is committed. */
         while (batch.len) {
             int64_t start = bl_now_ms();
-            bl_queue_take(&batch, &slice, per);
+            bl_queue_take(&batch, &slice, c->set.group_max ? c->set.group_max : per);
             worker_process(w, &slice);
             bl_done_put(c, &slice);
             if (bl_now_ms() - start < 1)
