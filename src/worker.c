@@ -87,6 +87,26 @@ static bool worker_take(bl_worker_t *w, bl_queue_t *out)
     return out->len > 0 || !w->quit;
 }
 
+/* Exactly-once into a database, message mode: a transaction over each run
+ * of consecutive messages that may run, up to settings.group_max of them
+ * (one without grouping). Whether a message may run is asked again after
+ * each transaction, which may have flagged its partition for a rewind. */
+static void dbtxn_groups(bl_worker_t *w, bl_msg_t **todo, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    size_t max = c->set.group_max ? c->set.group_max : 1;
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        while (i + k < n && k < max && !bl_outcome_must_drop(c, todo[i + k]))
+            k++;
+        if (k)
+            i += bl_dbtxn_process(w, todo + i, k);
+        else
+            todo[i++]->fate = BL_FATE_DROPPED;
+    }
+}
+
 /* Handles a group of messages: drops revoked ones, runs the handler with
  * blocking retries, and settles each message. */
 static void worker_process(bl_worker_t *w, bl_queue_t *batch)
@@ -111,11 +131,7 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         if (c->set.batch_mode)
             bl_dbtxn_process(w, todo, n);
         else
-            for (size_t i = 0; i < n; i++)
-                if (bl_outcome_must_drop(c, todo[i]))
-                    todo[i]->fate = BL_FATE_DROPPED;
-                else
-                    bl_dbtxn_process(w, todo + i, 1);
+            dbtxn_groups(w, todo, n);
         n = 0;
     }
     if (c->set.group_max && n) {

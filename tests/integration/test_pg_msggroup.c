@@ -11,7 +11,10 @@
  *  - per-key order holds with many keys, four workers and transient failures
  *    that roll groups back;
  *  - a slow stream (one message at a time) commits each at once, whatever
- *    handler.postgres.group.ms says.
+ *    handler.postgres.group.ms says;
+ *  - exactly-once (offsets in the database) groups too: kill -9 with a group
+ *    open leaves rows exactly matching the stored offsets, and the restart
+ *    writes each row once.
  * Where grouping must have happened, the rows' txid_current() (one per
  * transaction) says so.
  */
@@ -192,6 +195,77 @@ static void test_kill9_with_a_group_open(void **unused)
     run_drop(&r);
 }
 
+/* Exactly-once: whether each partition's rows are exactly those below its
+ * next offset in ballast_offsets, each once. */
+static bool rows_match_offsets(const run_t *r)
+{
+    char sql[512];
+
+    for (int p = 0; p < PARTS; p++) {
+        long stored, rows;
+        snprintf(sql, sizeof(sql), "SELECT coalesce(max(next_offset), 0) FROM ballast_offsets "
+                 "WHERE group_id = '%s' AND partition = %d", r->group, p);
+        stored = bt_pg_long(sql);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE part = %d AND off < %ld",
+                 r->table, p, stored);
+        rows = bt_pg_long(sql);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE part = %d", r->table, p);
+        if (rows != stored || bt_pg_long(sql) != stored) {
+            print_message("partition %d: stored offset %ld, %ld rows below it, %ld in all\n",
+                          p, stored, rows, bt_pg_long(sql));
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool all_rows(void *arg)
+{
+    const run_t *r = arg;
+
+    return table_long(r, "SELECT count(*) FROM %s") >= 2000 && rows_match_offsets(r);
+}
+
+static void test_exactly_once_kill9_with_a_group_open(void **unused)
+{
+    (void)unused;
+    BT_REQUIRE_ENV();
+    run_t r;
+    pid_t pid;
+
+    /* No unique constraint: a row written twice would show. */
+    run_init(&r, "mg-eo", "CREATE TABLE %s (part int, off bigint, v text, tx bigint "
+                          "DEFAULT txid_current())");
+    gate(&r, 300, "pg_sleep(600)");
+    bt_create_topic(r.bs, r.topic, PARTS);
+    bt_produce_seq(r.bs, r.topic, PARTS, 0, 2000, 0);
+    run_conf(&r, "INSERT INTO %s VALUES (:partition, :offset, :value)",
+             "semantics = exactly-once\nhandler.postgres.group.ms = 600000\n");
+    pid = run_start(&r);
+    if (!bt_wait_for(sleeping, NULL, 60000))
+        fail_msg("no group reached the gate: %s", bt_read_file(r.errp));
+    kill(pid, SIGKILL);
+    assert_int_equal(bt_wait(pid, 10000), 128 + SIGKILL);
+    assert_true(bt_pg_long("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE wait_event = 'PgSleep' AND application_name = 'ballast'") >
+                0);
+    assert_true(rows_match_offsets(&r));
+    pid = run_start(&r);
+    if (!bt_wait_for(all_rows, &r, 120000))
+        fail_msg("not every row: %s", bt_read_file(r.errp));
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 60000), 0);
+    assert_int_equal(table_long(&r, "SELECT count(*) FROM %s"), 2000);
+    assert_int_equal(table_long(&r, "SELECT count(*) FROM (SELECT DISTINCT part, off "
+                                    "FROM %s) d"),
+                     2000);
+    assert_true(rows_match_offsets(&r));
+    print_message("exactly-once: 2000 rows in %ld transactions\n",
+                  table_long(&r, "SELECT count(DISTINCT tx) FROM %s"));
+    assert_true(table_long(&r, "SELECT count(DISTINCT tx) FROM %s") < 2000 / 4);
+    run_drop(&r);
+}
+
 /* Offsets 5, 102, 199... of each partition break the CHECK. */
 #define BAD(off) ((off) % 97 == 5)
 
@@ -323,6 +397,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_with_a_group_open),
+        cmocka_unit_test(test_exactly_once_kill9_with_a_group_open),
         cmocka_unit_test(test_bad_rows_and_a_terminated_group),
         cmocka_unit_test(test_key_order_through_rollbacks),
         cmocka_unit_test(test_slow_stream_commits_each_at_once),
