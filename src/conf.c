@@ -73,9 +73,9 @@ static const prop_t props[] = {
      "one transaction of up to this many, each in its own savepoint (a failing "
      "message is rolled back and fails alone); none is finished (its offset "
      "committable) before the COMMIT returns, and a worker never idles with "
-     "one open. Above 64, a transaction's savepoints overflow PostgreSQL's "
-     "subtransaction cache. 1: a transaction per message "
-     "(docs/design.md, Grouped messages)."},
+     "one open (exactly-once: the group's offsets commit with it). Above 64, a "
+     "transaction's savepoints overflow PostgreSQL's subtransaction cache. 1: a "
+     "transaction per message (docs/design.md, Grouped messages)."},
     {"handler.postgres.group.ms", T_INT, "50", 0, 3600000, NULL, 0,
      "processing = message: a group commits once it has been open this long, "
      "even short of handler.postgres.group.messages."},
