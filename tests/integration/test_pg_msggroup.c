@@ -4,7 +4,8 @@
  * `ballast run`:
  *  - kill -9 while a group is open loses nothing: the group's rows and its
  *    offsets are lost together (no committed offset covers a row that is not
- *    in the table), and the restart finishes the topic;
+ *    in the table), and the restart finishes the topic; nor do a rebalance
+ *    and a stop that find a group open;
  *  - a message that fails for good fails alone (dead-lettered) and the rest
  *    of its group commits; the session terminated in the middle of a group
  *    marks nothing of it done: everything is run again;
@@ -107,10 +108,10 @@ static void run_drop(const run_t *r)
     bt_pg_exec(sql);
 }
 
-/* The gate: a trigger that does @p action once, on a row of partition 0 at
- * or past offset @p at whose transaction wrote before it (so the row is in
- * a group, not its first: pg_current_xact_id_if_assigned). */
-static void gate(const run_t *r, int at, const char *action)
+/* The gate: a trigger that does @p action, the first @p times, on a row of
+ * partition 0 at or past offset @p at whose transaction wrote before it (so
+ * the row is in a group, not its first: pg_current_xact_id_if_assigned). */
+static void gate(const run_t *r, int at, int times, const char *action)
 {
     char sql[1024];
 
@@ -118,11 +119,11 @@ static void gate(const run_t *r, int at, const char *action)
              "CREATE SEQUENCE %1$s_gate; "
              "CREATE FUNCTION %1$s_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
              "IF NEW.part = 0 AND NEW.off >= %2$d AND pg_current_xact_id_if_assigned() IS "
-             "NOT NULL AND nextval('%1$s_gate') = 1 THEN PERFORM %3$s; END IF; "
+             "NOT NULL AND nextval('%1$s_gate') <= %4$d THEN PERFORM %3$s; END IF; "
              "RETURN NEW; END $$; "
              "CREATE TRIGGER %1$s_gate BEFORE INSERT ON %1$s FOR EACH ROW EXECUTE "
              "FUNCTION %1$s_gate()",
-             r->table, at, action);
+             r->table, at, action, times);
     bt_pg_exec(sql);
 }
 
@@ -131,11 +132,19 @@ static bool gate_used(const run_t *r)
     return table_long(r, "SELECT is_called::int FROM %s_gate") == 1;
 }
 
+/* The sessions of @p r's statement asleep in the gate: counted, or ended. */
+static long sleepers(const run_t *r, const char *what)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql), "SELECT %s FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+             "AND application_name = 'ballast' AND query LIKE '%%%s%%'", what, r->table);
+    return bt_pg_long(sql);
+}
+
 static bool sleeping(void *arg)
 {
-    (void)arg;
-    return bt_pg_long("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-                      "AND application_name = 'ballast'") > 0;
+    return sleepers(arg, "count(*)") > 0;
 }
 
 /* Whether some committed offset covers a row that is not in the table. */
@@ -160,6 +169,12 @@ static bool offsets_past_rows(void *arg)
     return false;
 }
 
+/* Ends the session asleep in the gate. @returns how many it ended. */
+static long terminate_sleeper(const run_t *r)
+{
+    return sleepers(r, "count(pg_terminate_backend(pid))");
+}
+
 static void test_kill9_with_a_group_open(void **unused)
 {
     (void)unused;
@@ -169,14 +184,14 @@ static void test_kill9_with_a_group_open(void **unused)
 
     run_init(&r, "mg-kill", "CREATE TABLE %s (part int, off bigint, v text, "
                             "PRIMARY KEY (part, off))");
-    gate(&r, 300, "pg_sleep(600)");
+    gate(&r, 300, 1, "pg_sleep(600)");
     bt_create_topic(r.bs, r.topic, PARTS);
     bt_produce_seq(r.bs, r.topic, PARTS, 0, 2000, 0);
     /* No group ends for its age: the sleeping one stays open. */
     run_conf(&r, "INSERT INTO %s VALUES (:partition, :offset, :value) ON CONFLICT DO NOTHING",
              "handler.postgres.group.ms = 600000\n");
     pid = run_start(&r);
-    if (!bt_wait_for(sleeping, NULL, 60000))
+    if (!bt_wait_for(sleeping, &r, 60000))
         fail_msg("no group reached the gate: %s", bt_read_file(r.errp));
     /* Commits go out every 200 ms: had the group's rows been released
      * before its COMMIT, their offsets would be committed within this. */
@@ -184,12 +199,57 @@ static void test_kill9_with_a_group_open(void **unused)
         fail_msg("a committed offset covers rows of a group not committed");
     kill(pid, SIGKILL);
     assert_int_equal(bt_wait(pid, 10000), 128 + SIGKILL);
-    assert_true(bt_pg_long("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE wait_event = 'PgSleep' AND application_name = 'ballast'") >
-                0);
+    assert_true(terminate_sleeper(&r) > 0);
     assert_false(offsets_past_rows(&r));
     pid = run_start(&r);
     run_finish(&r, pid);
+    assert_int_equal(table_long(&r, "SELECT count(*) FROM %s"), 2000);
+    assert_false(offsets_past_rows(&r));
+    run_drop(&r);
+}
+
+/* A member stops (SIGTERM) while it holds a group open, its statement
+ * asleep; the session is terminated under the drain. Then, with a group
+ * open again, a second member joins: a rebalance around the group, whose
+ * session is terminated too. Never is an offset committed past the rows,
+ * and the two members finish the topic. */
+static void test_stop_and_rebalance_with_a_group_open(void **unused)
+{
+    (void)unused;
+    BT_REQUIRE_ENV();
+    char errb[300];
+    run_t r;
+    pid_t a, b;
+
+    run_init(&r, "mg-revoke", "CREATE TABLE %s (part int, off bigint, v text, "
+                              "PRIMARY KEY (part, off))");
+    gate(&r, 100, 2, "pg_sleep(600)");
+    bt_create_topic(r.bs, r.topic, PARTS);
+    bt_produce_seq(r.bs, r.topic, PARTS, 0, 2000, 0);
+    run_conf(&r, "INSERT INTO %s VALUES (:partition, :offset, :value) ON CONFLICT DO NOTHING",
+             "handler.postgres.group.ms = 600000\nshutdown.timeout.ms = 60000\n");
+    a = run_start(&r);
+    if (!bt_wait_for(sleeping, &r, 60000))
+        fail_msg("no group reached the gate: %s", bt_read_file(r.errp));
+    bt_term(a);
+    assert_true(terminate_sleeper(&r) > 0);
+    assert_int_equal(bt_wait(a, 60000), 0);
+    assert_false(offsets_past_rows(&r));
+
+    a = run_start(&r);
+    if (!bt_wait_for(sleeping, &r, 60000))
+        fail_msg("no group reached the gate again: %s", bt_read_file(r.errp));
+    snprintf(errb, sizeof(errb), "%s.b", r.errp);
+    b = bt_spawn_ballast(run_argv, errb);
+    assert_true(terminate_sleeper(&r) > 0);
+    if (bt_wait_for(offsets_past_rows, &r, 2000))
+        fail_msg("a committed offset covers rows of a group not committed");
+    if (!bt_wait_committed_to_end(r.bs, r.group, r.topic, PARTS, 120000))
+        fail_msg("not committed to the end: %s", bt_read_file(errb));
+    bt_term(a);
+    bt_term(b);
+    assert_int_equal(bt_wait(a, 60000), 0);
+    assert_int_equal(bt_wait(b, 60000), 0);
     assert_int_equal(table_long(&r, "SELECT count(*) FROM %s"), 2000);
     assert_false(offsets_past_rows(&r));
     run_drop(&r);
@@ -236,19 +296,17 @@ static void test_exactly_once_kill9_with_a_group_open(void **unused)
     /* No unique constraint: a row written twice would show. */
     run_init(&r, "mg-eo", "CREATE TABLE %s (part int, off bigint, v text, tx bigint "
                           "DEFAULT txid_current())");
-    gate(&r, 300, "pg_sleep(600)");
+    gate(&r, 300, 1, "pg_sleep(600)");
     bt_create_topic(r.bs, r.topic, PARTS);
     bt_produce_seq(r.bs, r.topic, PARTS, 0, 2000, 0);
     run_conf(&r, "INSERT INTO %s VALUES (:partition, :offset, :value)",
              "semantics = exactly-once\nhandler.postgres.group.ms = 600000\n");
     pid = run_start(&r);
-    if (!bt_wait_for(sleeping, NULL, 60000))
+    if (!bt_wait_for(sleeping, &r, 60000))
         fail_msg("no group reached the gate: %s", bt_read_file(r.errp));
     kill(pid, SIGKILL);
     assert_int_equal(bt_wait(pid, 10000), 128 + SIGKILL);
-    assert_true(bt_pg_long("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE wait_event = 'PgSleep' AND application_name = 'ballast'") >
-                0);
+    assert_true(terminate_sleeper(&r) > 0);
     assert_true(rows_match_offsets(&r));
     pid = run_start(&r);
     if (!bt_wait_for(all_rows, &r, 120000))
@@ -286,7 +344,7 @@ static void test_bad_rows_and_a_terminated_group(void **unused)
     run_init(&r, "mg-bad", "CREATE TABLE %s (part int, off bigint, v text, tx bigint "
                            "DEFAULT txid_current(), PRIMARY KEY (part, off), "
                            "CHECK (off %% 97 <> 5))");
-    gate(&r, 250, "pg_terminate_backend(pg_backend_pid())");
+    gate(&r, 250, 1, "pg_terminate_backend(pg_backend_pid())");
     bt_create_topic(r.bs, r.topic, PARTS);
     bt_create_topic(r.bs, dlq, 1);
     bt_produce_seq(r.bs, r.topic, PARTS, 0, 500 * PARTS, 0);
@@ -397,6 +455,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_with_a_group_open),
         cmocka_unit_test(test_exactly_once_kill9_with_a_group_open),
+        cmocka_unit_test(test_stop_and_rebalance_with_a_group_open),
         cmocka_unit_test(test_bad_rows_and_a_terminated_group),
         cmocka_unit_test(test_key_order_through_rollbacks),
         cmocka_unit_test(test_slow_stream_commits_each_at_once),
