@@ -10,7 +10,7 @@
  *    of its group commits; the session terminated in the middle of a group
  *    marks nothing of it done: everything is run again;
  *  - per-key order holds with many keys, four workers and transient failures
- *    that roll groups back;
+ *    that roll groups back, and without a rebalance no row is written twice;
  *  - a slow stream (one message at a time) commits each at once, whatever
  *    handler.postgres.group.ms says;
  *  - exactly-once (offsets in the database) groups too: kill -9 with a group
@@ -374,9 +374,8 @@ static void test_key_order_through_rollbacks(void **unused)
     pid_t pid;
     char sql[512];
 
-    /* A redelivery (a rebalance under load) is absorbed: a row is where it
-     * was first written. */
-    run_init(&r, "mg-order", "CREATE TABLE %s (id bigserial, k text, seq int PRIMARY KEY, "
+    /* No unique constraint: a row written twice shows. */
+    run_init(&r, "mg-order", "CREATE TABLE %s (id bigserial, k text, seq int, "
                              "tx bigint DEFAULT txid_current())");
     /* Every 211th statement fails transiently: its group is rolled back and
      * runs again one by one. */
@@ -391,16 +390,30 @@ static void test_key_order_through_rollbacks(void **unused)
     bt_pg_exec(sql);
     bt_create_topic(r.bs, r.topic, PARTS);
     bt_produce_seq(r.bs, r.topic, 0, 0, 4000, 97);
-    run_conf(&r, "INSERT INTO %s (k, seq) VALUES (:key, :value::int) ON CONFLICT DO NOTHING",
-             "ordering = key\nconcurrency = 4\nretry.max.attempts = 20\n"
+    run_conf(&r, "INSERT INTO %s (k, seq) VALUES (:key, :value::int)",
+             "log.level = info\nordering = key\nconcurrency = 4\nretry.max.attempts = 20\n"
              "retry.backoff.initial.ms = 1\nretry.backoff.max.ms = 5\n");
     pid = run_start(&r);
     run_finish(&r, pid);
-    if (table_long(&r, "SELECT count(*) FROM %s") != 4000)
-        fail_msg("%ld rows, not 4000: %s", table_long(&r, "SELECT count(*) FROM %s"),
-                 bt_read_file(r.errp));
+    if (table_long(&r, "SELECT count(DISTINCT seq) FROM %s") != 4000)
+        fail_msg("%ld of the 4000 inputs in the table: %s",
+                 table_long(&r, "SELECT count(DISTINCT seq) FROM %s"), bt_read_file(r.errp));
+    /* One member that kept its partitions redelivers nothing: a rolled-back
+     * group is not committed, and its rerun writes each row once. Only a
+     * rebalance (a second assignment, under a loaded machine) may redeliver,
+     * and the order is then checked on the first writes. */
+    if (table_long(&r, "SELECT count(*) FROM %s") != 4000) {
+        char *log = bt_read_file(r.errp);
+        const char *second = log ? strstr(log, "assigned ") : NULL;
+        if (!second || !strstr(second + 1, "assigned "))
+            fail_msg("%ld rows written twice without a rebalance: %s",
+                     table_long(&r, "SELECT count(*) - count(DISTINCT seq) FROM %s"),
+                     log ? log : "");
+        free(log);
+    }
     assert_int_equal(table_long(&r, "SELECT count(*) FROM (SELECT seq, lag(seq) OVER "
-                                    "(PARTITION BY k ORDER BY id) AS prev FROM %s) x "
+                                    "(PARTITION BY k ORDER BY id) AS prev FROM (SELECT "
+                                    "DISTINCT ON (seq) * FROM %s ORDER BY seq, id) first) x "
                                     "WHERE prev >= seq"),
                      0);
     print_message("4000 rows in %ld transactions, %ld statements\n",
