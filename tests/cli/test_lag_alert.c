@@ -502,15 +502,14 @@ static void test_two_clusters(void **state)
     bt_write_file(conf,
                   "lag.cluster.east.bootstrap.servers = %s\n"
                   "lag.cluster.west.bootstrap.servers = %s\n"
-                  "lag.webhook.url = %s\n"
                   "lag.alert.lag = 5\n"
                   "lag.alert.for = 0\n"
                   "lag.alert.rate-limit = 0\n",
-                  bt_bootstrap(), bt_bootstrap(), ok);
+                  bt_bootstrap(), bt_bootstrap());
     snprintf(include, sizeof(include), "^%s$", group);
     snprintf(err_path, sizeof(err_path), "%s/alert-mc-%d.err", bt_tmpdir(), getpid());
     pid = bt_spawn_ballast(ARGV("lag", "--config", conf, "--all-groups", "--include", include,
-                                "--watch", "0.2", "--listen", "127.0.0.1:0"),
+                                "--watch", "0.2", "--listen", "127.0.0.1:0", "--webhook", ok),
                            err_path);
     bt_wait_listening(err_path, pid, addr, sizeof(addr));
 
