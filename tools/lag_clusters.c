@@ -7,7 +7,7 @@
  * /metrics with every sample labelled with its cluster, /groups of every
  * cluster, and each cluster's ballast_lag_up, so that an unreachable
  * cluster reads 0 while the others go on; one set of webhooks carries
- * every cluster's alerts.
+ * every cluster's alerts (lag_cluster_alerts.c).
  */
 #include "lagmon.h"
 
@@ -98,44 +98,6 @@ void lag_clusters_free(lag_opts_t *o)
     free(o->clusters);
     o->clusters = NULL;
     o->nclusters = 0;
-}
-
-/* ---- the alerts of one or more clusters ------------------------------------ */
-
-/* The alerts' families on /metrics (lag_prom_extra_fn). */
-static void alert_metrics(FILE *fp, void *alerts, size_t index, int family, const char *name,
-                          bool header)
-{
-    alerts_prometheus_family(fp, alerts, family, index, "cluster", name, header);
-}
-
-int lag_cluster_alerts_start(cluster_t *const *cs, size_t n, const alert_conf_t *conf,
-                             alerts_t **out)
-{
-    const char **names;
-    char errbuf[1024];
-
-    *out = NULL;
-    if (!conf->nurls)
-        return 0;
-    if (!(names = calloc(n ? n : 1, sizeof(*names)))) {
-        cli_error("out of memory");
-        return EX_SOFTWARE;
-    }
-    for (size_t i = 0; i < n; i++)
-        names[i] = cs[i]->name;
-    *out = alerts_start(conf, names, n, errbuf, sizeof(errbuf));
-    free(names);
-    if (!*out) {
-        cli_error("alerts: %s", errbuf);
-        return EX_SOFTWARE;
-    }
-    for (size_t i = 0; i < n; i++) {
-        cs[i]->alerts = *out;
-        cs[i]->alert_index = i;
-        cs[i]->prom_extra = alert_metrics;
-    }
-    return 0;
 }
 
 /* ---- the loops -------------------------------------------------------------- */

@@ -400,6 +400,13 @@ int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach);
 int lag_cluster_loop(cluster_t *c, pthread_mutex_t *print_mtx);
 /** Frees what lag_cluster_open() made (not the alerts). */
 void lag_cluster_close(cluster_t *c);
+/** Starts the alerts of @p conf, when it has a webhook, for the @p n open
+ *  clusters @p cs (one set of webhooks for all), and gives each its part
+ *  (lag_cluster_alerts.c). @returns 0 with *out the alerts (NULL: no
+ *  webhook; alerts_stop() them once the loops and the server have
+ *  stopped), or the exit code after printing why. */
+int lag_cluster_alerts_start(cluster_t *const *cs, size_t n, const alert_conf_t *conf,
+                             alerts_t **out);
 
 /** Watches every consumer group of the cluster (--all-groups) until a stop
  *  signal, or once without --watch/--listen. @returns
@@ -414,13 +421,6 @@ int lag_cluster_run(const lag_opts_t *o);
 int lag_clusters_read(lag_opts_t *o);
 /** Frees o->clusters. */
 void lag_clusters_free(lag_opts_t *o);
-/** Starts the alerts (lag_clusters.c) of @p conf, when it has a webhook, for the @p n open
- *  clusters @p cs (one set of webhooks for all), and gives each its part.
- *  @returns 0 with *out the alerts (NULL: no webhook; alerts_stop() them
- *  once the loops and the server have stopped), or the exit code after
- *  printing why. */
-int lag_cluster_alerts_start(cluster_t *const *cs, size_t n, const alert_conf_t *conf,
-                             alerts_t **out);
 /** Watches each cluster of o->clusters in a thread of its own, all served
  *  by one --listen server. @returns the exit code. */
 int lag_clusters_run(const lag_opts_t *o);
