@@ -17,11 +17,14 @@
  *               state.
  * An alert that fired resolves (and says so) when its condition no longer
  * holds. A group's rule is the first, in name order, of the config file's
- * rules whose `match` (POSIX extended, unanchored) matches its name; else
- * the default rule (the --alert-* options, or lag.alert.* keys).
+ * rules whose `match` (POSIX extended, unanchored) matches its name, and
+ * whose `cluster`, when it has one (the same kind of expression), matches
+ * the name of the group's cluster; else the default rule (the --alert-*
+ * options, or lag.alert.* keys).
  *
- * With several clusters, every rule applies to each cluster's groups, and
- * each cluster's groups have their own states: a group of the same name in
+ * With several clusters, every rule applies to each cluster's groups (a
+ * rule with a `cluster` to those of the clusters it matches), and each
+ * cluster's groups have their own states: a group of the same name in
  * two clusters is two alerts, each notification naming its cluster. One
  * set of webhooks (one thread per URL) carries every cluster's
  * notifications; their counters (sent, attempts, failures) are kept per
@@ -44,6 +47,8 @@ typedef struct alert_rule {
     char *name;            /* "default", or the config file's NAME */
     char *match_source;    /* NULL: every group (the default rule) */
     regex_t match;
+    char *cluster_source;  /* NULL: every cluster's groups */
+    regex_t cluster;
     int status;            /* fire at this status or worse; -1: not a condition */
     int64_t lag;           /* fire above this total lag; -1: not a condition */
     double lag_seconds;    /* fire above this time lag; < 0: not a condition */

@@ -44,10 +44,13 @@ static bool rule_holds(const alert_rule_t *r, const alert_reading_t *g)
            (r->lag_seconds >= 0 && g->max_lag_seconds > r->lag_seconds);
 }
 
-static const alert_rule_t *rule_for(const alert_conf_t *c, const char *group)
+static const alert_rule_t *rule_for(const alert_conf_t *c, const char *cluster,
+                                    const char *group)
 {
     for (size_t i = 0; i < c->nrules; i++)
-        if (!regexec(&c->rules[i].match, group, 0, NULL, 0))
+        if (!regexec(&c->rules[i].match, group, 0, NULL, 0) &&
+            (!c->rules[i].cluster_source ||
+             !regexec(&c->rules[i].cluster, cluster, 0, NULL, 0)))
             return &c->rules[i];
     return &c->deflt;
 }
@@ -237,7 +240,7 @@ static alert_state_t *state_of(alert_cluster_t *a, const alert_conf_t *c, const 
     a->states = grown;
     if (!(fresh.group = strdup(group)))
         return NULL;
-    fresh.rule = rule_for(c, group);
+    fresh.rule = rule_for(c, a->name, group);
     memmove(&grown[i + 1], &grown[i], (a->nstates - i) * sizeof(*grown));
     grown[i] = fresh;
     a->nstates++;

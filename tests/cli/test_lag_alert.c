@@ -19,9 +19,10 @@
  *
  *   several clusters (the broker under two names, east and west, in
  *   lag.cluster.NAME.* sections): a lagging group fires one alert per
- *   cluster, each body naming its cluster, both resolve, and /metrics has
- *   each alert family once with a sample per cluster, which promtool
- *   passes;
+ *   cluster, each body naming its cluster and the rule for that cluster
+ *   (one rule has cluster = ^west$), both resolve, each cluster counts its
+ *   own, and /metrics has each alert family once with a sample per
+ *   cluster, which promtool passes;
  *
  *   bad URLs and rules exit 78 with one line.
  */
@@ -423,12 +424,17 @@ static void test_all_groups(void **state)
 
 /* ---- several clusters -------------------------------------------------------- */
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
 /* The JSON bodies of @p all about @p group with status @p status, by
- * cluster: "east,west" (sorted). */
+ * cluster and rule: "east:default,west:w" (sorted). */
 static void clusters_of(json_t *all, const char *group, const char *status, char *out,
                         size_t size)
 {
-    const char *seen[8];
+    char seen[8][128];
     size_t n = 0, i, len = 0;
     json_t *req;
 
@@ -437,14 +443,11 @@ static void clusters_of(json_t *all, const char *group, const char *status, char
             continue;
         if (n == 8)
             fail_msg("more than 8 %s notifications about %s", status, group);
-        seen[n++] = body_str(req, "cluster") ? body_str(req, "cluster") : "(none)";
+        snprintf(seen[n++], sizeof(seen[0]), "%s:%s",
+                 body_str(req, "cluster") ? body_str(req, "cluster") : "(none)",
+                 body_str(req, "rule") ? body_str(req, "rule") : "(none)");
     }
-    for (size_t a = 1; a < n; a++) /* a handful: insertion sort */
-        for (size_t b = a; b > 0 && strcmp(seen[b - 1], seen[b]) > 0; b--) {
-            const char *t = seen[b];
-            seen[b] = seen[b - 1];
-            seen[b - 1] = t;
-        }
+    qsort(seen, n, sizeof(seen[0]), str_cmp);
     out[0] = '\0';
     for (i = 0; i < n; i++)
         len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%s", i ? "," : "",
@@ -452,20 +455,21 @@ static void clusters_of(json_t *all, const char *group, const char *status, char
 }
 
 /* Waits until the notifications on @p path about @p group with @p status
- * come from east and west, one each. */
+ * come from east (rule default) and west (rule w), one each. */
 static void wait_both_clusters(const char *path, const char *group, const char *status)
 {
-    char got[256] = "";
+    static const char want[] = "east:default,west:w";
+    char got[1200] = "";
 
     for (int64_t deadline = bt_now_ms() + 20000;; usleep(20000)) {
         json_t *all = received(path);
         clusters_of(all, group, status, got, sizeof(got));
         json_decref(all);
-        if (!strcmp(got, "east,west"))
+        if (!strcmp(got, want))
             return;
-        if (bt_now_ms() > deadline || strlen(got) > strlen("east,west"))
-            fail_msg("%s notifications about %s came from \"%s\", expected \"east,west\" "
-                     "(one each) within 20 s", status, group, got);
+        if (bt_now_ms() > deadline || strlen(got) > strlen(want))
+            fail_msg("%s notifications about %s came from \"%s\" (cluster:rule), expected "
+                     "\"%s\" (one each) within 20 s", status, group, got, want);
     }
 }
 
@@ -504,7 +508,10 @@ static void test_two_clusters(void **state)
                   "lag.cluster.west.bootstrap.servers = %s\n"
                   "lag.alert.lag = 5\n"
                   "lag.alert.for = 0\n"
-                  "lag.alert.rate-limit = 0\n",
+                  "lag.alert.rate-limit = 0\n"
+                  "lag.alert.w.match = .\n"
+                  "lag.alert.w.cluster = ^west$\n"
+                  "lag.alert.w.lag = 5\n",
                   bt_bootstrap(), bt_bootstrap());
     snprintf(include, sizeof(include), "^%s$", group);
     snprintf(err_path, sizeof(err_path), "%s/alert-mc-%d.err", bt_tmpdir(), getpid());
@@ -586,6 +593,11 @@ static void test_bad_input(void **state)
     bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.x.match = .\n"
                         "lag.alert.x.lags = 5\n");
     expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.x.lags");
+    bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.x.match = .\n"
+                        "lag.alert.x.cluster = a(\n");
+    expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.x.cluster");
+    bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.cluster = a\n");
+    expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.cluster");
     bt_write_file(conf, "lag.webhook.url = http://h/ nope\n");
     expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.webhook.url");
 }
