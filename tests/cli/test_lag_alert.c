@@ -443,9 +443,13 @@ static void clusters_of(json_t *all, const char *group, const char *status, char
             continue;
         if (n == 8)
             fail_msg("more than 8 %s notifications about %s", status, group);
-        snprintf(seen[n++], sizeof(seen[0]), "%s:%s",
-                 body_str(req, "cluster") ? body_str(req, "cluster") : "(none)",
-                 body_str(req, "rule") ? body_str(req, "rule") : "(none)");
+        const char *cluster = body_str(req, "cluster") ? body_str(req, "cluster") : "(none)";
+        char on[160];
+        /* The summary (Slack's text) names it too. */
+        snprintf(on, sizeof(on), " on %s ", cluster);
+        snprintf(seen[n++], sizeof(seen[0]), "%s:%s%s", cluster,
+                 body_str(req, "rule") ? body_str(req, "rule") : "(none)",
+                 strstr(body_str(req, "summary"), on) ? "" : "(not in the summary)");
     }
     qsort(seen, n, sizeof(seen[0]), str_cmp);
     out[0] = '\0';
