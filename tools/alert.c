@@ -50,6 +50,9 @@ static void rule_free(alert_rule_t *r)
     if (r->match_source)
         regfree(&r->match);
     free(r->match_source);
+    if (r->cluster_source)
+        regfree(&r->cluster);
+    free(r->cluster_source);
     free(r->name);
 }
 
@@ -236,23 +239,24 @@ static alert_rule_t *named_rule(alert_conf_t *c, const char *name, size_t len)
     return &grown[c->nrules++];
 }
 
-static int set_match(alert_rule_t *r, const char *key, const char *v)
+/* Sets a rule's @p re, whose text is *@p source (NULL: unset), to @p v. */
+static int set_regex(regex_t *re, char **source, const char *key, const char *v)
 {
     char why[256];
     int err;
 
-    if (r->match_source) {
-        regfree(&r->match);
-        free(r->match_source);
-        r->match_source = NULL;
+    if (*source) {
+        regfree(re);
+        free(*source);
+        *source = NULL;
     }
-    if ((err = regcomp(&r->match, v, REG_EXTENDED | REG_NOSUB))) {
-        regerror(err, &r->match, why, sizeof(why));
+    if ((err = regcomp(re, v, REG_EXTENDED | REG_NOSUB))) {
+        regerror(err, re, why, sizeof(why));
         cli_error("--config: %s: not a regular expression: \"%s\": %s", key, v, why);
         return EX_CONFIG;
     }
-    if (!(r->match_source = strdup(v))) {
-        regfree(&r->match);
+    if (!(*source = strdup(v))) {
+        regfree(re);
         return EX_SOFTWARE;
     }
     return 0;
@@ -272,7 +276,9 @@ static int alert_key(alert_conf_t *c, const char *key, const char *v)
             return dot == rest ? 1 : EX_SOFTWARE;
         rest = dot + 1;
         if (!strcmp(rest, "match"))
-            return set_match(r, key, v);
+            return set_regex(&r->match, &r->match_source, key, v);
+        if (!strcmp(rest, "cluster"))
+            return set_regex(&r->cluster, &r->cluster_source, key, v);
     } else {
         for (size_t k = 0; k < sizeof(rule_options) / sizeof(rule_options[0]); k++)
             if (!strcmp(rest, rule_options[k].key) && (c->set_by_cli & rule_options[k].bit))
@@ -330,7 +336,7 @@ static void take_key(const char *key, const char *value, void *opaque)
     if (rc == 1)
         cli_error("--config: %s: unknown key (lag.webhook.url, .format, .timeout, "
                   ".retry-for; lag.alert.status, .lag, .lag-seconds, .for, .rate-limit; "
-                  "lag.alert.NAME.match and the same keys)", key);
+                  "lag.alert.NAME.match, lag.alert.NAME.cluster and the same keys)", key);
     if (rc == EX_SOFTWARE)
         cli_error("out of memory");
     rd->rc = rc == 1 ? EX_CONFIG : rc;

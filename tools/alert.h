@@ -17,8 +17,18 @@
  *               state.
  * An alert that fired resolves (and says so) when its condition no longer
  * holds. A group's rule is the first, in name order, of the config file's
- * rules whose `match` (POSIX extended, unanchored) matches its name; else
- * the default rule (the --alert-* options, or lag.alert.* keys).
+ * rules whose `match` (POSIX extended, unanchored) matches its name, and
+ * whose `cluster`, when it has one (the same kind of expression), matches
+ * the name of the group's cluster; else the default rule (the --alert-*
+ * options, or lag.alert.* keys).
+ *
+ * With several clusters, every rule applies to each cluster's groups (a
+ * rule with a `cluster` to those of the clusters it matches), and each
+ * cluster's groups have their own states: a group of the same name in
+ * two clusters is two alerts, each notification naming its cluster. One
+ * set of webhooks (one thread per URL) carries every cluster's
+ * notifications; their counters (sent, attempts, failures) are kept per
+ * cluster, by the cluster of the notification.
  *
  * The state machine (alert_step()) is pure: the caller gives the clock.
  */
@@ -37,6 +47,8 @@ typedef struct alert_rule {
     char *name;            /* "default", or the config file's NAME */
     char *match_source;    /* NULL: every group (the default rule) */
     regex_t match;
+    char *cluster_source;  /* NULL: every cluster's groups */
+    regex_t cluster;
     int status;            /* fire at this status or worse; -1: not a condition */
     int64_t lag;           /* fire above this total lag; -1: not a condition */
     double lag_seconds;    /* fire above this time lag; < 0: not a condition */
@@ -108,21 +120,34 @@ typedef struct alert_reading {
 
 typedef struct alerts alerts_t;
 
-/* Threads: alerts_evaluate() and alerts_stop() are called from one thread
- * (the evaluation loop's); alerts_prometheus() from any thread, while they
- * run (it reads counters under the alerts' lock and the webhooks'). */
+/* Threads: alerts_evaluate() of one cluster is called from one thread
+ * (that cluster's evaluation loop; each cluster may have its own);
+ * alerts_stop() once they are all done; alerts_prometheus*() from any
+ * thread, while they run (they read counters under the alerts' lock and
+ * the webhooks'). */
 
-/** Starts the webhooks of @p c (which must outlive the result); NULL with
- *  a reason on failure. @p cluster (not copied) names the cluster in
- *  notifications. */
-alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
-                       size_t errsize);
-/** Judges one evaluation: @p n groups (those missing from it, but alerted
- *  on before, are judged as not meeting their condition) and queues the
- *  notifications due. */
-void alerts_evaluate(alerts_t *a, const alert_reading_t *r, size_t n, int64_t now_ms);
-/** Writes the alert metrics, each with the label @p label_name =
- *  @p label_value. */
+/** Starts the webhooks of @p c (which must outlive the result), shared by
+ *  the @p n clusters named @p clusters (the names, not copied, outlive the
+ *  result; the array need not), numbered 0 to n - 1 in what follows; NULL
+ *  with a reason on failure. */
+alerts_t *alerts_start(const alert_conf_t *c, const char *const *clusters, size_t n,
+                       char *errbuf, size_t errsize);
+/** Judges one evaluation of cluster @p cluster: @p n groups (those missing
+ *  from it, but alerted on before, are judged as not meeting their
+ *  condition) and queues the notifications due. */
+void alerts_evaluate(alerts_t *a, size_t cluster, const alert_reading_t *r, size_t n,
+                     int64_t now_ms);
+
+/* The alert metric families: each written once, with every cluster's
+ * samples (alerts_prometheus_family()). */
+#define ALERT_PROM_FAMILIES 6
+/** Writes family @p family (0 to ALERT_PROM_FAMILIES - 1) of cluster
+ *  @p cluster: its HELP and TYPE first when @p header, then its samples,
+ *  each with the label @p label_name = @p label_value first. */
+void alerts_prometheus_family(FILE *fp, alerts_t *a, int family, size_t cluster,
+                              const char *label_name, const char *label_value, bool header);
+/** Writes every alert family of cluster 0 (one cluster), headers included,
+ *  each sample with the label @p label_name = @p label_value. */
 void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char *label_value);
 /** Gives the notifications still queued --webhook-timeout, at most 5 s, to
  *  go out (a try still in flight then is cut short), stops the webhooks

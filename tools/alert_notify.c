@@ -1,7 +1,8 @@
 /*
- * alert_notify.c - the alerts of a watcher: each group's state (when its
- * alert fires and resolves, the rate limit), the notifications' bodies
- * (JSON, or Slack's {"text": ...}), and their metrics. See alert.h.
+ * alert_notify.c - the alerts of a watcher: each cluster's groups' state
+ * (when an alert fires and resolves, the rate limit), the notifications'
+ * bodies (JSON, or Slack's {"text": ...}), sent through one set of
+ * webhooks for every cluster, and their metrics per cluster. See alert.h.
  */
 #include "alert.h"
 
@@ -17,15 +18,21 @@
  * supervisor's stop must not wait on a dead receiver. */
 #define STOP_GRACE_MAX_S 5.0
 
-struct alerts {
-    const alert_conf_t *c;
-    const char *cluster;
-    webhook_t **hooks;
-    size_t nhooks;
+/* One cluster's alerts: only its evaluation loop touches its states. */
+typedef struct alert_cluster {
+    const char *name;
     alert_state_t *states; /* one per group judged and not forgotten, sorted by group */
     size_t nstates, states_cap;
+    unsigned long firing, fired, resolved, suppressed; /* under alerts.mtx */
+} alert_cluster_t;
+
+struct alerts {
+    const alert_conf_t *c;
+    webhook_t **hooks;     /* shared by every cluster; a body's tag is its cluster */
+    size_t nhooks;
+    alert_cluster_t *clusters;
+    size_t nclusters;
     pthread_mutex_t mtx;   /* guards the counters: the HTTP thread reads them */
-    unsigned long firing, fired, resolved, suppressed;
 };
 
 /* ---- one group ---------------------------------------------------------- */
@@ -37,10 +44,13 @@ static bool rule_holds(const alert_rule_t *r, const alert_reading_t *g)
            (r->lag_seconds >= 0 && g->max_lag_seconds > r->lag_seconds);
 }
 
-static const alert_rule_t *rule_for(const alert_conf_t *c, const char *group)
+static const alert_rule_t *rule_for(const alert_conf_t *c, const char *cluster,
+                                    const char *group)
 {
     for (size_t i = 0; i < c->nrules; i++)
-        if (!regexec(&c->rules[i].match, group, 0, NULL, 0))
+        if (!regexec(&c->rules[i].match, group, 0, NULL, 0) &&
+            (!c->rules[i].cluster_source ||
+             !regexec(&c->rules[i].cluster, cluster, 0, NULL, 0)))
             return &c->rules[i];
     return &c->deflt;
 }
@@ -71,7 +81,7 @@ static json_t *iso_time(int64_t ms)
 }
 
 /* The one-line summary of a notification. */
-static void summary(char *out, size_t size, const alerts_t *a, const alert_state_t *s,
+static void summary(char *out, size_t size, const char *cluster, const alert_state_t *s,
                     const alert_reading_t *g, bool gone, alert_kind_t kind,
                     unsigned long suppressed, int64_t now_ms)
 {
@@ -85,14 +95,14 @@ static void summary(char *out, size_t size, const alerts_t *a, const alert_state
                  suppressed, suppressed == 1 ? "" : "s");
     if (kind == ALERT_FIRING)
         snprintf(out, size, "FIRING: consumer group %s on %s is %s: lag %lld messages%s, "
-                 "for %s (rule %s)%s", g->group, a->cluster, bl_lag_status_name(g->status),
+                 "for %s (rule %s)%s", g->group, cluster, bl_lag_status_name(g->status),
                  (long long)g->total_lag, secs, dur, s->rule->name, more);
     else if (gone)
         snprintf(out, size, "RESOLVED: consumer group %s on %s no longer exists, after %s "
-                 "(rule %s)%s", g->group, a->cluster, dur, s->rule->name, more);
+                 "(rule %s)%s", g->group, cluster, dur, s->rule->name, more);
     else
         snprintf(out, size, "RESOLVED: consumer group %s on %s is %s: lag %lld messages%s, "
-                 "after %s (rule %s)%s", g->group, a->cluster, bl_lag_status_name(g->status),
+                 "after %s (rule %s)%s", g->group, cluster, bl_lag_status_name(g->status),
                  (long long)g->total_lag, secs, dur, s->rule->name, more);
 }
 
@@ -114,14 +124,15 @@ static void slack_escape(const char *in, char *out, size_t size)
     out[n] = '\0';
 }
 
-static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_reading_t *g,
-                     bool gone, alert_kind_t kind, unsigned long suppressed, int64_t now_ms)
+static char *body_of(const alerts_t *a, const char *cluster, const alert_state_t *s,
+                     const alert_reading_t *g, bool gone, alert_kind_t kind,
+                     unsigned long suppressed, int64_t now_ms)
 {
     char text[1024], escaped[sizeof(text) * 5];
     json_t *o;
     char *body;
 
-    summary(text, sizeof(text), a, s, g, gone, kind, suppressed, now_ms);
+    summary(text, sizeof(text), cluster, s, g, gone, kind, suppressed, now_ms);
     if (a->c->format == ALERT_SLACK) {
         slack_escape(text, escaped, sizeof(escaped));
         o = json_pack("{s:s+}", "text", kind == ALERT_FIRING ? ":rotating_light: "
@@ -129,7 +140,7 @@ static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_read
     } else {
         o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:f,s:I,s:s}", "status",
                       kind == ALERT_FIRING ? "firing" : "resolved", "group", g->group,
-                      "cluster", a->cluster, "rule", s->rule->name, "lag_status",
+                      "cluster", cluster, "rule", s->rule->name, "lag_status",
                       gone ? "GONE" : bl_lag_status_name(g->status), "total_lag",
                       (json_int_t)g->total_lag,
                       "max_lag_seconds",
@@ -143,48 +154,55 @@ static char *body_of(const alerts_t *a, const alert_state_t *s, const alert_read
     return body;
 }
 
-static void notify(alerts_t *a, const alert_state_t *s, const alert_reading_t *g, bool gone,
-                   alert_kind_t kind, unsigned long suppressed, int64_t now_ms)
+static void notify(alerts_t *a, size_t cluster, const alert_state_t *s,
+                   const alert_reading_t *g, bool gone, alert_kind_t kind,
+                   unsigned long suppressed, int64_t now_ms)
 {
-    char *body = body_of(a, s, g, gone, kind, suppressed, now_ms);
+    alert_cluster_t *ac = &a->clusters[cluster];
+    char *body = body_of(a, ac->name, s, g, gone, kind, suppressed, now_ms);
 
     if (!body) {
-        cli_error("alert for group %s: cannot build the notification (out of memory)", g->group);
+        cli_error("alert for group %s on %s: cannot build the notification (out of memory)",
+                  g->group, ac->name);
         return;
     }
     for (size_t i = 0; i < a->nhooks; i++)
-        webhook_post(a->hooks[i], body);
+        webhook_post(a->hooks[i], cluster, body);
     free(body);
     pthread_mutex_lock(&a->mtx);
     if (kind == ALERT_FIRING)
-        a->fired++;
+        ac->fired++;
     else
-        a->resolved++;
-    a->suppressed += suppressed;
+        ac->resolved++;
+    ac->suppressed += suppressed;
     pthread_mutex_unlock(&a->mtx);
 }
 
 /* ---- the watcher's alerts --------------------------------------------------- */
 
-alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
-                       size_t errsize)
+alerts_t *alerts_start(const alert_conf_t *c, const char *const *clusters, size_t n,
+                       char *errbuf, size_t errsize)
 {
     alerts_t *a = calloc(1, sizeof(*a));
 
-    if (!a || !(a->hooks = calloc(c->nurls, sizeof(*a->hooks)))) {
+    if (!a || !(a->hooks = calloc(c->nurls ? c->nurls : 1, sizeof(*a->hooks))) ||
+        !(a->clusters = calloc(n ? n : 1, sizeof(*a->clusters)))) {
+        if (a)
+            free(a->hooks);
         free(a);
         snprintf(errbuf, errsize, "out of memory");
         return NULL;
     }
     a->c = c;
-    a->cluster = cluster;
+    for (; a->nclusters < n; a->nclusters++)
+        a->clusters[a->nclusters].name = clusters[a->nclusters];
     pthread_mutex_init(&a->mtx, NULL);
     if (webhook_global_init(errbuf, errsize)) {
         alerts_stop(a);
         return NULL;
     }
     for (; a->nhooks < c->nurls; a->nhooks++)
-        if (!(a->hooks[a->nhooks] = webhook_start(c->urls[a->nhooks], &c->webhook, errbuf,
+        if (!(a->hooks[a->nhooks] = webhook_start(c->urls[a->nhooks], &c->webhook, n, errbuf,
                                                   errsize))) {
             alerts_stop(a);
             return NULL;
@@ -193,7 +211,7 @@ alerts_t *alerts_start(const alert_conf_t *c, const char *cluster, char *errbuf,
 }
 
 /* Where @p group is in a->states, or would go. */
-static size_t state_slot(const alerts_t *a, const char *group)
+static size_t state_slot(const alert_cluster_t *a, const char *group)
 {
     size_t lo = 0, hi = a->nstates;
 
@@ -210,7 +228,7 @@ static size_t state_slot(const alerts_t *a, const char *group)
 /* The state of @p group, added when new (in order: the groups of an
  * evaluation come by name, so a new one is mostly the last). NULL when out
  * of memory. */
-static alert_state_t *state_of(alerts_t *a, const char *group)
+static alert_state_t *state_of(alert_cluster_t *a, const alert_conf_t *c, const char *group)
 {
     size_t i = state_slot(a, group);
     alert_state_t *grown, fresh = {0};
@@ -222,49 +240,72 @@ static alert_state_t *state_of(alerts_t *a, const char *group)
     a->states = grown;
     if (!(fresh.group = strdup(group)))
         return NULL;
-    fresh.rule = rule_for(a->c, group);
+    fresh.rule = rule_for(c, a->name, group);
     memmove(&grown[i + 1], &grown[i], (a->nstates - i) * sizeof(*grown));
     grown[i] = fresh;
     a->nstates++;
     return &grown[i];
 }
 
-void alerts_evaluate(alerts_t *a, const alert_reading_t *r, size_t n, int64_t now_ms)
+void alerts_evaluate(alerts_t *a, size_t cluster, const alert_reading_t *r, size_t n,
+                     int64_t now_ms)
 {
+    alert_cluster_t *ac = &a->clusters[cluster];
     unsigned long suppressed, firing = 0;
     alert_kind_t kind;
     size_t kept = 0;
 
-    for (size_t i = 0; i < a->nstates; i++)
-        a->states[i].seen = false;
+    for (size_t i = 0; i < ac->nstates; i++)
+        ac->states[i].seen = false;
     for (size_t i = 0; i < n; i++) {
-        alert_state_t *s = state_of(a, r[i].group);
+        alert_state_t *s = state_of(ac, a->c, r[i].group);
         if (!s)
             continue;
         s->seen = true;
         if ((kind = alert_step(s, rule_holds(s->rule, &r[i]), now_ms, &suppressed)))
-            notify(a, s, &r[i], false, kind, suppressed, now_ms);
+            notify(a, cluster, s, &r[i], false, kind, suppressed, now_ms);
     }
     /* Groups gone from the cluster: their condition no longer holds. */
-    for (size_t i = 0; i < a->nstates; i++) {
-        alert_state_t *s = &a->states[i];
+    for (size_t i = 0; i < ac->nstates; i++) {
+        alert_state_t *s = &ac->states[i];
         alert_reading_t gone = {s->group, BL_LAG_OK, 0, -1};
         if (!s->seen && (kind = alert_step(s, false, now_ms, &suppressed)))
-            notify(a, s, &gone, true, kind, suppressed, now_ms);
+            notify(a, cluster, s, &gone, true, kind, suppressed, now_ms);
         if (s->seen || s->firing || (s->suppressed && s->sent == ALERT_FIRING)) {
             firing += s->firing;
-            a->states[kept++] = *s;
+            ac->states[kept++] = *s;
         } else {
             free(s->group);
         }
     }
-    a->nstates = kept;
+    ac->nstates = kept;
     pthread_mutex_lock(&a->mtx);
-    a->firing = firing;
+    ac->firing = firing;
     pthread_mutex_unlock(&a->mtx);
 }
 
 /* ---- metrics ------------------------------------------------------------------ */
+
+/* The families, in the order of the text: the alerts' own counters, then
+ * the webhooks' (delivery_samples()). */
+enum { AF_FIRING, AF_NOTIFICATIONS, AF_SUPPRESSED, AF_SENT, AF_ATTEMPTS, AF_FAILURES, AF_COUNT };
+_Static_assert(AF_COUNT == ALERT_PROM_FAMILIES, "alert.h's count of the alert families");
+
+static const struct {
+    const char *name, *type, *help;
+} alert_families[AF_COUNT] = {
+    {"ballast_lag_alerts_firing", "gauge", "Groups whose alert is firing."},
+    {"ballast_lag_alert_notifications_total", "counter",
+     "Notifications made, by kind (each sent to every webhook)."},
+    {"ballast_lag_alert_suppressed_total", "counter",
+     "Notifications held back by the rate limit of their group."},
+    {"ballast_lag_alerts_sent_total", "counter", "Notifications a webhook accepted (2xx)."},
+    {"ballast_lag_alert_attempts_total", "counter",
+     "HTTP requests made to the webhooks, tries again included."},
+    {"ballast_lag_alert_failures_total", "counter",
+     "Notifications a webhook did not accept after every try, or dropped from a full "
+     "queue, by reason."},
+};
 
 static void sample(FILE *fp, const char *name, const char *label_name, const char *label_value,
                    const char *extra, unsigned long v)
@@ -274,47 +315,63 @@ static void sample(FILE *fp, const char *name, const char *label_name, const cha
     fprintf(fp, "\"%s} %lu\n", extra, v);
 }
 
-void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char *label_value)
+/* The samples of the webhooks' families (AF_SENT and after). */
+static void delivery_samples(FILE *fp, alerts_t *a, int family, size_t cluster,
+                             const char *label_name, const char *label_value)
 {
+    const char *name = alert_families[family].name;
     webhook_counts_t c;
     char extra[64];
 
     memset(&c, 0, sizeof(c));
     for (size_t i = 0; i < a->nhooks; i++)
-        webhook_add_counts(a->hooks[i], &c);
-    pthread_mutex_lock(&a->mtx);
-    fputs("# HELP ballast_lag_alerts_firing Groups whose alert is firing.\n"
-          "# TYPE ballast_lag_alerts_firing gauge\n", fp);
-    sample(fp, "ballast_lag_alerts_firing", label_name, label_value, "", a->firing);
-    fputs("# HELP ballast_lag_alert_notifications_total Notifications made, by kind "
-          "(each sent to every webhook).\n"
-          "# TYPE ballast_lag_alert_notifications_total counter\n", fp);
-    sample(fp, "ballast_lag_alert_notifications_total", label_name, label_value,
-           ",kind=\"firing\"", a->fired);
-    sample(fp, "ballast_lag_alert_notifications_total", label_name, label_value,
-           ",kind=\"resolved\"", a->resolved);
-    fputs("# HELP ballast_lag_alert_suppressed_total Notifications held back by the rate "
-          "limit of their group.\n"
-          "# TYPE ballast_lag_alert_suppressed_total counter\n", fp);
-    sample(fp, "ballast_lag_alert_suppressed_total", label_name, label_value, "",
-           a->suppressed);
-    pthread_mutex_unlock(&a->mtx);
-    fputs("# HELP ballast_lag_alerts_sent_total Notifications a webhook accepted (2xx).\n"
-          "# TYPE ballast_lag_alerts_sent_total counter\n", fp);
-    sample(fp, "ballast_lag_alerts_sent_total", label_name, label_value, "", c.sent);
-    fputs("# HELP ballast_lag_alert_attempts_total HTTP requests made to the webhooks, "
-          "tries again included.\n"
-          "# TYPE ballast_lag_alert_attempts_total counter\n", fp);
-    sample(fp, "ballast_lag_alert_attempts_total", label_name, label_value, "", c.attempts);
-    fputs("# HELP ballast_lag_alert_failures_total Notifications a webhook did not accept "
-          "after every try, or dropped from a full queue, by reason.\n"
-          "# TYPE ballast_lag_alert_failures_total counter\n", fp);
-    for (int r = 0; r < WEBHOOK_REASON_COUNT; r++) {
-        snprintf(extra, sizeof(extra), ",reason=\"%s\"",
-                 webhook_reason_name((webhook_reason_t)r));
-        sample(fp, "ballast_lag_alert_failures_total", label_name, label_value, extra,
-               c.failures[r]);
+        webhook_add_counts(a->hooks[i], cluster, &c);
+    if (family == AF_SENT) {
+        sample(fp, name, label_name, label_value, "", c.sent);
+    } else if (family == AF_ATTEMPTS) {
+        sample(fp, name, label_name, label_value, "", c.attempts);
+    } else {
+        for (int r = 0; r < WEBHOOK_REASON_COUNT; r++) {
+            snprintf(extra, sizeof(extra), ",reason=\"%s\"",
+                     webhook_reason_name((webhook_reason_t)r));
+            sample(fp, name, label_name, label_value, extra, c.failures[r]);
+        }
     }
+}
+
+void alerts_prometheus_family(FILE *fp, alerts_t *a, int family, size_t cluster,
+                              const char *label_name, const char *label_value, bool header)
+{
+    const char *name;
+    alert_cluster_t *ac;
+
+    if (family < 0 || family >= ALERT_PROM_FAMILIES || cluster >= a->nclusters)
+        return;
+    name = alert_families[family].name;
+    ac = &a->clusters[cluster];
+    if (header)
+        fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, alert_families[family].help, name,
+                alert_families[family].type);
+    if (family >= AF_SENT) {
+        delivery_samples(fp, a, family, cluster, label_name, label_value);
+        return;
+    }
+    pthread_mutex_lock(&a->mtx);
+    if (family == AF_FIRING) {
+        sample(fp, name, label_name, label_value, "", ac->firing);
+    } else if (family == AF_NOTIFICATIONS) {
+        sample(fp, name, label_name, label_value, ",kind=\"firing\"", ac->fired);
+        sample(fp, name, label_name, label_value, ",kind=\"resolved\"", ac->resolved);
+    } else {
+        sample(fp, name, label_name, label_value, "", ac->suppressed);
+    }
+    pthread_mutex_unlock(&a->mtx);
+}
+
+void alerts_prometheus(FILE *fp, alerts_t *a, const char *label_name, const char *label_value)
+{
+    for (int f = 0; f < ALERT_PROM_FAMILIES; f++)
+        alerts_prometheus_family(fp, a, f, 0, label_name, label_value, true);
 }
 
 void alerts_stop(alerts_t *a)
@@ -330,9 +387,12 @@ void alerts_stop(alerts_t *a)
     /* Every thread has the same deadline: they stop together. */
     for (size_t i = 0; i < a->nhooks; i++)
         webhook_stop(a->hooks[i], stop_by_ms);
-    for (size_t i = 0; i < a->nstates; i++)
-        free(a->states[i].group);
-    free(a->states);
+    for (size_t k = 0; k < a->nclusters; k++) {
+        for (size_t i = 0; i < a->clusters[k].nstates; i++)
+            free(a->clusters[k].states[i].group);
+        free(a->clusters[k].states);
+    }
+    free(a->clusters);
     free(a->hooks);
     pthread_mutex_destroy(&a->mtx);
     free(a);

@@ -160,7 +160,10 @@ static const char lag_usage[] =
     "  file: lag.webhook.url, lag.webhook.format, lag.alert.for, ...,\n"
     "  lag.alert.NAME.match = REGEX with lag.alert.NAME.status, .lag, .lag-seconds,\n"
     "  .for, .rate-limit (see docs/operations.md, \"Alerts\"); options win over the\n"
-    "  file's defaults. A bad URL or rule exits 78.\n"
+    "  file's defaults. A bad URL or rule exits 78. With several clusters, every\n"
+    "  rule applies to each cluster's groups (lag.alert.NAME.cluster = REGEX: to\n"
+    "  those of the clusters it matches), each alert names its cluster, and one\n"
+    "  set of webhooks carries them all.\n"
     "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
     "at start-up, 78 the group or the -t topic does not exist, an ACL refuses\n"
@@ -235,11 +238,9 @@ static int filter_option(int argc, char **argv, int *i, bool *missing, lag_opts_
 static int check_combination(const lag_opts_t *o)
 {
     if (o->nclusters) {
-        if (!o->all_groups || o->cluster_name || o->alert.nurls) {
+        if (!o->all_groups || o->cluster_name) {
             cli_error("the clusters of --config (lag.cluster.NAME.*) go with --all-groups, "
-                      "without %s", o->all_groups && o->cluster_name ? "--cluster-name"
-                                    : o->all_groups ? "alerts (not supported yet)"
-                                                    : "-g");
+                      "without %s", o->all_groups ? "--cluster-name" : "-g");
             return EX_USAGE;
         }
     } else if (!o->bootstrap || !*o->bootstrap) {
@@ -441,7 +442,7 @@ static void evaluate_alerts(monitor_t *m)
     for (size_t i = 0; i < m->nparts; i++)
         if (m->parts[i].ok && m->parts[i].lag_seconds > r.max_lag_seconds)
             r.max_lag_seconds = m->parts[i].lag_seconds;
-    alerts_evaluate(m->alerts, &r, 1, m->eval_ms);
+    alerts_evaluate(m->alerts, 0, &r, 1, m->eval_ms);
 }
 
 static int run_monitor(const lag_opts_t *o)
@@ -467,7 +468,7 @@ static int run_monitor(const lag_opts_t *o)
                 http_server_address(http), http_server_address(http));
     }
     if (o->alert.nurls &&
-        !(m.alerts = alerts_start(&o->alert, o->bootstrap, errbuf, sizeof(errbuf)))) {
+        !(m.alerts = alerts_start(&o->alert, &o->bootstrap, 1, errbuf, sizeof(errbuf)))) {
         cli_error("alerts: %s", errbuf);
         http_server_stop(http);
         lag_monitor_free(&m);

@@ -639,7 +639,7 @@ static void evaluate_alerts(cluster_t *c)
         const cgroup_t *g = &c->groups[i];
         r[i] = (alert_reading_t){g->name, g->status, g->total_lag, g->max_lag_seconds};
     }
-    alerts_evaluate(c->alerts, r, c->ngroups, c->eval_ms);
+    alerts_evaluate(c->alerts, c->alert_index, r, c->ngroups, c->eval_ms);
     free(r);
 }
 
@@ -649,12 +649,6 @@ static void sleep_until(int64_t until)
 
     while (!cli_stop_requested && (left = until - bl_wall_ms()) > 0)
         bl_sleep_ms(left > 100 ? 100 : left);
-}
-
-/* The alerts' families on /metrics (lag_prom_extra_fn). */
-static void alert_metrics(FILE *fp, void *alerts, const char *name)
-{
-    alerts_prometheus(fp, alerts, "cluster", name);
 }
 
 int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach)
@@ -688,20 +682,11 @@ int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach)
         c->up = false;
     }
     c->cannot_describe = !rc && cli_cannot_describe_groups(c->rk, o->timeout_ms);
-    if (o->alert.nurls &&
-        !(c->alerts = alerts_start(&o->alert, c->name, errbuf, sizeof(errbuf)))) {
-        cli_error("alerts: %s", errbuf);
-        cluster_free(c);
-        return EX_SOFTWARE;
-    }
-    c->prom_extra = c->alerts ? alert_metrics : NULL;
-    c->prom_extra_arg = c->alerts;
     return 0;
 }
 
 void lag_cluster_close(cluster_t *c)
 {
-    alerts_stop(c->alerts);
     cluster_free(c);
 }
 
@@ -759,13 +744,20 @@ int lag_cluster_run(const lag_opts_t *o)
     char errbuf[1024];
     int rc;
 
+    alerts_t *alerts;
+
     if ((rc = lag_cluster_open(&c, o, true)))
         return rc;
+    if ((rc = lag_cluster_alerts_start(&one, 1, &o->alert, &alerts))) {
+        lag_cluster_close(&c);
+        return rc;
+    }
     if (o->listen) {
         if (http_server_start(o->listen, lag_cluster_routes, &fleet, &http, errbuf,
                               sizeof(errbuf))) {
             cli_error("--listen: %s", errbuf);
             lag_cluster_close(&c);
+            alerts_stop(alerts);
             return EX_CONFIG;
         }
         fprintf(stderr, "ballast: lag metrics listening on %s (http://%s/metrics, /groups)\n",
@@ -774,5 +766,6 @@ int lag_cluster_run(const lag_opts_t *o)
     rc = lag_cluster_loop(&c, NULL);
     http_server_stop(http);
     lag_cluster_close(&c);
+    alerts_stop(alerts);
     return rc;
 }

@@ -38,8 +38,9 @@ typedef struct prom_src {
     bool up;
     unsigned long evaluations, errors[LAG_ERR_KIND_COUNT];
     double eval_seconds;
-    lag_prom_extra_fn *extra; /* more families at the end, or NULL */
+    lag_prom_extra_fn *extra; /* the alert families at the end, or NULL */
     void *extra_arg;
+    size_t extra_index;
     wm_sample_t *wm; /* every partition read, once: made when first needed */
     size_t nwm;
     bool wm_made;
@@ -173,7 +174,8 @@ static void error_samples(FILE *fp, const prom_src_t *s)
 /* The families, in the order of the text. */
 enum prom_family { F_LAG, F_LAG_SECONDS, F_COMMITTED, F_LAG_SUM, F_COMMITTED_SUM, F_HIGH, F_LOW,
                    F_MEMBERS, F_PART_STATUS, F_GROUP_STATUS, F_UP, F_GROUPS, F_EVAL_SECONDS,
-                   F_EVALUATIONS, F_ERRORS, F_EXTRA, F_COUNT };
+                   F_EVALUATIONS, F_ERRORS, F_ALERT, /* the alerts' families */
+                   F_COUNT = F_ALERT + ALERT_PROM_FAMILIES };
 
 static const struct {
     const char *name, *help, *type;
@@ -204,7 +206,7 @@ static const struct {
                   "Evaluation errors by kind: unreachable, group_vanished, group_denied, "
                   "group_offsets, describe, watermarks.",
                   "counter"},
-    [F_EXTRA] = {NULL, NULL, NULL},
+    /* F_ALERT and after: alert_notify.c's */
 };
 
 /* Units of family @p f (at least one: its header). */
@@ -249,9 +251,9 @@ static void render_unit(FILE *fp, prom_src_t *s, enum prom_family f, size_t u, b
     const char *name = families[f].name;
     const cgroup_t *g = u < s->groups->n ? &s->groups->g[u] : NULL;
 
-    if (f == F_EXTRA) {
+    if (f >= F_ALERT) {
         if (s->extra)
-            s->extra(fp, s->extra_arg, s->name);
+            s->extra(fp, s->extra_arg, s->extra_index, f - F_ALERT, s->name, header);
         return;
     }
     if (header)
@@ -315,7 +317,8 @@ static void src_take(prom_src_t *s, const cluster_t *c)
     memcpy(s->errors, c->errors, sizeof(s->errors));
     s->eval_seconds = c->eval_seconds;
     s->extra = c->prom_extra;
-    s->extra_arg = c->prom_extra_arg;
+    s->extra_arg = c->alerts;
+    s->extra_index = c->alert_index;
 }
 
 static void src_release(prom_src_t *s)

@@ -6,7 +6,8 @@
  * loop), all served by one --listen server (lag_cluster_output.c): one
  * /metrics with every sample labelled with its cluster, /groups of every
  * cluster, and each cluster's ballast_lag_up, so that an unreachable
- * cluster reads 0 while the others go on.
+ * cluster reads 0 while the others go on; one set of webhooks carries
+ * every cluster's alerts (lag_cluster_alerts.c).
  */
 #include "lagmon.h"
 
@@ -150,6 +151,7 @@ int lag_clusters_run(const lag_opts_t *o)
     cluster_t **cs = calloc(n, sizeof(*cs));
     lag_fleet_t fleet = {cs, n};
     http_server_t *http = NULL;
+    alerts_t *alerts = NULL;
     char errbuf[1024];
     int rc = 0;
 
@@ -165,6 +167,8 @@ int lag_clusters_run(const lag_opts_t *o)
             m[i].open = true;
         cs[i] = &m[i].c;
     }
+    if (!rc)
+        rc = lag_cluster_alerts_start(cs, n, &o->alert, &alerts);
     if (!rc && o->listen) {
         if (http_server_start(o->listen, lag_cluster_routes, &fleet, &http, errbuf,
                               sizeof(errbuf))) {
@@ -191,6 +195,7 @@ int lag_clusters_run(const lag_opts_t *o)
             lag_cluster_close(&m[i].c);
         free(m[i].o.props);
     }
+    alerts_stop(alerts);
     free(m);
     free(cs);
     return rc;

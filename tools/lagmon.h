@@ -310,8 +310,11 @@ lag_groups_t *lag_groups_ref(lag_groups_t *gs);
  *  groups. Any thread. */
 void lag_groups_release(lag_groups_t *gs);
 
-/** Writes more /metrics families, any thread, labelled cluster = @p name. */
-typedef void lag_prom_extra_fn(FILE *fp, void *arg, const char *name);
+/** Writes family @p family (0 to ALERT_PROM_FAMILIES - 1) of the extra
+ *  /metrics families of cluster number @p index of @p arg, any thread,
+ *  labelled cluster = @p name; its HELP and TYPE first when @p header. */
+typedef void lag_prom_extra_fn(FILE *fp, void *arg, size_t index, int family, const char *name,
+                               bool header);
 
 typedef struct cluster {
     const lag_opts_t *o;
@@ -329,9 +332,9 @@ typedef struct cluster {
     unsigned long errors[LAG_ERR_KIND_COUNT];
     int64_t eval_ms;     /* wall clock at the end of the latest evaluation */
     double eval_seconds; /* how long it took */
-    alerts_t *alerts;    /* NULL: no webhook */
+    alerts_t *alerts;    /* NULL: no webhook; else shared by every cluster */
+    size_t alert_index;  /* this cluster's number in alerts */
     lag_prom_extra_fn *prom_extra; /* /metrics' last families (the alerts'), or NULL */
-    void *prom_extra_arg;
     lag_hist_table_t hist; /* log-end histories: the evaluation's alone, not locked */
 } cluster_t;
 
@@ -395,8 +398,15 @@ int lag_cluster_open(cluster_t *c, const lag_opts_t *o, bool must_reach);
  *  it); @p print_mtx, when several clusters print, serializes stdout.
  *  @returns 0, or an exit code after printing why. */
 int lag_cluster_loop(cluster_t *c, pthread_mutex_t *print_mtx);
-/** Frees what lag_cluster_open() made. */
+/** Frees what lag_cluster_open() made (not the alerts). */
 void lag_cluster_close(cluster_t *c);
+/** Starts the alerts of @p conf, when it has a webhook, for the @p n open
+ *  clusters @p cs (one set of webhooks for all), and gives each its part
+ *  (lag_cluster_alerts.c). @returns 0 with *out the alerts (NULL: no
+ *  webhook; alerts_stop() them once the loops and the server have
+ *  stopped), or the exit code after printing why. */
+int lag_cluster_alerts_start(cluster_t *const *cs, size_t n, const alert_conf_t *conf,
+                             alerts_t **out);
 
 /** Watches every consumer group of the cluster (--all-groups) until a stop
  *  signal, or once without --watch/--listen. @returns

@@ -1,6 +1,7 @@
 /*
  * webhook.c - alert notifications over HTTP: a queue and a thread per URL,
- * libcurl's easy interface in that thread (see webhook.h).
+ * libcurl's easy interface in that thread, counters per tag (see
+ * webhook.h).
  */
 #include "webhook.h"
 
@@ -17,6 +18,12 @@
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 30000
 
+/* A body waiting, and whose counters its delivery goes to. */
+typedef struct queued {
+    char *body;
+    size_t tag;
+} queued_t;
+
 struct webhook {
     char *url;
     char shown[256]; /* webhook_public_url() */
@@ -24,13 +31,15 @@ struct webhook {
     pthread_t thread;
     pthread_mutex_t mtx; /* guards what follows */
     pthread_cond_t cond;
-    char **queue;        /* a ring of queue_max bodies */
+    queued_t *queue;     /* a ring of queue_max bodies */
     size_t head, count;
     bool stopping;
     int64_t stop_by_ms;  /* monotonic: nothing runs past it once stopping */
-    webhook_counts_t counts;
+    webhook_counts_t *counts; /* one per tag */
+    size_t ntags;
     bool failing;        /* the last delivery failed (logged once) */
     unsigned long failed_since; /* deliveries failed since the last success */
+    unsigned long dropped;      /* bodies dropped from a full queue: logged once */
 };
 
 const char *webhook_reason_name(webhook_reason_t r)
@@ -119,7 +128,7 @@ static size_t discard_cb(char *p, size_t size, size_t n, void *opaque)
 
 /* Posts @p body once, within @p timeout_ms. @returns -1 when delivered,
  * else the reason; *retry says whether another try may succeed. */
-static int post_once(webhook_t *w, CURL *h, const char *body, long timeout_ms, bool *retry)
+static int post_once(webhook_t *w, CURL *h, const queued_t *q, long timeout_ms, bool *retry)
 {
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     long status = 0;
@@ -128,7 +137,7 @@ static int post_once(webhook_t *w, CURL *h, const char *body, long timeout_ms, b
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, w->url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -141,7 +150,7 @@ static int post_once(webhook_t *w, CURL *h, const char *body, long timeout_ms, b
     rc = curl_easy_perform(h);
     curl_slist_free_all(headers);
     pthread_mutex_lock(&w->mtx);
-    w->counts.attempts++;
+    w->counts[q->tag].attempts++;
     pthread_mutex_unlock(&w->mtx);
     *retry = true;
     switch (rc) {
@@ -187,9 +196,9 @@ static bool wait_until(webhook_t *w, int64_t until_ms)
     return true;
 }
 
-/* Delivers @p body, trying again with back-off. @returns -1 when delivered,
+/* Delivers @p q, trying again with back-off. @returns -1 when delivered,
  * else the reason of the last failure. */
-static int deliver(webhook_t *w, CURL *h, const char *body)
+static int deliver(webhook_t *w, CURL *h, const queued_t *q)
 {
     int64_t start = bl_now_ms(), deadline = start + (int64_t)(w->o.retry_for_s * 1000);
     int64_t backoff = BACKOFF_FIRST_MS;
@@ -197,7 +206,7 @@ static int deliver(webhook_t *w, CURL *h, const char *body)
 
     for (;;) {
         bool retry, go_on;
-        int reason = post_once(w, h, body, timeout_ms, &retry);
+        int reason = post_once(w, h, q, timeout_ms, &retry);
         int64_t next = bl_now_ms() + backoff;
         if (reason < 0 || !retry || next > deadline)
             return reason;
@@ -211,11 +220,11 @@ static int deliver(webhook_t *w, CURL *h, const char *body)
 }
 
 /* Counts and, on the first failure after a success, logs a delivery's end. */
-static void note_result(webhook_t *w, int reason)
+static void note_result(webhook_t *w, size_t tag, int reason)
 {
     pthread_mutex_lock(&w->mtx);
     if (reason < 0) {
-        w->counts.sent++;
+        w->counts[tag].sent++;
         if (w->failing)
             fprintf(stderr, "ballast: lag: webhook %s delivers again (%lu notification%s "
                     "failed meanwhile)\n", w->shown, w->failed_since,
@@ -223,7 +232,7 @@ static void note_result(webhook_t *w, int reason)
         w->failing = false;
         w->failed_since = 0;
     } else {
-        w->counts.failures[reason]++;
+        w->counts[tag].failures[reason]++;
         w->failed_since++;
         if (!w->failing)
             fprintf(stderr, "ballast: lag: webhook %s: a notification failed (%s, tried for "
@@ -242,17 +251,17 @@ static void *webhook_main(void *arg)
 
     pthread_mutex_lock(&w->mtx);
     for (;;) {
-        char *body;
+        queued_t q;
         while (!w->count && !w->stopping)
             pthread_cond_wait(&w->cond, &w->mtx);
         if (!w->count || (w->stopping && bl_now_ms() >= w->stop_by_ms))
             break;
-        body = w->queue[w->head];
+        q = w->queue[w->head];
         w->head = (w->head + 1) % w->o.queue_max;
         w->count--;
         pthread_mutex_unlock(&w->mtx);
-        note_result(w, h ? deliver(w, h, body) : WEBHOOK_OTHER);
-        free(body);
+        note_result(w, q.tag, h ? deliver(w, h, &q) : WEBHOOK_OTHER);
+        free(q.body);
         pthread_mutex_lock(&w->mtx);
     }
     pthread_mutex_unlock(&w->mtx);
@@ -263,18 +272,21 @@ static void *webhook_main(void *arg)
 
 /* ---- the interface ------------------------------------------------------------ */
 
-webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
-                         size_t errsize)
+webhook_t *webhook_start(const char *url, const webhook_opts_t *o, size_t ntags,
+                         char *errbuf, size_t errsize)
 {
     webhook_t *w = calloc(1, sizeof(*w));
     pthread_condattr_t attr;
     int err;
 
-    if (!w || !(w->url = strdup(url)) || !(w->queue = calloc(o->queue_max, sizeof(char *)))) {
+    if (!w || !(w->url = strdup(url)) ||
+        !(w->queue = calloc(o->queue_max, sizeof(*w->queue))) ||
+        !(w->counts = calloc(ntags ? ntags : 1, sizeof(*w->counts)))) {
         snprintf(errbuf, errsize, "out of memory");
         goto fail;
     }
     w->o = *o;
+    w->ntags = ntags ? ntags : 1;
     webhook_public_url(url, w->shown, sizeof(w->shown));
     pthread_mutex_init(&w->mtx, NULL);
     /* Waits are timed on the monotonic clock, as bl_now_ms(): a step of
@@ -292,6 +304,7 @@ webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
     return w;
 fail:
     if (w) {
+        free(w->counts);
         free(w->queue);
         free(w->url);
     }
@@ -299,34 +312,40 @@ fail:
     return NULL;
 }
 
-void webhook_post(webhook_t *w, const char *body)
+void webhook_post(webhook_t *w, size_t tag, const char *body)
 {
     char *copy = strdup(body);
 
-    if (!copy)
+    if (!copy || tag >= w->ntags) {
+        free(copy);
         return;
+    }
     pthread_mutex_lock(&w->mtx);
     if (w->count == w->o.queue_max) {
-        free(w->queue[w->head]);
+        queued_t *oldest = &w->queue[w->head];
+        free(oldest->body);
         w->head = (w->head + 1) % w->o.queue_max;
         w->count--;
-        if (!w->counts.failures[WEBHOOK_QUEUE_FULL]++)
+        w->counts[oldest->tag].failures[WEBHOOK_QUEUE_FULL]++;
+        if (!w->dropped++)
             fprintf(stderr, "ballast: lag: webhook %s: more than %zu notifications waiting; "
                     "the oldest are dropped (ballast_lag_alert_failures_total"
                     "{reason=\"queue_full\"})\n", w->shown, w->o.queue_max);
     }
-    w->queue[(w->head + w->count++) % w->o.queue_max] = copy;
+    w->queue[(w->head + w->count++) % w->o.queue_max] = (queued_t){copy, tag};
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mtx);
 }
 
-void webhook_add_counts(webhook_t *w, webhook_counts_t *c)
+void webhook_add_counts(webhook_t *w, size_t tag, webhook_counts_t *c)
 {
+    if (tag >= w->ntags)
+        return;
     pthread_mutex_lock(&w->mtx);
-    c->sent += w->counts.sent;
-    c->attempts += w->counts.attempts;
+    c->sent += w->counts[tag].sent;
+    c->attempts += w->counts[tag].attempts;
     for (int i = 0; i < WEBHOOK_REASON_COUNT; i++)
-        c->failures[i] += w->counts.failures[i];
+        c->failures[i] += w->counts[tag].failures[i];
     pthread_mutex_unlock(&w->mtx);
 }
 
@@ -341,9 +360,10 @@ void webhook_stop(webhook_t *w, int64_t stop_by_ms)
     pthread_mutex_unlock(&w->mtx);
     pthread_join(w->thread, NULL);
     for (size_t i = 0; i < w->count; i++)
-        free(w->queue[(w->head + i) % w->o.queue_max]);
+        free(w->queue[(w->head + i) % w->o.queue_max].body);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->mtx);
+    free(w->counts);
     free(w->queue);
     free(w->url);
     free(w);

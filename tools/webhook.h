@@ -40,7 +40,8 @@ typedef struct webhook_opts {
     size_t queue_max;   /* bodies waiting, at most */
 } webhook_opts_t;
 
-/* Counters of every webhook of the process. */
+/* Counters of a webhook: one set per tag (alert.h: per cluster) given
+ * with each body. */
 typedef struct webhook_counts {
     unsigned long sent;                              /* delivered (2xx) */
     unsigned long failures[WEBHOOK_REASON_COUNT];    /* by reason */
@@ -62,15 +63,16 @@ void webhook_public_url(const char *url, char *out, size_t size);
 /** Initialises libcurl once for the process; call before any thread
  *  starts. @returns 0, or -1 with a reason. */
 int webhook_global_init(char *errbuf, size_t errsize);
-/** Starts the delivery thread of @p url (copied). @returns NULL with a
- *  reason on failure. */
-webhook_t *webhook_start(const char *url, const webhook_opts_t *o, char *errbuf,
-                         size_t errsize);
-/** Queues a copy of @p body (JSON) for delivery; never blocks on the
- *  network. */
-void webhook_post(webhook_t *w, const char *body);
-/** Adds the webhook's counters to @p c. */
-void webhook_add_counts(webhook_t *w, webhook_counts_t *c);
+/** Starts the delivery thread of @p url (copied), with @p ntags sets of
+ *  counters (tags 0 to ntags - 1). @returns NULL with a reason on
+ *  failure. */
+webhook_t *webhook_start(const char *url, const webhook_opts_t *o, size_t ntags,
+                         char *errbuf, size_t errsize);
+/** Queues a copy of @p body (JSON) for delivery, its outcome counted under
+ *  @p tag; never blocks on the network. */
+void webhook_post(webhook_t *w, size_t tag, const char *body);
+/** Adds the webhook's counters of @p tag to @p c. */
+void webhook_add_counts(webhook_t *w, size_t tag, webhook_counts_t *c);
 /** Delivers what is queued until @p stop_by_ms (bl_now_ms()'s monotonic
  *  clock; a try in flight is then cut short), stops the thread and frees
  *  @p w. NULL is a no-op. */

@@ -17,6 +17,13 @@
  *   its rule's `for` never fires, and fires once its condition holds; every
  *   body is Slack's {"text": "<one line>"};
  *
+ *   several clusters (the broker under two names, east and west, in
+ *   lag.cluster.NAME.* sections): a lagging group fires one alert per
+ *   cluster, each body naming its cluster and the rule for that cluster
+ *   (one rule has cluster = ^west$), both resolve, each cluster counts its
+ *   own, and /metrics has each alert family once with a sample per
+ *   cluster, which promtool passes;
+ *
  *   bad URLs and rules exit 78 with one line.
  */
 #include "support.h"
@@ -415,6 +422,147 @@ static void test_all_groups(void **state)
     assert_int_equal(bt_wait(pid, 30000), 0);
 }
 
+/* ---- several clusters -------------------------------------------------------- */
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* The JSON bodies of @p all about @p group with status @p status, by
+ * cluster and rule: "east:default,west:w" (sorted). */
+static void clusters_of(json_t *all, const char *group, const char *status, char *out,
+                        size_t size)
+{
+    char seen[8][128];
+    size_t n = 0, i, len = 0;
+    json_t *req;
+
+    json_array_foreach(all, i, req) {
+        if (strcmp(body_str(req, "group"), group) || strcmp(body_str(req, "status"), status))
+            continue;
+        if (n == 8)
+            fail_msg("more than 8 %s notifications about %s", status, group);
+        const char *cluster = body_str(req, "cluster") ? body_str(req, "cluster") : "(none)";
+        char on[160];
+        /* The summary (Slack's text) names it too. */
+        snprintf(on, sizeof(on), " on %s ", cluster);
+        snprintf(seen[n++], sizeof(seen[0]), "%s:%s%s", cluster,
+                 body_str(req, "rule") ? body_str(req, "rule") : "(none)",
+                 strstr(body_str(req, "summary"), on) ? "" : "(not in the summary)");
+    }
+    qsort(seen, n, sizeof(seen[0]), str_cmp);
+    out[0] = '\0';
+    for (i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%s", i ? "," : "",
+                                seen[i]);
+}
+
+/* Waits until the notifications on @p path about @p group with @p status
+ * come from east (rule default) and west (rule w), one each. */
+static void wait_both_clusters(const char *path, const char *group, const char *status)
+{
+    static const char want[] = "east:default,west:w";
+    char got[1200] = "";
+
+    for (int64_t deadline = bt_now_ms() + 20000;; usleep(20000)) {
+        json_t *all = received(path);
+        clusters_of(all, group, status, got, sizeof(got));
+        json_decref(all);
+        if (!strcmp(got, want))
+            return;
+        if (bt_now_ms() > deadline || strlen(got) > strlen(want))
+            fail_msg("%s notifications about %s came from \"%s\" (cluster:rule), expected "
+                     "\"%s\" (one each) within 20 s", status, group, got, want);
+    }
+}
+
+/* The value of the sample of @p addr's /metrics that starts with @p prefix
+ * ("NAME{labels} "), or -1. */
+static double sample_of(const char *addr, const char *prefix)
+{
+    bt_http_reply_t m = bt_http_get(addr, "/metrics");
+    char key[256];
+    const char *at;
+    double v;
+
+    snprintf(key, sizeof(key), "\n%s", prefix);
+    at = m.body ? strstr(m.body, key) : NULL;
+    v = at ? strtod(at + strlen(key), NULL) : -1;
+    bt_http_reply_free(&m);
+    return v;
+}
+
+static void test_two_clusters(void **state)
+{
+    const char *topic = bt_unique("alert-mc"), *group = bt_unique("alert-mc-g");
+    char conf[512], include[160], ok[200], err_path[512], addr[64], path[512];
+    const char *clusters[] = {"east", "west"};
+    bt_http_reply_t m;
+    pid_t pid;
+
+    (void)state;
+    bt_create_topic(bt_bootstrap(), topic, 1);
+    bt_produce_seq(bt_bootstrap(), topic, 1, 0, LAG, 0);
+    commit(group, topic, 0);
+    snprintf(ok, sizeof(ok), "%s/ok-clusters", g_url);
+    snprintf(conf, sizeof(conf), "%s/alert-mc-%d.conf", bt_tmpdir(), getpid());
+    bt_write_file(conf,
+                  "lag.cluster.east.bootstrap.servers = %s\n"
+                  "lag.cluster.west.bootstrap.servers = %s\n"
+                  "lag.alert.lag = 5\n"
+                  "lag.alert.for = 0\n"
+                  "lag.alert.rate-limit = 0\n"
+                  "lag.alert.w.match = .\n"
+                  "lag.alert.w.cluster = ^west$\n"
+                  "lag.alert.w.lag = 5\n",
+                  bt_bootstrap(), bt_bootstrap());
+    snprintf(include, sizeof(include), "^%s$", group);
+    snprintf(err_path, sizeof(err_path), "%s/alert-mc-%d.err", bt_tmpdir(), getpid());
+    pid = bt_spawn_ballast(ARGV("lag", "--config", conf, "--all-groups", "--include", include,
+                                "--watch", "0.2", "--listen", "127.0.0.1:0", "--webhook", ok),
+                           err_path);
+    bt_wait_listening(err_path, pid, addr, sizeof(addr));
+
+    /* One group, two clusters: two alerts, each naming its cluster. */
+    wait_both_clusters("/ok-clusters", group, "firing");
+    m = bt_http_get(addr, "/metrics");
+    assert_int_equal(m.status, 200);
+    for (size_t i = 0; i < 2; i++) {
+        char sample[128];
+        snprintf(sample, sizeof(sample), "\nballast_lag_alerts_firing{cluster=\"%s\"} 1\n",
+                 clusters[i]);
+        if (!strstr(m.body, sample))
+            fail_msg("/metrics has no %s; it has:\n%s", sample + 1, m.body);
+    }
+    snprintf(path, sizeof(path), "%s/alert-mc-%d.prom", bt_tmpdir(), getpid());
+    bt_write_file(path, "%s", m.body);
+    bt_http_reply_free(&m);
+    /* kafka_exporter's names (kafka_consumergroup_lag_sum, ...) are kept
+     * on purpose: the only lint finding allowed. */
+    bt_promtool_check_metrics(path, (const char *const[]){"should not have \"_sum\" suffix",
+                                                          NULL});
+
+    /* Both resolve; each cluster counts its own notifications and
+     * deliveries: a firing and a resolved one each. */
+    commit(group, topic, LAG);
+    wait_both_clusters("/ok-clusters", group, "resolved");
+    for (size_t i = 0; i < 2; i++) {
+        char sent[128], resolved[128];
+        snprintf(sent, sizeof(sent), "ballast_lag_alerts_sent_total{cluster=\"%s\"} ",
+                 clusters[i]);
+        snprintf(resolved, sizeof(resolved),
+                 "ballast_lag_alert_notifications_total{cluster=\"%s\",kind=\"resolved\"} ",
+                 clusters[i]);
+        for (int64_t deadline = bt_now_ms() + 5000; sample_of(addr, sent) < 2; usleep(20000))
+            if (bt_now_ms() > deadline)
+                fail_msg("%sstayed at %g, expected 2", sent, sample_of(addr, sent));
+        assert_true(sample_of(addr, resolved) == 1);
+    }
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 30000), 0);
+}
+
 /* ---- bad input -------------------------------------------------------------- */
 
 static void expect_78(const char *const *argv, const char *fragment)
@@ -449,6 +597,11 @@ static void test_bad_input(void **state)
     bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.x.match = .\n"
                         "lag.alert.x.lags = 5\n");
     expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.x.lags");
+    bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.x.match = .\n"
+                        "lag.alert.x.cluster = a(\n");
+    expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.x.cluster");
+    bt_write_file(conf, "lag.webhook.url = http://h/\nlag.alert.cluster = a\n");
+    expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.alert.cluster");
     bt_write_file(conf, "lag.webhook.url = http://h/ nope\n");
     expect_78(ARGV("lag", "-b", "x", "-g", "g", "--config", conf), "lag.webhook.url");
 }
@@ -466,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_one_group),
         cmocka_unit_test(test_all_groups),
+        cmocka_unit_test(test_two_clusters),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -26,15 +26,6 @@
 #define PYTHON "/usr/bin/python3"
 #define PARTITIONS 2
 
-static void require_promtool(void)
-{
-    char *out;
-
-    if (bt_sh(&out, NULL, "command -v promtool") != 0)
-        fail_msg("promtool is missing: run scripts/install-deps --test (package prometheus)");
-    free(out);
-}
-
 typedef struct scrape_arg {
     const char *addr;
     const char *const *want; /* samples that must be there, NULL-terminated */
@@ -75,17 +66,6 @@ static const char *scrape_to_file(const char *addr, const char *const *want, con
     return path;
 }
 
-/* `promtool check metrics` has nothing to say about the scrape. */
-static void assert_promtool_quiet(const char *path)
-{
-    char *out;
-    int rc = bt_sh(&out, NULL, "promtool check metrics < '%s'", path);
-
-    if (rc != 0 || *out)
-        fail_msg("promtool check metrics on %s: exit %d:\n%s", path, rc, out);
-    free(out);
-}
-
 static int check_queries(char **out, const char *run, const char *lag, const char *dashboard,
                          const char *rules)
 {
@@ -110,7 +90,7 @@ static void test_dashboard_and_rules_match_live_metrics(void **state)
     pid_t run, lag;
     int rc;
 
-    require_promtool();
+    bt_require_promtool();
     if (access(PYTHON, X_OK))
         fail_msg(PYTHON " is missing: run scripts/install-deps --test");
     bt_create_topic(bt_bootstrap(), topic, PARTITIONS);
@@ -137,8 +117,8 @@ static void test_dashboard_and_rules_match_live_metrics(void **state)
     run_path = scrape_to_file(addr, (const char *const[]){lag_sample, NULL}, "run.metrics");
     lag_path = scrape_to_file(lag_addr, (const char *const[]){lag_sample, "ballast_lag_group_members{", NULL},
                               "lag.metrics");
-    assert_promtool_quiet(run_path);
-    assert_promtool_quiet(lag_path);
+    bt_promtool_check_metrics(run_path, NULL);
+    bt_promtool_check_metrics(lag_path, NULL);
 
     snprintf(dash, sizeof(dash), "%s/contrib/grafana/ballast.json", BALLAST_SRC_DIR);
     snprintf(rules, sizeof(rules), "%s/contrib/prometheus/ballast-alerts.yml", BALLAST_SRC_DIR);
@@ -168,7 +148,7 @@ static void test_query_check_finds_each_fault(void **state)
     int rc;
 
     (void)state;
-    require_promtool();
+    bt_require_promtool();
     snprintf(run, sizeof(run), "%s/run.metrics", bt_tmpdir());
     snprintf(lag, sizeof(lag), "%s/lag.metrics", bt_tmpdir());
     snprintf(dash, sizeof(dash), "%s/bad.json", bt_tmpdir());

@@ -236,6 +236,14 @@ void bt_assert_options_documented(const char *const *argv, const char *doc);
  *  both); with @p err NULL, stderr goes into *out too. @returns its exit
  *  status (128 when it did not exit). */
 int bt_sh(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/** Fails the test, saying how to install it, when promtool is missing
+ *  (promtool.c). */
+void bt_require_promtool(void);
+/** Fails the test unless `promtool check metrics` parses the Prometheus
+ *  text in the file at @p path (no quote in it) and says nothing about it
+ *  but lint findings that contain one of @p allowed (NULL-terminated; NULL:
+ *  none). */
+void bt_promtool_check_metrics(const char *path, const char *const *allowed);
 /** The DOM of @p url (no quote in it) after @p budget_ms of the page's
  *  (virtual) time in headless Chromium; fails the test when the page
  *  logged to the console or set data-error on <html>. Caller frees
