@@ -10,13 +10,20 @@
  * /groups/CLUSTER/NAME; the page lists the rows of /groups in its order
  * and shows a group's partitions from its link; without --watch, the
  * reachable clusters are printed and the unreachable one is exit 69 with
- * one line; bad sections exit 78.
+ * one line; bad sections exit 78. And two real clusters (a second broker
+ * of its own, started for the test): the same group name reads each
+ * cluster's own lag, and a group of one cluster is never shown under the
+ * other.
  */
 #include "support.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ARGV(...) ((const char *const[]){"ballast", __VA_ARGS__, NULL})
@@ -293,11 +300,157 @@ static void test_bad_sections(void **state)
               "--cluster-name");
 }
 
+/* ---- a second, real cluster -------------------------------------------------- */
+
+/* The second broker's scripts/testenv settings ("VAR=value ..."), kept for
+ * the teardown, which stops it whether the test passed or not. */
+static char second_env[512], second_dir[64];
+
+/* True when nothing listens on, or holds, 127.0.0.1:@p port. */
+static bool port_free(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A base port with it and the five after it free, below the ephemeral
+ * range (scripts/testenv says why) and above the test environments' own. */
+static int free_ports(void)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        int base = 20000 + (int)(((unsigned)getpid() * 7919u + (unsigned)tries * 104729u +
+                                  (unsigned)bt_now_ms()) % 12000u);
+        bool ok = true;
+        for (int i = 0; i < 6 && ok; i++)
+            ok = port_free(base + i);
+        if (ok)
+            return base;
+    }
+    fail_msg("no six free ports in a row between 20000 and 32000");
+    return -1;
+}
+
+static void start_second_cluster(char *bootstrap)
+{
+    char cmd[1024], line[512], dir[] = "/tmp/ballast-second-XXXXXX";
+    int base = free_ports();
+    FILE *fp;
+
+    /* Not under the test's own directory: PostgreSQL runs as its own user,
+     * which must reach its data directory. */
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(chmod(dir, 0755), 0);
+    snprintf(second_dir, sizeof(second_dir), "%s", dir);
+    snprintf(second_env, sizeof(second_env),
+             "BALLAST_TESTENV_DIR='%s/env' BALLAST_TESTENV_KAFKA_PORT=%d "
+             "BALLAST_TESTENV_CONTROLLER_PORT=%d BALLAST_TESTENV_SSL_PORT=%d "
+             "BALLAST_TESTENV_SASL_PORT=%d BALLAST_TESTENV_MTLS_PORT=%d "
+             "BALLAST_TESTENV_PG_PORT=%d",
+             dir, base, base + 1, base + 2, base + 3, base + 4, base + 5);
+    snprintf(cmd, sizeof(cmd), "%s '%s/scripts/testenv' up", second_env, BALLAST_SRC_DIR);
+    fp = popen(cmd, "r");
+    assert_non_null(fp);
+    bootstrap[0] = '\0';
+    while (fgets(line, sizeof(line), fp))
+        if (sscanf(line, "export BALLAST_TEST_BOOTSTRAP=%255s", bootstrap) == 1)
+            continue;
+    if (pclose(fp) != 0 || !bootstrap[0])
+        fail_msg("a second broker (scripts/testenv up with %s) did not start", second_env);
+}
+
+static int stop_second_cluster(void **state)
+{
+    char cmd[1024];
+
+    (void)state;
+    if (second_env[0]) {
+        snprintf(cmd, sizeof(cmd), "%s '%s/scripts/testenv' down >/dev/null 2>&1 && rm -rf '%s'",
+                 second_env, BALLAST_SRC_DIR, second_dir);
+        if (system(cmd) != 0)
+            print_message("the second broker's scripts/testenv down failed\n");
+        second_env[0] = '\0';
+    }
+    return 0;
+}
+
+/* The JSON line of @p cluster, @p group, @p topic in `ballast lag --json`
+ * output, or NULL. */
+static const char *row_of(const char *out, const char *cluster, const char *group,
+                          const char *topic)
+{
+    char needle[512];
+
+    snprintf(needle, sizeof(needle), "\"cluster\":\"%s\",\"group\":\"%s\",\"topic\":\"%s\"",
+             cluster, group, topic);
+    return out ? strstr(out, needle) : NULL;
+}
+
+static long row_lag(const char *out, const char *cluster, const char *group, const char *topic)
+{
+    const char *row = row_of(out, cluster, group, topic), *lag = NULL;
+    const char *end = row ? strchr(row, '\n') : NULL;
+
+    if (!row || !(lag = strstr(row, "\"lag\":")) || (end && lag > end))
+        fail_msg("no row for %s/%s/%s in:\n%s", cluster, group, topic, out ? out : "");
+    return strtol(lag + 6, NULL, 10);
+}
+
+/* Two real clusters, one process: the same topic and group name in both
+ * with different lag, and a group in each that the other does not have.
+ * Each cluster's rows come from that cluster alone. */
+static void test_two_real_clusters(void **state)
+{
+    (void)state;
+    BT_REQUIRE_ENV();
+    const char *prefix = bt_unique("lagtwo");
+    char second[256], topic[128], both[160], only1[160], only2[160], include[200], conf[512];
+    bt_captured_t run;
+
+    start_second_cluster(second);
+    snprintf(topic, sizeof(topic), "%s-t", prefix);
+    snprintf(both, sizeof(both), "%s-both", prefix);
+    snprintf(only1, sizeof(only1), "%s-only-one", prefix);
+    snprintf(only2, sizeof(only2), "%s-only-two", prefix);
+    snprintf(include, sizeof(include), "^%s-", prefix);
+    snprintf(conf, sizeof(conf), "%s/lag-two.conf", bt_tmpdir());
+    bt_create_topic(bt_bootstrap(), topic, 1);
+    bt_create_topic(second, topic, 1);
+    bt_produce_seq(bt_bootstrap(), topic, 1, 0, 10, 0);
+    bt_produce_seq(second, topic, 1, 0, 4, 0);
+    bt_commit(bt_bootstrap(), both, topic, (int64_t[]){2}, 1);
+    bt_commit(second, both, topic, (int64_t[]){1}, 1);
+    bt_commit(bt_bootstrap(), only1, topic, (int64_t[]){5}, 1);
+    bt_commit(second, only2, topic, (int64_t[]){4}, 1);
+    bt_write_file(conf,
+                  "lag.cluster.one.bootstrap.servers = %s\n"
+                  "lag.cluster.two.bootstrap.servers = %s\n",
+                  bt_bootstrap(), second);
+    run = bt_run_captured(ARGV("lag", "--config", conf, "--all-groups", "--include", include,
+                               "--json"),
+                          60000);
+    if (run.rc != 0)
+        fail_msg("ballast lag on two clusters exited %d: %s", run.rc, run.err ? run.err : "");
+    assert_int_equal(row_lag(run.out, "one", both, topic), 8);
+    assert_int_equal(row_lag(run.out, "two", both, topic), 3);
+    assert_int_equal(row_lag(run.out, "one", only1, topic), 5);
+    assert_int_equal(row_lag(run.out, "two", only2, topic), 0);
+    if (row_of(run.out, "two", only1, topic) || row_of(run.out, "one", only2, topic))
+        fail_msg("a group reported under a cluster that does not have it:\n%s", run.out);
+    bt_captured_free(&run);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_sections),
         cmocka_unit_test(test_three_clusters),
+        cmocka_unit_test_teardown(test_two_real_clusters, stop_second_cluster),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
