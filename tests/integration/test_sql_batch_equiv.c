@@ -287,13 +287,13 @@ static long stmts_run(const char *base, int m)
     "INSERT INTO {t} (k, v, off) VALUES (:key, :value::jsonb, :offset) ON CONFLICT " \
     "(k) DO UPDATE SET v = EXCLUDED.v, off = EXCLUDED.off"
 
-/* 250 messages (offsets 100..349) over 120 keys u0..u119, message i's key
- * u<i % 120>; @p arg, if set, the index of a message whose value is not JSON. */
+/* 250 messages (offsets 100..349) over 50 keys u0..u49, message i's key
+ * u<i % 50>; @p arg, if set, the index of a message whose value is not JSON. */
 static void fill_repeats(bt_batch_t *b, void *arg)
 {
     bt_batch_fill(b, 250, "orders", 100);
     for (size_t i = 0; i < b->n; i++) {
-        snprintf(b->keys[i], sizeof(b->keys[i]), "u%zu", i % 120);
+        snprintf(b->keys[i], sizeof(b->keys[i]), "u%zu", i % 50);
         b->m[i].key_len = strlen(b->keys[i]);
     }
     if (arg)
@@ -301,9 +301,9 @@ static void fill_repeats(bt_batch_t *b, void *arg)
 }
 
 /* Many rows with repeated keys in one batch end with each key's last value
- * in offset order, in every mode, and the batch modes run it folded: as
- * few many-row statements, not as a failed one and then a statement a
- * message. */
+ * in offset order, in every mode, and the batch modes run it folded: 25
+ * statements of 10 rows (every 50 rows a key repeats), not a failed one of
+ * 100 rows and then a statement a message. */
 static void test_pg_upsert_repeated_keys(void **unused)
 {
     (void)unused;
@@ -315,14 +315,13 @@ static void test_pg_upsert_repeated_keys(void **unused)
         char sql[512];
         snprintf(sql, sizeof(sql),
                  "SELECT count(*) FROM eq_upsert_%s WHERE off - 100 = substr(k, 2)::int + "
-                 "120 * ((249 - substr(k, 2)::int) / 120) AND v = jsonb_build_object('n', "
-                 "off - 100)",
+                 "200 AND v = jsonb_build_object('n', off - 100)",
                  mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 120);
+        assert_int_equal(bt_pg_admin_long(sql), 50);
     }
     assert_int_equal(stmts_run("eq_upsert", BY_MESSAGE), 250);
     for (int m = BY_BATCH; m < MODES; m++)
-        if (stmts_run("eq_upsert", m) > 10)
+        if (stmts_run("eq_upsert", m) > 25)
             fail_msg("%s ran %ld statements for 250 rows: not folded", mode_names[m],
                      stmts_run("eq_upsert", m));
 }
@@ -331,7 +330,7 @@ static void test_pg_upsert_repeated_keys(void **unused)
  * written, each key with its last good value. */
 static void test_pg_upsert_bad_row(void **unused)
 {
-    size_t bad = 130; /* key u10, between its rows 10 and 250 */
+    size_t bad = 235; /* key u35's last message, amid a statement: its row is message 185's */
     char *rows;
 
     (void)unused;
@@ -341,10 +340,10 @@ static void test_pg_upsert_bad_row(void **unused)
     for (int m = 0; m < MODES; m++) {
         char sql[256];
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM eq_upbad_%s", mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 120);
-        snprintf(sql, sizeof(sql), "SELECT off FROM eq_upbad_%s WHERE k = 'u10'",
+        assert_int_equal(bt_pg_admin_long(sql), 50);
+        snprintf(sql, sizeof(sql), "SELECT off FROM eq_upbad_%s WHERE k = 'u35'",
                  mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 110);
+        assert_int_equal(bt_pg_admin_long(sql), 285);
     }
 }
 
