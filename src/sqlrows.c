@@ -83,7 +83,7 @@
  */
 
 typedef enum tok_kind {
-    TK_END,    /* the end of the statement */
+    TK_END,    /* the end of the statement, or of what could be scanned */
     TK_WORD,   /* a keyword or an unquoted identifier */
     TK_QIDENT, /* "quoted identifier" */
     TK_STRING, /* '..', E'..', B'..', X'..', N'..', $tag$..$tag$ */
@@ -154,7 +154,7 @@ static tok_kind_t scan_token(parser_t *p)
     bool matched;
 
     if (p->failed)
-        return TK_OTHER;
+        return TK_END; /* an unterminated quote: no further token (the scan fails) */
     if (p->pos >= p->len)
         return TK_END;
     c = (unsigned char)p->s[p->pos];
@@ -479,7 +479,7 @@ static bool fold_statement(fold_t *f)
         }
         f->conflict = true;
     }
-    return f->kind == TK_END;
+    return f->kind == TK_END && !f->p.failed;
 }
 
 /* Appends the tuple once, its parameters shifted by @p shift. */

@@ -410,6 +410,10 @@ static const multi_case_t multi_cases[] = {
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k DO NOTHING", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) WHERE x) DO NOTHING", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ON CONSTRAINT DO NOTHING", NULL},
+    /* A dollar quote that the fold scanner cannot end (after `$$$$`, a
+     * `$$` that the placeholder parser reads as part of a word). */
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ((k) DO NOTHING $$$$$$", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO NOTHING $$$$$$", NULL},
     {"INSERT INTO t VALUES ()", NULL},
     {"INSERT INTO t VALUES (:key,)", NULL},
     {"INSERT INTO t VALUES ((((((((((((((((((((((((((((((((((:key))))))))))))))))))))))))))))))))))",
