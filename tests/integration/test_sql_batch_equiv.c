@@ -287,13 +287,13 @@ static long stmts_run(const char *base, int m)
     "INSERT INTO {t} (k, v, off) VALUES (:key, :value::jsonb, :offset) ON CONFLICT " \
     "(k) DO UPDATE SET v = EXCLUDED.v, off = EXCLUDED.off"
 
-/* 250 messages (offsets 100..349) over 50 keys u0..u49, message i's key
- * u<i % 50>; @p arg, if set, the index of a message whose value is not JSON. */
+/* 150 messages (offsets 100..249) over 30 keys u0..u29, message i's key
+ * u<i % 30>; @p arg, if set, the index of a message whose value is not JSON. */
 static void fill_repeats(bt_batch_t *b, void *arg)
 {
-    bt_batch_fill(b, 250, "orders", 100);
+    bt_batch_fill(b, 150, "orders", 100);
     for (size_t i = 0; i < b->n; i++) {
-        snprintf(b->keys[i], sizeof(b->keys[i]), "u%zu", i % 50);
+        snprintf(b->keys[i], sizeof(b->keys[i]), "u%zu", i % 30);
         b->m[i].key_len = strlen(b->keys[i]);
     }
     if (arg)
@@ -301,8 +301,8 @@ static void fill_repeats(bt_batch_t *b, void *arg)
 }
 
 /* Many rows with repeated keys in one batch end with each key's last value
- * in offset order, in every mode, and the batch modes run it folded: 25
- * statements of 10 rows (every 50 rows a key repeats), not a failed one of
+ * in offset order, in every mode, and the batch modes run it folded: 15
+ * statements of 10 rows (every 30 rows a key repeats), not a failed one of
  * 100 rows and then a statement a message. */
 static void test_pg_upsert_repeated_keys(void **unused)
 {
@@ -315,14 +315,14 @@ static void test_pg_upsert_repeated_keys(void **unused)
         char sql[512];
         snprintf(sql, sizeof(sql),
                  "SELECT count(*) FROM eq_upsert_%s WHERE off - 100 = substr(k, 2)::int + "
-                 "200 AND v = jsonb_build_object('n', off - 100)",
+                 "120 AND v = jsonb_build_object('n', off - 100)",
                  mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 50);
+        assert_int_equal(bt_pg_admin_long(sql), 30);
     }
-    assert_int_equal(stmts_run("eq_upsert", BY_MESSAGE), 250);
+    assert_int_equal(stmts_run("eq_upsert", BY_MESSAGE), 150);
     for (int m = BY_BATCH; m < MODES; m++)
-        if (stmts_run("eq_upsert", m) > 25)
-            fail_msg("%s ran %ld statements for 250 rows: not folded", mode_names[m],
+        if (stmts_run("eq_upsert", m) > 15)
+            fail_msg("%s ran %ld statements for 150 rows: not folded", mode_names[m],
                      stmts_run("eq_upsert", m));
 }
 
@@ -330,7 +330,7 @@ static void test_pg_upsert_repeated_keys(void **unused)
  * written, each key with its last good value. */
 static void test_pg_upsert_bad_row(void **unused)
 {
-    size_t bad = 235; /* key u35's last message, amid a statement: its row is message 185's */
+    size_t bad = 125; /* key u5's last message, amid a statement: its row is message 95's */
     char *rows;
 
     (void)unused;
@@ -340,10 +340,10 @@ static void test_pg_upsert_bad_row(void **unused)
     for (int m = 0; m < MODES; m++) {
         char sql[256];
         snprintf(sql, sizeof(sql), "SELECT count(*) FROM eq_upbad_%s", mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 50);
-        snprintf(sql, sizeof(sql), "SELECT off FROM eq_upbad_%s WHERE k = 'u35'",
+        assert_int_equal(bt_pg_admin_long(sql), 30);
+        snprintf(sql, sizeof(sql), "SELECT off FROM eq_upbad_%s WHERE k = 'u5'",
                  mode_suffix[m]);
-        assert_int_equal(bt_pg_admin_long(sql), 285);
+        assert_int_equal(bt_pg_admin_long(sql), 195);
     }
 }
 
