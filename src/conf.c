@@ -70,6 +70,17 @@ static const prop_t props[] = {
      "statement ends before a repeated key; statement-level triggers fire "
      "once per statement); any other statement runs once per message "
      "(docs/design.md, Database batches)."},
+    {"handler.postgres.group.messages", T_INT, "64", 1, 10000, NULL, 0,
+     "processing = message: consecutive messages a worker already holds run in "
+     "one transaction of up to this many, each in its own savepoint (a failing "
+     "message is rolled back and fails alone); none is finished (its offset "
+     "committable) before the COMMIT returns, and a worker never idles with "
+     "one open (exactly-once: the group's offsets commit with it). Above 64, a "
+     "transaction's savepoints overflow PostgreSQL's subtransaction cache. 1: a "
+     "transaction per message (docs/design.md, Grouped messages)."},
+    {"handler.postgres.group.ms", T_INT, "50", 0, 3600000, NULL, 0,
+     "processing = message: a group commits once it has been open this long, "
+     "even short of handler.postgres.group.messages."},
     {"handler.exec.command", T_STR, NULL, 0, 0, NULL, 0,
      "A long-running child process speaking the exec protocol (JSON lines). "
      "Split into arguments like a shell would (quotes, backslashes), looked "

@@ -149,11 +149,40 @@ static void txn_stale(bl_worker_t *w, bl_msg_t **msgs, size_t n, const char *err
     }
 }
 
+/* The handler over @p msgs in the open transaction: a batch in one call;
+ * in message mode a call per message (each in a savepoint of its own, the
+ * handler's statements in a transaction), up to the first that must be
+ * redone (the rest are not run: the transaction is redone whole) and, on
+ * the @p first attempt, until settings.group_ms passed (the rest wait for
+ * the next transaction). @returns how many messages take part. */
+static size_t txn_call(bl_worker_t *w, bl_msg_t **msgs, size_t n, bool first)
+{
+    ballast_consumer_t *c = w->cons;
+    int64_t until = bl_now_ms() + c->set.group_ms;
+
+    if (c->set.batch_mode) {
+        bl_outcome_call(w, msgs, n);
+        return n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (first && i && bl_now_ms() >= until)
+            return i;
+        bl_outcome_call(w, msgs + i, 1);
+        if (msgs[i]->outcome != BALLAST_OUTCOME_RETRY &&
+            msgs[i]->outcome != BALLAST_OUTCOME_UNAVAILABLE)
+            continue;
+        for (size_t j = i + 1; j < n; j++)
+            msgs[j]->outcome = BALLAST_OUTCOME_RETRY;
+        break;
+    }
+    return n;
+}
+
 /* A transient failure anywhere voids the attempt, which is redone after a
  * back-off for as long as it takes (the database being down pauses
  * consumption; nothing is dead-lettered for it). A fenced commit drops the
  * batch (txn_stale). */
-void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
+size_t bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
 {
     ballast_consumer_t *c = w->cons;
     const bl_dbtxn_ops_t *ops = c->dbtxn.ops;
@@ -161,13 +190,13 @@ void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
     char err[512];
     size_t count;
     int tries = 0;
+    bool ran = false;
 
     if (!offs) {
         for (size_t i = 0; i < n; i++)
             msgs[i]->fate = BL_FATE_DROPPED;
-        return;
+        return n;
     }
-    count = txn_offsets(msgs, n, offs);
     for (;; tries++) {
         ballast_outcome_t out = BALLAST_OUTCOME_RETRY;
         bool redo = false, down = atomic_load(&w->unavailable);
@@ -185,7 +214,8 @@ void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
             bl_outcome_available(w, true, err);
             continue;
         }
-        bl_outcome_call(w, msgs, n);
+        n = txn_call(w, msgs, n, !ran);
+        ran = true;
         for (size_t i = 0; i < n; i++)
             if (msgs[i]->outcome == BALLAST_OUTCOME_RETRY ||
                 msgs[i]->outcome == BALLAST_OUTCOME_UNAVAILABLE)
@@ -196,6 +226,7 @@ void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
                 atomic_fetch_add(&c->stats.retried, n);
             continue;
         }
+        count = txn_offsets(msgs, n, offs);
         out = ops->commit(w->state, c->set.group, offs, count, err, sizeof(err));
         if (out == BALLAST_OUTCOME_RETRY) {
             bl_log(&c->log, BALLAST_LOG_WARN, "database commit: %s", err);
@@ -210,7 +241,7 @@ void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         if (out != BALLAST_OUTCOME_RETRY) {
             if (offs != stack)
                 free(offs);
-            return;
+            return n;
         }
     }
     /* Stopping, or the breaker tripped: nothing committed, everything
@@ -219,6 +250,7 @@ void bl_dbtxn_process(bl_worker_t *w, bl_msg_t **msgs, size_t n)
         msgs[i]->fate = BL_FATE_DROPPED;
     if (offs != stack)
         free(offs);
+    return n;
 }
 
 /* The database's offsets are the truth, so each assigned partition starts

@@ -196,6 +196,9 @@ typedef struct bl_settings {
     bool batch_mode;
     size_t batch_max;
     int64_t batch_ms;
+    size_t group_max; /* message mode into PostgreSQL: messages a transaction
+                         (msggroup.c); 0: one per message */
+    int64_t group_ms;
     bl_ordering_t ordering;
     int nworkers;
     int64_t shutdown_timeout_ms, handler_timeout_ms, max_poll_interval_ms;

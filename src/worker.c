@@ -9,6 +9,7 @@
 #include "worker.h"
 
 #include "dbtxn.h"
+#include "msggroup.h"
 #include "outcome.h"
 #include "pipeline.h"
 
@@ -86,6 +87,26 @@ static bool worker_take(bl_worker_t *w, bl_queue_t *out)
     return out->len > 0 || !w->quit;
 }
 
+/* Exactly-once into a database, message mode: a transaction over each run
+ * of consecutive messages that may run, up to settings.group_max of them
+ * (one without grouping). Whether a message may run is asked again after
+ * each transaction, which may have flagged its partition for a rewind. */
+static void dbtxn_groups(bl_worker_t *w, bl_msg_t **todo, size_t n)
+{
+    ballast_consumer_t *c = w->cons;
+    size_t max = c->set.group_max ? c->set.group_max : 1;
+
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        while (i + k < n && k < max && !bl_outcome_must_drop(c, todo[i + k]))
+            k++;
+        if (k)
+            i += bl_dbtxn_process(w, todo + i, k);
+        else
+            todo[i++]->fate = BL_FATE_DROPPED;
+    }
+}
+
 /* Handles a group of messages: drops revoked ones, runs the handler with
  * blocking retries, and settles each message. */
 static void worker_process(bl_worker_t *w, bl_queue_t *batch)
@@ -110,11 +131,12 @@ static void worker_process(bl_worker_t *w, bl_queue_t *batch)
         if (c->set.batch_mode)
             bl_dbtxn_process(w, todo, n);
         else
-            for (size_t i = 0; i < n; i++)
-                if (bl_outcome_must_drop(c, todo[i]))
-                    todo[i]->fate = BL_FATE_DROPPED;
-                else
-                    bl_dbtxn_process(w, todo + i, 1);
+            dbtxn_groups(w, todo, n);
+        n = 0;
+    }
+    if (c->set.group_max && n) {
+        /* Message mode into PostgreSQL: a transaction a group. */
+        bl_msggroup_process(w, todo, n);
         n = 0;
     }
     /* In message mode each message runs alone; in batch mode together. */
@@ -170,10 +192,11 @@ static void *worker_main(void *arg)
         /* Message mode: hand messages back in slices that take about a
          * millisecond, so that offsets advance and in-flight counts drop
          * while a slow handler works through its queue, yet a fast handler
-         * takes one lock per slice, not per message. */
+         * takes one lock per slice, not per message. Grouped (msggroup.c),
+         * a slice is a group's worth, handed back once it is committed. */
         while (batch.len) {
             int64_t start = bl_now_ms();
-            bl_queue_take(&batch, &slice, per);
+            bl_queue_take(&batch, &slice, c->set.group_max ? c->set.group_max : per);
             worker_process(w, &slice);
             bl_done_put(c, &slice);
             if (bl_now_ms() - start < 1)

@@ -96,8 +96,11 @@ int cli_check_props(const char *const *props, size_t nprops);
 rd_kafka_conf_t *cli_conf_new(const char *bootstrap, int timeout_ms,
                               const char *const *settings, const char *const *props,
                               size_t nprops, char *errbuf, size_t errsize);
-/** @returns the partition count of @p topic, 0 when it does not exist, or -1
- *  with a reason when the metadata cannot be read. */
+/** @returns the partition count of @p topic, 0 when it does not exist,
+ *  CLI_TOPIC_DENIED with a reason when an ACL refuses to describe it (a
+ *  configuration error, exit 78), or -1 with a reason when the metadata
+ *  cannot be read. */
+#define CLI_TOPIC_DENIED (-2)
 int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errbuf,
                         size_t errsize);
 /** Whether DescribeConsumerGroups must not be sent through @p rk (which has

@@ -388,6 +388,12 @@ int cli_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char 
         snprintf(errbuf, errsize, "metadata of %s: no answer for the topic", topic);
     } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
         count = 0;
+    } else if (md->topics[0].err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        snprintf(errbuf, errsize,
+                 "topic %s: not authorized to describe it: the principal needs Describe "
+                 "on the topic (an ACL refuses it)",
+                 topic);
+        count = CLI_TOPIC_DENIED;
     } else if (md->topics[0].err) {
         snprintf(errbuf, errsize, "metadata of %s: %s", topic,
                  rd_kafka_err2str(md->topics[0].err));

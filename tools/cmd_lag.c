@@ -163,10 +163,10 @@ static const char lag_usage[] =
     "  file's defaults. A bad URL or rule exits 78.\n"
     "\n"
     "Exit codes: 0 done (whatever the status), 64 usage, 69 broker unreachable\n"
-    "at start-up, 78 the group or the -t topic does not exist, or a bad -X\n"
-    "property, --config file, --listen address, webhook URL or alert rule, 1 other\n"
-    "failure. With --all-groups, a cluster that stops answering later is\n"
-    "ballast_lag_up 0, not an exit.\n";
+    "at start-up, 78 the group or the -t topic does not exist, an ACL refuses\n"
+    "the group, or a bad -X property, --config file, --listen address, webhook\n"
+    "URL or alert rule, 1 other failure. With --all-groups, a cluster that stops\n"
+    "answering later is ballast_lag_up 0, not an exit.\n";
 
 /* ---- command line -------------------------------------------------------- */
 
@@ -486,8 +486,9 @@ static int run_monitor(const lag_opts_t *o)
         m.evaluations++;
         lag_judge(&m);
         if (m.evaluations == 1 && !m.nparts && !o->topic)
-            cli_error("group %s has no committed offsets and its members hold no "
-                      "partitions (give -t TOPIC to see a topic's lag anyway)", o->group);
+            cli_error("group %s has no committed offsets this principal may see and its "
+                      "members hold no partitions (give -t TOPIC to see a topic's lag "
+                      "anyway)", o->group);
         if (m.alerts)
             evaluate_alerts(&m);
         /* Rendered once, for stdout and for the /metrics endpoint. */

@@ -113,7 +113,7 @@ int dlq_reader_open(dlq_reader_t *r, const dlq_opts_t *o)
     n = cli_partition_count(r->rk, o->topic, o->timeout_ms, errbuf, sizeof(errbuf));
     if (n < 0) {
         cli_error("%s", errbuf);
-        return 1;
+        return n == CLI_TOPIC_DENIED ? EX_CONFIG : 1;
     }
     if (n == 0) {
         /* A name given on the command line that names nothing: a

@@ -569,7 +569,9 @@ static int replay_open(replay_t *rp)
                       !ti                   ? "out of memory"
                       : ti->partitions == 0 ? "the topic does not exist"
                                             : ti->reason);
-            return !ti ? EX_SOFTWARE : ti->partitions == 0 ? EX_CONFIG : 1;
+            if (!ti)
+                return EX_SOFTWARE;
+            return ti->partitions == 0 || ti->partitions == CLI_TOPIC_DENIED ? EX_CONFIG : 1;
         }
     }
     return 0;

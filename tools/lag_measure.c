@@ -340,7 +340,11 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
     if ((err = bl_lag_read_committed(rk, o->group, NULL, o->timeout_ms, &committed, errbuf,
                                      errsize)) ||
         (err = describe_group(m, rk, errbuf, errsize))) {
-        rc = unreachable_error(err) ? EX_UNAVAILABLE : 1;
+        /* A group an ACL refuses is the principal's configuration, like
+         * a group that does not exist. */
+        rc = unreachable_error(err)                                     ? EX_UNAVAILABLE
+             : err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED && !m->evaluations ? EX_CONFIG
+                                                                        : 1;
         goto out;
     }
     /* Committed offsets alone make a group as far as lag goes (a group
@@ -371,8 +375,11 @@ int lag_measure(monitor_t *m, char *errbuf, size_t errsize)
     for (size_t t = 0; t < m->ntopics; t++) {
         char why[300];
         int n = cli_partition_count(rk, m->topics[t], o->timeout_ms, why, sizeof(why));
-        if (n == 0 && o->topic && !m->evaluations) {
-            snprintf(errbuf, errsize, "topic %s does not exist", m->topics[t]);
+        if ((n == 0 || n == CLI_TOPIC_DENIED) && o->topic && !m->evaluations) {
+            if (n == 0)
+                snprintf(errbuf, errsize, "topic %s does not exist", m->topics[t]);
+            else
+                snprintf(errbuf, errsize, "%s", why);
             rc = EX_CONFIG;
             goto out;
         }

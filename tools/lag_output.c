@@ -176,8 +176,8 @@ void lag_print_table(const monitor_t *m, bool colour, bool redraw)
                   colour ? status_colour(p->status) : NULL);
     }
     if (!m->nparts)
-        printf("(no partitions: the group has no committed offsets and its members hold "
-               "none%s)\n",
+        printf("(no partitions: the group has no committed offsets this principal may see "
+               "and its members hold none%s)\n",
                m->o->topic ? "" : "; -t TOPIC shows a topic's lag anyway");
     if (g->nmembers)
         print_members(g, colour);

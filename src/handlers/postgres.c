@@ -80,6 +80,7 @@ typedef struct pg_state {
     char copy_why[ERRLEN]; /* why batches do not go as COPY */
     /* exactly-once (see "the consumer's transaction" below) */
     bool eo;      /* semantics = exactly-once: OFF_* prepared too */
+    bool grouped; /* processing = message in groups: begin/commit/rollback too */
     bool in_txn;  /* a transaction opened by begin is open */
     bool begun;   /* ... and its BEGIN was sent (begin defers it: see pg_begin) */
     bool doomed;  /* ... but can only be rolled back, because of doom_err */
@@ -1361,7 +1362,7 @@ static ballast_outcome_t pg_begin(void *state, char *errbuf, size_t errsize)
     pg_state_t *st = state;
     bool quiet;
 
-    if (!bl_sqltxn_usable(st->eo, "postgres", "begin", errbuf, errsize))
+    if (!st->grouped && !bl_sqltxn_usable(st->eo, "postgres", "begin", errbuf, errsize))
         return BALLAST_OUTCOME_RETRY;
     pg_rollback(st); /* one left open: it can only be given up */
     /* On a connection that has heard nothing since its last command, BEGIN
@@ -1804,6 +1805,8 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
     }
     st->eo = bl_conf_exactly_once(params->conf);
     st->stop = bl_conf_stop_flag(params->conf);
+    st->grouped = !strcmp(bl_conf_str(params->conf, "processing"), "message") &&
+                  bl_conf_int(params->conf, "handler.postgres.group.messages") > 1;
     if ((rc = pg_setup(st, params->conf, sql, errbuf, errsize)) != 0) {
         pg_destroy(st);
         return rc;

@@ -102,7 +102,14 @@ static void read_answer(rd_kafka_event_t *ev, bl_lag_group_offsets_t *e)
         rd_kafka_event_ListConsumerGroupOffsets_result(ev), &count);
     const rd_kafka_error_t *gerr = count ? rd_kafka_group_result_error(res[0]) : NULL;
 
-    if (rd_kafka_event_error(ev)) {
+    if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+        (gerr && rd_kafka_error_code(gerr) == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)) {
+        e->err = RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
+        snprintf(e->error, sizeof(e->error),
+                 "group %s: not authorized to read its offsets: the principal needs "
+                 "Describe on the group (an ACL refuses it)",
+                 e->group);
+    } else if (rd_kafka_event_error(ev)) {
         e->err = rd_kafka_event_error(ev);
         snprintf(e->error, sizeof(e->error), "ListConsumerGroupOffsets: %s",
                  rd_kafka_event_error_string(ev));

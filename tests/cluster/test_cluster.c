@@ -406,6 +406,8 @@ static void run_cluster(bt_chaos_mode_t mode)
     v = bt_check_history(recs, n, r.produced, KEYS);
     snprintf(what, sizeof(what), "cluster (%s): %ld produced, %d bounces, %d restart(s)",
              bt_chaos_mode_name(mode), r.produced, r.log.count, r.restarts);
+    if (v.lost)
+        bt_explain_lost(r.bs, r.in, r.out, &v);
     bt_assert_verdict(&v, mode == BT_EXACTLY_ONCE, what);
     bt_records_free(recs, n);
     bt_fault_log_check(&r.log);

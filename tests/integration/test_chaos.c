@@ -187,6 +187,8 @@ static void check_history(chaos_t *c)
 
     snprintf(label, sizeof(label), "chaos (%s): %ld produced, %d faults", bt_chaos_mode_name(c->mode),
              c->produced, c->log.count);
+    if (v.lost && c->mode != BT_POSTGRES)
+        bt_explain_lost(c->bs, c->in, c->out, &v);
     bt_assert_verdict(&v, c->mode != BT_AT_LEAST_ONCE, label);
     bt_records_free(recs, n);
 }

@@ -5,10 +5,12 @@
  * while it is kill -9'd after 20%, 40% and 60% of the work, SIGTERM'd once,
  * and the broker is hard-restarted; a read_committed reader must finally see
  * every input exactly once, in order per key. Also: a second instance with
- * the same transactional.id fences the first.
+ * the same transactional.id fences the first, and the read_committed reader
+ * the checks use waits for a transaction left open instead of stopping at it.
  */
 #include "support.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,12 +262,84 @@ static void test_same_transactional_id_fences_the_older_instance(void **state)
     }
 }
 
+/* A transactional producer that has written @p value to partition 0 of
+ * @p topic and flushed it, its transaction left open. */
+static rd_kafka_t *open_txn_with(const char *bs, const char *topic, const char *id,
+                                 const char *value)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[256];
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers", bs, NULL, 0);
+    rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    assert_non_null(rk);
+    assert_null(rd_kafka_init_transactions(rk, 30000));
+    assert_null(rd_kafka_begin_transaction(rk));
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                                       RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+    return rk;
+}
+
+typedef struct reading {
+    const char *bs, *topic;
+    bt_record_t *recs;
+    size_t n;
+} reading_t;
+
+static void *read_to_end(void *arg)
+{
+    reading_t *r = arg;
+    r->recs = bt_consume_to_end(r->bs, r->topic, 60000, &r->n);
+    return NULL;
+}
+
+static bool reader_waiting(void *arg)
+{
+    return bt_reader_open_txn_waits() > *(int *)arg;
+}
+
+/* The checkers read output read_committed "to the end"; that end is the
+ * last stable offset, so a transaction left open hides every committed
+ * record written after its first one. The reader must wait for the open
+ * transaction to end rather than report those records lost. */
+static void test_reader_waits_for_an_open_transaction(void **state)
+{
+    BT_REQUIRE_ENV();
+    (void)state;
+    const char *bs = bt_bootstrap();
+    const char *topic = bt_unique("eo-lso"), *id_a = bt_unique("eo-lso-a"),
+               *id_b = bt_unique("eo-lso-b");
+    int waits = bt_reader_open_txn_waits();
+    reading_t r = {.bs = bs, .topic = topic};
+    rd_kafka_t *a, *b;
+    pthread_t reader;
+
+    bt_create_topic(bs, topic, 1);
+    a = open_txn_with(bs, topic, id_a, "first, left open");
+    b = open_txn_with(bs, topic, id_b, "second, committed");
+    assert_null(rd_kafka_commit_transaction(b, 30000));
+    assert_int_equal(pthread_create(&reader, NULL, read_to_end, &r), 0);
+    assert_true(bt_wait_for(reader_waiting, &waits, 30000));
+    assert_null(rd_kafka_commit_transaction(a, 30000));
+    assert_int_equal(pthread_join(reader, NULL), 0);
+    assert_int_equal(r.n, 2);
+    bt_records_free(r.recs, r.n);
+    rd_kafka_destroy(a);
+    rd_kafka_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_exactly_once_through_kills_and_restarts),
         cmocka_unit_test(test_same_transactional_id_fences_the_older_instance),
         cmocka_unit_test(test_copy_exactly_once_across_broker_hard_restart),
+        cmocka_unit_test(test_reader_waits_for_an_open_transaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,12 @@
  *     "no broker reachable");
  *   - `ballast lag` and `ballast dlq` take their client settings from the
  *     run's config file (--config), password read from a file, and leave
- *     its other keys alone; a file the parser refuses is exit 78.
+ *     its other keys alone; a file the parser refuses is exit 78;
+ *   - an ACL in front of `ballast lag` (the broker's authorizer, the SCRAM
+ *     user denied Describe on a group and on a topic): the refused group or
+ *     topic named with -g or -t is exit 78 and one line; with --all-groups
+ *     the refused group is logged and counted as refused, never reported as
+ *     an empty or healthy group.
  * (A relative handler.plugin.path is refused in tests/cli/test_cli.c.)
  *
  * Needs the exports of `scripts/testenv up`: BALLAST_TEST_BOOTSTRAP,
@@ -957,9 +962,102 @@ static void test_missing_client_certificate_fails_clearly(void **state)
     expect_refused_certificate(&m, NULL, NULL, "no client certificate");
 }
 
+/* An ACL in front of `ballast lag`, as the SCRAM user: a group it may not
+ * Describe and a topic it may not Describe. A group refused must never look
+ * like a healthy or an empty one. */
+static void test_acls_in_front_of_lag(void **state)
+{
+    (void)state;
+    require_env();
+    const char *prefix = bt_unique("sec-acl"), *dir = bt_tmpdir();
+    char open_t[128], hidden_t[128], g_open[160], g_refused[160], g_hidden_t[160];
+    char principal[160], include[200], line[300];
+    char *out = path_in(dir, "acl.out"), *err = path_in(dir, "acl.err");
+    char *conf = path_in(dir, "acl.conf"), kafka[1024], *text, *errs;
+    int rc;
+
+    snprintf(open_t, sizeof(open_t), "%s-t", prefix);
+    snprintf(hidden_t, sizeof(hidden_t), "%s-hidden-t", prefix);
+    snprintf(g_open, sizeof(g_open), "%s-open", prefix);
+    snprintf(g_refused, sizeof(g_refused), "%s-refused", prefix);
+    snprintf(g_hidden_t, sizeof(g_hidden_t), "%s-on-hidden-topic", prefix);
+    snprintf(principal, sizeof(principal), "User:%s", env.user);
+    bt_create_topic(env.plain, open_t, 1);
+    bt_create_topic(env.plain, hidden_t, 1);
+    bt_produce_seq(env.plain, open_t, 1, 0, 5, 0);
+    bt_produce_seq(env.plain, hidden_t, 1, 0, 5, 0);
+    bt_commit(env.plain, g_open, open_t, (int64_t[]){2}, 1);
+    bt_commit(env.plain, g_refused, open_t, (int64_t[]){2}, 1);
+    bt_commit(env.plain, g_hidden_t, hidden_t, (int64_t[]){2}, 1);
+    bt_deny(env.plain, RD_KAFKA_RESOURCE_GROUP, g_refused, principal,
+            RD_KAFKA_ACL_OPERATION_DESCRIBE);
+    bt_deny(env.plain, RD_KAFKA_RESOURCE_TOPIC, hidden_t, principal,
+            RD_KAFKA_ACL_OPERATION_DESCRIBE);
+    sasl_conf(kafka, sizeof(kafka), "SCRAM-SHA-512", "BALLAST_TEST_SCRAM_PASSWORD");
+    bt_write_file(conf, "%s", kafka);
+
+    /* One group, refused: exit 78 and one line saying why, as for a group
+     * that does not exist. */
+    rc = run_capture(ARGV("lag", "--config", conf, "-g", g_refused, "--json"), out, err, 60000);
+    errs = bt_read_file(err);
+    if (rc != 78 || !one_line(errs) || !strstr(errs, g_refused) ||
+        !strstr(errs, "not authorized") || !strstr(errs, "Describe"))
+        fail_msg("ballast lag -g on a group an ACL refuses: exit %d (expected 78 and one "
+                 "line naming the group and the missing Describe): %s",
+                 rc, errs ? errs : "");
+    free(errs);
+
+    /* One group whose only topic is hidden: the broker leaves the topic out
+     * of the group's offsets, so there is nothing to report, and the note
+     * says that it is what this principal may see; the topic asked for by
+     * name is refused like one that does not exist. */
+    rc = run_capture(ARGV("lag", "--config", conf, "-g", g_hidden_t, "--json"), out, err,
+                     60000);
+    errs = bt_read_file(err);
+    if (rc != 0 || !errs || !strstr(errs, "this principal may see"))
+        fail_msg("ballast lag -g on a group whose topic is hidden: exit %d: %s", rc,
+                 errs ? errs : "");
+    free(errs);
+    rc = run_capture(ARGV("lag", "--config", conf, "-g", g_hidden_t, "-t", hidden_t, "--json"),
+                     out, err, 60000);
+    errs = bt_read_file(err);
+    if (rc != 78 || !one_line(errs) || !strstr(errs, hidden_t) || !strstr(errs, "Describe"))
+        fail_msg("ballast lag -t on a topic an ACL hides: exit %d (expected 78 and one line "
+                 "naming the topic and the missing Describe): %s",
+                 rc, errs ? errs : "");
+    free(errs);
+
+    /* The whole cluster: the readable group is reported, the refused one is
+     * listed (the principal may Describe the cluster) and counted as
+     * group_denied with one line, never as an empty or healthy group. */
+    snprintf(include, sizeof(include), "^%s-", prefix);
+    rc = run_capture(ARGV("lag", "--config", conf, "--all-groups", "--include", include,
+                          "--json"),
+                     out, err, 60000);
+    text = bt_read_file(out);
+    errs = bt_read_file(err);
+    snprintf(line, sizeof(line), "\"group\":\"%s\",\"topic\":\"%s\"", g_open, open_t);
+    if (rc != 0 || !text || !strstr(text, line) || !strstr(text, "\"lag\":3"))
+        fail_msg("ballast lag --all-groups behind an ACL: exit %d, stdout: %s; stderr: %s", rc,
+                 text ? text : "", errs ? errs : "");
+    snprintf(line, sizeof(line), "group %s: its offsets cannot be read: group %s: not "
+             "authorized", g_refused, g_refused);
+    if (!errs || !strstr(errs, line))
+        fail_msg("the refused group is not reported as refused: stderr: %s", errs ? errs : "");
+    snprintf(line, sizeof(line), "\"group\":\"%s\"", g_refused);
+    if (strstr(text, line) && !strstr(text, "\"status\":\"ERR\""))
+        fail_msg("the refused group has rows that are not ERR: %s", text);
+    free(text);
+    free(errs);
+    free(out);
+    free(err);
+    free(conf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_acls_in_front_of_lag),
         cmocka_unit_test(test_forward_over_ssl),
         cmocka_unit_test(test_forward_over_sasl_scram512_keeps_the_password_out),
         cmocka_unit_test(test_lag_over_sasl_scram256),

@@ -357,6 +357,8 @@ static void check_outputs(run_t *r)
     v = bt_check_history(recs, n, r->produced, KEYS);
     snprintf(label, sizeof(label), "netfault (%s): %ld produced, %d faults",
              bt_chaos_mode_name(r->mode), r->produced, r->log.count);
+    if (v.lost && r->mode != BT_POSTGRES)
+        bt_explain_lost(r->bs, r->in, r->out, &v);
     bt_assert_verdict(&v, r->mode != BT_AT_LEAST_ONCE, label);
     bt_records_free(recs, n);
     if (r->mode == BT_POSTGRES) {

@@ -293,7 +293,7 @@ long bt_wait_progress(const char *bootstrap, const char *group, const char *topi
 
 bt_verdict_t bt_check_history(const bt_record_t *recs, size_t n, long produced, int keys)
 {
-    bt_verdict_t v = {n, 0, 0, 0};
+    bt_verdict_t v = {.records = n};
     int *count = calloc((size_t)(produced ? produced : 1), sizeof(int));
     long *last = malloc((size_t)keys * sizeof(long));
 
@@ -316,10 +316,12 @@ bt_verdict_t bt_check_history(const bt_record_t *recs, size_t n, long produced, 
             last[k] = s;
     }
     for (long s = 0; s < produced; s++)
-        if (count[s] == 0 && v.lost++ < 20)
+        if (count[s] == 0 && v.lost++ < 20) {
             /* Which ones, for the replay of a failing seed: record s has key
              * k<s % keys> and was produced s-th. */
+            v.first_lost[v.lost - 1] = s;
             printf("lost: record %ld (key k%ld)\n", s, s % keys);
+        }
     free(count);
     free(last);
     return v;
@@ -334,6 +336,37 @@ void bt_assert_verdict(const bt_verdict_t *v, bool exactly_once, const char *lab
     assert_int_equal(v->reorders, 0);
     if (exactly_once)
         assert_int_equal(v->duplicates, 0);
+}
+
+/* The record of @p recs whose value is sequence number @p s, or NULL. */
+static const bt_record_t *find_seq(const bt_record_t *recs, size_t n, long s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (recs[i].value && strtol(recs[i].value, NULL, 10) == s)
+            return &recs[i];
+    return NULL;
+}
+
+void bt_explain_lost(const char *bootstrap, const char *in, const char *out,
+                     const bt_verdict_t *v)
+{
+    size_t nin, nout;
+    bt_record_t *input = bt_consume_uncommitted(bootstrap, in, 120000, &nin);
+    bt_record_t *output = bt_consume_uncommitted(bootstrap, out, 120000, &nout);
+    long shown = v->lost < 20 ? v->lost : 20;
+
+    for (long i = 0; i < shown; i++) {
+        const bt_record_t *from = find_seq(input, nin, v->first_lost[i]);
+        const bt_record_t *to = find_seq(output, nout, v->first_lost[i]);
+        printf("lost record %ld: input [%d] offset %lld; %s", v->first_lost[i],
+               from ? (int)from->partition : -1, from ? (long long)from->offset : -1LL,
+               to ? "written outside the committed history at " : "never written\n");
+        if (to)
+            printf("[%d] offset %lld\n", (int)to->partition, (long long)to->offset);
+    }
+    fflush(stdout);
+    bt_records_free(input, nin);
+    bt_records_free(output, nout);
 }
 
 /* ---- the delivery modes the fault tests run ------------------------------- */

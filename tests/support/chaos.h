@@ -106,6 +106,7 @@ long bt_wait_progress(const char *bootstrap, const char *group, const char *topi
 typedef struct bt_verdict {
     size_t records;
     long lost, duplicates, reorders;
+    long first_lost[20]; /* the first min(lost, 20) lost sequence numbers */
 } bt_verdict_t;
 
 /** Checks @p n output records whose value is an input's sequence number and
@@ -117,6 +118,11 @@ bt_verdict_t bt_check_history(const bt_record_t *recs, size_t n, long produced, 
 /** Fails the test on loss or reordering, and on duplicates when
  *  @p exactly_once; prints the verdict under @p label first. */
 void bt_assert_verdict(const bt_verdict_t *v, bool exactly_once, const char *label);
+/** For a replay's debugging: prints where each of @p v's first lost records
+ *  sits in @p in (partition, offset) and whether @p out holds it outside the
+ *  committed history (in an aborted or still open transaction). */
+void bt_explain_lost(const char *bootstrap, const char *in, const char *out,
+                     const bt_verdict_t *v);
 
 /* ---- the delivery modes the fault tests run ------------------------------- */
 

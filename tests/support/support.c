@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -263,6 +264,39 @@ static rd_kafka_t *make_client(rd_kafka_type_t type, const char *bootstrap,
     if (!rk)
         fail_msg("rd_kafka_new: %s", errstr);
     return rk;
+}
+
+void bt_deny(const char *bootstrap, rd_kafka_ResourceType_t type, const char *name,
+             const char *principal, rd_kafka_AclOperation_t operation)
+{
+    rd_kafka_t *rk = make_client(RD_KAFKA_PRODUCER, bootstrap, NULL);
+    char errstr[256];
+    rd_kafka_AclBinding_t *acl = rd_kafka_AclBinding_new(
+        type, name, RD_KAFKA_RESOURCE_PATTERN_LITERAL, principal, "*", operation,
+        RD_KAFKA_ACL_PERMISSION_TYPE_DENY, errstr, sizeof(errstr));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_event_t *ev;
+    const rd_kafka_acl_result_t **results;
+    size_t n;
+
+    if (!acl)
+        fail_msg("ACL for %s: %s", name, errstr);
+    rd_kafka_CreateAcls(rk, &acl, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    assert_non_null(ev);
+    if (rd_kafka_event_error(ev))
+        fail_msg("create ACL for %s: %s (the test broker needs its authorizer: "
+                 "scripts/testenv restart-kafka)",
+                 name, rd_kafka_event_error_string(ev));
+    results = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &n);
+    assert_int_equal(n, 1);
+    if (rd_kafka_acl_result_error(results[0]))
+        fail_msg("create ACL for %s: %s", name,
+                 rd_kafka_error_string(rd_kafka_acl_result_error(results[0])));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_AclBinding_destroy(acl);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
 }
 
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions)
@@ -570,23 +604,96 @@ bt_record_t *bt_consume_to_end(const char *bootstrap, const char *topic,
     return consume(bootstrap, topic, SIZE_MAX, timeout_ms, true, countp);
 }
 
-static bt_record_t *consume(const char *bootstrap, const char *topic,
-                            size_t expect, int timeout_ms, bool to_end,
-                            size_t *countp)
+/* A partition's end under read_committed is its last stable offset: a
+ * transaction still open holds it below the high watermark, and the
+ * committed records written after that transaction's first one are not
+ * readable yet. The end counts only once it reaches the high watermark
+ * (the open transaction committed or aborted); until then the reader waits,
+ * and says so once. The high watermark is asked of @p hw, a read_uncommitted
+ * client: a read_committed one is answered with the last stable offset. */
+static atomic_int reader_waits;
+
+int bt_reader_open_txn_waits(void)
+{
+    return atomic_load(&reader_waits);
+}
+
+static bool at_true_end(rd_kafka_t *hw, const char *topic, const rd_kafka_message_t *eof,
+                        bool *told)
+{
+    int64_t lo, hi;
+
+    if (rd_kafka_query_watermark_offsets(hw, topic, eof->partition, &lo, &hi, 10000))
+        return false; /* asked again at the next end */
+    if (eof->offset >= hi)
+        return true;
+    if (!*told) {
+        atomic_fetch_add(&reader_waits, 1);
+        printf("%s [%d]: read_committed end at %lld, below the high watermark %lld: "
+               "a transaction is still open; waiting for it to end\n",
+               topic, (int)eof->partition, (long long)eof->offset, (long long)hi);
+        fflush(stdout);
+        *told = true;
+    }
+    return false;
+}
+
+/* The position of a partition waiting behind an open transaction, checked
+ * again each second: the end it reaches once the transaction ends may come
+ * with no new record, and so with no new end event. */
+static int recheck_waiting(rd_kafka_t *rk, rd_kafka_t *hw, const char *topic, int parts,
+                           char *ended, char *waiting, bool *told)
+{
+    int more = 0;
+
+    for (int p = 0; p < parts && p < 256; p++) {
+        rd_kafka_topic_partition_list_t *pos;
+        rd_kafka_message_t eof = {.partition = p};
+        if (!waiting[p])
+            continue;
+        pos = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(pos, topic, p);
+        if (!rd_kafka_position(rk, pos) && pos->elems[0].offset >= 0) {
+            eof.offset = pos->elems[0].offset;
+            if (at_true_end(hw, topic, &eof, &told[p])) {
+                waiting[p] = 0;
+                ended[p] = 1;
+                more++;
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(pos);
+    }
+    return more;
+}
+
+static bt_record_t *consume_as(const char *bootstrap, const char *topic, size_t expect,
+                               int timeout_ms, bool to_end, const char *isolation,
+                               size_t *countp)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[256];
     rd_kafka_t *rk;
     int parts = 0, at_end = 0;
-    char ended[256] = {0};
+    char ended[256] = {0}, waiting[256] = {0};
+    bool told[256] = {0};
+    rd_kafka_t *hw = NULL;
+    int64_t recheck = 0;
 
     rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
     rd_kafka_conf_set(conf, "group.id", "bt-reader", NULL, 0);
     rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", isolation, NULL, 0);
     rd_kafka_conf_set(conf, "enable.partition.eof", to_end ? "true" : "false", NULL, 0);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     assert_non_null(rk);
+    if (to_end && !strcmp(isolation, "read_committed")) {
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+        rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+        rd_kafka_conf_set(conf, "isolation.level", "read_uncommitted", NULL, 0);
+        hw = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+        assert_non_null(hw);
+    }
     const struct rd_kafka_metadata *md;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_topic_partition_list_t *assign;
@@ -606,12 +713,21 @@ static bt_record_t *consume(const char *bootstrap, const char *topic,
     rd_kafka_topic_partition_list_destroy(assign);
     while (count < expect && bt_now_ms() < deadline && !(to_end && at_end == parts)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (bt_now_ms() >= recheck) {
+            at_end += recheck_waiting(rk, hw, topic, parts, ended, waiting, told);
+            recheck = bt_now_ms() + 1000;
+        }
         if (!m)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition < 256 &&
             !ended[m->partition]) {
-            ended[m->partition] = 1;
-            at_end++;
+            if (!hw || at_true_end(hw, topic, m, &told[m->partition])) {
+                ended[m->partition] = 1;
+                waiting[m->partition] = 0;
+                at_end++;
+            } else {
+                waiting[m->partition] = 1;
+            }
         }
         if (!m->err) {
             if (m->partition < 256 && ended[m->partition]) {
@@ -632,12 +748,30 @@ static bt_record_t *consume(const char *bootstrap, const char *topic,
         rd_kafka_message_destroy(m);
     }
     if (to_end && at_end != parts)
-        fail_msg("%s: did not reach the end of every partition within %d ms",
-                 topic, timeout_ms);
+        fail_msg("%s: did not reach the end of every partition within %d ms%s",
+                 topic, timeout_ms,
+                 memchr(waiting, 1, sizeof(waiting)) ? " (a transaction stayed open)" : "");
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    if (hw)
+        rd_kafka_destroy(hw);
     *countp = count;
     return recs;
+}
+
+static bt_record_t *consume(const char *bootstrap, const char *topic,
+                            size_t expect, int timeout_ms, bool to_end,
+                            size_t *countp)
+{
+    return consume_as(bootstrap, topic, expect, timeout_ms, to_end, "read_committed",
+                      countp);
+}
+
+bt_record_t *bt_consume_uncommitted(const char *bootstrap, const char *topic,
+                                    int timeout_ms, size_t *countp)
+{
+    return consume_as(bootstrap, topic, SIZE_MAX, timeout_ms, true, "read_uncommitted",
+                      countp);
 }
 
 void bt_records_free(bt_record_t *recs, size_t count)

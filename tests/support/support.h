@@ -96,6 +96,11 @@ int bt_run_group(const char *name, const struct CMUnitTest *tests, size_t count,
  *  in a static ring of buffers (valid for the next 16 calls). */
 const char *bt_unique(const char *prefix);
 
+/** Adds an ACL on @p bootstrap (whose PLAINTEXT clients are super users)
+ *  that denies @p principal ("User:NAME") @p operation on the resource
+ *  @p name of @p type, from any host; asserts success. */
+void bt_deny(const char *bootstrap, rd_kafka_ResourceType_t type, const char *name,
+             const char *principal, rd_kafka_AclOperation_t operation);
 /** Creates a topic on @p bootstrap with the admin API, replicated as the
  *  broker's default.replication.factor says; asserts success. */
 void bt_create_topic(const char *bootstrap, const char *topic, int partitions);
@@ -149,11 +154,19 @@ typedef struct bt_record {
 bt_record_t *bt_consume_all(const char *bootstrap, const char *topic,
                             size_t expect, int timeout_ms, size_t *countp);
 void bt_records_free(bt_record_t *recs, size_t count);
-/** Reads @p topic from the beginning to its end (read_committed: up to the
- *  last stable offset) and stops when every partition reported its end.
+/** Reads @p topic from the beginning to its end and stops when every
+ *  partition reported it (read_committed: the end counts once the last
+ *  stable offset reached the high watermark, no transaction left open).
  *  Fails the test after @p timeout_ms. */
 bt_record_t *bt_consume_to_end(const char *bootstrap, const char *topic,
                                int timeout_ms, size_t *countp);
+/** How many times a bt_consume_to_end() reader found a transaction open
+ *  at a partition's read_committed end and waited for it. */
+int bt_reader_open_txn_waits(void);
+/** Reads @p topic from the beginning to its high watermark read_uncommitted:
+ *  records of aborted and open transactions too. */
+bt_record_t *bt_consume_uncommitted(const char *bootstrap, const char *topic,
+                                    int timeout_ms, size_t *countp);
 /** Sum of the high watermarks of partitions 0..n-1. */
 int64_t bt_total_watermark(const char *bootstrap, const char *topic, int n);
 
