@@ -64,10 +64,12 @@ static const prop_t props[] = {
      "libpq connection string (its password is redacted in dumps)."},
     {"handler.postgres.sql", T_STR, NULL, 0, 0, NULL, 0,
      "One statement run per message; placeholders as for SQLite. An INSERT "
-     "... VALUES (...) [ON CONFLICT ... DO NOTHING] whose tuple holds only "
-     "placeholders, literals and casts runs a batch as statements of up to "
-     "100 rows (statement-level triggers fire once per statement); any other "
-     "statement runs once per message (docs/design.md, Database batches)."},
+     "... VALUES (...) [ON CONFLICT ... DO NOTHING | DO UPDATE SET c = "
+     "EXCLUDED.c, ...] whose tuple holds only placeholders, literals and "
+     "casts runs a batch as statements of up to 100 rows (an upsert's "
+     "statement ends before a repeated key; statement-level triggers fire "
+     "once per statement); any other statement runs once per message "
+     "(docs/design.md, Database batches)."},
     {"handler.postgres.group.messages", T_INT, "64", 1, 10000, NULL, 0,
      "processing = message: consecutive messages a worker already holds run in "
      "one transaction of up to this many, each in its own savepoint (a failing "

@@ -22,7 +22,7 @@
  *       [OVERRIDING {SYSTEM | USER} VALUE]
  *       VALUES (elem, ...)
  *       [ON CONFLICT [(target) [WHERE predicate] | ON CONSTRAINT name]
- *        DO NOTHING]
+ *        {DO NOTHING | DO UPDATE SET name = set_elem, ...}]
  *
  *   elem    = operand {:: type}
  *   operand = $N | 'text' (also E'', B'', X'', N'', $tag$..$tag$) | number
@@ -30,6 +30,7 @@
  *   type    = name[.name] [(number, ...)] [WITH[OUT] TIME ZONE] {[[number]]}
  *             (and DOUBLE PRECISION, CHARACTER / CHAR / NCHAR / BIT VARYING,
  *             NATIONAL CHARACTER [VARYING])
+ *   set_elem = elem without $N, whose operand may also be EXCLUDED.name
  *
  * Why that is equivalent. Each row's values are a function of its own
  * message alone: the tuple reads no table (every row of one statement reads
@@ -45,12 +46,31 @@
  * row's own statement would. The conflict target and its WHERE hold no
  * parameter: they only pick the arbiter index, the same one for every row.
  *
- * Outside the grammar, among others: DO UPDATE (two rows of one statement
- * with the same key are an error, "cannot affect row a second time", and
- * its SET may read the table), RETURNING, WITH, INSERT ... SELECT, more than
- * one tuple, DEFAULT (leave the column out of the list instead: its default
- * is then computed row by row), operators and function calls, a parameter
- * outside the tuple.
+ * DO UPDATE: its SET reads only the proposed row (EXCLUDED.name), literals
+ * and casts of them, so each row's update is a function of its message and
+ * of the one row it conflicts with. Rows of one statement with distinct
+ * keys conflict with distinct rows, each one there before the statement,
+ * as the earlier single-row statements (of other keys) left it. Two rows
+ * with the same key are what differs: PostgreSQL refuses the statement
+ * ("ON CONFLICT DO UPDATE command cannot affect row a second time", 21000)
+ * where the single-row statements would update the row twice, in order.
+ * So a statement of an upsert's rows ends before the first row whose key
+ * one of its rows holds already (bl_sqlkey_span), which then opens the next
+ * statement and wins, as in offset order. The key is read from the text
+ * when the target is a list of plain column names of the column list
+ * (bl_sqltmpl_key): the parameters of those columns' elements, equal when
+ * their texts are (NULL equal to NULL: an index may be NULLS NOT DISTINCT).
+ * Equal texts are the same key; unequal ones may still be (a cast, a
+ * collation, ON CONSTRAINT), and then the 21000 fails the statement like
+ * any failing many-row statement, and the batch runs again a statement a
+ * message. A WHERE on DO UPDATE is left out (it may read the table, which
+ * the rows of one statement see as it was before them), and so is a SET
+ * that reads the table or calls a function.
+ *
+ * Outside the grammar, among others: DO UPDATE ... WHERE, a SET of another
+ * form, RETURNING, WITH, INSERT ... SELECT, more than one tuple, DEFAULT
+ * (leave the column out of the list instead: its default is then computed
+ * row by row), operators and function calls, a parameter outside the tuple.
  *
  * What no statement text shows is the table's triggers, rules, foreign keys,
  * column defaults and domain checks. Column defaults and row-level BEFORE
@@ -63,7 +83,7 @@
  */
 
 typedef enum tok_kind {
-    TK_END,    /* the end of the statement */
+    TK_END,    /* the end of the statement, or of what could be scanned */
     TK_WORD,   /* a keyword or an unquoted identifier */
     TK_QIDENT, /* "quoted identifier" */
     TK_STRING, /* '..', E'..', B'..', X'..', N'..', $tag$..$tag$ */
@@ -88,9 +108,13 @@ typedef struct fold {
     size_t tuple_start, tuple_end; /* the tuple: "(" .. past ")" */
     size_t *param_at;              /* offsets of the tuple's `$N` */
     size_t nparams;
+    size_t *elem_param;            /* per element: the offset of its `$N`, or SIZE_MAX */
+    size_t target_start, target_end; /* ON CONFLICT's "(" .. past ")", or 0, 0 */
     bool all_bare;      /* every element of the tuple is a lone `$N` */
     bool overriding;    /* OVERRIDING ... VALUE */
-    bool conflict;      /* ON CONFLICT ... DO NOTHING */
+    bool conflict;      /* ON CONFLICT ... DO NOTHING or DO UPDATE */
+    bool upsert;        /* ... DO UPDATE */
+    bool in_set;        /* scanning DO UPDATE's SET: EXCLUDED.name, no `$N` */
     int depth;
 } fold_t;
 
@@ -130,7 +154,7 @@ static tok_kind_t scan_token(parser_t *p)
     bool matched;
 
     if (p->failed)
-        return TK_OTHER;
+        return TK_END; /* an unterminated quote: no further token (the scan fails) */
     if (p->pos >= p->len)
         return TK_END;
     c = (unsigned char)p->s[p->pos];
@@ -306,7 +330,9 @@ static bool fold_elem(fold_t *f);
 static bool fold_operand(fold_t *f)
 {
     if (f->kind == TK_PARAM)
-        return fold_param(f);
+        return !f->in_set && fold_param(f);
+    if (f->in_set && accept_word(f, "EXCLUDED"))
+        return accept_punct(f, '.') && fold_name(f);
     if (accept_kind(f, TK_STRING) || accept_kind(f, TK_NUMBER) || accept_word(f, "NULL") ||
         accept_word(f, "TRUE") || accept_word(f, "FALSE"))
         return true;
@@ -338,10 +364,16 @@ static bool fold_tuple(fold_t *f)
     f->all_bare = true;
     fold_next(f);
     do {
-        size_t tok = f->ntok;
+        size_t tok = f->ntok, before = f->nparams;
         bool param = f->kind == TK_PARAM;
+        size_t *ep = realloc(f->elem_param, (f->nelems + 1) * sizeof(*ep));
+        if (!ep)
+            return false; /* out of memory: no multi-row form */
+        f->elem_param = ep;
         if (!fold_elem(f))
             return false;
+        /* An element holds one operand: at most one `$N`. */
+        ep[f->nelems] = f->nparams > before ? f->param_at[before] : SIZE_MAX;
         f->all_bare &= param && f->ntok == tok + 1;
         f->nelems++;
     } while (accept_punct(f, ','));
@@ -364,6 +396,7 @@ static bool fold_conflict_target(fold_t *f)
         return accept_word(f, "CONSTRAINT") && fold_name(f);
     if (!is_punct(f, '('))
         return true; /* no target: any conflict */
+    f->target_start = f->start;
     do {
         if (f->kind == TK_END || f->kind == TK_PARAM)
             return false;
@@ -371,6 +404,7 @@ static bool fold_conflict_target(fold_t *f)
         depth -= is_punct(f, ')');
         fold_next(f);
     } while (depth);
+    f->target_end = f->prev_end;
     if (!accept_word(f, "WHERE"))
         return true;
     while (depth || !is_word(f, "DO")) {
@@ -381,6 +415,25 @@ static bool fold_conflict_target(fold_t *f)
         fold_next(f);
     }
     return true;
+}
+
+/* DO UPDATE's SET name = set_elem, ...: nothing after it (no WHERE). */
+static bool fold_set(fold_t *f)
+{
+    bool ok;
+
+    if (!accept_word(f, "SET"))
+        return false;
+    f->in_set = true;
+    do {
+        ok = fold_name(f) && f->kind == TK_OTHER && f->p.s[f->start] == '=';
+        if (ok) {
+            fold_next(f);
+            ok = fold_elem(f);
+        }
+    } while (ok && accept_punct(f, ','));
+    f->in_set = false;
+    return ok;
 }
 
 /* The grammar above, over the whole statement. */
@@ -415,12 +468,18 @@ static bool fold_statement(fold_t *f)
     if (!accept_word(f, "VALUES") || !fold_tuple(f))
         return false;
     if (accept_word(f, "ON")) {
-        if (!(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO") &&
-              accept_word(f, "NOTHING")))
+        if (!(accept_word(f, "CONFLICT") && fold_conflict_target(f) && accept_word(f, "DO")))
             return false;
+        if (accept_word(f, "UPDATE")) {
+            if (!fold_set(f))
+                return false;
+            f->upsert = true;
+        } else if (!accept_word(f, "NOTHING")) {
+            return false;
+        }
         f->conflict = true;
     }
-    return f->kind == TK_END;
+    return f->kind == TK_END && !f->p.failed;
 }
 
 /* Appends the tuple once, its parameters shifted by @p shift. */
@@ -476,11 +535,100 @@ char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows)
         bl_sqlbuf_put(&b, t->sql + f.tuple_end, strlen(t->sql + f.tuple_end));
     }
     free(f.param_at);
+    free(f.elem_param);
     if (!ok || b.oom) {
         free(b.p);
         return NULL;
     }
     return b.p;
+}
+
+/* ---- an upsert's conflict key ----------------------------------------------- */
+
+/* A scanner over @p t's statement from @p pos, at its first token there. */
+static void scan_from(const bl_sqltmpl_t *t, size_t pos, fold_t *g)
+{
+    *g = (fold_t){.p = {.s = t->sql, .pos = pos, .len = strlen(t->sql),
+                        .dialect = BL_SQL_POSTGRES}};
+    fold_next(g);
+}
+
+/* The current token as the name PostgreSQL sees: unquoted folded to lower
+ * case, quoted without its quotes. @returns false if not a name, or too long. */
+static bool token_name(const fold_t *g, char *out, size_t size)
+{
+    const char *s = g->p.s + g->start;
+    size_t n = g->end - g->start, len = 0;
+    bool quoted = g->kind == TK_QIDENT;
+
+    if (g->kind != TK_WORD && !quoted)
+        return false;
+    for (size_t i = quoted; i < n - quoted; i++) {
+        if (len + 1 >= size)
+            return false;
+        out[len++] = quoted ? s[i] : (char)tolower((unsigned char)s[i]);
+        i += quoted && s[i] == '"'; /* "" is one quote */
+    }
+    out[len] = '\0';
+    return true;
+}
+
+/* The position of the column named @p name in @p f's column list, or SIZE_MAX. */
+static size_t column_at(const bl_sqltmpl_t *t, const fold_t *f, const char *name)
+{
+    char col[128];
+    size_t at = SIZE_MAX;
+    fold_t g;
+
+    scan_from(t, f->cols_start, &g);
+    fold_next(&g); /* past "(" */
+    for (size_t j = 0; at == SIZE_MAX && token_name(&g, col, sizeof(col)); j++) {
+        if (!strcmp(col, name))
+            at = j;
+        fold_next(&g);
+        if (!accept_punct(&g, ','))
+            break;
+    }
+    free(g.p.out.p);
+    return at;
+}
+
+/* Fills k->param from ON CONFLICT's target when it is a list of plain
+ * names of the column list. @returns whether it is. */
+static bool key_params(const bl_sqltmpl_t *t, const fold_t *f, bl_sqlkey_t *k)
+{
+    char name[128];
+    bool ok = f->target_end && f->cols_end;
+    fold_t g;
+
+    if (!ok)
+        return false;
+    scan_from(t, f->target_start, &g);
+    fold_next(&g); /* past "(" */
+    do {
+        size_t col = token_name(&g, name, sizeof(name)) ? column_at(t, f, name) : SIZE_MAX;
+        size_t at = col < f->nelems ? f->elem_param[col] : SIZE_MAX;
+        ok = col < f->nelems && (at == SIZE_MAX || k->n < BL_SQLKEY_MAX);
+        if (ok && at != SIZE_MAX)
+            k->param[k->n++] = strtoul(t->sql + at + 1, NULL, 10) - 1;
+        fold_next(&g);
+    } while (ok && accept_punct(&g, ','));
+    ok = ok && is_punct(&g, ')') && g.end == f->target_end;
+    free(g.p.out.p);
+    return ok;
+}
+
+int bl_sqltmpl_key(const bl_sqltmpl_t *t, bl_sqlkey_t *out)
+{
+    fold_t f;
+    bool ok = fold_parse(t, &f);
+
+    *out = (bl_sqlkey_t){.upsert = ok && f.upsert};
+    if (out->upsert && !(out->known = key_params(t, &f, out)))
+        out->n = 0;
+    free(f.param_at);
+    free(f.elem_param);
+    return ok ? 0 : -1;
 }
 
 /*
@@ -547,6 +695,7 @@ int bl_sqltmpl_copy(const bl_sqltmpl_t *t, bl_sqlcopy_t *out, char *why, size_t 
             refused = "out of memory";
     }
     free(f.param_at);
+    free(f.elem_param);
     if (!refused)
         return 0;
     bl_sqlcopy_free(out);

@@ -1,7 +1,9 @@
 /*
  * sqltmpl.c - rewrites :named placeholders into positional parameters,
  * skipping quotes, comments and casts (the scanner is sqlscan.c; which
- * statements may run over many messages at once is sqlrows.c).
+ * statements may run over many messages at once is sqlrows.c); and the
+ * parameters' values for a message, which also cut an upsert's batch into
+ * statements without a repeated key (bl_sqlkey_span).
  */
 #include "sqltmpl.h"
 
@@ -320,4 +322,64 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
     }
     if (!out->data)
         out->len = 0;
+}
+
+/* ---- which rows of an upsert may share a statement (sqltmpl.h) ---------- */
+
+/* FNV-1a over @p len bytes. */
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t key_hash(const bl_sqlkey_t *k, const bl_sqltmpl_t *t,
+                         const ballast_message_t *m)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (size_t i = 0; i < k->n; i++) {
+        bl_sqlval_t v;
+        size_t len;
+        bl_sqltmpl_value(&t->params[k->param[i]], m, &v);
+        len = v.data ? v.len : SIZE_MAX; /* NULL: apart from every text */
+        h = fnv(h, &len, sizeof(len));
+        if (v.data)
+            h = fnv(h, v.data, v.len);
+    }
+    return h;
+}
+
+/* Whether messages @p a and @p b give the key's parameters equal texts. */
+static bool key_equal(const bl_sqlkey_t *k, const bl_sqltmpl_t *t,
+                      const ballast_message_t *a, const ballast_message_t *b)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        bl_sqlval_t va, vb;
+        bl_sqltmpl_value(&t->params[k->param[i]], a, &va);
+        bl_sqltmpl_value(&t->params[k->param[i]], b, &vb);
+        if (!va.data != !vb.data ||
+            (va.data && (va.len != vb.len || memcmp(va.data, vb.data, va.len))))
+            return false;
+    }
+    return true;
+}
+
+size_t bl_sqlkey_span(const bl_sqlkey_t *k, const bl_sqltmpl_t *t,
+                      const ballast_message_t *const *msgs, const size_t *idx, size_t n)
+{
+    uint64_t h[BL_SQLKEY_SPAN_MAX];
+
+    if (!k->upsert || !k->known)
+        return n;
+    if (n > BL_SQLKEY_SPAN_MAX)
+        n = BL_SQLKEY_SPAN_MAX;
+    for (size_t i = 0; i < n; i++) {
+        h[i] = key_hash(k, t, msgs[idx[i]]);
+        for (size_t j = 0; j < i; j++)
+            if (h[j] == h[i] && key_equal(k, t, msgs[idx[j]], msgs[idx[i]]))
+                return i;
+    }
+    return n;
 }

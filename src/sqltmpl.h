@@ -92,19 +92,55 @@ void bl_sqltmpl_value(const bl_param_t *param, const ballast_message_t *msg,
  * that writes the same rows this way as run once per message in order: the
  * tuple repeated @p rows times, row r's parameters renumbered from
  * r * count + 1. That is `INSERT INTO name [(columns)] VALUES (tuple)`,
- * optionally followed by `ON CONFLICT [target] DO NOTHING`, where every
- * element of the tuple is a parameter, a literal or a cast of one of those
- * (the grammar, and why it is equivalent, are in sqltmpl.c). Statement-level
- * triggers fire once for all the rows, and row-level AFTER triggers (foreign
- * key checks too) when all of them are in.
+ * optionally followed by `ON CONFLICT [target] DO NOTHING` or `DO UPDATE
+ * SET name = value, ...` (each value EXCLUDED.name, a literal or a cast of
+ * one), where every element of the tuple is a parameter, a literal or a
+ * cast of one of those (the grammar, and why it is equivalent, are in
+ * sqlrows.c). For DO UPDATE this holds only for rows of distinct keys: see
+ * bl_sqlkey_span(). Statement-level triggers fire once for all the rows,
+ * and row-level AFTER triggers (foreign key checks too) when all of them
+ * are in.
  *
  * @returns the text (the caller frees it), or NULL for any other statement
  * (a subquery, function call or operator in the tuple, DEFAULT, WITH,
- * RETURNING, DO UPDATE, INSERT ... SELECT, more than one tuple, a parameter
- * outside the tuple), if @p rows times count exceeds PostgreSQL's 65535
- * parameters, or out of memory. Thread-safe.
+ * RETURNING, DO UPDATE ... WHERE or reading the table, INSERT ... SELECT,
+ * more than one tuple, a parameter outside the tuple), if @p rows times
+ * count exceeds PostgreSQL's 65535 parameters, or out of memory.
+ * Thread-safe.
  */
 char *bl_sqltmpl_multirow(const bl_sqltmpl_t *t, size_t rows);
+
+#define BL_SQLKEY_MAX 8        /* key columns read from a conflict target */
+#define BL_SQLKEY_SPAN_MAX 128 /* the longest span bl_sqlkey_span() cuts */
+
+/** What the rows of one many-row statement must not share. */
+typedef struct bl_sqlkey {
+    bool upsert; /* ON CONFLICT ... DO UPDATE: two rows of one statement with
+                    the same key are an error (SQLSTATE 21000) */
+    bool known;  /* ... and its key is read from the text: param[0 .. n) */
+    size_t n;    /* 0 when known: every row has the same key (literals) */
+    size_t param[BL_SQLKEY_MAX]; /* the key's parameters (indexes into params) */
+} bl_sqlkey_t;
+
+/**
+ * For a statement that bl_sqltmpl_multirow() folds: whether it is an upsert,
+ * and its conflict key when the target is a list of plain names of the
+ * column list (then the key is the parameters of those columns' elements).
+ * @returns 0 with @p out filled, or -1 (out zeroed) for a statement with no
+ * multi-row form. Thread-safe.
+ */
+int bl_sqltmpl_key(const bl_sqltmpl_t *t, bl_sqlkey_t *out);
+
+/**
+ * How many of the messages msgs[idx[0 .. n)], in that order, may go into one
+ * many-row statement: for an upsert with a known key, the rows before the
+ * first whose key texts equal those of an earlier one (NULL equal to NULL),
+ * at most BL_SQLKEY_SPAN_MAX; otherwise @p n. At least 1 when @p n is.
+ * Keys equal but written differently (`'01'` and `'1'` into an integer) are
+ * not seen here: PostgreSQL then refuses the statement (21000). Thread-safe.
+ */
+size_t bl_sqlkey_span(const bl_sqlkey_t *k, const bl_sqltmpl_t *t,
+                      const ballast_message_t *const *msgs, const size_t *idx, size_t n);
 
 /** A statement's batches as COPY: see bl_sqltmpl_copy(). Owns its fields. */
 typedef struct bl_sqlcopy {

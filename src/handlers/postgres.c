@@ -68,6 +68,8 @@ typedef struct pg_state {
     size_t rows;   /* rows rendered into the scratch */
     char *multi[NSIZES]; /* the statement over multi_sizes[k] rows, or NULL */
     bool multi_ok;       /* ... prepared on this connection */
+    bl_sqlkey_t key;     /* an upsert's conflict key: what its rows of one
+                            statement must not share (bl_sqlkey_span) */
     /* batches as COPY (see "COPY" below) */
     bl_sqlcopy_t copy;   /* the statement as COPY, or all NULL */
     char *copy_txn;      /* ... in its transaction: BEGIN; COPY; COMMIT */
@@ -805,17 +807,28 @@ static int render_active(pg_state_t *st, seg_t *sg, const ballast_message_t *con
 }
 
 /* Queues the statements of the active messages, in order, MULTI_MAX
- * rendered at a time. A message that cannot be rendered is FAIL and leaves
- * `active`; after a send or allocation failure the rest stay, unsent. */
+ * rendered at a time. An upsert's statement also ends before a message
+ * whose key it holds already (bl_sqlkey_span), which then goes in a later
+ * statement and wins, as in offset order. A message that cannot be
+ * rendered is FAIL and leaves `active`; after a send or allocation failure
+ * the rest stay, unsent. */
 static void seg_msgs(pg_state_t *st, seg_t *sg, const ballast_message_t *const *msgs,
                      ballast_result_t *const *results, ballast_outcome_t *outcomes,
                      size_t *active, size_t *np, run_t *run, bool multi)
 {
     size_t kept = 0, idx[MULTI_MAX], top = multi && st->multi_ok ? MULTI_MAX : 1;
+    size_t span_end = 0;
+    bool cut = top > 1 && st->key.upsert && st->key.known;
 
     for (size_t k = 0; k < *np; k++) {
         size_t i = active[k];
-        int rc = render_active(st, sg, msgs, results, outcomes, i, run);
+        int rc;
+        if (cut && k == span_end) {
+            seg_flush(st, sg, idx, true);
+            span_end = k + bl_sqlkey_span(&st->key, &st->tmpl, msgs, active + k,
+                                          *np - k < top ? *np - k : top);
+        }
+        rc = render_active(st, sg, msgs, results, outcomes, i, run);
         if (rc == 1)
             continue;
         active[kept++] = i;
@@ -1600,6 +1613,8 @@ static int alloc_scratch(pg_state_t *st)
 {
     size_t n;
 
+    if (bl_sqltmpl_key(&st->tmpl, &st->key))
+        st->key = (bl_sqlkey_t){0}; /* no multi-row form: nothing to keep apart */
     for (size_t k = 0; k < NSIZES; k++) {
         if ((st->multi[k] = bl_sqltmpl_multirow(&st->tmpl, multi_sizes[k])))
             continue;

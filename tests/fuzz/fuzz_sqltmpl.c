@@ -16,7 +16,9 @@
  *    canonical placeholder (bl_sqltmpl_param_name()) parses to the same SQL
  *    and the same parameters;
  *  - multi-row (PostgreSQL): bl_sqltmpl_multirow() of one row is the
- *    statement itself, and three rows exist exactly when one does;
+ *    statement itself, and three rows exist exactly when one does; an
+ *    upsert's key (bl_sqltmpl_key()) exists for every statement that folds,
+ *    and names at most BL_SQLKEY_MAX of the statement's parameters;
  *  - SQLite differential: when SQLite itself compiles the output, the
  *    parameters it sees are exactly ?1..?count (no parameter ballast would
  *    leave unbound, i.e. silently NULL), and it sees one statement.
@@ -208,6 +210,22 @@ static void check_sqlite(const bl_sqltmpl_t *t, const char *in)
     sqlite3_finalize(stmt);
 }
 
+/* bl_sqltmpl_key(): a key for every statement that folds (@p folds); the
+ * parameters it names are the statement's, and only a known upsert's. */
+static void check_key(const bl_sqltmpl_t *t, bool folds)
+{
+    bl_sqlkey_t k;
+    int rc = bl_sqltmpl_key(t, &k);
+
+    FUZZ_CHECK(!folds || rc == 0, "folds, but no key: [%s]", t->sql);
+    FUZZ_CHECK(rc == 0 || (!k.upsert && !k.known && !k.n), "no key, yet filled: [%s]", t->sql);
+    FUZZ_CHECK(k.known ? k.upsert && k.n <= BL_SQLKEY_MAX : !k.n, "key of %zu: [%s]", k.n,
+               t->sql);
+    for (size_t i = 0; k.known && i < k.n; i++)
+        FUZZ_CHECK(k.param[i] < t->count, "key parameter %zu of %zu: [%s]", k.param[i],
+                   t->count, t->sql);
+}
+
 /* bl_sqltmpl_multirow(): one row is the statement itself (so the scan
  * finds the tuple's bounds), and three rows exist exactly when one does.
  * (The renumbering is checked by tests/unit/test_sqltmpl.c.) */
@@ -219,6 +237,7 @@ static void check_multirow(const bl_sqltmpl_t *t)
     FUZZ_CHECK(!one == !three, "one row %s, three rows %s", one ? "ok" : "NULL",
                three ? "ok" : "NULL");
     FUZZ_CHECK(!three || strlen(three) > strlen(t->sql), "three rows [%s]", three);
+    check_key(t, one != NULL);
     free(one);
     free(three);
 }

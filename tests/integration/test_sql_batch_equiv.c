@@ -257,6 +257,127 @@ static void test_pg_copy_bytes(void **unused)
     free(copies);
 }
 
+/* ---- upserts (ON CONFLICT DO UPDATE) -------------------------------------- */
+
+/* A statement trigger that counts the statements started on {t} in the
+ * sequence {t}_stmts (not rolled back with a statement that fails). */
+#define STMT_COUNTER                                                                   \
+    "; CREATE SEQUENCE {t}_stmts; CREATE TRIGGER {t}_count BEFORE INSERT ON {t} FOR " \
+    "EACH STATEMENT EXECUTE FUNCTION eq_count_stmt()"
+
+static void make_stmt_counter(void)
+{
+    bt_pg_admin_exec("CREATE OR REPLACE FUNCTION eq_count_stmt() RETURNS trigger LANGUAGE "
+                     "plpgsql AS $$BEGIN PERFORM nextval(TG_TABLE_NAME || '_stmts'); "
+                     "RETURN NULL; END$$");
+}
+
+/* The statements the counter of @p base's table of mode @p m saw. */
+static long stmts_run(const char *base, int m)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql), "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM "
+                               "%s_%s_stmts", base, mode_suffix[m]);
+    return bt_pg_admin_long(sql);
+}
+
+#define UPSERT_DDL "CREATE TABLE {t} (k text PRIMARY KEY, v jsonb NOT NULL, off bigint)"
+#define UPSERT                                                                      \
+    "INSERT INTO {t} (k, v, off) VALUES (:key, :value::jsonb, :offset) ON CONFLICT " \
+    "(k) DO UPDATE SET v = EXCLUDED.v, off = EXCLUDED.off"
+
+/* 150 messages (offsets 100..249) over 30 keys u0..u29, message i's key
+ * u<i % 30>; @p arg, if set, the index of a message whose value is not JSON. */
+static void fill_repeats(bt_batch_t *b, void *arg)
+{
+    bt_batch_fill(b, 150, "orders", 100);
+    for (size_t i = 0; i < b->n; i++) {
+        snprintf(b->keys[i], sizeof(b->keys[i]), "u%zu", i % 30);
+        b->m[i].key_len = strlen(b->keys[i]);
+    }
+    if (arg)
+        bt_batch_set_value(b, *(const size_t *)arg, "{bad");
+}
+
+/* Many rows with repeated keys in one batch end with each key's last value
+ * in offset order, in every mode, and the batch modes run it folded: 15
+ * statements of 10 rows (every 30 rows a key repeats), not a failed one of
+ * 100 rows and then a statement a message. */
+static void test_pg_upsert_repeated_keys(void **unused)
+{
+    (void)unused;
+    BT_NEED_PG();
+    make_stmt_counter();
+    free(pg_equiv("eq_upsert", UPSERT_DDL STMT_COUNTER, UPSERT, fill_repeats, NULL,
+                  "repeated keys"));
+    for (int m = 0; m < MODES; m++) {
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM eq_upsert_%s WHERE off - 100 = substr(k, 2)::int + "
+                 "120 AND v = jsonb_build_object('n', off - 100)",
+                 mode_suffix[m]);
+        assert_int_equal(bt_pg_admin_long(sql), 30);
+    }
+    assert_int_equal(stmts_run("eq_upsert", BY_MESSAGE), 150);
+    for (int m = BY_BATCH; m < MODES; m++)
+        if (stmts_run("eq_upsert", m) > 15)
+            fail_msg("%s ran %ld statements for 150 rows: not folded", mode_names[m],
+                     stmts_run("eq_upsert", m));
+}
+
+/* A row that fails in a folded upsert batch fails alone; the others are
+ * written, each key with its last good value. */
+static void test_pg_upsert_bad_row(void **unused)
+{
+    size_t bad = 125; /* key u5's last message, amid a statement: its row is message 95's */
+    char *rows;
+
+    (void)unused;
+    BT_NEED_PG();
+    rows = pg_equiv("eq_upbad", UPSERT_DDL, UPSERT, fill_repeats, &bad, "bad row");
+    free(rows);
+    for (int m = 0; m < MODES; m++) {
+        char sql[256];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM eq_upbad_%s", mode_suffix[m]);
+        assert_int_equal(bt_pg_admin_long(sql), 30);
+        snprintf(sql, sizeof(sql), "SELECT off FROM eq_upbad_%s WHERE k = 'u5'",
+                 mode_suffix[m]);
+        assert_int_equal(bt_pg_admin_long(sql), 195);
+    }
+}
+
+/* Nine new keys n0..n8, then k0, which is in the table already. */
+static void fill_then_old(bt_batch_t *b, void *arg)
+{
+    (void)arg;
+    bt_batch_fill(b, 10, "orders", 100);
+    for (size_t i = 0; i < 10; i++) {
+        snprintf(b->keys[i], sizeof(b->keys[i]), "%c%zu", i < 9 ? 'n' : 'k', i % 9);
+        b->m[i].key_len = strlen(b->keys[i]);
+    }
+}
+
+/* A WHERE on DO UPDATE keeps its meaning: here it reads the table, and k0
+ * is updated only while it holds fewer than three rows, which is never
+ * once the nine rows before k0's message are in. One statement over the
+ * ten rows would read the table as it was before them, and update k0. */
+static void test_pg_upsert_where(void **unused)
+{
+    char *rows;
+
+    (void)unused;
+    BT_NEED_PG();
+    rows = pg_equiv("eq_upwhere",
+                    "CREATE TABLE {t} (k text PRIMARY KEY, v text, off bigint); "
+                    "INSERT INTO {t} VALUES ('k0', 'pre', 0)",
+                    "INSERT INTO {t} (k, v, off) VALUES (:key, :value, :offset) ON CONFLICT "
+                    "(k) DO UPDATE SET v = EXCLUDED.v WHERE (SELECT count(*) FROM {t}) < 3",
+                    fill_then_old, NULL, "where");
+    assert_non_null(strstr(rows, "(k0,pre,0)"));
+    free(rows);
+}
+
 /* The log lines of handler inits, joined. */
 static void keep_line(ballast_log_level_t level, const char *line, void *opaque)
 {
@@ -361,14 +482,18 @@ static const char *const v_in[] = {":value", ":value::text", ":value::jsonb::tex
 static const char *const v_out[] = {"upper(:value)", "coalesce(:value, 'none')",
                                     ":value || :key",
                                     "(SELECT count(DISTINCT v)::text FROM {t} WHERE k = :key)"};
-static const char *const tail_in[] = {"", " ON CONFLICT DO NOTHING",
-                                      " ON CONFLICT (k, off) DO NOTHING",
-                                      " ON CONFLICT ON CONSTRAINT {t}_pkey DO NOTHING",
-                                      " ON CONFLICT (k, off) WHERE k IS NOT NULL DO NOTHING"};
+static const char *const tail_in[] = {
+    "", " ON CONFLICT DO NOTHING", " ON CONFLICT (k, off) DO NOTHING",
+    " ON CONFLICT ON CONSTRAINT {t}_pkey DO NOTHING",
+    " ON CONFLICT (k, off) WHERE k IS NOT NULL DO NOTHING",
+    " ON CONFLICT (k, off) DO UPDATE SET v = EXCLUDED.v",
+    " ON CONFLICT (off, k) DO UPDATE SET n = EXCLUDED.n, v = EXCLUDED.v::text",
+    " ON CONFLICT ON CONSTRAINT {t}_pkey DO UPDATE SET v = EXCLUDED.v, n = 7"};
 static const char *const tail_out[] = {
     " ON CONFLICT (k, off) DO UPDATE SET n = {t}.n + 1",
-    " ON CONFLICT (k, off) DO UPDATE SET v = EXCLUDED.v",
+    " ON CONFLICT (k, off) DO UPDATE SET v = EXCLUDED.v WHERE {t}.n < 1",
     " ON CONFLICT (k, off) DO UPDATE SET n = (SELECT count(*) FROM {t})",
+    " ON CONFLICT (k, off) DO UPDATE SET v = EXCLUDED.v RETURNING n",
     " RETURNING n", " ON CONFLICT DO NOTHING RETURNING off"};
 static const char *const form_in[] = {"INSERT INTO {t} (k, off, n, v) VALUES (%s, %s, %s, %s)"};
 static const char *const form_out[] = {
@@ -584,6 +709,9 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         cmocka_unit_test(test_pg_subquery_in_tuple),
         cmocka_unit_test(test_pg_copy_bytes),
+        cmocka_unit_test(test_pg_upsert_repeated_keys),
+        cmocka_unit_test(test_pg_upsert_bad_row),
+        cmocka_unit_test(test_pg_upsert_where),
         cmocka_unit_test(test_pg_batch_path_logged),
         cmocka_unit_test(test_pg_differential),
     };

@@ -359,9 +359,40 @@ static const multi_case_t multi_cases[] = {
     {"INSERT INTO t VALUES (ROW(:key, 1))", NULL},
     {"INSERT INTO t VALUES (0x1F, :key)", NULL},
     {"INSERT INTO t VALUES (DEFAULT, :key)", NULL},
-    /* ... or the statement around the tuple is not a plain insert. */
+    /* An upsert whose SET only copies the proposed row, literals and casts. */
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n",
+     "INSERT INTO t (k) VALUES ($1), ($2) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value::jsonb) on conflict on constraint t_pk do "
+     "update set v = excluded.v, n = 1, w = (EXCLUDED.w)::text, x = CAST(Excluded.x AS int), "
+     "y = NULL, z = 'lit'",
+     "INSERT INTO t (k, v) VALUES ($1, $2::jsonb), ($3, $4::jsonb) on conflict on constraint "
+     "t_pk do update set v = excluded.v, n = 1, w = (EXCLUDED.w)::text, x = "
+     "CAST(Excluded.x AS int), y = NULL, z = 'lit'"},
+    /* ... but not one whose SET reads the table, calls a function, takes a
+     * parameter, or that has WHERE or RETURNING. */
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = t.n + 1", NULL},
-    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = t.n", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n + 1", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = :value", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = now()", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = DEFAULT", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = (SELECT 1)", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET (a, b) = "
+     "(EXCLUDED.a, EXCLUDED.b)",
+     NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET a[1] = EXCLUDED.a", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET a = \"excluded\".a", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET a = EXCLUDED", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n "
+     "WHERE t.n < EXCLUDED.n",
+     NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n "
+     "RETURNING k",
+     NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE n = EXCLUDED.n", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO UPDATE SET n = EXCLUDED.n,", NULL},
+    /* ... or the statement around the tuple is not a plain insert. */
     {"INSERT INTO t (k) VALUES (:key) RETURNING k", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT DO NOTHING RETURNING k", NULL},
     {"INSERT INTO t (k) VALUES (:key), (:value)", NULL},
@@ -379,6 +410,10 @@ static const multi_case_t multi_cases[] = {
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k DO NOTHING", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) WHERE x) DO NOTHING", NULL},
     {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ON CONSTRAINT DO NOTHING", NULL},
+    /* A dollar quote that the fold scanner cannot end (after `$$$$`, a
+     * `$$` that the placeholder parser reads as part of a word). */
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT ((k) DO NOTHING $$$$$$", NULL},
+    {"INSERT INTO t (k) VALUES (:key) ON CONFLICT (k) DO NOTHING $$$$$$", NULL},
     {"INSERT INTO t VALUES ()", NULL},
     {"INSERT INTO t VALUES (:key,)", NULL},
     {"INSERT INTO t VALUES ((((((((((((((((((((((((((((((((((:key))))))))))))))))))))))))))))))))))",
@@ -420,6 +455,135 @@ static void test_multirow_limit(void **state)
     free(sql);
     assert_null(bl_sqltmpl_multirow(&t, 21846));
     bl_sqltmpl_free(&t);
+}
+
+/* bl_sqltmpl_key: which parameters make up the conflict key of an upsert,
+ * as "key:<parameter indexes>"; "plain" for a folding statement that is
+ * not an upsert, "unknown" for an upsert whose key the text does not show,
+ * "-" for one with no multi-row form. */
+typedef struct key_case {
+    const char *in, *key;
+} key_case_t;
+
+static const key_case_t key_cases[] = {
+    {"INSERT INTO t (k, off, v) VALUES (:key, :offset::bigint, :value) ON CONFLICT (k, off) "
+     "DO UPDATE SET v = EXCLUDED.v",
+     "key:01"},
+    {"INSERT INTO t (v, k) VALUES (:value, CAST(:key AS text)) ON CONFLICT (K) WHERE v IS "
+     "NOT NULL DO UPDATE SET v = EXCLUDED.v",
+     "key:1"},
+    {"INSERT INTO t (\"K\", v) VALUES (:value, :key) ON CONFLICT (\"K\") DO UPDATE SET v = "
+     "EXCLUDED.v",
+     "key:0"},
+    {"INSERT INTO t (K, v) VALUES (:value, :key) ON CONFLICT (\"k\") DO UPDATE SET v = 1",
+     "key:0"},
+    {"INSERT INTO t (k, v) VALUES ('one', :value) ON CONFLICT (k) DO UPDATE SET v = 1",
+     "key:"},
+    {"INSERT INTO t (\"K\", v) VALUES (:value, :key) ON CONFLICT (k) DO UPDATE SET v = 1",
+     "unknown"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT (z) DO UPDATE SET v = 1",
+     "unknown"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT ((lower(k))) DO UPDATE SET v = 1",
+     "unknown"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT (k COLLATE \"C\") DO UPDATE "
+     "SET v = 1",
+     "unknown"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT ON CONSTRAINT t_pk DO UPDATE "
+     "SET v = 1",
+     "unknown"},
+    {"INSERT INTO t VALUES (:key, :value) ON CONFLICT (k) DO UPDATE SET v = 1", "unknown"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT (k) DO NOTHING", "plain"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value)", "plain"},
+    {"INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT (k) DO UPDATE SET v = 1 "
+     "WHERE t.v IS NULL",
+     "-"},
+    {"INSERT INTO t (k, v) VALUES (upper(:key), :value) ON CONFLICT (k) DO UPDATE SET v = 1",
+     "-"},
+};
+
+static void test_key(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+        const key_case_t *c = &key_cases[i];
+        bl_sqltmpl_t t;
+        bl_sqlkey_t k;
+        char err[256], got[64] = "-";
+        assert_int_equal(bl_sqltmpl_parse(c->in, PG, &t, err, sizeof(err)), 0);
+        if (!bl_sqltmpl_key(&t, &k)) {
+            bl_fmt(got, sizeof(got), "%s", !k.upsert ? "plain" : !k.known ? "unknown" : "key:");
+            for (size_t p = 0; k.known && p < k.n; p++)
+                got[4 + p] = (char)('0' + k.param[p]), got[5 + p] = '\0';
+        }
+        if (strcmp(got, c->key))
+            fail_msg("%s:\n got %s\nwant %s", c->in, got, c->key);
+        bl_sqltmpl_free(&t);
+    }
+}
+
+/* The spans of @p keys ("k/offset" per message, "-" for no key) under @p sql, as
+ * bl_sqlkey_span cuts them from the start, e.g. "3,2,1". */
+static void spans(const char *sql, const char *const *keys, size_t n, char *out, size_t size)
+{
+    struct ballast_message_s m[16];
+    const ballast_message_t *mp[16];
+    size_t idx[16];
+    bl_sqltmpl_t t;
+    bl_sqlkey_t k;
+    char err[256];
+
+    assert_true(n <= 16);
+    assert_int_equal(bl_sqltmpl_parse(sql, PG, &t, err, sizeof(err)), 0);
+    assert_int_equal(bl_sqltmpl_key(&t, &k), 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *slash = strchr(keys[i], '/');
+        m[i] = (struct ballast_message_s){.topic = "orders", .hdrs_loaded = true};
+        m[i].key = keys[i][0] == '-' ? NULL : keys[i];
+        m[i].key_len = m[i].key ? (size_t)(slash - keys[i]) : 0;
+        m[i].offset = strtoll(slash + 1, NULL, 10);
+        m[i].value = "v";
+        m[i].value_len = 1;
+        mp[i] = &m[i];
+        idx[i] = n - 1 - i; /* the messages in reverse: spans follow idx */
+    }
+    out[0] = '\0';
+    for (size_t from = 0; from < n;) {
+        size_t len = bl_sqlkey_span(&k, &t, mp, idx + from, n - from);
+        assert_true(len >= 1 && len <= n - from);
+        bl_fmt(out + strlen(out), size - strlen(out), "%s%zu", from ? "," : "", len);
+        from += len;
+    }
+    bl_sqltmpl_free(&t);
+}
+
+/* bl_sqlkey_span: a statement of an upsert's rows ends before the first
+ * row whose key repeats one of its rows; NULL keys count as equal; other
+ * statements are not cut. */
+static void test_key_span(void **state)
+{
+    /* in idx order (reversed below): a/1 b/1 a/2 a/1 -/1 -/1 b/1 ab/1 */
+    static const char *const keys[] = {"ab/1", "b/1", "-/1", "-/1", "a/1", "a/2", "b/1", "a/1"};
+    static const char *const one_key[] = {"k/1", "k/2", "k/3"};
+    char got[64];
+
+    (void)state;
+    spans("INSERT INTO t (k, off, v) VALUES (:key, :offset, :value) ON CONFLICT (k, off) DO "
+          "UPDATE SET v = EXCLUDED.v",
+          keys, 8, got, sizeof(got));
+    assert_string_equal(got, "3,2,3");
+    spans("INSERT INTO t (k, v) VALUES (:key, :value) ON CONFLICT (k) DO UPDATE SET v = 1",
+          keys, 8, got, sizeof(got));
+    assert_string_equal(got, "2,1,2,3");
+    spans("INSERT INTO t (k, off) VALUES ('c', :offset) ON CONFLICT (k) DO UPDATE SET off = 1",
+          one_key, 3, got, sizeof(got));
+    assert_string_equal(got, "1,1,1"); /* a constant key: a row a statement */
+    spans("INSERT INTO t (k, off) VALUES (:key, :offset) ON CONFLICT ON CONSTRAINT t_pk DO "
+          "UPDATE SET off = EXCLUDED.off",
+          keys, 8, got, sizeof(got));
+    assert_string_equal(got, "8"); /* unknown key: PostgreSQL's 21000 says */
+    spans("INSERT INTO t (k, off) VALUES (:key, :offset) ON CONFLICT (k) DO NOTHING", one_key,
+          3, got, sizeof(got));
+    assert_string_equal(got, "3");
 }
 
 /* bl_sqltmpl_copy: the COPY of a plain insert of lone placeholders, and
@@ -498,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_multirow),
         cmocka_unit_test(test_multirow_limit),
+        cmocka_unit_test(test_key),
+        cmocka_unit_test(test_key_span),
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_copy_field),
     };

@@ -1,0 +1,1 @@
+INSERT INTO events (id, "Data") VALUES (:key, :value::jsonb) ON CONFLICT (ID) DO UPDATE SET "Data" = EXCLUDED."Data", n = CAST(excluded.n AS int), m = 1;
