@@ -962,6 +962,55 @@ static void test_missing_client_certificate_fails_clearly(void **state)
     expect_refused_certificate(&m, NULL, NULL, "no client certificate");
 }
 
+static double metric(const char *text, const char *sample)
+{
+    const char *at = text ? strstr(text, sample) : NULL;
+    return at ? strtod(at + strlen(sample), NULL) : -1;
+}
+
+/* `ballast lag --all-groups --watch` with a group an ACL refuses: it is
+ * logged once, counted as group_denied at every evaluation, and the loop
+ * goes on. */
+static void watch_refused_group(const char *conf, const char *include, const char *group,
+                                const char *err_path)
+{
+    static const char evals[] = "\nballast_lag_evaluations_total{cluster=\"acl\"} ";
+    static const char denied[] =
+        "\nballast_lag_errors_total{cluster=\"acl\",kind=\"group_denied\"} ";
+    char addr[64], line[300], *text = NULL, *log;
+    int64_t deadline = bt_now_ms() + 60000;
+    pid_t pid = bt_spawn_ballast(ARGV("lag", "--config", conf, "--all-groups", "--include",
+                                      include, "--cluster-name", "acl", "--listen",
+                                      "127.0.0.1:0", "--watch", "0.2", "--timeout", "5"),
+                                 err_path);
+
+    bt_wait_listening(err_path, pid, addr, sizeof(addr));
+    for (;;) {
+        bt_http_reply_t r = bt_http_get(addr, "/metrics");
+        free(text);
+        text = r.status == 200 ? r.body : NULL;
+        r.body = NULL;
+        bt_http_reply_free(&r);
+        if (metric(text, evals) >= 5)
+            break;
+        if (bt_now_ms() > deadline)
+            fail_msg("fewer than 5 evaluations within 60 s: %s", text ? text : "");
+        usleep(100 * 1000);
+    }
+    /* Counted at every evaluation but the one still being read. */
+    if (metric(text, denied) < metric(text, evals) - 1)
+        fail_msg("group_denied counts %.0f after %.0f evaluations", metric(text, denied),
+                 metric(text, evals));
+    free(text);
+    bt_term(pid);
+    assert_int_equal(bt_wait(pid, 30000), 0);
+    log = bt_read_file(err_path);
+    snprintf(line, sizeof(line), "group %s: its offsets cannot be read", group);
+    if (!log || !strstr(log, line) || strstr(strstr(log, line) + 1, line))
+        fail_msg("the refused group was not logged exactly once: %s", log ? log : "");
+    free(log);
+}
+
 /* An ACL in front of `ballast lag`, as the SCRAM user: a group it may not
  * Describe and a topic it may not Describe. A group refused must never look
  * like a healthy or an empty one. */
@@ -1049,6 +1098,7 @@ static void test_acls_in_front_of_lag(void **state)
         fail_msg("the refused group has rows that are not ERR: %s", text);
     free(text);
     free(errs);
+    watch_refused_group(conf, include, g_refused, err);
     free(out);
     free(err);
     free(conf);
