@@ -343,9 +343,17 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         if (!bl_dispatch_hold_back(c, now))
             bl_dispatch_poll(c);
     }
+    /* Each phase of the stop is watched (txnwatch.c): one that outlives
+     * what it waits for (the drain and its grace, then a commit) is
+     * reported, and `ballast run` then ends the process. */
+    bl_txnwatch_stop_phase(c, "draining what is in flight",
+                           c->set.shutdown_timeout_ms + STOP_GRACE_MS + c->ktxn.timeout_ms);
     drain_all(c);
     /* Leaving the group triggers a final revoke, which commits again. */
+    bl_txnwatch_stop_phase(c, "leaving the group",
+                           c->set.shutdown_timeout_ms + c->ktxn.timeout_ms);
     rd_kafka_consumer_close(c->rk);
+    bl_txnwatch_stop_phase(c, NULL, 0);
     /* The drain already gave running calls their grace. */
     bl_workers_stop(c, 100);
     settle(c);
