@@ -573,8 +573,9 @@ BALLAST_API int ballast_consumer_healthy(const ballast_consumer_t *cons,
  *        uncommitted.
  *        The stop after ballast_consumer_stop() is watched too, in any
  *        mode: its drain (bounded by shutdown.timeout.ms, the running
- *        calls' grace and a commit) and its leaving of the group
- *        (shutdown.timeout.ms and a commit). A phase still running 30 s
+ *        calls' grace, a commit and a producer's re-initialisation) and
+ *        its leaving of the group (shutdown.timeout.ms, a commit and a
+ *        re-initialisation). A phase still running 30 s
  *        past its bound gets the same error, naming the phase; what was
  *        not committed is delivered again after a restart. Thread-safe.
  */
