@@ -16,6 +16,9 @@
 #define API_PRODUCE 0
 #define API_OFFSET_COMMIT 8
 #define WAIT_MS 60000
+/* Produce errors the dead letter meets: with librdkafka's back-off (0.1 s
+ * doubling to 1 s) a stall of about 12 s, many offset commits long. */
+#define REFUSALS 15
 
 
 /* Every offset below hwm handled at least once. */
@@ -211,7 +214,7 @@ static bool stall_cleared(void *arg)
     return st.dead_lettered == 1 && committed[0] == 20;
 }
 
-/* The dead-letter copy of offset 5 meets 50 retriable produce errors
+/* The dead-letter copy of offset 5 meets REFUSALS retriable produce errors
  * (NOT_ENOUGH_REPLICAS, which the producer retries): every other message
  * is handled and offsets 0-4 committed, but the commit does not pass 5
  * until the broker has acknowledged the copy. */
@@ -230,7 +233,7 @@ static void test_mock_dlq_stall_keeps_the_offset_uncommitted(void **state)
     assert_int_equal(rd_kafka_mock_topic_create(m.mc, dlq, 1, 1), 0);
     bt_produce_seq(m.bootstrap, topic, 1, 0, 20, 0);
     /* From now on only ballast produces: the dead letter is the only record. */
-    for (int i = 0; i < 50; i++)
+    for (int i = 0; i < REFUSALS; i++)
         assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
                              m.mc, 1, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, 0),
                          0);
@@ -241,7 +244,7 @@ static void test_mock_dlq_stall_keeps_the_offset_uncommitted(void **state)
     rec->fail_outcome = BALLAST_OUTCOME_FAIL;
     s.run = bt_runner_start(conf);
     if (!bt_wait_for(stall_over, &s, WAIT_MS))
-        fail_msg("the producer did not retry the dead letter 50 times");
+        fail_msg("the producer did not retry the dead letter %d times", REFUSALS);
     print_message("%d looks with offsets 0-4 committed and the rest handled while the "
                   "dead letter was refused\n",
                   s.seen_stalled);
