@@ -343,18 +343,9 @@ ballast_error_t *ballast_consumer_run(ballast_consumer_t *c)
         if (!bl_dispatch_hold_back(c, now))
             bl_dispatch_poll(c);
     }
-    /* Each phase of the stop is watched (txnwatch.c): one that outlives
-     * what it waits for (the drain and its grace, then a commit and, after
-     * a failed one, the producer's re-initialisation) is reported, and
-     * `ballast run` then ends the process. */
-    bl_txnwatch_stop_phase(c, "draining what is in flight",
-                           c->set.shutdown_timeout_ms + STOP_GRACE_MS + 2 * c->ktxn.timeout_ms);
     drain_all(c);
     /* Leaving the group triggers a final revoke, which commits again. */
-    bl_txnwatch_stop_phase(c, "leaving the group",
-                           c->set.shutdown_timeout_ms + 2 * c->ktxn.timeout_ms);
     rd_kafka_consumer_close(c->rk);
-    bl_txnwatch_stop_phase(c, NULL, 0);
     /* The drain already gave running calls their grace. */
     bl_workers_stop(c, 100);
     settle(c);

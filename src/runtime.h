@@ -299,12 +299,6 @@ typedef struct bl_txnwatch {
     atomic_int_fast64_t since_ms;   /* when it was entered; 0: none */
     atomic_int_fast64_t timeout_ms; /* the timeout it was given */
     atomic_bool reported;           /* ballast_consumer_stalled() logged it */
-    /* The stop (consumer.c): the phase it is in (a static phrase, or NULL
-     * before the stop and after its bounded part), since when, its bound. */
-    _Atomic(const char *) stop_phase;
-    atomic_int_fast64_t stop_since_ms;
-    atomic_int_fast64_t stop_bound_ms;
-    atomic_bool stop_reported;
     int64_t margin_ms; /* how far past its timeout a call counts as hung:
                           BL_TXN_OVERRUN_MARGIN_MS (tests lower it) */
     /* Tests only (NULL otherwise): called inside the watched window of

@@ -9,10 +9,6 @@
  * any thread when that call has overrun its timeout by more than
  * BL_TXN_OVERRUN_MARGIN_MS.
  *
- * A stop is watched the same way, phase by phase (bl_txnwatch_stop_phase):
- * the drain, then leaving the group, each bounded by what it waits for; a
- * phase that outlives its bound by the margin is reported too.
- *
  * The library only reports it: the poll thread cannot be taken back from
  * inside librdkafka, so the way out is to end the process, and that is the
  * embedding program's decision (`ballast run` exits 1, tools/stallwatch.c).
@@ -65,42 +61,6 @@ bool bl_txnwatch_current(const ballast_consumer_t *c, const char **call,
     return true;
 }
 
-void bl_txnwatch_stop_phase(ballast_consumer_t *c, const char *phase, int64_t bound_ms)
-{
-    atomic_store(&c->txnwatch.stop_since_ms, 0);
-    atomic_store(&c->txnwatch.stop_phase, phase);
-    atomic_store(&c->txnwatch.stop_bound_ms, bound_ms);
-    if (!phase)
-        return;
-    atomic_store(&c->txnwatch.stop_since_ms, bl_now_ms());
-    bl_log(&c->log, BALLAST_LOG_INFO, "stopping: %s", phase);
-    if (c->txnwatch.hook)
-        c->txnwatch.hook(c, phase);
-}
-
-/* The stop's phase, past its bound plus the margin: a BALLAST_ERR_STALLED
- * error, logged once; or NULL. Read as bl_txnwatch_current() reads. */
-static ballast_error_t *stop_stalled(const ballast_consumer_t *c)
-{
-    bl_txnwatch_t *w = (bl_txnwatch_t *)&c->txnwatch;
-    int64_t since = atomic_load(&w->stop_since_ms), elapsed, bound;
-    const char *phase = atomic_load(&w->stop_phase);
-    ballast_error_t *err;
-
-    bound = atomic_load(&w->stop_bound_ms);
-    if (!since || !phase || atomic_load(&w->stop_since_ms) != since ||
-        (elapsed = bl_now_ms() - since) <= bound + w->margin_ms)
-        return NULL;
-    err = bl_error_new(BALLAST_ERR_STALLED, false, true,
-                       "stopping: %s has not ended after %.1f s (it should within %.1f s): "
-                       "the stop is stuck, and only ending the process ends it (what is "
-                       "not committed is delivered again)",
-                       phase, (double)elapsed / 1000.0, (double)bound / 1000.0);
-    if (!atomic_exchange(&w->stop_reported, true))
-        bl_log(&c->log, BALLAST_LOG_ERROR, "%s", ballast_error_message(err));
-    return err;
-}
-
 ballast_error_t *ballast_consumer_stalled(const ballast_consumer_t *c)
 {
     const char *call;
@@ -108,11 +68,9 @@ ballast_error_t *ballast_consumer_stalled(const ballast_consumer_t *c)
 
     ballast_error_t *err;
 
-    if (!c)
-        return NULL;
-    if (!bl_txnwatch_current(c, &call, &elapsed, &timeout) ||
+    if (!c || !bl_txnwatch_current(c, &call, &elapsed, &timeout) ||
         elapsed <= timeout + c->txnwatch.margin_ms)
-        return stop_stalled(c);
+        return NULL;
     err = bl_error_new(BALLAST_ERR_STALLED, false, true,
                         "kafka: %s has not returned after %.1f s (its timeout is %.1f s): "
                         "librdkafka is stuck in the transaction and the poll loop with it; "

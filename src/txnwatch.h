@@ -1,7 +1,7 @@
 /*
- * txnwatch.h - the watchdog's records: which blocking Kafka transaction
- * call the poll thread is in, since when, with what timeout; and which
- * phase of a stop (see txnwatch.c).
+ * txnwatch.h - the transaction watchdog's record: which blocking Kafka
+ * transaction call the poll thread is in, since when, with what timeout
+ * (see txnwatch.c).
  */
 #ifndef BALLAST_TXNWATCH_H
 #define BALLAST_TXNWATCH_H
@@ -21,12 +21,6 @@ void bl_txnwatch_enter(ballast_consumer_t *c, const char *call, int64_t timeout_
 
 /** Records that the call returned. Poll thread. */
 void bl_txnwatch_leave(ballast_consumer_t *c);
-
-/** Records that the stop enters @p phase (a static phrase naming what it
- *  waits for; NULL: the stop's bounded part is over), which should end
- *  within @p bound_ms, and logs it. ballast_consumer_stalled() reports a
- *  phase past its bound plus the margin. Poll thread. */
-void bl_txnwatch_stop_phase(ballast_consumer_t *c, const char *phase, int64_t bound_ms);
 
 /** The call the poll thread is in: true with @p call, how long it has run
  *  (@p elapsed_ms) and its @p timeout_ms; false when it is in none. Any

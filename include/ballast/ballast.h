@@ -64,9 +64,8 @@ typedef enum ballast_err_code {
     BALLAST_ERR_STOPPED,     /**< a stop was requested before start-up ended */
     BALLAST_ERR_INCOMPLETE,  /**< the stop's drain timed out: in-flight work was
                                   left uncommitted (it comes back on restart) */
-    BALLAST_ERR_STALLED      /**< a librdkafka transaction call, or a phase of
-                                  the stop, overran its bound
-                                  (ballast_consumer_stalled()) */
+    BALLAST_ERR_STALLED      /**< a librdkafka transaction call overran its
+                                  timeout (ballast_consumer_stalled()) */
 } ballast_err_code_t;
 
 typedef struct ballast_error_s ballast_error_t;
@@ -570,14 +569,7 @@ BALLAST_API int ballast_consumer_healthy(const ballast_consumer_t *cons,
  *        aborts it when the next instance initialises the same
  *        transactional.id, or at transaction.timeout.ms), so its records
  *        stay invisible to read_committed readers and its offsets
- *        uncommitted.
- *        The stop after ballast_consumer_stop() is watched too, in any
- *        mode: its drain (bounded by shutdown.timeout.ms, the running
- *        calls' grace, a commit and a producer's re-initialisation) and
- *        its leaving of the group (shutdown.timeout.ms, a commit and a
- *        re-initialisation). A phase still running 30 s
- *        past its bound gets the same error, naming the phase; what was
- *        not committed is delivered again after a restart. Thread-safe.
+ *        uncommitted. Thread-safe.
  */
 BALLAST_API ballast_error_t *ballast_consumer_stalled(const ballast_consumer_t *cons);
 

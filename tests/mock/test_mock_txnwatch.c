@@ -12,12 +12,7 @@
  *     the call returns, nothing again, and the run stops cleanly;
  *   - `ballast run`'s watchdog thread (tools/stallwatch.c, built in) ends
  *     the process with exit code 1 within a few seconds, while the call
- *     still blocks (in a child process);
- *   - a stop watched phase by phase: the hook holds "leaving the group"
- *     (where rd_kafka_consumer_close would hang); past that phase's bound
- *     (shutdown.timeout.ms plus two calls' timeout) and the margin, the
- *     same error names the phase, logged once; released, the run ends
- *     cleanly.
+ *     still blocks (in a child process).
  */
 #include "support.h"
 
@@ -49,15 +44,12 @@ static struct gate {
     int64_t entered_ms;
 } gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false, 0};
 
-/* The call or stop phase the hook holds. */
-static const char *gate_call = "rd_kafka_send_offsets_to_transaction";
-
 static void block_hook(ballast_consumer_t *c, const char *call)
 {
     struct timespec until = bl_deadline(BLOCK_MS);
 
     (void)c;
-    if (strcmp(call, gate_call))
+    if (strcmp(call, "rd_kafka_send_offsets_to_transaction"))
         return;
     pthread_mutex_lock(&gate.mtx);
     if (!gate.entered) {
@@ -117,7 +109,7 @@ static ballast_outcome_t ok_handle(void *state, const ballast_message_t *msg,
 static const ballast_handler_t ok_handler = {BALLAST_HANDLER_ABI_VERSION, "ok", ok_init,
                                              ok_handle, NULL, NULL};
 
-static atomic_int stall_lines, stop_lines;
+static atomic_int stall_lines;
 
 static void log_cb(ballast_log_level_t level, const char *line, void *opaque)
 {
@@ -127,8 +119,6 @@ static void log_cb(ballast_log_level_t level, const char *line, void *opaque)
     if (level == BALLAST_LOG_ERROR && strstr(line, "rd_kafka_send_offsets_to_transaction") &&
         strstr(line, "has not returned"))
         atomic_fetch_add(&stall_lines, 1);
-    if (level == BALLAST_LOG_ERROR && strstr(line, "stopping: leaving the group has not ended"))
-        atomic_fetch_add(&stop_lines, 1);
 }
 
 /* ---- a consumer on a mock cluster, its calls watched -------------------- */
@@ -304,50 +294,11 @@ static void test_run_exits_1(void **state)
                  (long long)(bt_now_ms() - started));
 }
 
-static void test_stuck_stop_reported(void **state)
-{
-    /* The phase's bound in this scene: shutdown.timeout.ms plus two
-     * calls' timeout (a commit and a re-initialisation), then the margin. */
-    const int64_t bound = 2000 + 2 * CALL_TIMEOUT_MS + MARGIN_MS;
-    scene_t s;
-    const char *why;
-    ballast_error_t *err = NULL;
-    int64_t entered;
-
-    (void)state;
-    gate.entered = gate.released = false;
-    gate_call = "leaving the group";
-    if ((why = scene_start(&s)))
-        fail_msg("set-up: %s", why);
-    ballast_consumer_stop(s.cons);
-    assert_true(bt_wait_for(gate_entered, NULL, WAIT_MS));
-    pthread_mutex_lock(&gate.mtx);
-    entered = gate.entered_ms;
-    pthread_mutex_unlock(&gate.mtx);
-    while (!(err = ballast_consumer_stalled(s.cons)) && bt_now_ms() - entered < WAIT_MS)
-        usleep(20 * 1000);
-    if (!err)
-        fail_msg("a stop held in \"leaving the group\" was not reported in %d ms", WAIT_MS);
-    if (bt_now_ms() - entered < bound)
-        fail_msg("reported %lld ms into the phase, before its bound and margin (%lld ms)",
-                 (long long)(bt_now_ms() - entered), (long long)bound);
-    assert_int_equal(ballast_error_code(err), BALLAST_ERR_STALLED);
-    assert_non_null(strstr(ballast_error_message(err), "leaving the group has not ended"));
-    ballast_error_destroy(err);
-    ballast_error_destroy(ballast_consumer_stalled(s.cons));
-    assert_int_equal(atomic_load(&stop_lines), 1);
-    gate_release();
-    err = scene_stop(&s);
-    if (err)
-        fail_msg("the run ended with: %s", ballast_error_message(err));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stalled_call_reported),
         cmocka_unit_test(test_run_exits_1),
-        cmocka_unit_test(test_stuck_stop_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
