@@ -471,6 +471,13 @@ bool bl_conf_exactly_once(const ballast_conf_t *conf)
     return !strcmp(bl_conf_str(conf, "semantics"), "exactly-once");
 }
 
+size_t bl_conf_pg_group(const ballast_conf_t *conf)
+{
+    int64_t n = bl_conf_int(conf, "handler.postgres.group.messages");
+
+    return !strcmp(bl_conf_str(conf, "processing"), "message") && n > 1 ? (size_t)n : 0;
+}
+
 int64_t bl_conf_int(const ballast_conf_t *conf, const char *key)
 {
     int64_t v = 0;

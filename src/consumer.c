@@ -101,9 +101,7 @@ static void read_settings(ballast_consumer_t *c)
         s->semantics = c->dbtxn.ops ? BL_EXACTLY_ONCE_DB : BL_EXACTLY_ONCE_KAFKA;
     }
     /* Message mode into PostgreSQL: messages grouped in transactions. */
-    if (!s->batch_mode && s->handler == &bl_handler_postgres &&
-        bl_conf_int(c->conf, "handler.postgres.group.messages") > 1) {
-        s->group_max = (size_t)bl_conf_int(c->conf, "handler.postgres.group.messages");
+    if (s->handler == &bl_handler_postgres && (s->group_max = bl_conf_pg_group(c->conf))) {
         s->group_ms = bl_conf_int(c->conf, "handler.postgres.group.ms");
         c->dbtxn.ops = bl_handler_dbtxn_ops(s->handler);
     }

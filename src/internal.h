@@ -52,6 +52,10 @@ const char *bl_conf_str(const ballast_conf_t *conf, const char *key);
  *  handler the database's transactions hold the offsets, with any other
  *  Kafka transactions do). */
 bool bl_conf_exactly_once(const ballast_conf_t *conf);
+/** How many consecutive messages one PostgreSQL transaction takes in
+ *  `processing = message` (handler.postgres.group.messages), or 0 when
+ *  messages are not grouped (batch mode, or a group of one). */
+size_t bl_conf_pg_group(const ballast_conf_t *conf);
 
 typedef void (bl_conf_kv_cb)(const char *key, const char *value, void *opaque);
 /** Calls @p cb for each `<prefix><name>` key that is set, with the prefix

@@ -1805,8 +1805,7 @@ static int pg_init(void **statep, const ballast_handler_params_t *params,
     }
     st->eo = bl_conf_exactly_once(params->conf);
     st->stop = bl_conf_stop_flag(params->conf);
-    st->grouped = !strcmp(bl_conf_str(params->conf, "processing"), "message") &&
-                  bl_conf_int(params->conf, "handler.postgres.group.messages") > 1;
+    st->grouped = bl_conf_pg_group(params->conf) > 0;
     if ((rc = pg_setup(st, params->conf, sql, errbuf, errsize)) != 0) {
         pg_destroy(st);
         return rc;
